@@ -1,0 +1,46 @@
+# The two commands a user types are `make run` and `make test`; the rest are their parts.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Models the test suite uses live here, outside any test's data dir, so they download once.
+TEST_MODELS_DIR ?= $(CURDIR)/.models
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: run install test test-models lint bench quality clean
+
+run: install
+	$(BIN)/assistant models pull qwen2.5-coder-0.5b minilm-l6
+	$(BIN)/assistant
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+
+# Re-installs only when the project's metadata changed; pip keeps the built llama-cpp-python wheel.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+test-models: install
+	ASSISTANT_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/assistant models pull smollm2-135m minilm-l6
+
+lint: install
+	$(BIN)/ruff check assistant plugins tests benchmarks
+	$(BIN)/mypy
+
+test: install test-models lint
+	ASSISTANT_TEST_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/python -m pytest -m "not quality" tests
+
+quality: install test-models
+	ASSISTANT_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/assistant models pull qwen2.5-coder-0.5b
+	ASSISTANT_TEST_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/python -m pytest -m quality tests
+
+bench: install test-models
+	ASSISTANT_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/assistant models pull qwen2.5-coder-0.5b
+	ASSISTANT_TEST_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,93 @@
+"""Every error the assistant raises on purpose.
+
+    AssistantError                 root: a message for the user and what to do about it
+     ├── ConfigError               a bad setting (names the file or variable and the key)
+     ├── ModelError                a model cannot be found, installed or loaded
+     │    ├── ModelNotFound
+     │    ├── ModelIntegrityError  sha256 mismatch, or not a valid model file
+     │    └── ModelLoadError
+     ├── DaemonError               the daemon cannot be reached, started or used
+     │    ├── DaemonNotRunning
+     │    └── QueueFull
+     ├── RequestError              a request the API refuses (status, code, field)
+     ├── StorageError              the conversation store cannot be used
+     │    └── StorageUnavailable
+     └── PluginError               a plugin failed to load or misbehaved
+
+CLI and TUI render these once, at the edge; nothing below them prints.
+"""
+
+from __future__ import annotations
+
+
+class AssistantError(Exception):
+    """Root of the tree. ``hint`` tells the user what to do next."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n{self.hint}"
+
+
+class ConfigError(AssistantError):
+    exit_code = 2
+
+
+class ModelError(AssistantError):
+    pass
+
+
+class ModelNotFound(ModelError):
+    pass
+
+
+class ModelIntegrityError(ModelError):
+    pass
+
+
+class ModelLoadError(ModelError):
+    pass
+
+
+class DaemonError(AssistantError):
+    pass
+
+
+class DaemonNotRunning(DaemonError):
+    pass
+
+
+class QueueFull(DaemonError):
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message, "Try again shortly.")
+        self.retry_after = retry_after
+
+
+class RequestError(AssistantError):
+    """A request the API refuses; ``status`` is the HTTP status, ``code`` a stable token."""
+
+    def __init__(
+        self, message: str, *, status: int = 400, code: str = "invalid_request",
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.param = param
+
+
+class StorageError(AssistantError):
+    pass
+
+
+class StorageUnavailable(StorageError):
+    pass
+
+
+class PluginError(AssistantError):
+    pass

@@ -1,0 +1,59 @@
+"""Where the assistant keeps things. Directories are made on first use, mode 0700.
+
+data     $ASSISTANT_DATA_DIR, else $XDG_DATA_HOME/assistant: database, registry, model states
+runtime  $ASSISTANT_RUNTIME_DIR, else $XDG_RUNTIME_DIR/assistant, else /tmp/assistant-<uid>
+models   $ASSISTANT_MODELS_DIR, else <data>/models: assembled model files, shareable
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from assistant.config import Settings
+from assistant.errors import ConfigError
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` (0700) if missing; refuse one owned by someone else or open to others."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_uid != os.getuid():
+        raise ConfigError(
+            f"{path} belongs to another user.", "Choose a directory of your own."
+        )
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+def data_dir(settings: Settings, create: bool = True) -> Path:
+    if settings.paths.data_dir:
+        path = Path(settings.paths.data_dir).expanduser()
+    else:
+        base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        path = Path(base) / "assistant"
+    return ensure_private_dir(path) if create else path
+
+
+def runtime_dir(settings: Settings, create: bool = True) -> Path:
+    if settings.paths.runtime_dir:
+        path = Path(settings.paths.runtime_dir).expanduser()
+    elif os.environ.get("XDG_RUNTIME_DIR"):
+        path = Path(os.environ["XDG_RUNTIME_DIR"]) / "assistant"
+    else:
+        path = Path("/tmp") / f"assistant-{os.getuid()}"
+    return ensure_private_dir(path) if create else path
+
+
+def models_dir(settings: Settings, create: bool = True) -> Path:
+    if settings.paths.models_dir:
+        path = Path(settings.paths.models_dir).expanduser()
+    else:
+        path = data_dir(settings, create) / "models"
+    return ensure_private_dir(path) if create else path
+
+
+def socket_path(settings: Settings, create: bool = True) -> Path:
+    return runtime_dir(settings, create) / "assistant.sock"
