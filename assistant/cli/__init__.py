@@ -81,9 +81,9 @@ def main(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from assistant.cli import chat, daemon, models
+    from assistant.cli import chat, daemon, history, models, plugins, routing
 
-    for module in (chat, daemon, models):
+    for module in (chat, daemon, history, models, plugins, routing):
         module.register(main)
 
 

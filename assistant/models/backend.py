@@ -1,0 +1,72 @@
+"""The contract between the daemon and whatever runs a model.
+
+The daemon talks to every model through a :class:`Backend`: the model host process (GGUF and
+ONNX files) is one; a plugin may register others through ``register_models`` (a remote API, or
+the fake model the unit tests use). Backends run in the daemon's event loop and must not block.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_tokens: int | None = None
+    temperature: float = 0.7
+    top_p: float = 0.95
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass
+class Delta:
+    """A piece of generated text. The last one of a stream carries ``finish_reason``."""
+
+    text: str
+    finish_reason: Literal["stop", "length", "cancelled"] | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    kind: Literal["chat", "embedding"]
+    context_length: int
+    owned_by: str = "assistant"
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(ABC):
+    """Runs models. One backend may serve several model names."""
+
+    @abstractmethod
+    def models(self) -> list[ModelInfo]:
+        """The models this backend can serve now."""
+
+    @abstractmethod
+    def chat(
+        self, model: str, messages: list[ChatMessage], params: GenerationParams
+    ) -> AsyncIterator[Delta]:
+        """Stream the reply to ``messages``. Closing the iterator cancels the generation."""
+
+    @abstractmethod
+    async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
+        """One L2-normalised vector per text."""
+
+    async def count_tokens(self, model: str, messages: list[ChatMessage]) -> int:
+        """Tokens the rendered prompt takes; backends that cannot tell estimate."""
+        return sum(len(m.content) // 4 + 4 for m in messages)

@@ -1,0 +1,44 @@
+"""Shared fixtures: every test gets its own data, runtime and config dirs.
+
+Model files are shared across tests: they live in $ASSISTANT_TEST_MODELS_DIR (the Makefile sets
+it; `make test-models` fills it), default ``.models`` at the repository root.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_MODELS_DIR = Path(os.environ.get("ASSISTANT_TEST_MODELS_DIR", REPO / ".models"))
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A temp dir with a short path: Unix socket paths must stay under 108 bytes."""
+    with tempfile.TemporaryDirectory(prefix="as-", dir="/tmp") as d:
+        yield Path(d)
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(
+    tmp_path: Path, short_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """Point every location at a fresh temp dir; models at the shared test models dir."""
+    for name in list(os.environ):
+        if name.startswith("ASSISTANT_"):
+            monkeypatch.delenv(name)
+    env = {
+        "ASSISTANT_DATA_DIR": str(tmp_path / "data"),
+        "ASSISTANT_RUNTIME_DIR": str(short_tmp / "run"),
+        "ASSISTANT_MODELS_DIR": str(TEST_MODELS_DIR),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "ASSISTANT_MODEL": "smollm2-135m",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
