@@ -1,10 +1,81 @@
 """assistant: a local, offline, plugin-based conversational assistant.
 
-This module stays light: importing it loads no model runtime, UI toolkit or NLP library.
+This module stays light: importing it loads no model runtime, UI toolkit or NLP library. The
+names plugin authors need are exported here and resolved on first access.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+if TYPE_CHECKING:
+    from assistant.hookspecs import hookimpl
+    from assistant.models.backend import (
+        Backend,
+        ChatMessage,
+        Delta,
+        GenerationParams,
+        ModelInfo,
+    )
+    from assistant.skills import (
+        DeltaEvent,
+        Done,
+        ErrorEvent,
+        Event,
+        Notice,
+        Progress,
+        Reply,
+        Skill,
+        SkillContext,
+        Turn,
+    )
+
+_EXPORTS = {
+    "Backend": "assistant.models.backend",
+    "ChatMessage": "assistant.models.backend",
+    "Delta": "assistant.models.backend",
+    "DeltaEvent": "assistant.skills",
+    "Done": "assistant.skills",
+    "ErrorEvent": "assistant.skills",
+    "Event": "assistant.skills",
+    "GenerationParams": "assistant.models.backend",
+    "ModelInfo": "assistant.models.backend",
+    "Notice": "assistant.skills",
+    "Progress": "assistant.skills",
+    "Reply": "assistant.skills",
+    "Skill": "assistant.skills",
+    "SkillContext": "assistant.skills",
+    "Turn": "assistant.skills",
+    "hookimpl": "assistant.hookspecs",
+}
+
+__all__ = [
+    "Backend",
+    "ChatMessage",
+    "Delta",
+    "DeltaEvent",
+    "Done",
+    "ErrorEvent",
+    "Event",
+    "GenerationParams",
+    "ModelInfo",
+    "Notice",
+    "Progress",
+    "Reply",
+    "Skill",
+    "SkillContext",
+    "Turn",
+    "__version__",
+    "hookimpl",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'assistant' has no attribute {name!r}")

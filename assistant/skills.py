@@ -1,0 +1,236 @@
+"""The Skill API: what a skill is, what it receives, and the events it yields.
+
+A plugin registers :class:`Skill` instances through ``register_skills``. For each routed turn the
+daemon calls ``skill.run(turn, ctx)``, an async generator of :data:`Event` objects, under a
+timeout; :func:`execute` is that runner, shared by the daemon, the CLI and the test kit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol
+
+from assistant.models.backend import ChatMessage, GenerationParams
+
+Status = Literal["complete", "cancelled", "error"]
+
+
+# -- events -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Progress:
+    """Work done so far, e.g. chunks summarised: ``done`` of ``total``."""
+
+    done: int
+    total: int
+    message: str = ""
+    type: ClassVar[str] = "progress"
+
+
+@dataclass(frozen=True)
+class DeltaEvent:
+    """A piece of the reply text, in order."""
+
+    text: str
+    type: ClassVar[str] = "delta"
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should see that is not part of the reply (a timeout, a plugin error)."""
+
+    message: str
+    level: Literal["info", "warning"] = "info"
+    type: ClassVar[str] = "notice"
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    """The skill failed; the reply so far is kept with status ``error``."""
+
+    message: str
+    type: ClassVar[str] = "error"
+
+
+@dataclass(frozen=True)
+class Done:
+    """The last event of every run."""
+
+    status: Status = "complete"
+    type: ClassVar[str] = "done"
+
+
+Event = Progress | DeltaEvent | Notice | ErrorEvent | Done
+
+
+def event_dict(event: Event) -> dict[str, Any]:
+    """The wire form of an event: ``{"type": ..., **fields}``."""
+    return {"type": event.type, **event.__dict__}
+
+
+# -- turn and reply ---------------------------------------------------------------------------
+
+@dataclass
+class Turn:
+    """One user turn as a skill sees it.
+
+    ``text`` is the utterance with any explicit command removed (``/translate de hi`` → ``de hi``);
+    ``raw_text`` is what the user typed. ``args`` holds explicit arguments a client sent.
+    """
+
+    text: str
+    raw_text: str = ""
+    conversation_id: str | None = None
+    args: dict[str, Any] = field(default_factory=dict)
+    language: str | None = None
+    skill: str | None = None
+    route: Any = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.raw_text:
+            self.raw_text = self.text
+
+
+@dataclass
+class Reply:
+    """What a skill produced for a turn, as ``after_turn`` receives it."""
+
+    text: str
+    status: Status
+    skill: str
+    notices: list[str] = field(default_factory=list)
+
+
+# -- context ----------------------------------------------------------------------------------
+
+class DocumentSearch(Protocol):
+    """The user's document index (issue: qa). Absent (``None``) until the store provides it."""
+
+    async def search(self, query: str, k: int = 5) -> list[dict[str, Any]]: ...
+
+
+class SkillContext(ABC):
+    """Everything a skill may use. The daemon builds one per turn.
+
+    ``history`` holds the conversation's earlier messages (oldest first), ``documents`` the
+    document search or ``None``, ``config`` the skill's own ``[skills.<name>]`` section.
+    """
+
+    history: Sequence[ChatMessage]
+    documents: DocumentSearch | None
+    config: dict[str, Any]
+    _sink: Callable[[Event], None] | None = None
+
+    @abstractmethod
+    def generate(
+        self,
+        messages: Sequence[ChatMessage],
+        params: GenerationParams | None = None,
+        model: str | None = None,
+    ) -> AsyncIterator[str]:
+        """Stream the model's reply to ``messages`` as text pieces (default model if ``None``)."""
+
+    @abstractmethod
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        """One L2-normalised vector per text, from the embedding model."""
+
+    @abstractmethod
+    def sentences(self, text: str, lang: str | None = None) -> list[str]:
+        """``text`` split into sentences, in order."""
+
+    @abstractmethod
+    def detect_language(self, text: str) -> str:
+        """An ISO 639-1 code for ``text`` (``"und"`` when unsure)."""
+
+    def progress(self, done: int, total: int, message: str = "") -> None:
+        """Report progress; it reaches the client as a ``progress`` event."""
+        if self._sink is not None:
+            self._sink(Progress(done, total, message))
+
+
+# -- skills -----------------------------------------------------------------------------------
+
+class Skill(ABC):
+    """A thing a turn can be routed to. Subclass, set the class attributes, implement ``run``.
+
+    ``examples`` are utterances the router compares a turn against; give several per language.
+    ``threshold`` overrides the router's similarity threshold for this skill (``None``: default).
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    examples: ClassVar[Sequence[str]] = ()
+    threshold: ClassVar[float | None] = None
+
+    @abstractmethod
+    def run(self, turn: Turn, ctx: SkillContext) -> AsyncIterator[Event]:
+        """Yield events (``DeltaEvent`` for text, ``Progress``, ``Notice``) for ``turn``."""
+
+
+async def execute(
+    skill: Skill, turn: Turn, ctx: SkillContext, timeout: float = 60.0
+) -> AsyncIterator[Event]:
+    """Run ``skill`` and yield its events, ending with exactly one :class:`Done`.
+
+    The skill runs in its own task, so a skill that blocks the await chain cannot stall the
+    caller: after ``timeout`` seconds it is cancelled with a visible notice. An exception becomes
+    an :class:`ErrorEvent`. Closing this iterator cancels the skill.
+    """
+    queue: asyncio.Queue[Event | None] = asyncio.Queue()
+    failure: list[BaseException] = []
+
+    async def produce() -> None:
+        try:
+            async for event in skill.run(turn, ctx):
+                queue.put_nowait(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            failure.append(exc)
+        finally:
+            queue.put_nowait(None)
+
+    ctx._sink = queue.put_nowait
+    task = asyncio.create_task(produce(), name=f"skill:{skill.name}")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    status: Status = "complete"
+    try:
+        while True:
+            remaining = deadline - loop.time()
+            try:
+                event = await asyncio.wait_for(queue.get(), max(remaining, 0))
+            except TimeoutError:
+                task.cancel()
+                status = "cancelled"
+                yield Notice(f"skill '{skill.name}' took longer than {timeout:g} s and was "
+                             "cancelled.", "warning")
+                break
+            if event is None:
+                break
+            if not isinstance(event, Done):  # the runner alone ends the stream
+                yield event
+        if failure:
+            status = "error"
+            exc = failure[0]
+            yield ErrorEvent(f"skill '{skill.name}' failed: {type(exc).__name__}: {exc}")
+        yield Done(status)
+    finally:
+        ctx._sink = None
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+async def collect(events: AsyncIterator[Event]) -> tuple[str, list[Event]]:
+    """Drain ``events``: the reply text (deltas joined) and every event, in order."""
+    seen: list[Event] = []
+    async for event in events:
+        seen.append(event)
+    return "".join(e.text for e in seen if isinstance(e, DeltaEvent)), seen

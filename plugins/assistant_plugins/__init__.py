@@ -1,0 +1,6 @@
+"""The bundled plugins: chat, translate, summarize and qa.
+
+Each module is a plugin registered through the ``assistant`` entry-point group, exactly as a
+third-party plugin would be (see pyproject.toml). The package name cannot clash with
+``assistant`` itself in site-packages.
+"""
