@@ -1,0 +1,34 @@
+"""The conversation store. :class:`Store` is the only way in; nothing here touches disk on import.
+
+    db.py          engine, connection settings (WAL, synchronous=FULL…), error translation
+    schema.py      ORM rows (internal)
+    migrations.py  the schema's versioned history, applied on open
+    records.py     the dataclasses the store hands out
+    repository.py  Store: turns, branching, listing, editing, export/import
+    search.py      full-text search
+    exchange.py    our JSON format, Markdown, ChatGPT's conversations.json
+"""
+
+from __future__ import annotations
+
+from assistant.store.exchange import MalformedImport
+from assistant.store.records import (
+    Conversation,
+    ConversationSummary,
+    ImportResult,
+    Message,
+    SearchHit,
+    Turn,
+)
+from assistant.store.repository import Store
+
+__all__ = [
+    "Conversation",
+    "ConversationSummary",
+    "ImportResult",
+    "MalformedImport",
+    "Message",
+    "SearchHit",
+    "Store",
+    "Turn",
+]

@@ -1,0 +1,201 @@
+"""The engine: where the database lives, how each connection is set up, and what its errors mean.
+
+SQLite connections get WAL, ``synchronous=FULL`` (a committed message survives power loss),
+foreign keys and a busy timeout. pysqlite's own transaction handling is switched off and
+SQLAlchemy emits ``BEGIN`` itself (the recipe in SQLAlchemy's SQLite dialect documentation):
+reads use a plain deferred ``BEGIN``, writes go through :func:`writer`, whose connections emit
+``BEGIN IMMEDIATE`` so a writer takes the lock up front instead of failing mid-transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy.engine import Connection, make_url
+
+from assistant.config import Settings
+from assistant.errors import StorageError, StorageUnavailable
+
+DB_FILENAME = "assistant.sqlite3"
+BUSY_TIMEOUT_MS = 10_000
+# Bytes of WAL kept on disk after a checkpoint; beyond that the file is truncated.
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+_BEGIN_OPTION = "assistant_sqlite_begin"
+
+# Primary SQLite result codes (the low byte of an extended code).
+_UNAVAILABLE = {
+    3: "permission denied",  # SQLITE_PERM
+    5: "the database is busy",  # SQLITE_BUSY
+    6: "the database is locked",  # SQLITE_LOCKED
+    8: "the database is read-only",  # SQLITE_READONLY
+    10: "a disk I/O error occurred",  # SQLITE_IOERR
+    13: "the disk is full",  # SQLITE_FULL
+    14: "the database file cannot be opened",  # SQLITE_CANTOPEN
+}
+_CORRUPT = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+
+def database_url(settings: Settings) -> str:
+    """``store.url`` if set, else SQLite at ``<data_dir>/assistant.sqlite3`` (dir made here)."""
+    if settings.store.url:
+        return settings.store.url
+    from assistant.locations import data_dir
+
+    return f"sqlite:///{data_dir(settings) / DB_FILENAME}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite URL; None for other databases and in-memory ones."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database or "")
+
+
+def create(url: str) -> Engine:
+    """An engine for ``url``; with SQLite, every connection is configured as described above."""
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _configure_sqlite)
+        event.listen(engine, "begin", _begin_sqlite)
+    return engine
+
+
+def writer(engine: Engine) -> Engine:
+    """The same engine (same pool) whose transactions start with ``BEGIN IMMEDIATE``."""
+    return engine.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"})
+
+
+def _configure_sqlite(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    # None: pysqlite never emits BEGIN on its own; _begin_sqlite does, for reads and writes.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+    finally:
+        cursor.close()
+
+
+def _begin_sqlite(conn: Connection) -> None:
+    conn.exec_driver_sql(conn.get_execution_options().get(_BEGIN_OPTION, "BEGIN"))
+
+
+def check(engine: Engine) -> None:
+    """Assert the connection settings and run ``quick_check``; StorageError when either fails."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as conn:
+        found = {
+            "journal_mode": str(conn.exec_driver_sql("PRAGMA journal_mode").scalar()).lower(),
+            "synchronous": conn.exec_driver_sql("PRAGMA synchronous").scalar(),
+            "foreign_keys": conn.exec_driver_sql("PRAGMA foreign_keys").scalar(),
+            "busy_timeout": conn.exec_driver_sql("PRAGMA busy_timeout").scalar(),
+        }
+        problems = compare_pragmas(found)
+        if problems:
+            raise StorageError(
+                "The conversation store is not configured safely: " + "; ".join(problems) + "."
+            )
+        rows = [r[0] for r in conn.exec_driver_sql("PRAGMA quick_check").fetchall()]
+    if rows != ["ok"]:
+        raise corrupt_error(engine.url.database or "", "; ".join(str(r) for r in rows[:5]))
+
+
+def compare_pragmas(found: dict[str, Any]) -> list[str]:
+    problems = []
+    if found["journal_mode"] != "wal":
+        problems.append(f"journal_mode is {found['journal_mode']}, not wal")
+    if found["synchronous"] != 2:
+        problems.append(f"synchronous is {found['synchronous']}, not FULL (2)")
+    if found["foreign_keys"] != 1:
+        problems.append("foreign_keys is off")
+    if int(found["busy_timeout"] or 0) < 5000:
+        problems.append(f"busy_timeout is {found['busy_timeout']} ms, below 5000")
+    return problems
+
+
+def checkpoint(engine: Engine) -> tuple[int, int, int] | None:
+    """``wal_checkpoint(TRUNCATE)``: copy the WAL into the database and empty it.
+
+    Returns SQLite's (busy, wal pages, checkpointed pages); busy is 1 when a reader kept the
+    WAL from being emptied this time, which is harmless.
+    """
+    if engine.dialect.name != "sqlite":
+        return None
+    with engine.connect() as conn:
+        conn.commit()  # no transaction may be open around a checkpoint
+        row = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def sqlite_code(error: BaseException) -> int | None:
+    """The primary SQLite result code behind a (possibly wrapped) driver error."""
+    orig = error.orig if isinstance(error, exc.DBAPIError) else error
+    code = getattr(orig, "sqlite_errorcode", None)
+    return None if code is None else int(code) & 0xFF
+
+
+def is_corruption(error: BaseException) -> bool:
+    return sqlite_code(error) in _CORRUPT
+
+
+def translate(error: exc.DBAPIError, where: str) -> StorageError:
+    """The domain error for a driver error: unavailable (retry later) or a plain failure."""
+    code = sqlite_code(error)
+    detail = str(error.orig) if error.orig is not None else str(error)
+    if code in _UNAVAILABLE:
+        return StorageUnavailable(
+            f"The conversation store is unavailable: {_UNAVAILABLE[code]} ({detail}).",
+            "Free disk space or fix the permissions of the data directory; "
+            "the assistant recovers on its own once the database can be written again.",
+        )
+    if code in _CORRUPT:
+        return corrupt_error(where, detail)
+    return StorageError(f"The conversation store failed: {detail}.")
+
+
+def corrupt_error(path: str, detail: str) -> StorageError:
+    return StorageError(
+        f"The conversation database {path} is damaged ({detail}). It has been left untouched "
+        "and nothing will be written to it.",
+        f"Stop the assistant, move the file aside (mv {path} {path}.damaged) and start again "
+        f"with a fresh database; to salvage its conversations, run "
+        f"`sqlite3 {path}.damaged .recover | sqlite3 {path}` first.",
+    )
+
+
+@contextlib.contextmanager
+def translated(where: str) -> Iterator[None]:
+    """Turn driver errors raised inside the block into domain errors."""
+    try:
+        yield
+    except exc.DBAPIError as error:
+        raise translate(error, where) from error
+
+
+def apply_sql(conn: Connection, script: str) -> None:
+    """Run a script of ``;``-terminated statements (trigger bodies kept whole)."""
+    for statement in split_statements(script):
+        conn.exec_driver_sql(statement)
+
+
+def split_statements(script: str) -> list[str]:
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        statements.append(buffer.strip())
+    return statements

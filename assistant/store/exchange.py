@@ -1,0 +1,316 @@
+"""Conversations in and out of the store: our JSON format, Markdown, and ChatGPT's export.
+
+Our JSON is lossless: every field of every message of the tree, ids and timestamps included,
+under a ``format``/``version`` header. Parsing validates everything before the store writes
+anything, and a problem is reported with the line (bad JSON) or the field path
+(``conversations[2].messages[5].status``) where it is.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from assistant.errors import StorageError
+from assistant.store.records import ROLES, STATUSES, Conversation, Message
+from assistant.store.schema import format_time, parse_time
+
+FORMAT_NAME = "assistant-conversations"
+FORMAT_VERSION = 1
+_CHATGPT_NAMESPACE = uuid.UUID("8f0c4a4e-2c1b-4d64-9b7e-0d7f3f6f1a52")
+
+
+class MalformedImport(StorageError):
+    """An import file that cannot be read; nothing was stored."""
+
+
+# -- out ---------------------------------------------------------------------------------------
+
+
+def message_to_dict(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "parent_id": message.parent_id,
+        "role": message.role,
+        "content": message.content,
+        "status": message.status,
+        "skill": message.skill,
+        "route": message.route,
+        "model": message.model,
+        "prompt_tokens": message.prompt_tokens,
+        "completion_tokens": message.completion_tokens,
+        "timings": message.timings,
+        "created": format_time(message.created),
+    }
+
+
+def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
+    return {
+        "id": conversation.id,
+        "title": conversation.title,
+        "created": format_time(conversation.created),
+        "updated": format_time(conversation.updated),
+        "archived": conversation.archived,
+        "pinned": conversation.pinned,
+        "model": conversation.model,
+        "settings": conversation.settings,
+        "active_leaf_id": conversation.active_leaf_id,
+        "messages": [message_to_dict(m) for m in conversation.messages],
+    }
+
+
+def export_document(conversations: Iterable[Conversation]) -> dict[str, Any]:
+    return {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "exported": format_time(datetime.now(UTC)),
+        "conversations": [conversation_to_dict(c) for c in conversations],
+    }
+
+
+def to_json(conversations: Iterable[Conversation]) -> str:
+    return json.dumps(export_document(conversations), ensure_ascii=False, indent=2) + "\n"
+
+
+def to_markdown(conversations: Iterable[Conversation]) -> str:
+    """The active path of each conversation, for reading; other branches are noted, not shown."""
+    parts = []
+    for conv in conversations:
+        lines = [f"# {conv.title or 'Untitled'}", ""]
+        lines.append(f"*{format_time(conv.created)}* · `{conv.id}`")
+        branches = sum(1 for m in conv.messages if len(conv.children(m.id)) > 1)
+        if branches:
+            lines.append(f"*{branches} point(s) with other branches; the active one is shown.*")
+        lines.append("")
+        for msg in conv.active_path:
+            heading = msg.role.capitalize()
+            extra = [x for x in (msg.skill, msg.model) if x]
+            if msg.status != "complete":
+                extra.append(msg.status)
+            if extra:
+                heading += f" ({', '.join(extra)})"
+            lines += [f"## {heading}", "", msg.content, ""]
+        parts.append("\n".join(lines))
+    return "\n---\n\n".join(parts)
+
+
+# -- in ----------------------------------------------------------------------------------------
+
+
+def parse(data: str | bytes, fmt: str = "auto") -> list[Conversation]:
+    """Conversations from an import file; MalformedImport names the line or field at fault."""
+    try:
+        doc = json.loads(data)
+    except UnicodeDecodeError as exc:
+        raise MalformedImport(f"Import failed: the file is not UTF-8 text ({exc.reason}).") \
+            from None
+    except json.JSONDecodeError as exc:
+        raise MalformedImport(
+            f"Import failed: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}."
+        ) from None
+    if fmt == "auto":
+        fmt = detect(doc)
+    if fmt == "json":
+        return _ours(doc)
+    if fmt == "chatgpt":
+        return _chatgpt(doc)
+    raise MalformedImport(f"Import failed: unknown format {fmt!r}; use auto, json or chatgpt.")
+
+
+def detect(doc: Any) -> str:
+    if isinstance(doc, dict) and doc.get("format") == FORMAT_NAME:
+        return "json"
+    if isinstance(doc, list) and all(isinstance(c, dict) and "mapping" in c for c in doc):
+        return "chatgpt"
+    raise MalformedImport(
+        "Import failed: not an assistant JSON export (no \"format\": "
+        f"\"{FORMAT_NAME}\") nor a ChatGPT conversations.json (a list with \"mapping\")."
+    )
+
+
+class _Fields:
+    """Typed access to one JSON object, each failure naming the field's path."""
+
+    def __init__(self, obj: Any, where: str) -> None:
+        if not isinstance(obj, dict):
+            raise _bad(where, "must be an object")
+        self.obj, self.where = obj, where
+
+    def path(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
+
+    def get(self, name: str, kinds: tuple[type, ...], optional: bool = False) -> Any:
+        if name not in self.obj:
+            if optional:
+                return None
+            raise _bad(self.path(name), "is missing")
+        value = self.obj[name]
+        if value is None and optional:
+            return None
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise _bad(self.path(name), f"must be {names}, not {type(value).__name__}")
+        return value
+
+    def text(self, name: str) -> str:
+        return str(self.get(name, (str,)))
+
+    def optional_text(self, name: str) -> str | None:
+        value = self.get(name, (str,), optional=True)
+        return None if value is None else str(value)
+
+    def time(self, name: str) -> datetime:
+        raw = self.text(name)
+        try:
+            return parse_time(raw)
+        except ValueError:
+            raise _bad(self.path(name), f"is not an ISO-8601 timestamp: {raw!r}") from None
+
+    def choice(self, name: str, allowed: tuple[str, ...]) -> str:
+        value = self.text(name)
+        if value not in allowed:
+            raise _bad(self.path(name), f"is {value!r}; expected one of {', '.join(allowed)}")
+        return value
+
+    def count(self, name: str) -> int:
+        value = self.get(name, (int,))
+        if value < 0:
+            raise _bad(self.path(name), "must not be negative")
+        return int(value)
+
+
+def _bad(path: str, problem: str) -> MalformedImport:
+    return MalformedImport(f"Import failed: {path} {problem}. Nothing was imported.")
+
+
+def _ours(doc: Any) -> list[Conversation]:
+    top = _Fields(doc, "")
+    version = top.get("version", (int,))
+    if version > FORMAT_VERSION:
+        raise _bad("version", f"is {version}; this assistant reads up to {FORMAT_VERSION}")
+    items = top.get("conversations", (list,))
+    seen_conversations: set[str] = set()
+    seen_messages: set[str] = set()
+    result = []
+    for i, item in enumerate(items):
+        f = _Fields(item, f"conversations[{i}]")
+        conv_id = f.text("id")
+        if conv_id in seen_conversations:
+            raise _bad(f.path("id"), f"repeats conversation {conv_id}")
+        seen_conversations.add(conv_id)
+        messages: list[Message] = []
+        local: set[str] = set()
+        for j, raw in enumerate(f.get("messages", (list,))):
+            m = _Fields(raw, f"{f.path('messages')}[{j}]")
+            message_id = m.text("id")
+            if message_id in seen_messages:
+                raise _bad(m.path("id"), f"repeats message {message_id}")
+            parent_id = m.optional_text("parent_id")
+            if parent_id is not None and parent_id not in local:
+                raise _bad(m.path("parent_id"),
+                           f"names {parent_id}, which is not an earlier message of this "
+                           "conversation")
+            seen_messages.add(message_id)
+            local.add(message_id)
+            messages.append(Message(
+                id=message_id, conversation_id=conv_id, parent_id=parent_id,
+                role=m.choice("role", ROLES), content=m.text("content"),
+                status=m.choice("status", STATUSES), created=m.time("created"),
+                skill=m.optional_text("skill"), route=m.get("route", (dict,), optional=True),
+                model=m.optional_text("model"), prompt_tokens=m.count("prompt_tokens"),
+                completion_tokens=m.count("completion_tokens"),
+                timings=m.get("timings", (dict,), optional=True),
+            ))
+        leaf = f.optional_text("active_leaf_id")
+        if leaf is not None and leaf not in local:
+            raise _bad(f.path("active_leaf_id"), f"names {leaf}, not a message of it")
+        result.append(Conversation(
+            id=conv_id, title=f.text("title"), created=f.time("created"),
+            updated=f.time("updated"), archived=bool(f.get("archived", (bool,))),
+            pinned=bool(f.get("pinned", (bool,))), model=f.optional_text("model"),
+            settings=f.get("settings", (dict,), optional=True) or {},
+            active_leaf_id=leaf, messages=tuple(messages),
+        ))
+    return result
+
+
+def _epoch(value: Any, fallback: datetime) -> datetime:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)
+    return fallback
+
+
+def _chatgpt_text(content: Any) -> str:
+    if not isinstance(content, dict):
+        return ""
+    if isinstance(content.get("parts"), list):
+        return "\n".join(p for p in content["parts"] if isinstance(p, str)).strip()
+    if isinstance(content.get("text"), str):
+        return str(content["text"]).strip()
+    return ""
+
+
+def _chatgpt(doc: Any) -> list[Conversation]:
+    """ChatGPT's ``mapping`` tree: user and assistant turns kept, system/tool/empty nodes
+    skipped with their children re-attached to the nearest kept ancestor."""
+    if not isinstance(doc, list):
+        raise _bad("(top level)", "must be a list of conversations")
+    result = []
+    for i, item in enumerate(doc):
+        f = _Fields(item, f"[{i}]")
+        conv_id = str(f.get("conversation_id", (str,), optional=True) or f.text("id"))
+        mapping = f.get("mapping", (dict,))
+        created = _epoch(item.get("create_time"), datetime.fromtimestamp(0, UTC))
+        updated = _epoch(item.get("update_time"), created)
+        for node_id, node in mapping.items():
+            nf = _Fields(node, f"{f.path('mapping')}.{node_id}")
+            nf.get("children", (list,), optional=True)
+            nf.get("parent", (str,), optional=True)
+            if nf.get("message", (dict,), optional=True) is not None:
+                _Fields(node["message"], nf.path("message")).get("author", (dict,))
+        kept: dict[str, str | None] = {}  # node id → our id of it or its nearest kept ancestor
+        messages: list[Message] = []
+        roots = [n for n, node in mapping.items() if node.get("parent") not in mapping]
+        stack = list(reversed(roots))
+        visited: set[str] = set()
+        while stack:
+            node_id = stack.pop()
+            if node_id in visited:  # a malformed mapping may loop
+                continue
+            visited.add(node_id)
+            node = mapping[node_id]
+            parent = kept.get(node.get("parent")) if node.get("parent") else None
+            message = node.get("message")
+            role = (message or {}).get("author", {}).get("role")
+            text = _chatgpt_text((message or {}).get("content"))
+            if role in ("user", "assistant") and text:
+                our_id = uuid.uuid5(_CHATGPT_NAMESPACE, f"{conv_id}/{node_id}").hex
+                meta = message.get("metadata") if isinstance(message.get("metadata"), dict) \
+                    else {}
+                messages.append(Message(
+                    id=our_id, conversation_id=conv_id, parent_id=parent, role=role,
+                    content=text,
+                    status="incomplete" if message.get("status") == "in_progress" else "complete",
+                    created=_epoch(message.get("create_time"), created),
+                    model=meta.get("model_slug") if role == "assistant" else None,
+                ))
+                kept[node_id] = our_id
+            else:
+                kept[node_id] = parent
+            children = [c for c in node.get("children") or [] if c in mapping]
+            stack.extend(reversed(children))
+        current = item.get("current_node")
+        leaf = kept.get(current) if isinstance(current, str) else None
+        if leaf is None and messages:
+            leaf = messages[-1].id
+        result.append(Conversation(
+            id=conv_id, title=str(item.get("title") or ""), created=created, updated=updated,
+            archived=bool(item.get("is_archived", False)),
+            model=item.get("default_model_slug") if isinstance(
+                item.get("default_model_slug"), str) else None,
+            active_leaf_id=leaf, messages=tuple(messages),
+        ))
+    return result

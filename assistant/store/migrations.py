@@ -1,0 +1,175 @@
+"""The schema's history: an explicit, append-only list of migrations, applied in order on open.
+
+Never edit a migration that has shipped; add the next one. Each runs in its own ``BEGIN
+IMMEDIATE`` transaction together with the row recording it in ``schema_version``, so two
+processes opening the same database at once apply it exactly once, and a failure leaves the
+database at the previous version. The full-text parts are SQLite's FTS5 and are skipped on other
+databases, which search with plain ``LIKE`` instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, text
+
+from assistant.errors import StorageError
+from assistant.store import db
+from assistant.store.schema import format_time
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    sql: str
+    sqlite_sql: str = ""
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "conversations, message tree, documents and chunks",
+        """
+        CREATE TABLE conversations (
+            id VARCHAR(64) PRIMARY KEY,
+            title TEXT NOT NULL DEFAULT '',
+            created VARCHAR(27) NOT NULL,
+            updated VARCHAR(27) NOT NULL,
+            archived BOOLEAN NOT NULL DEFAULT FALSE,
+            pinned BOOLEAN NOT NULL DEFAULT FALSE,
+            model TEXT,
+            settings TEXT,
+            active_leaf_id VARCHAR(64)
+        );
+        CREATE INDEX ix_conversations_updated ON conversations (updated);
+        CREATE TABLE messages (
+            seq INTEGER PRIMARY KEY,
+            id VARCHAR(64) NOT NULL UNIQUE,
+            conversation_id VARCHAR(64) NOT NULL
+                REFERENCES conversations (id) ON DELETE CASCADE,
+            parent_id VARCHAR(64) REFERENCES messages (id) ON DELETE CASCADE,
+            role VARCHAR(16) NOT NULL CHECK (role IN ('user', 'assistant', 'system')),
+            content TEXT NOT NULL DEFAULT '',
+            status VARCHAR(16) NOT NULL
+                CHECK (status IN ('streaming', 'complete', 'cancelled', 'error', 'incomplete')),
+            skill TEXT,
+            route TEXT,
+            model TEXT,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            timings TEXT,
+            created VARCHAR(27) NOT NULL
+        );
+        CREATE INDEX ix_messages_conversation ON messages (conversation_id, created);
+        CREATE INDEX ix_messages_parent ON messages (parent_id);
+        CREATE INDEX ix_messages_status ON messages (status);
+        CREATE INDEX ix_messages_skill ON messages (skill);
+        CREATE TABLE documents (
+            id VARCHAR(64) PRIMARY KEY,
+            path TEXT NOT NULL,
+            title TEXT NOT NULL DEFAULT '',
+            sha256 VARCHAR(64) NOT NULL,
+            added VARCHAR(27) NOT NULL
+        );
+        CREATE UNIQUE INDEX ix_documents_sha256 ON documents (sha256);
+        CREATE TABLE chunks (
+            seq INTEGER PRIMARY KEY,
+            document_id VARCHAR(64) NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            location TEXT,
+            text TEXT NOT NULL,
+            embedding BLOB
+        );
+        CREATE INDEX ix_chunks_document ON chunks (document_id, position);
+        """,
+        # External-content FTS5 tables: the text lives once, in messages/chunks; triggers keep
+        # the index in step with every insert, update and delete (cascades included).
+        """
+        CREATE VIRTUAL TABLE messages_fts USING fts5(
+            content, content='messages', content_rowid='seq',
+            tokenize='unicode61 remove_diacritics 2'
+        );
+        CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts (rowid, content) VALUES (new.seq, new.content);
+        END;
+        CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, content)
+                VALUES ('delete', old.seq, old.content);
+        END;
+        CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, content)
+                VALUES ('delete', old.seq, old.content);
+            INSERT INTO messages_fts (rowid, content) VALUES (new.seq, new.content);
+        END;
+        CREATE VIRTUAL TABLE chunks_fts USING fts5(
+            text, content='chunks', content_rowid='seq',
+            tokenize='unicode61 remove_diacritics 2'
+        );
+        CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN
+            INSERT INTO chunks_fts (rowid, text) VALUES (new.seq, new.text);
+        END;
+        CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
+            INSERT INTO chunks_fts (chunks_fts, rowid, text) VALUES ('delete', old.seq, old.text);
+        END;
+        CREATE TRIGGER chunks_fts_update AFTER UPDATE OF text ON chunks BEGIN
+            INSERT INTO chunks_fts (chunks_fts, rowid, text) VALUES ('delete', old.seq, old.text);
+            INSERT INTO chunks_fts (rowid, text) VALUES (new.seq, new.text);
+        END;
+        """,
+    ),
+)
+
+LATEST = MIGRATIONS[-1].version
+
+_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied VARCHAR(27) NOT NULL
+)
+"""
+
+
+def current_version(engine: Engine) -> int:
+    with engine.connect() as conn:
+        conn.execute(text(_VERSION_TABLE))
+        conn.commit()
+        return int(conn.execute(text("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
+                   .scalar_one())
+
+
+def migrate(engine: Engine) -> list[int]:
+    """Bring the database up to :data:`LATEST`; returns the versions applied now."""
+    with db.translated(str(engine.url)):
+        found = current_version(engine)
+        if found > LATEST:
+            raise StorageError(
+                f"The conversation database is at schema version {found}, newer than this "
+                f"assistant understands ({LATEST}).",
+                "Upgrade the assistant, or point it at another data directory.",
+            )
+        applied = []
+        sqlite = engine.dialect.name == "sqlite"
+        for migration in MIGRATIONS:
+            if migration.version <= found:
+                continue
+            with db.writer(engine).begin() as conn:
+                done = conn.execute(
+                    text("SELECT 1 FROM schema_version WHERE version = :v"),
+                    {"v": migration.version},
+                ).first()
+                if done:  # another process got here first
+                    continue
+                db.apply_sql(conn, migration.sql)
+                if sqlite and migration.sqlite_sql:
+                    db.apply_sql(conn, migration.sqlite_sql)
+                conn.execute(
+                    text("INSERT INTO schema_version (version, description, applied) "
+                         "VALUES (:v, :d, :t)"),
+                    {"v": migration.version, "d": migration.description,
+                     "t": format_time(datetime.now(UTC))},
+                )
+            applied.append(migration.version)
+        return applied
