@@ -1,9 +1,227 @@
-"""`assistant` commands: models."""
+"""`assistant models …`: list, pull, add, show and rm models.
+
+``models_group`` is public so that other command modules can add to it (``load``/``unload``).
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import click
+
+from assistant.cli import AppContext, pass_app
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from assistant.models.registry import ModelStatus
+
+
+@click.group("models")
+def models_group() -> None:
+    """Manage models: the offline catalog and your own GGUF / ONNX files."""
 
 
 def register(main: click.Group) -> None:
-    pass
+    main.add_command(models_group)
+
+
+def _size(nbytes: int | None) -> str:
+    if not nbytes:
+        return "-"
+    value = float(nbytes)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit in ("B", "KB") else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+class _RichProgress:
+    """A byte progress bar per artifact, with pip's step shown as the description."""
+
+    def __init__(self, progress: Progress, name: str) -> None:
+        self.progress = progress
+        self.name = name
+        self.task: TaskID | None = None
+        self.label = ""
+
+    def begin(self, label: str, total: int) -> None:
+        self.label = label
+        self.task = self.progress.add_task(f"{self.name}: {label}", total=total)
+
+    def step(self, text: str) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, description=f"{self.name}: {text}")
+
+    def advance(self, nbytes: int) -> None:
+        if self.task is not None:
+            self.progress.advance(self.task, nbytes)
+
+    def end(self, text: str) -> None:
+        if self.task is not None:
+            task = self.progress.tasks[self.task]
+            # Sizes are estimates: settle the bar at what was actually assembled.
+            done = task.completed or task.total
+            self.progress.update(self.task, total=done, completed=done,
+                                 description=f"{self.name}: {self.label}: {text}")
+
+
+@models_group.command("pull")
+@click.argument("names", nargs=-1, required=True)
+@click.option("-v", "--verbose", is_flag=True, help="Show pip's own output.")
+@pass_app
+def pull_cmd(app: AppContext, names: tuple[str, ...], verbose: bool) -> None:
+    """Download catalog models NAMES, verify their sha256 and install them.
+
+    Pulling a model that is already installed and verified does nothing.
+    """
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TransferSpeedColumn,
+    )
+
+    from assistant.models.install import catalog_entry, pull
+
+    settings = app.settings
+    for name in names:
+        catalog_entry(name)  # unknown names fail before anything is fetched
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+               TransferSpeedColumn(), TimeElapsedColumn())
+    for name in names:
+        with Progress(*columns, transient=False, disable=verbose) as progress:
+            paths = pull(settings, name, _RichProgress(progress, name), verbose=verbose)
+        for path in paths:
+            click.echo(f"{name}: {path}")
+
+
+def _status_json(status: ModelStatus) -> dict[str, Any]:
+    return {
+        "name": status.name,
+        "kind": status.kind,
+        "source": status.source,
+        "installed": status.installed,
+        "default": status.default,
+        "path": str(status.path),
+        "size_bytes": status.size_bytes,
+        "quantization": status.facts.get("quantization"),
+        "context_length": status.facts.get("context_length"),
+        "chat_template": status.facts.get("chat_template"),
+        "description": status.description,
+        "problem": status.problem,
+        "facts": status.facts,
+    }
+
+
+@models_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array, one object per model.")
+@pass_app
+def list_cmd(app: AppContext, as_json: bool) -> None:
+    """Every catalog model and every model you added, installed or not."""
+    from assistant.models.registry import list_models
+
+    statuses = list_models(app.settings)
+    if as_json:
+        click.echo(json.dumps([_status_json(s) for s in statuses], indent=2))
+        return
+    header = ("", "NAME", "KIND", "SIZE", "QUANT", "CONTEXT", "TEMPLATE", "INSTALLED")
+    rows = [header]
+    for s in statuses:
+        template = s.facts.get("chat_template")
+        rows.append((
+            "*" if s.default else "",
+            s.name,
+            s.kind,
+            _size(s.size_bytes),
+            str(s.facts.get("quantization") or "-"),
+            str(s.facts.get("context_length") or "-"),
+            "-" if template is None else ("yes" if template else "no"),
+            ("yes" if s.installed else "no") + (f" ({s.problem})" if s.problem else ""),
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    right = {3, 5}
+    for row in rows:
+        cells = [c.rjust(w) if i in right else c.ljust(w)
+                 for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        click.echo("  ".join(cells).rstrip())
+    click.echo("\n* default (chat and embedding)")
+
+
+_SHOW_KEYS = (
+    ("path", "path"), ("kind", "kind"), ("source", "source"), ("format", "format"),
+    ("architecture", "architecture"), ("parameters", "parameters"),
+    ("context_length", "context"), ("embedding_length", "embedding length"),
+    ("embedding_dimension", "embedding dimension"), ("quantization", "quantization"),
+    ("chat_template", "template"), ("size_bytes", "size"), ("tokenizer_path", "tokenizer"),
+    ("inputs", "inputs"), ("installed", "installed"),
+)
+
+
+@models_group.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object; its `path` is the file.")
+@pass_app
+def show_cmd(app: AppContext, name: str, as_json: bool) -> None:
+    """Where model NAME lives and what its file says about it."""
+    from assistant.models.registry import describe
+
+    info = describe(app.settings, name)
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    click.echo(info["name"])
+    for key, label in _SHOW_KEYS:
+        value = info.get(key)
+        if value is None:
+            continue
+        if key == "size_bytes":
+            value = f"{_size(value)} ({value} bytes)"
+        elif key == "parameters":
+            value = f"{value:,}"
+        elif isinstance(value, bool):
+            value = "yes" if value else "no"
+        elif isinstance(value, list):
+            value = ", ".join(str(v) for v in value)
+        click.echo(f"  {label + ':':<22}{value}")
+    if not info.get("installed"):
+        click.echo(f"\nNot installed: run `assistant models pull {name}`.")
+
+
+@models_group.command("add")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--name", help="Name to use (default: the file name without its extension).")
+@click.option("--tokenizer", type=click.Path(path_type=Path, dir_okay=False),
+              help="tokenizer.json of an ONNX embedding model (default: beside the model).")
+@pass_app
+def add_cmd(app: AppContext, path: Path, name: str | None, tokenizer: Path | None) -> None:
+    """Register a local .gguf or .onnx file in place (it is not copied)."""
+    from assistant.models.registry import add
+
+    record = add(app.settings, path, name=name, tokenizer=tokenizer)
+    facts = record.facts
+    click.echo(
+        f"added {record.name} ({record.kind}, {facts.get('architecture') or facts.get('format')}"
+        f", {_size(facts.get('size_bytes'))}): {record.path}"
+    )
+
+
+@models_group.command("rm")
+@click.argument("name")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask before deleting a catalog model.")
+@pass_app
+def rm_cmd(app: AppContext, name: str, yes: bool) -> None:
+    """Forget a local model (its file stays), or delete a catalog model's files."""
+    from assistant.models.registry import removal_plan, remove
+
+    plan = removal_plan(app.settings, name)
+    if plan.files and not yes:
+        listing = "\n".join(f"  {p}" for p in plan.files)
+        click.confirm(f"Delete these files of {name}?\n{listing}\n", abort=True)
+    remove(app.settings, name)
+    click.echo(plan.done_message)
