@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 # Models the test suite uses live here, outside any test's data dir, so they download once.
 TEST_MODELS_DIR ?= $(CURDIR)/.models
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
+# A portable AVX2 build of llama.cpp: the native build (-march=native) picks up AMX/AVX-512
+# paths that die with SIGILL on these virtual machines.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
 .PHONY: run install test test-models lint bench quality clean
 

@@ -6,7 +6,6 @@ its exit code; nothing else reaches the user as a traceback.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
@@ -39,30 +38,16 @@ pass_app = click.make_pass_decorator(AppContext, ensure=True)
 
 
 class AssistantGroup(click.Group):
-    """A group that renders domain errors once, at the edge."""
+    """A group that renders domain errors once, at the edge: ``error: …``, a hint, an exit code."""
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("standalone_mode", True)
+    def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().main(*args, standalone_mode=False, **{
-                k: v for k, v in kwargs.items() if k != "standalone_mode"
-            })
+            return super().invoke(ctx)
         except AssistantError as exc:
             click.echo(f"error: {exc.message}", err=True)
             if exc.hint:
                 click.echo(exc.hint, err=True)
-            sys.exit(exc.exit_code)
-        except click.exceptions.Abort:
-            click.echo("Aborted.", err=True)
-            sys.exit(130)
-        except click.ClickException as exc:
-            exc.show()
-            sys.exit(exc.exit_code)
-        except click.exceptions.Exit as exc:
-            sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("", err=True)
-            sys.exit(130)
+            ctx.exit(exc.exit_code)
 
 
 @click.group(cls=AssistantGroup, invoke_without_command=True)

@@ -1,9 +1,108 @@
-"""`assistant` commands: chat."""
+"""`assistant ask` and `assistant chat`: talk to the daemon from the terminal."""
 
 from __future__ import annotations
 
+import json
+import sys
+from typing import Any
+
 import click
+
+from assistant.cli import AppContext, pass_app
+from assistant.config import Settings
+from assistant.errors import AssistantError
+
+
+@click.command()
+@click.argument("words", nargs=-1)
+@click.option("--skill", help="Skip routing: use this skill.")
+@click.option("--conversation", "conversation_id", help="Continue this conversation.")
+@click.option("--model", help="Chat model (default: models.default).")
+@click.option("--max-tokens", type=click.IntRange(min=1))
+@click.option("--temperature", type=click.FloatRange(0, 2))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end.")
+@pass_app
+def ask(app: AppContext, words: tuple[str, ...], skill: str | None,
+        conversation_id: str | None, model: str | None, max_tokens: int | None,
+        temperature: float | None, as_json: bool) -> None:
+    """Ask one question and stream the reply. A lone `-` reads standard input into it.
+
+        cat notes.md | assistant ask "summarize this" -
+    """
+    parts = [sys.stdin.read() if w == "-" else w for w in words]
+    text = "\n\n".join(p for p in parts if p.strip())
+    if not text.strip():
+        raise click.UsageError("nothing to ask: give the question as arguments, or `-` for stdin")
+    from assistant.client import Client
+
+    with Client(app.settings) as client:
+        client.ensure_daemon()
+        events = client.stream_turn(
+            text, skill=skill, conversation_id=conversation_id, model=model,
+            max_tokens=max_tokens, temperature=temperature,
+        )
+        result = _consume(events, echo=not as_json)
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False))
+
+
+def _consume(events: Any, echo: bool) -> dict[str, Any]:
+    text: list[str] = []
+    result: dict[str, Any] = {}
+    for event in events:
+        kind = event["type"]
+        if kind == "delta":
+            text.append(event["text"])
+            if echo:
+                click.echo(event["text"], nl=False)
+        elif kind == "route":
+            result["route"] = event
+        elif kind == "progress" and echo:
+            click.echo(f"[{event.get('message', '')}]", err=True)
+        elif kind == "done":
+            result["done"] = event
+        elif kind == "error":
+            if echo and text:
+                click.echo()
+            raise AssistantError(event["message"])
+    if echo:
+        click.echo()
+    result["text"] = "".join(text)
+    return result
+
+
+def run_chat(settings: Settings, conversation: str | None) -> None:
+    """A line-by-line chat in the terminal (the Textual UI replaces it when it lands)."""
+    from assistant.client import Client
+
+    with Client(settings) as client:
+        client.ensure_daemon()
+        click.echo(f"assistant — chatting with {settings.models.default}. "
+                   "Ctrl-D to leave.", err=True)
+        while True:
+            try:
+                line = input("> ")
+            except EOFError:
+                click.echo()
+                return
+            if not line.strip():
+                continue
+            try:
+                result = _consume(client.stream_turn(line, conversation_id=conversation), True)
+            except AssistantError as exc:
+                click.echo(f"error: {exc.message}", err=True)
+                continue
+            conversation = result.get("done", {}).get("conversation_id", conversation)
+
+
+@click.command()
+@click.option("--conversation", "conversation_id", help="Continue this conversation.")
+@pass_app
+def chat(app: AppContext, conversation_id: str | None) -> None:
+    """Chat in the terminal (what `assistant` with no command opens)."""
+    run_chat(app.settings, conversation_id)
 
 
 def register(main: click.Group) -> None:
-    pass
+    main.add_command(ask)
+    main.add_command(chat)

@@ -1,9 +1,88 @@
-"""`assistant` commands: daemon."""
+"""`assistant serve` and `assistant daemon start|stop|status`."""
 
 from __future__ import annotations
 
+import json
+
 import click
+
+from assistant.cli import AppContext, pass_app
+
+
+@click.command()
+@click.option("--tcp", metavar="HOST:PORT", help="Also listen on loopback TCP (token required).")
+@click.option("--threads", type=int, help="Threads for the model host (default: all cores).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--preload", multiple=True, metavar="MODEL", help="Load this model at start.")
+@pass_app
+def serve(app: AppContext, tcp: str | None, threads: int | None, log_level: str | None,
+          preload: tuple[str, ...]) -> None:
+    """Run the daemon in the foreground; logs go to stderr as JSON lines."""
+    from assistant.daemon.server import serve as run
+
+    app.override("daemon", "tcp", tcp)
+    app.override("daemon", "threads", threads)
+    app.override("daemon", "log_level", log_level)
+    app.override("models", "preload", list(preload) or None)
+    run(app.settings)
+
+
+@click.group()
+def daemon() -> None:
+    """Manage the background daemon."""
+
+
+@daemon.command()
+@pass_app
+def start(app: AppContext) -> None:
+    """Start the daemon in the background (nothing happens if it runs already)."""
+    from assistant.client import Client
+
+    with Client(app.settings) as client:
+        was_running = client.health() is not None
+        health = client.ensure_daemon()
+    state = "already running" if was_running else "started"
+    click.echo(f"daemon {state}: {health['status']}, version {health['version']}, "
+               f"socket {client.socket}")
+
+
+@daemon.command()
+@pass_app
+def stop(app: AppContext) -> None:
+    """Stop the daemon, letting in-flight replies finish within the grace period."""
+    from assistant.client import stop_daemon
+
+    pid = stop_daemon(app.settings)
+    click.echo("daemon not running" if pid is None else f"daemon stopped (pid {pid})")
+
+
+@daemon.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@pass_app
+def status(app: AppContext, as_json: bool) -> None:
+    """Version, uptime, loaded models, queue depth, socket and llama.cpp version."""
+    from assistant.client import Client
+
+    with Client(app.settings) as client:
+        client.require_daemon()
+        info = client.get("/api/status")
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"status     {info['status']}")
+    click.echo(f"version    {info['version']} (llama.cpp via llama-cpp-python "
+               f"{info.get('llama_cpp') or 'not started'})")
+    click.echo(f"pid        {info['pid']}   uptime {info['uptime_s']:.0f} s")
+    click.echo(f"socket     {info['socket']}" + (f"   tcp {info['tcp']}" if info["tcp"] else ""))
+    click.echo(f"queue      {info['queue_depth']}")
+    click.echo(f"threads    {info['threads']}")
+    models = info["models"] or []
+    click.echo("models     " + (", ".join(
+        f"{m['name']} ({m['kind']}, idle {m['idle_s']:.0f} s)" for m in models) or "none loaded"))
+    for problem in info.get("problems", []):
+        click.echo(f"problem    {problem}")
 
 
 def register(main: click.Group) -> None:
-    pass
+    main.add_command(serve)
+    main.add_command(daemon)

@@ -50,6 +50,13 @@ class ModelInfo:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+async def close_stream(stream: AsyncIterator[object]) -> None:
+    """Close an async iterator early (an async generator's ``aclose``), if it can be closed."""
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()
+
+
 class Backend(ABC):
     """Runs models. One backend may serve several model names."""
 

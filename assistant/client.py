@@ -1,0 +1,201 @@
+"""The daemon client the CLI and the TUI use: HTTP over the private Unix socket.
+
+``ensure_daemon`` starts the daemon in the background when none answers and waits until it is
+healthy. HTTP errors come back as :mod:`assistant.errors` exceptions, so callers render them
+like any other domain error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from assistant.config import Settings
+from assistant.errors import (
+    AssistantError,
+    DaemonError,
+    DaemonNotRunning,
+    ModelLoadError,
+    ModelNotFound,
+    QueueFull,
+    RequestError,
+    StorageUnavailable,
+)
+from assistant.locations import runtime_dir, socket_path
+
+
+def raise_for_error(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        error = response.json()["error"]
+        message, code = str(error["message"]), str(error.get("code") or "")
+    except (ValueError, KeyError, TypeError):
+        message, code = response.text[:200] or response.reason_phrase, ""
+    if code == "queue_full":
+        raise QueueFull(message, int(response.headers.get("retry-after", "1")))
+    if code == "model_not_found":
+        raise ModelNotFound(message, "`assistant models list` shows what is installed.")
+    if code == "model_unavailable":
+        raise ModelLoadError(message)
+    if code == "storage_unavailable":
+        raise StorageUnavailable(message)
+    raise RequestError(message, status=response.status_code, code=code or "error")
+
+
+def iter_sse(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
+    """(event, data) pairs of a server-sent-event stream."""
+    event, data = "message", list[str]()
+    for line in lines:
+        if not line:
+            if data:
+                yield event, "\n".join(data)
+            event, data = "message", list[str]()
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())
+    if data:
+        yield event, "\n".join(data)
+
+
+class Client:
+    def __init__(self, settings: Settings, timeout: float = 30.0) -> None:
+        self.settings = settings
+        self.socket = socket_path(settings)
+        self.http = httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(self.socket)),
+            base_url="http://assistant",
+            timeout=httpx.Timeout(timeout, read=None),
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the daemon's life -------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any] | None:
+        """The daemon's health, or None when nothing answers on the socket."""
+        try:
+            response = self.http.get("/health", timeout=5.0)
+        except (httpx.TransportError, OSError):
+            return None
+        if response.status_code != 200:
+            return None
+        result: dict[str, Any] = response.json()
+        return result
+
+    def ensure_daemon(self) -> dict[str, Any]:
+        """Return the daemon's health, starting it in the background first if needed."""
+        health = self.health()
+        if health is not None:
+            return health
+        log_path = runtime_dir(self.settings) / "daemon.log"
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "assistant", "serve"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            )
+        deadline = time.monotonic() + self.settings.daemon.start_timeout
+        while time.monotonic() < deadline:
+            health = self.health()
+            if health is not None:
+                return health
+            if proc.poll() is not None and self.health() is None:
+                # It may have lost a race to another daemon that is still coming up.
+                time.sleep(0.2)
+                if self.health() is None and not self.socket.exists():
+                    raise DaemonError(
+                        "the daemon failed to start: " + _last_error(log_path),
+                        f"See {log_path} for the whole log.",
+                    )
+            time.sleep(0.1)
+        raise DaemonError(
+            f"the daemon did not become healthy within {self.settings.daemon.start_timeout:.0f} s",
+            f"See {log_path}.",
+        )
+
+    def require_daemon(self) -> dict[str, Any]:
+        health = self.health()
+        if health is None:
+            raise DaemonNotRunning(
+                "the daemon is not running", "Start it: `assistant daemon start`."
+            )
+        return health
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = self.http.get(path, params={k: v for k, v in params.items() if v is not None})
+        raise_for_error(response)
+        return response.json()
+
+    def post(self, path: str, body: dict[str, Any] | None = None, **params: Any) -> Any:
+        response = self.http.post(path, json=body, params=params or None)
+        raise_for_error(response)
+        return response.json()
+
+    def stream_turn(self, text: str, **fields: Any) -> Iterator[dict[str, Any]]:
+        """The events of one turn: route, progress, delta…, then done or error."""
+        body = {"text": text, **{k: v for k, v in fields.items() if v is not None}}
+        with self.http.stream("POST", "/api/turns", json=body) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise_for_error(response)
+            for _event, data in iter_sse(response.iter_lines()):
+                yield json.loads(data)
+
+
+def _last_error(log_path: Path) -> str:
+    try:
+        lines = log_path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    for line in reversed(lines[-20:]):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            if line.startswith("error:"):
+                return line[6:].strip()
+            continue
+        if entry.get("level") in {"error", "critical"}:
+            return str(entry.get("msg"))
+    return lines[-1] if lines else "no output"
+
+
+def stop_daemon(settings: Settings, timeout: float | None = None) -> int | None:
+    """SIGTERM the running daemon and wait for it to exit; its pid, or None if none ran."""
+    import signal
+
+    from assistant.daemon.server import RuntimeFiles
+
+    files = RuntimeFiles(settings)
+    pid = files.running_pid()
+    if pid is None:
+        return None
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return None
+    deadline = time.monotonic() + (timeout or settings.daemon.shutdown_grace + 10)
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        time.sleep(0.1)
+    raise AssistantError(f"the daemon (pid {pid}) did not stop in time", "Try again, or kill it.")

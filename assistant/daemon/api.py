@@ -1,0 +1,199 @@
+"""The daemon's HTTP application: middleware, error rendering, health and status routes.
+
+The OpenAI-compatible routes are in openai_api.py, the native turn API in turns_api.py. Every
+error leaves as JSON ``{"error": {"message", "type", "code", "param"}}`` (OpenAI's shape) with a
+4xx status for anything the client can fix; no traceback or absolute path is ever sent.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from assistant import __version__
+from assistant.errors import (
+    AssistantError,
+    ModelLoadError,
+    ModelNotFound,
+    QueueFull,
+    RequestError,
+    StorageUnavailable,
+)
+
+if TYPE_CHECKING:
+    from assistant.daemon.server import Daemon
+
+
+def error_body(message: str, code: str, kind: str = "invalid_request_error",
+               param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "code": code, "param": param}}
+
+
+def error_response(exc: Exception) -> JSONResponse:
+    """The one place a domain error becomes an HTTP response."""
+    if isinstance(exc, RequestError):
+        return JSONResponse(error_body(exc.message, exc.code, param=exc.param), exc.status)
+    if isinstance(exc, QueueFull):
+        return JSONResponse(
+            error_body(exc.message, "queue_full", "server_busy"), 503,
+            headers={"Retry-After": str(exc.retry_after)},
+        )
+    if isinstance(exc, ModelNotFound):
+        return JSONResponse(error_body(exc.message, "model_not_found", param="model"), 404)
+    if isinstance(exc, ModelLoadError):
+        return JSONResponse(error_body(exc.message, "model_unavailable", "model_error"), 503)
+    if isinstance(exc, StorageUnavailable):
+        return JSONResponse(error_body(exc.message, "storage_unavailable", "storage_error"), 503)
+    if isinstance(exc, AssistantError):
+        return JSONResponse(error_body(exc.message, "assistant_error", "server_error"), 500)
+    return JSONResponse(error_body("internal error; see the daemon log", "internal_error",
+                                   "server_error"), 500)
+
+
+def _describe_validation(exc: RequestValidationError) -> tuple[str, str | None]:
+    first = exc.errors()[0] if exc.errors() else {}
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    if first.get("type") == "json_invalid":
+        return "the request body is not valid JSON", None
+    field = ".".join(loc) or None
+    message = str(first.get("msg", "invalid request"))
+    return (f"{field}: {message}" if field else message), field
+
+
+class BodyLimit:
+    """413 for bodies over the limit, whether or not Content-Length tells the truth."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await _send_json(send, 413, error_body(
+                    f"the request body is over the {self.limit}-byte limit", "body_too_large"))
+                return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await _send_json(send, 413, error_body(
+                f"the request body is over the {self.limit}-byte limit", "body_too_large"))
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class TokenGuard:
+    """TCP requests need the bearer token and a loopback Host; the Unix socket is private.
+
+    uvicorn gives a Unix-socket request ``server = (path, None)`` and a TCP one
+    ``(host, port)``; anything else is treated as TCP, so a change there fails closed.
+    """
+
+    def __init__(self, app: ASGIApp, token: str | None, allowed_hosts: set[str]) -> None:
+        self.app = app
+        self.token = token
+        self.allowed_hosts = allowed_hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        server = scope.get("server")
+        if scope["type"] != "http" or (server is not None and server[1] is None):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers", []))
+        host = headers.get(b"host", b"").decode("latin-1").lower()
+        if host not in self.allowed_hosts:
+            await _send_json(send, 403, error_body("host not allowed", "forbidden_host"))
+            return
+        auth = headers.get(b"authorization", b"").decode("latin-1")
+        given = auth[7:] if auth[:7].lower() == "bearer " else ""
+        if not self.token or not hmac.compare_digest(given.encode(), self.token.encode()):
+            await _send_json(send, 401, error_body(
+                "missing or wrong bearer token", "unauthorized", "authentication_error"),
+                {"www-authenticate": "Bearer"})
+            return
+        await self.app(scope, receive, send)
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any],
+                     headers: dict[str, str] | None = None) -> None:
+    import json
+
+    payload = json.dumps(body).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def create_app(daemon: Daemon) -> ASGIApp:
+    from assistant.daemon import openai_api, turns_api
+
+    app = FastAPI(title="assistant", version=__version__, docs_url=None, redoc_url=None)
+    app.state.daemon = daemon
+
+    @app.exception_handler(AssistantError)
+    async def _domain_error(request: Request, exc: AssistantError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, field = _describe_validation(exc)
+        return JSONResponse(error_body(message, "invalid_request", param=field), 400)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        daemon.log.exception("unexpected error in %s", request.url.path)
+        return error_response(exc)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {
+            "status": daemon.state,
+            "version": __version__,
+            "models": [r["name"] for r in daemon.models.status()],
+        }
+
+    @app.get("/api/status")
+    async def status() -> dict[str, Any]:
+        return await daemon.status()
+
+    @app.post("/api/models/{name}/load")
+    async def load(name: str, keep_alive: int | None = None) -> dict[str, Any]:
+        started = time.perf_counter()
+        resident = await daemon.models.load(name, keep_alive)
+        return {"name": name, "kind": resident.kind, "seconds": time.perf_counter() - started,
+                "info": resident.info}
+
+    @app.post("/api/models/{name}/unload")
+    async def unload(name: str) -> dict[str, Any]:
+        return {"name": name, "unloaded": await daemon.models.unload(name)}
+
+    app.include_router(openai_api.router)
+    app.include_router(turns_api.router)
+    for router in daemon.extra_routers():
+        app.include_router(router)
+
+    guarded = TokenGuard(app, daemon.token, daemon.allowed_hosts)
+    return BodyLimit(guarded, daemon.settings.daemon.max_body_bytes)

@@ -1,0 +1,270 @@
+"""Which models are resident in the model host, and for how long.
+
+Models load on first use (or at start, ``models.preload``), stay for ``keep_alive`` seconds
+after their last use (0: unload at once; -1: pinned), and are evicted least recently used first
+when loading another would pass ``memory_budget_mb``. Each model has its own queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from assistant.config import Settings
+from assistant.daemon.queue import ModelQueue
+from assistant.errors import ModelLoadError, RequestError
+from assistant.models import registry
+from assistant.models.backend import (
+    Backend,
+    ChatMessage,
+    Delta,
+    GenerationParams,
+    ModelInfo,
+    close_stream,
+)
+from assistant.models.host_client import HostError, HostProcess
+
+log = logging.getLogger("assistant.models")
+
+
+@dataclass
+class Resident:
+    name: str
+    kind: str
+    size_bytes: int
+    generation: int
+    info: dict[str, Any]
+    loaded_at: float = field(default_factory=time.time)
+    last_used: float = field(default_factory=time.monotonic)
+    in_use: int = 0
+    keep_alive: int = 1800
+
+
+def thread_count(settings: Settings) -> int:
+    if settings.daemon.threads:
+        return settings.daemon.threads
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class ModelManager(Backend):
+    def __init__(self, settings: Settings, host: HostProcess | None = None) -> None:
+        self.settings = settings
+        self.host = host or HostProcess()
+        self.threads = thread_count(settings)
+        self.resident: dict[str, Resident] = {}
+        self.queues: dict[str, ModelQueue] = {}
+        self.backends: dict[str, Backend] = {}  # model name -> a plugin's backend
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # -- plugin backends ---------------------------------------------------------------------
+
+    def add_backend(self, backend: Backend) -> None:
+        for info in backend.models():
+            self.backends[info.name] = backend
+
+    # -- residency ---------------------------------------------------------------------------
+
+    def queue(self, name: str) -> ModelQueue:
+        if name not in self.queues:
+            m = self.settings.models
+            self.queues[name] = ModelQueue(name, m.parallel, m.queue)
+        return self.queues[name]
+
+    def _live(self, name: str) -> Resident | None:
+        resident = self.resident.get(name)
+        if resident is not None and resident.generation != self.host.generation:
+            del self.resident[name]  # the host restarted: it no longer holds this model
+            return None
+        return resident
+
+    async def load(self, name: str, keep_alive: int | None = None) -> Resident:
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            resident = self._live(name)
+            if resident is None:
+                resident = await self._load(name)
+                self.resident[name] = resident
+            resident.last_used = time.monotonic()
+            if keep_alive is not None:
+                resident.keep_alive = keep_alive
+            return resident
+
+    async def _load(self, name: str) -> Resident:
+        record = registry.resolve(self.settings, name)
+        size = int(record.facts.get("size_bytes") or record.path.stat().st_size)
+        await self._make_room(size, keep=name)
+        started = time.perf_counter()
+        try:
+            if record.kind == "chat":
+                info = await self.host.call(
+                    "load", model=name, path=str(record.path),
+                    n_ctx=self.settings.models.context_length, n_threads=self.threads,
+                )
+            else:
+                info = await self.host.call(
+                    "load_embedding", model=name, path=str(record.path),
+                    tokenizer=str(record.tokenizer_path), n_threads=self.threads,
+                )
+        except HostError as exc:
+            raise ModelLoadError(
+                f"model {name!r} failed to load: {exc.message}",
+                "Check the file with `assistant models show`, or pull it again.",
+            ) from None
+        log.info("model loaded", extra={"model": name, "seconds": time.perf_counter() - started})
+        return Resident(
+            name=name, kind=record.kind, size_bytes=size, generation=self.host.generation,
+            info=info, keep_alive=self.settings.models.keep_alive,
+        )
+
+    async def _make_room(self, size: int, keep: str) -> None:
+        budget = self.settings.models.memory_budget_mb * 1024 * 1024
+        while True:
+            used = sum(r.size_bytes for r in self.resident.values() if r.name != keep)
+            if used + size <= budget:
+                return
+            idle = [r for r in self.resident.values() if r.in_use == 0 and r.name != keep]
+            if not idle:
+                return  # everything else is busy: load anyway rather than fail a request
+            victim = min(idle, key=lambda r: r.last_used)
+            log.info("evicting model for memory budget", extra={"model": victim.name})
+            await self.unload(victim.name)
+
+    async def unload(self, name: str) -> bool:
+        resident = self.resident.pop(name, None)
+        if resident is None or resident.generation != self.host.generation:
+            return False
+        op = "unload" if resident.kind == "chat" else "unload_embedding"
+        with contextlib.suppress(HostError):
+            await self.host.call(op, model=name)
+        return True
+
+    async def reap_idle(self) -> None:
+        """Unload models idle past their keep-alive. Runs until cancelled."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for resident in list(self.resident.values()):
+                if resident.in_use or resident.keep_alive < 0:
+                    continue
+                if now - resident.last_used >= resident.keep_alive:
+                    await self.unload(resident.name)
+
+    # -- the Backend contract ----------------------------------------------------------------
+
+    def models(self) -> list[ModelInfo]:
+        infos = []
+        for status in registry.list_models(self.settings):
+            if not status.installed:
+                continue
+            infos.append(ModelInfo(
+                name=status.name, kind=status.kind,
+                context_length=int(status.facts.get("context_length") or 0),
+                details={"loaded": self._live(status.name) is not None},
+            ))
+        for name, backend in self.backends.items():
+            infos.extend(i for i in backend.models() if i.name == name)
+        return infos
+
+    async def chat(
+        self, model: str, messages: list[ChatMessage], params: GenerationParams
+    ) -> AsyncIterator[Delta]:
+        if model in self.backends:
+            async for delta in self.backends[model].chat(model, messages, params):
+                yield delta
+            return
+        async with self.queue(model).slot():
+            resident = await self.load(model)
+            if resident.kind != "chat":
+                raise RequestError(
+                    f"model {model!r} is an embedding model; it cannot chat", param="model"
+                )
+            resident.in_use += 1
+            try:
+                replies = self.host.stream(
+                    "chat", model=model,
+                    messages=[{"role": m.role, "content": m.content} for m in messages],
+                    params={
+                        "max_tokens": params.max_tokens, "temperature": params.temperature,
+                        "top_p": params.top_p, "stop": list(params.stop), "seed": params.seed,
+                    },
+                )
+                try:
+                    async for reply in replies:
+                        if "delta" in reply:
+                            yield Delta(reply["delta"])
+                        elif "done" in reply:
+                            done = reply["done"]
+                            yield Delta(
+                                "", finish_reason=done["finish_reason"],
+                                prompt_tokens=done["prompt_tokens"],
+                                completion_tokens=done["completion_tokens"],
+                                timings=done["timings"],
+                            )
+                except HostError as exc:
+                    raise _request_error(model, exc) from None
+                finally:
+                    await close_stream(replies)
+            finally:
+                resident.in_use -= 1
+                resident.last_used = time.monotonic()
+                if resident.keep_alive == 0:
+                    await self.unload(model)
+
+    async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
+        if model in self.backends:
+            return await self.backends[model].embed(model, texts)
+        resident = await self.load(model)
+        if resident.kind != "embedding":
+            raise RequestError(f"model {model!r} is not an embedding model", param="model")
+        resident.in_use += 1
+        try:
+            result = await self.host.call("embed", model=model, texts=texts)
+        except HostError as exc:
+            raise _request_error(model, exc) from None
+        finally:
+            resident.in_use -= 1
+            resident.last_used = time.monotonic()
+        vectors: list[list[float]] = result["vectors"]
+        return vectors
+
+    async def count_tokens(self, model: str, messages: list[ChatMessage]) -> int:
+        if model in self.backends:
+            return await self.backends[model].count_tokens(model, messages)
+        await self.load(model)
+        result = await self.host.call(
+            "count", model=model,
+            messages=[{"role": m.role, "content": m.content} for m in messages],
+        )
+        return int(result["tokens"])
+
+    def status(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": r.name, "kind": r.kind, "size_bytes": r.size_bytes,
+                "in_use": r.in_use, "keep_alive": r.keep_alive,
+                "idle_s": round(time.monotonic() - r.last_used, 1),
+                "queue": self.queue(r.name).depth,
+            }
+            for r in self.resident.values() if r.generation == self.host.generation
+        ]
+
+
+def _request_error(model: str, exc: HostError) -> Exception:
+    if exc.kind == "ContextLengthExceeded":
+        return RequestError(
+            f"{exc.message} (model {model!r})", code="context_length_exceeded", param="messages"
+        )
+    if exc.kind == "HostCrashed":
+        return ModelLoadError(
+            f"the model host stopped while running {model!r}; it is restarting",
+            "Try the request again.",
+        )
+    return ModelLoadError(f"model {model!r} failed: {exc.message}")

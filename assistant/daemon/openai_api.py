@@ -1,0 +1,216 @@
+"""OpenAI-compatible routes: /v1/chat/completions, /v1/models, /v1/embeddings.
+
+The official ``openai`` SDK works against these unchanged. The model name ``assistant`` routes
+the last user message through the skills and stores the turn, like the native API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from assistant.errors import AssistantError, RequestError
+from assistant.models.backend import ChatMessage, Delta, GenerationParams, close_stream
+
+if TYPE_CHECKING:
+    from assistant.daemon.server import Daemon
+
+router = APIRouter()
+
+ROUTED_MODEL = "assistant"
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "user", "assistant", "developer"]
+    content: str | list[dict[str, Any]] | None = ""
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
+        return self.content or ""
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    model: str = Field(min_length=1, max_length=256)
+    messages: list[Message] = Field(min_length=1)
+    stream: bool = False
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(0.7, ge=0, le=2)
+    top_p: float = Field(0.95, gt=0, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream_options: dict[str, Any] | None = None
+
+    def params(self) -> GenerationParams:
+        stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        if len(stop) > 8:
+            raise RequestError("stop: at most 8 stop sequences", param="stop")
+        return GenerationParams(
+            max_tokens=self.max_completion_tokens or self.max_tokens,
+            temperature=self.temperature, top_p=self.top_p, stop=tuple(stop), seed=self.seed,
+        )
+
+    def chat_messages(self) -> list[ChatMessage]:
+        return [
+            ChatMessage("system" if m.role == "developer" else m.role, m.text())
+            for m in self.messages
+        ]
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    model: str = Field(min_length=1, max_length=256)
+    input: str | list[str] = Field(min_length=1)
+    encoding_format: Literal["float"] = "float"
+
+
+def _daemon(request: Request) -> Daemon:
+    daemon: Daemon = request.app.state.daemon
+    return daemon
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    daemon = _daemon(request)
+    data = [{"id": ROUTED_MODEL, "object": "model", "created": int(daemon.started_at),
+             "owned_by": "assistant", "kind": "router", "loaded": True}]
+    for info in daemon.models.models():
+        data.append({
+            "id": info.name, "object": "model", "created": int(daemon.started_at),
+            "owned_by": info.owned_by, "kind": info.kind,
+            "loaded": bool(info.details.get("loaded")), "context_length": info.context_length,
+        })
+    return {"object": "list", "data": data}
+
+
+@router.post("/v1/embeddings")
+async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]:
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    if len(texts) > 2048:
+        raise RequestError("input: at most 2048 texts per request", param="input")
+    daemon = _daemon(request)
+    _check_model(daemon, body.model)
+    vectors = await daemon.models.embed(body.model, texts)
+    return {
+        "object": "list", "model": body.model,
+        "data": [
+            {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)
+        ],
+        "usage": {"prompt_tokens": 0, "total_tokens": 0},
+    }
+
+
+def _check_model(daemon: Daemon, name: str) -> None:
+    if name != ROUTED_MODEL and not daemon.knows_model(name):
+        raise RequestError(
+            f"model {name!r} does not exist; `assistant models list` shows what is installed",
+            status=404, code="model_not_found", param="model",
+        )
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def chat_completions(body: ChatRequest, request: Request) -> Any:
+    daemon = _daemon(request)
+    _check_model(daemon, body.model)
+    params = body.params()
+    if body.model == ROUTED_MODEL:
+        stream = daemon.turns.openai_turn(body.chat_messages(), params)
+        model_name = ROUTED_MODEL
+    else:
+        await daemon.check_max_tokens(body.model, params)
+        stream = daemon.models.chat(body.model, body.chat_messages(), params)
+        model_name = body.model
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    # Pull the first piece before answering, so that a full queue, a prompt over the context
+    # or a model that fails to load is an HTTP error, not a broken stream.
+    first = await anext(stream)
+    if body.stream:
+        include_usage = bool((body.stream_options or {}).get("include_usage"))
+        return StreamingResponse(
+            _sse_chunks(first, stream, completion_id, created, model_name, include_usage),
+            media_type="text/event-stream", headers={"Cache-Control": "no-cache"},
+        )
+    return await _collect(request, first, stream, completion_id, created, model_name)
+
+
+async def _collect(request: Request, first: Delta, stream: AsyncIterator[Delta],
+                   completion_id: str, created: int, model: str) -> dict[str, Any]:
+    async def gather() -> tuple[str, Delta]:
+        parts = [first.text]
+        last = first
+        async for delta in stream:
+            parts.append(delta.text)
+            last = delta
+        return "".join(parts), last
+
+    task = asyncio.ensure_future(gather())
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=0.1)
+            if not task.done() and await request.is_disconnected():
+                task.cancel()
+                break
+        text, last = await task
+    finally:
+        if not task.done():
+            task.cancel()
+        await close_stream(stream)
+    return {
+        "id": completion_id, "object": "chat.completion", "created": created, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                     "finish_reason": _finish(last.finish_reason)}],
+        "usage": _usage(last),
+    }
+
+
+async def _sse_chunks(first: Delta, stream: AsyncIterator[Delta], completion_id: str,
+                      created: int, model: str, include_usage: bool) -> AsyncIterator[bytes]:
+    def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
+        payload = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                   "model": model,
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+
+    yield chunk({"role": "assistant", "content": ""}, None)
+    last = first
+    try:
+        pending: Delta | None = first
+        while pending is not None:
+            last = pending
+            if pending.text:
+                yield chunk({"content": pending.text}, None)
+            if pending.finish_reason is not None:
+                yield chunk({}, _finish(pending.finish_reason))
+            pending = await anext(stream, None)
+    except AssistantError as exc:
+        payload = {"error": {"message": exc.message, "type": "server_error",
+                             "code": "stream_error"}}
+        yield f"data: {json.dumps(payload)}\n\n".encode()
+    finally:
+        await close_stream(stream)
+    if include_usage:
+        usage = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                 "model": model, "choices": [], "usage": _usage(last)}
+        yield f"data: {json.dumps(usage)}\n\n".encode()
+    yield b"data: [DONE]\n\n"
+
+
+def _finish(reason: str | None) -> str:
+    return "length" if reason == "length" else "stop"
+
+
+def _usage(last: Delta) -> dict[str, int]:
+    return {"prompt_tokens": last.prompt_tokens, "completion_tokens": last.completion_tokens,
+            "total_tokens": last.prompt_tokens + last.completion_tokens}

@@ -1,0 +1,43 @@
+"""A bounded FIFO queue per model: ``parallel`` run, ``limit`` wait, more are refused."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from assistant.errors import QueueFull
+
+
+class ModelQueue:
+    def __init__(self, name: str, parallel: int, limit: int) -> None:
+        self.name = name
+        self.parallel = parallel
+        self.limit = limit
+        self._slots = asyncio.Semaphore(parallel)
+        self.waiting = 0
+        self.running = 0
+
+    @property
+    def depth(self) -> int:
+        return self.waiting + self.running
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold a generation slot. Raises :class:`QueueFull` when ``limit`` already wait."""
+        if self.running >= self.parallel and self.waiting >= self.limit:
+            raise QueueFull(
+                f"model {self.name!r} is busy: {self.running} running, {self.waiting} waiting",
+                retry_after=max(1, self.waiting // max(self.parallel, 1)),
+            )
+        self.waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+        self.running += 1
+        try:
+            yield
+        finally:
+            self.running -= 1
+            self._slots.release()

@@ -1,0 +1,166 @@
+"""The model host: a child process, the only code that imports llama_cpp and onnxruntime.
+
+It reads JSON requests, one per line, on stdin and writes JSON replies on the stdout it was
+given (C libraries that print are pointed at stderr first, so nothing corrupts the protocol).
+A hostile or broken model file can only kill this process; the daemon restarts it.
+
+Requests carry ``id`` and ``op``. Replies carry the same ``id`` and either ``ok`` with a result,
+a stream of ``delta`` pieces ending in ``done``, or ``error`` ({type, message}). Chat models run
+on one worker thread and embedding models on another, so routing never waits for a long reply.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import sys
+import threading
+import time
+import traceback
+from typing import IO, Any
+
+from assistant.models.llama import LlamaRunner
+from assistant.models.onnx import OnnxEmbedder
+
+
+class _Output:
+    """Thread-safe writer of protocol lines."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def send(self, message: dict[str, Any]) -> None:
+        line = json.dumps(message, ensure_ascii=False).encode() + b"\n"
+        with self._lock:
+            self._stream.write(line)
+            self._stream.flush()
+
+
+class Host:
+    def __init__(self, out: _Output) -> None:
+        self.out = out
+        self.chat_models: dict[str, LlamaRunner] = {}
+        self.embedders: dict[str, OnnxEmbedder] = {}
+        self.cancelled: set[str] = set()
+        self.chat_jobs: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.embed_jobs: queue.Queue[dict[str, Any] | None] = queue.Queue()
+
+    # -- dispatch -----------------------------------------------------------------------------
+
+    def submit(self, request: dict[str, Any]) -> None:
+        op = request.get("op")
+        if op == "cancel":
+            self.cancelled.add(str(request.get("target")))
+        elif op == "ping":
+            self.out.send({"id": request["id"], "ok": {"pid": os.getpid()}})
+        elif op in {"embed", "load_embedding", "unload_embedding"}:
+            self.embed_jobs.put(request)
+        else:
+            self.chat_jobs.put(request)
+
+    def worker(self, jobs: queue.Queue[dict[str, Any] | None]) -> None:
+        while (request := jobs.get()) is not None:
+            rid = request.get("id")
+            try:
+                result = self.handle(request)
+                if result is not None:
+                    self.out.send({"id": rid, "ok": result})
+            except Exception as exc:  # reported to the daemon, which decides what the user sees
+                self.out.send({"id": rid, "error": {
+                    "type": type(exc).__name__, "message": str(exc) or type(exc).__name__,
+                }})
+                traceback.print_exc(file=sys.stderr)
+            finally:
+                self.cancelled.discard(str(rid))
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        op = request["op"]
+        if op == "load":
+            name = request["model"]
+            if name not in self.chat_models:
+                self.chat_models[name] = LlamaRunner(
+                    request["path"], n_ctx=request["n_ctx"], n_threads=request["n_threads"],
+                )
+            return self.chat_models[name].info()
+        if op == "unload":
+            runner = self.chat_models.pop(request["model"], None)
+            if runner is not None:
+                runner.close()
+            return {}
+        if op == "load_embedding":
+            name = request["model"]
+            if name not in self.embedders:
+                self.embedders[name] = OnnxEmbedder(
+                    request["path"], request["tokenizer"], n_threads=request["n_threads"],
+                )
+            return self.embedders[name].info()
+        if op == "unload_embedding":
+            self.embedders.pop(request["model"], None)
+            return {}
+        if op == "embed":
+            return {"vectors": self.embedders[request["model"]].embed(request["texts"])}
+        if op == "count":
+            return {"tokens": self._chat_model(request).count(request["messages"])}
+        if op == "chat":
+            self._chat(request)
+            return None
+        if op == "info":
+            return {"llama_cpp": LlamaRunner.library_version(), "pid": os.getpid()}
+        raise ValueError(f"unknown operation {op!r}")
+
+    def _chat_model(self, request: dict[str, Any]) -> LlamaRunner:
+        try:
+            return self.chat_models[request["model"]]
+        except KeyError:
+            raise ValueError(f"model {request['model']!r} is not loaded") from None
+
+    def _chat(self, request: dict[str, Any]) -> None:
+        rid = str(request["id"])
+        runner = self._chat_model(request)
+        started = time.perf_counter()
+        stream = runner.chat(
+            request["messages"], request.get("params", {}),
+            cancelled=lambda: rid in self.cancelled,
+        )
+        for piece in stream:
+            if piece.text:
+                self.out.send({"id": rid, "delta": piece.text})
+            if piece.finish_reason is not None:
+                self.out.send({"id": rid, "done": {
+                    "finish_reason": piece.finish_reason,
+                    "prompt_tokens": piece.prompt_tokens,
+                    "completion_tokens": piece.completion_tokens,
+                    "timings": {**piece.timings, "total_s": time.perf_counter() - started},
+                }})
+
+
+def main() -> None:
+    # Our protocol owns the real stdout; anything C code prints goes to stderr instead.
+    proto = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    host = Host(_Output(proto))
+    workers = [
+        threading.Thread(target=host.worker, args=(host.chat_jobs,), daemon=True),
+        threading.Thread(target=host.worker, args=(host.embed_jobs,), daemon=True),
+    ]
+    for thread in workers:
+        thread.start()
+    for raw in sys.stdin.buffer:
+        try:
+            request = json.loads(raw)
+        except json.JSONDecodeError:
+            continue
+        if request.get("op") == "shutdown":
+            break
+        host.submit(request)
+    host.chat_jobs.put(None)
+    host.embed_jobs.put(None)
+    for thread in workers:
+        thread.join(timeout=5)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""The daemon's side of the model host: spawn it, talk to it, restart it when it dies.
+
+Every request gets an id; replies are routed back to the waiting coroutine by that id. When the
+host exits unexpectedly, every waiting request gets a ``HostCrashed`` error at once (never a
+hang), and the next request starts a fresh host after a short backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from assistant.errors import ModelLoadError
+
+log = logging.getLogger("assistant.host")
+
+_EOF = {"error": {"type": "HostCrashed", "message": "the model host stopped unexpectedly"}}
+
+
+class HostError(ModelLoadError):
+    """An error the host reported, with the host's exception type."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class HostProcess:
+    def __init__(self) -> None:
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._pending: dict[str, asyncio.Queue[dict[str, Any]]] = {}
+        self._ids = itertools.count(1)
+        self._start_lock = asyncio.Lock()
+        self._crashes = 0
+        self._last_start = 0.0
+        self.generation = 0  # bumped at every (re)start: loaded models are gone after a crash
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc and self._proc.returncode is None else None
+
+    async def _ensure_started(self) -> None:
+        async with self._start_lock:
+            if self._proc is not None and self._proc.returncode is None:
+                return
+            if self._crashes:
+                # Back off after crashes so a model that kills the host cannot spin the CPU.
+                delay = min(0.25 * 2 ** (self._crashes - 1), 8.0)
+                await asyncio.sleep(max(0.0, delay - (time.monotonic() - self._last_start)))
+            env = dict(os.environ)
+            env.setdefault("OMP_NUM_THREADS", "1")
+            self._proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "assistant.models.host",
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                env=env, limit=64 * 1024 * 1024,
+            )
+            self._last_start = time.monotonic()
+            self.generation += 1
+            self._reader = asyncio.create_task(self._read(self._proc))
+            log.info("model host started", extra={"pid": self._proc.pid})
+
+    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        try:
+            while line := await proc.stdout.readline():
+                try:
+                    message = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                queue = self._pending.get(str(message.get("id")))
+                if queue is not None:
+                    queue.put_nowait(message)
+        finally:
+            code = await proc.wait()
+            if code != 0:
+                self._crashes += 1
+                log.warning("model host exited", extra={"code": code})
+            for queue in self._pending.values():
+                queue.put_nowait(_EOF)
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        await self._ensure_started()
+        assert self._proc is not None and self._proc.stdin is not None
+        self._proc.stdin.write(json.dumps(message).encode() + b"\n")
+        await self._proc.stdin.drain()
+
+    async def call(self, op: str, **fields: Any) -> dict[str, Any]:
+        """Send one request and wait for its one reply."""
+        rid = str(next(self._ids))
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._pending[rid] = queue
+        try:
+            await self._send({"id": rid, "op": op, **fields})
+            reply = await queue.get()
+        finally:
+            self._pending.pop(rid, None)
+        if "error" in reply:
+            raise HostError(reply["error"]["type"], reply["error"]["message"])
+        result: dict[str, Any] = reply.get("ok", {})
+        self._crashes = 0
+        return result
+
+    async def stream(self, op: str, **fields: Any) -> AsyncIterator[dict[str, Any]]:
+        """Send one request and yield its replies until ``done``. Closing early cancels it."""
+        rid = str(next(self._ids))
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._pending[rid] = queue
+        finished = False
+        try:
+            await self._send({"id": rid, "op": op, **fields})
+            while True:
+                reply = await queue.get()
+                if "error" in reply:
+                    finished = True
+                    raise HostError(reply["error"]["type"], reply["error"]["message"])
+                yield reply
+                if "done" in reply:
+                    finished = True
+                    self._crashes = 0
+                    return
+        finally:
+            self._pending.pop(rid, None)
+            if not finished:
+                with contextlib.suppress(Exception):
+                    await self._send_raw({"id": f"c{rid}", "op": "cancel", "target": rid})
+
+    async def _send_raw(self, message: dict[str, Any]) -> None:
+        proc = self._proc
+        if proc is None or proc.returncode is not None or proc.stdin is None:
+            return
+        proc.stdin.write(json.dumps(message).encode() + b"\n")
+        await proc.stdin.drain()
+
+    def kill(self) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.kill()
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(Exception):
+            await self._send_raw({"id": "0", "op": "shutdown"})
+            if proc.stdin is not None:
+                proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+        if self._reader is not None:
+            with contextlib.suppress(BaseException):
+                await self._reader
