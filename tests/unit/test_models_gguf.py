@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TEST_MODELS_DIR
+
+from tests.conftest import TEST_MODELS_DIR
 
 gguf = pytest.importorskip("gguf")
 
