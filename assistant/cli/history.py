@@ -1,9 +1,231 @@
-"""`assistant history …` commands."""
+"""`assistant history …`: list, show, rename, archive, pin, delete, search, export, import.
+
+Each command is a thin shell over one :class:`~assistant.store.Store` method, so it can later go
+through the daemon's API instead of opening the store itself.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import click
+
+from assistant.cli import AppContext, pass_app
+from assistant.errors import RequestError
+
+if TYPE_CHECKING:
+    from assistant.store import Store
+
+DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"]
+
+
+@contextlib.contextmanager
+def open_store(app: AppContext) -> Iterator[Store]:
+    from assistant.store import Store
+
+    store = Store.open(app.settings)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """Dates typed at the prompt are local time."""
+    return None if moment is None else moment.astimezone()
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+@click.group("history")
+def history() -> None:
+    """Browse, search, export and import conversations."""
+
+
+@history.command("list")
+@click.option("--archived", "archived", flag_value="only", help="Only archived ones.")
+@click.option("--all", "archived", flag_value="all", help="Archived ones too.")
+@click.option("--pinned", is_flag=True, help="Only pinned ones.")
+@click.option("--skill", help="Only those with a reply by this skill.")
+@click.option("--since", type=click.DateTime(DATE_FORMATS), help="Active on or after.")
+@click.option("--until", type=click.DateTime(DATE_FORMATS), help="Started before.")
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@pass_app
+def list_command(
+    app: AppContext, archived: str | None, pinned: bool, skill: str | None,
+    since: datetime | None, until: datetime | None, limit: int, as_json: bool,
+) -> None:
+    """List conversations, pinned first, then the most recent."""
+    which = {"only": True, "all": None}.get(archived or "", False)
+    with open_store(app) as store:
+        rows = store.list_conversations(
+            archived=which, pinned=True if pinned else None, skill=skill,
+            since=_aware(since), until=_aware(until), limit=limit,
+        )
+    for row in rows:
+        if as_json:
+            click.echo(json.dumps({
+                "id": row.id, "title": row.title, "created": row.created.isoformat(),
+                "updated": row.updated.isoformat(), "archived": row.archived,
+                "pinned": row.pinned, "messages": row.message_count,
+            }, ensure_ascii=False))
+            continue
+        marks = ("📌 " if row.pinned else "") + ("[archived] " if row.archived else "")
+        click.echo(f"{row.id}  {_when(row.updated)}  {row.message_count:>4}  {marks}{row.title}")
+    if not rows and not as_json:
+        click.echo("No conversations.", err=True)
+
+
+@history.command("show")
+@click.argument("conversation_id")
+@click.option("--tree", is_flag=True, help="Every branch, indented, not just the active path.")
+@click.option("--json", "as_json", is_flag=True, help="Our JSON export of it.")
+@pass_app
+def show(app: AppContext, conversation_id: str, tree: bool, as_json: bool) -> None:
+    """Show a conversation's active path (or its whole tree)."""
+    with open_store(app) as store:
+        if as_json:
+            click.echo(store.export([conversation_id], format="json"), nl=False)
+            return
+        conv = store.get_conversation(conversation_id)
+    click.echo(click.style(conv.title, bold=True) + f"  ({conv.id}, {_when(conv.created)})")
+    active = {m.id for m in conv.active_path}
+
+    def render(message_id: str | None, depth: int) -> None:
+        for msg in conv.children(message_id):
+            if not tree and msg.id not in active:
+                continue
+            marker = "*" if tree and msg.id in active else " "
+            label = msg.role + (f" · {msg.skill}" if msg.skill else "")
+            if msg.status != "complete":
+                label += f" · {msg.status}"
+            indent = "  " * depth if tree else ""
+            click.echo(f"\n{indent}{marker}[{label}] {msg.id}")
+            for line in (msg.content or "").splitlines() or [""]:
+                click.echo(f"{indent}  {line}")
+            render(msg.id, depth + 1)
+
+    render(None, 0)
+
+
+@history.command("rename")
+@click.argument("conversation_id")
+@click.argument("title")
+@pass_app
+def rename(app: AppContext, conversation_id: str, title: str) -> None:
+    """Give a conversation a new title."""
+    with open_store(app) as store:
+        store.rename(conversation_id, title)
+
+
+@history.command("archive")
+@click.argument("conversation_id")
+@click.option("--undo", is_flag=True, help="Bring it back from the archive.")
+@pass_app
+def archive(app: AppContext, conversation_id: str, undo: bool) -> None:
+    """Archive a conversation (hidden from the list, still searchable)."""
+    with open_store(app) as store:
+        store.archive(conversation_id, archived=not undo)
+
+
+@history.command("pin")
+@click.argument("conversation_id")
+@click.option("--undo", is_flag=True, help="Unpin it.")
+@pass_app
+def pin(app: AppContext, conversation_id: str, undo: bool) -> None:
+    """Pin a conversation to the top of the list."""
+    with open_store(app) as store:
+        store.pin(conversation_id, pinned=not undo)
+
+
+@history.command("delete")
+@click.argument("conversation_id")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def delete(app: AppContext, conversation_id: str, yes: bool) -> None:
+    """Delete a conversation and all its messages, for good."""
+    with open_store(app) as store:
+        conv = store.get_conversation(conversation_id)
+        if not yes:
+            click.confirm(
+                f"Delete \"{conv.title}\" and its {len(conv.messages)} messages?", abort=True
+            )
+        store.delete(conversation_id)
+    click.echo(f"Deleted {conversation_id}.", err=True)
+
+
+@history.command("search")
+@click.argument("query", nargs=-1, required=True)
+@click.option("--skill", help="Only replies by this skill and the questions they answer.")
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@pass_app
+def search(app: AppContext, query: tuple[str, ...], skill: str | None, limit: int) -> None:
+    """Search every message, best matches first."""
+    highlight = ("\x1b[1;33m", "\x1b[0m") if sys.stdout.isatty() else ("**", "**")
+    with open_store(app) as store:
+        hits = store.search(" ".join(query), skill=skill, limit=limit, highlight=highlight)
+    for hit in hits:
+        label = hit.role + (f" · {hit.skill}" if hit.skill else "")
+        click.echo(f"{hit.conversation_id}  {_when(hit.created)}  {hit.conversation_title}"
+                   f"  [{label}]")
+        click.echo(f"    {' '.join(hit.snippet.split())}")
+    if not hits:
+        click.echo("No matches.", err=True)
+
+
+@history.command("export")
+@click.argument("conversation_ids", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Every conversation.")
+@click.option("--format", "fmt", type=click.Choice(["json", "md"]), default="json",
+              show_default=True, help="json: lossless, for import; md: for reading.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to this file instead of standard output.")
+@pass_app
+def export(
+    app: AppContext, conversation_ids: tuple[str, ...], everything: bool, fmt: str,
+    output: Path | None,
+) -> None:
+    """Export conversations by ID, or --all."""
+    if bool(conversation_ids) == everything:
+        raise click.UsageError("Give conversation IDs or --all (not both).")
+    with open_store(app) as store:
+        text = store.export(None if everything else list(conversation_ids), format=fmt)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    tmp = output.with_name(output.name + ".part")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(output)
+    click.echo(f"Wrote {output}.", err=True)
+
+
+@history.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("--format", "fmt", type=click.Choice(["auto", "json", "chatgpt"]),
+              default="auto", show_default=True,
+              help="json: our export; chatgpt: ChatGPT's conversations.json.")
+@pass_app
+def import_command(app: AppContext, file: str, fmt: str) -> None:
+    """Import conversations from FILE, all or nothing."""
+    try:
+        data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    except OSError as exc:
+        raise RequestError(f"Cannot read {file}: {exc.strerror}.") from None
+    with open_store(app) as store:
+        result = store.import_data(data, format=fmt)
+    click.echo(f"Imported {len(result.imported)} conversation(s)"
+               + (f", skipped {len(result.skipped)} already present" if result.skipped else "")
+               + ".")
 
 
 def register(main: click.Group) -> None:
-    pass
+    main.add_command(history)
