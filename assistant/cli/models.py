@@ -39,8 +39,28 @@ def _size(nbytes: int | None) -> str:
     return f"{value:.1f} GB"
 
 
-class _RichProgress:
-    """A byte progress bar per artifact, with pip's step shown as the description."""
+class _LineProgress:
+    """Plain lines, for logs and pipes (``make``, CI)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.label = ""
+
+    def begin(self, label: str, total: int) -> None:
+        self.label = label
+
+    def step(self, text: str) -> None:
+        click.echo(f"{self.name}: {text}", err=True)
+
+    def advance(self, nbytes: int) -> None:
+        pass
+
+    def end(self, text: str) -> None:
+        click.echo(f"{self.name}: {self.label}: {text}", err=True)
+
+
+class _BarProgress:
+    """A byte progress bar per artifact on a terminal; the current step is its description."""
 
     def __init__(self, progress: Progress, name: str) -> None:
         self.progress = progress
@@ -50,7 +70,7 @@ class _RichProgress:
 
     def begin(self, label: str, total: int) -> None:
         self.label = label
-        self.task = self.progress.add_task(f"{self.name}: {label}", total=total)
+        self.task = self.progress.add_task(self.name, total=total)
 
     def step(self, text: str) -> None:
         if self.task is not None:
@@ -62,11 +82,8 @@ class _RichProgress:
 
     def end(self, text: str) -> None:
         if self.task is not None:
-            task = self.progress.tasks[self.task]
-            # Sizes are estimates: settle the bar at what was actually assembled.
-            done = task.completed or task.total
-            self.progress.update(self.task, total=done, completed=done,
-                                 description=f"{self.name}: {self.label}: {text}")
+            self.progress.remove_task(self.task)
+        self.progress.console.print(f"{self.name}: {self.label}: {text}", highlight=False)
 
 
 @models_group.command("pull")
@@ -78,6 +95,9 @@ def pull_cmd(app: AppContext, names: tuple[str, ...], verbose: bool) -> None:
 
     Pulling a model that is already installed and verified does nothing.
     """
+    import sys
+
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -92,13 +112,19 @@ def pull_cmd(app: AppContext, names: tuple[str, ...], verbose: bool) -> None:
     settings = app.settings
     for name in names:
         catalog_entry(name)  # unknown names fail before anything is fetched
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-               TransferSpeedColumn(), TimeElapsedColumn())
+    console = Console(stderr=True)
+    bar = console.is_terminal and not verbose
     for name in names:
-        with Progress(*columns, transient=False, disable=verbose) as progress:
-            paths = pull(settings, name, _RichProgress(progress, name), verbose=verbose)
+        if not bar:
+            paths = pull(settings, name, _LineProgress(name), verbose=verbose)
+        else:
+            with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                          TransferSpeedColumn(), TimeElapsedColumn(), console=console,
+                          transient=True) as progress:
+                paths = pull(settings, name, _BarProgress(progress, name), verbose=verbose)
         for path in paths:
             click.echo(f"{name}: {path}")
+        sys.stdout.flush()
 
 
 def _status_json(status: ModelStatus) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -195,6 +196,7 @@ def _pull_artifact(
             return
         path.unlink()
     partial = path.with_name(path.name + ".partial")
+    started = time.monotonic()
     digest = hashlib.sha256()
     limit = max(int(artifact.size * _SLACK), artifact.size + _SLACK_MIN)
     written = 0
@@ -234,7 +236,8 @@ def _pull_artifact(
             partial.unlink()
         raise
     write_stamp(path, artifact.sha256)
-    report.end(f"installed, sha256 verified ({written} bytes)")
+    report.end(f"installed, sha256 verified ({written / 1e6:.1f} MB in "
+               f"{time.monotonic() - started:.1f} s)")
 
 
 def _download(settings: Settings, source: Source, dest: Path, verbose: bool) -> Path:
