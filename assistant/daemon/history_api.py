@@ -1,0 +1,197 @@
+"""The conversation history over HTTP: ``/api/conversations``, ``/api/search``, export, import.
+
+The daemon includes :data:`router` and puts its open :class:`~assistant.store.Store` in
+``app.state.store``. Handlers are plain functions, so FastAPI runs the (blocking) store calls
+in its thread pool. Errors come back as ``{"error": {"code", "message", "param"}}``: 503
+``storage_unavailable`` (with Retry-After) when the disk is full or the database read-only,
+400 ``invalid_import`` for a bad import file, 404 ``not_found`` for an unknown id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, ConfigDict
+from starlette.concurrency import run_in_threadpool
+
+from assistant.errors import AssistantError, RequestError, StorageError, StorageUnavailable
+from assistant.store import MalformedImport, Store
+from assistant.store.exchange import conversation_to_dict, message_to_dict
+from assistant.store.records import SearchHit
+
+router = APIRouter(prefix="/api", tags=["history"])
+RETRY_AFTER_SECONDS = 5
+T = TypeVar("T")
+
+
+def error_response(exc: AssistantError) -> JSONResponse:
+    """The JSON error body and status for a domain error raised by the store."""
+    status, code, param, headers = 500, "storage_error", None, None
+    if isinstance(exc, StorageUnavailable):
+        status, code = 503, "storage_unavailable"
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    elif isinstance(exc, MalformedImport):
+        status, code = 400, "invalid_import"
+    elif isinstance(exc, RequestError):
+        status, code, param = exc.status, exc.code, exc.param
+    elif not isinstance(exc, StorageError):
+        code = "internal_error"
+    error: dict[str, Any] = {"code": code, "message": str(exc)}
+    if param:
+        error["param"] = param
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
+
+
+def _guard(call: Callable[[], T]) -> T | JSONResponse:
+    try:
+        return call()
+    except AssistantError as exc:
+        return error_response(exc)
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def _hit(hit: SearchHit) -> dict[str, Any]:
+    return {
+        "conversation_id": hit.conversation_id, "conversation_title": hit.conversation_title,
+        "message_id": hit.message_id, "role": hit.role, "skill": hit.skill,
+        "created": hit.created.isoformat(), "snippet": hit.snippet, "rank": hit.rank,
+    }
+
+
+@router.get("/conversations")
+def list_conversations(
+    request: Request,
+    archived: Literal["false", "true", "all"] = "false",
+    pinned: bool | None = None,
+    skill: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+) -> Any:
+    which = {"false": False, "true": True, "all": None}[archived]
+    return _guard(lambda: {"conversations": [
+        {
+            "id": c.id, "title": c.title, "created": c.created.isoformat(),
+            "updated": c.updated.isoformat(), "archived": c.archived, "pinned": c.pinned,
+            "model": c.model, "message_count": c.message_count,
+        }
+        for c in _store(request).list_conversations(
+            archived=which, pinned=pinned, skill=skill, since=since, until=until,
+            limit=limit, offset=offset,
+        )
+    ]})
+
+
+def _conversation_body(store: Store, conversation_id: str) -> dict[str, Any]:
+    conv = store.get_conversation(conversation_id)
+    body = conversation_to_dict(conv)
+    body["active_path"] = [m.id for m in conv.active_path]
+    return body
+
+
+@router.get("/conversations/{conversation_id}")
+def get_conversation(request: Request, conversation_id: str) -> Any:
+    """The whole tree (``messages``, each with ``parent_id``) and the active path's ids."""
+    return _guard(lambda: _conversation_body(_store(request), conversation_id))
+
+
+class ConversationPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = None
+    archived: bool | None = None
+    pinned: bool | None = None
+    active_message_id: str | None = None  # switch to the branch through this message
+
+
+@router.patch("/conversations/{conversation_id}")
+def patch_conversation(request: Request, conversation_id: str, patch: ConversationPatch) -> Any:
+    def apply() -> dict[str, Any]:
+        store = _store(request)
+        if patch.title is not None:
+            store.rename(conversation_id, patch.title)
+        if patch.archived is not None:
+            store.archive(conversation_id, patch.archived)
+        if patch.pinned is not None:
+            store.pin(conversation_id, patch.pinned)
+        if patch.active_message_id is not None:
+            if store.message(patch.active_message_id).conversation_id != conversation_id:
+                raise RequestError("That message is not in this conversation.", status=404,
+                                   code="not_found", param="active_message_id")
+            store.switch_branch(patch.active_message_id)
+        return _conversation_body(store, conversation_id)
+
+    return _guard(apply)
+
+
+@router.delete("/conversations/{conversation_id}", status_code=204)
+def delete_conversation(request: Request, conversation_id: str) -> Response:
+    result = _guard(lambda: _store(request).delete(conversation_id))
+    return result if isinstance(result, JSONResponse) else Response(status_code=204)
+
+
+@router.get("/messages/{message_id}")
+def get_message(request: Request, message_id: str) -> Any:
+    def build() -> dict[str, Any]:
+        message = _store(request).message(message_id)
+        return message_to_dict(message) | {"conversation_id": message.conversation_id}
+
+    return _guard(build)
+
+
+@router.get("/search")
+def search(
+    request: Request,
+    q: str = Query(..., min_length=1),
+    skill: str | None = None,
+    limit: int = Query(20, ge=1, le=200),
+) -> Any:
+    """Ranked hits; matches in ``snippet`` are wrapped in ``<mark>``…``</mark>``."""
+    return _guard(lambda: {"hits": [
+        _hit(h) for h in _store(request).search(q, skill=skill, limit=limit,
+                                                 highlight=("<mark>", "</mark>"))
+    ]})
+
+
+def _export(request: Request, ids: list[str] | None, fmt: str) -> Response:
+    result = _guard(lambda: _store(request).export(ids, format=fmt))
+    if isinstance(result, JSONResponse):
+        return result
+    if fmt == "md":
+        return PlainTextResponse(result, media_type="text/markdown; charset=utf-8")
+    return Response(result, media_type="application/json")
+
+
+@router.get("/conversations/{conversation_id}/export")
+def export_conversation(
+    request: Request, conversation_id: str, format: Literal["json", "md"] = "json"
+) -> Response:
+    return _export(request, [conversation_id], format)
+
+
+@router.get("/export")
+def export_all(request: Request, format: Literal["json", "md"] = "json") -> Response:
+    return _export(request, None, format)
+
+
+@router.post("/import")
+async def import_conversations(
+    request: Request, format: Literal["auto", "json", "chatgpt"] = "auto"
+) -> Any:
+    """The request body is the file: our JSON export or ChatGPT's conversations.json."""
+    data = await request.body()
+    store = _store(request)
+    try:
+        result = await run_in_threadpool(store.import_data, data, format=format)
+    except AssistantError as exc:
+        return error_response(exc)
+    return {"imported": list(result.imported), "skipped": list(result.skipped)}
