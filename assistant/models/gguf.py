@@ -215,8 +215,8 @@ def _read(cur: _Cursor) -> GGUFFacts:
         meta[key] = _value(cur, cur.u32(), key, 0)
 
     alignment = meta.get("general.alignment", 32)
-    if not isinstance(alignment, int) or isinstance(alignment, bool) or alignment < 1 \
-            or alignment > 1 << 16 or alignment & (alignment - 1):
+    if not isinstance(alignment, int) or isinstance(alignment, (bool, _ArrayLength)) \
+            or alignment < 1 or alignment > 1 << 16 or alignment & (alignment - 1):
         raise cur.fail(f"general.alignment {alignment!r} is not a power of two")
 
     names: set[str] = set()

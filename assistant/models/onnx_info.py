@@ -316,7 +316,7 @@ def check_loadable(path: Path, timeout: float = 120.0) -> dict[str, Any]:
     """Build an onnxruntime session for ``path`` in a child process; return its in/outputs."""
     try:
         proc = subprocess.run(
-            [sys.executable, "-c", _CHECK, str(path)], capture_output=True, text=True,
+            [sys.executable, "-I", "-c", _CHECK, str(path)], capture_output=True, text=True,
             timeout=timeout, stdin=subprocess.DEVNULL, check=False,
         )
     except subprocess.TimeoutExpired:

@@ -28,6 +28,8 @@ Kind = Literal["chat", "embedding"]
 Origin = Literal["catalog", "local"]
 REGISTRY_VERSION = 1
 MAX_TOKENIZER_BYTES = 64 << 20
+# Bumped when the readers learn new facts, so that cached facts are read again.
+FACTS_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -73,12 +75,14 @@ def read_facts(path: Path) -> dict[str, Any]:
 
     if not path.is_file():
         raise ModelNotFound(f"{path} does not exist or is not a file.")
-    if is_gguf(path):
-        return read_gguf(path).summary()
-    if path.suffix.lower() == ".gguf":
-        return read_gguf(path).summary()  # raises, saying it is not GGUF
+    if is_gguf(path) or path.suffix.lower() == ".gguf":
+        facts = read_gguf(path).summary()  # raises, saying so, when it is not GGUF
+        facts["facts_version"] = FACTS_VERSION
+        return facts
     try:
-        return read_onnx(path).summary()
+        facts = read_onnx(path).summary()
+        facts["facts_version"] = FACTS_VERSION
+        return facts
     except ModelIntegrityError:
         if path.suffix.lower() == ".onnx":
             raise
@@ -145,7 +149,7 @@ def _catalog_facts(settings: Settings, entry: CatalogEntry) -> dict[str, Any]:
     if stamp is None or stamp.get("sha256") != entry.model_file.sha256:
         return {"quantization": entry.quantization}
     facts = stamp.get("facts")
-    if not isinstance(facts, dict):
+    if not isinstance(facts, dict) or facts.get("facts_version") != FACTS_VERSION:
         facts = read_facts(path)
         with contextlib.suppress(OSError):
             install.write_stamp(path, entry.model_file.sha256, facts)
@@ -161,7 +165,8 @@ def _local_facts(settings: Settings, name: str, item: dict[str, Any]) -> dict[st
             f"Put it back, or forget it with `assistant models rm {name}`.",
         )
     facts = item.get("facts")
-    if isinstance(facts, dict) and item.get("facts_key") == key:
+    if isinstance(facts, dict) and item.get("facts_key") == key \
+            and facts.get("facts_version") == FACTS_VERSION:
         return facts
     facts = read_facts(path)
     with contextlib.suppress(OSError, ModelError), _registry_lock(settings):
