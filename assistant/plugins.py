@@ -182,8 +182,8 @@ class PluginHost:
 
     def _impls(self, hook: str, plugin: str | None = None) -> list[pluggy.HookImpl]:
         impls = getattr(self.pm.hook, hook).get_hookimpls()
-        # pluggy returns them in reverse registration order; call oldest first.
-        return [i for i in reversed(impls) if plugin is None or i.plugin_name == plugin]
+        # Registration order: bundled plugins, then third-party ones, each in name order.
+        return [i for i in impls if plugin is None or i.plugin_name == plugin]
 
     def call(self, hook: str, **kwargs: Any) -> list[str]:
         """Call each active implementation of an event hook on its own.

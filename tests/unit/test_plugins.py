@@ -1,0 +1,289 @@
+"""The plugin host: discovery, each hook, and every isolation case."""
+
+from __future__ import annotations
+
+import asyncio
+import types
+from collections.abc import AsyncIterator
+
+import click
+import pytest
+
+from assistant import hookimpl
+from assistant.config import PluginsSettings, load_settings
+from assistant.errors import PluginError
+from assistant.plugins import PluginHost, load_plugins, reset_plugins
+from assistant.skills import DeltaEvent, Done, ErrorEvent, Event, Notice, Reply, Skill, Turn
+from assistant.testing import FakeBackend, FakeModelPlugin, fake_context
+
+
+class Echo(Skill):
+    name = "echo"
+    examples = ("echo this",)
+
+    async def run(self, turn: Turn, ctx) -> AsyncIterator[Event]:  # type: ignore[no-untyped-def]
+        yield DeltaEvent(turn.text)
+
+
+class Boom(Skill):
+    name = "boom"
+
+    async def run(self, turn: Turn, ctx) -> AsyncIterator[Event]:  # type: ignore[no-untyped-def]
+        raise ValueError("kaboom")
+        yield DeltaEvent("")
+
+
+class Hang(Skill):
+    name = "hang"
+
+    async def run(self, turn: Turn, ctx) -> AsyncIterator[Event]:  # type: ignore[no-untyped-def]
+        yield DeltaEvent("partial ")
+        await asyncio.sleep(3600)
+
+
+def skill_plugin(*skills: Skill) -> object:
+    @hookimpl
+    def register_skills(register):  # type: ignore[no-untyped-def]
+        for skill in skills:
+            register(skill)
+
+    return types.SimpleNamespace(register_skills=register_skills)
+
+
+def settings(**kw: object) -> PluginsSettings:
+    return PluginsSettings.model_validate(kw)
+
+
+def run(host: PluginHost, skill: str, text: str = "hi") -> list[Event]:
+    async def go() -> list[Event]:
+        return [e async for e in host.run_skill(skill, Turn(text), fake_context())]
+
+    return asyncio.run(go())
+
+
+# -- discovery --------------------------------------------------------------------------------
+
+def test_bundled_plugins_load_through_entry_points() -> None:
+    host = PluginHost()
+    host.load_entry_points()
+    bundled = {i.name: i for i in host.info() if i.bundled}
+    assert set(bundled) >= {"chat", "translate", "summarize", "qa"}
+    assert all(i.status == "loaded" and i.version for i in bundled.values())
+    assert bundled["chat"].skills == ["chat"]
+    assert bundled["chat"].hooks == ["register_skills"]
+
+
+def test_environment_narrows_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASSISTANT_PLUGINS", "chat,qa")
+    reset_plugins()
+    try:
+        host = load_plugins(load_settings())
+        assert load_plugins(load_settings()) is host  # idempotent
+        assert {i.name for i in host.info()} == {"chat", "qa"}
+    finally:
+        reset_plugins()
+
+
+def test_unknown_enabled_plugin_is_reported() -> None:
+    host = PluginHost(settings(enabled=["nope"]))
+    host.load_entry_points()
+    (info,) = host.info()
+    assert info.status == "failed" and "nope" in (info.error or "")
+
+
+# -- isolation --------------------------------------------------------------------------------
+
+def test_import_error_is_recorded_and_others_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib import metadata
+
+    real = metadata.entry_points
+
+    def entry_points(group: str):  # type: ignore[no-untyped-def]
+        broken = metadata.EntryPoint("broken", "assistant_no_such_module", group)
+        return [*real(group=group), broken]
+
+    monkeypatch.setattr(metadata, "entry_points", entry_points)
+    host = PluginHost()
+    host.load_entry_points()
+    infos = {i.name: i for i in host.info()}
+    assert infos["broken"].status == "failed"
+    assert "ModuleNotFoundError" in (infos["broken"].error or "")
+    assert infos["chat"].status == "loaded" and "chat" in host.available_skills()
+
+
+def test_strict_mode_makes_import_errors_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib import metadata
+
+    monkeypatch.setattr(metadata, "entry_points", lambda group: [
+        metadata.EntryPoint("broken", "assistant_no_such_module", group)])
+    monkeypatch.setenv("ASSISTANT_PLUGINS_STRICT", "1")
+    reset_plugins()
+    with pytest.raises(PluginError, match="broken"):
+        load_plugins(load_settings())
+    reset_plugins()
+
+
+def test_strict_mode_makes_hook_errors_fatal() -> None:
+    host = PluginHost(settings(strict=True))
+
+    @hookimpl
+    def before_turn(turn):  # type: ignore[no-untyped-def]
+        raise RuntimeError("guardrail bug")
+
+    host.register(types.SimpleNamespace(before_turn=before_turn), "bad")
+    with pytest.raises(PluginError, match="guardrail bug"):
+        host.call("before_turn", turn=Turn("x"))
+
+
+def test_raising_hook_is_reported_and_others_run() -> None:
+    host = PluginHost()
+    seen: list[str] = []
+
+    @hookimpl
+    def bad_before(turn):  # type: ignore[no-untyped-def]
+        raise RuntimeError("oops")
+
+    @hookimpl
+    def good_before(turn):  # type: ignore[no-untyped-def]
+        seen.append(turn.text)
+
+    @hookimpl
+    def other_before(turn):  # type: ignore[no-untyped-def]
+        seen.append(turn.text.upper())
+
+    host.register(types.SimpleNamespace(before_turn=good_before), "good1")
+    host.register(types.SimpleNamespace(before_turn=bad_before), "bad")
+    host.register(types.SimpleNamespace(before_turn=other_before), "good2")
+    notices = host.call("before_turn", turn=Turn("hello"))
+    assert seen == ["hello", "HELLO"]
+    assert len(notices) == 1 and "bad" in notices[0] and "oops" in notices[0]
+    assert host.plugins["bad"].failures == 1
+
+
+def test_registration_error_fails_only_that_plugin() -> None:
+    host = PluginHost()
+
+    @hookimpl
+    def register_skills(register):  # type: ignore[no-untyped-def]
+        raise ImportError("missing optional dependency")
+
+    host.register(types.SimpleNamespace(register_skills=register_skills), "bad")
+    host.register(skill_plugin(Echo()), "good")
+    assert host.plugins["bad"].status == "failed"
+    assert list(host.available_skills()) == ["echo"]
+
+
+def test_hanging_skill_is_cancelled_with_notice() -> None:
+    host = PluginHost(settings(skill_timeout=0.2))
+    host.register(skill_plugin(Hang()), "hangs")
+    events = run(host, "hang")
+    assert events[0] == DeltaEvent("partial ")
+    assert isinstance(events[1], Notice) and "cancelled" in events[1].message
+    assert events[-1] == Done("cancelled")
+    assert host.plugins["hangs"].failures == 1
+
+
+def test_raising_skill_yields_error_event() -> None:
+    host = PluginHost()
+    host.register(skill_plugin(Boom()), "booms")
+    events = run(host, "boom")
+    assert isinstance(events[0], ErrorEvent) and "kaboom" in events[0].message
+    assert events[-1] == Done("error")
+
+
+def test_circuit_breaker_disables_after_max_failures() -> None:
+    host = PluginHost(settings(max_failures=3))
+    host.register(skill_plugin(Boom(), Echo()), "flaky")
+    for _ in range(2):
+        run(host, "boom")
+    run(host, "echo")  # a success resets the count
+    assert host.plugins["flaky"].failures == 0
+    for _ in range(3):
+        run(host, "boom")
+    assert host.plugins["flaky"].status == "disabled"
+    assert host.available_skills() == {}
+    events = run(host, "echo")
+    assert isinstance(events[0], ErrorEvent) and events[-1] == Done("error")
+
+
+# -- one test per hook (tests/unit/test_docs.py checks these exist) -----------------------------
+
+def test_register_skills() -> None:
+    host = PluginHost()
+    info = host.register(skill_plugin(Echo()), "echoes")
+    assert info.skills == ["echo"] and host.skill_plugin["echo"] == "echoes"
+    dup = host.register(skill_plugin(Echo()), "again")
+    assert dup.status == "failed" and "already registered" in (dup.error or "")
+
+
+def test_register_models() -> None:
+    host = PluginHost()
+    backend = FakeBackend()
+    info = host.register(FakeModelPlugin(backend), "fake-model")
+    assert host.backends == [backend] and "fake" in info.models
+
+
+def test_register_commands() -> None:
+    host = PluginHost()
+
+    @hookimpl
+    def register_commands(cli):  # type: ignore[no-untyped-def]
+        @cli.command()
+        def hello() -> None:
+            click.echo("hi")
+
+    host.register(types.SimpleNamespace(register_commands=register_commands), "cmds")
+    group = click.Group("assistant")
+    assert host.register_commands(group) is None
+    assert "hello" in group.commands
+
+
+def test_before_turn() -> None:
+    host = PluginHost()
+
+    @hookimpl
+    def before_turn(turn):  # type: ignore[no-untyped-def]
+        turn.meta["checked"] = True
+
+    host.register(types.SimpleNamespace(before_turn=before_turn), "guard")
+    turn = Turn("x")
+    assert host.call("before_turn", turn=turn) == [] and turn.meta["checked"]
+
+
+def test_after_turn() -> None:
+    host = PluginHost()
+    got: list[Reply] = []
+
+    @hookimpl
+    def after_turn(turn, reply):  # type: ignore[no-untyped-def]
+        got.append(reply)
+
+    host.register(types.SimpleNamespace(after_turn=after_turn), "memory")
+    reply = Reply("answer", "complete", "chat")
+    host.call("after_turn", turn=Turn("q"), reply=reply)
+    assert got == [reply]
+
+
+def test_startup() -> None:
+    host = PluginHost()
+    events: list[str] = []
+
+    @hookimpl
+    async def startup(daemon):  # type: ignore[no-untyped-def]
+        events.append(f"start {daemon}")
+
+    host.register(types.SimpleNamespace(startup=startup), "lifecycle")
+    assert asyncio.run(host.acall("startup", daemon="d")) == []
+    assert events == ["start d"]
+
+
+def test_shutdown() -> None:
+    host = PluginHost()
+
+    @hookimpl
+    async def shutdown(daemon):  # type: ignore[no-untyped-def]
+        raise OSError("disk gone")
+
+    host.register(types.SimpleNamespace(shutdown=shutdown), "lifecycle")
+    notices = asyncio.run(host.acall("shutdown", daemon="d"))
+    assert len(notices) == 1 and "disk gone" in notices[0]

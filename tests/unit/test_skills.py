@@ -1,0 +1,63 @@
+"""The Skill API and the bundled skills, on the fake model."""
+
+from __future__ import annotations
+
+import asyncio
+
+from assistant import ChatMessage, DeltaEvent, Done, Notice, Progress, Turn
+from assistant.context import guess_language, split_sentences
+from assistant.testing import FakeBackend, fake_context, run_skill_text
+from assistant_plugins.chat import Chat
+from assistant_plugins.qa import QA
+from assistant_plugins.summarize import Summarize
+from assistant_plugins.translate import Translate, parse_request
+
+
+def test_chat_uses_history_and_configured_system_prompt() -> None:
+    backend = FakeBackend(["Hello there!"])
+    ctx = fake_context(backend, history=[ChatMessage("user", "earlier")],
+                       config={"system_prompt": "Be terse."})
+    text, events = asyncio.run(run_skill_text(Chat(), "hi", ctx))
+    assert text == "Hello there!" and events[-1] == Done("complete")
+    sent = backend.calls[0]
+    assert sent[0] == ChatMessage("system", "Be terse.")
+    assert [m.content for m in sent[1:]] == ["earlier", "hi"]
+
+
+def test_translate_parses_targets_in_several_languages() -> None:
+    assert parse_request("de Guten Morgen")[0] == "de"
+    assert parse_request("Translate to French: good morning") == ("fr", "good morning")
+    assert parse_request("翻译成英文：早上好") == ("en", "早上好")
+    assert parse_request("Übersetze ins Japanische: Hallo")[0] == "ja"
+
+
+def test_translate_streams_long_text_in_batches_with_progress() -> None:
+    body = " ".join(f"Sentence number {i} is here." for i in range(120))
+    backend = FakeBackend()
+    text, events = asyncio.run(run_skill_text(Translate(), f"to German: {body}",
+                                              fake_context(backend)))
+    assert len(backend.calls) > 1 and "German" in backend.calls[0][-1].content
+    assert any(isinstance(e, Progress) for e in events)
+    assert events[-1] == Done("complete")
+
+
+def test_summarize_without_text_uses_the_conversation() -> None:
+    ctx = fake_context(history=[ChatMessage("user", "we talked about cats")])
+    text, _ = asyncio.run(run_skill_text(Summarize(), "summarize our chat", ctx))
+    assert "cats" in text
+    _, events = asyncio.run(run_skill_text(Summarize(), "summarize our chat"))
+    assert isinstance(events[0], Notice)
+
+
+def test_qa_says_when_no_documents_are_available() -> None:
+    text, events = asyncio.run(run_skill_text(QA(), Turn("what do my notes say?")))
+    assert isinstance(events[0], Notice) and "document" in events[0].message
+    assert any(isinstance(e, DeltaEvent) for e in events)
+
+
+def test_fallback_text_helpers() -> None:
+    assert split_sentences("One. Two! 三。四？") == ["One.", "Two!", "三。", "四？"]
+    assert guess_language("これは日本語です") == "ja"
+    assert guess_language("这是中文") == "zh"
+    assert guess_language("Das ist nicht mein Hund") == "de"
+    assert guess_language("¿Dónde está la estación? Es para mi madre") == "es"
