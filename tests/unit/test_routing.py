@@ -61,12 +61,12 @@ def test_correction_persists_and_changes_routing(tmp_path: Path) -> None:
 
 
 def _models_dir() -> Path:
-    return Path(os.environ["ASSISTANT_MODELS_DIR"])
+    # Same rule as tests/conftest.py; evaluated at collection, before its fixtures run.
+    return Path(os.environ.get("ASSISTANT_TEST_MODELS_DIR", DATA.parents[2] / ".models"))
 
 
 needs_minilm = pytest.mark.skipif(
-    not all((_models_dir() / f).exists() for f in (MODEL_FILE, TOKENIZER_FILE))
-    if "ASSISTANT_MODELS_DIR" in os.environ else True,
+    not all((_models_dir() / f).exists() for f in (MODEL_FILE, TOKENIZER_FILE)),
     reason="minilm-l6 not installed in the test models dir (make test-models)",
 )
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from assistant import ChatMessage, DeltaEvent, Done, Notice, Progress, Turn
-from assistant.context import guess_language, split_sentences
-from assistant.testing import FakeBackend, fake_context, run_skill_text
 from assistant_plugins.chat import Chat
 from assistant_plugins.qa import QA
 from assistant_plugins.summarize import Summarize
 from assistant_plugins.translate import Translate, parse_request
+
+from assistant import ChatMessage, DeltaEvent, Done, Notice, Progress, Turn
+from assistant.context import guess_language, split_sentences
+from assistant.testing import FakeBackend, fake_context, run_skill_text
 
 
 def test_chat_uses_history_and_configured_system_prompt() -> None:
@@ -34,7 +35,7 @@ def test_translate_parses_targets_in_several_languages() -> None:
 def test_translate_streams_long_text_in_batches_with_progress() -> None:
     body = " ".join(f"Sentence number {i} is here." for i in range(120))
     backend = FakeBackend()
-    text, events = asyncio.run(run_skill_text(Translate(), f"to German: {body}",
+    _text, events = asyncio.run(run_skill_text(Translate(), f"to German: {body}",
                                               fake_context(backend)))
     assert len(backend.calls) > 1 and "German" in backend.calls[0][-1].content
     assert any(isinstance(e, Progress) for e in events)
@@ -50,7 +51,7 @@ def test_summarize_without_text_uses_the_conversation() -> None:
 
 
 def test_qa_says_when_no_documents_are_available() -> None:
-    text, events = asyncio.run(run_skill_text(QA(), Turn("what do my notes say?")))
+    _text, events = asyncio.run(run_skill_text(QA(), Turn("what do my notes say?")))
     assert isinstance(events[0], Notice) and "document" in events[0].message
     assert any(isinstance(e, DeltaEvent) for e in events)
 
