@@ -73,12 +73,19 @@ class PluginsSettings(_Section):
     max_failures: int = Field(5, ge=1)
 
 
+class TuiSettings(_Section):
+    theme: str = Field("textual-dark", min_length=1)
+    max_tokens: int = Field(0, ge=0)
+    keys: dict[str, str] = {}
+
+
 class Settings(_Section):
     paths: PathsSettings = PathsSettings()
     daemon: DaemonSettings = DaemonSettings()
     models: ModelsSettings = ModelsSettings()
     store: StoreSettings = StoreSettings()
     plugins: PluginsSettings = PluginsSettings()
+    tui: TuiSettings = TuiSettings()
     skills: dict[str, dict[str, Any]] = {}
 
     def skill_section(self, name: str) -> dict[str, Any]:

@@ -71,8 +71,8 @@ def _consume(events: Any, echo: bool) -> dict[str, Any]:
     return result
 
 
-def run_chat(settings: Settings, conversation: str | None) -> None:
-    """A line-by-line chat in the terminal (the Textual UI replaces it when it lands)."""
+def run_plain_chat(settings: Settings, conversation: str | None) -> None:
+    """A line-by-line chat: `assistant chat --plain`, for terminals the UI cannot drive."""
     from assistant.client import Client
 
     with Client(settings) as client:
@@ -95,12 +95,24 @@ def run_chat(settings: Settings, conversation: str | None) -> None:
             conversation = result.get("done", {}).get("conversation_id", conversation)
 
 
+def run_chat(settings: Settings, conversation: str | None, plain: bool = False) -> None:
+    """The terminal UI (what `assistant` opens), or the line-based chat when asked for or
+    when standard input or output is not a terminal."""
+    if plain or not (sys.stdin.isatty() and sys.stdout.isatty()):
+        run_plain_chat(settings, conversation)
+        return
+    from assistant.tui import run
+
+    run(settings, conversation)
+
+
 @click.command()
 @click.option("--conversation", "conversation_id", help="Continue this conversation.")
+@click.option("--plain", is_flag=True, help="A line-by-line chat instead of the full-screen UI.")
 @pass_app
-def chat(app: AppContext, conversation_id: str | None) -> None:
+def chat(app: AppContext, conversation_id: str | None, plain: bool) -> None:
     """Chat in the terminal (what `assistant` with no command opens)."""
-    run_chat(app.settings, conversation_id)
+    run_chat(app.settings, conversation_id, plain)
 
 
 def register(main: click.Group) -> None:

@@ -1,0 +1,217 @@
+"""What the terminal UI asks of the daemon, as typed calls on top of :class:`Client`.
+
+Every method blocks; the UI calls them from worker threads only. Calls the daemon does not
+offer yet (regenerate, edit-and-branch, re-route, documents) raise :class:`Unsupported`, which
+the UI shows as a notification naming the missing endpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assistant.client import Client
+from assistant.config import Settings
+from assistant.errors import AssistantError, DaemonError, RequestError
+
+
+class Unsupported(AssistantError):
+    """The daemon has no endpoint for this yet."""
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    id: str
+    title: str
+    pinned: bool
+    archived: bool
+    updated: str
+    message_count: int
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: str
+    parent_id: str | None
+    role: str
+    content: str
+    status: str
+    skill: str | None
+    route: dict[str, Any] | None
+    model: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    timings: dict[str, Any]
+
+
+@dataclass
+class ConversationDetail:
+    id: str
+    title: str
+    pinned: bool
+    archived: bool
+    messages: dict[str, StoredMessage]
+    active_path: list[str] = field(default_factory=list)
+
+    def path(self) -> list[StoredMessage]:
+        return [self.messages[i] for i in self.active_path if i in self.messages]
+
+    def siblings(self, message_id: str) -> list[StoredMessage]:
+        """The alternatives of a message (itself included), oldest first: its branches."""
+        parent = self.messages[message_id].parent_id
+        role = self.messages[message_id].role
+        return [m for m in self.messages.values() if m.parent_id == parent and m.role == role]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    conversation_id: str
+    conversation_title: str
+    message_id: str
+    role: str
+    skill: str | None
+    snippet: str
+    rank: float
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    kind: str
+    loaded: bool
+    context_length: int
+
+
+def _message(raw: dict[str, Any]) -> StoredMessage:
+    return StoredMessage(
+        id=raw["id"], parent_id=raw.get("parent_id"), role=raw["role"],
+        content=raw.get("content") or "", status=raw.get("status") or "complete",
+        skill=raw.get("skill"), route=raw.get("route"), model=raw.get("model"),
+        prompt_tokens=int(raw.get("prompt_tokens") or 0),
+        completion_tokens=int(raw.get("completion_tokens") or 0),
+        timings=dict(raw.get("timings") or {}),
+    )
+
+
+class TuiApi:
+    """One daemon connection for the UI; safe to share between worker threads (httpx is)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.client = Client(settings)
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- the daemon ----------------------------------------------------------------------------
+
+    def connect(self, timeout: float | None = None) -> dict[str, Any]:
+        """Start the daemon if needed and wait until it is ready to take turns."""
+        health = self.client.ensure_daemon()
+        deadline = time.monotonic() + (timeout or self.settings.daemon.start_timeout)
+        while health.get("status") == "starting":
+            if time.monotonic() > deadline:
+                raise DaemonError("the daemon is still starting after "
+                                  f"{self.settings.daemon.start_timeout:.0f} s",
+                                  "See `assistant daemon status`.")
+            time.sleep(0.1)
+            health = self.client.health() or health
+        return health
+
+    def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.client.get("/api/status")
+        return result
+
+    def models(self) -> list[ModelEntry]:
+        data = self.client.get("/v1/models")["data"]
+        return [ModelEntry(m["id"], str(m.get("kind") or ""), bool(m.get("loaded")),
+                           int(m.get("context_length") or 0))
+                for m in data if m.get("kind") not in {"router", "embedding"}]
+
+    def load_model(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.client.post(f"/api/models/{name}/load")
+        return result
+
+    # -- conversations -------------------------------------------------------------------------
+
+    def conversations(self, limit: int = 200) -> list[ConversationSummary]:
+        rows = self.client.get("/api/conversations", limit=limit)["conversations"]
+        items = [ConversationSummary(r["id"], r["title"] or "untitled", bool(r["pinned"]),
+                                     bool(r["archived"]), r["updated"],
+                                     int(r.get("message_count") or 0)) for r in rows]
+        # Pinned first, then most recently updated.
+        items.sort(key=lambda c: c.updated, reverse=True)
+        items.sort(key=lambda c: not c.pinned)
+        return items
+
+    def conversation(self, conversation_id: str) -> ConversationDetail:
+        body = self.client.get(f"/api/conversations/{conversation_id}")
+        messages = {m["id"]: _message(m) for m in body["messages"]}
+        return ConversationDetail(body["id"], body["title"] or "untitled", bool(body["pinned"]),
+                                  bool(body["archived"]), messages,
+                                  list(body.get("active_path") or []))
+
+    def patch(self, conversation_id: str, **fields: Any) -> None:
+        response = self.client.http.patch(f"/api/conversations/{conversation_id}", json=fields)
+        _raise(response)
+
+    def delete(self, conversation_id: str) -> None:
+        _raise(self.client.http.delete(f"/api/conversations/{conversation_id}"))
+
+    def search(self, query: str, limit: int = 50) -> list[SearchResult]:
+        hits = self.client.get("/api/search", q=query, limit=limit)["hits"]
+        return [SearchResult(h["conversation_id"], h.get("conversation_title") or "untitled",
+                             h["message_id"], h["role"], h.get("skill"), h["snippet"],
+                             float(h.get("rank") or 0)) for h in hits]
+
+    def export(self, conversation_id: str, fmt: str, directory: Path) -> Path:
+        response = self.client.http.get(f"/api/conversations/{conversation_id}/export",
+                                        params={"format": fmt})
+        _raise(response)
+        path = directory / f"conversation-{conversation_id[:12]}.{fmt}"
+        path.write_bytes(response.content)
+        return path
+
+    # -- turns ---------------------------------------------------------------------------------
+
+    def stream_turn(self, text: str, **fields: Any) -> Iterator[dict[str, Any]]:
+        return self.client.stream_turn(text, **fields)
+
+    def stream_regenerate(self, message_id: str, text: str,
+                          **fields: Any) -> Iterator[dict[str, Any]]:
+        """A new reply beside ``message_id`` (an assistant message); ``skill`` re-routes it."""
+        return self._extended_turn(text, "regenerate", message_id, **fields)
+
+    def stream_edit(self, message_id: str, text: str, **fields: Any) -> Iterator[dict[str, Any]]:
+        """A new user message beside ``message_id`` with ``text``, and its reply: a branch."""
+        return self._extended_turn(text, "edit", message_id, **fields)
+
+    def _extended_turn(self, text: str, kind: str, message_id: str,
+                       **fields: Any) -> Iterator[dict[str, Any]]:
+        try:
+            yield from self.client.stream_turn(text, **{kind: message_id}, **fields)
+        except RequestError as exc:
+            if exc.code in {"invalid_request", "extra_forbidden"} and kind in exc.message:
+                raise Unsupported(
+                    f"the daemon cannot {kind} a turn yet (POST /api/turns has no '{kind}' "
+                    "field)", "This needs a newer daemon.") from None
+            raise
+
+    def add_documents(self, paths: list[Path]) -> Iterator[dict[str, Any]]:
+        """Ingestion progress events for ``paths``, for the qa skill."""
+        response = self.client.http.post("/api/documents",
+                                         json={"paths": [str(p) for p in paths]})
+        if response.status_code in {404, 405}:
+            raise Unsupported("the daemon has no document ingestion endpoint yet "
+                              "(POST /api/documents)", "Use `assistant docs add` instead.")
+        _raise(response)
+        yield response.json()
+
+
+def _raise(response: Any) -> None:
+    from assistant.client import raise_for_error
+
+    raise_for_error(response)

@@ -1,0 +1,1 @@
+"""The UI's screens: chat, and the modal ones it opens."""
