@@ -63,9 +63,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             created VARCHAR(27) NOT NULL
         );
         CREATE INDEX ix_messages_conversation ON messages (conversation_id, created);
-        CREATE INDEX ix_messages_parent ON messages (parent_id);
+        CREATE INDEX ix_messages_parent ON messages (parent_id, skill);
         CREATE INDEX ix_messages_status ON messages (status);
-        CREATE INDEX ix_messages_skill ON messages (skill);
         CREATE TABLE documents (
             id VARCHAR(64) PRIMARY KEY,
             path TEXT NOT NULL,
@@ -89,7 +88,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         """
         CREATE VIRTUAL TABLE messages_fts USING fts5(
             content, content='messages', content_rowid='seq',
-            tokenize='unicode61 remove_diacritics 2'
+            tokenize='unicode61 remove_diacritics 2', prefix='2 3'
         );
         CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
             INSERT INTO messages_fts (rowid, content) VALUES (new.seq, new.content);

@@ -12,29 +12,37 @@ from assistant.store.records import SearchHit
 from assistant.store.schema import parse_time
 
 SNIPPET_TOKENS = 12
+# bm25 costs time per matching row, and a word in most messages ranks them all alike anyway:
+# a query matching more than this many messages ranks only the newest this many.
+RANK_WINDOW = 5000
 _WORD = re.compile(r"\w+\*?", re.UNICODE)
 
-# The FTS query picks the best rows first (bm25 is cheapest on the FTS table itself), then
-# the join fetches what a hit shows.
-_FTS = """
-SELECT m.id, m.conversation_id, c.title, m.role, m.skill, m.created, hit.snip, hit.rank
-FROM (
-    SELECT messages_fts.rowid AS seq,
-           snippet(messages_fts, 0, :open, :close, '…', :tokens) AS snip,
-           bm25(messages_fts) AS rank
-    FROM messages_fts
-    {join}
-    WHERE messages_fts MATCH :query {filter}
-    ORDER BY rank
-    LIMIT :limit
-) AS hit
-JOIN messages AS m ON m.seq = hit.seq
-JOIN conversations AS c ON c.id = m.conversation_id
-ORDER BY hit.rank
-"""
-_SKILL_JOIN = "JOIN messages AS f ON f.seq = messages_fts.rowid"
-_SKILL_FILTER = """AND (f.skill = :skill OR EXISTS (
+# Three short steps rather than one query: where the newest RANK_WINDOW matches begin, the best
+# `limit` of those by bm25, then snippets and titles for just those rows (snippet() is costly and
+# SQLite would otherwise compute it for every match before sorting).
+# CROSS JOIN pins the full-text table as the outer loop: SQLite never reorders it, and any
+# other order would re-run the MATCH once per message.
+_FILTER_JOIN = "CROSS JOIN messages AS f ON f.seq = messages_fts.rowid"
+_FILTER = """AND (f.skill = :skill OR EXISTS (
     SELECT 1 FROM messages AS r WHERE r.parent_id = f.id AND r.skill = :skill))"""
+_WINDOW = """
+SELECT messages_fts.rowid FROM messages_fts
+WHERE messages_fts MATCH :query
+ORDER BY messages_fts.rowid DESC LIMIT 1 OFFSET :offset
+"""
+_RANKED = """
+SELECT messages_fts.rowid AS seq, bm25(messages_fts) AS score FROM messages_fts {join}
+WHERE messages_fts MATCH :query AND messages_fts.rowid >= :floor {filter}
+ORDER BY score LIMIT :limit
+"""
+_DETAILS = """
+SELECT messages_fts.rowid AS seq, m.id, m.conversation_id, c.title, m.role, m.skill,
+       m.created, snippet(messages_fts, 0, :open, :close, '…', :tokens) AS snip
+FROM messages_fts
+CROSS JOIN messages AS m ON m.seq = messages_fts.rowid
+JOIN conversations AS c ON c.id = m.conversation_id
+WHERE messages_fts MATCH :query AND messages_fts.rowid IN ({seqs})
+"""
 
 _LIKE = """
 SELECT m.id, m.conversation_id, c.title, m.role, m.skill, m.created, m.content AS snip,
@@ -64,30 +72,55 @@ def run_search(
     conn: Connection, query: str, *, skill: str | None, limit: int,
     highlight: tuple[str, str],
 ) -> list[SearchHit]:
-    params: dict[str, Any] = {"limit": max(1, limit), "skill": skill}
-    if conn.dialect.name == "sqlite":
-        fts = fts_query(query)
-        if not fts:
-            return []
-        params |= {"query": fts, "open": highlight[0], "close": highlight[1],
-                   "tokens": SNIPPET_TOKENS}
-        sql = _FTS.format(join=_SKILL_JOIN if skill else "",
-                          filter=_SKILL_FILTER if skill else "")
-    else:
-        words = [w.rstrip("*") for w in _WORD.findall(query)]
-        if not words:
-            return []
-        clauses = []
-        for i, word in enumerate(words):
-            params[f"w{i}"] = f"%{word}%"
-            clauses.append(f"LOWER(m.content) LIKE LOWER(:w{i})")
-        sql = _LIKE.format(words=" AND ".join(clauses), filter=_LIKE_SKILL if skill else "")
-    rows = conn.execute(text(sql), params).all()
-    return [
+    if conn.dialect.name != "sqlite":
+        return _like_search(conn, query, skill=skill, limit=limit)
+    fts = fts_query(query)
+    if not fts:
+        return []
+    params: dict[str, Any] = {"query": fts, "skill": skill,
+                              "limit": min(max(1, limit), RANK_WINDOW), "offset": RANK_WINDOW - 1}
+    parts = {"join": _FILTER_JOIN if skill else "", "filter": _FILTER if skill else ""}
+    ranking = text(_RANKED.format(**parts))
+    # The window is found without the skill filter (checking it row by row is the slow part);
+    # if too few of the window's matches have that skill, the filter looks at all of them.
+    params["floor"] = conn.execute(text(_WINDOW), params).scalar() or 0
+    ranked = {row.seq: float(row.score) for row in conn.execute(ranking, params)}
+    if len(ranked) < params["limit"] and params["floor"]:
+        params["floor"] = 0
+        ranked = {row.seq: float(row.score) for row in conn.execute(ranking, params)}
+    if not ranked:
+        return []
+    params |= {"open": highlight[0], "close": highlight[1], "tokens": SNIPPET_TOKENS}
+    seqs = ", ".join(str(int(seq)) for seq in ranked)
+    rows = conn.execute(text(_DETAILS.format(seqs=seqs)), params).all()
+    hits = [
         SearchHit(
             conversation_id=r.conversation_id, conversation_title=r.title, message_id=r.id,
             role=r.role, skill=r.skill, created=parse_time(r.created), snippet=r.snip,
-            rank=float(r.rank),
+            rank=ranked[r.seq],
         )
         for r in rows
+    ]
+    return sorted(hits, key=lambda h: h.rank)
+
+
+def _like_search(conn: Connection, query: str, *, skill: str | None,
+                 limit: int) -> list[SearchHit]:
+    """Other databases: every word as a case-insensitive substring, newest first."""
+    words = [w.rstrip("*") for w in _WORD.findall(query)]
+    if not words:
+        return []
+    params: dict[str, Any] = {"limit": max(1, limit), "skill": skill}
+    clauses = []
+    for i, word in enumerate(words):
+        params[f"w{i}"] = f"%{word}%"
+        clauses.append(f"LOWER(m.content) LIKE LOWER(:w{i})")
+    sql = _LIKE.format(words=" AND ".join(clauses), filter=_LIKE_SKILL if skill else "")
+    return [
+        SearchHit(
+            conversation_id=r.conversation_id, conversation_title=r.title, message_id=r.id,
+            role=r.role, skill=r.skill, created=parse_time(r.created), snippet=r.snip[:200],
+            rank=0.0,
+        )
+        for r in conn.execute(text(sql), params)
     ]

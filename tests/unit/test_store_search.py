@@ -88,3 +88,17 @@ def test_index_follows_partials_edits_and_deletes(store: Store) -> None:
         conn.exec_driver_sql(
             "INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)"
         )
+
+
+def test_very_common_words_rank_the_newest_window(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from assistant.store import search
+
+    monkeypatch.setattr(search, "RANK_WINDOW", 3)
+    old = _turn(store, "q", "common word from long ago", "summarize")
+    newer = [_turn(store, "q", f"common word {i}", "chat") for i in range(5)]
+    hits = {h.message_id for h in store.search("common", limit=10)}
+    assert hits == set(newer[-3:])  # the newest three matches, ranked
+    # A skill filter with too few matches in the window looks at every match.
+    assert [h.message_id for h in store.search("common", skill="summarize")] == [old]
