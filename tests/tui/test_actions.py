@@ -1,0 +1,376 @@
+"""Every action of the chat screen, driven with Pilot against the real daemon."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input, OptionList
+
+from assistant.errors import ConfigError
+from assistant.tui.app import AssistantApp
+from assistant.tui.keys import ACTIONS
+from assistant.tui.screens.chat import ChatScreen
+from assistant.tui.widgets.prompt import Completions, PromptInput
+from assistant.tui.widgets.sidebar import ConversationList
+from assistant.tui.widgets.status import StatusBar
+from assistant.tui.widgets.transcript import MessageView, Transcript
+from tests.tui.conftest import SEED_TITLES, TuiDaemon, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@asynccontextmanager
+async def chat(tui_daemon: TuiDaemon, conversation: str | None = None,
+               max_tokens: int = 24, **environ: str
+               ) -> AsyncIterator[tuple[AssistantApp, ChatScreen, Pilot[None]]]:
+    app = AssistantApp(tui_daemon.settings(**environ), conversation, max_tokens=max_tokens)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen)
+                       and app.screen.connected, what="the daemon connection")
+        screen = app.screen
+        assert isinstance(screen, ChatScreen)
+        await wait_for(pilot, lambda: screen.query_one(ConversationList).option_count >= 1,
+                       what="the conversation list")
+        yield app, screen, pilot
+
+
+async def open_conversation(pilot: Pilot[None], screen: ChatScreen, cid: str) -> None:
+    from assistant.tui.messages import ConversationChosen
+
+    screen.post_message(ConversationChosen(cid))
+    await wait_for(pilot, lambda: screen.detail is not None and screen.detail.id == cid
+                   and bool(screen.query_one(Transcript).views()), what=f"conversation {cid}")
+
+
+async def ask(pilot: Pilot[None], screen: ChatScreen, text: str) -> MessageView:
+    prompt = screen.query_one(PromptInput)
+    prompt.focus()
+    prompt.text = text
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: screen.streaming is not None, what="the reply to start")
+    view = screen.streaming
+    assert view is not None
+    await wait_for(pilot, lambda: screen.streaming is None, timeout=120, what="the reply")
+    return view
+
+
+def notices(app: AssistantApp) -> list[str]:
+    return [str(n.message) for n in app._notifications]
+
+
+@pytest.mark.asyncio
+async def test_question_streams_a_reply_and_fills_the_status_bar(tui_daemon: TuiDaemon) -> None:
+    async with chat(tui_daemon) as (_app, screen, pilot):
+        reply = await ask(pilot, screen, "What is the capital of France?")
+        assert reply.content.strip(), "no reply text arrived"
+        assert reply.skill, "the route's skill is not in the header"
+        status = screen.query_one(StatusBar).status
+        assert status.model == "smollm2-135m"
+        assert status.skill and status.method
+        assert status.tokens_per_s is not None and status.tokens_per_s > 0
+        assert 0 < status.context_used <= status.context_size == 2048
+        assert screen.conversation_id is not None
+        # The new conversation is listed, and the store has the reply as it was shown.
+        await wait_for(pilot, lambda: any(
+            o.id == screen.conversation_id for o in
+            screen.query_one(ConversationList)._options), what="the sidebar entry")
+        stored = tui_daemon.get(f"/api/conversations/{screen.conversation_id}")
+        replies = [m for m in stored["messages"] if m["role"] == "assistant"]
+        assert replies[-1]["content"] == reply.content
+        assert replies[-1]["status"] == "complete"
+
+
+@pytest.mark.asyncio
+async def test_escape_cancels_generation_on_the_daemon(tui_daemon: TuiDaemon) -> None:
+    async with chat(tui_daemon, max_tokens=1500) as (_app, screen, pilot):
+        prompt = screen.query_one(PromptInput)
+        prompt.text = "Write a very long story about a dragon and a knight."
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.streaming is not None
+                       and bool(screen.streaming.content), what="the first reply text")
+        view = screen.streaming
+        assert view is not None
+        await pilot.press("escape")
+        assert view.status == "cancelled"
+        await wait_for(pilot, lambda: screen.streaming is None, what="the worker to stop")
+        cid = screen.conversation_id
+
+        def stored_status() -> str:
+            stored = tui_daemon.get(f"/api/conversations/{cid}")
+            return str([m for m in stored["messages"] if m["role"] == "assistant"][-1]["status"])
+
+        await wait_for(pilot, lambda: stored_status() == "cancelled", timeout=30,
+                       what="the daemon to store the reply as cancelled")
+
+
+@pytest.mark.asyncio
+async def test_slash_completion_and_input_history(tui_daemon: TuiDaemon) -> None:
+    async with chat(tui_daemon) as (_app, screen, pilot):
+        prompt = screen.query_one(PromptInput)
+        await pilot.press("slash", "t", "r")
+        box = screen.query_one(Completions)
+        assert box.display and box.option_count == 1
+        await pilot.press("tab")
+        assert prompt.text == "/translate "
+        assert not box.display
+        # Ctrl+J starts a new line instead of sending.
+        await pilot.press(*"hola", "ctrl+j", *"amigo")
+        assert prompt.text == "/translate hola\namigo"
+        prompt.text = ""
+        prompt.sent.extend(["first question", "second question"])
+        await pilot.press("up")
+        assert prompt.text == "second question"
+        await pilot.press("up")
+        assert prompt.text == "first question"
+        await pilot.press("down", "down")
+        assert prompt.text == ""
+
+
+@pytest.mark.asyncio
+async def test_sidebar_lists_pinned_first_filters_and_opens(tui_daemon: TuiDaemon) -> None:
+    async with chat(tui_daemon) as (_app, screen, pilot):
+        box = screen.query_one(ConversationList)
+        titles = [str(box.get_option_at_index(i).prompt).strip("▪ ")
+                  for i in range(box.option_count)]
+        assert titles[0] == SEED_TITLES[0]  # pinned, though the oldest
+        await pilot.press("ctrl+t")
+        assert box.has_focus
+        await pilot.press("slash")
+        assert screen.query_one("#filter", Input).has_focus
+        await pilot.press(*"weekend")
+        assert box.option_count == 1
+        await pilot.press("enter", "enter")
+        await wait_for(pilot, lambda: screen.detail is not None
+                       and screen.detail.title == SEED_TITLES[2], what="the opened conversation")
+        assert [v.content for v in screen.query_one(Transcript).views()][-1] == (
+            "Try the north shore loop.")
+
+
+@pytest.mark.asyncio
+async def test_new_rename_pin_archive_and_delete(tui_daemon: TuiDaemon) -> None:
+    async with chat(tui_daemon) as (app, screen, pilot):
+        await ask(pilot, screen, "hello")
+        cid = screen.conversation_id
+        assert cid is not None
+        await wait_for(pilot, lambda: screen.detail is not None and screen.detail.id == cid,
+                       what="the stored conversation")
+
+        await pilot.press("f2")
+        await pilot.pause()
+        title = app.screen.query_one(Input)
+        title.value = "Renamed by the test"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: tui_daemon.get(f"/api/conversations/{cid}")["title"]
+                       == "Renamed by the test", what="the rename")
+
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: tui_daemon.get(f"/api/conversations/{cid}")["pinned"],
+                       what="the pin")
+
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: tui_daemon.get(f"/api/conversations/{cid}")["archived"],
+                       what="the archive")
+        await wait_for(pilot, lambda: screen.conversation_id is None, what="a new conversation")
+        assert cid not in [o.id for o in screen.query_one(ConversationList)._options]
+
+        await open_conversation(pilot, screen, cid)
+        await pilot.press("f8")
+        await pilot.pause()
+        await pilot.press("n")  # asks first; no keeps it
+        await pilot.pause(0.3)
+        assert tui_daemon.get(f"/api/conversations/{cid}")["id"] == cid
+        await pilot.press("f8")
+        await pilot.pause()
+        await pilot.press("y")
+        await wait_for(pilot, lambda: screen.conversation_id is None, what="the delete")
+        ids = [c["id"] for c in tui_daemon.get("/api/conversations", archived="all")
+               ["conversations"]]
+        assert cid not in ids
+
+        await pilot.press("ctrl+n")
+        assert screen.conversation_id is None
+        assert not screen.query_one(Transcript).views()
+
+
+@pytest.mark.asyncio
+async def test_search_ranks_hits_and_opens_the_conversation_at_the_message(
+        tui_daemon: TuiDaemon) -> None:
+    async with chat(tui_daemon) as (app, screen, pilot):
+        await pilot.press("ctrl+f")
+        await pilot.press(*"hiking trail")
+        from assistant.tui.screens.search import SearchScreen
+
+        search = app.screen
+        assert isinstance(search, SearchScreen)
+        await wait_for(pilot, lambda: search.results, what="search results")
+        assert search.results[0].conversation_title == SEED_TITLES[2]
+        assert "<mark>" in search.results[0].snippet
+        await pilot.press("enter", "enter")
+        await wait_for(pilot, lambda: screen.detail is not None and screen.detail.id == "c2plan",
+                       what="the conversation of the hit")
+        found = [v for v in screen.query_one(Transcript).views() if v.has_class("found")]
+        assert [v.message_id for v in found] == ["m2w1"]
+
+
+@pytest.mark.asyncio
+async def test_export_markdown_and_json_to_the_current_dir(
+        tui_daemon: TuiDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    async with chat(tui_daemon, conversation="c0rust") as (app, screen, pilot):
+        await wait_for(pilot, lambda: screen.detail is not None, what="the conversation")
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: list(tmp_path.glob("*.md")), what="the Markdown file")
+        await pilot.press("ctrl+x")
+        await wait_for(pilot, lambda: list(tmp_path.glob("*.json")), what="the JSON file")
+    markdown = next(tmp_path.glob("*.md")).read_text()
+    assert "# Rust ownership notes" in markdown and "fn total" in markdown
+    document = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert document["conversations"][0]["id"] == "c0rust"
+    assert any(str(tmp_path) in n for n in notices(app))
+
+
+@pytest.mark.asyncio
+async def test_copy_last_reply_and_last_code_block(tui_daemon: TuiDaemon) -> None:
+    async with chat(tui_daemon, conversation="c0rust") as (app, screen, pilot):
+        await wait_for(pilot, lambda: screen.query_one(Transcript).views(), what="messages")
+        await pilot.press("ctrl+y")
+        assert app.clipboard.startswith("Borrow it with a reference:")
+        await pilot.press("ctrl+k")
+        assert app.clipboard == "fn total(v: &Vec<i32>) -> i32 {\n    v.iter().sum()\n}"
+
+
+@pytest.mark.asyncio
+async def test_route_screen_explains_the_last_turn(tui_daemon: TuiDaemon) -> None:
+    async with chat(tui_daemon, conversation="c2plan") as (app, screen, pilot):
+        await wait_for(pilot, lambda: screen.last_route is not None, what="the route")
+        status = screen.query_one(StatusBar).status
+        assert (status.skill, status.method, status.score) == ("chat", "semantic", 0.71)
+        await pilot.press("ctrl+r")
+        from assistant.tui.screens.route import RouteScreen
+
+        assert isinstance(app.screen, RouteScreen)
+        text = str(app.screen.query_one("#explanation").render())
+        assert "semantic" in text and "runner-up    chat" in text
+        await pilot.press("escape")
+        assert app.screen is screen
+
+
+@pytest.mark.asyncio
+async def test_reroute_regenerate_and_edit_report_a_missing_endpoint_or_work(
+        tui_daemon: TuiDaemon) -> None:
+    """Until the daemon takes `regenerate` / `edit` on POST /api/turns these are notices."""
+    async with chat(tui_daemon, conversation="c2plan") as (app, screen, pilot):
+        await wait_for(pilot, lambda: screen.detail is not None, what="the conversation")
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: screen.streaming is None and screen.turn == 1,
+                       what="the regenerate turn")
+        await wait_for(pilot, lambda: notices(app) or screen.detail is None
+                       or len(screen.detail.messages) > 2, what="a notice or a new reply")
+        said = " ".join(notices(app))
+        assert "Traceback" not in said
+        if "regenerate" in said:
+            assert "POST /api/turns" in said
+
+
+@pytest.mark.asyncio
+async def test_branch_switcher_switches_the_active_branch(tui_daemon: TuiDaemon) -> None:
+    async with chat(tui_daemon, conversation="c1poem") as (app, screen, pilot):
+        await wait_for(pilot, lambda: screen.detail is not None, what="the conversation")
+        reply = screen.query_one(Transcript).last_reply()
+        assert reply is not None and reply.content == "The heaven is blue."
+        assert reply.branches == (2, 2)
+        await pilot.press("ctrl+o")
+        from assistant.tui.screens.branches import BranchScreen
+
+        assert isinstance(app.screen, BranchScreen)
+        await pilot.press("home", "enter")
+        await wait_for(pilot, lambda: (r := screen.query_one(Transcript).last_reply())
+                       is not None and r.content == "The sky is blue.", what="the other branch")
+        assert tui_daemon.get("/api/conversations/c1poem")["active_path"][-1] == "m1p2"
+
+
+@pytest.mark.asyncio
+async def test_switch_model_lists_and_loads(tui_daemon: TuiDaemon) -> None:
+    async with chat(tui_daemon) as (app, screen, pilot):
+        await pilot.press("ctrl+l")
+        from assistant.tui.screens.models import ModelScreen
+
+        models = app.screen
+        assert isinstance(models, ModelScreen)
+        await wait_for(pilot, lambda: models.entries, what="the model list")
+        names = [e.name for e in models.entries]
+        assert "smollm2-135m" in names and "minilm-l6" not in names
+        box = models.query_one(OptionList)
+        box.highlighted = names.index("smollm2-135m")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is screen, what="the model to load")
+        assert screen.query_one(StatusBar).status.model == "smollm2-135m"
+        assert any("Now chatting with smollm2-135m" in n for n in notices(app))
+
+
+@pytest.mark.asyncio
+async def test_documents_report_the_missing_endpoint(tui_daemon: TuiDaemon) -> None:
+    async with chat(tui_daemon) as (app, _screen, pilot):
+        await pilot.press("ctrl+d")
+        await pilot.pause()
+        app.screen.query_one(Input).value = "/tmp/notes.md"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: notices(app), what="a notice")
+        assert "documents" in " ".join(notices(app)).lower()
+
+
+@pytest.mark.asyncio
+async def test_help_lists_every_action_with_its_configured_key(tui_daemon: TuiDaemon) -> None:
+    async with chat(tui_daemon, ASSISTANT_TUI__KEYS__SEARCH='"ctrl+underscore"') as (
+            app, _screen, pilot):
+        await pilot.press("f1")
+        text = str(app.screen.query_one("#keys").render())
+        for action in ACTIONS:
+            assert action.description in text
+        assert "Ctrl+Underscore" in text and "Ctrl+F " not in text
+        await pilot.press("escape")
+        await pilot.press("ctrl+underscore")
+        from assistant.tui.screens.search import SearchScreen
+
+        assert isinstance(app.screen, SearchScreen)
+
+
+@pytest.mark.asyncio
+async def test_every_action_is_in_the_command_palette(tui_daemon: TuiDaemon) -> None:
+    async with chat(tui_daemon) as (app, screen, pilot):
+        descriptions = {c.title for c in app.get_system_commands(screen)}
+        for action in ACTIONS:
+            if action.id != "cancel":
+                assert action.description in descriptions
+        await pilot.press("ctrl+p")
+        await pilot.press(*"search all")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        from assistant.tui.screens.search import SearchScreen
+
+        await wait_for(pilot, lambda: isinstance(app.screen, SearchScreen),
+                       what="the search screen from the palette")
+
+
+@pytest.mark.asyncio
+async def test_daemon_errors_are_notifications_not_tracebacks(tui_daemon: TuiDaemon) -> None:
+    async with chat(tui_daemon, ASSISTANT_MODEL="no-such-model") as (app, screen, pilot):
+        prompt = screen.query_one(PromptInput)
+        prompt.text = "hello"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: notices(app), what="the error notice")
+        await wait_for(pilot, lambda: screen.streaming is None, what="the turn to end")
+        said = " ".join(notices(app))
+        assert "no-such-model" in said and "Traceback" not in said
+
+
+def test_unknown_action_in_tui_keys_is_a_config_error(tui_daemon: TuiDaemon) -> None:
+    settings: Any = tui_daemon.settings(ASSISTANT_TUI__KEYS__FLY='"ctrl+z"')
+    with pytest.raises(ConfigError, match="fly"):
+        AssistantApp(settings)
