@@ -68,6 +68,7 @@ class BackendContext(SkillContext):
         history: Sequence[ChatMessage] = (),
         documents: DocumentSearch | None = None,
         config: dict[str, Any] | None = None,
+        params: GenerationParams | None = None,
     ) -> None:
         self.backend = backend
         self.model = model
@@ -76,6 +77,8 @@ class BackendContext(SkillContext):
         self.history = list(history)
         self.documents = documents
         self.config = dict(config or {})
+        # What the client asked for (max_tokens, temperature, seed) when a skill passes none.
+        self.params = params or GenerationParams()
 
     async def generate(
         self,
@@ -86,7 +89,7 @@ class BackendContext(SkillContext):
         stream = self.backend.chat(
             model or self.config.get("model") or self.model,
             list(messages),
-            params or GenerationParams(),
+            params or self.params,
         )
         try:
             async for delta in stream:

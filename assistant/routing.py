@@ -125,6 +125,7 @@ class Router:
         top_k: int = 3,
         lexical_weight: float = 0.6,
         margin: float = 0.02,
+        cache_path: Path | None = None,
     ) -> None:
         self.skills = dict(skills)
         self.embed = embed
@@ -139,6 +140,9 @@ class Router:
         self._matrix: Any = None
         self._lexical: _Lexical | None = None
         self._cache: dict[str, list[float]] = {}
+        # Example embeddings kept on disk, so a restart does not embed every example again.
+        # The caller names the file after the embedding model, so another model never reads it.
+        self.cache_path = cache_path
 
     # -- examples ------------------------------------------------------------------------
 
@@ -157,9 +161,13 @@ class Router:
         pairs = self.examples()
         self._labels = [skill for skill, _ in pairs]
         texts = [text for _, text in pairs]
+        if self.cache_path is not None and not self._cache:
+            self._cache.update(_read_vectors(self.cache_path))
         missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if missing:
             self._cache.update(zip(missing, await self.embed(missing), strict=True))
+            if self.cache_path is not None:
+                _write_vectors(self.cache_path, {t: self._cache[t] for t in texts})
         vectors = [self._cache[t] for t in texts]
         self._matrix = np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
         self._lexical = _Lexical(texts)
@@ -266,3 +274,22 @@ class Router:
             tmp = self.corrections_path.with_suffix(".tmp")
             tmp.write_text(json.dumps(payload, ensure_ascii=False, indent=1), encoding="utf-8")
             tmp.replace(self.corrections_path)
+
+
+def _read_vectors(path: Path) -> dict[str, list[float]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, list)}
+
+
+def _write_vectors(path: Path, vectors: dict[str, list[float]]) -> None:
+    tmp = path.with_suffix(".tmp")
+    try:
+        tmp.write_text(json.dumps(vectors), encoding="utf-8")
+        tmp.replace(path)
+    except OSError:
+        pass  # a cache: losing it costs time, not correctness

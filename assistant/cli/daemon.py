@@ -83,6 +83,40 @@ def status(app: AppContext, as_json: bool) -> None:
         click.echo(f"problem    {problem}")
 
 
+@click.command("load")
+@click.argument("name")
+@click.option("--keep-alive", type=int, help="Seconds to stay loaded when idle; -1 pins it.")
+@pass_app
+def load_model(app: AppContext, name: str, keep_alive: int | None) -> None:
+    """Load a model into the daemon now (the daemon starts if needed)."""
+    from assistant.client import Client
+
+    with Client(app.settings, timeout=600) as client:
+        client.ensure_daemon()
+        if keep_alive is None:
+            result = client.post(f"/api/models/{name}/load")
+        else:
+            result = client.post(f"/api/models/{name}/load", keep_alive=keep_alive)
+    click.echo(f"{name} loaded ({result['kind']}) in {result['seconds']:.1f} s")
+
+
+@click.command("unload")
+@click.argument("name")
+@pass_app
+def unload_model(app: AppContext, name: str) -> None:
+    """Unload a model from the running daemon, freeing its memory."""
+    from assistant.client import Client
+
+    with Client(app.settings) as client:
+        client.require_daemon()
+        result = client.post(f"/api/models/{name}/unload")
+    click.echo(f"{name} unloaded" if result["unloaded"] else f"{name} was not loaded")
+
+
 def register(main: click.Group) -> None:
+    from assistant.cli.models import models_group
+
     main.add_command(serve)
     main.add_command(daemon)
+    models_group.add_command(load_model)
+    models_group.add_command(unload_model)

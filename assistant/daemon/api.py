@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from assistant import __version__
 from assistant.errors import (
     AssistantError,
+    DaemonError,
     ModelLoadError,
     ModelNotFound,
     QueueFull,
@@ -48,6 +49,9 @@ def error_response(exc: Exception) -> JSONResponse:
         return JSONResponse(error_body(exc.message, "model_not_found", param="model"), 404)
     if isinstance(exc, ModelLoadError):
         return JSONResponse(error_body(exc.message, "model_unavailable", "model_error"), 503)
+    if isinstance(exc, DaemonError):
+        return JSONResponse(error_body(exc.message, "unavailable", "server_busy"), 503,
+                            headers={"Retry-After": "1"})
     if isinstance(exc, StorageUnavailable):
         return JSONResponse(error_body(exc.message, "storage_unavailable", "storage_error"), 503)
     if isinstance(exc, AssistantError):
@@ -152,6 +156,8 @@ def create_app(daemon: Daemon) -> ASGIApp:
 
     app = FastAPI(title="assistant", version=__version__, docs_url=None, redoc_url=None)
     app.state.daemon = daemon
+    app.state.store = None  # set once the store is open (Daemon.startup)
+    daemon.app = app
 
     @app.exception_handler(AssistantError)
     async def _domain_error(request: Request, exc: AssistantError) -> JSONResponse:

@@ -72,7 +72,7 @@ class EmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
     model: str = Field(min_length=1, max_length=256)
     input: str | list[str] = Field(min_length=1)
-    encoding_format: Literal["float"] = "float"
+    encoding_format: Literal["float", "base64"] = "float"
 
 
 def _daemon(request: Request) -> Daemon:
@@ -102,13 +102,23 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]
     daemon = _daemon(request)
     _check_model(daemon, body.model)
     vectors = await daemon.models.embed(body.model, texts)
+    encode = _base64_floats if body.encoding_format == "base64" else list
     return {
         "object": "list", "model": body.model,
         "data": [
-            {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)
+            {"object": "embedding", "index": i, "embedding": encode(v)}
+            for i, v in enumerate(vectors)
         ],
         "usage": {"prompt_tokens": 0, "total_tokens": 0},
     }
+
+
+def _base64_floats(vector: list[float]) -> str:
+    """OpenAI's base64 encoding: little-endian float32, what its SDK asks for by default."""
+    import base64
+    import struct
+
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
 
 
 def _check_model(daemon: Daemon, name: str) -> None:

@@ -24,7 +24,13 @@ from typing import Any, ClassVar
 
 from assistant import __version__
 from assistant.config import Settings
-from assistant.errors import ConfigError, DaemonError, ModelNotFound, RequestError
+from assistant.errors import (
+    AssistantError,
+    ConfigError,
+    DaemonError,
+    ModelNotFound,
+    RequestError,
+)
 from assistant.locations import runtime_dir, socket_path
 from assistant.models.backend import GenerationParams
 
@@ -184,9 +190,13 @@ class Daemon:
         self.allowed_hosts: set[str] = set()
         self.tcp_address: str | None = None
         self.problems: list[str] = []
+        self.store: Any = None
+        self.app: Any = None
 
     def extra_routers(self) -> list[Any]:
-        return []
+        from assistant.daemon.history_api import router
+
+        return [router]
 
     def knows_model(self, name: str) -> bool:
         from assistant.models import registry
@@ -221,6 +231,31 @@ class Daemon:
         return 0
 
     async def startup(self) -> None:
+        try:
+            await self._startup()
+        except Exception as exc:  # the daemon keeps serving what it can; status says why
+            log.exception("startup failed")
+            self.problems.append(f"startup failed: {exc}")
+            self.state = "degraded"
+            self.turns.ready.set()
+
+    async def _startup(self) -> None:
+        from assistant.store.repository import Store
+
+        store = None
+        try:
+            store = await asyncio.to_thread(Store.open, self.settings)
+            recovered = await asyncio.to_thread(store.recover)
+            if recovered:
+                log.warning("replies interrupted by a crash marked incomplete",
+                            extra={"count": recovered})
+        except AssistantError as exc:
+            self.problems.append(f"conversation store unavailable: {exc}")
+            log.error("conversation store unavailable", extra={"error": str(exc)})
+        self.store = store
+        if self.app is not None:
+            self.app.state.store = store
+        await self.turns.start(store)
         for name in self.settings.models.preload:
             try:
                 await self.models.load(name)
@@ -246,7 +281,11 @@ class Daemon:
         }
 
     async def shutdown(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.turns.stop()
         await self.models.host.stop()
+        if self.store is not None:
+            self.store.close()
 
 
 def serve(settings: Settings) -> None:
@@ -254,11 +293,14 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from assistant.daemon.api import create_app
+    from assistant.plugins import load_plugins
 
     configure_logging(settings.daemon.log_level)
     files = RuntimeFiles(settings)
     with single_instance(files):
         daemon = Daemon(settings, files)
+        # Plugins load before the socket exists, so that strict mode stops a broken start.
+        daemon.turns.plugins = load_plugins(settings)
         sockets = [bind_unix(files.socket)]
         daemon.token = write_token(files.token)
         if settings.daemon.tcp:

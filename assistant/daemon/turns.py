@@ -1,21 +1,38 @@
-"""One user turn, end to end: route it, run the skill, stream events, store the result.
+"""One user turn, end to end: store it, route it, run the skill, stream events, finalize.
 
-Events are dicts with a ``type``: ``route`` first, then ``progress`` and ``delta`` pieces, and
-last ``done`` or ``error``.
+Events are dicts with a ``type``: ``route`` first, then ``progress``, ``notice`` and ``delta``
+pieces, and last ``done`` (status complete or cancelled) or ``error``. The user's message is
+committed before anything runs; the reply is created ``streaming``, its partial text saved as
+it grows, and finalized exactly once, also when the client goes away.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
+import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from assistant.errors import AssistantError
-from assistant.models.backend import ChatMessage, Delta, GenerationParams
+from assistant.context import BackendContext
+from assistant.errors import AssistantError, DaemonError, RequestError, StorageUnavailable
+from assistant.locations import data_dir
+from assistant.models.backend import Backend, ChatMessage, Delta, GenerationParams, ModelInfo
+from assistant.routing import RouteDecision, Router
+from assistant.skills import DeltaEvent, Done, ErrorEvent, Notice, Progress, Reply, Turn
 
 if TYPE_CHECKING:
     from assistant.daemon.server import Daemon
+    from assistant.plugins import PluginHost
+    from assistant.store.repository import Store
+
+log = logging.getLogger("assistant.turns")
+
+SAVE_EVERY_S = 0.5
 
 
 @dataclass
@@ -25,40 +42,231 @@ class TurnRequest:
     skill: str | None = None
     model: str | None = None
     params: GenerationParams = field(default_factory=GenerationParams)
+    persist: bool = True
+    history: list[ChatMessage] | None = None
+
+
+class Metered(Backend):
+    """Passes chat through to ``inner`` and adds up the usage of every generation."""
+
+    def __init__(self, inner: Backend, on_done: Callable[[Delta], None]) -> None:
+        self.inner = inner
+        self.on_done = on_done
+
+    def models(self) -> list[ModelInfo]:
+        return self.inner.models()
+
+    async def chat(
+        self, model: str, messages: list[ChatMessage], params: GenerationParams
+    ) -> AsyncIterator[Delta]:
+        async for delta in self.inner.chat(model, messages, params):
+            if delta.finish_reason is not None:
+                self.on_done(delta)
+            yield delta
+
+    async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
+        return await self.inner.embed(model, texts)
+
+
+@dataclass
+class _Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    generations: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def add(self, delta: Delta) -> None:
+        self.prompt_tokens += delta.prompt_tokens
+        self.completion_tokens += delta.completion_tokens
+        self.generations += 1
+        self.timings = dict(delta.timings)
 
 
 class TurnService:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
+        self.settings = daemon.settings
+        self.plugins: PluginHost | None = None
+        self.router: Router | None = None
+        self.store: Store | None = None
+        self.ready = asyncio.Event()
 
-    def model_for(self, request: TurnRequest) -> str:
-        return request.model or self.daemon.settings.models.default
+    # -- start and stop ----------------------------------------------------------------------
+
+    async def start(self, store: Store | None) -> None:
+        from assistant.plugins import load_plugins
+
+        self.store = store
+        self.plugins = self.plugins or load_plugins(self.settings)
+        for backend in self.plugins.backends:
+            self.daemon.models.add_backend(backend)
+        self.router = Router(
+            self.plugins.available_skills(), self._embed,
+            corrections_path=data_dir(self.settings) / "routing-corrections.json",
+            cache_path=self._routing_cache(),
+        )
+        for notice in await self.plugins.acall("startup", daemon=self.daemon):
+            self.daemon.problems.append(notice)
+        try:
+            await self.router.warm()
+        except AssistantError as exc:
+            self.daemon.problems.append(f"semantic routing is off: {exc.message}")
+        finally:
+            self.ready.set()
+
+    def _routing_cache(self) -> Path | None:
+        from assistant.models import registry
+
+        try:
+            record = registry.resolve(self.settings, self.settings.models.embedding)
+            info = record.path.stat()
+        except (AssistantError, OSError):
+            return None
+        key = f"{record.name}-{info.st_size}-{info.st_mtime_ns}".encode()
+        digest = hashlib.sha256(key).hexdigest()[:16]
+        return data_dir(self.settings) / f"routing-examples-{digest}.json"
+
+    async def _wait_ready(self) -> None:
+        try:
+            await asyncio.wait_for(self.ready.wait(), self.settings.daemon.start_timeout)
+        except TimeoutError:
+            raise DaemonError("the daemon is still starting", "Try again in a moment.") from None
+
+    async def stop(self) -> None:
+        if self.plugins is not None:
+            await self.plugins.acall("shutdown", daemon=self.daemon)
+
+    async def _embed(self, texts: list[str]) -> list[list[float]]:
+        return await self.daemon.models.embed(self.settings.models.embedding, texts)
+
+    # -- routing -----------------------------------------------------------------------------
+
+    async def route(self, text: str, skill: str | None = None) -> RouteDecision:
+        await self._wait_ready()
+        if self.router is None or self.plugins is None:
+            raise DaemonError("the daemon is still starting", "Try again in a moment.")
+        if skill is not None:
+            if skill not in self.plugins.available_skills():
+                known = ", ".join(sorted(self.plugins.available_skills()))
+                raise RequestError(f"skill: no skill named {skill!r}; available: {known}",
+                                   param="skill", code="unknown_skill")
+            return RouteDecision("explicit", skill, 1.0, None, 0.0,
+                                 f"the client asked for '{skill}'", text)
+        try:
+            return await self.router.route(text)
+        except AssistantError as exc:
+            # No embedding model: explicit commands still work, the rest goes to chat.
+            hit = self.router.explicit(text)
+            if hit:
+                return RouteDecision("explicit", hit[0], 1.0, None, 0.0,
+                                     f"explicit command: you asked for '{hit[0]}'", hit[1])
+            return RouteDecision("fallback", self.router.fallback, 0.0, None, 0.0,
+                                 f"semantic routing unavailable ({exc.message})", text)
+
+    # -- a turn ------------------------------------------------------------------------------
 
     async def run(self, request: TurnRequest) -> AsyncIterator[dict[str, Any]]:
-        model = self.model_for(request)
+        await self._wait_ready()
+        if self.plugins is None or self.router is None:
+            raise DaemonError("the daemon is still starting", "Try again in a moment.")
+        if request.persist and self.store is None:
+            raise StorageUnavailable(
+                "the conversation store is unavailable; see `assistant daemon status`")
         started = time.perf_counter()
-        yield {"type": "route", "skill": "chat", "method": "fallback", "score": None,
-               "runner_up": None, "runner_up_score": None,
-               "explanation": "chat answers every turn until skills are routed"}
-        messages = [ChatMessage("user", request.text)]
-        last = Delta("")
+        model = request.model or self.settings.models.default
+        store = self.store if request.persist else None
+        stored = None
+        history: list[ChatMessage] = list(request.history or [])
+        if store is not None:
+            stored = await asyncio.to_thread(
+                store.begin_turn, request.conversation_id, request.text, model=model)
+            if request.history is None:
+                path = await asyncio.to_thread(store.history, stored.user_message.id)
+                history = [ChatMessage(m.role, m.content)  # type: ignore[arg-type]
+                           for m in path[:-1]
+                           if m.role in {"user", "assistant", "system"} and m.content]
+        ids = {} if stored is None else {
+            "conversation_id": stored.conversation_id,
+            "message_id": stored.assistant_message.id,
+            "user_message_id": stored.user_message.id,
+        }
+        decision = await self.route(request.text, request.skill)
+        route = decision.to_dict()
+        yield {"type": "route", **route, **ids}
+
+        usage = _Usage()
+        turn = Turn(text=decision.text, raw_text=request.text,
+                    conversation_id=ids.get("conversation_id"), skill=decision.skill,
+                    route=route, args={"params": request.params})
+        for notice in await self.plugins.acall("before_turn", turn=turn):
+            yield {"type": "notice", "message": notice, "level": "warning"}
+        ctx = BackendContext(
+            Metered(self.daemon.models, usage.add), model,
+            embedding_model=self.settings.models.embedding, history=history,
+            config=self.settings.skill_section(decision.skill), params=request.params,
+        )
+        text: list[str] = []
+        status, error = "cancelled", ""
+        last_save = time.monotonic()
         try:
-            async for delta in self.daemon.models.chat(model, messages, request.params):
-                last = delta
-                if delta.text:
-                    yield {"type": "delta", "text": delta.text}
-        except AssistantError as exc:
-            yield {"type": "error", "code": type(exc).__name__, "message": exc.message}
+            async for event in self.plugins.run_skill(decision.skill, turn, ctx):
+                if isinstance(event, DeltaEvent):
+                    text.append(event.text)
+                    yield {"type": "delta", "text": event.text}
+                    if (store is not None and stored is not None
+                            and time.monotonic() - last_save > SAVE_EVERY_S):
+                        last_save = time.monotonic()
+                        await asyncio.to_thread(store.save_partial,
+                                                stored.assistant_message.id, "".join(text))
+                elif isinstance(event, Progress):
+                    yield {"type": "progress", "done": event.done, "total": event.total,
+                           "message": event.message}
+                elif isinstance(event, Notice):
+                    yield {"type": "notice", "message": event.message, "level": event.level}
+                elif isinstance(event, ErrorEvent):
+                    error = event.message
+                elif isinstance(event, Done):
+                    status = event.status
+        finally:
+            reply_text = "".join(text)
+            timings = {**usage.timings, "turn_s": round(time.perf_counter() - started, 4)}
+            if store is not None and stored is not None:
+                with contextlib.suppress(AssistantError):
+                    await asyncio.shield(asyncio.to_thread(
+                        store.finalize, stored.assistant_message.id, status=status,
+                        content=reply_text, skill=decision.skill, route=route, model=model,
+                        prompt_tokens=usage.prompt_tokens,
+                        completion_tokens=usage.completion_tokens, timings=timings,
+                    ))
+        reply = Reply(reply_text, status, decision.skill)  # type: ignore[arg-type]
+        for notice in await self.plugins.acall("after_turn", turn=turn, reply=reply):
+            yield {"type": "notice", "message": notice, "level": "warning"}
+        if status == "error":
+            yield {"type": "error", "code": "skill_failed", "message": error, **ids}
             return
-        yield {"type": "done", "model": model, "finish_reason": last.finish_reason,
-               "usage": {"prompt_tokens": last.prompt_tokens,
-                         "completion_tokens": last.completion_tokens},
-               "timings": {**last.timings, "turn_s": time.perf_counter() - started}}
+        yield {"type": "done", "status": status, "model": model, "skill": decision.skill,
+               "usage": {"prompt_tokens": usage.prompt_tokens,
+                         "completion_tokens": usage.completion_tokens},
+               "timings": timings, **ids}
 
     async def openai_turn(
         self, messages: list[ChatMessage], params: GenerationParams
     ) -> AsyncIterator[Delta]:
-        async for delta in self.daemon.models.chat(
-            self.daemon.settings.models.default, messages, params
-        ):
-            yield delta
+        """The model ``assistant`` of the OpenAI API: route the last user message, store it."""
+        last_user = next((m for m in reversed(messages) if m.role == "user"), None)
+        if last_user is None:
+            raise RequestError("messages: the model 'assistant' needs a user message",
+                               param="messages")
+        request = TurnRequest(text=last_user.content, params=params,
+                              history=messages[: messages.index(last_user)])
+        final = Delta("", finish_reason="stop")
+        async for event in self.run(request):
+            if event["type"] == "delta":
+                yield Delta(event["text"])
+            elif event["type"] == "error":
+                raise AssistantError(event["message"])
+            elif event["type"] == "done":
+                final = Delta("", finish_reason="stop" if event["status"] == "complete"
+                              else "cancelled", prompt_tokens=event["usage"]["prompt_tokens"],
+                              completion_tokens=event["usage"]["completion_tokens"])
+        yield final

@@ -39,14 +39,24 @@ async def turn(body: TurnBody, request: Request) -> StreamingResponse:
         params=GenerationParams(max_tokens=body.max_tokens, temperature=body.temperature,
                                 seed=body.seed),
     )
-    return StreamingResponse(_sse(daemon.turns.run(turn_request)),
-                             media_type="text/event-stream",
+    events = daemon.turns.run(turn_request)
+    # The first event (route) comes before the answer, so that an unavailable store or an
+    # unknown skill is an HTTP error rather than a broken stream.
+    first = await anext(events)
+    return StreamingResponse(_sse(first, events), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache"})
 
 
-async def _sse(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
-    try:
+async def _sse(
+    first: dict[str, Any], events: AsyncIterator[dict[str, Any]]
+) -> AsyncIterator[bytes]:
+    async def chain() -> AsyncIterator[dict[str, Any]]:
+        yield first
         async for event in events:
+            yield event
+
+    try:
+        async for event in chain():
             data = json.dumps(event, ensure_ascii=False)
             yield f"event: {event['type']}\ndata: {data}\n\n".encode()
     finally:

@@ -75,7 +75,8 @@ def start_daemon(env: dict[str, str], log: Path, *args: str) -> RunningDaemon:
         if daemon.socket.exists():
             try:
                 with daemon.http(5) as client:
-                    if client.get("/health").status_code == 200:
+                    health = client.get("/health")
+                    if health.status_code == 200 and health.json()["status"] != "starting":
                         return daemon
             except httpx.TransportError:
                 pass

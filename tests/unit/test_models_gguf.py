@@ -166,7 +166,7 @@ def test_random_corruption_gives_facts_or_integrity_error(tmp_path: Path) -> Non
 def test_the_real_test_model_when_present() -> None:
     path = TEST_MODELS_DIR / "SmolLM2-135M-Instruct.Q4_1.gguf"
     if not path.exists():
-        pytest.skip("smollm2-135m is not pulled (make test-models)")
+        pytest.fail("smollm2-135m is not pulled (make test-models)")
     facts = read_gguf(path)
     assert (facts.architecture, facts.context_length, facts.quantization) == ("llama", 8192,
                                                                               "Q4_1")

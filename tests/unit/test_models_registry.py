@@ -236,7 +236,7 @@ def test_add_onnx_with_tokenizer_beside_it(settings: Settings, tmp_path: Path) -
 def test_real_catalog_models_when_pulled() -> None:
     settings = load_settings()  # conftest points the models dir at the shared test models
     if not (TEST_MODELS_DIR / "SmolLM2-135M-Instruct.Q4_1.gguf.sha256").exists():
-        pytest.skip("test models are not pulled (make test-models)")
+        pytest.fail("test models are not pulled (make test-models)")
     smol = registry.resolve(settings, "smollm2-135m")
     assert smol.facts["context_length"] == 8192 and smol.facts["chat_template"] is True
     mini = registry.resolve(settings, "minilm-l6")
