@@ -28,10 +28,11 @@ SEED_TITLES = ("Rust ownership notes", "Translating a poem", "Weekend plans")
 
 def _message(mid: str, parent: str | None, role: str, content: str, minute: int,
              skill: str | None = None) -> dict[str, Any]:
+    second = "qa" if skill == "chat" else "chat"
     route = None if skill is None else {
-        "method": "semantic", "skill": skill, "score": 0.71, "runner_up": "chat",
+        "method": "semantic", "skill": skill, "score": 0.71, "runner_up": second,
         "runner_up_score": 0.42, "explanation": f"closest examples are {skill}'s",
-        "text": content, "scores": {skill: 0.71, "chat": 0.42}}
+        "text": content, "scores": {skill: 0.71, second: 0.42}}
     return {
         "id": mid, "parent_id": parent, "role": role, "content": content,
         "status": "complete", "skill": skill, "route": route,

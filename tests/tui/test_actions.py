@@ -256,7 +256,7 @@ async def test_route_screen_explains_the_last_turn(tui_daemon: TuiDaemon) -> Non
 
         assert isinstance(app.screen, RouteScreen)
         text = str(app.screen.query_one("#explanation").render())
-        assert "semantic" in text and "runner-up    chat" in text
+        assert "semantic" in text and "runner-up    qa" in text
         await pilot.press("escape")
         assert app.screen is screen
 

@@ -1,0 +1,84 @@
+"""How the main screens look at 80×24, from seeded history only (no live model text).
+
+Update after an intended change of looks: ``pytest tests/tui/test_snapshots.py
+--snapshot-update``, then look at the SVGs in ``__snapshots__``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from assistant.tui.app import AssistantApp
+from assistant.tui.screens.chat import ChatScreen
+from assistant.tui.widgets.prompt import PromptInput
+from assistant.tui.widgets.sidebar import ConversationList
+from assistant.tui.widgets.transcript import Transcript
+from tests.tui.conftest import TuiDaemon, wait_for
+
+pytestmark = pytest.mark.integration
+
+SIZE = (80, 24)
+
+
+def ready(conversation: bool = False,
+          then: Callable[[Pilot[None]], Awaitable[None]] | None = None
+          ) -> Callable[[Pilot[None]], Awaitable[None]]:
+    async def run_before(pilot: Pilot[None]) -> None:
+        app = pilot.app
+        await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen)
+                       and app.screen.connected
+                       and app.screen.query_one(ConversationList).option_count >= 3,
+                       what="the connected chat screen")
+        screen = app.screen
+        assert isinstance(screen, ChatScreen)
+        screen.query_one(PromptInput).cursor_blink = False
+        if conversation:
+            await wait_for(pilot, lambda: screen.detail is not None
+                           and bool(screen.query_one(Transcript).views()), what="messages")
+        if then is not None:
+            await then(pilot)
+        await pilot.pause(0.3)
+        await pilot.wait_for_scheduled_animations()
+
+    return run_before
+
+
+def app_for(tui_daemon: TuiDaemon, conversation: str | None = None) -> AssistantApp:
+    return AssistantApp(tui_daemon.settings(), conversation, max_tokens=8)
+
+
+def test_empty_chat_screen(tui_daemon: TuiDaemon, snap_compare: Any) -> None:
+    assert snap_compare(app_for(tui_daemon), terminal_size=SIZE, run_before=ready())
+
+
+def test_conversation_with_a_code_block(tui_daemon: TuiDaemon, snap_compare: Any) -> None:
+    assert snap_compare(app_for(tui_daemon, "c0rust"), terminal_size=SIZE,
+                        run_before=ready(conversation=True))
+
+
+def test_help_screen(tui_daemon: TuiDaemon, snap_compare: Any) -> None:
+    assert snap_compare(app_for(tui_daemon), terminal_size=SIZE, press=["f1"],
+                        run_before=ready())
+
+
+def test_search_screen_with_results(tui_daemon: TuiDaemon, snap_compare: Any) -> None:
+    async def search(pilot: Pilot[None]) -> None:
+        from assistant.tui.screens.search import SearchScreen
+
+        await pilot.press("ctrl+f", *"blue")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, SearchScreen)
+                       and len(pilot.app.screen.results) == 2, what="two hits")
+
+    assert snap_compare(app_for(tui_daemon), terminal_size=SIZE, run_before=ready(then=search))
+
+
+def test_route_screen(tui_daemon: TuiDaemon, snap_compare: Any) -> None:
+    async def route(pilot: Pilot[None]) -> None:
+        await pilot.press("ctrl+r")
+
+    assert snap_compare(app_for(tui_daemon, "c2plan"), terminal_size=SIZE,
+                        run_before=ready(conversation=True, then=route))
