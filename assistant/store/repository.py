@@ -18,7 +18,17 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, exists, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    bindparam,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Row
@@ -85,6 +95,31 @@ _MESSAGE_COLUMNS = [M.c[name] for name in (
     "id", "conversation_id", "parent_id", "role", "content", "status", "skill", "route",
     "model", "prompt_tokens", "completion_tokens", "timings", "created",
 )]
+
+# The statements of the turn path, built once: building and cache-keying a statement costs
+# more than running it, and the daemon runs these on every turn and every half second.
+_LEAF_OF = select(C.c.active_leaf_id).where(C.c.id == bindparam("cid"))
+_OWNER_OF = select(M.c.conversation_id).where(M.c.id == bindparam("mid"))
+_INSERT_CONVERSATION = insert(C)
+_INSERT_MESSAGE = insert(M)
+_MOVE_LEAF = update(C).where(C.c.id == bindparam("cid")).values(
+    active_leaf_id=bindparam("leaf"), updated=bindparam("at", type_=C.c.updated.type))
+_TOUCH = update(C).where(C.c.id == bindparam("cid")).values(
+    updated=bindparam("at", type_=C.c.updated.type))
+_SAVE_PARTIAL = update(M).where(M.c.id == bindparam("mid"), M.c.status == "streaming").values(
+    content=bindparam("text"))
+_FINALIZE = (
+    update(M).where(M.c.id == bindparam("mid"), M.c.status == "streaming")
+    .values(
+        status=bindparam("new_status"), content=bindparam("new_content"),
+        skill=bindparam("new_skill"), route=bindparam("new_route", type_=M.c.route.type),
+        model=func.coalesce(bindparam("new_model", type_=M.c.model.type), M.c.model),
+        prompt_tokens=bindparam("new_prompt_tokens"),
+        completion_tokens=bindparam("new_completion_tokens"),
+        timings=bindparam("new_timings", type_=M.c.timings.type),
+    )
+    .returning(*_MESSAGE_COLUMNS)
+)
 
 
 class Store:
@@ -215,16 +250,14 @@ class Store:
             created = conversation_id is None
             if conversation_id is None:
                 conversation_id = new_id()
-                conn.execute(insert(C).values(
-                    id=conversation_id, title=title_hint or make_title(text), created=now,
-                    updated=now, archived=False, pinned=False, model=model,
-                    settings=settings or {}, active_leaf_id=None,
-                ))
+                conn.execute(_INSERT_CONVERSATION, {
+                    "id": conversation_id, "title": title_hint or make_title(text),
+                    "created": now, "updated": now, "archived": False, "pinned": False,
+                    "model": model, "settings": settings or {}, "active_leaf_id": None,
+                })
                 leaf = None
             else:
-                found = conn.execute(
-                    select(C.c.active_leaf_id).where(C.c.id == conversation_id)
-                ).first()
+                found = conn.execute(_LEAF_OF, {"cid": conversation_id}).first()
                 if found is None:
                     raise _not_found("conversation", conversation_id)
                 leaf = found[0]
@@ -233,9 +266,7 @@ class Store:
             else:
                 parent_id = cast(str | None, parent)
                 if parent_id is not None:
-                    owner = conn.execute(
-                        select(M.c.conversation_id).where(M.c.id == parent_id)
-                    ).scalar()
+                    owner = conn.execute(_OWNER_OF, {"mid": parent_id}).scalar()
                     if owner != conversation_id:
                         raise _not_found(f"message in conversation {conversation_id}", parent_id)
             user = Message(id=new_id(), conversation_id=conversation_id, parent_id=parent_id,
@@ -243,18 +274,15 @@ class Store:
             reply = Message(id=new_id(), conversation_id=conversation_id, parent_id=user.id,
                             role="assistant", content="", status="streaming",
                             created=self._now(), model=model)
-            conn.execute(insert(M), [_message_values(user), _message_values(reply)])
-            conn.execute(update(C).where(C.c.id == conversation_id)
-                         .values(active_leaf_id=reply.id, updated=reply.created))
+            conn.execute(_INSERT_MESSAGE, [_message_values(user), _message_values(reply)])
+            conn.execute(_MOVE_LEAF,
+                         {"cid": conversation_id, "leaf": reply.id, "at": reply.created})
         return Turn(conversation_id, user, reply, created_conversation=created)
 
     def save_partial(self, message_id: str, text: str) -> None:
         """Keep the text streamed so far; a crash then loses at most the last interval."""
         with self._write() as conn:
-            result = conn.execute(
-                update(M).where(M.c.id == message_id, M.c.status == "streaming")
-                .values(content=text)
-            )
+            result = conn.execute(_SAVE_PARTIAL, {"mid": message_id, "text": text})
             if result.rowcount == 0:
                 self._explain_not_streaming(conn, message_id)
 
@@ -274,23 +302,18 @@ class Store:
         """Commit the reply's final state, once; a second call raises StorageError."""
         if status not in FINAL_STATUSES:
             raise ValueError(f"status must be one of {FINAL_STATUSES}, not {status!r}")
-        values: dict[str, Any] = {
-            "status": status, "content": content, "skill": skill, "route": route,
-            "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "timings": timings,
+        params: dict[str, Any] = {
+            "mid": message_id, "new_status": status, "new_content": content,
+            "new_skill": skill, "new_route": route, "new_model": model,
+            "new_prompt_tokens": prompt_tokens, "new_completion_tokens": completion_tokens,
+            "new_timings": timings,
         }
-        if model is not None:
-            values["model"] = model
         with self._write() as conn:
-            row = conn.execute(
-                update(M).where(M.c.id == message_id, M.c.status == "streaming")
-                .values(**values).returning(*_MESSAGE_COLUMNS)
-            ).first()
+            row = conn.execute(_FINALIZE, params).first()
             if row is None:
                 self._explain_not_streaming(conn, message_id)
             message = _message(cast(Row[Any], row))
-            conn.execute(update(C).where(C.c.id == message.conversation_id)
-                         .values(updated=self._now()))
+            conn.execute(_TOUCH, {"cid": message.conversation_id, "at": self._now()})
         return message
 
     def _explain_not_streaming(self, conn: Connection, message_id: str) -> None:
