@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,8 +32,15 @@ def db_file() -> Path:
     return Path(os.environ["ASSISTANT_DATA_DIR"]) / db.DB_FILENAME
 
 
-def test_importing_the_store_touches_no_disk() -> None:
-    assert not Path(os.environ["ASSISTANT_DATA_DIR"]).exists()
+def test_importing_the_store_touches_no_disk(tmp_path: Path) -> None:
+    env = {**os.environ, "ASSISTANT_DATA_DIR": str(tmp_path / "never"),
+           "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    subprocess.run(
+        [sys.executable, "-c", "import assistant.store, assistant.store.repository, "
+         "assistant.cli.history, assistant.daemon.history_api"],
+        env=env, check=True,
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_blank_database_is_migrated_to_latest_once(store: Store) -> None:
@@ -180,6 +189,28 @@ def test_damaged_page_is_detected_at_open(store: Store) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(StorageError, match="damaged"):
         Store.open(load_settings())
+
+
+def test_damage_found_while_running_stops_all_writes(store: Store) -> None:
+    for i in range(300):
+        store.begin_turn(None, f"conversation number {i} " + "words " * 50)
+    store.checkpoint()
+    path = db_file()
+    size = path.stat().st_size
+    with path.open("r+b") as fh:  # damaged in place, under the running store
+        for start in range(2 * 4096, size - 4096, 4096):
+            fh.seek(start + 8)
+            fh.write(os.urandom(200))
+    store.engine.dispose()  # drop page caches, as a restart or a cache miss would
+    with pytest.raises(StorageError, match="damaged"):
+        store.conversations()
+    statements: list[str] = []
+    event.listen(store.engine, "before_cursor_execute",
+                 lambda conn, cur, statement, *a: statements.append(statement))
+    with pytest.raises(StorageError, match="damaged") as caught:
+        store.begin_turn(None, "must not be written")
+    assert statements == []  # refused before touching the file
+    assert "sqlite3" in (caught.value.hint or "")
 
 
 STRESS_SECONDS = float(os.environ.get("ASSISTANT_STORE_STRESS_SECONDS", "3"))
