@@ -312,8 +312,34 @@ def serve(settings: Settings) -> None:
             timeout_graceful_shutdown=max(1, int(settings.daemon.shutdown_grace)),
             timeout_keep_alive=5, h11_max_incomplete_event_size=64 * 1024,
         )
-        server = uvicorn.Server(config)
-        asyncio.run(_run(daemon, server, sockets))
+        asyncio.run(_run(daemon, _server_class()(config), sockets))
+
+
+def _server_class() -> Any:
+    import signal
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server with loop signal handlers that do not re-raise the signal.
+
+        uvicorn re-raises SIGTERM after a graceful shutdown, which would make the exit status
+        -15; a daemon stopped on purpose exits 0. A second signal still forces the exit.
+        """
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            loop = asyncio.get_running_loop()
+            handled = (signal.SIGINT, signal.SIGTERM)
+            for sig in handled:
+                loop.add_signal_handler(sig, self.handle_exit, sig, None)
+            try:
+                yield
+            finally:
+                for sig in handled:
+                    loop.remove_signal_handler(sig)
+
+    return Server
 
 
 async def _run(daemon: Daemon, server: Any, sockets: list[socket.socket]) -> None:

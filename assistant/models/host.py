@@ -44,6 +44,7 @@ class Host:
         self.chat_models: dict[str, LlamaRunner] = {}
         self.embedders: dict[str, OnnxEmbedder] = {}
         self.cancelled: set[str] = set()
+        self.stopping = False  # set at shutdown: every generation ends at its next token
         self.chat_jobs: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.embed_jobs: queue.Queue[dict[str, Any] | None] = queue.Queue()
 
@@ -53,8 +54,11 @@ class Host:
         op = request.get("op")
         if op == "cancel":
             self.cancelled.add(str(request.get("target")))
-        elif op == "ping":
-            self.out.send({"id": request["id"], "ok": {"pid": os.getpid()}})
+        elif op in {"ping", "info"}:  # answered at once, even while a reply is generating
+            self.out.send({"id": request["id"], "ok": {
+                "pid": os.getpid(), "llama_cpp": LlamaRunner.library_version(),
+                "chat_models": sorted(self.chat_models), "embedders": sorted(self.embedders),
+            }})
         elif op in {"embed", "load_embedding", "unload_embedding"}:
             self.embed_jobs.put(request)
         else:
@@ -106,8 +110,6 @@ class Host:
         if op == "chat":
             self._chat(request)
             return None
-        if op == "info":
-            return {"llama_cpp": LlamaRunner.library_version(), "pid": os.getpid()}
         raise ValueError(f"unknown operation {op!r}")
 
     def _chat_model(self, request: dict[str, Any]) -> LlamaRunner:
@@ -122,7 +124,7 @@ class Host:
         started = time.perf_counter()
         stream = runner.chat(
             request["messages"], request.get("params", {}),
-            cancelled=lambda: rid in self.cancelled,
+            cancelled=lambda: self.stopping or rid in self.cancelled,
         )
         for piece in stream:
             if piece.text:
@@ -154,6 +156,7 @@ def main() -> None:
         except json.JSONDecodeError:
             continue
         if request.get("op") == "shutdown":
+            host.stopping = True
             break
         host.submit(request)
     host.chat_jobs.put(None)

@@ -81,6 +81,7 @@ class HostProcess:
                     queue.put_nowait(message)
         finally:
             code = await proc.wait()
+            self.generation += 1  # whatever it held is gone
             if code != 0:
                 self._crashes += 1
                 log.warning("model host exited", extra={"code": code})

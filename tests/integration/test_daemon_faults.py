@@ -94,14 +94,16 @@ def test_model_host_killed_mid_stream(daemon: RunningDaemon) -> None:
         host_pid = status(daemon)["host_pid"]
         assert isinstance(host_pid, int)
         events = []
+        killed = False
         with http.stream("POST", "/api/turns", json={"text": "Tell me a long story.",
                                                      "max_tokens": 1500}) as resp:
             for line in resp.iter_lines():
                 if line.startswith("data:"):
                     event = json.loads(line[5:])
                     events.append(event)
-                    if len([e for e in events if e["type"] == "delta"]) == 3:
+                    if not killed and len([e for e in events if e["type"] == "delta"]) == 3:
                         os.kill(host_pid, signal.SIGKILL)
+                        killed = True
         assert events[-1]["type"] == "error"
         assert "host" in events[-1]["message"]
         reply = http.post("/v1/chat/completions", json={
