@@ -7,8 +7,6 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-
 from assistant.cli.routing import evaluate
 from assistant.embedding import MODEL_FILE, TOKENIZER_FILE, MiniLMEmbedder
 from assistant.plugins import PluginHost
