@@ -11,7 +11,8 @@
      │    └── QueueFull
      ├── RequestError              a request the API refuses (status, code, field)
      ├── StorageError              the conversation store cannot be used
-     │    └── StorageUnavailable
+     │    ├── StorageUnavailable   disk full, read-only: retry later
+     │    └── MalformedImport      an import file that cannot be read; nothing stored
      └── PluginError               a plugin failed to load or misbehaved
 
 CLI and TUI render these once, at the edge; nothing below them prints.
@@ -87,6 +88,10 @@ class StorageError(AssistantError):
 
 class StorageUnavailable(StorageError):
     pass
+
+
+class MalformedImport(StorageError):
+    """An import file that cannot be read; nothing was stored."""
 
 
 class PluginError(AssistantError):

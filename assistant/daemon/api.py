@@ -20,10 +20,12 @@ from assistant import __version__
 from assistant.errors import (
     AssistantError,
     DaemonError,
+    MalformedImport,
     ModelLoadError,
     ModelNotFound,
     QueueFull,
     RequestError,
+    StorageError,
     StorageUnavailable,
 )
 
@@ -53,7 +55,12 @@ def error_response(exc: Exception) -> JSONResponse:
         return JSONResponse(error_body(exc.message, "unavailable", "server_busy"), 503,
                             headers={"Retry-After": "1"})
     if isinstance(exc, StorageUnavailable):
-        return JSONResponse(error_body(exc.message, "storage_unavailable", "storage_error"), 503)
+        return JSONResponse(error_body(exc.message, "storage_unavailable", "storage_error"), 503,
+                            headers={"Retry-After": "5"})
+    if isinstance(exc, MalformedImport):
+        return JSONResponse(error_body(exc.message, "invalid_import"), 400)
+    if isinstance(exc, StorageError):
+        return JSONResponse(error_body(exc.message, "storage_error", "storage_error"), 500)
     if isinstance(exc, AssistantError):
         return JSONResponse(error_body(exc.message, "assistant_error", "server_error"), 500)
     return JSONResponse(error_body("internal error; see the daemon log", "internal_error",

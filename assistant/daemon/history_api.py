@@ -18,32 +18,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
-from assistant.errors import AssistantError, RequestError, StorageError, StorageUnavailable
-from assistant.store import MalformedImport, Store
+from assistant.daemon.api import error_response
+from assistant.errors import AssistantError, RequestError
+from assistant.store import Store
 from assistant.store.exchange import conversation_to_dict, message_to_dict
 from assistant.store.records import SearchHit
 
 router = APIRouter(prefix="/api", tags=["history"])
-RETRY_AFTER_SECONDS = 5
 T = TypeVar("T")
-
-
-def error_response(exc: AssistantError) -> JSONResponse:
-    """The JSON error body and status for a domain error raised by the store."""
-    status, code, param, headers = 500, "storage_error", None, None
-    if isinstance(exc, StorageUnavailable):
-        status, code = 503, "storage_unavailable"
-        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-    elif isinstance(exc, MalformedImport):
-        status, code = 400, "invalid_import"
-    elif isinstance(exc, RequestError):
-        status, code, param = exc.status, exc.code, exc.param
-    elif not isinstance(exc, StorageError):
-        code = "internal_error"
-    error: dict[str, Any] = {"code": code, "message": str(exc)}
-    if param:
-        error["param"] = param
-    return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
 def _guard(call: Callable[[], T]) -> T | JSONResponse:

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from assistant.store.exchange import MalformedImport
+from assistant.errors import MalformedImport
 from assistant.store.records import (
     Conversation,
     ConversationSummary,

@@ -14,17 +14,13 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from assistant.errors import StorageError
+from assistant.errors import MalformedImport
 from assistant.store.records import ROLES, STATUSES, Conversation, Message
 from assistant.store.schema import format_time, parse_time
 
 FORMAT_NAME = "assistant-conversations"
 FORMAT_VERSION = 1
 _CHATGPT_NAMESPACE = uuid.UUID("8f0c4a4e-2c1b-4d64-9b7e-0d7f3f6f1a52")
-
-
-class MalformedImport(StorageError):
-    """An import file that cannot be read; nothing was stored."""
 
 
 # -- out ---------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Row
 
 from assistant.config import Settings
-from assistant.errors import RequestError, StorageError, StorageUnavailable
+from assistant.errors import MalformedImport, RequestError, StorageError, StorageUnavailable
 from assistant.store import db, exchange, migrations
 from assistant.store.records import (
     FINAL_STATUSES,
@@ -516,7 +516,7 @@ class Store:
         """Import our JSON or ChatGPT's conversations.json in one transaction.
 
         Conversations whose id is already stored are skipped, so importing twice is harmless.
-        A malformed file raises :class:`~assistant.store.exchange.MalformedImport` and stores
+        A malformed file raises :class:`~assistant.errors.MalformedImport` and stores
         nothing.
         """
         return self.add_conversations(exchange.parse(data, format))
@@ -535,7 +535,7 @@ class Store:
                         .where(M.c.id.in_(ids[start:start + 500]))
                     ).first()
                     if clash is not None:
-                        raise exchange.MalformedImport(
+                        raise MalformedImport(
                             f"Import failed: message {clash.id} of conversation {conv.id} is "
                             f"already stored in conversation {clash.conversation_id}. "
                             "Nothing was imported."
