@@ -11,10 +11,13 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from assistant.errors import ModelNotFound
 from assistant.models.backend import Backend, ChatMessage, Delta, GenerationParams, ModelInfo
+
+if TYPE_CHECKING:
+    from assistant.models.onnx import OnnxEmbedder
 
 MODEL_NAME = "minilm-l6"
 MODEL_FILE = "all-MiniLM-L6-v2.int8.onnx"
@@ -29,8 +32,7 @@ class MiniLMEmbedder(Backend):
         self.models_dir = Path(models_dir)
         self.name = name
         self.threads = threads
-        self._session: Any = None
-        self._tokenizer: Any = None
+        self._impl: OnnxEmbedder | None = None
 
     @property
     def model_path(self) -> Path:
@@ -41,7 +43,7 @@ class MiniLMEmbedder(Backend):
         return self.models_dir / TOKENIZER_FILE
 
     def _load(self) -> None:
-        if self._session is not None:
+        if self._impl is not None:
             return
         for path in (self.model_path, self.tokenizer_path):
             if not path.exists():
@@ -49,37 +51,18 @@ class MiniLMEmbedder(Backend):
                     f"embedding model file {path} is missing.",
                     f"Run `assistant models pull {self.name}`.",
                 )
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
+        from assistant.models.onnx import OnnxEmbedder
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads or len(os.sched_getaffinity(0))
-        options.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(
-            str(self.model_path), options, providers=["CPUExecutionProvider"]
+        self._impl = OnnxEmbedder(
+            str(self.model_path), str(self.tokenizer_path),
+            n_threads=self.threads or len(os.sched_getaffinity(0)),
         )
-        tokenizer = Tokenizer.from_file(str(self.tokenizer_path))
-        tokenizer.enable_truncation(max_length=MAX_TOKENS)
-        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-        self._tokenizer = tokenizer
 
     def embed_sync(self, texts: list[str]) -> list[list[float]]:
         """Blocking embedding; callers in an event loop use :meth:`embed`."""
-        import numpy as np
-
-        if not texts:
-            return []
         self._load()
-        encodings = self._tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        wanted = {i.name for i in self._session.get_inputs()}
-        hidden = self._session.run(None, {k: v for k, v in feeds.items() if k in wanted})[0]
-        weights = mask[..., None].astype(np.float32)
-        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
-        pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
-        return [[float(x) for x in row] for row in pooled]
+        assert self._impl is not None
+        return self._impl.embed(texts)
 
     def models(self) -> list[ModelInfo]:
         return [ModelInfo(self.name, "embedding", MAX_TOKENS, details={"dim": 384})]
