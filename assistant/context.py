@@ -3,9 +3,9 @@
 The daemon builds one per turn from the model host backend; the test kit builds one from the
 fake model. It depends on nothing but the Backend contract.
 
-``sentences`` and ``detect_language`` are deliberately simple fallbacks until the text package
-(spaCy sentence rules, a packaged language detector) lands: a punctuation regex that knows CJK
-full stops, and a script + stop-word heuristic for en/fr/de/es/it/pt/zh/ja/ko.
+``sentences`` and ``detect_language`` come from :mod:`assistant.text` (spaCy sentence rules, the
+packaged lingua detector), imported on first use. The regex and stop-word helpers below are the
+dependency-free fallbacks they grew from, kept for callers that must not load either.
 """
 
 from __future__ import annotations
@@ -104,7 +104,11 @@ class BackendContext(SkillContext):
         return await self.embedding_backend.embed(self.embedding_model, texts)
 
     def sentences(self, text: str, lang: str | None = None) -> list[str]:
-        return split_sentences(text)
+        from assistant.text import sentences
+
+        return sentences(text, lang)
 
     def detect_language(self, text: str) -> str:
-        return guess_language(text)
+        from assistant.text import detect_language
+
+        return detect_language(text)
