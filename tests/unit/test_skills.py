@@ -26,7 +26,7 @@ def test_chat_uses_history_and_configured_system_prompt() -> None:
 
 
 def test_translate_parses_targets_in_several_languages() -> None:
-    assert parse_request("de Guten Morgen")[0] == "de"
+    assert parse_request("de Guten Morgen", command=True)[0] == "de"
     assert parse_request("Translate to French: good morning") == ("fr", "good morning")
     assert parse_request("翻译成英文：早上好") == ("en", "早上好")
     assert parse_request("Übersetze ins Japanische: Hallo")[0] == "ja"
