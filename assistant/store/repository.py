@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import (
     Connection,
@@ -47,6 +47,9 @@ from assistant.store.records import (
 )
 from assistant.store.schema import ConversationRow, MessageRow
 from assistant.store.search import run_search
+
+if TYPE_CHECKING:
+    from assistant.store.documents import DocumentRepository
 
 C = cast(Table, ConversationRow.__table__)
 M = cast(Table, MessageRow.__table__)
@@ -158,6 +161,13 @@ class Store:
     @property
     def engine(self) -> Engine:
         return self._engine
+
+    @property
+    def documents(self) -> DocumentRepository:
+        """The user's documents and their chunks (see :mod:`assistant.store.documents`)."""
+        from assistant.store.documents import DocumentRepository
+
+        return DocumentRepository(self)
 
     def close(self) -> None:
         with contextlib.suppress(StorageError, sa_exc.DBAPIError):

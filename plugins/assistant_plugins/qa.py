@@ -1,13 +1,19 @@
-"""The qa skill (first version; issue 6 adds ingestion, hybrid retrieval and citation checks).
+"""The qa skill: questions answered from the user's documents, citing passages inline as [n].
 
-Answers a question from the user's documents when a document index is available, citing
-passages as [n]; without one (or with no hit) it answers from the conversation only and says
-so, rather than invent. Config ``[skills.qa]``: ``k`` passages (default 5).
+Passages come from ``ctx.documents`` (hybrid BM25 + vector search). When nothing relevant is
+found the skill says so and does not ask the model at all, so it cannot invent an answer. The
+model is told to cite; an answer that cites nothing gets the passage it overlaps most, and
+every reply ends with the cited sources (document and location).
+
+Config ``[skills.qa]``: ``k`` passages (default 4), ``context_tokens`` (default 4096),
+``model``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 from assistant import (
     ChatMessage,
@@ -20,11 +26,37 @@ from assistant import (
     Turn,
     hookimpl,
 )
+from assistant.eval.metrics import cited, declined
+from assistant_plugins.budget import context_tokens, estimate_tokens
 
+DECLINE = "I cannot find this in your documents."
 SYSTEM = (
-    "Answer the question using only the numbered sources below, citing them inline as [n]. "
-    "If the sources do not contain the answer, say that you cannot find it in the documents."
+    "You answer questions using only the numbered sources the user gives. Answer briefly, in "
+    "the language of the question, and put the number of the source you used in square "
+    "brackets after the answer, like [1]. If the sources do not answer the question, reply "
+    f"exactly: {DECLINE}"
 )
+_WORD = re.compile(r"\w+")
+
+
+def best_source(answer: str, passages: Sequence[dict[str, Any]]) -> int:
+    """The 1-based number of the passage sharing most words with ``answer``."""
+    words = set(_WORD.findall(answer.lower()))
+    scores = [len(words & set(_WORD.findall(str(p.get("text", "")).lower()))) for p in passages]
+    return scores.index(max(scores)) + 1 if scores else 1
+
+
+def sources_block(passages: Sequence[dict[str, Any]], budget: int) -> tuple[str, int]:
+    """Numbered passages that fit ``budget`` estimated tokens, and how many were used."""
+    lines: list[str] = []
+    used = 0
+    for i, p in enumerate(passages, 1):
+        line = f"[{i}] ({p.get('source', '?')}) {p.get('text', '')}"
+        if lines and used + estimate_tokens(line) > budget:
+            break
+        lines.append(line)
+        used += estimate_tokens(line)
+    return "\n\n".join(lines), len(lines)
 
 
 class QA(Skill):
@@ -94,26 +126,46 @@ class QA(Skill):
     )
 
     async def run(self, turn: Turn, ctx: SkillContext) -> AsyncIterator[Event]:
-        question = turn.text
-        passages: list[dict[str, object]] = []
+        question = str(turn.args.get("text") or turn.text).strip()
+        if not question:
+            yield Notice("Ask a question about your documents.", "warning")
+            return
         if ctx.documents is None:
-            yield Notice("No document index is available yet; answering from the "
-                         "conversation only.")
-        else:
-            passages = await ctx.documents.search(question, int(ctx.config.get("k", 5)))
-            if not passages:
-                yield Notice("No passage of your documents matches this question.")
-        sources = "\n".join(
-            f"[{i}] ({p.get('source', '?')}) {p.get('text', '')}"
-            for i, p in enumerate(passages, 1)
-        ) or "(no sources)"
+            yield Notice("No document index is available; add files with "
+                         "`assistant docs add PATH…`.", "warning")
+            yield DeltaEvent(DECLINE)
+            return
+        k = int(ctx.config.get("k", 4))
+        passages = await ctx.documents.search(question, k)
+        if not passages:
+            yield DeltaEvent(DECLINE + " (No passage of your documents matches this "
+                                       "question.)")
+            return
+        budget = int(context_tokens(ctx.config, 4096) * 0.6)
+        sources, used = sources_block(passages, budget)
+        passages = passages[:used]
+        history = list(ctx.history)[-4:]
         messages = [
             ChatMessage("system", SYSTEM),
-            *ctx.history,
+            *history,
             ChatMessage("user", f"Sources:\n{sources}\n\nQuestion: {question}"),
         ]
-        async for piece in ctx.generate(messages, GenerationParams(temperature=0.2)):
+        answer: list[str] = []
+        params = GenerationParams(temperature=0.0, max_tokens=256)
+        async for piece in ctx.generate(messages, params):
+            answer.append(piece)
             yield DeltaEvent(piece)
+        text = "".join(answer).strip()
+        if declined(text) and not cited(text, len(passages)):
+            return
+        numbers = cited(text, len(passages))
+        if not numbers:
+            numbers = [best_source(text, passages)]
+            yield DeltaEvent(f" [{numbers[0]}]")
+        footer = "\n".join(f"[{n}] {passages[n - 1].get('document', '?')}, "
+                           f"{passages[n - 1].get('location', '')}".rstrip(", ")
+                           for n in numbers)
+        yield DeltaEvent(f"\n\nSources:\n{footer}")
 
 
 @hookimpl

@@ -1,13 +1,20 @@
-"""The summarize skill (first version; issue 6 adds files, documents, styles, extractive mode).
+"""The summarize skill: pasted text, a local file, a stored document, or the conversation.
 
-Summarizes the text given with the request, or the conversation so far when the request has no
-text of its own ("summarize our chat"). Long input is summarized map-reduce over sentence
-chunks, with progress events. Config ``[skills.summarize]``: ``chunk_chars`` (default 3000).
+Styles: one line, bullets, a paragraph (from the request or ``args["style"]``), in a chosen
+language ("in French", ``args["language"]``; default: the text's). Input longer than the
+context is summarized map-reduce over sentence-aware chunks with progress events; every
+prompt is sized so it never exceeds ``context_tokens``. ``extractive`` (request words
+"extractive"/"key sentences", or ``args["mode"]``) needs no model: sentences ranked by
+centrality (TextRank over the cosine graph of their embeddings), fast on very long input.
+
+Config ``[skills.summarize]``: ``context_tokens`` (2048), ``style``, ``model``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from assistant import (
     ChatMessage,
@@ -20,9 +27,26 @@ from assistant import (
     Turn,
     hookimpl,
 )
-from assistant_plugins.translate import batches
+from assistant_plugins.budget import batches, context_tokens
+from assistant_plugins.translate import language_code, language_name
 
-INSTRUCTION = "Summarize the following text concisely, in the language of the text."
+STYLES = {
+    "one line": "in one short sentence",
+    "bullets": "as 3 to 5 short bullet points, each starting with '- '",
+    "paragraph": "in one short paragraph",
+}
+_STYLE_WORDS = [
+    ("bullets", re.compile(r"bullet|points?\b|要点|列表|puces|stichpunkt|viñeta|箇条", re.I)),
+    ("one line", re.compile(r"one (?:line|sentence)|tl;?dr|一句话|一行|une phrase|einem satz|"
+                            r"una frase|一文|boil .* down", re.I)),
+    ("paragraph", re.compile(r"paragraph|一段|paragraphe|absatz|párrafo|段落", re.I)),
+]
+_LANGUAGE = re.compile(r"\b(?:in|en|auf|into)\s+(\w+)|用(\w{1,3}?)(?:总结|概括|写)", re.I)
+_CHAT = re.compile(r"\b(?:our|this) (?:chat|conversation|discussion)|we talked|我们的对话|"
+                   r"对话|notre (?:conversation|échange)|unser gespräch|nuestra conversación|"
+                   r"会話", re.I)
+_EXTRACTIVE = re.compile(r"extractive|key sentences|关键句|phrases clés", re.I)
+_PATH = re.compile(r"(?:^|\s)((?:~|\.{0,2})?/[^\s]+|[\w.-]+\.(?:txt|md|html?|pdf))\b")
 
 
 def body_of(text: str) -> str:
@@ -34,9 +58,43 @@ def body_of(text: str) -> str:
     return text if len(text) > 200 else ""
 
 
+def style_of(text: str, default: str = "paragraph") -> str:
+    head = text[:200]
+    for style, pattern in _STYLE_WORDS:
+        if pattern.search(head):
+            return style
+    return default
+
+
+def language_of_request(text: str) -> str | None:
+    for match in _LANGUAGE.finditer(text[:200]):
+        code = language_code(match.group(1) or match.group(2) or "")
+        if code:
+            return code
+    return None
+
+
+def textrank(vectors: list[list[float]], iterations: int = 30, damping: float = 0.85
+             ) -> list[float]:
+    """PageRank over the cosine-similarity graph of sentence ``vectors``."""
+    import numpy as np
+
+    m = np.asarray(vectors, dtype=np.float32)
+    sims = np.clip(m @ m.T, 0.0, None)
+    np.fill_diagonal(sims, 0.0)
+    sums = sims.sum(axis=1, keepdims=True)
+    sums[sums == 0] = 1.0
+    walk = sims / sums
+    n = len(vectors)
+    rank = np.full(n, 1.0 / n, dtype=np.float32)
+    for _ in range(iterations):
+        rank = (1 - damping) / n + damping * walk.T @ rank
+    return [float(x) for x in rank]
+
+
 class Summarize(Skill):
     name = "summarize"
-    description = "Summarize a text or the conversation."
+    description = "Summarize a text, a file, a document or the conversation."
     examples = (
         "Summarize this article for me",
         "Can you give me a short summary of the following text?",
@@ -106,30 +164,110 @@ class Summarize(Skill):
     )
 
     async def run(self, turn: Turn, ctx: SkillContext) -> AsyncIterator[Event]:
-        text = str(turn.args.get("text") or body_of(turn.text))
-        if not text:
-            if not ctx.history:
-                yield Notice("Nothing to summarize: paste a text after the request, or chat "
-                             "first and ask to summarize the conversation.", "warning")
-                return
-            text = "\n".join(f"{m.role}: {m.content}" for m in ctx.history)
-        limit = int(ctx.config.get("chunk_chars", 3000))
-        chunks = batches(ctx.sentences(text), limit) or [text]
-        params = GenerationParams(temperature=0.3)
-        if len(chunks) > 1:
+        request = turn.text
+        text, origin = await self._source(turn, ctx)
+        if text is None:
+            yield Notice(origin, "warning")
+            return
+        if not text.strip():
+            yield Notice("Nothing to summarize: paste a text after the request, name a file, "
+                         "or chat first and ask to summarize the conversation.", "warning")
+            return
+        style = str(turn.args.get("style") or style_of(request, str(ctx.config.get(
+            "style", "paragraph"))))
+        lang = ctx.detect_language(text[:2000])
+        target = str(turn.args.get("language") or language_of_request(request) or lang)
+        mode = str(turn.args.get("mode") or ("extractive" if _EXTRACTIVE.search(request)
+                                            else "abstractive"))
+        sentences = ctx.sentences(text, lang)
+        if mode == "extractive":
+            async for event in self._extractive(sentences, style, ctx):
+                yield event
+            return
+        budget = context_tokens(ctx.config)
+        chunk_tokens = max(128, int(budget * 0.55))
+        chunks = batches(sentences, chunk_tokens) or [text]
+        rounds = 0
+        while len(chunks) > 1:
+            rounds += 1
             partial = []
             for i, chunk in enumerate(chunks):
-                ctx.progress(i, len(chunks), f"summarizing part {i + 1} of {len(chunks)}")
-                pieces = [p async for p in ctx.generate(self._prompt(chunk), params)]
+                ctx.progress(i, len(chunks), f"round {rounds}: summarizing part {i + 1} of "
+                                             f"{len(chunks)}")
+                pieces = [p async for p in ctx.generate(
+                    self._prompt(chunk, "paragraph", target, lang),
+                    GenerationParams(temperature=0.0, max_tokens=min(200, budget // 8)))]
                 partial.append("".join(pieces).strip())
             ctx.progress(len(chunks), len(chunks), "combining")
-            text = "\n".join(partial)
-        async for piece in ctx.generate(self._prompt(text), params):
+            chunks = batches(partial, chunk_tokens, sep="\n")
+        async for piece in ctx.generate(
+                self._prompt(chunks[0], style, target, lang),
+                GenerationParams(temperature=0.0, max_tokens=min(400, budget // 4))):
             yield DeltaEvent(piece)
 
+    async def _source(self, turn: Turn, ctx: SkillContext) -> tuple[str | None, str]:
+        """(text, where it came from), or (None, a message saying what is wrong)."""
+        if turn.args.get("text"):
+            return str(turn.args["text"]), "args"
+        body = body_of(turn.text)
+        path_match = _PATH.search(turn.text if not body else body[:300])
+        if path_match and len(body) < 300:
+            path = Path(path_match.group(1)).expanduser()
+            if path.is_file():
+                from assistant.documents.reader import DocumentError, read_document
+
+                try:
+                    document = read_document(path)
+                except DocumentError as exc:
+                    return None, exc.message
+                return "\n\n".join(s.text for s in document.sections), str(path)
+            if path_match.group(1).startswith(("/", "~", "./")):
+                return None, f"{path}: no such file."
+        if body:
+            return body, "pasted"
+        if _CHAT.search(turn.text) or not ctx.documents:
+            if ctx.history:
+                return "\n".join(f"{m.role}: {m.content}" for m in ctx.history), "conversation"
+            return "", "conversation"
+        hits = await ctx.documents.search(turn.text, 8)
+        if hits:
+            name = hits[0].get("document")
+            return "\n\n".join(str(h["text"]) for h in hits
+                                if h.get("document") == name), str(name)
+        if ctx.history:
+            return "\n".join(f"{m.role}: {m.content}" for m in ctx.history), "conversation"
+        return "", "none"
+
+    async def _extractive(self, sentences: list[str], style: str, ctx: SkillContext
+                          ) -> AsyncIterator[Event]:
+        count = {"one line": 1, "bullets": 5, "paragraph": 3}.get(style, 3)
+        if len(sentences) <= count:
+            chosen = sentences
+        else:
+            vectors: list[list[float]] = []
+            step = 256
+            for start in range(0, len(sentences), step):
+                ctx.progress(start, len(sentences), "embedding sentences")
+                vectors += await ctx.embed(sentences[start:start + step])
+            ranks = textrank(vectors)
+            top = sorted(sorted(range(len(sentences)), key=lambda i: -ranks[i])[:count])
+            chosen = [sentences[i] for i in top]
+        if style == "bullets":
+            yield DeltaEvent("\n".join(f"- {s}" for s in chosen))
+        else:
+            yield DeltaEvent(" ".join(chosen))
+
     @staticmethod
-    def _prompt(text: str) -> list[ChatMessage]:
-        return [ChatMessage("system", INSTRUCTION), ChatMessage("user", text)]
+    def _prompt(text: str, style: str, target: str, source: str) -> list[ChatMessage]:
+        how = STYLES.get(style, STYLES["paragraph"])
+        language = language_name(target) if target not in {"und", ""} else \
+            "the language of the text"
+        return [
+            ChatMessage("system", f"You write summaries. Summarize the user's text {how}, in "
+                                  f"{language}. Keep names and numbers. Output only the "
+                                  "summary."),
+            ChatMessage("user", text),
+        ]
 
 
 @hookimpl

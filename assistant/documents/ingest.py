@@ -1,0 +1,80 @@
+"""Adding files to the document index: read, chunk, embed, store (all or nothing per file)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from assistant.documents.chunking import chunk_sections
+from assistant.documents.reader import SUFFIXES, DocumentError, read_document
+
+if TYPE_CHECKING:
+    from assistant.store.repository import Store
+
+Embed = Callable[[list[str]], Awaitable[list[list[float]]]]
+EMBED_BATCH = 32
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one file: ``added``, ``unchanged`` or ``failed`` (with ``message``)."""
+
+    path: Path
+    status: str
+    chunks: int = 0
+    message: str = ""
+    document_id: str = ""
+
+
+def expand(paths: Iterable[Path]) -> Iterator[Path]:
+    """Files named, and the supported files under folders named, sorted; hidden ones skipped."""
+    for path in paths:
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                rel = child.relative_to(path).parts
+                if child.is_file() and child.suffix.lower() in SUFFIXES and \
+                        not any(p.startswith(".") for p in rel):
+                    yield child
+        else:
+            yield path
+
+
+def to_blob(vector: list[float]) -> bytes:
+    import numpy as np
+
+    return np.asarray(vector, dtype=np.float32).tobytes()
+
+
+async def add_file(
+    store: Store, path: Path, embed: Embed,
+    progress: Callable[[int, int], None] | None = None,
+) -> Outcome:
+    """Index one file. Unchanged content (same hash) is left alone."""
+    from assistant.store.documents import NewChunk
+    from assistant.text import detect_language, sentences
+
+    path = path.resolve()
+    try:
+        if not path.exists():
+            raise DocumentError(f"{path}: no such file")
+        document = read_document(path)
+    except DocumentError as exc:
+        return Outcome(path, "failed", message=exc.message)
+    repo = store.documents
+    known = repo.by_hash(document.sha256)
+    if known is not None and known.path == str(path):
+        return Outcome(path, "unchanged", document_id=known.id)
+    lang = detect_language(" ".join(s.text for s in document.sections[:5])[:2000])
+    chunks = chunk_sections(document.sections, lambda t: sentences(t, lang))
+    vectors: list[list[float]] = []
+    for start in range(0, len(chunks), EMBED_BATCH):
+        batch = chunks[start:start + EMBED_BATCH]
+        vectors += await embed([c.text for c in batch])
+        if progress is not None:
+            progress(len(vectors), len(chunks))
+    info = repo.add(str(path), document.title, document.sha256, [
+        NewChunk(i, c.location, c.text, to_blob(v))
+        for i, (c, v) in enumerate(zip(chunks, vectors, strict=True))])
+    return Outcome(path, "added", len(chunks), document_id=info.id)

@@ -1,0 +1,138 @@
+"""Reading a file into located text sections: pages of a PDF, paragraphs of everything else.
+
+Raises :class:`DocumentError` for what cannot be indexed: an unknown suffix, a binary or
+undecodable file, a PDF without a text layer, or a file with no text at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+from assistant.errors import AssistantError
+
+SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
+
+
+class DocumentError(AssistantError):
+    """A file that cannot be added to the document index."""
+
+
+@dataclass(frozen=True)
+class Section:
+    """Text and where it is: ``"p. 3"`` (PDF page) or ``"line 12"``."""
+
+    location: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Document:
+    path: Path
+    title: str
+    sha256: str
+    sections: list[Section]
+
+
+def read_document(path: Path) -> Document:
+    """Read ``path`` into sections; the hash is of the file's bytes."""
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise DocumentError(f"{path}: unsupported file type {suffix or '(none)'}",
+                            "Supported: .txt, .md, .html and .pdf.")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DocumentError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if suffix == ".pdf":
+        sections = _pdf(path, data)
+    else:
+        if b"\x00" in data[:8192]:
+            raise DocumentError(f"{path}: looks like a binary file, not text")
+        try:
+            content = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise DocumentError(f"{path}: is not UTF-8 text") from None
+        if suffix in {".html", ".htm"}:
+            content = html_text(content)
+        sections = paragraphs(content)
+    if not any(s.text.strip() for s in sections):
+        raise DocumentError(f"{path}: contains no text to index")
+    return Document(path, _title(path, sections), digest, sections)
+
+
+def paragraphs(content: str) -> list[Section]:
+    """Blank-line separated paragraphs, each located by its first line number."""
+    out: list[Section] = []
+    line_no = 1
+    for block in re.split(r"(\n\s*\n)", content):
+        if block.strip() and not re.fullmatch(r"\n\s*\n", block):
+            lead = len(block) - len(block.lstrip("\n"))
+            out.append(Section(f"line {line_no + lead}", block.strip()))
+        line_no += block.count("\n")
+    return out
+
+
+def _pdf(path: Path, data: bytes) -> list[Section]:
+    import io
+
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except (PdfReadError, ValueError, KeyError, OSError) as exc:
+        raise DocumentError(f"{path}: is not a readable PDF ({exc})") from None
+    if not any(p.strip() for p in pages):
+        raise DocumentError(f"{path}: the PDF has no text layer (a scan?)",
+                            "Run it through OCR first, then add the result.")
+    return [Section(f"p. {i}", p.strip()) for i, p in enumerate(pages, 1) if p.strip()]
+
+
+class _TextOf(HTMLParser):
+    _SKIP = frozenset({"script", "style", "noscript", "head", "template"})
+    _BLOCK = frozenset({"p", "div", "br", "li", "h1", "h2", "h3", "h4", "h5", "h6", "tr",
+                        "section", "article", "pre", "blockquote", "title", "ul", "ol",
+                        "table"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._SKIP:
+            self.skip += 1
+        elif tag in self._BLOCK:
+            self.parts.append("\n\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._SKIP:
+            self.skip = max(0, self.skip - 1)
+        elif tag in self._BLOCK:
+            self.parts.append("\n\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.parts.append(data)
+
+
+def html_text(markup: str) -> str:
+    """The visible text of an HTML page, one paragraph per block element."""
+    parser = _TextOf()
+    parser.feed(markup)
+    text = html.unescape("".join(parser.parts))
+    text = re.sub(r"[ \t\r\f\v]+", " ", text)
+    return re.sub(r"\n\s*\n(\s*\n)*", "\n\n", text).strip()
+
+
+def _title(path: Path, sections: list[Section]) -> str:
+    first = sections[0].text.strip().splitlines()[0] if sections else ""
+    first = first.lstrip("# ").strip()
+    return first[:80] if 0 < len(first) <= 80 else path.name

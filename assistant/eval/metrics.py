@@ -1,0 +1,105 @@
+"""The measures: BLEU and chrF (sacrebleu), ROUGE-L, SQuAD exact match and F1, accuracy.
+
+Chinese and Japanese are scored by character: sacrebleu's ``zh`` tokenizer for BLEU, and a
+per-character LCS for ROUGE-L.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from collections.abc import Sequence
+
+CJK = {"zh", "ja", "ko"}
+_PUNCT = set(string.punctuation) | set("，。！？；：「」『』（）《》、“”‘’")
+
+
+def bleu(hypotheses: Sequence[str], references: Sequence[str], lang: str = "en") -> float:
+    from sacrebleu.metrics.bleu import BLEU
+
+    tokenize = "zh" if lang in CJK else "13a"
+    return float(BLEU(tokenize=tokenize).corpus_score(list(hypotheses),
+                                                      [list(references)]).score)
+
+
+def chrf(hypotheses: Sequence[str], references: Sequence[str]) -> float:
+    from sacrebleu.metrics.chrf import CHRF
+
+    return float(CHRF().corpus_score(list(hypotheses), [list(references)]).score)
+
+
+def _units(text: str, lang: str) -> list[str]:
+    if lang in CJK:
+        return [c for c in text if not c.isspace() and c not in _PUNCT]
+    return re.findall(r"\w+", text.lower())
+
+
+def rouge_l(hypothesis: str, reference: str, lang: str = "en") -> float:
+    """ROUGE-L F1 from the longest common subsequence (of words; of characters for CJK)."""
+    hyp, ref = _units(hypothesis, lang), _units(reference, lang)
+    if not hyp or not ref:
+        return 0.0
+    previous = [0] * (len(ref) + 1)
+    for h in hyp:
+        current = [0]
+        for j, r in enumerate(ref, 1):
+            current.append(previous[j - 1] + 1 if h == r else max(previous[j], current[j - 1]))
+        previous = current
+    lcs = previous[-1]
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(hyp), lcs / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's normalisation: lower case, no punctuation, no articles, single spaces."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCT)
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, answers: Sequence[str]) -> float:
+    return float(any(normalize_answer(prediction) == normalize_answer(a) for a in answers))
+
+
+def f1(prediction: str, answers: Sequence[str]) -> float:
+    """The best token F1 of ``prediction`` against any of ``answers`` (SQuAD v1.1)."""
+    best = 0.0
+    pred = normalize_answer(prediction).split()
+    for answer in answers:
+        gold = normalize_answer(answer).split()
+        common = Counter(pred) & Counter(gold)
+        same = sum(common.values())
+        if same == 0 or not pred or not gold:
+            continue
+        p, r = same / len(pred), same / len(gold)
+        best = max(best, 2 * p * r / (p + r))
+    return best
+
+
+def strip_citations(answer: str) -> str:
+    """The answer without ``[n]`` markers and the trailing ``Sources:`` block."""
+    answer = answer.split("\n\nSources:", 1)[0]
+    return re.sub(r"\s*\[\d+\]", "", answer).strip()
+
+
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+_CITATION = re.compile(r"\[(\d+)\]")
+_DECLINED = re.compile(r"cannot find|can't find|could not find|not (?:contain|mention|"
+                       r"provide|say)|no information|not in the (?:sources|documents)|找不到|"
+                       r"没有提到", re.I)
+
+
+def cited(text: str, count: int) -> list[int]:
+    """Source numbers cited as ``[n]`` in ``text`` that exist (1…count), first citation first."""
+    return list(dict.fromkeys(n for n in map(int, _CITATION.findall(text)) if 1 <= n <= count))
+
+
+def declined(text: str) -> bool:
+    """Whether an answer says the documents do not hold it."""
+    return bool(_DECLINED.search(text))

@@ -1,0 +1,209 @@
+"""Run a task's items through a skill, or through the bare model with a one-line prompt.
+
+Each runner returns a :class:`Report`: the metric averages and every item's output, so a
+report can show what the skill adds over ``--baseline raw`` on the same items.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from assistant.eval import metrics
+from assistant.models.backend import ChatMessage, GenerationParams
+from assistant.skills import Skill, Turn, collect, execute
+
+if TYPE_CHECKING:
+    from assistant.eval.backend import EvalBackend
+
+ITEM_TIMEOUT = 600.0
+
+
+@dataclass
+class Report:
+    task: str
+    system: str  # "skill" or "raw"
+    model: str
+    scores: dict[str, float]
+    seconds: float
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "system": self.system, "model": self.model,
+                "n": len(self.items), "scores": {k: round(v, 4) for k, v in self.scores.items()},
+                "seconds": round(self.seconds, 1), "items": self.items}
+
+
+def _skill(name: str) -> Skill:
+    import importlib
+
+    module = importlib.import_module(f"assistant_plugins.{name}")
+    found: list[Skill] = []
+    module.register_skills(found.append)
+    return found[0]
+
+
+async def raw(eb: EvalBackend, model: str, prompt: str, max_tokens: int = 256) -> str:
+    """The bare model's reply to a single user message, greedy."""
+    params = GenerationParams(temperature=0.0, max_tokens=max_tokens)
+    pieces = [d.text async for d in eb.models.chat(model, [ChatMessage("user", prompt)],
+                                                   params)]
+    return "".join(pieces).strip()
+
+
+async def run_skill(eb: EvalBackend, skill: str, turn: Turn, model: str,
+                    config: dict[str, Any] | None = None, documents: Any = None) -> str:
+    ctx = eb.context(model, config=config, documents=documents)
+    text, _ = await collect(execute(_skill(skill), turn, ctx, ITEM_TIMEOUT))
+    return text.strip()
+
+
+LANGUAGE_NAMES = {"en": "English", "zh": "Chinese", "fr": "French", "de": "German",
+                  "es": "Spanish", "ja": "Japanese", "it": "Italian", "pt": "Portuguese",
+                  "ru": "Russian", "ko": "Korean"}
+
+
+async def translate(eb: EvalBackend, items: Sequence[dict[str, Any]], model: str,
+                    baseline: bool) -> Report:
+    started = time.perf_counter()
+    outputs = []
+    for item in items:
+        target = item["target"]
+        if baseline:
+            out = await raw(eb, model, f"Translate to {LANGUAGE_NAMES.get(target, target)}: "
+                                       f"{item['source']}")
+        else:
+            args = {"target": target}
+            if item.get("source_lang"):
+                args["source"] = item["source_lang"]
+            out = await run_skill(eb, "translate", Turn(item["source"], args=args), model)
+        outputs.append(out)
+    targets = {i["target"] for i in items}
+    lang = targets.pop() if len(targets) == 1 else "en"
+    refs = [i["reference"] for i in items]
+    scores = {"chrF": metrics.chrf(outputs, refs), "BLEU": metrics.bleu(outputs, refs, lang)}
+    return Report("translate", "raw" if baseline else "skill", model, scores,
+                  time.perf_counter() - started,
+                  [{"source": i["source"], "reference": i["reference"], "output": o}
+                   for i, o in zip(items, outputs, strict=True)])
+
+
+async def summarize(eb: EvalBackend, items: Sequence[dict[str, Any]], model: str,
+                    baseline: bool, style: str = "one line") -> Report:
+    started = time.perf_counter()
+    outputs = []
+    for item in items:
+        if baseline:
+            out = await raw(eb, model, f"Summarize: {item['document']}", 128)
+        else:
+            out = await run_skill(eb, "summarize", Turn(
+                "summarize", args={"text": item["document"], "style": style}), model)
+        outputs.append(out)
+    scores = {"ROUGE-L": metrics.mean([
+        metrics.rouge_l(o, i["summary"], i.get("lang", "en"))
+        for i, o in zip(items, outputs, strict=True)])}
+    return Report("summarize", "raw" if baseline else "skill", model, scores,
+                  time.perf_counter() - started,
+                  [{"summary": i["summary"], "output": o}
+                   for i, o in zip(items, outputs, strict=True)])
+
+
+class _Recording:
+    """A DocumentSearch that remembers the passages of the last search."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.last: list[dict[str, Any]] = []
+
+    async def search(self, query: str, k: int = 5) -> list[dict[str, Any]]:
+        self.last = await self.inner.search(query, k)
+        return self.last
+
+
+async def build_index(eb: EvalBackend, contexts: Sequence[str], docs: Sequence[Path],
+                      where: Path) -> Any:
+    """A temp store holding ``docs`` and the distinct ``contexts`` (one paragraph each)."""
+    from assistant.documents.ingest import add_file
+    from assistant.documents.search import HybridSearch
+    from assistant.store import Store
+
+    store = Store.open(f"sqlite:///{where / 'eval.sqlite3'}", check=False)
+    files = list(docs)
+    if contexts:
+        corpus = where / "contexts.txt"
+        corpus.write_text("\n\n".join(dict.fromkeys(c.strip() for c in contexts)),
+                          encoding="utf-8")
+        files.append(corpus)
+    for path in files:
+        await add_file(store, path, eb.embed)
+    return store, HybridSearch(store, eb.embed)
+
+
+async def qa(eb: EvalBackend, items: Sequence[dict[str, Any]], model: str, baseline: bool,
+             docs: Sequence[Path] = (), corpus: Sequence[str] = ()) -> Report:
+    started = time.perf_counter()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="assistant-eval-") as tmp:
+        store = search = None
+        if not baseline:
+            contexts = list(corpus) + [str(i["context"]) for i in items if i.get("context")]
+            store, search = await build_index(eb, contexts, docs, Path(tmp))
+        try:
+            for item in items:
+                answers = list(item.get("answers") or [])
+                row: dict[str, Any] = {"question": item["question"], "answers": answers}
+                if baseline:
+                    out = await raw(eb, model, f"Answer the question: {item['question']}", 64)
+                    row["output"] = out
+                else:
+                    recording = _Recording(search)
+                    out = await run_skill(eb, "qa", Turn(item["question"]), model,
+                                          documents=recording)
+                    row["output"] = out
+                    numbers = metrics.cited(out.split("\n\nSources:", 1)[0], len(recording.last))
+                    cited_text = recording.last[numbers[0] - 1]["text"] if numbers else ""
+                    row["citation_ok"] = bool(answers) and any(
+                        metrics.normalize_answer(a) in metrics.normalize_answer(cited_text)
+                        for a in answers)
+                    row["retrieved"] = [p["chunk_id"] for p in recording.last]
+                row["declined"] = metrics.declined(out)
+                rows.append(row)
+        finally:
+            if store is not None:
+                await asyncio.to_thread(store.close)
+    answerable = [r for r in rows if r["answers"]]
+    unanswerable = [r for r in rows if not r["answers"]]
+    scores = {
+        "EM": metrics.mean([metrics.exact_match(metrics.strip_citations(r["output"]),
+                                                r["answers"]) for r in answerable]),
+        "F1": metrics.mean([metrics.f1(metrics.strip_citations(r["output"]), r["answers"])
+                            for r in answerable]),
+    }
+    if not baseline:
+        scores["citation accuracy"] = metrics.mean([float(r["citation_ok"])
+                                                    for r in answerable])
+    if unanswerable:
+        scores["declined (unanswerable)"] = metrics.mean([float(r["declined"])
+                                                          for r in unanswerable])
+    return Report("qa", "raw" if baseline else "skill", model, scores,
+                  time.perf_counter() - started, rows)
+
+
+async def routing(eb: EvalBackend, items: Sequence[dict[str, Any]], skills: dict[str, Skill]
+                  ) -> Report:
+    from assistant.routing import Router
+
+    started = time.perf_counter()
+    router = Router(skills, eb.embed)
+    rows = []
+    for item in items:
+        decision = await router.route(item["text"])
+        rows.append({"text": item["text"], "expected": item["skill"], "got": decision.skill})
+    scores = {"accuracy": metrics.mean([float(r["expected"] == r["got"]) for r in rows])}
+    return Report("routing", "router", eb.embedder.name, scores, time.perf_counter() - started,
+                  rows)

@@ -1,0 +1,142 @@
+"""Documents and their chunks: the storage half of the user's document index.
+
+A document is added whole, in one transaction with all its chunks (their text indexed by the
+``chunks_fts`` FTS5 table, their embeddings as float32 blobs), so a failure stores nothing.
+Documents are keyed by content hash: adding unchanged content again is a no-op, adding a
+changed file at a known path replaces the old version. Reach it as ``store.documents``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, cast
+
+from sqlalchemy import Table, delete, func, insert, or_, select, text
+
+from assistant.store.schema import ChunkRow, DocumentRow
+
+if TYPE_CHECKING:
+    from assistant.store.repository import Store
+
+D = cast(Table, DocumentRow.__table__)
+K = cast(Table, ChunkRow.__table__)
+_TERM = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    id: str
+    path: str
+    title: str
+    sha256: str
+    added: datetime
+    chunks: int = 0
+
+
+@dataclass(frozen=True)
+class NewChunk:
+    position: int
+    location: str
+    text: str
+    embedding: bytes | None
+
+
+@dataclass(frozen=True)
+class ChunkInfo:
+    seq: int
+    document_id: str
+    position: int
+    location: str
+    text: str
+    path: str
+    title: str
+
+
+def fts_query(question: str) -> str:
+    """An FTS5 query matching any word of ``question`` (each quoted, so nothing is syntax)."""
+    words = [w for w in _TERM.findall(question.lower()) if len(w) > 1 or not w.isascii()]
+    return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
+
+
+class DocumentRepository:
+    """Document and chunk reads and writes on a :class:`Store`'s database."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def by_hash(self, sha256: str) -> DocumentInfo | None:
+        with self.store._read() as conn:
+            row = conn.execute(select(D).where(D.c.sha256 == sha256)).first()
+        return None if row is None else DocumentInfo(row.id, row.path, row.title, row.sha256,
+                                                     row.added)
+
+    def add(self, path: str, title: str, sha256: str, chunks: list[NewChunk]) -> DocumentInfo:
+        """Store a document and its chunks at once, replacing an older version at ``path``."""
+        now = datetime.now(UTC)
+        doc_id = uuid.uuid4().hex
+        with self.store._write() as conn:
+            conn.execute(delete(D).where(or_(D.c.path == path, D.c.sha256 == sha256)))
+            conn.execute(insert(D), {"id": doc_id, "path": path, "title": title,
+                                     "sha256": sha256, "added": now})
+            if chunks:
+                conn.execute(insert(K), [
+                    {"document_id": doc_id, "position": c.position, "location": c.location,
+                     "text": c.text, "embedding": c.embedding} for c in chunks])
+        return DocumentInfo(doc_id, path, title, sha256, now, len(chunks))
+
+    def all(self) -> list[DocumentInfo]:
+        counts = (select(K.c.document_id, func.count().label("n"))
+                  .group_by(K.c.document_id).subquery())
+        query = (select(D, func.coalesce(counts.c.n, 0).label("n"))
+                 .outerjoin(counts, counts.c.document_id == D.c.id).order_by(D.c.added))
+        with self.store._read() as conn:
+            rows = conn.execute(query).all()
+        return [DocumentInfo(r.id, r.path, r.title, r.sha256, r.added, r.n) for r in rows]
+
+    def remove(self, ident: str) -> list[DocumentInfo]:
+        """Remove documents whose id starts with ``ident`` or whose path is ``ident``."""
+        gone = [d for d in self.all() if d.path == ident or (len(ident) >= 6
+                                                                and d.id.startswith(ident))]
+        if gone:
+            with self.store._write() as conn:
+                conn.execute(delete(D).where(D.c.id.in_([d.id for d in gone])))
+        return gone
+
+    def keyword_search(self, question: str, limit: int = 20) -> list[tuple[int, float]]:
+        """(chunk seq, bm25 score) of chunks matching words of ``question``, best first."""
+        query = fts_query(question)
+        if not query:
+            return []
+        sql = text("SELECT rowid, bm25(chunks_fts) AS score FROM chunks_fts "
+                   "WHERE chunks_fts MATCH :q ORDER BY score LIMIT :n")
+        with self.store._read() as conn:
+            rows = conn.execute(sql, {"q": query, "n": limit}).all()
+        return [(int(r.rowid), -float(r.score)) for r in rows]
+
+    def embeddings(self) -> tuple[list[int], list[bytes]]:
+        """Every chunk's seq and embedding blob (chunks without one are left out)."""
+        with self.store._read() as conn:
+            rows = conn.execute(select(K.c.seq, K.c.embedding)
+                                .where(K.c.embedding.is_not(None)).order_by(K.c.seq)).all()
+        return [r.seq for r in rows], [r.embedding for r in rows]
+
+    def version(self) -> tuple[int, int]:
+        """(chunk count, highest seq): changes whenever chunks are added or removed."""
+        with self.store._read() as conn:
+            row = conn.execute(select(func.count(), func.max(K.c.seq))).one()
+        return int(row[0]), int(row[1] or 0)
+
+    def chunks(self, seqs: list[int]) -> list[ChunkInfo]:
+        """The chunks ``seqs``, in that order (missing ones left out)."""
+        if not seqs:
+            return []
+        query = (select(K.c.seq, K.c.document_id, K.c.position, K.c.location, K.c.text,
+                        D.c.path, D.c.title)
+                 .join(D, D.c.id == K.c.document_id).where(K.c.seq.in_(seqs)))
+        with self.store._read() as conn:
+            found = {r.seq: ChunkInfo(r.seq, r.document_id, r.position, r.location or "",
+                                      r.text, r.path, r.title) for r in conn.execute(query)}
+        return [found[s] for s in seqs if s in found]
