@@ -66,9 +66,9 @@ def main(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from assistant.cli import chat, daemon, docs, history, models, plugins, routing
+    from assistant.cli import chat, daemon, docs, eval, history, models, plugins, routing
 
-    for module in (chat, daemon, docs, history, models, plugins, routing):
+    for module in (chat, daemon, docs, eval, history, models, plugins, routing):
         module.register(main)
 
 

@@ -23,7 +23,7 @@ _HAN = re.compile(r"[\u4e00-\u9fff]")
 _WORD = re.compile(r"[a-zà-ÿß']+")
 _STOPWORDS = {
     "en": "the and is are to of you what how this that it in for with please my i am was "
-          "he she we they do does not have has be",
+          "he she we they do does not have has be by on at from were an or but so",
     "fr": "le la les et est des un une je vous que qui pour dans ce cette avec mon ne pas "
           "il elle nous sont suis",
     "de": "der die das und ist nicht ich sie ein eine zu mit den von bitte mein er wir sind "

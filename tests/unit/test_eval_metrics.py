@@ -1,0 +1,50 @@
+"""assistant.eval: the metrics against hand-computed values, and the data loaders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant.eval import metrics
+from assistant.eval.data import EvalDataError, load_items
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "eval"
+
+
+def test_rouge_l_by_word_and_by_character() -> None:
+    assert metrics.rouge_l("the cat sat", "the cat sat on") == pytest.approx(6 / 7)
+    assert metrics.rouge_l("我爱你。", "我爱他", "zh") == pytest.approx(2 / 3)
+    assert metrics.rouge_l("", "x") == 0.0
+
+
+def test_squad_normalisation_em_and_f1() -> None:
+    assert metrics.exact_match("The Denver Broncos.", ["Denver Broncos"]) == 1.0
+    assert metrics.f1("Denver", ["Denver Broncos"]) == pytest.approx(2 / 3)
+    assert metrics.f1("nothing", ["Denver Broncos"]) == 0.0
+
+
+def test_bleu_chrf_and_chinese_tokenizer() -> None:
+    assert metrics.chrf(["Bonjour le monde"], ["Bonjour le monde"]) == pytest.approx(100)
+    assert metrics.bleu(["我在学西班牙语。"], ["我在学西班牙语。"], "zh") == pytest.approx(100)
+    assert metrics.bleu(["我在学西班牙语。"], ["我在学西班牙语。"], "en") < 100
+
+
+def test_citations_and_declines() -> None:
+    assert metrics.cited("A [2] and [1], again [2], not [9]", 3) == [2, 1]
+    assert metrics.declined("I cannot find this in your documents.")
+    assert metrics.strip_citations("Denver [1].\n\nSources:\n[1] x") == "Denver."
+
+
+def test_project_sets_load() -> None:
+    for name in ("qa.jsonl", "qa-unanswerable.jsonl", "summarize.jsonl",
+                 "translate-en-fr.jsonl"):
+        assert load_items(DATA / name)
+    assert len(load_items(DATA / "qa-unanswerable.jsonl", every=2)) == 5
+
+
+def test_bad_jsonl_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"a": 1}\nnot json\n')
+    with pytest.raises(EvalDataError, match="line 2"):
+        load_items(path)

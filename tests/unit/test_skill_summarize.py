@@ -1,0 +1,57 @@
+"""summarize on the fake model: styles, files, map-reduce within the context, extractive."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from assistant_plugins.budget import estimate_tokens
+from assistant_plugins.summarize import Summarize, style_of, textrank
+
+from assistant.skills import Notice, Progress, Turn
+from assistant.testing import FakeBackend, fake_context, run_skill_text
+
+
+def test_styles_from_the_request() -> None:
+    assert style_of("Summarize in three bullet points: ...") == "bullets"
+    assert style_of("用一句话总结下面的文字") == "one line"
+    assert style_of("Summarize this") == "paragraph"
+
+
+@pytest.mark.asyncio
+async def test_long_input_is_map_reduced_with_progress_within_the_context() -> None:
+    text = " ".join(f"Paragraph {i} describes event number {i} in some detail." for i in
+                    range(1500))
+    backend = FakeBackend(["A partial summary."] * 200)
+    ctx = fake_context(backend, config={"context_tokens": 1024})
+    _, events = await run_skill_text(Summarize(), Turn("Summarize", args={"text": text}), ctx,
+                                     timeout=60)
+    assert sum(isinstance(e, Progress) for e in events) > 10
+    assert all(sum(estimate_tokens(m.content) for m in call) <= 1024 for call in backend.calls)
+
+
+@pytest.mark.asyncio
+async def test_summarizes_a_local_file_and_reports_a_missing_one(tmp_path: Path) -> None:
+    path = tmp_path / "report.md"
+    path.write_text("# Report\n\nSales rose by 10 percent in March.")
+    backend = FakeBackend(["Sales rose."])
+    text, _ = await run_skill_text(Summarize(), Turn(f"summarize {path}"), fake_context(backend),
+                                   timeout=60)
+    assert text == "Sales rose." and "10 percent" in backend.calls[0][-1].content
+    _, events = await run_skill_text(Summarize(), Turn(f"summarize {tmp_path}/missing.txt"),
+                                     timeout=60)
+    assert any(isinstance(e, Notice) and "no such file" in e.message for e in events)
+
+
+@pytest.mark.asyncio
+async def test_extractive_needs_no_model_and_keeps_order() -> None:
+    backend = FakeBackend()
+    sentences = [f"Cats are animals number {i}." for i in range(30)] + ["Stocks fell today."]
+    text, _ = await run_skill_text(Summarize(), Turn("extractive summary", args={
+        "text": " ".join(sentences), "style": "paragraph"}), fake_context(backend), timeout=60)
+    assert backend.calls == [] and text.count(".") == 3 and "Stocks" not in text
+
+
+def test_textrank_prefers_central_vectors() -> None:
+    ranks = textrank([[1.0, 0.0], [0.9, 0.1], [0.95, 0.05], [0.0, 1.0]])
+    assert ranks.index(min(ranks)) == 3
