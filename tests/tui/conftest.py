@@ -99,6 +99,7 @@ def _start(tmp: Path) -> TuiDaemon:
         "ASSISTANT_MODEL": "smollm2-135m",
         "ASSISTANT_DAEMON__THREADS": "2",
         "ASSISTANT_MODELS__CONTEXT_LENGTH": "2048",
+        "ASSISTANT_PLUGINS__SKILL_TIMEOUT": "600",
     })
     daemon = start_daemon(env, tmp / "daemon.log")
     with daemon.http() as http:

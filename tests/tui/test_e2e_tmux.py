@@ -63,6 +63,7 @@ def terminal() -> Iterator[tuple[Terminal, dict[str, str], Path]]:
         "ASSISTANT_MODELS_DIR": str(TEST_MODELS_DIR), "XDG_CONFIG_HOME": str(tmp / "config"),
         "ASSISTANT_MODEL": "smollm2-135m", "ASSISTANT_DAEMON__THREADS": "2",
         "ASSISTANT_TUI__MAX_TOKENS": "32", "TERM": "xterm-256color",
+        "ASSISTANT_PLUGINS__SKILL_TIMEOUT": "600",
     })
     command = str(Path(sys.executable).parent / "assistant")
     term = Terminal(f"as-e2e-{os.getpid()}", "ui")

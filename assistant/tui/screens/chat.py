@@ -300,7 +300,12 @@ class ChatScreen(Screen[None]):
         event = message.event
         usage = event.get("usage") or {}
         timings = event.get("timings") or {}
-        view.set_header(status=str(event.get("status", "complete")))
+        status = str(event.get("status", "complete"))
+        view.set_header(status=status)
+        if status == "cancelled" and not self.cancel_event.is_set():
+            self.app.notify("The daemon stopped the reply before it was complete "
+                            "(it took longer than plugins.skill_timeout?).",
+                            title="reply cancelled", severity="warning", timeout=8)
         self.query_one(StatusBar).set(
             tokens_per_s=timings.get("tokens_per_s"),
             context_used=int(usage.get("prompt_tokens", 0)) + int(
