@@ -1,0 +1,79 @@
+"""The skills on the real smollm2-135m, in-process (the daemon's ModelManager and model host):
+events, batching, progress, code blocks, citations and declines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant.config import load_settings
+from assistant.eval.backend import eval_backend
+from assistant.eval.runners import build_index, run_skill
+from assistant.skills import DeltaEvent, Done, Progress, Turn, collect, execute
+from tests.conftest import TEST_MODELS_DIR
+
+pytestmark = pytest.mark.integration
+MODEL = "smollm2-135m"
+
+
+@pytest.fixture(autouse=True)
+def _models() -> None:
+    if not (TEST_MODELS_DIR / "SmolLM2-135M-Instruct.Q4_1.gguf").exists():
+        pytest.fail(f"test models missing in {TEST_MODELS_DIR}: run `make test-models`")
+
+
+@pytest.mark.asyncio
+async def test_translate_streams_keeps_code_and_batches_with_progress() -> None:
+    from assistant_plugins.translate import Translate
+
+    body = ("# Setup\n\nRun `make test` before you push. See https://example.org/docs.\n\n"
+            "```python\nprint('keep me')\n```\n\n"
+            + " ".join(f"This is sentence {i} of a long text." for i in range(12)))
+    async with eval_backend(load_settings()) as eb:
+        ctx = eb.context(MODEL, config={"context_tokens": 256})
+        text, events = await collect(execute(Translate(), Turn(f"Translate to French:\n{body}"),
+                                             ctx, 500))
+    assert isinstance(events[-1], Done) and events[-1].status == "complete"
+    assert "```python\nprint('keep me')\n```" in text
+    assert "`make test`" in text and "https://example.org/docs" in text
+    assert text.startswith("# ")
+    assert sum(isinstance(e, DeltaEvent) for e in events) > 10
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert len(progress) > 3 and progress[-1].done == progress[-1].total
+
+
+@pytest.mark.asyncio
+async def test_qa_cites_the_chunk_and_declines_unrelated(tmp_path: Path) -> None:
+    doc = tmp_path / "handbook.md"
+    doc.write_text(
+        "# Handbook\n\nThe warranty on every laptop lasts two years and covers all parts and "
+        "labour, but not damage caused by water or by dropping the device.\n\n"
+        "Employees get twenty-five vacation days per year, plus public holidays, and may "
+        "carry up to five unused days over into the next year.\n")
+    async with eval_backend(load_settings()) as eb:
+        store, search = await build_index(eb, [], [doc], tmp_path)
+        try:
+            answer = await run_skill(eb, "qa", Turn("How many vacation days do employees get?"),
+                                     MODEL, documents=search)
+            unrelated = await run_skill(eb, "qa", Turn("What is the boiling point of mercury?"),
+                                        MODEL, documents=search)
+        finally:
+            store.close()
+    assert "[1]" in answer or "[2]" in answer
+    assert "Sources:" in answer and "handbook.md" not in unrelated
+    assert unrelated.startswith("I cannot find this in your documents")
+
+
+@pytest.mark.asyncio
+async def test_summarize_long_text_map_reduces_with_progress() -> None:
+    from assistant_plugins.summarize import Summarize
+
+    text = "\n\n".join(f"Chapter {i}. The village held its market on day {i}. Farmers sold "
+                       f"apples and bread, and the mayor gave a short speech." for i in range(25))
+    async with eval_backend(load_settings()) as eb:
+        ctx = eb.context(MODEL, config={"context_tokens": 1024})
+        out, events = await collect(execute(Summarize(), Turn("Summarize", args={"text": text}),
+                                            ctx, 600))
+    assert isinstance(events[-1], Done) and events[-1].status == "complete"
+    assert sum(isinstance(e, Progress) for e in events) >= 3 and out.strip()
