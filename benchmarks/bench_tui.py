@@ -99,7 +99,8 @@ def _ui_turn(term: _Terminal, typing: bool) -> tuple[float, list[float]]:
 
 
 def _prompt_line(screen: str) -> str:
-    lines = [line for line in screen.splitlines() if "│" in line and "╭" not in line]
+    # The message box's text line: the sidebar's edge, then the box's left border.
+    lines = [line for line in screen.splitlines() if "▕│" in line]
     return lines[-1] if lines else ""
 
 
