@@ -60,6 +60,8 @@ class ModelsSettings(_Section):
     parallel: int = Field(1, ge=1, le=64)
     queue: int = Field(64, ge=0, le=100_000)
     pip_args: list[str] = []
+    state_ram_mb: int = Field(1024, ge=0)
+    state_disk_mb: int = Field(4096, ge=0)
 
 
 class StoreSettings(_Section):

@@ -29,8 +29,8 @@ MODELS = {
 }
 THREADS = len(os.sched_getaffinity(0))
 CONTEXT = 2048
-MAX_TOKENS = 160
-ROUNDS = 4
+MAX_TOKENS = 96
+ROUNDS = 3
 TOPICS = ["a lighthouse", "a bakery", "a comet", "a violin", "a glacier", "a market"]
 
 

@@ -79,6 +79,11 @@ def status(app: AppContext, as_json: bool) -> None:
     models = info["models"] or []
     click.echo("models     " + (", ".join(
         f"{m['name']} ({m['kind']}, idle {m['idle_s']:.0f} s)" for m in models) or "none loaded"))
+    for name, cache in (info.get("state_cache") or {}).items():
+        ram, disk = cache["ram_bytes"] / 2**20, cache["disk_bytes"] / 2**20
+        click.echo(f"states     {name}: {cache['entries']} saved ({ram:.0f} MB RAM, "
+                   f"{disk:.0f} MB disk), {cache['hits']} hits, {cache['misses']} misses, "
+                   f"{cache['evictions']} evictions")
     for problem in info.get("problems", []):
         click.echo(f"problem    {problem}")
 

@@ -19,6 +19,7 @@ from typing import Any
 from assistant.config import Settings
 from assistant.daemon.queue import ModelQueue
 from assistant.errors import ModelLoadError, RequestError
+from assistant.locations import data_dir
 from assistant.models import registry
 from assistant.models.backend import (
     Backend,
@@ -104,9 +105,12 @@ class ModelManager(Backend):
         started = time.perf_counter()
         try:
             if record.kind == "chat":
+                m = self.settings.models
                 info = await self.host.call(
                     "load", model=name, path=str(record.path),
-                    n_ctx=self.settings.models.context_length, n_threads=self.threads,
+                    n_ctx=m.context_length, n_threads=self.threads,
+                    state_dir=str(data_dir(self.settings) / "states") if m.state_disk_mb else None,
+                    state_ram_bytes=m.state_ram_mb << 20, state_disk_bytes=m.state_disk_mb << 20,
                 )
             else:
                 info = await self.host.call(

@@ -7,14 +7,24 @@ common prefix of the next prompt: a follow-up turn only evaluates its new tokens
 from __future__ import annotations
 
 import codecs
+import ctypes
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import llama_cpp
+import numpy as np
 
+from assistant.models.kv_cache import StateCache, common_prefix, scope_key
 from assistant.models.template import ChatTemplate
+
+# Restoring a saved state pays off once it spares this many tokens over the live context.
+MIN_REUSE_GAIN = 32
+# Shorter sequences are cheaper to recompute than to save.
+MIN_SAVED_TOKENS = 64
 
 
 @dataclass
@@ -27,7 +37,10 @@ class Piece:
 
 
 class LlamaRunner:
-    def __init__(self, path: str, *, n_ctx: int, n_threads: int) -> None:
+    def __init__(
+        self, path: str, *, n_ctx: int, n_threads: int, state_dir: str | None = None,
+        state_ram_bytes: int = 1 << 30, state_disk_bytes: int = 4 << 30,
+    ) -> None:
         self.path = path
         self.llm = llama_cpp.Llama(
             model_path=path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
@@ -35,6 +48,12 @@ class LlamaRunner:
         )
         metadata: dict[str, str] = dict(self.llm.metadata)
         self.template = ChatTemplate.from_metadata(metadata, self._token_text)
+        info = os.stat(path)
+        scope = scope_key(os.path.realpath(path), info.st_size, info.st_mtime_ns,
+                          self.llm.n_ctx(), 512, metadata.get("tokenizer.chat_template"))
+        self.states = StateCache(Path(state_dir) / scope if state_dir else None,
+                                 state_ram_bytes, state_disk_bytes)
+        self._dirty = False  # the live sequence has tokens no saved state holds
 
     @staticmethod
     def library_version() -> str:
@@ -52,7 +71,51 @@ class LlamaRunner:
         }
 
     def close(self) -> None:
+        self.save_state()
         self.llm.close()
+
+    # -- saved states ------------------------------------------------------------------------
+
+    def save_state(self) -> None:
+        """Keep the live sequence's KV state (RAM, then disk) so a return to it is cheap."""
+        n = self.llm.n_tokens
+        if not self._dirty or n < MIN_SAVED_TOKENS:
+            return
+        ctx = self.llm._ctx.ctx
+        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, 0)
+        if written:
+            tokens = np.array(self.llm.input_ids[:n], dtype=np.int32)
+            self.states.put(tokens, bytes(memoryview(buffer)[:written]))
+            self._dirty = False
+
+    def _reuse(self, prompt: list[int]) -> int:
+        """Make the live context the best start for ``prompt``; the tokens it spares."""
+        wanted = np.array(prompt, dtype=np.int32)
+        live = common_prefix(np.array(self.llm.input_ids[: self.llm.n_tokens]), wanted)
+        entry, length = self.states.best(wanted)
+        if entry is None or length < live + MIN_REUSE_GAIN:
+            if live < MIN_REUSE_GAIN and len(prompt) >= MIN_SAVED_TOKENS:
+                self.states.misses += 1
+            return live
+        data = self.states.load(entry)
+        if data is None:
+            return live
+        self.save_state()  # the conversation we leave
+        ctx = self.llm._ctx.ctx
+        self.llm._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]
+        buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        if not llama_cpp.llama_state_seq_set_data(ctx, buffer, len(data), 0):
+            self.llm.reset()  # type: ignore[no-untyped-call]  # unusable: recompute
+            return 0
+        k = len(entry.tokens)
+        self.llm.input_ids[:k] = entry.tokens
+        self.llm.n_tokens = k
+        self.llm._requires_eval = True  # the logits belong to another sequence
+        self.states.touch(entry)
+        self.states.hits += 1
+        return length
 
     def tokens_for(self, messages: list[dict[str, str]]) -> list[int]:
         prompt = self.template.render(messages)
@@ -73,6 +136,7 @@ class LlamaRunner:
             )
         room = n_ctx - len(tokens)
         max_tokens = min(int(params.get("max_tokens") or room), room)
+        reused = self._reuse(tokens)
         if params.get("seed") is not None:
             self.llm.set_seed(int(params["seed"]))
         stops: list[str] = [s for s in params.get("stop") or [] if s]
@@ -83,6 +147,7 @@ class LlamaRunner:
         produced = 0
         finish = "length"
         stop_hit = False
+        self._dirty = True
         generator = self.llm.generate(
             tokens, temp=float(params.get("temperature", 0.7)),
             top_p=float(params.get("top_p", 0.95)), top_k=40, min_p=0.05,
@@ -122,8 +187,11 @@ class LlamaRunner:
                 "prompt_s": (first_token_at or ended) - started,
                 "decode_s": decode_s,
                 "tokens_per_s": (produced - 1) / decode_s if produced > 1 and decode_s else 0.0,
+                "cached_tokens": float(reused),
             },
         )
+        # After the reply is out: keep this conversation's state for its next turn or a restart.
+        self.save_state()
 
 
 class ContextLengthExceeded(ValueError):

@@ -1,0 +1,198 @@
+"""Saved KV states of one chat model, found by token prefix. Runs inside the model host.
+
+When the host turns from one conversation to another it saves the outgoing sequence's KV
+state (``llama_state_seq_get_data``: the sequence alone, not the context buffer and logits)
+and, on return, restores the saved state whose tokens share the longest prefix with the new
+prompt; only the tokens after that prefix are evaluated. States live in RAM under a budget,
+least recently used out first, and are written to disk so that a restarted daemon finds them.
+
+An entry's key is the exact token prefix it holds, inside a directory named after everything
+else that shapes a state (model file, context size, batch size, chat template); any mismatch
+means no entry matches, and the prompt is evaluated from scratch — never a wrong reuse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import struct
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+_MAGIC = b"ASKV1\n"
+
+
+@dataclass
+class Entry:
+    tokens: np.ndarray  # int32, the prefix this state holds
+    data: bytes | None  # the state in RAM, or None when it is only on disk
+    path: Path | None
+    size: int
+
+
+def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
+    n = min(len(a), len(b))
+    if n == 0:
+        return 0
+    diff = np.nonzero(a[:n] != b[:n])[0]
+    return int(diff[0]) if len(diff) else n
+
+
+def scope_key(*parts: object) -> str:
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:24]
+
+
+class StateCache:
+    def __init__(self, directory: Path | None, ram_budget: int, disk_budget: int) -> None:
+        self.directory = directory
+        self.ram_budget = ram_budget
+        self.disk_budget = disk_budget
+        self.entries: OrderedDict[str, Entry] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+        if directory is not None:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._read_index()
+
+    # -- finding and storing -----------------------------------------------------------------
+
+    def best(self, tokens: np.ndarray) -> tuple[Entry | None, int]:
+        """The entry sharing the longest prefix with ``tokens``, and that prefix's length."""
+        found, length = None, 0
+        for entry in self.entries.values():
+            # A state may run past the shared prefix (the reply it ended with, say): the
+            # caller restores it whole and the tail past the prefix is dropped before decoding.
+            n = common_prefix(entry.tokens, tokens)
+            if n > length:
+                found, length = entry, n
+        return found, length
+
+    def put(self, tokens: np.ndarray, data: bytes) -> None:
+        key = hashlib.sha256(tokens.tobytes()).hexdigest()[:32]
+        # A longer state of the same conversation makes its shorter ancestors redundant.
+        for old_key, old in list(self.entries.items()):
+            if len(old.tokens) <= len(tokens) and common_prefix(old.tokens, tokens) == len(
+                old.tokens
+            ):
+                self._drop(old_key)
+        entry = Entry(tokens.copy(), data, None, len(data))
+        self.entries[key] = entry
+        self.entries.move_to_end(key)
+        self._trim_ram()
+        if self.directory is not None:
+            self._spill(key, entry)
+
+    def load(self, entry: Entry) -> bytes | None:
+        if entry.data is not None:
+            return entry.data
+        if entry.path is None:
+            return None
+        try:
+            tokens, data = _decode(entry.path.read_bytes())
+        except (OSError, ValueError, struct.error):
+            return None
+        return data if np.array_equal(tokens, entry.tokens) else None
+
+    def touch(self, entry: Entry) -> None:
+        for key, value in self.entries.items():
+            if value is entry:
+                self.entries.move_to_end(key)
+                return
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "entries": len(self.entries),
+            "ram_bytes": sum(e.size for e in self.entries.values() if e.data is not None),
+            "disk_bytes": sum(e.size for e in self.entries.values() if e.path is not None),
+            "hits": self.hits, "misses": self.misses, "evictions": self.evictions,
+        }
+
+    # -- budgets -----------------------------------------------------------------------------
+
+    def _trim_ram(self) -> None:
+        in_ram = [k for k, e in self.entries.items() if e.data is not None]
+        used = sum(self.entries[k].size for k in in_ram)
+        for key in in_ram:  # oldest first
+            if used <= self.ram_budget:
+                break
+            entry = self.entries[key]
+            used -= entry.size
+            self.evictions += 1
+            if entry.path is None and self.directory is None:
+                del self.entries[key]
+            else:
+                entry.data = None  # still on disk (or about to be)
+
+    def _drop(self, key: str) -> None:
+        entry = self.entries.pop(key)
+        if entry.path is not None:
+            with contextlib.suppress(OSError):
+                entry.path.unlink()
+
+    # -- disk --------------------------------------------------------------------------------
+
+    def _spill(self, key: str, entry: Entry) -> None:
+        # Written at once, after the reply was sent: page-cache speed, and nothing to race.
+        assert self.directory is not None and entry.data is not None
+        path = self.directory / f"{key}.kv"
+        tmp = path.with_suffix(".tmp")
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(_encode(entry.tokens, entry.data))
+            os.replace(tmp, path)
+        except OSError:
+            return
+        entry.path = path
+        self._trim_disk()
+
+    def _trim_disk(self) -> None:
+        on_disk = [(k, e) for k, e in list(self.entries.items()) if e.path is not None]
+        used = sum(e.size for _, e in on_disk)
+        for key, entry in on_disk:
+            if used <= self.disk_budget:
+                break
+            used -= entry.size
+            if entry.data is None:
+                self.entries.pop(key, None)
+            if entry.path is not None:
+                with contextlib.suppress(OSError):
+                    entry.path.unlink()
+                entry.path = None
+
+    def _read_index(self) -> None:
+        assert self.directory is not None
+        files = sorted(self.directory.glob("*.kv"), key=lambda p: p.stat().st_mtime)
+        for path in files:
+            try:
+                with open(path, "rb") as fh:
+                    head = fh.read(len(_MAGIC) + 8)
+                    if not head.startswith(_MAGIC):
+                        continue
+                    count, size = struct.unpack("<II", head[len(_MAGIC):])
+                    tokens = np.frombuffer(fh.read(4 * count), dtype=np.int32)
+            except (OSError, struct.error):
+                continue
+            if len(tokens) == count:
+                self.entries[path.stem] = Entry(tokens.copy(), None, path, size)
+
+
+def _encode(tokens: np.ndarray, data: bytes) -> bytes:
+    tokens = tokens.astype(np.int32)
+    return _MAGIC + struct.pack("<II", len(tokens), len(data)) + tokens.tobytes() + data
+
+
+def _decode(raw: bytes) -> tuple[np.ndarray, bytes]:
+    if not raw.startswith(_MAGIC):
+        raise ValueError("not a saved state")
+    start = len(_MAGIC)
+    count, size = struct.unpack("<II", raw[start:start + 8])
+    tokens = np.frombuffer(raw[start + 8:start + 8 + 4 * count], dtype=np.int32)
+    data = raw[start + 8 + 4 * count:]
+    if len(data) != size:
+        raise ValueError("truncated state file")
+    return tokens, data
