@@ -23,7 +23,16 @@ from assistant.errors import AssistantError, DaemonError, RequestError, StorageU
 from assistant.locations import data_dir
 from assistant.models.backend import Backend, ChatMessage, Delta, GenerationParams, ModelInfo
 from assistant.routing import RouteDecision, Router
-from assistant.skills import DeltaEvent, Done, ErrorEvent, Notice, Progress, Reply, Turn
+from assistant.skills import (
+    DeltaEvent,
+    DocumentSearch,
+    Done,
+    ErrorEvent,
+    Notice,
+    Progress,
+    Reply,
+    Turn,
+)
 
 if TYPE_CHECKING:
     from assistant.daemon.server import Daemon
@@ -90,6 +99,7 @@ class TurnService:
         self.router: Router | None = None
         self.store: Store | None = None
         self.ready = asyncio.Event()
+        self.documents: DocumentSearch | None = None
 
     # -- start and stop ----------------------------------------------------------------------
 
@@ -98,6 +108,10 @@ class TurnService:
 
         self.store = store
         self.plugins = self.plugins or load_plugins(self.settings)
+        if store is not None:
+            from assistant.documents.search import HybridSearch
+
+            self.documents = HybridSearch(store, self._embed)
         for backend in self.plugins.backends:
             self.daemon.models.add_backend(backend)
         self.router = Router(
@@ -203,6 +217,7 @@ class TurnService:
         ctx = BackendContext(
             Metered(self.daemon.models, usage.add), model,
             embedding_model=self.settings.models.embedding, history=history,
+            documents=self.documents,
             config=self.settings.skill_section(decision.skill), params=request.params,
         )
         text: list[str] = []
