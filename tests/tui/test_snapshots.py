@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from assistant.tui.app import AssistantApp
 from assistant.tui.screens.chat import ChatScreen
@@ -72,6 +73,7 @@ def test_search_screen_with_results(tui_daemon: TuiDaemon, snap_compare: Any) ->
         await pilot.press("ctrl+f", *"blue")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, SearchScreen)
                        and len(pilot.app.screen.results) == 2, what="two hits")
+        pilot.app.screen.query_one(Input).cursor_blink = False
 
     assert snap_compare(app_for(tui_daemon), terminal_size=SIZE, run_before=ready(then=search))
 
