@@ -58,6 +58,7 @@ class Host:
             self.out.send({"id": request["id"], "ok": {
                 "pid": os.getpid(), "llama_cpp": LlamaRunner.library_version(),
                 "chat_models": sorted(self.chat_models), "embedders": sorted(self.embedders),
+                "state_cache": {n: r.states.stats() for n, r in list(self.chat_models.items())},
             }})
         elif op in {"embed", "load_embedding", "unload_embedding"}:
             self.embed_jobs.put(request)
@@ -86,6 +87,9 @@ class Host:
             if name not in self.chat_models:
                 self.chat_models[name] = LlamaRunner(
                     request["path"], n_ctx=request["n_ctx"], n_threads=request["n_threads"],
+                    state_dir=request.get("state_dir"),
+                    state_ram_bytes=int(request.get("state_ram_bytes", 1 << 30)),
+                    state_disk_bytes=int(request.get("state_disk_bytes", 4 << 30)),
                 )
             return self.chat_models[name].info()
         if op == "unload":
