@@ -1,0 +1,77 @@
+"""Warm conversations: a conversation's model state survives a switch and a restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import CHAT_MODEL, RunningDaemon, start_daemon
+
+pytestmark = pytest.mark.integration
+
+FACTS = " ".join(f"Fact {i}: the number {i} squared is {i * i}." for i in range(40))
+A = [{"role": "user", "content": FACTS + " Which fact mentions 7?"}]
+B = [{"role": "user", "content": "Tell me about cats. " * 30}]
+
+
+def chat(daemon: RunningDaemon, messages: list[dict[str, str]]) -> str:
+    with daemon.http(300) as http:
+        reply = http.post("/v1/chat/completions", json={
+            "model": CHAT_MODEL, "messages": messages, "max_tokens": 12, "temperature": 0})
+    assert reply.status_code == 200, reply.text
+    text: str = reply.json()["choices"][0]["message"]["content"]
+    return text
+
+
+def cache(daemon: RunningDaemon) -> dict[str, Any]:
+    with daemon.http() as http:
+        states: dict[str, Any] = http.get("/api/status").json()["state_cache"][CHAT_MODEL]
+        return states
+
+
+def test_switching_back_restores_the_state_and_replies_as_recomputation_does(
+    daemon_env: dict[str, str], tmp_path: Path
+) -> None:
+    warm = start_daemon(daemon_env, tmp_path / "warm.log")
+    try:
+        first = chat(warm, A)
+        followup = [*A, {"role": "assistant", "content": first},
+                    {"role": "user", "content": "And 8?"}]
+        chat(warm, B)  # another conversation takes the model's context
+        restored = chat(warm, followup)
+        stats = cache(warm)
+        assert stats["hits"] >= 1, stats
+        assert stats["entries"] >= 2 and stats["disk_bytes"] > 0
+    finally:
+        warm.stop()
+
+    cold_env = {**daemon_env, "ASSISTANT_MODELS__STATE_RAM_MB": "0",
+                "ASSISTANT_MODELS__STATE_DISK_MB": "0",
+                "ASSISTANT_DATA_DIR": str(tmp_path / "cold-data")}
+    cold = start_daemon(cold_env, tmp_path / "cold.log")
+    try:
+        recomputed = chat(cold, followup)
+        assert cache(cold)["hits"] == 0
+    finally:
+        cold.stop()
+    assert restored == recomputed
+
+
+def test_a_restarted_daemon_continues_from_the_saved_state(
+    daemon_env: dict[str, str], tmp_path: Path
+) -> None:
+    daemon = start_daemon(daemon_env, tmp_path / "one.log")
+    try:
+        first = chat(daemon, A)
+    finally:
+        assert daemon.stop() == 0
+    followup = [*A, {"role": "assistant", "content": first}, {"role": "user", "content": "And 8?"}]
+    again = start_daemon(daemon_env, tmp_path / "two.log")
+    try:
+        chat(again, followup)
+        stats = cache(again)
+        assert stats["hits"] == 1, stats
+    finally:
+        again.stop()
