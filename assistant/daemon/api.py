@@ -186,6 +186,7 @@ def create_app(daemon: Daemon) -> ASGIApp:
             "status": daemon.state,
             "version": __version__,
             "models": [r["name"] for r in daemon.models.status()],
+            "state_cache": (await daemon.host_info()).get("state_cache", {}),
         }
 
     @app.get("/api/status")

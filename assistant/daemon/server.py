@@ -265,20 +265,26 @@ class Daemon:
         self.state = "degraded" if self.problems else "ready"
 
     async def status(self) -> dict[str, Any]:
-        llama_version = None
-        if self.models.host.pid is not None:
-            with contextlib.suppress(Exception):
-                info = await asyncio.wait_for(self.models.host.call("info"), 5)
-                llama_version = info.get("llama_cpp")
+        info = await self.host_info()
         return {
             "status": self.state, "version": __version__, "pid": os.getpid(),
             "uptime_s": round(time.time() - self.started_at, 1),
             "socket": str(self.files.socket), "tcp": self.tcp_address,
             "models": self.models.status(),
             "queue_depth": sum(q.depth for q in self.models.queues.values()),
-            "host_pid": self.models.host.pid, "llama_cpp": llama_version,
+            "host_pid": self.models.host.pid, "llama_cpp": info.get("llama_cpp"),
+            "state_cache": info.get("state_cache", {}),
             "threads": self.models.threads, "problems": self.problems,
         }
+
+    async def host_info(self) -> dict[str, Any]:
+        """What the model host says of itself (answered at once, even mid-reply); {} if none."""
+        if self.models.host.pid is None:
+            return {}
+        try:
+            return await asyncio.wait_for(self.models.host.call("info"), 5)
+        except Exception:
+            return {}
 
     async def shutdown(self) -> None:
         with contextlib.suppress(Exception):
