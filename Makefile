@@ -10,7 +10,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 # paths that die with SIGILL on these virtual machines.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: run install test test-models lint bench quality clean
+.PHONY: run install test test-models test-tools lint bench quality clean
 
 run: install
 	$(BIN)/assistant models pull qwen2.5-coder-0.5b minilm-l6
@@ -30,11 +30,16 @@ install: $(STAMP)
 test-models: install
 	ASSISTANT_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/assistant models pull smollm2-135m minilm-l6
 
+# The TUI's end-to-end test drives the real command in tmux.
+test-tools:
+	@command -v tmux >/dev/null || (apt-get update -qq && apt-get install -y -qq tmux) \
+		|| (echo "tmux is needed by the TUI end-to-end test: install it (apt-get install tmux)"; exit 1)
+
 lint: install
 	$(BIN)/ruff check assistant plugins tests benchmarks
 	$(BIN)/mypy
 
-test: install test-models lint
+test: install test-models test-tools lint
 	ASSISTANT_TEST_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/python -m pytest -m "not quality" tests
 
 quality: install test-models
