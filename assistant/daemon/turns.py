@@ -53,6 +53,8 @@ class TurnRequest:
     params: GenerationParams = field(default_factory=GenerationParams)
     persist: bool = True
     history: list[ChatMessage] | None = None
+    regenerate: str | None = None  # an assistant message id: answer its question again
+    edit: str | None = None  # a user message id: ask ``text`` in its place, on a new branch
 
 
 class Metered(Backend):
@@ -140,7 +142,7 @@ class TurnService:
         digest = hashlib.sha256(key).hexdigest()[:16]
         return data_dir(self.settings) / f"routing-examples-{digest}.json"
 
-    async def _wait_ready(self) -> None:
+    async def wait_ready(self) -> None:
         try:
             await asyncio.wait_for(self.ready.wait(), self.settings.daemon.start_timeout)
         except TimeoutError:
@@ -156,7 +158,7 @@ class TurnService:
     # -- routing -----------------------------------------------------------------------------
 
     async def route(self, text: str, skill: str | None = None) -> RouteDecision:
-        await self._wait_ready()
+        await self.wait_ready()
         if self.router is None or self.plugins is None:
             raise DaemonError("the daemon is still starting", "Try again in a moment.")
         if skill is not None:
@@ -180,7 +182,7 @@ class TurnService:
     # -- a turn ------------------------------------------------------------------------------
 
     async def run(self, request: TurnRequest) -> AsyncIterator[dict[str, Any]]:
-        await self._wait_ready()
+        await self.wait_ready()
         if self.plugins is None or self.router is None:
             raise DaemonError("the daemon is still starting", "Try again in a moment.")
         if request.persist and self.store is None:
@@ -191,9 +193,18 @@ class TurnService:
         store = self.store if request.persist else None
         stored = None
         history: list[ChatMessage] = list(request.history or [])
+        utterance = request.text
         if store is not None:
-            stored = await asyncio.to_thread(
-                store.begin_turn, request.conversation_id, request.text, model=model)
+            if request.regenerate:  # a new reply beside this one, to the same user message
+                stored = await asyncio.to_thread(store.regenerate, request.regenerate,
+                                                 model=request.model)
+                utterance = stored.user_message.content
+            elif request.edit:  # a new user message beside this one: a new branch
+                stored = await asyncio.to_thread(store.edit_message, request.edit, utterance,
+                                                 model=model)
+            else:
+                stored = await asyncio.to_thread(
+                    store.begin_turn, request.conversation_id, utterance, model=model)
             if request.history is None:
                 path = await asyncio.to_thread(store.history, stored.user_message.id)
                 history = [ChatMessage(m.role, m.content)  # type: ignore[arg-type]
@@ -204,12 +215,12 @@ class TurnService:
             "message_id": stored.assistant_message.id,
             "user_message_id": stored.user_message.id,
         }
-        decision = await self.route(request.text, request.skill)
+        decision = await self.route(utterance, request.skill)
         route = decision.to_dict()
         yield {"type": "route", **route, **ids}
 
         usage = _Usage()
-        turn = Turn(text=decision.text, raw_text=request.text,
+        turn = Turn(text=decision.text, raw_text=utterance,
                     conversation_id=ids.get("conversation_id"), skill=decision.skill,
                     route=route, args={"params": request.params})
         for notice in await self.plugins.acall("before_turn", turn=turn):

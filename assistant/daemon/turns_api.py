@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from assistant.daemon.turns import TurnRequest
 from assistant.models.backend import GenerationParams, close_stream
@@ -21,13 +21,35 @@ router = APIRouter()
 
 class TurnBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    text: str = Field(min_length=1, max_length=1_000_000)
+    text: str = Field("", max_length=1_000_000)
     conversation_id: str | None = Field(None, max_length=64)
     skill: str | None = Field(None, max_length=64)
     model: str | None = Field(None, max_length=256)
     max_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(0.7, ge=0, le=2)
     seed: int | None = None
+    regenerate: str | None = Field(None, max_length=64,
+                                   description="an assistant message id to answer again")
+    edit: str | None = Field(None, max_length=64,
+                             description="a user message id to replace with text, branching")
+
+
+    @model_validator(mode="after")
+    def _has_text(self) -> TurnBody:
+        if not self.text.strip() and not self.regenerate:
+            raise ValueError("text: say something (only a regenerate request may omit text)")
+        return self
+
+
+@router.get("/api/skills")
+async def skills(request: Request) -> dict[str, Any]:
+    """The skills a turn can be routed to, with their descriptions (for completion menus)."""
+    daemon: Daemon = request.app.state.daemon
+    await daemon.turns.wait_ready()
+    plugins = daemon.turns.plugins
+    available = plugins.available_skills() if plugins is not None else {}
+    return {"skills": [{"name": name, "description": skill.description}
+                       for name, skill in sorted(available.items())]}
 
 
 @router.post("/api/turns")
@@ -35,7 +57,7 @@ async def turn(body: TurnBody, request: Request) -> StreamingResponse:
     daemon: Daemon = request.app.state.daemon
     turn_request = TurnRequest(
         text=body.text, conversation_id=body.conversation_id, skill=body.skill,
-        model=body.model,
+        model=body.model, regenerate=body.regenerate, edit=body.edit,
         params=GenerationParams(max_tokens=body.max_tokens, temperature=body.temperature,
                                 seed=body.seed),
     )

@@ -1,0 +1,68 @@
+"""The native turn API: stored turns, history, regenerating and editing into branches."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import RunningDaemon
+
+pytestmark = pytest.mark.integration
+
+
+def turn(daemon: RunningDaemon, **body: Any) -> list[dict[str, Any]]:
+    events = []
+    with daemon.http(300) as http, http.stream(
+        "POST", "/api/turns", json={"max_tokens": 6, "temperature": 0, **body}
+    ) as response:
+        assert response.status_code == 200, response.read()
+        for line in response.iter_lines():
+            if line.startswith("data:"):
+                events.append(json.loads(line[5:]))
+    return events
+
+
+def test_turns_are_stored_and_continue_their_conversation(daemon: RunningDaemon) -> None:
+    first = turn(daemon, text="My name is Ada.", skill="chat")
+    ids = first[0]
+    assert first[-1]["type"] == "done" and first[-1]["status"] == "complete"
+    second = turn(daemon, text="What is my name?", conversation_id=ids["conversation_id"])
+    assert second[0]["conversation_id"] == ids["conversation_id"]
+    with daemon.http() as http:
+        conv = http.get(f"/api/conversations/{ids['conversation_id']}").json()
+    texts = [m["content"] for m in conv["messages"]]
+    assert texts[0] == "My name is Ada." and "What is my name?" in texts
+    reply = next(m for m in conv["messages"] if m["id"] == ids["message_id"])
+    assert reply["status"] == "complete" and reply["skill"] == "chat"
+    assert reply["content"] == "".join(e["text"] for e in first if e["type"] == "delta")
+    assert reply["completion_tokens"] > 0 and reply["route"]["method"] == "explicit"
+
+
+def test_regenerate_and_edit_make_branches(daemon: RunningDaemon) -> None:
+    first = turn(daemon, text="Say a colour.")
+    ids = first[0]
+    again = turn(daemon, regenerate=ids["message_id"])
+    assert again[0]["user_message_id"] == ids["user_message_id"]
+    assert again[0]["message_id"] != ids["message_id"]
+    edited = turn(daemon, edit=ids["user_message_id"], text="Say an animal.")
+    assert edited[0]["user_message_id"] != ids["user_message_id"]
+    with daemon.http() as http:
+        conv = http.get(f"/api/conversations/{ids['conversation_id']}").json()
+    by_parent: dict[str | None, list[str]] = {}
+    for m in conv["messages"]:
+        by_parent.setdefault(m["parent_id"], []).append(m["id"])
+    assert set(by_parent[ids["user_message_id"]]) == {ids["message_id"], again[0]["message_id"]}
+    assert len(by_parent[None]) == 2  # the original question and its edit are siblings
+    assert conv["active_path"][-1] == edited[0]["message_id"]
+
+
+def test_skills_and_bad_turns(daemon: RunningDaemon) -> None:
+    with daemon.http() as http:
+        names = [s["name"] for s in http.get("/api/skills").json()["skills"]]
+        assert {"chat", "translate", "summarize", "qa"} <= set(names)
+        empty = http.post("/api/turns", json={"text": "  "})
+        assert empty.status_code == 400 and "text" in empty.json()["error"]["message"]
+        unknown = http.post("/api/turns", json={"text": "hi", "skill": "nope"})
+        assert unknown.status_code == 400 and "nope" in unknown.json()["error"]["message"]
