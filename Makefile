@@ -10,7 +10,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 # paths that die with SIGILL on these virtual machines.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: run install test test-models test-tools lint bench quality clean
+.PHONY: run install test test-models test-tools lint bench quality clean audit
 
 run: install
 	$(BIN)/assistant models pull qwen2.5-coder-0.5b minilm-l6
@@ -38,6 +38,11 @@ test-tools:
 lint: install
 	$(BIN)/ruff check assistant plugins tests benchmarks
 	$(BIN)/mypy
+
+# Known vulnerabilities in the installed dependencies (pip-audit). Offline it says the packages
+# were NOT audited and exits 0; AUDIT_STRICT=1 makes that an error.
+audit: install
+	$(BIN)/python scripts/audit.py
 
 test: install test-models test-tools lint
 	ASSISTANT_TEST_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/python -m pytest -m "not quality" tests

@@ -14,6 +14,7 @@ which has examples of its own) by ``margin``, else the turn goes to the fallback
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -271,9 +272,7 @@ class Router:
             self.corrections_path.parent.mkdir(parents=True, exist_ok=True)
             payload = {"examples": [{"text": t, "skill": s}
                                     for t, s in sorted(self.corrections.items())]}
-            tmp = self.corrections_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(payload, ensure_ascii=False, indent=1), encoding="utf-8")
-            tmp.replace(self.corrections_path)
+            _write_json(self.corrections_path, payload)
 
 
 def _read_vectors(path: Path) -> dict[str, list[float]]:
@@ -286,10 +285,13 @@ def _read_vectors(path: Path) -> dict[str, list[float]]:
     return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, list)}
 
 
+def _write_json(path: Path, payload: Any, indent: int | None = 1) -> None:
+    """Write through a fresh temp file (never a fixed name a symlink could sit at), then swap."""
+    from assistant.models.install import atomic_write_text
+
+    atomic_write_text(path, json.dumps(payload, ensure_ascii=False, indent=indent))
+
+
 def _write_vectors(path: Path, vectors: dict[str, list[float]]) -> None:
-    tmp = path.with_suffix(".tmp")
-    try:
-        tmp.write_text(json.dumps(vectors), encoding="utf-8")
-        tmp.replace(path)
-    except OSError:
-        pass  # a cache: losing it costs time, not correctness
+    with contextlib.suppress(OSError):  # a cache: losing it costs time, not correctness
+        _write_json(path, vectors, indent=None)

@@ -11,18 +11,31 @@
 :class:`Backend`, registered as a real plugin by :class:`FakeModelPlugin`.
 
 Use the fixtures by adding ``pytest_plugins = ["assistant.testing"]`` to your conftest.py.
-Not here yet: a temp-daemon fixture, which needs the daemon (being written) to exist.
+``temp_daemon`` starts the real daemon (``python -m assistant serve``) on a temp data and a short
+temp runtime dir, with the model named by the ``daemon_model`` fixture (override it in your
+conftest; default ``$ASSISTANT_MODEL``) from ``$ASSISTANT_MODELS_DIR``, and stops it afterwards.
+Installed plugins are seen by the daemon, so a plugin installed into a temp dir needs that dir
+in ``extra_env={"PYTHONPATH": ...}`` of :func:`daemon_environment`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from assistant.context import BackendContext
@@ -117,6 +130,106 @@ async def run_skill_text(
     return await collect(execute(skill, turn, ctx or fake_context(), timeout))
 
 
+# -- a real daemon in a temp environment ---------------------------------------------------
+
+@dataclass
+class RunningDaemon:
+    """A daemon process started by :func:`start_daemon`, and ways to talk to it."""
+
+    proc: subprocess.Popen[bytes]
+    runtime: Path
+    log: Path
+    env: dict[str, str]
+
+    @property
+    def socket(self) -> Path:
+        return self.runtime / "assistant.sock"
+
+    @property
+    def data(self) -> Path:
+        return Path(self.env["ASSISTANT_DATA_DIR"])
+
+    def http(self, timeout: float = 60.0) -> httpx.Client:
+        return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket)),
+                            base_url="http://assistant", timeout=timeout)
+
+    def async_http(self, timeout: float = 120.0, **kwargs: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(self.socket)),
+                                 base_url="http://assistant", timeout=timeout, **kwargs)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def children(self) -> list[int]:
+        """Pids of the daemon's child processes (the model host), read from /proc."""
+        path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        try:
+            return [int(p) for p in path.read_text().split()]
+        except OSError:
+            return []
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def daemon_environment(
+    data_dir: Path, runtime_dir: Path, *, model: str | None = None,
+    models_dir: Path | str | None = None, extra_env: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """This process's environment with every ``ASSISTANT_*`` location pointed at temp dirs.
+
+    ``runtime_dir`` must be short: a Unix socket path has to stay under ~100 bytes.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
+    env.update({
+        "ASSISTANT_DATA_DIR": str(data_dir),
+        "ASSISTANT_RUNTIME_DIR": str(runtime_dir),
+        "XDG_CONFIG_HOME": str(data_dir.parent / "config"),
+        "ASSISTANT_DAEMON__THREADS": "2",
+        "ASSISTANT_MODELS__CONTEXT_LENGTH": "2048",
+    })
+    if models_dir is not None:
+        env["ASSISTANT_MODELS_DIR"] = str(models_dir)
+    if model is not None:
+        env["ASSISTANT_MODEL"] = model
+    env.update(extra_env or {})
+    return env
+
+
+def start_daemon(
+    env: Mapping[str, str], log: Path, *args: str, timeout: float = 60.0,
+) -> RunningDaemon:
+    """Start ``assistant serve`` with ``env`` and wait until /health says it has started."""
+    runtime = Path(env["ASSISTANT_RUNTIME_DIR"])
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "assistant", "serve", *args],
+            env=dict(env), stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+        )
+    daemon = RunningDaemon(proc, runtime, log, dict(env))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"daemon exited with {proc.returncode}:\n{daemon.log_text()}")
+        if daemon.socket.exists():
+            try:
+                with daemon.http(5) as client:
+                    health = client.get("/health")
+                    if health.status_code == 200 and health.json()["status"] != "starting":
+                        return daemon
+            except httpx.TransportError:
+                pass
+        time.sleep(0.02)
+    daemon.stop(signal.SIGKILL)
+    raise AssertionError(f"daemon did not become healthy:\n{daemon.log_text()}")
+
+
 # -- pytest fixtures --------------------------------------------------------------------------
 
 @pytest.fixture
@@ -143,3 +256,23 @@ def assistant_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, 
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+@pytest.fixture
+def daemon_model() -> str | None:
+    """The chat model ``temp_daemon`` uses by default; override this fixture to choose one."""
+    return os.environ.get("ASSISTANT_MODEL")
+
+
+@pytest.fixture
+def temp_daemon(tmp_path: Path, daemon_model: str | None) -> Iterator[RunningDaemon]:
+    """The real daemon on a temp data dir and a short temp runtime dir; stopped afterwards."""
+    runtime = Path(tempfile.mkdtemp(prefix="as-", dir="/tmp"))
+    try:
+        env = daemon_environment(tmp_path / "data", runtime / "run", model=daemon_model,
+                                 models_dir=os.environ.get("ASSISTANT_MODELS_DIR"))
+        running = start_daemon(env, tmp_path / "daemon.log")
+        yield running
+        running.stop()
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)

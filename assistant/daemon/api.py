@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from assistant import __version__
@@ -21,6 +22,7 @@ from assistant.errors import (
     AssistantError,
     DaemonError,
     MalformedImport,
+    ModelError,
     ModelLoadError,
     ModelNotFound,
     QueueFull,
@@ -49,7 +51,8 @@ def error_response(exc: Exception) -> JSONResponse:
         )
     if isinstance(exc, ModelNotFound):
         return JSONResponse(error_body(exc.message, "model_not_found", param="model"), 404)
-    if isinstance(exc, ModelLoadError):
+    if isinstance(exc, ModelLoadError | ModelError):
+        # A broken or unloadable model file: nothing the request can change.
         return JSONResponse(error_body(exc.message, "model_unavailable", "model_error"), 503)
     if isinstance(exc, DaemonError):
         return JSONResponse(error_body(exc.message, "unavailable", "server_busy"), 503,
@@ -77,8 +80,14 @@ def _describe_validation(exc: RequestValidationError) -> tuple[str, str | None]:
     return (f"{field}: {message}" if field else message), field
 
 
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 32 * 1024
+
+
 class BodyLimit:
-    """413 for bodies over the limit, whether or not Content-Length tells the truth."""
+    """413 for bodies over the limit, whether or not Content-Length tells the truth; 431 for
+    a request head over :data:`MAX_HEADERS` fields or :data:`MAX_HEADER_BYTES` (h11 bounds only
+    a head that arrives in pieces, and one socket read can bring 256 KB)."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -88,31 +97,92 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope.get("headers", []):
+        headers = scope.get("headers", [])
+        if (len(headers) > MAX_HEADERS
+                or sum(len(k) + len(v) for k, v in headers) > MAX_HEADER_BYTES):
+            await _send_json(send, 431, error_body(
+                "the request headers are too large", "headers_too_large"),
+                {"connection": "close"})
+            return
+        for name, value in headers:
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
                 await _send_json(send, 413, error_body(
                     f"the request body is over the {self.limit}-byte limit", "body_too_large"))
                 return
         seen = 0
+        refused = False
 
+        # Past the limit the client gets its 413 at once and the app sees a disconnect: an
+        # exception here would be turned into a 400 by FastAPI's body parsing.
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, refused
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise _TooLarge
+                    if not refused:
+                        refused = True
+                        await _send_json(send, 413, error_body(
+                            f"the request body is over the {self.limit}-byte limit",
+                            "body_too_large"))
+                    return {"type": "http.disconnect"}
             return message
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await _send_json(send, 413, error_body(
-                f"the request body is over the {self.limit}-byte limit", "body_too_large"))
+        async def unless_refused(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, limited, unless_refused)
 
 
-class _TooLarge(Exception):
-    pass
+
+class RedactErrors:
+    """Error bodies and SSE ``error`` events leave without absolute paths, user name or token.
+
+    A 4xx/5xx body is held (they are small), scrubbed and sent with its new length; streamed
+    chunks that carry an error event are scrubbed as they pass.
+    """
+
+    def __init__(self, app: ASGIApp, secrets: list[str | None]) -> None:
+        self.app = app
+        self.secrets = secrets
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        held: Message | None = None
+        body = b""
+
+        async def scrubbing(message: Message) -> None:
+            nonlocal held, body
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                held = message
+                return
+            if message["type"] == "http.response.body":
+                if held is not None:
+                    body += message.get("body", b"")
+                    if message.get("more_body", False):
+                        return
+                    clean = self._scrub(body)
+                    headers = [(k, v) for k, v in held.get("headers", [])
+                               if k.lower() != b"content-length"]
+                    headers.append((b"content-length", str(len(clean)).encode()))
+                    await send({**held, "headers": headers})
+                    await send({"type": "http.response.body", "body": clean})
+                    held = None
+                    return
+                chunk = message.get("body", b"")
+                if chunk.startswith((b"event: error", b'data: {"error"')):
+                    message = {**message, "body": self._scrub(chunk)}
+            await send(message)
+
+        await self.app(scope, receive, scrubbing)
+
+    def _scrub(self, raw: bytes) -> bytes:
+        from assistant.redaction import redact
+
+        return redact(raw.decode("utf-8", "replace"), self.secrets).encode()
 
 
 class TokenGuard:
@@ -158,6 +228,9 @@ async def _send_json(send: Send, status: int, body: dict[str, Any],
     await send({"type": "http.response.body", "body": payload})
 
 
+_HTTP_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
+
+
 def create_app(daemon: Daemon) -> ASGIApp:
     from assistant.daemon import openai_api, turns_api
 
@@ -174,6 +247,13 @@ def create_app(daemon: Daemon) -> ASGIApp:
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, field = _describe_validation(exc)
         return JSONResponse(error_body(message, "invalid_request", param=field), 400)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        # Unknown routes, wrong methods, unreadable bodies: the same error shape as the rest.
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(str(exc.detail), code), exc.status_code,
+                            headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -210,4 +290,5 @@ def create_app(daemon: Daemon) -> ASGIApp:
         app.include_router(router)
 
     guarded = TokenGuard(app, daemon.token, daemon.allowed_hosts)
-    return BodyLimit(guarded, daemon.settings.daemon.max_body_bytes)
+    redacted = RedactErrors(guarded, [daemon.token])
+    return BodyLimit(redacted, daemon.settings.daemon.max_body_bytes)

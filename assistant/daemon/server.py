@@ -194,9 +194,9 @@ class Daemon:
         self.app: Any = None
 
     def extra_routers(self) -> list[Any]:
-        from assistant.daemon.history_api import router
+        from assistant.daemon import history_api, reroute_api
 
-        return [router]
+        return [history_api.router, reroute_api.router]
 
     def knows_model(self, name: str) -> bool:
         from assistant.models import registry
@@ -299,6 +299,7 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from assistant.daemon.api import create_app
+    from assistant.daemon.protocol import GuardedH11Protocol
     from assistant.plugins import load_plugins
 
     configure_logging(settings.daemon.log_level)
@@ -314,7 +315,8 @@ def serve(settings: Settings) -> None:
             sockets.append(tcp)
             daemon.tcp_address = settings.daemon.tcp
         config = uvicorn.Config(
-            create_app(daemon), log_config=None, access_log=False, lifespan="off",
+            create_app(daemon), http=GuardedH11Protocol, log_config=None, access_log=False,
+            lifespan="off",
             timeout_graceful_shutdown=max(1, int(settings.daemon.shutdown_grace)),
             timeout_keep_alive=5, h11_max_incomplete_event_size=64 * 1024,
         )

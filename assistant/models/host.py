@@ -22,6 +22,7 @@ from typing import IO, Any
 
 from assistant.models.llama import LlamaRunner
 from assistant.models.onnx import OnnxEmbedder
+from assistant.redaction import redact
 
 
 class _Output:
@@ -74,7 +75,8 @@ class Host:
                     self.out.send({"id": rid, "ok": result})
             except Exception as exc:  # reported to the daemon, which decides what the user sees
                 self.out.send({"id": rid, "error": {
-                    "type": type(exc).__name__, "message": str(exc) or type(exc).__name__,
+                    "type": type(exc).__name__,
+                    "message": redact(str(exc)) or type(exc).__name__,
                 }})
                 traceback.print_exc(file=sys.stderr)
             finally:
