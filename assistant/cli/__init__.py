@@ -38,7 +38,39 @@ pass_app = click.make_pass_decorator(AppContext, ensure=True)
 
 
 class AssistantGroup(click.Group):
-    """A group that renders domain errors once, at the edge: ``error: …``, a hint, an exit code."""
+    """A group that renders domain errors once, at the edge: ``error: …``, a hint, an exit code.
+
+    Plugins' commands (the ``register_commands`` hook) are added the first time a command is
+    looked up, so that ``import assistant.cli`` stays light; a plugin whose registration raises
+    is reported on stderr and the other commands still work.
+    """
+
+    _plugins_added = False
+
+    def _add_plugin_commands(self) -> None:
+        if AssistantGroup._plugins_added:
+            return
+        AssistantGroup._plugins_added = True
+        try:
+            from assistant.plugins import load_plugins
+
+            problems = load_plugins(load_settings()).call("register_commands", cli=self)
+        except Exception as exc:  # a broken config or plugin must not take the CLI down
+            problems = [f"plugin commands are unavailable: {exc}"]
+        for problem in problems:
+            click.echo(f"warning: {problem}", err=True)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and self is main:
+            self._add_plugin_commands()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        if self is main:
+            self._add_plugin_commands()
+        return super().list_commands(ctx)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -66,9 +98,9 @@ def main(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from assistant.cli import chat, daemon, docs, eval, history, models, plugins, routing
+    from assistant.cli import chat, daemon, docs, eval, history, models, plugins, reroute, routing
 
-    for module in (chat, daemon, docs, eval, history, models, plugins, routing):
+    for module in (chat, daemon, docs, eval, history, models, plugins, reroute, routing):
         module.register(main)
 
 

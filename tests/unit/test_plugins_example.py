@@ -1,8 +1,8 @@
 """The example third-party plugin installs, is discovered, and its skill runs end to end.
 
-End to end through the daemon waits for the daemon; for now the skill runs through the real
-plugin host and BackendContext on the fake model, in a fresh interpreter that sees the package
-only through its installed entry point.
+Here the skill runs through the real plugin host and BackendContext on the fake model, in a
+fresh interpreter that sees the package only through its installed entry point; the run through
+the real daemon is tests/integration/test_plugin_example_daemon.py.
 """
 
 from __future__ import annotations
