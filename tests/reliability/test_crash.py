@@ -14,12 +14,12 @@ core. The next round's start is the restart: its recovery must leave
   (greedy decoding of the same prompt is deterministic), so none is complete and truncated;
   every interrupted reply's saved text a prefix of the reference.
 
-How it fails without its protections: with ``synchronous=OFF`` instead of FULL in
-``assistant/store/db.py`` acknowledged rows survive a process kill (the OS still has them), so
-that one needs power loss; we checked instead that finalising the reply with the text at its
-last partial save (``store.finalize(..., content=<saved>)`` in turns.py) fails the
-"complete equals received" check, and that skipping ``store.recover()`` at start fails the "no
-message left streaming" check.
+How it fails without its protections (reasoned, not re-run: each run restarts the daemon 100
+times, and the store and daemon files were being edited by their owners): if the reply were
+finalized with the text of its last partial save instead of all it streamed, the "complete
+equals received" check fails at the first round killed after ``done``; if ``store.recover()``
+were not called at start, the "no message left streaming" check fails at the first mid-stream
+kill. ``synchronous=OFF`` would need a power cut, not a process kill, to lose rows.
 
 ``ASSISTANT_CRASH_ROUNDS`` changes the number of rounds (default 100).
 """

@@ -2,20 +2,20 @@
 
 One daemon serves the whole module, on its Unix socket and on a loopback TCP port.
 
-How we checked each fails without its protection (assistant/daemon/api.py, protocol.py,
-server.py):
-- token / query token / Host: with ``TokenGuard`` removed from ``create_app`` the 401 and 403
-  assertions fail; with the token compared by ``==`` the spy test fails.
-- loopback: with ``bind_tcp`` defaulting an empty host to ``0.0.0.0`` the /proc/net/tcp check
-  fails.
-- body limit: with ``BodyLimit`` removed, the chunked 64 KB body reaches the route (400/200).
-- header flood: with ``h11_max_incomplete_event_size`` raised to 16 MB, the 200 KB header block
-  is answered 200 and the test fails.
-- slow client: with ``GuardedH11Protocol._arm`` a no-op, the dripping connection stays open past
-  the bound and the test fails.
-- redaction: with ``RedactErrors`` removed, the "file is gone" message carries the absolute
-  path of the model file and the test fails.
-- peer uid: with the ``peer_uid`` check removed, the other user's request is answered 200.
+Each was checked by taking its protection out and running the test (it failed), except where
+marked "reasoned":
+- Host allow-list: ``TokenGuard`` with its Host check disabled → 403 test fails.
+- constant time: token compared with ``!=`` instead of ``hmac.compare_digest`` → spy test fails.
+- body limit: before ``BodyLimit`` answered 413 itself, a chunked body over the limit got 400
+  (FastAPI turned the limit's exception into "error parsing the body") → test failed.
+- header flood: ``MAX_HEADER_BYTES`` raised to 32 MB → the 200 KB head is answered 200, fails
+  (h11's own limit only covers a head arriving in pieces; one read brings up to 256 KB).
+- slow client: ``GuardedH11Protocol._arm`` not arming its timer → connection stays open, fails.
+- redaction: ``RedactErrors`` removed → "the file of model 'gone' is gone: /tmp/..." leaks, fails.
+- peer uid: the ``transport.abort()`` of another user's connection removed → answered 200, fails.
+- token required / never from the query (reasoned): the 401 assertions need ``TokenGuard``.
+- loopback (reasoned): ``bind_tcp`` defaults an empty host to 127.0.0.1; a 0.0.0.0 default
+  would show ``00000000`` in /proc/net/tcp and fail the check.
 """
 
 from __future__ import annotations

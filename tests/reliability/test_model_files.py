@@ -1,16 +1,16 @@
 """Hostile model files and hostile paths, against `assistant models add` and the real daemon.
 
-How we checked these fail without their protection:
-- malformed GGUF: with ``read_facts`` in assistant/models/registry.py returning fixed facts
-  instead of reading the header, ``models add`` registers every broken file and the first test
-  fails; the bounded reader (assistant/models/gguf.py) is what refuses them.
-- swapped files: with ``_local_facts`` trusting the cached facts, the broken bytes reach
-  llama.cpp inside the model host; the daemon still answers (the host is the only process that
-  parses them), which is the containment the second test asserts.
-- names: with ``check_name`` a no-op, ``--name ../escape`` is registered and the test fails.
-- symlinks: with the router writing its corrections through a fixed ``.tmp`` name (as it did
-  before this suite), ``assistant routing correct`` wrote into the file a planted
-  ``routing-corrections.tmp`` symlink pointed at, outside the data dir, and the test failed.
+How these fail without their protection:
+- symlinks (checked): before this suite the router wrote its corrections through a fixed
+  ``routing-corrections.tmp`` name; ``assistant routing correct`` wrote into the file a planted
+  symlink there pointed at, outside the data dir, and the test failed. Now it uses a fresh
+  ``mkstemp`` file and a rename.
+- broken model files (checked): a registered file swapped for a broken one answered 500
+  (``ModelIntegrityError`` fell through ``error_response``); it is now 503 model_unavailable.
+- malformed GGUF (reasoned): ``models add`` refuses them because the bounded reader
+  (assistant/models/gguf.py) raises; with ``read_facts`` not reading the header every variant
+  would be registered and the first test would fail.
+- names (reasoned): with ``check_name`` a no-op ``--name ../escape`` would be registered.
 """
 
 from __future__ import annotations
