@@ -3,13 +3,13 @@
 Each hostile template is written into a copy of the real smollm2 file (so llama.cpp loads it),
 registered with ``assistant models add`` and used for a chat through the daemon's OpenAI API.
 
-How we checked these fail without their protection: with ``_environment()`` in
-assistant/models/template.py returning a plain ``jinja2.Environment`` (and the globals left in)
-the sentinel file appears for the lipsum/cycler escapes and the test fails; with the sandbox
-but without ``SafeUndefined`` the ``|attr('format')`` escape renders '' and the reply succeeds,
-failing "render fails with a clear error"; with ``_deadline`` made a no-op the looping template
-never returns and the test fails on the client's timeout; with the size check removed the
-70 KB template loads and the test fails.
+How we checked these fail without their protection (each run with it taken out):
+- ``_environment()`` returning a plain ``jinja2.Environment`` → the escapes test fails (the
+  ``__mro__`` walk is no longer refused);
+- the sandbox without ``SafeUndefined`` → ``('{0.__class__}'|attr('format'))`` renders '' and
+  the request fails with an unclear "AssertionError" from llama.cpp, failing "a clear error";
+- ``_deadline`` replaced by a no-op → the looping render never returns and the test fails.
+The 64 KB refusal was not re-run without its check (reasoned: the 70 KB template would load).
 """
 
 from __future__ import annotations
