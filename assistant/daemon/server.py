@@ -335,6 +335,11 @@ def _server_class() -> Any:
         -15; a daemon stopped on purpose exits 0. A second signal still forces the exit.
         """
 
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if self.should_exit:  # a second SIGTERM or SIGINT: stop waiting, exit now
+                self.force_exit = True
+            super().handle_exit(sig, frame)
+
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
             loop = asyncio.get_running_loop()

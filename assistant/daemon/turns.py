@@ -188,6 +188,8 @@ class TurnService:
         if request.persist and self.store is None:
             raise StorageUnavailable(
                 "the conversation store is unavailable; see `assistant daemon status`")
+        if request.skill is not None:
+            await self.route("", request.skill)  # an unknown skill is a 400 before any write
         started = time.perf_counter()
         model = request.model or self.settings.models.default
         store = self.store if request.persist else None
@@ -215,26 +217,27 @@ class TurnService:
             "message_id": stored.assistant_message.id,
             "user_message_id": stored.user_message.id,
         }
-        decision = await self.route(utterance, request.skill)
-        route = decision.to_dict()
-        yield {"type": "route", **route, **ids}
-
         usage = _Usage()
-        turn = Turn(text=decision.text, raw_text=utterance,
-                    conversation_id=ids.get("conversation_id"), skill=decision.skill,
-                    route=route, args={"params": request.params})
-        for notice in await self.plugins.acall("before_turn", turn=turn):
-            yield {"type": "notice", "message": notice, "level": "warning"}
-        ctx = BackendContext(
-            Metered(self.daemon.models, usage.add), model,
-            embedding_model=self.settings.models.embedding, history=history,
-            documents=self.documents,
-            config=self.settings.skill_section(decision.skill), params=request.params,
-        )
         text: list[str] = []
         status, error = "cancelled", ""
+        decision: RouteDecision | None = None
+        route: dict[str, Any] | None = None
         last_save = time.monotonic()
-        try:
+        try:  # from here on the stored reply is finalized exactly once, whatever happens
+            decision = await self.route(utterance, request.skill)
+            route = decision.to_dict()
+            yield {"type": "route", **route, **ids}
+            turn = Turn(text=decision.text, raw_text=utterance,
+                        conversation_id=ids.get("conversation_id"), skill=decision.skill,
+                        route=route, args={"params": request.params})
+            for notice in await self.plugins.acall("before_turn", turn=turn):
+                yield {"type": "notice", "message": notice, "level": "warning"}
+            ctx = BackendContext(
+                Metered(self.daemon.models, usage.add), model,
+                embedding_model=self.settings.models.embedding, history=history,
+                documents=self.documents,
+                config=self.settings.skill_section(decision.skill), params=request.params,
+            )
             async for event in self.plugins.run_skill(decision.skill, turn, ctx):
                 if isinstance(event, DeltaEvent):
                     text.append(event.text)
@@ -242,8 +245,11 @@ class TurnService:
                     if (store is not None and stored is not None
                             and time.monotonic() - last_save > SAVE_EVERY_S):
                         last_save = time.monotonic()
-                        await asyncio.to_thread(store.save_partial,
-                                                stored.assistant_message.id, "".join(text))
+                        try:
+                            await asyncio.to_thread(store.save_partial,
+                                                    stored.assistant_message.id, "".join(text))
+                        except AssistantError as exc:  # the reply goes on; finalize retries
+                            log.warning("saving partial text failed", extra={"error": str(exc)})
                 elif isinstance(event, Progress):
                     yield {"type": "progress", "done": event.done, "total": event.total,
                            "message": event.message}
@@ -253,6 +259,9 @@ class TurnService:
                     error = event.message
                 elif isinstance(event, Done):
                     status = event.status
+        except Exception as exc:
+            status, error = "error", str(exc)
+            raise
         finally:
             reply_text = "".join(text)
             timings = {**usage.timings, "turn_s": round(time.perf_counter() - started, 4)}
@@ -260,10 +269,11 @@ class TurnService:
                 with contextlib.suppress(AssistantError):
                     await asyncio.shield(asyncio.to_thread(
                         store.finalize, stored.assistant_message.id, status=status,
-                        content=reply_text, skill=decision.skill, route=route, model=model,
-                        prompt_tokens=usage.prompt_tokens,
+                        content=reply_text, skill=decision.skill if decision else None,
+                        route=route, model=model, prompt_tokens=usage.prompt_tokens,
                         completion_tokens=usage.completion_tokens, timings=timings,
                     ))
+        assert decision is not None
         reply = Reply(reply_text, status, decision.skill)  # type: ignore[arg-type]
         for notice in await self.plugins.acall("after_turn", turn=turn, reply=reply):
             yield {"type": "notice", "message": notice, "level": "warning"}
@@ -279,12 +289,11 @@ class TurnService:
         self, messages: list[ChatMessage], params: GenerationParams
     ) -> AsyncIterator[Delta]:
         """The model ``assistant`` of the OpenAI API: route the last user message, store it."""
-        last_user = next((m for m in reversed(messages) if m.role == "user"), None)
-        if last_user is None:
+        at = max((i for i, m in enumerate(messages) if m.role == "user"), default=None)
+        if at is None:
             raise RequestError("messages: the model 'assistant' needs a user message",
                                param="messages")
-        request = TurnRequest(text=last_user.content, params=params,
-                              history=messages[: messages.index(last_user)])
+        request = TurnRequest(text=messages[at].content, params=params, history=messages[:at])
         final = Delta("", finish_reason="stop")
         async for event in self.run(request):
             if event["type"] == "delta":

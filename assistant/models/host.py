@@ -161,10 +161,16 @@ def main() -> None:
             request = json.loads(raw)
         except json.JSONDecodeError:
             continue
+        if not isinstance(request, dict):
+            continue
         if request.get("op") == "shutdown":
             host.stopping = True
             break
-        host.submit(request)
+        try:
+            host.submit(request)
+        except Exception as exc:  # a bad request must not end the host
+            host.out.send({"id": request.get("id"), "error": {
+                "type": type(exc).__name__, "message": str(exc) or type(exc).__name__}})
     host.chat_jobs.put(None)
     host.embed_jobs.put(None)
     for thread in workers:

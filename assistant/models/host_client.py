@@ -76,9 +76,16 @@ class HostProcess:
                     message = json.loads(line)
                 except json.JSONDecodeError:
                     continue
+                if not isinstance(message, dict):
+                    continue
                 queue = self._pending.get(str(message.get("id")))
                 if queue is not None:
                     queue.put_nowait(message)
+        except Exception:
+            # A reply we cannot read (over the line limit, say): waiting on would hang every
+            # request, so end the host; everyone waiting gets an error, the next one a new host.
+            log.exception("unreadable reply from the model host")
+            proc.kill()
         finally:
             code = await proc.wait()
             self.generation += 1  # whatever it held is gone
@@ -123,11 +130,12 @@ class HostProcess:
                 if "error" in reply:
                     finished = True
                     raise HostError(reply["error"]["type"], reply["error"]["message"])
-                yield reply
                 if "done" in reply:
                     finished = True
                     self._crashes = 0
+                    yield reply
                     return
+                yield reply
         finally:
             self._pending.pop(rid, None)
             if not finished:

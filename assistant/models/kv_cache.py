@@ -83,9 +83,9 @@ class StateCache:
         entry = Entry(tokens.copy(), data, None, len(data))
         self.entries[key] = entry
         self.entries.move_to_end(key)
-        self._trim_ram()
         if self.directory is not None:
             self._spill(key, entry)
+        self._trim_ram()
 
     def load(self, entry: Entry) -> bytes | None:
         if entry.data is not None:
@@ -95,8 +95,16 @@ class StateCache:
         try:
             tokens, data = _decode(entry.path.read_bytes())
         except (OSError, ValueError, struct.error):
+            tokens, data = np.empty(0, dtype=np.int32), b""
+        if not data or not np.array_equal(tokens, entry.tokens):
+            self._forget(entry)  # unreadable or not what the index said: never use it
             return None
-        return data if np.array_equal(tokens, entry.tokens) else None
+        return data
+
+    def _forget(self, entry: Entry) -> None:
+        for key, value in list(self.entries.items()):
+            if value is entry:
+                self._drop(key)
 
     def touch(self, entry: Entry) -> None:
         for key, value in self.entries.items():
@@ -105,10 +113,13 @@ class StateCache:
                 return
 
     def stats(self) -> dict[str, int]:
+        # Read from the host's reader thread while the chat worker may be changing entries:
+        # list() copies the values in one step under the GIL.
+        entries = list(self.entries.values())
         return {
-            "entries": len(self.entries),
-            "ram_bytes": sum(e.size for e in self.entries.values() if e.data is not None),
-            "disk_bytes": sum(e.size for e in self.entries.values() if e.path is not None),
+            "entries": len(entries),
+            "ram_bytes": sum(e.size for e in entries if e.data is not None),
+            "disk_bytes": sum(e.size for e in entries if e.path is not None),
             "hits": self.hits, "misses": self.misses, "evictions": self.evictions,
         }
 
@@ -123,10 +134,10 @@ class StateCache:
             entry = self.entries[key]
             used -= entry.size
             self.evictions += 1
-            if entry.path is None and self.directory is None:
-                del self.entries[key]
+            if entry.path is None:
+                del self.entries[key]  # no copy on disk: gone
             else:
-                entry.data = None  # still on disk (or about to be)
+                entry.data = None  # still on disk
 
     def _drop(self, key: str) -> None:
         entry = self.entries.pop(key)

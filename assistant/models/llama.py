@@ -137,8 +137,10 @@ class LlamaRunner:
         room = n_ctx - len(tokens)
         max_tokens = min(int(params.get("max_tokens") or room), room)
         reused = self._reuse(tokens)
-        if params.get("seed") is not None:
-            self.llm.set_seed(int(params["seed"]))
+        # The sampler takes the context's seed: set it on every request, or one client's
+        # seed would fix the sampling of every later request.
+        seed = params.get("seed")
+        self.llm.set_seed(int(seed) if seed is not None else llama_cpp.LLAMA_DEFAULT_SEED)
         stops: list[str] = [s for s in params.get("stop") or [] if s]
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         started = time.perf_counter()
@@ -202,10 +204,9 @@ def _split_on_stops(text: str, stops: list[str]) -> tuple[str, str, bool]:
     """Split ``text`` into what is safe to emit, what to hold back, and whether a stop hit."""
     if not stops:
         return text, "", False
-    for stop in stops:
-        at = text.find(stop)
-        if at >= 0:
-            return text[:at], "", True
+    hits = [at for at in (text.find(stop) for stop in stops) if at >= 0]
+    if hits:
+        return text[: min(hits)], "", True
     hold = 0
     for stop in stops:
         for k in range(min(len(stop) - 1, len(text)), 0, -1):

@@ -72,9 +72,9 @@ def test_flood_gets_complete_replies_or_503_with_retry_after(
 
     async def flood() -> list[tuple[int, str | None, bool]]:
         limits = httpx.Limits(max_connections=200)
-        async with daemon.async_http(limits=limits) as client:
+        async with daemon.async_http(timeout=600, limits=limits) as client:
             return await asyncio.wait_for(
-                asyncio.gather(*(one(client) for _ in range(200))), 300)
+                asyncio.gather(*(one(client) for _ in range(200))), 900)
 
     try:
         results = asyncio.run(flood())
