@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any
 from assistant.context import BackendContext
 from assistant.errors import AssistantError, DaemonError, RequestError, StorageUnavailable
 from assistant.locations import data_dir
-from assistant.models.backend import Backend, ChatMessage, Delta, GenerationParams, ModelInfo
+from assistant.models.backend import (
+    Backend,
+    ChatMessage,
+    Delta,
+    GenerationParams,
+    ModelInfo,
+    closing_stream,
+)
 from assistant.routing import RouteDecision, Router
 from assistant.skills import (
     DeltaEvent,
@@ -70,10 +77,11 @@ class Metered(Backend):
     async def chat(
         self, model: str, messages: list[ChatMessage], params: GenerationParams
     ) -> AsyncIterator[Delta]:
-        async for delta in self.inner.chat(model, messages, params):
-            if delta.finish_reason is not None:
-                self.on_done(delta)
-            yield delta
+        async with closing_stream(self.inner.chat(model, messages, params)) as stream:
+            async for delta in stream:
+                if delta.finish_reason is not None:
+                    self.on_done(delta)
+                yield delta
 
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
         return await self.inner.embed(model, texts)
@@ -238,27 +246,29 @@ class TurnService:
                 documents=self.documents,
                 config=self.settings.skill_section(decision.skill), params=request.params,
             )
-            async for event in self.plugins.run_skill(decision.skill, turn, ctx):
-                if isinstance(event, DeltaEvent):
-                    text.append(event.text)
-                    yield {"type": "delta", "text": event.text}
-                    if (store is not None and stored is not None
-                            and time.monotonic() - last_save > SAVE_EVERY_S):
-                        last_save = time.monotonic()
-                        try:
-                            await asyncio.to_thread(store.save_partial,
-                                                    stored.assistant_message.id, "".join(text))
-                        except AssistantError as exc:  # the reply goes on; finalize retries
-                            log.warning("saving partial text failed", extra={"error": str(exc)})
-                elif isinstance(event, Progress):
-                    yield {"type": "progress", "done": event.done, "total": event.total,
-                           "message": event.message}
-                elif isinstance(event, Notice):
-                    yield {"type": "notice", "message": event.message, "level": event.level}
-                elif isinstance(event, ErrorEvent):
-                    error = event.message
-                elif isinstance(event, Done):
-                    status = event.status
+            events = closing_stream(self.plugins.run_skill(decision.skill, turn, ctx))
+            async with events as skill_events:
+                async for event in skill_events:
+                    if isinstance(event, DeltaEvent):
+                        text.append(event.text)
+                        yield {"type": "delta", "text": event.text}
+                        if (store is not None and stored is not None
+                                and time.monotonic() - last_save > SAVE_EVERY_S):
+                            last_save = time.monotonic()
+                            try:
+                                await asyncio.to_thread(store.save_partial,
+                                                        stored.assistant_message.id, "".join(text))
+                            except AssistantError as exc:  # the reply goes on; finalize retries
+                                log.warning("saving partial text failed", extra={"error": str(exc)})
+                    elif isinstance(event, Progress):
+                        yield {"type": "progress", "done": event.done, "total": event.total,
+                               "message": event.message}
+                    elif isinstance(event, Notice):
+                        yield {"type": "notice", "message": event.message, "level": event.level}
+                    elif isinstance(event, ErrorEvent):
+                        error = event.message
+                    elif isinstance(event, Done):
+                        status = event.status
         except Exception as exc:
             status, error = "error", str(exc)
             raise

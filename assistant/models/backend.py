@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 Role = Literal["system", "user", "assistant"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,16 @@ async def close_stream(stream: AsyncIterator[object]) -> None:
     close = getattr(stream, "aclose", None)
     if close is not None:
         await close()
+
+
+@asynccontextmanager
+async def closing_stream(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """``async with closing_stream(s) as s:`` closes ``s`` on the way out, early exits included,
+    so that nested generators release what they hold (a queue slot, a host request) at once."""
+    try:
+        yield stream
+    finally:
+        await close_stream(stream)
 
 
 class Backend(ABC):

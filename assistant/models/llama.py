@@ -136,6 +136,9 @@ class LlamaRunner:
             )
         room = n_ctx - len(tokens)
         max_tokens = min(int(params.get("max_tokens") or room), room)
+        if cancelled():  # cancelled while it waited for the worker: read no prompt at all
+            yield Piece("", finish_reason="cancelled", prompt_tokens=len(tokens))
+            return
         reused = self._reuse(tokens)
         # The sampler takes the context's seed: set it on every request, or one client's
         # seed would fix the sampling of every later request.
