@@ -74,15 +74,17 @@ class StateCache:
 
     def put(self, tokens: np.ndarray, data: bytes) -> None:
         key = hashlib.sha256(tokens.tobytes()).hexdigest()[:32]
-        # A longer state of the same conversation makes its shorter ancestors redundant.
-        for old_key, old in list(self.entries.items()):
-            if len(old.tokens) <= len(tokens) and common_prefix(old.tokens, tokens) == len(
-                old.tokens
-            ):
-                self._drop(old_key)
         entry = Entry(tokens.copy(), data, None, len(data))
+        # Added before its ancestors go: stats() runs on another thread and must never see
+        # the conversation missing.
         self.entries[key] = entry
         self.entries.move_to_end(key)
+        # A longer state of the same conversation makes its shorter ancestors redundant.
+        for old_key, old in list(self.entries.items()):
+            if old_key != key and len(old.tokens) <= len(tokens) and common_prefix(
+                old.tokens, tokens
+            ) == len(old.tokens):
+                self._drop(old_key)
         if self.directory is not None:
             self._spill(key, entry)
         self._trim_ram()

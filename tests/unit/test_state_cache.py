@@ -1,0 +1,70 @@
+"""The saved-state cache: prefix lookup, ancestors replaced, budgets, disk round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from assistant.models.kv_cache import StateCache, common_prefix
+
+
+def toks(*values: int) -> np.ndarray:
+    return np.array(values, dtype=np.int32)
+
+
+def test_common_prefix() -> None:
+    assert common_prefix(toks(1, 2, 3), toks(1, 2, 4)) == 2
+    assert common_prefix(toks(1, 2), toks(1, 2, 3)) == 2
+    assert common_prefix(toks(), toks(1)) == 0
+
+
+def test_best_entry_is_the_longest_shared_prefix(tmp_path: Path) -> None:
+    cache = StateCache(tmp_path, 1 << 20, 1 << 20)
+    cache.put(toks(1, 2, 3, 4), b"a" * 10)
+    cache.put(toks(1, 2, 9, 9, 9), b"b" * 10)
+    entry, n = cache.best(toks(1, 2, 3, 4, 5))
+    assert entry is not None and n == 4 and cache.load(entry) == b"a" * 10
+    entry, n = cache.best(toks(7))
+    assert entry is None and n == 0
+
+
+def test_a_longer_state_replaces_its_ancestor_and_the_others_stay(tmp_path: Path) -> None:
+    cache = StateCache(tmp_path, 1 << 20, 1 << 20)
+    cache.put(toks(1, 2, 3), b"a")
+    cache.put(toks(5, 6, 7), b"b")
+    cache.put(toks(1, 2, 3, 4), b"c")
+    assert sorted(len(e.tokens) for e in cache.entries.values()) == [3, 4]
+    assert len(list(tmp_path.glob("*.kv"))) == 2
+    cache.put(toks(1, 2, 3, 4), b"d")  # the same prefix again: replaced, not dropped
+    assert len(cache.entries) == 2 and len(list(tmp_path.glob("*.kv"))) == 2
+
+
+def test_ram_budget_keeps_states_on_disk_and_a_restart_finds_them(tmp_path: Path) -> None:
+    cache = StateCache(tmp_path, 15, 1 << 20)
+    cache.put(toks(1, 1), b"x" * 10)
+    cache.put(toks(2, 2), b"y" * 10)
+    stats = cache.stats()
+    assert stats["entries"] == 2 and stats["ram_bytes"] == 10 and stats["evictions"] == 1
+    again = StateCache(tmp_path, 15, 1 << 20)
+    entry, n = again.best(toks(1, 1, 5))
+    assert entry is not None and n == 2 and again.load(entry) == b"x" * 10
+
+
+def test_disk_budget_removes_the_oldest_files(tmp_path: Path) -> None:
+    cache = StateCache(tmp_path, 0, 25)
+    for i in range(4):
+        cache.put(toks(i, i), bytes([i]) * 10)
+    assert cache.stats()["disk_bytes"] <= 25
+    assert len(list(tmp_path.glob("*.kv"))) == 2
+
+
+def test_a_damaged_state_file_is_never_used(tmp_path: Path) -> None:
+    cache = StateCache(tmp_path, 0, 1 << 20)
+    cache.put(toks(1, 2, 3), b"z" * 100)
+    (path,) = tmp_path.glob("*.kv")
+    path.write_bytes(path.read_bytes()[:-10])  # truncated
+    again = StateCache(tmp_path, 0, 1 << 20)
+    entry, _ = again.best(toks(1, 2, 3))
+    assert entry is not None and again.load(entry) is None
+    assert again.best(toks(1, 2, 3)) == (None, 0)
