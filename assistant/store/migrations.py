@@ -23,8 +23,9 @@ from assistant.store.schema import format_time
 class Migration:
     version: int
     description: str
-    sql: str
-    sqlite_sql: str = ""
+    sql: str = ""  # every database
+    sqlite_sql: str = ""  # SQLite only (FTS5, table rebuilds)
+    generic_sql: str = ""  # every database but SQLite
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -118,6 +119,67 @@ MIGRATIONS: tuple[Migration, ...] = (
         END;
         """,
     ),
+    Migration(
+        2,
+        "compaction summaries: role 'summary', status 'undone'",
+        # Other databases name the v1 checks; swap them in place.
+        generic_sql="""
+        ALTER TABLE messages DROP CONSTRAINT messages_role_check;
+        ALTER TABLE messages DROP CONSTRAINT messages_status_check;
+        ALTER TABLE messages ADD CONSTRAINT messages_role_check
+            CHECK (role IN ('user', 'assistant', 'system', 'summary'));
+        ALTER TABLE messages ADD CONSTRAINT messages_status_check
+            CHECK (status IN ('streaming', 'complete', 'cancelled', 'error', 'incomplete',
+                              'undone'));
+        """,
+        # SQLite cannot change a CHECK: rebuild the table inside the migration's transaction,
+        # where foreign keys cannot be switched off. The old table is renamed first (SQLite
+        # repoints the self-reference at it), its FTS triggers dropped before it goes (so the
+        # index, keyed by seq, stays as it is), and the rows copied with their seq.
+        sqlite_sql="""
+        DROP TRIGGER messages_fts_insert;
+        DROP TRIGGER messages_fts_delete;
+        DROP TRIGGER messages_fts_update;
+        ALTER TABLE messages RENAME TO messages_v1;
+        CREATE TABLE messages (
+            seq INTEGER PRIMARY KEY,
+            id VARCHAR(64) NOT NULL UNIQUE,
+            conversation_id VARCHAR(64) NOT NULL
+                REFERENCES conversations (id) ON DELETE CASCADE,
+            parent_id VARCHAR(64) REFERENCES messages (id) ON DELETE CASCADE,
+            role VARCHAR(16) NOT NULL
+                CHECK (role IN ('user', 'assistant', 'system', 'summary')),
+            content TEXT NOT NULL DEFAULT '',
+            status VARCHAR(16) NOT NULL
+                CHECK (status IN ('streaming', 'complete', 'cancelled', 'error', 'incomplete',
+                                  'undone')),
+            skill TEXT,
+            route TEXT,
+            model TEXT,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            timings TEXT,
+            created VARCHAR(27) NOT NULL
+        );
+        INSERT INTO messages SELECT * FROM messages_v1 ORDER BY seq;
+        DROP TABLE messages_v1;
+        CREATE INDEX ix_messages_conversation ON messages (conversation_id, created);
+        CREATE INDEX ix_messages_parent ON messages (parent_id, skill);
+        CREATE INDEX ix_messages_status ON messages (status);
+        CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts (rowid, content) VALUES (new.seq, new.content);
+        END;
+        CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, content)
+                VALUES ('delete', old.seq, old.content);
+        END;
+        CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, content)
+                VALUES ('delete', old.seq, old.content);
+            INSERT INTO messages_fts (rowid, content) VALUES (new.seq, new.content);
+        END;
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version
@@ -162,8 +224,7 @@ def migrate(engine: Engine) -> list[int]:
                 if done:  # another process got here first
                     continue
                 db.apply_sql(conn, migration.sql)
-                if sqlite and migration.sqlite_sql:
-                    db.apply_sql(conn, migration.sqlite_sql)
+                db.apply_sql(conn, migration.sqlite_sql if sqlite else migration.generic_sql)
                 conn.execute(
                     text("INSERT INTO schema_version (version, description, applied) "
                          "VALUES (:v, :d, :t)"),

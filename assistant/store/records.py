@@ -11,10 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-Role = Literal["user", "assistant", "system"]
-Status = Literal["streaming", "complete", "cancelled", "error", "incomplete"]
-ROLES: tuple[str, ...] = ("user", "assistant", "system")
-STATUSES: tuple[str, ...] = ("streaming", "complete", "cancelled", "error", "incomplete")
+# A "summary" message stands, in the active path, for the turns before it: the model is given
+# the summary instead of them (context compaction). Undoing it sets its status to "undone".
+Role = Literal["user", "assistant", "system", "summary"]
+Status = Literal["streaming", "complete", "cancelled", "error", "incomplete", "undone"]
+ROLES: tuple[str, ...] = ("user", "assistant", "system", "summary")
+STATUSES: tuple[str, ...] = ("streaming", "complete", "cancelled", "error", "incomplete",
+                             "undone")
 FINAL_STATUSES: tuple[str, ...] = ("complete", "cancelled", "error", "incomplete")
 
 
@@ -109,3 +112,17 @@ class SearchHit:
 class ImportResult:
     imported: tuple[str, ...]  # conversation ids added
     skipped: tuple[str, ...]  # already present, left as they were
+
+
+def model_context(path: list[Message]) -> list[Message]:
+    """What the model is given of ``path``: from its last summary in force on, else all of it.
+
+    A ``summary`` message (status ``complete``) stands for everything before it; an ``undone``
+    one is left out, and so are summaries above the one in force.
+    """
+    start = 0
+    for i, message in enumerate(path):
+        if message.role == "summary" and message.status == "complete":
+            start = i
+    return [m for m in path[start:]
+            if not (m.role == "summary" and (m.status != "complete" or m is not path[start]))]

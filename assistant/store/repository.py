@@ -11,6 +11,7 @@ try later; the connection pool is dropped so the next call starts clean) or
 from __future__ import annotations
 
 import contextlib
+import heapq
 import threading
 import time
 import uuid
@@ -83,6 +84,29 @@ def _message(row: Row[Any]) -> Message:
         route=row.route, model=row.model, prompt_tokens=row.prompt_tokens,
         completion_tokens=row.completion_tokens, timings=row.timings,
     )
+
+
+def _parents_first(messages: list[Message]) -> tuple[Message, ...]:
+    """Storage order, except that a parent always comes before its children.
+
+    A summary is stored after the messages it is inserted above (:meth:`Store.add_summary`).
+    """
+    order = {m.id: i for i, m in enumerate(messages)}
+    if all(m.parent_id is None or order.get(m.parent_id, -1) < i
+           for i, m in enumerate(messages)):
+        return tuple(messages)  # the usual case: nothing to move
+    children: dict[str | None, list[Message]] = {}
+    for m in messages:
+        children.setdefault(m.parent_id if m.parent_id in order else None, []).append(m)
+    ready = [(order[m.id], m) for m in children.get(None, [])]
+    heapq.heapify(ready)
+    ordered: list[Message] = []
+    while ready:  # the earliest stored of the messages whose parent is already placed
+        _, message = heapq.heappop(ready)
+        ordered.append(message)
+        for child in children.get(message.id, []):
+            heapq.heappush(ready, (order[child.id], child))
+    return tuple(ordered)
 
 
 def _message_values(m: Message) -> dict[str, Any]:
@@ -378,6 +402,53 @@ class Store:
                          .values(active_leaf_id=leaf))
         return self.get_conversation(conversation.id)
 
+    # -- compaction summaries -------------------------------------------------------------------
+
+    def add_summary(
+        self, before_message_id: str, text: str, *, model: str | None = None,
+        prompt_tokens: int = 0, completion_tokens: int = 0,
+        timings: dict[str, Any] | None = None,
+    ) -> Message:
+        """Insert a ``summary`` message into the path just above ``before_message_id``.
+
+        From then on the model is given the summary instead of every message before it (see
+        :func:`assistant.store.records.model_context`); the messages themselves stay, and
+        :meth:`set_summary_undone` takes the summary out of the context again.
+        """
+        with self._write() as conn:
+            before = conn.execute(
+                select(*_MESSAGE_COLUMNS).where(M.c.id == before_message_id)).first()
+            if before is None:
+                raise _not_found("message", before_message_id)
+            summary = Message(
+                id=new_id(), conversation_id=before.conversation_id,
+                parent_id=before.parent_id, role="summary", content=text, status="complete",
+                created=self._now(), model=model, prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens, timings=timings,
+            )
+            conn.execute(_INSERT_MESSAGE, _message_values(summary))
+            conn.execute(update(M).where(M.c.id == before_message_id)
+                         .values(parent_id=summary.id))
+            conn.execute(_TOUCH, {"cid": summary.conversation_id, "at": summary.created})
+        return summary
+
+    def set_summary_undone(self, message_id: str, undone: bool = True) -> Message:
+        """Take a summary out of the model's context (``undone``), or put it back."""
+        with self._write() as conn:
+            row = conn.execute(select(M.c.role).where(M.c.id == message_id)).first()
+            if row is None:
+                raise _not_found("message", message_id)
+            if row.role != "summary":
+                raise RequestError(f"Message {message_id} is not a summary; only summaries "
+                                   "can be undone.", code="not_a_summary", param="id")
+            found = conn.execute(
+                update(M).where(M.c.id == message_id)
+                .values(status="undone" if undone else "complete")
+                .returning(*_MESSAGE_COLUMNS)).one()
+            message = _message(found)
+            conn.execute(_TOUCH, {"cid": message.conversation_id, "at": self._now()})
+        return message
+
     # -- reading --------------------------------------------------------------------------------
 
     def message(self, message_id: str) -> Message:
@@ -415,7 +486,7 @@ class Store:
                 id=r.id, title=r.title, created=r.created, updated=r.updated,
                 archived=bool(r.archived), pinned=bool(r.pinned), model=r.model,
                 settings=r.settings or {}, active_leaf_id=r.active_leaf_id,
-                messages=tuple(by_conversation[r.id]),
+                messages=_parents_first(by_conversation[r.id]),
             )
             for r in rows
         ]
