@@ -1,21 +1,28 @@
 """A sentence-embedding ONNX model (MiniLM-style): tokenize, run, mean-pool, L2-normalise.
 
 Imports onnxruntime, so it runs in the model host (or a process that accepts that cost).
+The file is checked again by the bounded reader before onnxruntime opens it: it may have
+changed since it was registered, and an external data file may have become a symlink out of
+its folder (older onnxruntime releases follow such paths without a check of their own).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime
 from tokenizers import Tokenizer
 
+from assistant.models.onnx_info import read_onnx
+
 MAX_TOKENS = 256
 
 
 class OnnxEmbedder:
     def __init__(self, path: str, tokenizer: str, *, n_threads: int) -> None:
+        read_onnx(Path(path))  # raises ModelIntegrityError, saying why
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = n_threads
         options.inter_op_num_threads = 1

@@ -5,6 +5,13 @@ against the bytes that are left, skipping weight data without reading it, so a h
 can only earn a :class:`ModelIntegrityError`. :func:`check_loadable` goes further and asks
 onnxruntime to build a session, in a child process: a file that crashes the runtime kills the
 child, never the CLI, and the CLI never imports onnxruntime.
+
+Weights may live in external data files named by the model (``TensorProto.external_data``).
+Each one must be a regular file inside the model's folder once symlinks are resolved: a
+location like ``../../etc/passwd``, an absolute path or a symlink out of the folder would have
+the runtime read any file the user can read into the model's outputs. :func:`read_onnx`
+refuses such a file wherever the tensor sits (initializers, sparse initializers, node
+attributes, subgraphs, functions), so ``models add`` and every load refuse it.
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ from __future__ import annotations
 import json
 import math
 import mmap
+import os
+import stat
 import subprocess
 import sys
 from collections import Counter
@@ -139,17 +148,23 @@ def read_onnx(path: Path) -> ONNXFacts:
             if size < 8:
                 raise _Bad("the file is too small")
             with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-                return _model(buf, size)
+                return _model(buf, size, path)
     except _Bad as exc:
         raise ModelIntegrityError(
             f"{path} is not a valid ONNX model: {exc}.",
             "Give the path of an .onnx model file; it may be truncated or damaged.",
         ) from None
+    except _Outside as exc:
+        raise ModelIntegrityError(
+            f"{path} is refused: {exc}.",
+            "An ONNX model may keep its weights only in files inside its own folder "
+            "(no '..', absolute paths or symlinks leading out of it).",
+        ) from None
     except (OSError, ValueError) as exc:
         raise ModelIntegrityError(f"cannot read {path}: {exc}") from None
 
 
-def _model(buf: mmap.mmap, size: int) -> ONNXFacts:
+def _model(buf: mmap.mmap, size: int, path: Path) -> ONNXFacts:
     ir_version: int | None = None
     opset: int | None = None
     producer: str | None = None
@@ -179,6 +194,8 @@ def _model(buf: mmap.mmap, size: int) -> ONNXFacts:
         raise _Bad("no ir_version")
     if graph is None:
         raise _Bad("no graph")
+    for tensor, entries in _external_tensors(buf, (0, size), _MODEL, 0):
+        _check_external(path, tensor, entries)
     inputs: list[TensorSpec] = []
     outputs: list[TensorSpec] = []
     initializers: set[str] = set()
@@ -271,6 +288,83 @@ def _initializer(buf: mmap.mmap, span: tuple[int, int]) -> tuple[str, int, list[
         if elements > 1 << 48:
             raise _Bad("an initializer claims too many elements")
     return name, dtype, dims
+
+
+# -- external data -------------------------------------------------------------------------
+
+class _Outside(Exception):
+    pass
+
+
+# Where a TensorProto can hide, by message type: field number -> the type of that field.
+# (ModelProto, GraphProto, NodeProto, AttributeProto, SparseTensorProto, FunctionProto,
+# TrainingInfoProto; TensorProto itself is the leaf.)
+_MODEL, _GRAPH, _NODE, _ATTRIBUTE, _SPARSE, _FUNCTION, _TRAINING, _TENSOR = range(8)
+_CHILDREN: dict[int, dict[int, int]] = {
+    _MODEL: {7: _GRAPH, 20: _TRAINING, 25: _FUNCTION},
+    _GRAPH: {1: _NODE, 5: _TENSOR, 15: _SPARSE},
+    _NODE: {5: _ATTRIBUTE},
+    _ATTRIBUTE: {5: _TENSOR, 6: _GRAPH, 10: _TENSOR, 11: _GRAPH, 22: _SPARSE, 23: _SPARSE},
+    _SPARSE: {1: _TENSOR, 2: _TENSOR},
+    _FUNCTION: {7: _NODE},
+    _TRAINING: {1: _GRAPH, 2: _GRAPH},
+}
+
+
+def _external_tensors(
+    buf: mmap.mmap, span: tuple[int, int], kind: int, depth: int
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """(tensor name, external_data entries) of every tensor under ``span`` that declares any."""
+    if depth > MAX_DEPTH:
+        raise _Bad("tensors nested too deeply")
+    if kind == _TENSOR:
+        name, entries = "", {}
+        for number, wire, value in _fields(buf, *span):
+            if number == 8 and wire == _LEN:
+                name = _text(buf, value)
+            elif number == 13 and wire == _LEN:  # StringStringEntryProto
+                key = text = ""
+                for n, w, v in _fields(buf, *value):
+                    if n == 1 and w == _LEN:
+                        key = _text(buf, v)
+                    elif n == 2 and w == _LEN:
+                        text = _text(buf, v)
+                entries[key] = text
+            elif number == 14 and wire == _VARINT and value == 1:  # data_location EXTERNAL
+                entries.setdefault("location", "")
+        if entries:
+            yield name, entries
+        return
+    children = _CHILDREN[kind]
+    for number, wire, value in _fields(buf, *span):
+        child = children.get(number)
+        if child is not None and wire == _LEN:
+            yield from _external_tensors(buf, value, child, depth + 1)
+
+
+def _check_external(path: Path, tensor: str, entries: dict[str, str]) -> None:
+    """The external file must be a regular file inside the model's folder, symlinks resolved
+    (as onnxruntime resolves them, relative to the folder of the path it is given)."""
+    location = entries.get("location", "")
+    what = f"its tensor {tensor!r} keeps its data in {location!r}"
+    if not location or "\x00" in location:
+        raise _Outside(f"its tensor {tensor!r} declares external data without a usable location")
+    if os.path.isabs(location):
+        raise _Outside(f"{what}, an absolute path outside the model's folder")
+    folder = os.path.realpath(path.absolute().parent)
+    target = os.path.realpath(os.path.join(folder, location))
+    if os.path.commonpath([folder, target]) != folder or target == folder:
+        raise _Outside(f"{what}, outside the model's folder")
+    try:
+        info = os.stat(target)
+    except OSError:
+        raise _Outside(f"{what}, which does not exist") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise _Outside(f"{what}, which is not a regular file")
+    for key in ("offset", "length"):
+        text = entries.get(key, "0")
+        if not text.isdigit() or int(text) > info.st_size:
+            raise _Outside(f"{what} at {key} {text!r}, past the end of that file")
 
 
 def _dominant(weights: Counter[int]) -> str | None:
