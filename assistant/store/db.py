@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine.interfaces import DBAPICursor
 
 from assistant.config import Settings
 from assistant.errors import StorageError, StorageUnavailable
@@ -26,6 +28,7 @@ BUSY_TIMEOUT_MS = 10_000
 # Bytes of WAL kept on disk after a checkpoint; beyond that the file is truncated.
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 _BEGIN_OPTION = "assistant_sqlite_begin"
+_T = TypeVar("_T")
 
 # Primary SQLite result codes (the low byte of an extended code).
 _UNAVAILABLE = {
@@ -69,6 +72,63 @@ def create(url: str) -> Engine:
 def writer(engine: Engine) -> Engine:
     """The same engine (same pool) whose transactions start with ``BEGIN IMMEDIATE``."""
     return engine.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"})
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A statement compiled once for one engine's driver and run on the driver's own cursor.
+
+    For the few statements of every turn: SQLAlchemy's work per execution (cache key,
+    parameter and type processing, result set-up, events) costs more than SQLite running
+    them. They run inside a transaction the caller has begun through SQLAlchemy (``BEGIN
+    IMMEDIATE``, commit and rollback stay its own), with values already in stored form
+    (timestamps :func:`~assistant.store.schema.format_time`, JSON encoded); driver errors
+    leave as SQLAlchemy's :class:`~sqlalchemy.exc.DBAPIError`, like every other statement's.
+    Statement events and echo logging do not see them.
+    """
+
+    sql: str
+    names: tuple[str, ...] | None  # the order of a positional driver's parameters
+
+    def args(self, values: Mapping[str, Any]) -> tuple[Any, ...] | Mapping[str, Any]:
+        return values if self.names is None else tuple(values[n] for n in self.names)
+
+    def rows(self, conn: Connection, **values: Any) -> Sequence[Any]:
+        """Run once; the rows it returned (a SELECT's, or RETURNING's), as plain tuples."""
+        return self._execute(conn, self.args(values), lambda cursor: cursor.fetchall())
+
+    def run(self, conn: Connection, **values: Any) -> int:
+        """Run once; how many rows it changed."""
+        return self._execute(conn, self.args(values), lambda cursor: cursor.rowcount)
+
+    def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Run once for each of ``rows``."""
+        params = [self.args(values) for values in rows]
+        return self._execute(conn, params, lambda cursor: cursor.rowcount, many=True)
+
+    def _execute(
+        self, conn: Connection, params: Any, read: Callable[[DBAPICursor], _T], *,
+        many: bool = False,
+    ) -> _T:
+        dbapi_error = conn.dialect.loaded_dbapi.Error
+        cursor = conn.connection.cursor()
+        try:
+            if many:
+                cursor.executemany(self.sql, params)
+            else:
+                cursor.execute(self.sql, params)
+            return read(cursor)
+        except dbapi_error as error:
+            raise exc.DBAPIError.instance(self.sql, params, error, dbapi_error) from error
+        finally:
+            cursor.close()
+
+
+def prepare(engine: Engine, sql: str) -> Prepared:
+    """``sql`` with ``:name`` parameters, in the paramstyle of ``engine``'s driver."""
+    compiled = text(sql).compile(dialect=engine.dialect)
+    names = compiled.positiontup
+    return Prepared(str(compiled), None if names is None else tuple(names))
 
 
 def _configure_sqlite(dbapi_connection: sqlite3.Connection, _record: Any) -> None:

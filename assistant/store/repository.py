@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import json
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from sqlalchemy import (
     Connection,
@@ -46,7 +47,7 @@ from assistant.store.records import (
     SearchHit,
     Turn,
 )
-from assistant.store.schema import ConversationRow, MessageRow
+from assistant.store.schema import ConversationRow, MessageRow, format_time, parse_time
 from assistant.store.search import run_search
 
 if TYPE_CHECKING:
@@ -123,30 +124,49 @@ _MESSAGE_COLUMNS = [M.c[name] for name in (
     "model", "prompt_tokens", "completion_tokens", "timings", "created",
 )]
 
-# The statements of the turn path, built once: building and cache-keying a statement costs
-# more than running it, and the daemon runs these on every turn and every half second.
-_LEAF_OF = select(C.c.active_leaf_id).where(C.c.id == bindparam("cid"))
-_OWNER_OF = select(M.c.conversation_id).where(M.c.id == bindparam("mid"))
-_INSERT_CONVERSATION = insert(C)
 _INSERT_MESSAGE = insert(M)
-_MOVE_LEAF = update(C).where(C.c.id == bindparam("cid")).values(
-    active_leaf_id=bindparam("leaf"), updated=bindparam("at", type_=C.c.updated.type))
 _TOUCH = update(C).where(C.c.id == bindparam("cid")).values(
     updated=bindparam("at", type_=C.c.updated.type))
-_SAVE_PARTIAL = update(M).where(M.c.id == bindparam("mid"), M.c.status == "streaming").values(
-    content=bindparam("text"))
-_FINALIZE = (
-    update(M).where(M.c.id == bindparam("mid"), M.c.status == "streaming")
-    .values(
-        status=bindparam("new_status"), content=bindparam("new_content"),
-        skill=bindparam("new_skill"), route=bindparam("new_route", type_=M.c.route.type),
-        model=func.coalesce(bindparam("new_model", type_=M.c.model.type), M.c.model),
-        prompt_tokens=bindparam("new_prompt_tokens"),
-        completion_tokens=bindparam("new_completion_tokens"),
-        timings=bindparam("new_timings", type_=M.c.timings.type),
-    )
-    .returning(*_MESSAGE_COLUMNS)
-)
+
+
+class _TurnSQL:
+    """The statements run on every turn (and every half second while one streams).
+
+    Plain SQL compiled once for the engine's driver (:class:`~assistant.store.db.Prepared`):
+    values go in as stored (timestamps :func:`format_time`, JSON encoded here). RETURNING
+    needs SQLite 3.35 or PostgreSQL.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        def prepare(sql: str) -> db.Prepared:
+            return db.prepare(engine, sql)
+
+        self.leaf_of = prepare("SELECT active_leaf_id FROM conversations WHERE id = :cid")
+        self.owner_of = prepare("SELECT conversation_id FROM messages WHERE id = :mid")
+        self.new_conversation = prepare(
+            "INSERT INTO conversations (id, title, created, updated, archived, pinned, model, "
+            "settings, active_leaf_id) VALUES (:cid, :title, :created, :updated, :no, :no, "
+            ":model, :settings, :leaf)")
+        # Columns left out take their defaults: no skill, route or timings, no tokens.
+        self.new_message = prepare(
+            "INSERT INTO messages (id, conversation_id, parent_id, role, content, status, model, "
+            "created) VALUES (:id, :cid, :parent, :role, :content, :status, :model, :created)")
+        self.move_leaf = prepare(
+            "UPDATE conversations SET active_leaf_id = :leaf, updated = :at WHERE id = :cid")
+        self.touch = prepare("UPDATE conversations SET updated = :at WHERE id = :cid")
+        self.save_partial = prepare(
+            "UPDATE messages SET content = :text WHERE id = :mid AND status = 'streaming'")
+        self.finalize = prepare(
+            "UPDATE messages SET status = :status, content = :content, skill = :skill, "
+            "route = :route, model = COALESCE(:model, model), prompt_tokens = :prompt_tokens, "
+            "completion_tokens = :completion_tokens, timings = :timings "
+            "WHERE id = :mid AND status = 'streaming' "
+            "RETURNING conversation_id, parent_id, role, model, created")
+
+
+def _json(value: dict[str, Any] | None) -> str | None:
+    """As the ORM's JSON columns store it (None is NULL)."""
+    return None if value is None else json.dumps(value)
 
 
 class Store:
@@ -155,6 +175,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._writer = db.writer(engine)
+        self._sql = _TurnSQL(engine)
         self._where = str(db.sqlite_path(str(engine.url)) or engine.url)
         self._refusal: StorageError | None = None
         self._clock_lock = threading.Lock()
@@ -279,45 +300,52 @@ class Store:
         self, conversation_id: str | None, text: str, parent: object, *, model: str | None,
         title_hint: str | None = None, settings: dict[str, Any] | None = None,
     ) -> Turn:
+        sql = self._sql
+        user_id, reply_id = new_id(), new_id()
         with self._write() as conn:
-            now = self._now()
+            now, reply_at = self._now(), self._now()
+            asked, replied = format_time(now), format_time(reply_at)
             created = conversation_id is None
             if conversation_id is None:
                 conversation_id = new_id()
-                conn.execute(_INSERT_CONVERSATION, {
-                    "id": conversation_id, "title": title_hint or make_title(text),
-                    "created": now, "updated": now, "archived": False, "pinned": False,
-                    "model": model, "settings": settings or {}, "active_leaf_id": None,
-                })
+                # Born with its leaf: the reply is inserted next, in the same transaction.
+                sql.new_conversation.run(
+                    conn, cid=conversation_id, title=title_hint or make_title(text),
+                    created=asked, updated=replied, no=False, model=model,
+                    settings=json.dumps(settings) if settings else "{}", leaf=reply_id)
                 leaf = None
             else:
-                found = conn.execute(_LEAF_OF, {"cid": conversation_id}).first()
-                if found is None:
+                found = sql.leaf_of.rows(conn, cid=conversation_id)
+                if not found:
                     raise _not_found("conversation", conversation_id)
-                leaf = found[0]
+                leaf = found[0][0]
             if parent is _ACTIVE:
                 parent_id = leaf
             else:
                 parent_id = cast(str | None, parent)
                 if parent_id is not None:
-                    owner = conn.execute(_OWNER_OF, {"mid": parent_id}).scalar()
-                    if owner != conversation_id:
+                    owner = sql.owner_of.rows(conn, mid=parent_id)
+                    if not owner or owner[0][0] != conversation_id:
                         raise _not_found(f"message in conversation {conversation_id}", parent_id)
-            user = Message(id=new_id(), conversation_id=conversation_id, parent_id=parent_id,
-                           role="user", content=text, status="complete", created=now)
-            reply = Message(id=new_id(), conversation_id=conversation_id, parent_id=user.id,
-                            role="assistant", content="", status="streaming",
-                            created=self._now(), model=model)
-            conn.execute(_INSERT_MESSAGE, [_message_values(user), _message_values(reply)])
-            conn.execute(_MOVE_LEAF,
-                         {"cid": conversation_id, "leaf": reply.id, "at": reply.created})
+            sql.new_message.run_many(conn, [
+                {"id": user_id, "cid": conversation_id, "parent": parent_id, "role": "user",
+                 "content": text, "status": "complete", "model": None, "created": asked},
+                {"id": reply_id, "cid": conversation_id, "parent": user_id, "role": "assistant",
+                 "content": "", "status": "streaming", "model": model, "created": replied},
+            ])
+            if not created:
+                sql.move_leaf.run(conn, cid=conversation_id, leaf=reply_id, at=replied)
+        user = Message(id=user_id, conversation_id=conversation_id, parent_id=parent_id,
+                       role="user", content=text, status="complete", created=now)
+        reply = Message(id=reply_id, conversation_id=conversation_id, parent_id=user_id,
+                        role="assistant", content="", status="streaming", created=reply_at,
+                        model=model)
         return Turn(conversation_id, user, reply, created_conversation=created)
 
     def save_partial(self, message_id: str, text: str) -> None:
         """Keep the text streamed so far; a crash then loses at most the last interval."""
         with self._write() as conn:
-            result = conn.execute(_SAVE_PARTIAL, {"mid": message_id, "text": text})
-            if result.rowcount == 0:
+            if self._sql.save_partial.run(conn, mid=message_id, text=text) == 0:
                 self._explain_not_streaming(conn, message_id)
 
     def finalize(
@@ -336,21 +364,28 @@ class Store:
         """Commit the reply's final state, once; a second call raises StorageError."""
         if status not in FINAL_STATUSES:
             raise ValueError(f"status must be one of {FINAL_STATUSES}, not {status!r}")
-        params: dict[str, Any] = {
-            "mid": message_id, "new_status": status, "new_content": content,
-            "new_skill": skill, "new_route": route, "new_model": model,
-            "new_prompt_tokens": prompt_tokens, "new_completion_tokens": completion_tokens,
-            "new_timings": timings,
-        }
+        route_json, timings_json = _json(route), _json(timings)
         with self._write() as conn:
-            row = conn.execute(_FINALIZE, params).first()
-            if row is None:
+            found = self._sql.finalize.rows(
+                conn, mid=message_id, status=status, content=content, skill=skill,
+                route=route_json, model=model, prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens, timings=timings_json,
+            )
+            if not found:
                 self._explain_not_streaming(conn, message_id)
-            message = _message(cast(Row[Any], row))
-            conn.execute(_TOUCH, {"cid": message.conversation_id, "at": self._now()})
-        return message
+            conversation_id, parent_id, role, stored_model, created = found[0]
+            self._sql.touch.run(conn, cid=conversation_id, at=format_time(self._now()))
+        return Message(
+            id=message_id, conversation_id=conversation_id, parent_id=parent_id, role=role,
+            content=content, status=status, created=parse_time(created), skill=skill,
+            model=stored_model, prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            # Read back from what was stored, as every other read of the message is.
+            route=None if route_json is None else json.loads(route_json),
+            timings=None if timings_json is None else json.loads(timings_json),
+        )
 
-    def _explain_not_streaming(self, conn: Connection, message_id: str) -> None:
+    def _explain_not_streaming(self, conn: Connection, message_id: str) -> NoReturn:
         status = conn.execute(select(M.c.status).where(M.c.id == message_id)).scalar()
         if status is None:
             raise _not_found("message", message_id)
