@@ -2,10 +2,13 @@
 
     AssistantError                 root: a message for the user and what to do about it
      ├── ConfigError               a bad setting (names the file or variable and the key)
+     │    └── UnsafePath           a file or dir of ours that leads out of its dir (symlink)
      ├── ModelError                a model cannot be found, installed or loaded
      │    ├── ModelNotFound
      │    ├── ModelIntegrityError  sha256 mismatch, or not a valid model file
+     │    ├── ChatTemplateError    the model's chat template is refused (unsafe, too big, slow)
      │    └── ModelLoadError
+     │         └── HostError       the model host reported an error (its exception's type)
      ├── DaemonError               the daemon cannot be reached, started or used
      │    ├── DaemonNotRunning
      │    └── QueueFull
@@ -39,6 +42,10 @@ class ConfigError(AssistantError):
     exit_code = 2
 
 
+class UnsafePath(ConfigError):
+    """A path the assistant would read or write that leads out of the dir it belongs in."""
+
+
 class ModelError(AssistantError):
     pass
 
@@ -53,6 +60,19 @@ class ModelIntegrityError(ModelError):
 
 class ModelLoadError(ModelError):
     pass
+
+
+class ChatTemplateError(ModelError):
+    """The model's own chat template was refused by the sandbox: the request cannot be served
+    with that model file, whatever is retried (so the API answers 400, not 503)."""
+
+
+class HostError(ModelLoadError):
+    """An error the model host reported; ``kind`` is the name of the host's exception type."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class DaemonError(AssistantError):

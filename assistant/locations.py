@@ -12,7 +12,7 @@ import stat
 from pathlib import Path
 
 from assistant.config import Settings
-from assistant.errors import ConfigError
+from assistant.errors import ConfigError, UnsafePath
 
 
 def ensure_private_dir(path: Path) -> Path:
@@ -57,3 +57,20 @@ def models_dir(settings: Settings, create: bool = True) -> Path:
 
 def socket_path(settings: Settings, create: bool = True) -> Path:
     return runtime_dir(settings, create) / "assistant.sock"
+
+
+def inside(root: Path, path: Path) -> Path:
+    """``path``, when it stays inside ``root`` once symlinks are resolved; UnsafePath if not.
+
+    For files and dirs the assistant writes in its own dirs: a symlink planted there (or
+    restored from a backup) must not turn a write of ours into one anywhere the user can write.
+    ``root`` itself may be a symlink: the user chose it.
+    """
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if os.path.commonpath([real_root, real]) != real_root:
+        raise UnsafePath(
+            f"{path} leads out of {root} (to {real}); refused.",
+            "Remove the symlink (move the file back in place if it is yours).",
+        )
+    return path

@@ -1,13 +1,13 @@
-"""The daemon's HTTP application: middleware, error rendering, health and status routes.
+"""The daemon's HTTP application: error rendering, health and status routes.
 
-The OpenAI-compatible routes are in openai_api.py, the native turn API in turns_api.py. Every
-error leaves as JSON ``{"error": {"message", "type", "code", "param"}}`` (OpenAI's shape) with a
-4xx status for anything the client can fix; no traceback or absolute path is ever sent.
+The OpenAI-compatible routes are in openai_api.py, the native turn API in turns_api.py, and the
+middleware around them all (body limit, redaction, token) in middleware.py. Every error leaves
+as JSON ``{"error": {"message", "type", "code", "param"}}`` (OpenAI's shape) with a 4xx status
+for anything the client can fix; no traceback or absolute path is ever sent.
 """
 
 from __future__ import annotations
 
-import hmac
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -15,11 +15,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from assistant import __version__
+from assistant.daemon.middleware import BodyLimit, RedactErrors, TokenGuard, error_body
 from assistant.errors import (
     AssistantError,
+    ChatTemplateError,
     DaemonError,
     MalformedImport,
     ModelError,
@@ -35,11 +37,6 @@ if TYPE_CHECKING:
     from assistant.daemon.server import Daemon
 
 
-def error_body(message: str, code: str, kind: str = "invalid_request_error",
-               param: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "code": code, "param": param}}
-
-
 def error_response(exc: Exception) -> JSONResponse:
     """The one place a domain error becomes an HTTP response."""
     if isinstance(exc, RequestError):
@@ -49,6 +46,9 @@ def error_response(exc: Exception) -> JSONResponse:
             error_body(exc.message, "queue_full", "server_busy"), 503,
             headers={"Retry-After": str(exc.retry_after)},
         )
+    if isinstance(exc, ChatTemplateError):
+        # The model file's own template was refused: retrying cannot help, so not a 503.
+        return JSONResponse(error_body(exc.message, "model_template_refused", param="model"), 400)
     if isinstance(exc, ModelNotFound):
         return JSONResponse(error_body(exc.message, "model_not_found", param="model"), 404)
     if isinstance(exc, ModelLoadError | ModelError):
@@ -78,154 +78,6 @@ def _describe_validation(exc: RequestValidationError) -> tuple[str, str | None]:
     field = ".".join(loc) or None
     message = str(first.get("msg", "invalid request"))
     return (f"{field}: {message}" if field else message), field
-
-
-MAX_HEADERS = 100
-MAX_HEADER_BYTES = 32 * 1024
-
-
-class BodyLimit:
-    """413 for bodies over the limit, whether or not Content-Length tells the truth; 431 for
-    a request head over :data:`MAX_HEADERS` fields or :data:`MAX_HEADER_BYTES` (h11 bounds only
-    a head that arrives in pieces, and one socket read can bring 256 KB)."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = scope.get("headers", [])
-        if (len(headers) > MAX_HEADERS
-                or sum(len(k) + len(v) for k, v in headers) > MAX_HEADER_BYTES):
-            await _send_json(send, 431, error_body(
-                "the request headers are too large", "headers_too_large"),
-                {"connection": "close"})
-            return
-        for name, value in headers:
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await _send_json(send, 413, error_body(
-                    f"the request body is over the {self.limit}-byte limit", "body_too_large"))
-                return
-        seen = 0
-        refused = False
-
-        # Past the limit the client gets its 413 at once and the app sees a disconnect: an
-        # exception here would be turned into a 400 by FastAPI's body parsing.
-        async def limited() -> Message:
-            nonlocal seen, refused
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    if not refused:
-                        refused = True
-                        await _send_json(send, 413, error_body(
-                            f"the request body is over the {self.limit}-byte limit",
-                            "body_too_large"))
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def unless_refused(message: Message) -> None:
-            if not refused:
-                await send(message)
-
-        await self.app(scope, limited, unless_refused)
-
-
-
-class RedactErrors:
-    """Error bodies and SSE ``error`` events leave without absolute paths, user name or token.
-
-    A 4xx/5xx body is held (they are small), scrubbed and sent with its new length; streamed
-    chunks that carry an error event are scrubbed as they pass.
-    """
-
-    def __init__(self, app: ASGIApp, secrets: list[str | None]) -> None:
-        self.app = app
-        self.secrets = secrets
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        held: Message | None = None
-        body = b""
-
-        async def scrubbing(message: Message) -> None:
-            nonlocal held, body
-            if message["type"] == "http.response.start" and message["status"] >= 400:
-                held = message
-                return
-            if message["type"] == "http.response.body":
-                if held is not None:
-                    body += message.get("body", b"")
-                    if message.get("more_body", False):
-                        return
-                    clean = self._scrub(body)
-                    headers = [(k, v) for k, v in held.get("headers", [])
-                               if k.lower() != b"content-length"]
-                    headers.append((b"content-length", str(len(clean)).encode()))
-                    await send({**held, "headers": headers})
-                    await send({"type": "http.response.body", "body": clean})
-                    held = None
-                    return
-                chunk = message.get("body", b"")
-                if chunk.startswith((b"event: error", b'data: {"error"')):
-                    message = {**message, "body": self._scrub(chunk)}
-            await send(message)
-
-        await self.app(scope, receive, scrubbing)
-
-    def _scrub(self, raw: bytes) -> bytes:
-        from assistant.redaction import redact
-
-        return redact(raw.decode("utf-8", "replace"), self.secrets).encode()
-
-
-class TokenGuard:
-    """TCP requests need the bearer token and a loopback Host; the Unix socket is private.
-
-    uvicorn gives a Unix-socket request ``server = (path, None)`` and a TCP one
-    ``(host, port)``; anything else is treated as TCP, so a change there fails closed.
-    """
-
-    def __init__(self, app: ASGIApp, token: str | None, allowed_hosts: set[str]) -> None:
-        self.app = app
-        self.token = token
-        self.allowed_hosts = allowed_hosts
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        server = scope.get("server")
-        if scope["type"] != "http" or (server is not None and server[1] is None):
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers", []))
-        host = headers.get(b"host", b"").decode("latin-1").lower()
-        if host not in self.allowed_hosts:
-            await _send_json(send, 403, error_body("host not allowed", "forbidden_host"))
-            return
-        auth = headers.get(b"authorization", b"").decode("latin-1")
-        given = auth[7:] if auth[:7].lower() == "bearer " else ""
-        if not self.token or not hmac.compare_digest(given.encode(), self.token.encode()):
-            await _send_json(send, 401, error_body(
-                "missing or wrong bearer token", "unauthorized", "authentication_error"),
-                {"www-authenticate": "Bearer"})
-            return
-        await self.app(scope, receive, send)
-
-
-async def _send_json(send: Send, status: int, body: dict[str, Any],
-                     headers: dict[str, str] | None = None) -> None:
-    import json
-
-    payload = json.dumps(body).encode()
-    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-    raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": payload})
 
 
 _HTTP_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
@@ -266,7 +118,7 @@ def create_app(daemon: Daemon) -> ASGIApp:
             "status": daemon.state,
             "version": __version__,
             "models": [r["name"] for r in daemon.models.status()],
-            "state_cache": (await daemon.host_info()).get("state_cache", {}),
+            "state_cache": daemon.cached_host_info().get("state_cache", {}),
         }
 
     @app.get("/api/status")

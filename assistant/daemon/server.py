@@ -1,175 +1,35 @@
-"""The daemon's lifecycle: one instance per runtime dir, private sockets, graceful shutdown.
+"""The running daemon: what the routes see (:class:`Daemon`), and serving it until a signal.
 
-A lock file held for the daemon's life makes two daemons started at once resolve to exactly
-one; the loser reports the winner. A socket or pid left by a killed daemon is stale whenever the
-lock is free, and is replaced. The Unix socket is created 0600 (umask at bind time) inside a
-0700 directory; the optional TCP listener needs the bearer token written to ``token``.
+``serve`` takes the runtime dir (:mod:`assistant.daemon.runtime`), binds the sockets
+(:mod:`assistant.daemon.sockets`), and runs the app on uvicorn with our guarded protocol
+(:mod:`assistant.daemon.protocol`) until SIGTERM or SIGINT; shutdown is graceful, and a second
+signal forces it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import json
 import logging
 import os
-import secrets
 import socket
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from assistant import __version__
 from assistant.config import Settings
-from assistant.errors import (
-    AssistantError,
-    ConfigError,
-    DaemonError,
-    ModelNotFound,
-    RequestError,
-)
-from assistant.locations import runtime_dir, socket_path
+from assistant.daemon.runtime import RuntimeFiles, single_instance, write_token
+from assistant.errors import AssistantError, ModelNotFound, RequestError
+from assistant.locations import data_dir, inside
 from assistant.models.backend import GenerationParams
 
+# RuntimeFiles is imported from here by older callers (the client); it lives in runtime.py.
+__all__ = ["Daemon", "RuntimeFiles", "check_store_paths", "serve"]
+
+HOST_INFO_TTL_S = 1.0
+
 log = logging.getLogger("assistant.daemon")
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, and any ``extra`` fields."""
-
-    _plain: ClassVar[set[str]] = set(vars(logging.makeLogRecord({})))
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": round(record.created, 3), "level": record.levelname.lower(),
-            "logger": record.name, "msg": record.getMessage(),
-        }
-        entry.update({k: v for k, v in vars(record).items()
-                      if k not in self._plain and not k.startswith("_")})
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
-
-
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
-    logging.getLogger("uvicorn.access").setLevel("WARNING")
-
-
-class RuntimeFiles:
-    """The lock, pid, socket and token files of one runtime dir."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.dir = runtime_dir(settings)
-        self.lock = self.dir / "assistant.lock"
-        self.pid = self.dir / "assistant.pid"
-        self.socket = socket_path(settings)
-        self.token = self.dir / "token"
-        self.log = self.dir / "daemon.log"
-
-    def running_pid(self) -> int | None:
-        try:
-            return int(self.pid.read_text().strip())
-        except (OSError, ValueError):
-            return None
-
-
-@contextlib.contextmanager
-def single_instance(files: RuntimeFiles) -> Iterator[None]:
-    fd = os.open(files.lock, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid = files.running_pid()
-            raise DaemonError(
-                f"the daemon is already running (pid {pid}, socket {files.socket})",
-                "Use `assistant daemon status`, or `assistant daemon stop` first.",
-            ) from None
-        # The lock is ours, so any socket or pid file here is left over from a killed daemon.
-        for stale in (files.socket, files.pid):
-            with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
-        files.pid.write_text(f"{os.getpid()}\n")
-        try:
-            yield
-        finally:
-            for path in (files.socket, files.pid, files.token):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-    finally:
-        os.close(fd)
-
-
-def bind_unix(path: Path) -> socket.socket:
-    if len(os.fsencode(path)) >= 104:
-        raise ConfigError(
-            f"the socket path {path} is too long for a Unix socket",
-            "Set ASSISTANT_RUNTIME_DIR to a shorter directory.",
-        )
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)  # 0600 from the moment the socket exists, not after a chmod
-    try:
-        sock.bind(str(path))
-    finally:
-        os.umask(old)
-    os.chmod(path, 0o600)
-    sock.listen(512)
-    sock.setblocking(False)
-    return sock
-
-
-def bind_tcp(spec: str) -> tuple[socket.socket, set[str]]:
-    host, _, port_text = spec.rpartition(":")
-    host = host.strip("[]") or "127.0.0.1"
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ConfigError(f"daemon.tcp = {spec!r}: expected HOST:PORT, e.g. 127.0.0.1:8765")
-    port = int(port_text)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise DaemonError(f"cannot listen on {spec}: {exc.strerror}") from None
-    sock.listen(512)
-    sock.setblocking(False)
-    if not _is_loopback(host):
-        log.warning("TCP listener is not on loopback; it still requires the token",
-                    extra={"address": spec})
-    port = sock.getsockname()[1]
-    names = {"127.0.0.1", "localhost", "[::1]", host}
-    return sock, {f"{n}:{port}" for n in names} | names
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
-def write_token(path: Path) -> str:
-    token = secrets.token_urlsafe(32)
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(token + "\n")
-    return token
 
 
 class Daemon:
@@ -192,6 +52,9 @@ class Daemon:
         self.problems: list[str] = []
         self.store: Any = None
         self.app: Any = None
+        self._host_info: dict[str, Any] = {}
+        self._host_info_at = 0.0
+        self._host_info_task: asyncio.Task[None] | None = None
 
     def extra_routers(self) -> list[Any]:
         from assistant.daemon import history_api, reroute_api
@@ -244,6 +107,7 @@ class Daemon:
 
         store = None
         try:
+            check_store_paths(self.settings)
             store = await asyncio.to_thread(Store.open, self.settings)
             recovered = await asyncio.to_thread(store.recover)
             if recovered:
@@ -286,6 +150,24 @@ class Daemon:
         except Exception:
             return {}
 
+    def cached_host_info(self) -> dict[str, Any]:
+        """The host's last answer to ``info``, refreshed in the background once it is older
+        than :data:`HOST_INFO_TTL_S`: /health never waits on the host, which may be starting,
+        busy loading or stuck."""
+        stale = time.monotonic() - self._host_info_at > HOST_INFO_TTL_S
+        if stale and self._host_info_task is None:
+            self._host_info_task = asyncio.create_task(self._refresh_host_info())
+        return self._host_info
+
+    async def _refresh_host_info(self) -> None:
+        try:
+            info = await self.host_info()
+            if info or self.models.host.pid is None:  # a stuck host keeps its last answer
+                self._host_info = info
+            self._host_info_at = time.monotonic()
+        finally:
+            self._host_info_task = None
+
     async def shutdown(self) -> None:
         with contextlib.suppress(Exception):
             await self.turns.stop()
@@ -294,12 +176,27 @@ class Daemon:
             self.store.close()
 
 
+def check_store_paths(settings: Settings) -> None:
+    """UnsafePath when the default database, or a file SQLite keeps beside it, is a symlink
+    leading out of the data dir (SQLite would create or write the file where it points).
+    A ``store.url`` set by the user is theirs to choose."""
+    if settings.store.url:
+        return
+    from assistant.store.db import DB_FILENAME
+
+    root = data_dir(settings)
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        inside(root, root / f"{DB_FILENAME}{suffix}")
+
+
 def serve(settings: Settings) -> None:
     """Run the daemon in the foreground until SIGTERM or SIGINT (a second one forces)."""
     import uvicorn
 
     from assistant.daemon.api import create_app
+    from assistant.daemon.logs import configure_logging
     from assistant.daemon.protocol import GuardedH11Protocol
+    from assistant.daemon.sockets import bind_tcp, bind_unix
     from assistant.plugins import load_plugins
 
     configure_logging(settings.daemon.log_level)

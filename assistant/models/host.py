@@ -18,10 +18,15 @@ import sys
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import IO, Any
 
+from assistant.errors import UnsafePath
+from assistant.locations import inside
+from assistant.models.kv_cache import StateCache
 from assistant.models.llama import LlamaRunner
 from assistant.models.onnx import OnnxEmbedder
+from assistant.models.template import TemplateError
 from assistant.redaction import redact
 
 
@@ -74,9 +79,11 @@ class Host:
                 if result is not None:
                     self.out.send({"id": rid, "ok": result})
             except Exception as exc:  # reported to the daemon, which decides what the user sees
+                message = redact(str(exc)) or type(exc).__name__
+                if isinstance(exc, TemplateError) and request.get("model"):
+                    message = f"model {request['model']!r}: {message}"
                 self.out.send({"id": rid, "error": {
-                    "type": type(exc).__name__,
-                    "message": redact(str(exc)) or type(exc).__name__,
+                    "type": type(exc).__name__, "message": message,
                 }})
                 traceback.print_exc(file=sys.stderr)
             finally:
@@ -87,12 +94,17 @@ class Host:
         if op == "load":
             name = request["model"]
             if name not in self.chat_models:
-                self.chat_models[name] = LlamaRunner(
+                state_dir = _state_dir(request.get("state_dir"))
+                ram = int(request.get("state_ram_bytes", 1 << 30))
+                disk = int(request.get("state_disk_bytes", 4 << 30))
+                loaded = LlamaRunner(
                     request["path"], n_ctx=request["n_ctx"], n_threads=request["n_threads"],
-                    state_dir=request.get("state_dir"),
-                    state_ram_bytes=int(request.get("state_ram_bytes", 1 << 30)),
-                    state_disk_bytes=int(request.get("state_disk_bytes", 4 << 30)),
+                    state_dir=state_dir, state_ram_bytes=ram, state_disk_bytes=disk,
                 )
+                scope = loaded.states.directory  # <state_dir>/<model scope>: no link out either
+                if state_dir is not None and scope is not None and _leads_out(state_dir, scope):
+                    loaded.states = StateCache(None, ram, disk)
+                self.chat_models[name] = loaded
             return self.chat_models[name].info()
         if op == "unload":
             runner = self.chat_models.pop(request["model"], None)
@@ -142,6 +154,23 @@ class Host:
                     "completion_tokens": piece.completion_tokens,
                     "timings": {**piece.timings, "total_s": time.perf_counter() - started},
                 }})
+
+
+def _state_dir(path: str | None) -> str | None:
+    """``path`` for saved states, or None (states kept in memory only) when it is a symlink
+    leading out of the dir it sits in: the host must not write model states elsewhere."""
+    if path is None or _leads_out(str(Path(path).parent), Path(path)):
+        return None
+    return path
+
+
+def _leads_out(root: str, path: Path) -> bool:
+    try:
+        inside(Path(root), path)
+    except UnsafePath as exc:
+        print(f"model states are kept in memory only: {exc}", file=sys.stderr, flush=True)
+        return True
+    return False
 
 
 def main() -> None:

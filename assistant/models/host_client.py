@@ -18,19 +18,23 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from assistant.errors import ModelLoadError
+from assistant.errors import ChatTemplateError, HostError
+
+# HostError lives in assistant.errors; it is importable from here too, where it is raised.
+__all__ = ["HostError", "HostProcess", "host_error"]
 
 log = logging.getLogger("assistant.host")
 
 _EOF = {"error": {"type": "HostCrashed", "message": "the model host stopped unexpectedly"}}
 
 
-class HostError(ModelLoadError):
-    """An error the host reported, with the host's exception type."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
+def host_error(error: dict[str, Any]) -> Exception:
+    """The exception for an ``error`` reply: a template the sandbox refused is the model
+    file's fault, never the host's (:class:`ChatTemplateError`); anything else a HostError."""
+    kind, message = str(error.get("type")), str(error.get("message"))
+    if kind == "TemplateError":
+        return ChatTemplateError(message, "Use another model, or fix its chat template.")
+    return HostError(kind, message)
 
 
 class HostProcess:
@@ -112,7 +116,7 @@ class HostProcess:
         finally:
             self._pending.pop(rid, None)
         if "error" in reply:
-            raise HostError(reply["error"]["type"], reply["error"]["message"])
+            raise host_error(reply["error"])
         result: dict[str, Any] = reply.get("ok", {})
         self._crashes = 0
         return result
@@ -129,7 +133,7 @@ class HostProcess:
                 reply = await queue.get()
                 if "error" in reply:
                     finished = True
-                    raise HostError(reply["error"]["type"], reply["error"]["message"])
+                    raise host_error(reply["error"])
                 if "done" in reply:
                     finished = True
                     self._crashes = 0

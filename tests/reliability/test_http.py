@@ -129,7 +129,7 @@ def test_token_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> 
     """The guard must use hmac.compare_digest (a timing test is too noisy on shared cores)."""
     import asyncio
 
-    from assistant.daemon import api
+    from assistant.daemon import middleware
 
     calls: list[tuple[bytes, bytes]] = []
     real = hmac.compare_digest
@@ -138,12 +138,12 @@ def test_token_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> 
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(api.hmac, "compare_digest", spy)
+    monkeypatch.setattr(hmac, "compare_digest", spy)
 
     async def app(scope: object, receive: object, send: object) -> None:
         raise AssertionError("reached the app with a wrong token")
 
-    guard = api.TokenGuard(app, "s3cret", {"localhost:1"})
+    guard = middleware.TokenGuard(app, "s3cret", {"localhost:1"})
     sent: list[dict[str, object]] = []
 
     async def send(message: dict[str, object]) -> None:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import statistics
 import sys
 import time
@@ -126,3 +128,28 @@ def test_thousand_concurrent_streams(real_env: dict[str, str], tmp_path: Path) -
     assert elapsed < BOUND_S
     assert p99 <= 0.100, f"/health p99 {p99 * 1000:.0f} ms"
     assert peak - before < 200, (before, peak)
+
+
+def test_health_does_not_wait_for_a_stuck_model_host(real_daemon: RunningDaemon) -> None:
+    """/health answers from the host's last stats while the host is stopped (SIGSTOP).
+
+    Checked by taking the protection out: with /health awaiting ``daemon.host_info()`` again
+    (a host round trip, given up after 5 s), each request took 5 s and the test failed.
+    """
+    with real_daemon.http(60) as http:
+        assert http.post("/api/models/smollm2-135m/load").status_code == 200
+        assert http.get("/health").status_code == 200
+        host = real_daemon.children()
+        assert len(host) == 1, host
+        os.kill(host[0], signal.SIGSTOP)
+        took = []
+        try:
+            for _ in range(4):
+                started = time.perf_counter()
+                assert http.get("/health").status_code == 200
+                took.append(time.perf_counter() - started)
+                time.sleep(1.2)  # past the cache's age limit: each request finds it stale
+        finally:
+            os.kill(host[0], signal.SIGCONT)
+        assert max(took) < 0.5, took
+        assert http.get("/api/status").json()["host_pid"] == host[0]

@@ -62,7 +62,7 @@ def test_template_escapes_run_no_code_and_fail_clearly(
         status, message = chat(real_daemon, name)
         path.unlink()
         assert not sentinel.exists(), f"{name}: the template ran code"
-        assert status >= 400, f"{name}: the hostile template rendered ({status})"
+        assert status == 400, f"{name}: the hostile template answered {status}"
         assert "template" in message and ("unsafe" in message or "undefined" in message), message
         assert_healthy(real_daemon)
 
@@ -75,7 +75,7 @@ def test_template_over_64kb_is_refused(
     added = models_add(real_env, path, "big")
     if added.returncode == 0:  # the registry may take it; loading it must not
         status, message = chat(real_daemon, "big")
-        assert status >= 400 and "64 KB" in message, (status, message)
+        assert status == 400 and "64 KB" in message, (status, message)
     else:
         assert "64" in added.stderr, added.stderr
     assert_healthy(real_daemon)
@@ -103,7 +103,7 @@ def test_looping_template_is_stopped_and_daemon_stays_responsive(
     worker.join(1)
     assert not worker.is_alive(), "the looping template was never stopped"
     status, message = result["r"]
-    assert status >= 400 and "did not finish rendering" in message, (status, message)
+    assert status == 400 and "did not finish rendering" in message, (status, message)
     assert time.monotonic() - started < RENDER_TIMEOUT_S + 30
     assert max(health_s) < 1.0, health_s
     # The host is still usable: the real model answers afterwards.
