@@ -1,12 +1,17 @@
 """The conversation store. :class:`Store` is the only way in; nothing here touches disk on import.
 
-    db.py          engine, connection settings (WAL, synchronous=FULL…), error translation
-    schema.py      ORM rows (internal)
-    migrations.py  the schema's versioned history, applied on open
-    records.py     the dataclasses the store hands out
-    repository.py  Store: turns, branching, listing, editing, export/import
-    search.py      full-text search
-    exchange.py    our JSON format, Markdown, ChatGPT's conversations.json
+    db.py             engine, connection settings (WAL, synchronous=FULL…), error translation
+    schema.py         ORM rows (internal)
+    migrations.py     the schema's versioned history, applied on open
+    records.py        the dataclasses the store hands out
+    repository.py     Store: connections, transactions, errors, clock; the API below runs
+                      through the next four modules
+    turns.py          writing the message tree: turns, replies, branches, summaries
+    conversations.py  writing whole conversations: title, archive, pin, delete, import
+    queries.py        reading conversations and messages; rows to records
+    search.py         full-text search
+    exchange.py       our JSON format, Markdown, ChatGPT's conversations.json
+    documents.py      the user's documents and their chunks (``Store.documents``)
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import pytest
 from assistant.config import load_settings
 from assistant.errors import RequestError, StorageError
 from assistant.store import Store
-from assistant.store.repository import make_title
+from assistant.store.turns import make_title
 
 
 @pytest.fixture
