@@ -160,12 +160,16 @@ class Skill(ABC):
 
     ``examples`` are utterances the router compares a turn against; give several per language.
     ``threshold`` overrides the router's similarity threshold for this skill (``None``: default).
+    ``uses_history`` says whether the skill gives the model the conversation so far
+    (``ctx.history``); only for those does the daemon compact a conversation that no longer
+    fits the context into a summary.
     """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
     examples: ClassVar[Sequence[str]] = ()
     threshold: ClassVar[float | None] = None
+    uses_history: ClassVar[bool] = True
 
     @abstractmethod
     def run(self, turn: Turn, ctx: SkillContext) -> AsyncIterator[Event]:

@@ -59,6 +59,10 @@ def _consume(events: Any, echo: bool) -> dict[str, Any]:
             result["route"] = event
         elif kind == "progress" and echo:
             click.echo(f"[{event.get('message', '')}]", err=True)
+        elif kind == "summary" and echo:
+            click.echo(f"[the conversation outgrew the context: {event.get('covers')} earlier "
+                       f"messages are now this summary (undo: assistant history undo "
+                       f"{event.get('message_id')})]\n{event.get('text', '')}\n", err=True)
         elif kind == "done":
             result["done"] = event
         elif kind == "error":

@@ -149,6 +149,21 @@ def pin(app: AppContext, conversation_id: str, undo: bool) -> None:
         store.pin(conversation_id, pinned=not undo)
 
 
+@history.command("undo")
+@click.argument("message_id")
+@click.option("--redo", is_flag=True, help="Put the summary back in force.")
+@pass_app
+def undo(app: AppContext, message_id: str, redo: bool) -> None:
+    """Undo a compaction summary: the model is given the turns it stood for again.
+
+    When a conversation outgrows the model's context, its older turns are folded into a
+    summary message (shown by `history show`); the turns themselves are kept.
+    """
+    with open_store(app) as store:
+        message = store.set_summary_undone(message_id, undone=not redo)
+    click.echo(f"summary {message.id}: {'in force' if redo else 'undone'}")
+
+
 @history.command("delete")
 @click.argument("conversation_id")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")

@@ -130,6 +130,19 @@ def get_message(request: Request, message_id: str) -> Any:
     return _guard(build)
 
 
+@router.post("/messages/{message_id}/undo")
+def undo_summary(request: Request, message_id: str) -> Any:
+    """Take a compaction summary out of the model's context: the turns it stood for return."""
+    return _guard(lambda: message_to_dict(_store(request).set_summary_undone(message_id)))
+
+
+@router.post("/messages/{message_id}/redo")
+def redo_summary(request: Request, message_id: str) -> Any:
+    """Put an undone compaction summary back in force."""
+    return _guard(lambda: message_to_dict(
+        _store(request).set_summary_undone(message_id, undone=False)))
+
+
 @router.get("/search")
 def search(
     request: Request,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from assistant.context import BackendContext
+from assistant.daemon.compaction import Compactor, chat_messages
 from assistant.errors import AssistantError, DaemonError, RequestError, StorageUnavailable
 from assistant.locations import data_dir
 from assistant.models.backend import (
@@ -40,6 +41,7 @@ from assistant.skills import (
     Reply,
     Turn,
 )
+from assistant.store.records import Message, model_context
 
 if TYPE_CHECKING:
     from assistant.daemon.server import Daemon
@@ -217,9 +219,7 @@ class TurnService:
                     store.begin_turn, request.conversation_id, utterance, model=model)
             if request.history is None:
                 path = await asyncio.to_thread(store.history, stored.user_message.id)
-                history = [ChatMessage(m.role, m.content)  # type: ignore[arg-type]
-                           for m in path[:-1]
-                           if m.role in {"user", "assistant", "system"} and m.content]
+                history = chat_messages(model_context(path)[:-1])
         ids = {} if stored is None else {
             "conversation_id": stored.conversation_id,
             "message_id": stored.assistant_message.id,
@@ -235,6 +235,13 @@ class TurnService:
             decision = await self.route(utterance, request.skill)
             route = decision.to_dict()
             yield {"type": "route", **route, **ids}
+            if store is not None and stored is not None and request.history is None:
+                async for fitting in self._fit_context(store, stored.user_message.id,
+                                                       decision.skill, model, request.params):
+                    if fitting["type"] == "summary":
+                        path = await asyncio.to_thread(store.history, stored.user_message.id)
+                        history = chat_messages(model_context(path)[:-1])
+                    yield fitting
             turn = Turn(text=decision.text, raw_text=utterance,
                         conversation_id=ids.get("conversation_id"), skill=decision.skill,
                         route=route, args={"params": request.params})
@@ -294,6 +301,55 @@ class TurnService:
                "usage": {"prompt_tokens": usage.prompt_tokens,
                          "completion_tokens": usage.completion_tokens},
                "timings": timings, **ids}
+
+    async def _fit_context(
+        self, store: Store, user_message_id: str, skill: str, model: str,
+        params: GenerationParams,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Compact the conversation if it no longer fits; yields progress and ``summary``."""
+        assert self.plugins is not None
+        found = self.plugins.skills.get(skill)
+        if found is not None and not getattr(found, "uses_history", True):
+            return
+        chat_model = str(self.settings.skill_section(skill).get("model") or model)
+        n_ctx = self.daemon.context_length(chat_model)
+        if not n_ctx:
+            return
+        path = await asyncio.to_thread(store.history, user_message_id)
+
+        async def add_summary(before: str, text: str, tokens: int, seconds: float) -> Message:
+            return await asyncio.to_thread(
+                store.add_summary, before, text, model=chat_model, completion_tokens=tokens,
+                timings={"summary_s": round(seconds, 3)})
+
+        events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+        async def progress(done: int, total: int, message: str) -> None:
+            await events.put({"type": "progress", "done": done, "total": total,
+                              "message": message})
+
+        compactor = Compactor(self.daemon.models, chat_model, n_ctx, add_summary=add_summary)
+        job = asyncio.create_task(compactor.fit(path, max_tokens=params.max_tokens,
+                                                progress=progress))
+        try:
+            while not job.done() or not events.empty():
+                waiter = asyncio.ensure_future(events.get())
+                await asyncio.wait({job, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                if waiter.done():
+                    yield waiter.result()
+                else:
+                    waiter.cancel()
+            result = job.result()
+        finally:
+            job.cancel()
+        if result is not None:
+            log.info("conversation compacted", extra={
+                "covers": result.covers, "tokens_before": result.tokens_before,
+                "tokens_after": result.tokens_after})
+            yield {"type": "summary", "message_id": result.summary.id,
+                   "text": result.summary.content, "covers": result.covers,
+                   "tokens_before": result.tokens_before, "tokens_after": result.tokens_after,
+                   "context": n_ctx}
 
     async def openai_turn(
         self, messages: list[ChatMessage], params: GenerationParams

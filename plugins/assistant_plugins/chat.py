@@ -1,7 +1,9 @@
 """The chat skill: general conversation with history and a configurable system prompt.
 
-Config, ``[skills.chat]``: ``system_prompt`` (str), ``max_history`` (messages kept, default 20),
-``model`` (a model name; default: the daemon's default model).
+Config, ``[skills.chat]``: ``system_prompt`` (str), ``model`` (a model name; default: the
+daemon's default model). The whole history is given to the model: when it outgrows the
+context, the daemon folds older turns into a summary the user can see (never a silent cut),
+which arrives here as a system note and joins the system prompt.
 """
 
 from __future__ import annotations
@@ -119,9 +121,10 @@ class Chat(Skill):
 
     async def run(self, turn: Turn, ctx: SkillContext) -> AsyncIterator[Event]:
         system = str(ctx.config.get("system_prompt") or DEFAULT_SYSTEM_PROMPT)
-        keep = int(ctx.config.get("max_history", 20))
-        history = list(ctx.history)[-keep:] if keep > 0 else []
-        messages = [ChatMessage("system", system), *history, ChatMessage("user", turn.text)]
+        notes = [m.content for m in ctx.history if m.role == "system"]
+        history = [m for m in ctx.history if m.role != "system"]
+        messages = [ChatMessage("system", "\n\n".join([system, *notes])), *history,
+                    ChatMessage("user", turn.text)]
         async for piece in ctx.generate(messages):
             yield DeltaEvent(piece)
 

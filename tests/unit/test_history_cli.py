@@ -105,3 +105,18 @@ def test_import_malformed_file_reports_and_changes_nothing(
     result = CliRunner().invoke(main, ["history", "import", str(chatgpt), "--format", "chatgpt"])
     assert result.exit_code == 1 and "[0].mapping.n.parent" in result.output
     assert len(run("list").stdout.splitlines()) == 2
+
+
+def test_a_compaction_summary_is_shown_and_can_be_undone_and_redone(ids: list[str]) -> None:
+    store = Store.open(load_settings())
+    turn = store.begin_turn(ids[0], "And rye bread?")
+    summary = store.add_summary(turn.user_message.id, "They discussed sourdough.")
+    store.close()
+    shown = run("show", ids[0]).stdout
+    assert f"[summary] {summary.id}" in shown and "They discussed sourdough." in shown
+    assert "undone" in run("undo", summary.id).stdout
+    assert f"[summary · undone] {summary.id}" in run("show", ids[0]).stdout
+    assert "in force" in run("undo", summary.id, "--redo").stdout
+    not_one = CliRunner().invoke(main, ["history", "undo", turn.user_message.id])
+    assert not_one.exit_code != 0 and "not a summary" in not_one.output
+    assert "Traceback" not in not_one.output
