@@ -7,8 +7,9 @@ prompt; only the tokens after that prefix are evaluated. States live in RAM unde
 least recently used out first, and are written to disk so that a restarted daemon finds them.
 
 An entry's key is the exact token prefix it holds, inside a directory named after everything
-else that shapes a state (model file, context size, batch size, chat template); any mismatch
-means no entry matches, and the prompt is evaluated from scratch — never a wrong reuse.
+else that shapes a state (model file, context size, batch size, chat template, llama.cpp
+version); any mismatch means no entry matches, and the prompt is evaluated from scratch — never
+a wrong reuse. A state file carries a CRC-32 of its state: a damaged one is forgotten, not used.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ import contextlib
 import hashlib
 import os
 import struct
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-_MAGIC = b"ASKV1\n"
+_MAGIC = b"ASKV2\n"  # then token count, state size, CRC-32 of the state; tokens; state
 
 
 @dataclass
@@ -183,10 +185,10 @@ class StateCache:
         for path in files:
             try:
                 with open(path, "rb") as fh:
-                    head = fh.read(len(_MAGIC) + 8)
+                    head = fh.read(len(_MAGIC) + _HEAD.size)
                     if not head.startswith(_MAGIC):
                         continue
-                    count, size = struct.unpack("<II", head[len(_MAGIC):])
+                    count, size, _ = _HEAD.unpack(head[len(_MAGIC):])
                     tokens = np.frombuffer(fh.read(4 * count), dtype=np.int32)
             except (OSError, struct.error):
                 continue
@@ -194,18 +196,25 @@ class StateCache:
                 self.entries[path.stem] = Entry(tokens.copy(), None, path, size)
 
 
+_HEAD = struct.Struct("<III")
+
+
 def _encode(tokens: np.ndarray, data: bytes) -> bytes:
     tokens = tokens.astype(np.int32)
-    return _MAGIC + struct.pack("<II", len(tokens), len(data)) + tokens.tobytes() + data
+    head = _HEAD.pack(len(tokens), len(data), zlib.crc32(data))
+    return _MAGIC + head + tokens.tobytes() + data
 
 
 def _decode(raw: bytes) -> tuple[np.ndarray, bytes]:
     if not raw.startswith(_MAGIC):
         raise ValueError("not a saved state")
     start = len(_MAGIC)
-    count, size = struct.unpack("<II", raw[start:start + 8])
-    tokens = np.frombuffer(raw[start + 8:start + 8 + 4 * count], dtype=np.int32)
-    data = raw[start + 8 + 4 * count:]
+    count, size, crc = _HEAD.unpack(raw[start:start + _HEAD.size])
+    start += _HEAD.size
+    tokens = np.frombuffer(raw[start:start + 4 * count], dtype=np.int32)
+    data = raw[start + 4 * count:]
     if len(data) != size:
         raise ValueError("truncated state file")
+    if zlib.crc32(data) != crc:
+        raise ValueError("damaged state file")
     return tokens, data

@@ -50,7 +50,8 @@ class LlamaRunner:
         self.template = ChatTemplate.from_metadata(metadata, self._token_text)
         info = os.stat(path)
         scope = scope_key(os.path.realpath(path), info.st_size, info.st_mtime_ns,
-                          self.llm.n_ctx(), 512, metadata.get("tokenizer.chat_template"))
+                          self.llm.n_ctx(), 512, metadata.get("tokenizer.chat_template"),
+                          self.library_version())
         self.states = StateCache(Path(state_dir) / scope if state_dir else None,
                                  state_ram_bytes, state_disk_bytes)
         self._dirty = False  # the live sequence has tokens no saved state holds

@@ -68,3 +68,16 @@ def test_a_damaged_state_file_is_never_used(tmp_path: Path) -> None:
     entry, _ = again.best(toks(1, 2, 3))
     assert entry is not None and again.load(entry) is None
     assert again.best(toks(1, 2, 3)) == (None, 0)
+
+
+def test_a_state_with_a_flipped_byte_is_never_used(tmp_path: Path) -> None:
+    cache = StateCache(tmp_path, 0, 1 << 20)
+    cache.put(toks(1, 2, 3), bytes(range(100)))
+    (path,) = tmp_path.glob("*.kv")
+    raw = bytearray(path.read_bytes())
+    raw[-50] ^= 0x01  # same length, one bit wrong
+    path.write_bytes(bytes(raw))
+    again = StateCache(tmp_path, 0, 1 << 20)
+    entry, _ = again.best(toks(1, 2, 3))
+    assert entry is not None and again.load(entry) is None
+    assert not list(tmp_path.glob("*.kv"))  # forgotten, file and all
