@@ -137,6 +137,13 @@ class Client:
             )
         return health
 
+    def forget_states(self, conversation_id: str) -> bool:
+        """Ask a running daemon to drop a conversation's saved model states; False if none runs."""
+        if self.health() is None:
+            return False
+        response = self.http.delete(f"/api/conversations/{conversation_id}/states")
+        return response.status_code == 204
+
     # -- requests ----------------------------------------------------------------------------
 
     def get(self, path: str, **params: Any) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from assistant.models.backend import Backend, ChatMessage, GenerationParams
@@ -69,8 +70,10 @@ class BackendContext(SkillContext):
         documents: DocumentSearch | None = None,
         config: dict[str, Any] | None = None,
         params: GenerationParams | None = None,
+        cache_tag: str | None = None,
     ) -> None:
         self.backend = backend
+        self.cache_tag = cache_tag  # labels the model states of this conversation (see params)
         self.model = model
         self.embedding_model = embedding_model or model
         self.embedding_backend = embedding_backend or backend
@@ -86,11 +89,11 @@ class BackendContext(SkillContext):
         params: GenerationParams | None = None,
         model: str | None = None,
     ) -> AsyncIterator[str]:
+        chosen = params or self.params
+        if self.cache_tag:
+            chosen = replace(chosen, cache_tag=self.cache_tag)
         stream = self.backend.chat(
-            model or self.config.get("model") or self.model,
-            list(messages),
-            params or self.params,
-        )
+            model or self.config.get("model") or self.model, list(messages), chosen)
         try:
             async for delta in stream:
                 if delta.text:

@@ -177,7 +177,21 @@ def delete(app: AppContext, conversation_id: str, yes: bool) -> None:
                 f"Delete \"{conv.title}\" and its {len(conv.messages)} messages?", abort=True
             )
         store.delete(conversation_id)
+    _forget_states(app, conversation_id)
     click.echo(f"Deleted {conversation_id}.", err=True)
+
+
+def _forget_states(app: AppContext, conversation_id: str) -> None:
+    """The model states saved from the conversation go too: through a running daemon (whose
+    model host may hold them in memory), else straight from the data dir."""
+    from assistant.client import Client
+    from assistant.locations import data_dir
+    from assistant.models.kv_cache import forget_on_disk
+
+    with Client(app.settings) as client:
+        if client.forget_states(conversation_id):
+            return
+    forget_on_disk(data_dir(app.settings) / "states", conversation_id)
 
 
 @history.command("search")

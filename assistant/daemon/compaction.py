@@ -67,7 +67,9 @@ class Compactor:
     def __init__(
         self, backend: Backend, model: str, n_ctx: int, *,
         add_summary: Callable[[str, str, int, float], Awaitable[Message]],
+        cache_tag: str | None = None,
     ) -> None:
+        self.cache_tag = cache_tag  # the conversation's label for the model states it leaves
         self.backend = backend
         self.model = model
         self.n_ctx = n_ctx
@@ -124,7 +126,8 @@ class Compactor:
                 ChatMessage("user", source),
             ]
             pieces: list[str] = []
-            params = GenerationParams(max_tokens=self.summary_tokens, temperature=0.0)
+            params = GenerationParams(max_tokens=self.summary_tokens, temperature=0.0,
+                                      cache_tag=self.cache_tag)
             async with closing_stream(self.backend.chat(self.model, prompt, params)) as stream:
                 async for delta in stream:
                     pieces.append(delta.text)

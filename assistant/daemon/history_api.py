@@ -116,9 +116,22 @@ def patch_conversation(request: Request, conversation_id: str, patch: Conversati
 
 
 @router.delete("/conversations/{conversation_id}", status_code=204)
-def delete_conversation(request: Request, conversation_id: str) -> Response:
-    result = _guard(lambda: _store(request).delete(conversation_id))
-    return result if isinstance(result, JSONResponse) else Response(status_code=204)
+async def delete_conversation(request: Request, conversation_id: str) -> Response:
+    """Delete it, and the model states saved from it: nothing of it is left on disk."""
+    result = await run_in_threadpool(_guard, lambda: _store(request).delete(conversation_id))
+    if isinstance(result, JSONResponse):
+        return result
+    daemon = getattr(request.app.state, "daemon", None)
+    if daemon is not None:
+        await daemon.models.forget_states(conversation_id)
+    return Response(status_code=204)
+
+
+@router.delete("/conversations/{conversation_id}/states", status_code=204)
+async def forget_states(request: Request, conversation_id: str) -> Response:
+    """Drop the model states saved from a conversation (its messages stay)."""
+    await request.app.state.daemon.models.forget_states(conversation_id)
+    return Response(status_code=204)
 
 
 @router.get("/messages/{message_id}")

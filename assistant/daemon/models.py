@@ -198,6 +198,7 @@ class ModelManager(Backend):
                     params={
                         "max_tokens": params.max_tokens, "temperature": params.temperature,
                         "top_p": params.top_p, "stop": list(params.stop), "seed": params.seed,
+                        "cache_tag": params.cache_tag,
                     },
                 )
                 try:
@@ -238,6 +239,17 @@ class ModelManager(Backend):
             resident.last_used = time.monotonic()
         vectors: list[list[float]] = result["vectors"]
         return vectors
+
+    async def forget_states(self, tag: str) -> int:
+        """Delete conversation ``tag``'s saved model states: in the host, then on disk."""
+        from assistant.models.kv_cache import forget_on_disk
+
+        removed = 0
+        if any(r.kind == "chat" for r in self.resident.values()):
+            with contextlib.suppress(HostError):  # a host that is gone holds no states
+                removed += int((await self.host.call("forget", tag=tag)).get("removed", 0))
+        root = data_dir(self.settings) / "states"
+        return removed + await asyncio.to_thread(forget_on_disk, root, tag)
 
     async def count_tokens(self, model: str, messages: list[ChatMessage]) -> int:
         if model in self.backends:

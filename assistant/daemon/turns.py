@@ -252,6 +252,7 @@ class TurnService:
                 embedding_model=self.settings.models.embedding, history=history,
                 documents=self.documents,
                 config=self.settings.skill_section(decision.skill), params=request.params,
+                cache_tag=ids.get("conversation_id"),
             )
             events = closing_stream(self.plugins.run_skill(decision.skill, turn, ctx))
             async with events as skill_events:
@@ -328,7 +329,9 @@ class TurnService:
             await events.put({"type": "progress", "done": done, "total": total,
                               "message": message})
 
-        compactor = Compactor(self.daemon.models, chat_model, n_ctx, add_summary=add_summary)
+        conversation = path[-1].conversation_id
+        compactor = Compactor(self.daemon.models, chat_model, n_ctx, add_summary=add_summary,
+                              cache_tag=conversation)
         job = asyncio.create_task(compactor.fit(path, max_tokens=params.max_tokens,
                                                 progress=progress))
         try:

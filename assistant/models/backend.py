@@ -30,6 +30,9 @@ class GenerationParams:
     top_p: float = 0.95
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    # The conversation a generation belongs to: saved model states are labelled with it, so
+    # deleting the conversation deletes them. Set by the daemon, not by skills.
+    cache_tag: str | None = None
 
 
 @dataclass

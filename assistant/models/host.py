@@ -123,6 +123,9 @@ class Host:
             return {}
         if op == "embed":
             return {"vectors": self.embedders[request["model"]].embed(request["texts"])}
+        if op == "forget":  # a deleted conversation's saved states
+            tag = str(request["tag"])
+            return {"removed": sum(r.forget(tag) for r in self.chat_models.values())}
         if op == "count":
             return {"tokens": self._chat_model(request).count(request["messages"])}
         if op == "chat":

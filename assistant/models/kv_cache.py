@@ -22,10 +22,12 @@ import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
-_MAGIC = b"ASKV2\n"  # then token count, state size, CRC-32 of the state; tokens; state
+# Then token count, state size, CRC-32 of the state, tag length; the tag; tokens; state.
+_MAGIC = b"ASKV3\n"
 
 
 @dataclass
@@ -34,6 +36,7 @@ class Entry:
     data: bytes | None  # the state in RAM, or None when it is only on disk
     path: Path | None
     size: int
+    tag: str = ""  # the conversation it belongs to, when the daemon said; forget() goes by it
 
 
 def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
@@ -74,9 +77,9 @@ class StateCache:
                 found, length = entry, n
         return found, length
 
-    def put(self, tokens: np.ndarray, data: bytes) -> None:
+    def put(self, tokens: np.ndarray, data: bytes, tag: str = "") -> None:
         key = hashlib.sha256(tokens.tobytes()).hexdigest()[:32]
-        entry = Entry(tokens.copy(), data, None, len(data))
+        entry = Entry(tokens.copy(), data, None, len(data), tag)
         # Added before its ancestors go: stats() runs on another thread and must never see
         # the conversation missing.
         self.entries[key] = entry
@@ -104,6 +107,13 @@ class StateCache:
             self._forget(entry)  # unreadable or not what the index said: never use it
             return None
         return data
+
+    def forget(self, tag: str) -> int:
+        """Drop every state of conversation ``tag``, from RAM and disk; how many went."""
+        keys = [k for k, e in self.entries.items() if tag and e.tag == tag]
+        for key in keys:
+            self._drop(key)
+        return len(keys)
 
     def _forget(self, entry: Entry) -> None:
         for key, value in list(self.entries.items()):
@@ -158,7 +168,7 @@ class StateCache:
         tmp = path.with_suffix(".tmp")
         try:
             with open(tmp, "wb") as fh:
-                fh.write(_encode(entry.tokens, entry.data))
+                fh.write(_encode(entry.tokens, entry.data, entry.tag))
             os.replace(tmp, path)
         except OSError:
             return
@@ -185,32 +195,42 @@ class StateCache:
         for path in files:
             try:
                 with open(path, "rb") as fh:
-                    head = fh.read(len(_MAGIC) + _HEAD.size)
-                    if not head.startswith(_MAGIC):
+                    found = _read_head(fh)
+                    if found is None:
                         continue
-                    count, size, _ = _HEAD.unpack(head[len(_MAGIC):])
+                    count, size, tag = found
                     tokens = np.frombuffer(fh.read(4 * count), dtype=np.int32)
-            except (OSError, struct.error):
+            except (OSError, struct.error, UnicodeDecodeError):
                 continue
             if len(tokens) == count:
-                self.entries[path.stem] = Entry(tokens.copy(), None, path, size)
+                self.entries[path.stem] = Entry(tokens.copy(), None, path, size, tag)
 
 
-_HEAD = struct.Struct("<III")
+_HEAD = struct.Struct("<IIII")
 
 
-def _encode(tokens: np.ndarray, data: bytes) -> bytes:
+def _encode(tokens: np.ndarray, data: bytes, tag: str = "") -> bytes:
     tokens = tokens.astype(np.int32)
-    head = _HEAD.pack(len(tokens), len(data), zlib.crc32(data))
-    return _MAGIC + head + tokens.tobytes() + data
+    label = tag.encode("utf-8")
+    head = _HEAD.pack(len(tokens), len(data), zlib.crc32(data), len(label))
+    return _MAGIC + head + label + tokens.tobytes() + data
+
+
+def _read_head(fh: BinaryIO) -> tuple[int, int, str] | None:
+    """Token count, state size and tag of the state file open in ``fh``, or None."""
+    head = fh.read(len(_MAGIC) + _HEAD.size)
+    if not head.startswith(_MAGIC):
+        return None
+    count, size, _, label = _HEAD.unpack(head[len(_MAGIC):])
+    return count, size, fh.read(label).decode("utf-8")
 
 
 def _decode(raw: bytes) -> tuple[np.ndarray, bytes]:
     if not raw.startswith(_MAGIC):
         raise ValueError("not a saved state")
     start = len(_MAGIC)
-    count, size, crc = _HEAD.unpack(raw[start:start + _HEAD.size])
-    start += _HEAD.size
+    count, size, crc, label = _HEAD.unpack(raw[start:start + _HEAD.size])
+    start += _HEAD.size + label
     tokens = np.frombuffer(raw[start:start + 4 * count], dtype=np.int32)
     data = raw[start + 4 * count:]
     if len(data) != size:
@@ -218,3 +238,23 @@ def _decode(raw: bytes) -> tuple[np.ndarray, bytes]:
     if zlib.crc32(data) != crc:
         raise ValueError("damaged state file")
     return tokens, data
+
+
+def forget_on_disk(root: Path, tag: str) -> int:
+    """Delete conversation ``tag``'s state files under ``root`` (every model's directory).
+
+    For models the host has not loaded; a loaded one is told through the host (``forget``).
+    """
+    removed = 0
+    if not tag or not root.is_dir() or root.is_symlink():
+        return 0
+    for path in root.glob("*/*.kv"):
+        try:
+            with open(path, "rb") as fh:
+                found = _read_head(fh)
+            if found is not None and found[2] == tag:
+                path.unlink()
+                removed += 1
+        except (OSError, struct.error, UnicodeDecodeError):
+            continue
+    return removed

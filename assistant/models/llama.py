@@ -55,6 +55,7 @@ class LlamaRunner:
         self.states = StateCache(Path(state_dir) / scope if state_dir else None,
                                  state_ram_bytes, state_disk_bytes)
         self._dirty = False  # the live sequence has tokens no saved state holds
+        self._tag = ""  # the conversation the live sequence belongs to (params["cache_tag"])
 
     @staticmethod
     def library_version() -> str:
@@ -88,8 +89,17 @@ class LlamaRunner:
         written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, 0)
         if written:
             tokens = np.array(self.llm.input_ids[:n], dtype=np.int32)
-            self.states.put(tokens, bytes(memoryview(buffer)[:written]))
+            self.states.put(tokens, bytes(memoryview(buffer)[:written]), self._tag)
             self._dirty = False
+
+    def forget(self, tag: str) -> int:
+        """Drop conversation ``tag``'s saved states, and the live sequence if it is that one."""
+        removed = self.states.forget(tag)
+        if tag and self._tag == tag:
+            self.llm.reset()  # type: ignore[no-untyped-call]
+            self.llm._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]
+            self._dirty, self._tag = False, ""
+        return removed
 
     def _reuse(self, prompt: list[int]) -> int:
         """Make the live context the best start for ``prompt``; the tokens it spares."""
@@ -140,7 +150,8 @@ class LlamaRunner:
         if cancelled():  # cancelled while it waited for the worker: read no prompt at all
             yield Piece("", finish_reason="cancelled", prompt_tokens=len(tokens))
             return
-        reused = self._reuse(tokens)
+        reused = self._reuse(tokens)  # saves the outgoing conversation under its own tag
+        self._tag = str(params.get("cache_tag") or "")
         # The sampler takes the context's seed: set it on every request, or one client's
         # seed would fix the sampling of every later request.
         seed = params.get("seed")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +77,29 @@ def test_a_restarted_daemon_continues_from_the_saved_state(
         assert stats["hits"] == 1, stats
     finally:
         again.stop()
+
+
+def test_deleting_a_conversation_deletes_its_saved_model_states(
+    daemon_env: dict[str, str], tmp_path: Path
+) -> None:
+    states = Path(daemon_env["ASSISTANT_DATA_DIR"]) / "states"
+    daemon = start_daemon(daemon_env, tmp_path / "daemon.log")
+    try:
+        with daemon.http(300) as http:
+            kept = http.post("/api/turns", json={"text": FACTS + " Which fact mentions 3?",
+                                                  "skill": "chat", "max_tokens": 4})
+            gone = http.post("/api/turns", json={"text": FACTS + " Which fact mentions 9?",
+                                                  "skill": "chat", "max_tokens": 4})
+            assert kept.status_code == gone.status_code == 200
+            ids = [json.loads(r.text.split("data:", 1)[1].split("\n", 1)[0])["conversation_id"]
+                   for r in (kept, gone)]
+            deadline = time.monotonic() + 30  # a state is saved just after its reply is sent
+            while len(list(states.glob("*/*.kv"))) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert len(list(states.glob("*/*.kv"))) == 2
+            assert http.delete(f"/api/conversations/{ids[1]}").status_code == 204
+            assert cache(daemon)["entries"] == 1
+        files = list(states.glob("*/*.kv"))
+        assert len(files) == 1 and ids[0].encode() in files[0].read_bytes()[:200]
+    finally:
+        daemon.stop()

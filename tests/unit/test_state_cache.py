@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from assistant.models.kv_cache import StateCache, common_prefix
+from assistant.models.kv_cache import StateCache, common_prefix, forget_on_disk
 
 
 def toks(*values: int) -> np.ndarray:
@@ -81,3 +81,21 @@ def test_a_state_with_a_flipped_byte_is_never_used(tmp_path: Path) -> None:
     entry, _ = again.best(toks(1, 2, 3))
     assert entry is not None and again.load(entry) is None
     assert not list(tmp_path.glob("*.kv"))  # forgotten, file and all
+
+
+def test_a_conversations_states_are_forgotten_by_its_tag(tmp_path: Path) -> None:
+    scope = tmp_path / "scope-a"
+    cache = StateCache(scope, 1 << 20, 1 << 20)
+    cache.put(toks(1, 2, 3), b"a" * 10, "conv-1")
+    cache.put(toks(4, 5, 6), b"b" * 10, "conv-2")
+    cache.put(toks(7, 8, 9), b"c" * 10)
+    assert cache.forget("conv-1") == 1 and cache.forget("") == 0
+    assert {e.tag for e in cache.entries.values()} == {"conv-2", ""}
+    assert len(list(scope.glob("*.kv"))) == 2
+    # a model that is not loaded: its files are found and removed by their header
+    other = StateCache(tmp_path / "scope-b", 1 << 20, 1 << 20)
+    other.put(toks(1, 1, 1), b"d" * 10, "conv-2")
+    assert forget_on_disk(tmp_path, "conv-2") == 2
+    assert [p.parent.name for p in tmp_path.glob("*/*.kv")] == ["scope-a"]
+    again = StateCache(scope, 1 << 20, 1 << 20)
+    assert [e.tag for e in again.entries.values()] == [""]
