@@ -43,6 +43,15 @@ def batches(pieces: Iterable[str], limit_tokens: int, sep: str = " ") -> list[st
     return out
 
 
+def clip(text: str, limit_tokens: int) -> str:
+    """``text`` cut to at most ``limit_tokens`` (estimated), at a sentence end or a space."""
+    if estimate_tokens(text) <= limit_tokens:
+        return text
+    head = _cut(text, limit_tokens)[0]
+    end = max(head.rfind(". "), head.rfind("。"), head.rfind("\n"))
+    return head[:end + 1].strip() if end > len(head) // 2 else head
+
+
 def _cut(text: str, limit_tokens: int) -> list[str]:
     if estimate_tokens(text) <= limit_tokens:
         return [text]

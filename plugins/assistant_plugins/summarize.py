@@ -7,7 +7,8 @@ prompt is sized so it never exceeds ``context_tokens``. ``extractive`` (request 
 "extractive"/"key sentences", or ``args["mode"]``) needs no model: sentences ranked by
 centrality (TextRank over the cosine graph of their embeddings), fast on very long input.
 
-Config ``[skills.summarize]``: ``context_tokens`` (2048), ``style``, ``model``.
+Config ``[skills.summarize]``: ``context_tokens`` (2048), ``partial_tokens`` (longest summary of
+one chunk; default an eighth of the context, at most 200), ``style``, ``model``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from assistant import (
     Turn,
     hookimpl,
 )
-from assistant_plugins.budget import batches, context_tokens
+from assistant_plugins.budget import batches, clip, context_tokens
 from assistant_plugins.translate import language_code, language_name
 
 STYLES = {
@@ -186,6 +187,9 @@ class Summarize(Skill):
             return
         budget = context_tokens(ctx.config)
         chunk_tokens = max(128, int(budget * 0.55))
+        # A partial summary is clipped to half a chunk, so two always fit one batch and every
+        # round at least halves the work, however wordy the model is.
+        partial_tokens = int(ctx.config.get("partial_tokens") or min(200, budget // 8))
         chunks = batches(sentences, chunk_tokens) or [text]
         rounds = 0
         while len(chunks) > 1:
@@ -196,8 +200,8 @@ class Summarize(Skill):
                                              f"{len(chunks)}")
                 pieces = [p async for p in ctx.generate(
                     self._prompt(chunk, "paragraph", target, lang),
-                    GenerationParams(temperature=0.0, max_tokens=min(200, budget // 8)))]
-                partial.append("".join(pieces).strip())
+                    GenerationParams(temperature=0.0, max_tokens=partial_tokens))]
+                partial.append(clip("".join(pieces).strip(), chunk_tokens // 2))
             ctx.progress(len(chunks), len(chunks), "combining")
             chunks = batches(partial, chunk_tokens, sep="\n")
         async for piece in ctx.generate(

@@ -55,3 +55,15 @@ async def test_extractive_needs_no_model_and_keeps_order() -> None:
 def test_textrank_prefers_central_vectors() -> None:
     ranks = textrank([[1.0, 0.0], [0.9, 0.1], [0.95, 0.05], [0.0, 1.0]])
     assert ranks.index(min(ranks)) == 3
+
+
+@pytest.mark.asyncio
+async def test_map_reduce_ends_however_wordy_the_partial_summaries() -> None:
+    text = " ".join(f"Sentence {i} says something about topic {i}." for i in range(400))
+    backend = FakeBackend(["Extraordinarily " * 500] * 400)
+    ctx = fake_context(backend, config={"context_tokens": 256})
+    _, events = await run_skill_text(Summarize(), Turn("Summarize", args={"text": text}), ctx,
+                                     timeout=60)
+    rounds = [e for e in events if isinstance(e, Progress) and e.message == "combining"]
+    assert events[-1].status == "complete" and 2 <= len(rounds) <= 8
+    assert all(sum(estimate_tokens(m.content) for m in call) <= 256 for call in backend.calls)
