@@ -26,24 +26,122 @@ from assistant import (
     Turn,
     hookimpl,
 )
-from assistant.eval.metrics import cited, declined
+from assistant.eval.metrics import declined, normalize_answer
 from assistant_plugins.budget import context_tokens, estimate_tokens
 
 DECLINE = "I cannot find this in your documents."
 SYSTEM = (
-    "You answer questions using only the numbered sources the user gives. Answer briefly, in "
-    "the language of the question, and put the number of the source you used in square "
-    "brackets after the answer, like [1]. If the sources do not answer the question, reply "
+    "You answer questions using only the numbered sources the user gives. Answer in the "
+    "language of the question, as briefly as possible: the few words that answer it, taken "
+    "from the source, or one short sentence. Then put the number of the source that holds the "
+    "answer in square brackets, like [1]. If the sources do not answer the question, reply "
     f"exactly: {DECLINE}"
 )
 _WORD = re.compile(r"\w+")
+_MARKER = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+_PARTIAL_MARKER = re.compile(r"\[[\d,;\s]*$")
 
 
-def best_source(answer: str, passages: Sequence[dict[str, Any]]) -> int:
-    """The 1-based number of the passage sharing most words with ``answer``."""
-    words = set(_WORD.findall(answer.lower()))
-    scores = [len(words & set(_WORD.findall(str(p.get("text", "")).lower()))) for p in passages]
-    return scores.index(max(scores)) + 1 if scores else 1
+def _words(text: str) -> list[str]:
+    return normalize_answer(text).split()
+
+
+def _holds(passage: list[str], claim: list[str]) -> bool:
+    """Whether ``claim`` occurs in ``passage`` as consecutive words."""
+    n = len(claim)
+    return any(passage[i:i + n] == claim for i in range(len(passage) - n + 1))
+
+
+def ground(claim: str, passages: Sequence[dict[str, Any]], proposed: Sequence[int] = (),
+           question: str = "") -> int:
+    """The 1-based number of the passage that holds ``claim``.
+
+    A passage containing the claim word for word wins, the model's ``proposed`` ones first
+    (a small model often cites [1] whatever it read); else the passage sharing the claim's
+    most distinctive words (rare among the passages, not merely repeated from the question),
+    keeping the model's choice unless another passage is clearly better.
+    """
+    texts = [_words(str(p.get("text", ""))) for p in passages]
+    valid = [n for n in proposed if 1 <= n <= len(passages)]
+    claim_words = _words(claim)
+    if claim_words:
+        holding = [i for i, t in enumerate(texts, 1) if _holds(t, claim_words)]
+        for n in valid:
+            if n in holding:
+                return n
+        if holding:
+            return holding[0]
+    sets = [set(t) for t in texts]
+    asked = set(_words(question))
+    scores = []
+    for s in sets:
+        score = 0.0
+        for w in set(claim_words) & s:
+            df = sum(w in other for other in sets)
+            score += (0.5 if w in asked else 1.0) / df
+        scores.append(score)
+    if not scores:
+        return 1
+    best = scores.index(max(scores)) + 1
+    if valid and scores[best - 1] - scores[valid[0] - 1] < 1.0:
+        return valid[0]
+    return best
+
+
+class Citations:
+    """Streams an answer, checking each ``[n]`` against the text it follows.
+
+    ``feed`` returns what can be shown so far: a half-received marker is held back, and a
+    marker whose passage does not hold the claim before it is renumbered (:func:`ground`).
+    ``finish`` returns the rest, with a citation appended when the answer has none.
+    """
+
+    def __init__(self, passages: Sequence[dict[str, Any]], question: str = "") -> None:
+        self.passages = passages
+        self.question = question
+        self.numbers: list[int] = []
+        self.text = ""
+        self._claim = ""
+        self._group: list[int] = []
+        self._pending = ""
+
+    def feed(self, piece: str) -> str:
+        self._pending += piece
+        out: list[str] = []
+        while (match := _MARKER.search(self._pending)) is not None:
+            before = self._pending[:match.start()]
+            self._pending = self._pending[match.end():]
+            self._add(before)
+            out.append(before)
+            proposed = [int(n) for n in re.findall(r"\d+", match.group(1))]
+            n = ground(self._claim or self.text, self.passages, proposed, self.question)
+            if n not in self._group:  # "[1][3]" both grounded to 3 shows once
+                self._group.append(n)
+                self.numbers.append(n)
+                out.append(f"[{n}]")
+        partial = _PARTIAL_MARKER.search(self._pending)
+        cut = partial.start() if partial else len(self._pending)
+        shown, self._pending = self._pending[:cut], self._pending[cut:]
+        self._add(shown)
+        out.append(shown)
+        return "".join(out)
+
+    def _add(self, text: str) -> None:
+        """Text between markers: words after a citation start the next claim."""
+        if _WORD.search(text) and self._group:
+            self._claim, self._group = text, []
+        else:
+            self._claim += text
+        self.text += text
+
+    def finish(self) -> str:
+        rest, self._pending = self._pending, ""
+        self.text += rest
+        if self.numbers or not self.text.strip() or declined(self.text):
+            return rest
+        n = ground(self.text, self.passages, (), self.question)
+        self.numbers.append(n)
+        return rest + f" [{n}]"
 
 
 def sources_block(passages: Sequence[dict[str, Any]], budget: int) -> tuple[str, int]:
@@ -150,21 +248,20 @@ class QA(Skill):
             *history,
             ChatMessage("user", f"Sources:\n{sources}\n\nQuestion: {question}"),
         ]
-        answer: list[str] = []
+        citations = Citations(passages, question)
         params = GenerationParams(temperature=0.0, max_tokens=256)
         async for piece in ctx.generate(messages, params):
-            answer.append(piece)
-            yield DeltaEvent(piece)
-        text = "".join(answer).strip()
-        if declined(text) and not cited(text, len(passages)):
+            shown = citations.feed(piece)
+            if shown:
+                yield DeltaEvent(shown)
+        rest = citations.finish()
+        if rest:
+            yield DeltaEvent(rest)
+        if not citations.numbers:
             return
-        numbers = cited(text, len(passages))
-        if not numbers:
-            numbers = [best_source(text, passages)]
-            yield DeltaEvent(f" [{numbers[0]}]")
         footer = "\n".join(f"[{n}] {passages[n - 1].get('document', '?')}, "
                            f"{passages[n - 1].get('location', '')}".rstrip(", ")
-                           for n in numbers)
+                           for n in dict.fromkeys(citations.numbers))
         yield DeltaEvent(f"\n\nSources:\n{footer}")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from assistant_plugins.qa import DECLINE, QA
+from assistant_plugins.qa import DECLINE, QA, Citations, ground
 
 from assistant.skills import Turn
 from assistant.testing import FakeBackend, fake_context, run_skill_text
@@ -60,3 +60,26 @@ async def test_model_decline_gets_no_sources() -> None:
     ctx.documents = Docs(HITS)
     text, _ = await run_skill_text(QA(), Turn("What is the CEO's name?"), ctx)
     assert text == DECLINE
+
+
+@pytest.mark.asyncio
+async def test_a_wrong_citation_is_renumbered_to_the_passage_holding_the_answer() -> None:
+    ctx = fake_context(FakeBackend(["In London [1]."]))
+    ctx.documents = Docs(HITS)
+    text, _ = await run_skill_text(QA(), Turn("Where is the office?"), ctx)
+    assert text == "In London [2].\n\nSources:\n[2] notes.md, line 4"
+
+
+def test_citations_survive_markers_split_across_pieces() -> None:
+    citations = Citations(HITS, "How long is the warranty, and where is the office?")
+    shown = [citations.feed(p) for p in ["Two years [", "2", "]; in London [", "1][2", "]."]]
+    shown.append(citations.finish())
+    assert "".join(shown) == "Two years [1]; in London [2]."
+    assert shown[0] == "Two years " and citations.numbers == [1, 2]
+
+
+def test_ground_prefers_the_words_of_the_claim_over_the_question() -> None:
+    passages = [{"text": "The warranty covers parts."}, {"text": "The warranty lasts two years."}]
+    assert ground("two years", passages, [1]) == 2
+    assert ground("The warranty covers the parts", passages, [1]) == 1
+    assert ground("It is two years long", passages, [1], "How long is the warranty?") == 2
