@@ -53,14 +53,6 @@ class TurnRouted(Message):
 
 
 @dataclass
-class TextArrived(Message):
-    """Reply text that arrived since the last one; the worker sends at most ~30 a second."""
-
-    turn: int
-    text: str
-
-
-@dataclass
 class TurnProgressed(Message):
     turn: int
     event: dict[str, Any]

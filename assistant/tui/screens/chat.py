@@ -1,13 +1,14 @@
 """The chat screen: conversation list, transcript, prompt and status bar, and its actions.
 
-Network calls run in thread workers that report back by message; reply text reaches the
-screen at most ``FRAME_S`` apart, so rendering never falls behind the model.
+Network calls run in thread workers that report back by message. Reply text is the
+exception: the turn's worker adds it to a buffer that a timer moves to the screen every
+``FRAME_S``, so the UI wakes a few times a second while a reply streams, not once per token
+(the model decodes on the same cores).
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -17,6 +18,7 @@ from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.timer import Timer
 
 from assistant.errors import AssistantError
 from assistant.tui import keys
@@ -28,7 +30,6 @@ from assistant.tui.messages import (
     DaemonConnected,
     DaemonFailed,
     PromptSubmitted,
-    TextArrived,
     TurnEnded,
     TurnFailed,
     TurnFinished,
@@ -43,7 +44,25 @@ from assistant.tui.widgets.transcript import MessageView, Transcript, last_code_
 if TYPE_CHECKING:
     from assistant.tui.app import AssistantApp
 
-FRAME_S = 1 / 30
+FRAME_S = 0.2
+
+
+class PendingText:
+    """Reply text the turn's worker has read and the screen has not shown yet."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._lock = threading.Lock()
+
+    def add(self, text: str) -> None:
+        with self._lock:
+            self._parts.append(text)
+
+    def take(self) -> str:
+        with self._lock:
+            text = "".join(self._parts)
+            self._parts.clear()
+        return text
 
 
 class ChatScreen(Screen[None]):
@@ -62,6 +81,8 @@ class ChatScreen(Screen[None]):
         self.turn = 0
         self.streaming: MessageView | None = None
         self.cancel_event = threading.Event()
+        self.pending = PendingText()
+        self._frames: Timer | None = None
 
     @property
     def assistant_app(self) -> AssistantApp:
@@ -202,17 +223,20 @@ class ChatScreen(Screen[None]):
         self.streaming = await transcript.add(MessageView("assistant", status="streaming"))
         self.turn += 1
         self.cancel_event = threading.Event()
+        self.pending = PendingText()
+        if self._frames is not None:
+            self._frames.stop()
+        self._frames = self.set_interval(FRAME_S, self._show_pending)
         self.query_one(StatusBar).set(state="generating…")
         fields: dict[str, Any] = {"conversation_id": self.conversation_id, "model": self.model}
         if self.assistant_app.max_tokens:
             fields["max_tokens"] = self.assistant_app.max_tokens
-        self.run_turn(self.turn, open_stream, fields, self.cancel_event)
+        self.run_turn(self.turn, open_stream, fields, self.cancel_event, self.pending)
 
     @work(thread=True, group="turn")
     def run_turn(self, turn: int, open_stream: Callable[..., Iterator[dict[str, Any]]],
-                 fields: dict[str, Any], cancel: threading.Event) -> None:
-        pending: list[str] = []
-        sent_at = 0.0
+                 fields: dict[str, Any], cancel: threading.Event,
+                 pending: PendingText) -> None:
         try:
             events = open_stream(**fields)
             try:
@@ -221,17 +245,8 @@ class ChatScreen(Screen[None]):
                         break
                     kind = event.get("type")
                     if kind == "delta":
-                        pending.append(event["text"])
-                        now = time.monotonic()
-                        if now - sent_at >= FRAME_S:
-                            self.post_message(TextArrived(turn, "".join(pending)))
-                            pending.clear()
-                            sent_at = now
-                        continue
-                    if pending:
-                        self.post_message(TextArrived(turn, "".join(pending)))
-                        pending.clear()
-                    if kind == "route":
+                        pending.add(str(event.get("text") or ""))
+                    elif kind == "route":
                         self.post_message(TurnRouted(turn, event))
                     elif kind in {"progress", "notice"}:
                         self.post_message(TurnProgressed(turn, event))
@@ -251,17 +266,15 @@ class ChatScreen(Screen[None]):
         except Exception as exc:  # the connection itself: httpx errors, a daemon gone
             self.post_message(TurnFailed(turn, f"lost the daemon: {exc}"))
         finally:
-            if pending and not cancel.is_set():
-                self.post_message(TextArrived(turn, "".join(pending)))
             self.post_message(TurnEnded(turn))
 
     def _current(self, turn: int) -> MessageView | None:
         return self.streaming if turn == self.turn else None
 
-    async def on_text_arrived(self, message: TextArrived) -> None:
-        view = self._current(message.turn)
-        if view is not None and not self.cancel_event.is_set():
-            await view.append(message.text)
+    def _show_pending(self) -> None:
+        text = self.pending.take()
+        if text and self.streaming is not None and not self.cancel_event.is_set():
+            self.streaming.append(text)
 
     def on_turn_routed(self, message: TurnRouted) -> None:
         view = self._current(message.turn)
@@ -279,10 +292,11 @@ class ChatScreen(Screen[None]):
         view.set_header(skill=event.get("skill"))
         self.query_one(StatusBar).set(skill=event.get("skill", ""),
                                       method=event.get("method", ""), score=event.get("score"))
+        # A new conversation joins the sidebar when the turn ends: asking the daemon for the
+        # list now would take CPU from the reply being decoded.
         new = event.get("conversation_id")
         if new and new != self.conversation_id:
             self.conversation_id = new
-            self.refresh_conversations()
 
     def on_turn_progressed(self, message: TurnProgressed) -> None:
         event = message.event
@@ -297,6 +311,7 @@ class ChatScreen(Screen[None]):
         view = self._current(message.turn)
         if view is None:
             return
+        self._show_pending()
         event = message.event
         usage = event.get("usage") or {}
         timings = event.get("timings") or {}
@@ -322,6 +337,10 @@ class ChatScreen(Screen[None]):
         view = self._current(message.turn)
         if view is None:
             return
+        self._show_pending()
+        if self._frames is not None:
+            self._frames.stop()
+            self._frames = None
         await view.finish()
         self.streaming = None
         self.query_one(StatusBar).set(state="ready")

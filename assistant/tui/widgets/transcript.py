@@ -1,4 +1,9 @@
-"""The transcript: one view per message, assistant replies rendered as streaming Markdown."""
+"""The transcript: one view per message of the active path.
+
+A reply being written is plain text, appended to as it arrives; it is rendered as Markdown
+once, when it is complete. Parsing Markdown and mounting its blocks on every update took a
+core's worth of CPU from the model that shares the machine.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,13 @@ import re
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Markdown, Static
-from textual.widgets.markdown import MarkdownStream
 
 from assistant.tui.api import StoredMessage
 
 _FENCE = re.compile(r"```[^\n]*\n(.*?)(?:```|\Z)", re.S)
+
+# Roles the transcript shows; any other (system, a role added later) is left out.
+SHOWN_ROLES = frozenset({"user", "assistant"})
 
 
 def last_code_block(text: str) -> str | None:
@@ -32,14 +39,21 @@ class MessageView(Vertical):
         self.skill = skill
         self.status = status
         self.branches = branches
-        self._stream: MarkdownStream | None = None
+        self._plain: Static | None = None  # the body while the reply streams
 
     def compose(self) -> ComposeResult:
         yield Static(self._header(), classes="header", markup=False)
-        if self.role == "assistant":
+        if self.role == "assistant" and self.status == "streaming":
+            self._plain = Static(self.content, classes="body", markup=False)
+            yield self._plain
+        elif self.role == "assistant":
             yield Markdown(self.content, classes="body")
         else:
             yield Static(self.content, classes="body", markup=False)
+
+    @property
+    def streaming(self) -> bool:
+        return self._plain is not None
 
     def _header(self) -> str:
         who = "you" if self.role == "user" else (self.skill or "assistant")
@@ -57,16 +71,38 @@ class MessageView(Vertical):
             self.status = status
         self.query_one(".header", Static).update(self._header())
 
-    async def append(self, text: str) -> None:
+    def matches(self, message: StoredMessage) -> bool:
+        """Whether this view already shows ``message`` as stored (ids aside when not known)."""
+        return (not self.streaming and self.role == message.role
+                and self.content == message.content
+                and self.message_id in {None, message.id})
+
+    def update_from(self, message: StoredMessage, branches: tuple[int, int] | None) -> None:
+        self.message_id = message.id
+        self.branches = branches
+        if message.skill:
+            self.skill = message.skill
+        self.set_header(status=message.status)
+
+    def append(self, text: str) -> None:
+        """Add streamed text to a reply that is still being written."""
         self.content += text
-        if self._stream is None:
-            self._stream = Markdown.get_stream(self.query_one(Markdown))
-        await self._stream.write(text)
+        if self._plain is not None:
+            self._plain.update(self.content)
 
     async def finish(self) -> None:
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
+        """Render the whole reply as Markdown, once."""
+        plain, self._plain = self._plain, None
+        if plain is None:
+            return
+        with self.app.batch_update():
+            await plain.remove()
+            await self.mount(Markdown(self.content, classes="body"))
+
+
+def view_for(message: StoredMessage, branches: tuple[int, int] | None = None) -> MessageView:
+    return MessageView(message.role, message.content, message_id=message.id,
+                       skill=message.skill, status=message.status, branches=branches)
 
 
 class Transcript(VerticalScroll):
@@ -79,24 +115,39 @@ class Transcript(VerticalScroll):
 
     async def show(self, messages: list[StoredMessage],
                    branches: dict[str, tuple[int, int]] | None = None) -> None:
-        await self.remove_children()
-        views = [
-            MessageView(m.role, m.content, message_id=m.id, skill=m.skill, status=m.status,
-                        branches=(branches or {}).get(m.id))
-            for m in messages if m.role in {"user", "assistant"}
-        ]
-        if views:
-            await self.mount_all(views)
-        else:
-            await self.mount(Static(
-                "Ask anything.  / lists commands · Ctrl+F searches history · F1 shows keys",
-                classes="empty"))
+        """Show ``messages``, keeping the views that already show them (after a turn, all
+        but the new ones), so a long conversation is not mounted and laid out again."""
+        branches = branches or {}
+        shown = [m for m in messages if m.role in SHOWN_ROLES]
+        views = self.views()
+        kept = 0
+        for view, message in zip(views, shown, strict=False):
+            if not view.matches(message):
+                break
+            kept += 1
+        with self.app.batch_update():
+            for view in views:
+                view.remove_class("found")
+            for view, message in zip(views[:kept], shown[:kept], strict=True):
+                view.update_from(message, branches.get(message.id))
+            stale = views[kept:] + (list(self.query(".empty")) if shown else [])
+            if stale:
+                await self.remove_children(stale)
+            if shown[kept:]:
+                await self.mount_all([view_for(m, branches.get(m.id)) for m in shown[kept:]])
+            elif not shown and not self.query(".empty"):
+                await self.mount(Static(
+                    "Ask anything.  / lists commands · Ctrl+F searches history · F1 shows keys",
+                    classes="empty"))
         self.scroll_end(animate=False)
 
-    async def add(self, view: MessageView) -> MessageView:
+    async def add(self, view: MessageView, before: MessageView | None = None) -> MessageView:
         for empty in self.query(".empty"):
             await empty.remove()
-        await self.mount(view)
+        if before is not None and before.parent is self:
+            await self.mount(view, before=before)
+        else:
+            await self.mount(view)
         self.anchor()
         self.scroll_end(animate=False)
         return view
