@@ -14,12 +14,13 @@ core. The next round's start is the restart: its recovery must leave
   (greedy decoding of the same prompt is deterministic), so none is complete and truncated;
   every interrupted reply's saved text a prefix of the reference.
 
-How it fails without its protections (reasoned, not re-run: each run restarts the daemon 100
-times, and the store and daemon files were being edited by their owners): if the reply were
-finalized with the text of its last partial save instead of all it streamed, the "complete
-equals received" check fails at the first round killed after ``done``; if ``store.recover()``
-were not called at start, the "no message left streaming" check fails at the first mid-stream
-kill. ``synchronous=OFF`` would need a power cut, not a process kill, to lose rows.
+How it fails without its protections: with ``store.recover()`` not called at start
+(``recovered = 0`` in ``Daemon._startup``) a run of 10 rounds failed at round 1, a reply killed
+mid-stream still ``streaming`` after the restart (checked; the code restored afterwards). Not
+re-run (reasoned): if the reply were finalized with the text of its last partial save instead
+of all it streamed, the "complete equals received" check fails at the first round killed after
+``done`` (that code is turns.py's, owned elsewhere). ``synchronous=OFF`` would need a power
+cut, not a process kill, to lose rows.
 
 ``ASSISTANT_CRASH_ROUNDS`` changes the number of rounds (default 100).
 """

@@ -2,20 +2,23 @@
 
 One daemon serves the whole module, on its Unix socket and on a loopback TCP port.
 
-Each was checked by taking its protection out and running the test (it failed), except where
-marked "reasoned":
-- Host allow-list: ``TokenGuard`` with its Host check disabled → 403 test fails.
-- constant time: token compared with ``!=`` instead of ``hmac.compare_digest`` → spy test fails.
-- body limit: before ``BodyLimit`` answered 413 itself, a chunked body over the limit got 400
-  (FastAPI turned the limit's exception into "error parsing the body") → test failed.
-- header flood: ``MAX_HEADER_BYTES`` raised to 32 MB → the 200 KB head is answered 200, fails
-  (h11's own limit only covers a head arriving in pieces; one read brings up to 256 KB).
-- slow client: ``GuardedH11Protocol._arm`` not arming its timer → connection stays open, fails.
-- redaction: ``RedactErrors`` removed → "the file of model 'gone' is gone: /tmp/..." leaks, fails.
-- peer uid: the ``transport.abort()`` of another user's connection removed → answered 200, fails.
-- token required / never from the query (reasoned): the 401 assertions need ``TokenGuard``.
-- loopback (reasoned): ``bind_tcp`` defaults an empty host to 127.0.0.1; a 0.0.0.0 default
-  would show ``00000000`` in /proc/net/tcp and fail the check.
+Each test was run with its protection taken out (the code changed, the test run, the file
+restored byte for byte and ``git diff`` checked), and failed as follows:
+- loopback: ``bind_tcp`` defaulting an empty host to 0.0.0.0 → ``['00000000']`` listening.
+- token required: ``TokenGuard``'s token check disabled → ``/health`` without a token is 200.
+- never from the query: ``TokenGuard`` also taking ``?token=`` → ``/api/status?token=…`` is 200.
+- Host allow-list: the Host check disabled → ``Host: evil.example:PORT`` answered 200.
+- no CORS: ``CORSMiddleware(allow_origins=["*"])`` added → ``access-control-allow-*`` headers.
+- constant time: ``given != self.token`` instead of ``hmac.compare_digest`` → spy saw no call.
+- body limit: ``BodyLimit`` passing the raw ``receive`` on → the chunked body over it got 200.
+- header flood: both head checks of ``BodyLimit`` off → the 200 KB head answered 200; only the
+  100-field check off → the 150-field head (under 32 KB) answered 200.
+- slow client: ``GuardedH11Protocol._arm`` not arming its timer → "kept its connection".
+- redaction: ``RedactErrors`` removed → "the file of model 'gone' is gone: /tmp/…" leaked.
+  (Run on a copy of the committed tree with the ``/api/turns`` probe tolerating a cut stream:
+  since the context-budget commit a5fa249 that probe's stream is cut without an error event,
+  so this test fails on main until turns.py turns that ModelNotFound into an error event.)
+- peer uid: the ``transport.abort()`` for another user's connection removed → answered 200.
 """
 
 from __future__ import annotations
@@ -197,7 +200,10 @@ def test_header_floods_are_refused(served: tuple[RunningDaemon, int, str]) -> No
     one_huge = b"GET /health HTTP/1.1\r\nHost: a\r\nX-Flood: " + b"a" * 200_000 + b"\r\n\r\n"
     many = b"GET /health HTTP/1.1\r\nHost: a\r\n" + b"".join(
         b"X-%d: v\r\n" % i for i in range(20_000)) + b"\r\n"
-    for payload in (one_huge, many):
+    # Over the 100-field cap but far under the 32 KB one: only the field count refuses it.
+    many_small = b"GET /health HTTP/1.1\r\nHost: a\r\n" + b"".join(
+        b"X-%d: v\r\n" % i for i in range(150)) + b"\r\n"
+    for payload in (one_huge, many, many_small):
         answer = raw_exchange(daemon.socket, payload)
         assert not answer.startswith(b"HTTP/1.1 200"), answer[:200]
     with daemon.http() as http:

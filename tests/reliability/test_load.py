@@ -5,10 +5,11 @@ queue takes ``parallel`` + ``queue`` of them; the rest must be refused at once w
 ``Retry-After``, never hang or fail otherwise. Meanwhile /health, polled on its own connection,
 keeps p99 ≤ 100 ms, and the daemon's resident memory grows by less than 200 MB.
 
-How it fails without its protection (reasoned, not re-run: one run takes two minutes here):
-without the ``QueueFull`` branch of ``ModelQueue.slot`` (assistant/daemon/queue.py) no request
-can get a 503, so the "some were refused" assertion fails (and 1,000 one-token replies take
-longer than the bound); without ``Retry-After`` in ``error_response`` the header check fails.
+How it fails without its protection (each run with it taken out, then restored): with every
+model queue unbounded (``ModelQueue``'s limit raised to 2**30 in the test's processes only, by
+a ``sitecustomize`` on PYTHONPATH) nothing is refused and the requests queue past the 240 s
+bound: the run failed with httpx ``PoolTimeout`` after 5.5 minutes; without ``Retry-After`` in
+``error_response`` the first 503 fails the header check (``KeyError: 'retry-after'``).
 A first version of this test polled /health from the storm's own event loop and failed on its
 own lag, which is why the poller is a separate process.
 """

@@ -1,16 +1,20 @@
 """Hostile model files and hostile paths, against `assistant models add` and the real daemon.
 
-How these fail without their protection:
-- symlinks (checked): before this suite the router wrote its corrections through a fixed
-  ``routing-corrections.tmp`` name; ``assistant routing correct`` wrote into the file a planted
-  symlink there pointed at, outside the data dir, and the test failed. Now it uses a fresh
-  ``mkstemp`` file and a rename.
-- broken model files (checked): a registered file swapped for a broken one answered 500
-  (``ModelIntegrityError`` fell through ``error_response``); it is now 503 model_unavailable.
-- malformed GGUF (reasoned): ``models add`` refuses them because the bounded reader
-  (assistant/models/gguf.py) raises; with ``read_facts`` not reading the header every variant
-  would be registered and the first test would fail.
-- names (reasoned): with ``check_name`` a no-op ``--name ../escape`` would be registered.
+How these fail without their protection (each taken out, the test run, then restored; the
+protections in files of other owners were taken out only in the test's processes, by a
+``sitecustomize`` on PYTHONPATH that replaced one function, so the shared tree never changed):
+- malformed GGUF: ``gguf.read_gguf`` replaced by one that trusts the file → "truncated header:
+  registered".
+- broken model files: the ``ModelError`` branch of ``error_response`` removed → the swapped
+  file "loads in no llama.cpp" answered 500. (Before this suite it was 500 too:
+  ``ModelIntegrityError`` fell through ``error_response``; it is 503 model_unavailable now.)
+- names over HTTP: ``registry.resolve`` falling back to the name as a path under the models dir
+  (Ollama's CVE-2024-37032) → ``../../../../etc/passwd`` answered 503, not 4xx.
+- names in the CLI: ``registry.check_name`` a no-op → ``--name ../escape`` registered.
+- symlinks: ``install.atomic_write_text`` writing in place → ``assistant routing correct``
+  overwrote the victim outside the data dir through the planted ``routing-corrections.json``
+  link. (Before this suite the router wrote its corrections through a fixed
+  ``routing-corrections.tmp`` name, and the test failed then too.)
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ or folder in ``outside/``, starts the real daemon, chats through it, stops it, a
 How we checked these fail without their protection (each taken out, the test run, the code
 restored and ``git diff`` checked):
 - ``check_store_paths`` (assistant/daemon/server.py) not called → the database test fails:
-  SQLite creates ``outside/stolen.sqlite3`` through ``assistant.sqlite3`` (and, in the WAL
-  case, writes the log through ``assistant.sqlite3-wal``).
+  SQLite creates ``outside/stolen.sqlite3`` through ``assistant.sqlite3``. In the WAL case
+  SQLite 3 here refused the link itself ("unable to open database file"), so only the check
+  for our message failed; older SQLite builds are not relied on.
 - the host's ``_state_dir`` check (assistant/models/host.py) returning its argument → the
   states test fails: the reply's saved KV state is written into ``outside/``.
 """
