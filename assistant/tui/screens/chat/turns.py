@@ -1,0 +1,257 @@
+"""The second layer of the chat screen: turns. A turn's worker thread reads the daemon's
+events and reports them by message.
+
+Reply text is the exception: the worker adds it to a buffer that a timer moves to the screen
+every ``FRAME_S``, so the UI wakes a few times a second while a reply streams, not once per
+token. The model decodes on the same cores, and every cycle the UI spends is taken from it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from textual import work
+from textual.timer import Timer
+
+from assistant.errors import AssistantError
+from assistant.tui.api import TuiApi, Unsupported
+from assistant.tui.messages import (
+    TurnEnded,
+    TurnFailed,
+    TurnFinished,
+    TurnProgressed,
+    TurnRouted,
+)
+from assistant.tui.screens.chat.conversation import ConversationScreen
+from assistant.tui.widgets.prompt import PromptInput, slash_commands
+from assistant.tui.widgets.status import StatusBar
+from assistant.tui.widgets.transcript import MessageView, Transcript
+
+FRAME_S = 0.2
+
+
+class PendingText:
+    """Reply text the turn's worker has read and the screen has not shown yet."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._lock = threading.Lock()
+
+    def add(self, text: str) -> None:
+        with self._lock:
+            self._parts.append(text)
+
+    def take(self) -> str:
+        with self._lock:
+            text = "".join(self._parts)
+            self._parts.clear()
+        return text
+
+
+class TurnScreen(ConversationScreen):
+    """Sends turns and streams their replies into the transcript; one turn at a time."""
+
+    def __init__(self, api: TuiApi, conversation_id: str | None = None) -> None:
+        super().__init__(api, conversation_id)
+        self.turn = 0
+        self.streaming: MessageView | None = None
+        self.cancel_event = threading.Event()
+        self.pending = PendingText()
+        self._frames: Timer | None = None
+
+    async def _start_turn(self, text: str | None,
+                          open_stream: Callable[..., Iterator[dict[str, Any]]]) -> None:
+        transcript = self.query_one(Transcript)
+        if text is not None:
+            await transcript.add(MessageView("user", text))
+        self.streaming = await transcript.add(MessageView("assistant", status="streaming"))
+        self.turn += 1
+        self.cancel_event = threading.Event()
+        self.pending = PendingText()
+        if self._frames is not None:
+            self._frames.stop()
+        self._frames = self.set_interval(FRAME_S, self._show_pending)
+        self.query_one(StatusBar).set(state="generating…")
+        fields: dict[str, Any] = {"conversation_id": self.conversation_id, "model": self.model}
+        if self.assistant_app.max_tokens:
+            fields["max_tokens"] = self.assistant_app.max_tokens
+        self.run_turn(self.turn, open_stream, fields, self.cancel_event, self.pending)
+
+    @work(thread=True, group="turn")
+    def run_turn(self, turn: int, open_stream: Callable[..., Iterator[dict[str, Any]]],
+                 fields: dict[str, Any], cancel: threading.Event,
+                 pending: PendingText) -> None:
+        try:
+            events = open_stream(**fields)
+            try:
+                for event in events:
+                    if cancel.is_set():
+                        break
+                    kind = event.get("type")
+                    if kind == "delta":
+                        pending.add(str(event.get("text") or ""))
+                    elif kind == "route":
+                        self.post_message(TurnRouted(turn, event))
+                    elif kind in {"progress", "notice"}:
+                        self.post_message(TurnProgressed(turn, event))
+                    elif kind == "done":
+                        self.post_message(TurnFinished(turn, event))
+                    elif kind == "error":
+                        self.post_message(TurnFailed(turn, str(event.get("message"))))
+            finally:
+                # Closing the stream closes the connection: the daemon cancels the turn.
+                close = getattr(events, "close", None)
+                if close is not None:
+                    close()
+        except Unsupported as exc:
+            self.post_message(TurnFailed(turn, exc.message, exc.hint))
+        except AssistantError as exc:
+            self.post_message(TurnFailed(turn, exc.message, exc.hint))
+        except Exception as exc:  # the connection itself: httpx errors, a daemon gone
+            self.post_message(TurnFailed(turn, f"lost the daemon: {exc}"))
+        finally:
+            self.post_message(TurnEnded(turn))
+
+    def _current(self, turn: int) -> MessageView | None:
+        return self.streaming if turn == self.turn else None
+
+    def _show_pending(self) -> None:
+        text = self.pending.take()
+        if text and self.streaming is not None and not self.cancel_event.is_set():
+            self.streaming.append(text)
+
+    def on_turn_routed(self, message: TurnRouted) -> None:
+        view = self._current(message.turn)
+        if view is None:
+            return
+        event = message.event
+        self.last_route = event
+        for name in event.get("scores") or {}:
+            if name not in self.skills:
+                self.skills.append(name)
+        if event.get("skill") and event["skill"] not in self.skills:
+            self.skills.append(event["skill"])
+        self.query_one(PromptInput).commands = slash_commands(self.skills)
+        view.message_id = event.get("message_id")
+        view.set_header(skill=event.get("skill"))
+        self.query_one(StatusBar).set(skill=event.get("skill", ""),
+                                      method=event.get("method", ""), score=event.get("score"))
+        # A new conversation joins the sidebar when the turn ends: asking the daemon for the
+        # list now would take CPU from the reply being decoded.
+        new = event.get("conversation_id")
+        if new and new != self.conversation_id:
+            self.conversation_id = new
+
+    def on_turn_progressed(self, message: TurnProgressed) -> None:
+        event = message.event
+        if event.get("type") == "notice":
+            self.app.notify(str(event.get("message")), severity="warning", markup=False)
+            return
+        done, total = event.get("done"), event.get("total")
+        amount = f" {done}/{total}" if total else ""
+        self.query_one(StatusBar).set(state=f"{event.get('message', 'working')}{amount}")
+
+    async def on_turn_finished(self, message: TurnFinished) -> None:
+        view = self._current(message.turn)
+        if view is None:
+            return
+        self._show_pending()
+        event = message.event
+        usage = event.get("usage") or {}
+        timings = event.get("timings") or {}
+        status = str(event.get("status", "complete"))
+        view.set_header(status=status)
+        if status == "cancelled" and not self.cancel_event.is_set():
+            self.app.notify("The daemon stopped the reply before it was complete "
+                            "(it took longer than plugins.skill_timeout?).",
+                            title="reply cancelled", severity="warning", timeout=8)
+        self.query_one(StatusBar).set(
+            tokens_per_s=timings.get("tokens_per_s"),
+            context_used=int(usage.get("prompt_tokens", 0)) + int(
+                usage.get("completion_tokens", 0)),
+            context_size=self._context_size())
+
+    async def on_turn_failed(self, message: TurnFailed) -> None:
+        view = self._current(message.turn)
+        if view is not None:
+            view.set_header(status="error")
+        self.notify_error(message.message, message.hint, title="reply failed")
+
+    async def on_turn_ended(self, message: TurnEnded) -> None:
+        view = self._current(message.turn)
+        if view is None:
+            return
+        self._show_pending()
+        if self._frames is not None:
+            self._frames.stop()
+            self._frames = None
+        await view.finish()
+        self.streaming = None
+        self.query_one(StatusBar).set(state="ready")
+        self.refresh_conversations()
+        if self.conversation_id is not None:
+            # The store's copy has ids, branches and the final status.
+            self.load_conversation(self.conversation_id)
+
+    def action_cancel(self) -> None:
+        if self.streaming is None:
+            return
+        self.cancel_event.set()
+        self.streaming.set_header(status="cancelled")
+        self.app.notify("Stopped the reply.", timeout=2)
+
+    # -- turns again: regenerate, re-route, edit into a branch ---------------------------------
+
+    def action_route(self) -> None:
+        if self.last_route is None:
+            self.app.notify("No turn yet: the route of the last turn shows here.",
+                            severity="warning")
+            return
+        from assistant.tui.screens.route import RouteScreen
+
+        skills = sorted(set(self.skills) | set(self.last_route.get("scores") or {})
+                        | {"chat", "translate", "summarize", "qa"})
+
+        def done(skill: str | None) -> None:
+            if skill:
+                self.call_later(self.reroute, skill)
+
+        self.app.push_screen(RouteScreen(self.last_route, skills), done)
+
+    async def reroute(self, skill: str) -> None:
+        await self._regenerate(skill)
+
+    async def action_regenerate(self) -> None:
+        await self._regenerate(None)
+
+    async def _regenerate(self, skill: str | None) -> None:
+        reply = self.query_one(Transcript).last_reply()
+        mine = self.query_one(Transcript).last_user()
+        if reply is None or reply.message_id is None or mine is None:
+            self.app.notify("No reply to regenerate yet.", severity="warning")
+            return
+        if self.streaming is not None:
+            self.app.notify("A reply is still being written; Esc stops it.", severity="warning")
+            return
+        message_id, text = reply.message_id, mine.content
+        await reply.remove()
+        await self._start_turn(None, lambda **f: self.api.stream_regenerate(
+            message_id, text, skill=skill, **f))
+
+    def action_edit_last(self) -> None:
+        mine = self.query_one(Transcript).last_user()
+        if mine is None or mine.message_id is None:
+            self.app.notify("No message of yours to edit yet.", severity="warning")
+            return
+        from assistant.tui.screens.dialogs import AskScreen
+
+        message_id = mine.message_id
+
+        def done(text: str | None) -> None:
+            if text:
+                self.call_later(self._start_turn, text,
+                                lambda **f: self.api.stream_edit(message_id, text, **f))
+
+        self.app.push_screen(AskScreen("Edit your message (a new branch):", mine.content), done)
