@@ -30,6 +30,7 @@ def turn(daemon: RunningDaemon, **body: Any) -> list[dict[str, Any]]:
     return events
 
 
+@pytest.mark.timeout(1500)  # ~1 minute on a quiet machine; ten times that on a loaded one
 def test_a_long_conversation_is_compacted_visibly_and_the_summary_can_be_undone(
     daemon_env: dict[str, str], tmp_path: Any,
 ) -> None:
