@@ -53,6 +53,14 @@ class TurnRouted(Message):
 
 
 @dataclass
+class TurnSummarized(Message):
+    """The daemon folded older turns into a summary before replying (a ``summary`` event)."""
+
+    turn: int
+    event: dict[str, Any]
+
+
+@dataclass
 class TurnProgressed(Message):
     turn: int
     event: dict[str, Any]

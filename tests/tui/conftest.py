@@ -26,8 +26,9 @@ from tests.integration.conftest import RunningDaemon, start_daemon
 SEED_TITLES = ("Rust ownership notes", "Translating a poem", "Weekend plans")
 
 
-def _message(mid: str, parent: str | None, role: str, content: str, minute: int,
-             skill: str | None = None) -> dict[str, Any]:
+def message(mid: str, parent: str | None, role: str, content: str, minute: int,
+            skill: str | None = None) -> dict[str, Any]:
+    """A message as ``POST /api/import`` takes it; a ``skill`` gives it a route too."""
     second = "qa" if skill == "chat" else "chat"
     route = None if skill is None else {
         "method": "semantic", "skill": skill, "score": 0.71, "runner_up": second,
@@ -56,22 +57,32 @@ def _conversation(cid: str, title: str, messages: list[dict[str, Any]], leaf: st
 def seed_document() -> dict[str, Any]:
     """Three conversations: a pinned one with a code block, one with two branches, a plain one."""
     rust = _conversation("c0rust", SEED_TITLES[0], [
-        _message("m0r1", None, "user", "How do I borrow a vector in Rust?", 1),
-        _message("m0r2", "m0r1", "assistant",
+        message("m0r1", None, "user", "How do I borrow a vector in Rust?", 1),
+        message("m0r2", "m0r1", "assistant",
                  "Borrow it with a reference:\n\n```rust\nfn total(v: &Vec<i32>) -> i32 {\n"
                  "    v.iter().sum()\n}\n```\n\nThe caller keeps ownership.", 2, "chat"),
     ], "m0r2", 1, pinned=True)
     poem = _conversation("c1poem", SEED_TITLES[1], [
-        _message("m1p1", None, "user", "/translate Le ciel est bleu", 11),
-        _message("m1p2", "m1p1", "assistant", "The sky is blue.", 12, "translate"),
-        _message("m1p3", "m1p1", "assistant", "The heaven is blue.", 13, "translate"),
+        message("m1p1", None, "user", "/translate Le ciel est bleu", 11),
+        message("m1p2", "m1p1", "assistant", "The sky is blue.", 12, "translate"),
+        message("m1p3", "m1p1", "assistant", "The heaven is blue.", 13, "translate"),
     ], "m1p3", 2)
     plans = _conversation("c2plan", SEED_TITLES[2], [
-        _message("m2w1", None, "user", "Suggest a hiking trail near the lake", 21),
-        _message("m2w2", "m2w1", "assistant", "Try the north shore loop.", 22, "chat"),
+        message("m2w1", None, "user", "Suggest a hiking trail near the lake", 21),
+        message("m2w2", "m2w1", "assistant", "Try the north shore loop.", 22, "chat"),
     ], "m2w2", 3)
     return {"format": "assistant-conversations", "version": 1,
             "exported": "2024-01-05T00:00:00+00:00", "conversations": [rust, poem, plans]}
+
+
+def import_conversation(tui_daemon: TuiDaemon, cid: str, title: str,
+                        messages: list[dict[str, Any]], leaf: str, day: int) -> None:
+    document = {"format": "assistant-conversations", "version": 1,
+                "exported": "2024-01-05T00:00:00+00:00",
+                "conversations": [_conversation(cid, title, messages, leaf, day)]}
+    with tui_daemon.daemon.http() as http:
+        response = http.post("/api/import", content=json.dumps(document))
+        assert response.status_code == 200, response.text
 
 
 @dataclass

@@ -17,8 +17,8 @@ from assistant.tui.app import AssistantApp
 from assistant.tui.screens.chat import ChatScreen
 from assistant.tui.widgets.prompt import PromptInput
 from assistant.tui.widgets.sidebar import ConversationList
-from assistant.tui.widgets.transcript import Transcript
-from tests.tui.conftest import TuiDaemon, wait_for
+from assistant.tui.widgets.transcript import SummaryView, Transcript
+from tests.tui.conftest import TuiDaemon, import_conversation, message, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -84,3 +84,25 @@ def test_route_screen(tui_daemon: TuiDaemon, snap_compare: Any) -> None:
 
     assert snap_compare(app_for(tui_daemon, "c2plan"), terminal_size=SIZE,
                         run_before=ready(conversation=True, then=route))
+
+
+def test_conversation_with_summaries(tui_daemon: TuiDaemon, snap_compare: Any) -> None:
+    """A compaction summary in force and an undone one: dim blocks, not messages of anyone's.
+    Imported here, after the other snapshots, so their sidebars stay as they are."""
+    undone = message("m3s1", "m3u1", "summary", "The user asked how tides work.", 31)
+    summary = message("m3s2", "m3s1", "summary",
+                      "The user asked how tides work and why there are two a day; the "
+                      "assistant explained the moon's pull and the bulge opposite it.", 32)
+    import_conversation(tui_daemon, "c3tide", "Tides", [
+        message("m3u1", None, "user", "How do tides work?", 30),
+        {**undone, "status": "undone"}, summary,
+        message("m3u2", "m3s2", "user", "And spring tides?", 33),
+        message("m3a2", "m3u2", "assistant", "When the sun and moon line up.", 34, "chat"),
+    ], "m3a2", 4)
+
+    async def summaries(pilot: Pilot[None]) -> None:
+        await wait_for(pilot, lambda: len(pilot.app.screen.query(SummaryView)) == 2,
+                       what="two summaries")
+
+    assert snap_compare(app_for(tui_daemon, "c3tide"), terminal_size=SIZE,
+                        run_before=ready(conversation=True, then=summaries))

@@ -18,7 +18,7 @@ from assistant.tui.api import StoredMessage
 _FENCE = re.compile(r"```[^\n]*\n(.*?)(?:```|\Z)", re.S)
 
 # Roles the transcript shows; any other (system, a role added later) is left out.
-SHOWN_ROLES = frozenset({"user", "assistant"})
+SHOWN_ROLES = frozenset({"user", "assistant", "summary"})
 
 
 def last_code_block(text: str) -> str | None:
@@ -100,7 +100,32 @@ class MessageView(Vertical):
             await self.mount(Markdown(self.content, classes="body"))
 
 
+class SummaryView(MessageView):
+    """A compaction summary: the model is given it instead of the turns above it. Undone, it
+    stays in the path but the model is given those turns again."""
+
+    def __init__(self, content: str = "", *, message_id: str | None = None,
+                 status: str = "complete") -> None:
+        super().__init__("summary", content, message_id=message_id, status=status)
+        self._show_status()
+
+    def compose(self) -> ComposeResult:
+        yield Static(self.content, classes="body", markup=False)
+
+    def _show_status(self) -> None:
+        undone = self.status == "undone"
+        self.border_title = "Summary (undone)" if undone else "Summary of earlier turns"
+        self.set_class(undone, "undone")
+
+    def set_header(self, *, skill: str | None = None, status: str | None = None) -> None:
+        if status is not None:
+            self.status = status
+        self._show_status()
+
+
 def view_for(message: StoredMessage, branches: tuple[int, int] | None = None) -> MessageView:
+    if message.role == "summary":
+        return SummaryView(message.content, message_id=message.id, status=message.status)
     return MessageView(message.role, message.content, message_id=message.id,
                        skill=message.skill, status=message.status, branches=branches)
 

@@ -1,5 +1,6 @@
 """The second layer of the chat screen: turns. A turn's worker thread reads the daemon's
-events and reports them by message.
+events and reports them by message; route, summary, progress, done and error each have a
+handler, and an event type the UI does not know is ignored.
 
 Reply text is the exception: the worker adds it to a buffer that a timer moves to the screen
 every ``FRAME_S``, so the UI wakes a few times a second while a reply streams, not once per
@@ -23,11 +24,12 @@ from assistant.tui.messages import (
     TurnFinished,
     TurnProgressed,
     TurnRouted,
+    TurnSummarized,
 )
 from assistant.tui.screens.chat.conversation import ConversationScreen
 from assistant.tui.widgets.prompt import PromptInput, slash_commands
 from assistant.tui.widgets.status import StatusBar
-from assistant.tui.widgets.transcript import MessageView, Transcript
+from assistant.tui.widgets.transcript import MessageView, SummaryView, Transcript
 
 FRAME_S = 0.2
 
@@ -57,6 +59,7 @@ class TurnScreen(ConversationScreen):
         super().__init__(api, conversation_id)
         self.turn = 0
         self.streaming: MessageView | None = None
+        self.asked: MessageView | None = None  # the user message the streaming reply answers
         self.cancel_event = threading.Event()
         self.pending = PendingText()
         self._frames: Timer | None = None
@@ -65,7 +68,9 @@ class TurnScreen(ConversationScreen):
                           open_stream: Callable[..., Iterator[dict[str, Any]]]) -> None:
         transcript = self.query_one(Transcript)
         if text is not None:
-            await transcript.add(MessageView("user", text))
+            self.asked = await transcript.add(MessageView("user", text))
+        else:
+            self.asked = transcript.last_user()
         self.streaming = await transcript.add(MessageView("assistant", status="streaming"))
         self.turn += 1
         self.cancel_event = threading.Event()
@@ -89,11 +94,13 @@ class TurnScreen(ConversationScreen):
                 for event in events:
                     if cancel.is_set():
                         break
-                    kind = event.get("type")
+                    kind = event.get("type") if isinstance(event, dict) else None
                     if kind == "delta":
                         pending.add(str(event.get("text") or ""))
                     elif kind == "route":
                         self.post_message(TurnRouted(turn, event))
+                    elif kind == "summary":
+                        self.post_message(TurnSummarized(turn, event))
                     elif kind in {"progress", "notice"}:
                         self.post_message(TurnProgressed(turn, event))
                     elif kind == "done":
@@ -144,6 +151,24 @@ class TurnScreen(ConversationScreen):
         if new and new != self.conversation_id:
             self.conversation_id = new
 
+    async def on_turn_summarized(self, message: TurnSummarized) -> None:
+        if self._current(message.turn) is None:
+            return
+        event = message.event
+        message_id = event.get("message_id")
+        view = SummaryView(str(event.get("text") or ""),
+                           message_id=str(message_id) if message_id is not None else None)
+        # The summary stands for the first ``covers`` messages of the path and goes above the
+        # rest; without a usable count, above the question. The store's copy, loaded when the
+        # turn ends, puts it right in any case.
+        transcript = self.query_one(Transcript)
+        views = transcript.views()
+        covers = event.get("covers")
+        before = self.asked
+        if isinstance(covers, int) and 0 <= covers < len(views) - 1:
+            before = views[covers]
+        await transcript.add(view, before=before)
+
     def on_turn_progressed(self, message: TurnProgressed) -> None:
         event = message.event
         if event.get("type") == "notice":
@@ -189,6 +214,7 @@ class TurnScreen(ConversationScreen):
             self._frames = None
         await view.finish()
         self.streaming = None
+        self.asked = None
         self.query_one(StatusBar).set(state="ready")
         self.refresh_conversations()
         if self.conversation_id is not None:

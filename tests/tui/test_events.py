@@ -1,0 +1,233 @@
+"""What the UI makes of the events of a turn and of stored messages, exactly and fast: the app
+talks to a :class:`TuiApi` that plays back fixed events and keeps the conversation the way the
+daemon stores it, instead of to a daemon. Summaries, text shown while it streams, and events,
+values and roles the UI does not know.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Markdown, Static
+
+from assistant.config import load_settings
+from assistant.tui.api import (
+    ConversationDetail,
+    ConversationSummary,
+    ModelEntry,
+    StoredMessage,
+    TuiApi,
+)
+from assistant.tui.app import AssistantApp
+from assistant.tui.screens.chat import ChatScreen
+from assistant.tui.widgets.prompt import PromptInput
+from assistant.tui.widgets.transcript import SummaryView, Transcript
+from tests.tui.conftest import wait_for
+
+CID = "c-played"
+
+
+def stored(mid: str, parent: str | None, role: str, content: str,
+           status: str = "complete") -> StoredMessage:
+    return StoredMessage(mid, parent, role, content, status, "chat" if role == "assistant"
+                         else None, None, None, 0, 0, {})
+
+
+def conversation(*messages: StoredMessage) -> ConversationDetail:
+    return ConversationDetail(CID, "played back", False, False, {m.id: m for m in messages},
+                              [m.id for m in messages])
+
+
+class PlaybackApi(TuiApi):
+    """Answers every turn with ``events``; after the turn, stores what the daemon would."""
+
+    def __init__(self, env: dict[str, str], detail: ConversationDetail,
+                 events: list[Any], summary_above: str | None = None) -> None:
+        super().__init__(load_settings(environ=env))
+        self.detail = detail
+        self.events = events
+        self.summary_above = summary_above
+        self.gate = threading.Event()  # a {"type": "wait"} event waits for it
+        self.gate.set()
+
+    def connect(self, timeout: float | None = None) -> dict[str, Any]:
+        return {"status": "ready"}
+
+    def models(self) -> list[ModelEntry]:
+        return [ModelEntry("smollm2-135m", "chat", True, 2048)]
+
+    def conversations(self, limit: int = 200) -> list[ConversationSummary]:
+        return [ConversationSummary(CID, self.detail.title, False, False, "2024-01-01", 0)]
+
+    def conversation(self, conversation_id: str) -> ConversationDetail:
+        return self.detail
+
+    def stream_turn(self, text: str, **fields: Any) -> Iterator[dict[str, Any]]:
+        reply: list[str] = []
+        summary: StoredMessage | None = None
+        for event in self.events:
+            if isinstance(event, dict) and event.get("type") == "wait":
+                assert self.gate.wait(30), "the test never opened the gate"
+                continue
+            if isinstance(event, dict) and event.get("type") == "delta":
+                reply.append(str(event.get("text") or ""))
+            if isinstance(event, dict) and event.get("type") == "summary" and event.get("text"):
+                summary = stored(str(event["message_id"]), None, "summary", event["text"])
+            yield event
+        self._store(text, "".join(reply), summary)
+
+    def _store(self, text: str, reply: str, summary: StoredMessage | None) -> None:
+        path = self.detail.path()
+        if summary is not None and self.summary_above is not None:
+            at = [m.id for m in path].index(self.summary_above)
+            path.insert(at, summary)
+        parent = path[-1].id if path else None
+        path += [stored("u-new", parent, "user", text),
+                 stored("a-new", "u-new", "assistant", reply)]
+        self.detail = conversation(*path)
+
+
+@asynccontextmanager
+async def playing(api: PlaybackApi, open_conversation: bool = True
+                  ) -> AsyncIterator[tuple[AssistantApp, ChatScreen, Pilot[None]]]:
+    app = AssistantApp(api.settings, CID if open_conversation else None, api=api)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen)
+                       and app.screen.connected, what="the connection", timeout=20)
+        screen = app.screen
+        assert isinstance(screen, ChatScreen)
+        if open_conversation:
+            await wait_for(pilot, lambda: screen.detail is not None, what="the conversation",
+                           timeout=20)
+        yield app, screen, pilot
+
+
+async def send(pilot: Pilot[None], screen: ChatScreen, text: str) -> None:
+    screen.query_one(PromptInput).text = text
+    screen.query_one(PromptInput).focus()
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: screen.streaming is not None, what="the turn", timeout=20)
+
+
+def roles(screen: ChatScreen) -> list[str]:
+    return [v.role for v in screen.query_one(Transcript).views()]
+
+
+def errors(app: AssistantApp) -> list[str]:
+    return [str(n.message) for n in app._notifications if n.severity == "error"]
+
+
+ROUTE = {"type": "route", "skill": "chat", "method": "semantic", "score": 0.7,
+         "message_id": "a-new", "conversation_id": CID}
+DONE = {"type": "done", "status": "complete", "usage": {"prompt_tokens": 9,
+        "completion_tokens": 2}, "timings": {"tokens_per_s": 40.0}}
+HISTORY = (stored("u1", None, "user", "first question"),
+           stored("a1", "u1", "assistant", "first answer"),
+           stored("u2", "a1", "user", "second question"),
+           stored("a2", "u2", "assistant", "second answer"))
+
+
+@pytest.mark.asyncio
+async def test_stored_summaries_are_blocks_and_unknown_roles_are_left_out(
+    isolated_env: dict[str, str],
+) -> None:
+    detail = conversation(
+        stored("u1", None, "user", "first question"),
+        stored("s1", "u1", "summary", "The user asked twice.", status="undone"),
+        stored("x1", "s1", "tool", "a role the UI does not know"),
+        stored("s2", "x1", "summary", "The user asked about lighthouses."),
+        stored("u2", "s2", "user", "second question"),
+        stored("a2", "u2", "assistant", "second answer"))
+    async with playing(PlaybackApi(isolated_env, detail, [])) as (app, screen, pilot):
+        await wait_for(pilot, lambda: len(screen.query("MessageView > .body")) == 5,
+                       what="the messages")
+        assert roles(screen) == ["user", "summary", "summary", "user", "assistant"]
+        undone, done = screen.query(SummaryView)
+        assert (undone.border_title, undone.has_class("undone")) == ("Summary (undone)", True)
+        assert (done.border_title, done.has_class("undone")) == ("Summary of earlier turns",
+                                                                 False)
+        assert str(done.query_one(".body", Static).render()) == "The user asked about lighthouses."
+        transcript = screen.query_one(Transcript)
+        assert transcript.last_reply() is not None
+        assert transcript.last_reply().content == "second answer"  # type: ignore[union-attr]
+        assert transcript.last_user().content == "second question"  # type: ignore[union-attr]
+        assert not errors(app)
+
+
+@pytest.mark.asyncio
+async def test_a_summary_event_shows_the_block_above_the_turns_kept(
+    isolated_env: dict[str, str],
+) -> None:
+    events = [ROUTE, {"type": "progress", "message": "summarizing earlier turns"},
+              {"type": "summary", "message_id": "s-new", "text": "Two questions, answered.",
+               "covers": 2}, {"type": "wait"},
+              {"type": "delta", "text": "third"}, {"type": "delta", "text": " answer"}, DONE]
+    api = PlaybackApi(isolated_env, conversation(*HISTORY), events, summary_above="u2")
+    api.gate.clear()
+    async with playing(api) as (app, screen, pilot):
+        await send(pilot, screen, "third question")
+        await wait_for(pilot, lambda: bool(screen.query(SummaryView)), what="the summary")
+        # Above the turns the model is still given verbatim: u2, a2 and the question.
+        assert roles(screen) == ["user", "assistant", "summary", "user", "assistant", "user",
+                                 "assistant"]
+        summary = screen.query_one(SummaryView)
+        assert summary.border_title == "Summary of earlier turns"
+        assert summary.message_id == "s-new"
+        api.gate.set()
+        await wait_for(pilot, lambda: screen.streaming is None, what="the reply")
+        await wait_for(pilot, lambda: screen.query_one(Transcript).views()[-1].message_id
+                       == "a-new", what="the stored copy")
+        views = screen.query_one(Transcript).views()
+        assert [v.role for v in views] == roles(screen)[:7]
+        # The stored copy matched what was shown: the same views were kept, not remounted.
+        assert views[2] is summary
+        assert views[-1].content == "third answer"
+        assert not errors(app)
+
+
+@pytest.mark.asyncio
+async def test_unknown_events_and_odd_values_are_ignored(isolated_env: dict[str, str]) -> None:
+    events = [ROUTE, {"type": "a-future-event", "x": 1}, "not an object", {"no": "type"},
+              {"type": "summary"}, {"type": "summary", "text": None, "covers": "many"},
+              {"type": "delta", "text": None}, {"type": "delta", "text": "still fine"},
+              {"type": "progress"}, {"type": "wait"}, DONE]
+    api = PlaybackApi(isolated_env, conversation(), events)
+    api.gate.clear()
+    async with playing(api, open_conversation=False) as (app, screen, pilot):
+        await send(pilot, screen, "hello")
+        view = screen.streaming
+        assert view is not None
+        api.gate.set()
+        await wait_for(pilot, lambda: screen.streaming is None, what="the reply")
+        assert view.content == "still fine"
+        assert view.status == "complete"
+        assert not errors(app)
+        assert app.is_running
+
+
+@pytest.mark.asyncio
+async def test_text_shows_while_the_reply_streams_and_is_markdown_when_done(
+    isolated_env: dict[str, str],
+) -> None:
+    events = [ROUTE, {"type": "delta", "text": "Some **bold**"}, {"type": "wait"},
+              {"type": "delta", "text": " text."}, DONE]
+    api = PlaybackApi(isolated_env, conversation(), events)
+    api.gate.clear()
+    async with playing(api, open_conversation=False) as (_app, screen, pilot):
+        await send(pilot, screen, "hello")
+        view = screen.streaming
+        assert view is not None
+        # Within a few frames, as plain text: no Markdown is parsed while the reply streams.
+        await wait_for(pilot, lambda: view.content == "Some **bold**", timeout=2,
+                       what="the first text")
+        assert not view.query(Markdown)
+        assert "Some **bold**" in str(view.query_one(".body", Static).render())
+        api.gate.set()
+        await wait_for(pilot, lambda: screen.streaming is None, what="the reply")
+        assert view.content == "Some **bold** text."
+        assert len(view.query(Markdown)) == 1
