@@ -159,7 +159,16 @@ class Client:
     def stream_turn(self, text: str, **fields: Any) -> Iterator[dict[str, Any]]:
         """The events of one turn: route, progress, delta…, then done or error."""
         body = {"text": text, **{k: v for k, v in fields.items() if v is not None}}
-        with self.http.stream("POST", "/api/turns", json=body) as response:
+        yield from self.stream("/api/turns", body)
+
+    def add_documents(self, paths: list[Path]) -> Iterator[dict[str, Any]]:
+        """Index files or folders for qa: progress and document events, then done."""
+        yield from self.stream("/api/documents",
+                               {"paths": [str(p.expanduser().resolve()) for p in paths]})
+
+    def stream(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """POST ``body`` and yield the server-sent events of the answer."""
+        with self.http.stream("POST", path, json=body) as response:
             if response.status_code >= 400:
                 response.read()
                 raise_for_error(response)

@@ -57,9 +57,9 @@ class Daemon:
         self._host_info_task: asyncio.Task[None] | None = None
 
     def extra_routers(self) -> list[Any]:
-        from assistant.daemon import history_api, reroute_api
+        from assistant.daemon import documents_api, history_api, reroute_api
 
-        return [history_api.router, reroute_api.router]
+        return [history_api.router, reroute_api.router, documents_api.router]
 
     def knows_model(self, name: str) -> bool:
         from assistant.models import registry

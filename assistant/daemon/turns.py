@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from assistant.context import BackendContext
 from assistant.daemon.compaction import Compactor, chat_messages
+from assistant.daemon.events import while_running
 from assistant.errors import AssistantError, DaemonError, RequestError, StorageUnavailable
 from assistant.locations import data_dir
 from assistant.models.backend import (
@@ -334,17 +335,9 @@ class TurnService:
                               cache_tag=conversation)
         job = asyncio.create_task(compactor.fit(path, max_tokens=params.max_tokens,
                                                 progress=progress))
-        try:
-            while not job.done() or not events.empty():
-                waiter = asyncio.ensure_future(events.get())
-                await asyncio.wait({job, waiter}, return_when=asyncio.FIRST_COMPLETED)
-                if waiter.done():
-                    yield waiter.result()
-                else:
-                    waiter.cancel()
-            result = job.result()
-        finally:
-            job.cancel()
+        async for event in while_running(job, events):
+            yield event
+        result = job.result()
         if result is not None:
             log.info("conversation compacted", extra={
                 "covers": result.covers, "tokens_before": result.tokens_before,

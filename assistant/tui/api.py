@@ -201,14 +201,8 @@ class TuiApi:
             raise
 
     def add_documents(self, paths: list[Path]) -> Iterator[dict[str, Any]]:
-        """Ingestion progress events for ``paths``, for the qa skill."""
-        response = self.client.http.post("/api/documents",
-                                         json={"paths": [str(p) for p in paths]})
-        if response.status_code in {404, 405}:
-            raise Unsupported("the daemon has no document ingestion endpoint yet "
-                              "(POST /api/documents)", "Use `assistant docs add` instead.")
-        _raise(response)
-        yield response.json()
+        """Ingestion events for ``paths``, for the qa skill: progress, document…, done."""
+        yield from self.client.add_documents(paths)
 
 
 def _raise(response: Any) -> None:

@@ -1,0 +1,139 @@
+"""The user's documents for the qa skill over HTTP: ``/api/documents``.
+
+``POST /api/documents`` with ``{"paths": [...]}`` (absolute paths of files or folders, as the
+user's own programs see them; the daemon runs as the same user) answers a stream of
+server-sent events, so a client can show ingestion as it goes:
+
+- ``progress``: ``done``, ``total`` (chunks embedded of the current file), ``message``;
+- ``document``: one per file, ``path``, ``status`` (``added`` / ``unchanged`` / ``failed``),
+  ``chunks``, ``message``, ``document_id``;
+- ``done``: ``added``, ``unchanged``, ``failed`` counts.
+
+Each file is stored whole or not at all. ``GET /api/documents`` lists the index;
+``DELETE /api/documents/{id}`` removes a document and its chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from assistant.daemon.api import error_response
+from assistant.daemon.events import while_running
+from assistant.errors import AssistantError, RequestError, StorageUnavailable
+
+if TYPE_CHECKING:
+    from assistant.daemon.server import Daemon
+    from assistant.store import Store
+
+router = APIRouter(prefix="/api", tags=["documents"])
+
+
+class DocumentsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    paths: list[str] = Field(min_length=1, max_length=1000)
+
+
+def _store(request: Request) -> Store:
+    store: Store | None = getattr(request.app.state, "store", None)
+    if store is None:
+        raise StorageUnavailable("the document index is unavailable; see `assistant daemon status`")
+    return store
+
+
+@router.get("/documents")
+async def list_documents(request: Request) -> Any:
+    try:
+        rows = await run_in_threadpool(lambda: _store(request).documents.all())
+    except AssistantError as exc:
+        return error_response(exc)
+    return {"documents": [
+        {"id": d.id, "path": d.path, "title": d.title, "chunks": d.chunks,
+         "sha256": d.sha256, "added": d.added.isoformat()} for d in rows]}
+
+
+@router.delete("/documents/{document_id}", status_code=204)
+async def remove_document(request: Request, document_id: str) -> Response:
+    try:
+        removed = await run_in_threadpool(lambda: _store(request).documents.remove(document_id))
+    except AssistantError as exc:
+        return error_response(exc)
+    if not removed:
+        return error_response(RequestError(f"No document with id {document_id}.", status=404,
+                                           code="not_found", param="id"))
+    return Response(status_code=204)
+
+
+@router.post("/documents")
+async def add_documents(body: DocumentsBody, request: Request) -> Response:
+    daemon: Daemon = request.app.state.daemon
+    try:
+        store = _store(request)
+        paths = [_absolute(p) for p in body.paths]
+    except AssistantError as exc:
+        return error_response(exc)
+    await daemon.turns.wait_ready()
+    return StreamingResponse(_ingest(daemon, store, paths), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})
+
+
+def _absolute(raw: str) -> Path:
+    if "\0" in raw:
+        raise RequestError("paths: a path contains a NUL byte", param="paths")
+    path = Path(raw)
+    if not path.is_absolute():
+        raise RequestError(f"paths: {raw!r} is relative; the daemon needs absolute paths "
+                           "(clients resolve them against their own directory)", param="paths")
+    return path
+
+
+async def _ingest(daemon: Daemon, store: Store, paths: list[Path]) -> AsyncIterator[bytes]:
+    from assistant.documents.ingest import Outcome, add_file, expand
+
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    counts = {"added": 0, "unchanged": 0, "failed": 0}
+
+    async def embed(texts: list[str]) -> list[list[float]]:
+        return await daemon.models.embed(daemon.settings.models.embedding, texts)
+
+    async def run() -> None:
+        files = await asyncio.to_thread(lambda: list(expand(paths)))
+        for number, path in enumerate(files, 1):
+            def progress(done: int, total: int, name: str = path.name,
+                         number: int = number) -> None:
+                queue.put_nowait({"type": "progress", "done": done, "total": total,
+                                  "message": f"{name} ({number}/{len(files)})"})
+
+            try:
+                outcome = await add_file(store, path, embed, progress)
+            except AssistantError as exc:  # the embedder or the store failed: say, go on
+                outcome = Outcome(path, "failed", message=exc.message)
+            counts[outcome.status] += 1
+            queue.put_nowait({"type": "document", "path": str(outcome.path),
+                              "status": outcome.status, "chunks": outcome.chunks,
+                              "message": outcome.message, "document_id": outcome.document_id})
+        if not files:
+            queue.put_nowait({"type": "document", "path": " ".join(map(str, paths)),
+                              "status": "failed", "chunks": 0, "document_id": "",
+                              "message": "no supported files there (.txt, .md, .html, .pdf)"})
+            counts["failed"] += 1
+
+    try:
+        async for event in while_running(asyncio.create_task(run()), queue):
+            yield _event(event)
+    except Exception as exc:  # the stream has begun: end it with an error event
+        yield _event({"type": "error", "code": "ingestion_failed", "message": str(exc)})
+        return
+    yield _event({"type": "done", **counts})
+
+
+def _event(event: dict[str, Any]) -> bytes:
+    return f"event: {event['type']}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n".encode()
