@@ -160,6 +160,7 @@ def sources_block(passages: Sequence[dict[str, Any]], budget: int) -> tuple[str,
 class QA(Skill):
     name = "qa"
     description = "Answer questions from your own documents."
+    uses_history = False  # the last four messages at most
     examples = (
         "What does my document say about the refund policy?",
         "According to the report I added, what was last year's revenue?",

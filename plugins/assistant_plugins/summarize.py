@@ -96,6 +96,7 @@ def textrank(vectors: list[list[float]], iterations: int = 30, damping: float = 
 class Summarize(Skill):
     name = "summarize"
     description = "Summarize a text, a file, a document or the conversation."
+    uses_history = False  # map-reduce fits any length itself
     examples = (
         "Summarize this article for me",
         "Can you give me a short summary of the following text?",

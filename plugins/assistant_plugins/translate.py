@@ -277,6 +277,7 @@ class Cleaner:
 class Translate(Skill):
     name = "translate"
     description = "Translate text between languages."
+    uses_history = False  # it reads the last message at most: nothing to compact
     examples = (
         "Translate this into French: good morning",
         "How do you say 'thank you' in Japanese?",
