@@ -26,8 +26,12 @@ class StatusBar(Static):
         self.update(self.render_status())
 
     def set(self, **changes: object) -> None:
-        self.status = replace(self.status, **changes)  # type: ignore[arg-type]
-        self.update(self.render_status())
+        status = replace(self.status, **changes)  # type: ignore[arg-type]
+        if status == self.status:
+            return
+        self.status = status
+        # One line whatever it says: a repaint, never a layout of the whole screen.
+        self.update(self.render_status(), layout=False)
 
     def render_status(self) -> str:
         s = self.status
