@@ -231,3 +231,28 @@ async def test_text_shows_while_the_reply_streams_and_is_markdown_when_done(
         await wait_for(pilot, lambda: screen.streaming is None, what="the reply")
         assert view.content == "Some **bold** text."
         assert len(view.query(Markdown)) == 1
+
+
+@pytest.mark.asyncio
+async def test_opening_a_conversation_while_a_reply_streams_stops_it_cleanly(
+    isolated_env: dict[str, str],
+) -> None:
+    from assistant.tui.messages import ConversationChosen
+
+    events = [ROUTE, {"type": "delta", "text": "partial"}, {"type": "wait"},
+              {"type": "delta", "text": " more"}, DONE]
+    api = PlaybackApi(isolated_env, conversation(*HISTORY), events)
+    api.gate.clear()
+    async with playing(api) as (app, screen, pilot):
+        await send(pilot, screen, "third question")
+        view = screen.streaming
+        assert view is not None
+        await wait_for(pilot, lambda: view.content == "partial", timeout=5, what="the text")
+        screen.post_message(ConversationChosen(CID))
+        await wait_for(pilot, lambda: not view.is_attached, what="the stored copy shown")
+        api.gate.set()
+        await wait_for(pilot, lambda: screen.streaming is None, what="the turn to end")
+        await pilot.pause(0.3)
+        assert roles(screen) == ["user", "assistant", "user", "assistant"]
+        assert not errors(app)
+        assert app.is_running

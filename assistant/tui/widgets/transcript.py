@@ -69,7 +69,8 @@ class MessageView(Vertical):
             self.skill = skill
         if status is not None:
             self.status = status
-        self.query_one(".header", Static).update(self._header())
+        for header in self.query(".header").results(Static):  # none once the view is removed
+            header.update(self._header())
 
     def matches(self, message: StoredMessage) -> bool:
         """Whether this view already shows ``message`` as stored (ids aside when not known)."""
@@ -93,7 +94,7 @@ class MessageView(Vertical):
     async def finish(self) -> None:
         """Render the whole reply as Markdown, once."""
         plain, self._plain = self._plain, None
-        if plain is None:
+        if plain is None or not self.is_attached:  # removed: another conversation was opened
             return
         with self.app.batch_update():
             await plain.remove()
