@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from assistant.errors import AssistantError
 from assistant.models.backend import Backend, ChatMessage, GenerationParams, closing_stream
 from assistant.store.records import Message, model_context
 
@@ -90,17 +91,27 @@ class Compactor:
             return None
         start = await self._kept_from(context, reserve)
         if start is None:
-            return None  # nothing older to fold away: the newest message alone is too long
+            return None  # nothing older to fold away
         covered, kept = context[:start], context[start:]
+        # Would the summary and the kept turns fit? If the newest message alone is too long,
+        # folding the others away would lose them and fit nothing: leave them.
+        floor = await self.count(chat_messages(kept)) + self.summary_tokens + reserve
+        if floor > self.n_ctx:
+            return None
         started = time.perf_counter()
         text, used = await self._summarize(covered, progress)
+        if not text:
+            raise CompactionFailed("the model wrote an empty summary of the earlier turns")
         summary = await self.add_summary(kept[0].id, text, used, time.perf_counter() - started)
         after = await self.count(chat_messages([summary, *kept]))
         return Compacted(summary, _covered_count(path, kept[0].id), before, after)
 
     async def _kept_from(self, context: list[Message], reserve: int) -> int | None:
         """Where the verbatim tail starts: a user message, as early as the budget allows."""
-        budget = int(self.n_ctx * KEEP_FRACTION) - reserve - self.summary_tokens
+        # At least a quarter of the context, so that a large reply reserve still keeps the
+        # last exchange ("shorten that" needs the answer it refers to).
+        budget = max(int(self.n_ctx * KEEP_FRACTION) - reserve - self.summary_tokens,
+                     self.n_ctx // 4)
         used = 0
         start: int | None = None
         for i in range(len(context) - 1, 0, -1):  # index 0 is never kept: something must go
@@ -134,31 +145,47 @@ class Compactor:
                     used += delta.completion_tokens
             summary = "".join(pieces).strip() or summary
         await progress(len(parts), len(parts), "Summarized older turns")
-        return summary or "(nothing to summarize)", used
+        return summary, used
 
     async def _parts(self, covered: Sequence[Message], room: int) -> list[str]:
         """The covered transcript as text, cut into pieces of at most ``room`` tokens."""
+        overhead = await self._cost("")  # the template's markup around any text
+        room -= overhead
+        if room < 32:
+            raise CompactionFailed(f"the context ({self.n_ctx} tokens) leaves no room to "
+                                   "summarize in")
         parts: list[str] = []
         current: list[str] = []
         size = 0
         for line in _transcript(covered):
-            cost = await self.backend.count_tokens(self.model, [ChatMessage("user", line)])
-            while cost > room:  # one message longer than a part: cut it
-                cut = max(1, len(line) * room // cost)
-                head, line = line[:cut], line[cut:]
-                parts.extend(["\n".join(current)] if current else [])
-                parts.append(head)
-                current, size = [], 0
-                cost = await self.backend.count_tokens(self.model, [ChatMessage("user", line)])
-            if current and size + cost > room:
-                parts.append("\n".join(current))
-                current, size = [], 0
-            current.append(line)
-            size += cost
-            await asyncio.sleep(0)
+            for piece, cost in await self._fitting(line, room, overhead):
+                if current and size + cost > room:
+                    parts.append("\n".join(current))
+                    current, size = [], 0
+                current.append(piece)
+                size += cost
         if current:
             parts.append("\n".join(current))
         return parts
+
+    async def _fitting(self, text: str, room: int, overhead: int) -> list[tuple[str, int]]:
+        """``text`` as it is, or halved (at a space near the middle) until each piece fits."""
+        cost = await self._cost(text) - overhead
+        if cost <= room or len(text) < 2:
+            return [(text, cost)]
+        middle = len(text) // 2
+        space = text.rfind(" ", middle // 2, middle)
+        cut = space if space > 0 else middle
+        return [*await self._fitting(text[:cut], room, overhead),
+                *await self._fitting(text[cut:], room, overhead)]
+
+    async def _cost(self, text: str) -> int:
+        await asyncio.sleep(0)  # a backend that counts without awaiting must not hold the loop
+        return await self.backend.count_tokens(self.model, [ChatMessage("user", text)])
+
+
+class CompactionFailed(AssistantError):
+    """The conversation could not be summarized; nothing was stored."""
 
 
 def _transcript(messages: Sequence[Message]) -> list[str]:

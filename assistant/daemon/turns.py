@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from assistant.context import BackendContext
-from assistant.daemon.compaction import Compactor, chat_messages
+from assistant.daemon.compaction import CompactionFailed, Compactor, chat_messages
 from assistant.daemon.events import while_running
 from assistant.errors import AssistantError, DaemonError, RequestError, StorageUnavailable
 from assistant.locations import data_dir
@@ -335,9 +335,19 @@ class TurnService:
                               cache_tag=conversation)
         job = asyncio.create_task(compactor.fit(path, max_tokens=params.max_tokens,
                                                 progress=progress))
-        async for event in while_running(job, events):
-            yield event
-        result = job.result()
+        try:
+            async for event in while_running(job, events):
+                yield event
+            result = job.result()
+        except CompactionFailed as exc:  # nothing was stored; the turn goes on uncompacted
+            log.warning("compaction failed", extra={"error": exc.message})
+            yield {"type": "notice", "level": "warning",
+                   "message": f"The conversation outgrew the context but could not be "
+                              f"summarized ({exc.message}); older turns may not fit."}
+            return
+        except AssistantError as exc:  # no such model, a host gone…: the skill will say so
+            log.info("context not counted", extra={"error": exc.message})
+            return
         if result is not None:
             log.info("conversation compacted", extra={
                 "covers": result.covers, "tokens_before": result.tokens_before,

@@ -7,7 +7,13 @@ from collections.abc import Iterator
 import pytest
 
 from assistant.config import load_settings
-from assistant.daemon.compaction import SUMMARY_PREFIX, Compactor, chat_messages, reply_reserve
+from assistant.daemon.compaction import (
+    SUMMARY_PREFIX,
+    CompactionFailed,
+    Compactor,
+    chat_messages,
+    reply_reserve,
+)
 from assistant.store import Store
 from assistant.store.records import Message, model_context
 from assistant.testing import FAKE_MODEL, FakeBackend
@@ -119,3 +125,45 @@ async def test_a_single_message_too_long_for_the_context_is_not_compacted(store:
     path = store.history(turn.user_message.id)
     assert await _compactor(store, FakeBackend()).fit(
         path, max_tokens=None, progress=_no_progress) is None
+
+
+@pytest.mark.asyncio
+async def test_a_long_new_message_after_some_history_folds_nothing_away(store: Store) -> None:
+    cid = _conversation(store, 3, 20)[0].conversation_id
+    turn = store.begin_turn(cid, "word " * 9000)
+    path = store.history(turn.user_message.id)
+    backend = FakeBackend()
+    assert await _compactor(store, backend).fit(path, max_tokens=None,
+                                                progress=_no_progress) is None
+    assert backend.calls == [] and all(m.role != "summary" for m in store.history(path[-1].id))
+
+
+@pytest.mark.asyncio
+async def test_a_large_reply_reserve_still_keeps_the_last_exchange(store: Store) -> None:
+    backend = FakeBackend(replies=["summary"] * 6)
+    path = _conversation(store, 16, 30)
+    result = await _compactor(store, backend).fit(path, max_tokens=1024, progress=_no_progress)
+    assert result is not None
+    kept = model_context(store.history(path[-1].id))[1:]
+    assert [m.role for m in kept][-3:] == ["user", "assistant", "user"]
+
+
+@pytest.mark.asyncio
+async def test_an_empty_summary_stores_nothing(store: Store) -> None:
+    path = _conversation(store, 16, 30)
+    with pytest.raises(CompactionFailed):
+        await _compactor(store, FakeBackend(replies=[" "] * 6)).fit(
+            path, max_tokens=None, progress=_no_progress)
+    assert all(m.role != "summary" for m in store.history(path[-1].id))
+
+
+@pytest.mark.asyncio
+async def test_one_message_longer_than_a_part_is_cut_until_it_fits(store: Store) -> None:
+    backend = FakeBackend(replies=["s"] * 40)
+    turn = store.begin_turn(None, "tell me " * 1500)  # ~3,000 tokens: longer than the context
+    store.finalize(turn.assistant_message.id, status="complete", content="ok")
+    last = store.begin_turn(turn.conversation_id, "and then?")
+    path = store.history(last.user_message.id)
+    result = await _compactor(store, backend).fit(path, max_tokens=None, progress=_no_progress)
+    assert result is not None and len(backend.calls) >= 3
+    assert all(sum(len(m.content) // 4 + 4 for m in call) < N_CTX for call in backend.calls)
