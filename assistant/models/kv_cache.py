@@ -84,11 +84,11 @@ class StateCache:
         # the conversation missing.
         self.entries[key] = entry
         self.entries.move_to_end(key)
-        # A longer state of the same conversation makes its shorter ancestors redundant.
+        # A longer state of the same conversation makes its shorter ancestors redundant. One
+        # of another conversation stays: deleting that conversation must find it by its tag.
         for old_key, old in list(self.entries.items()):
-            if old_key != key and len(old.tokens) <= len(tokens) and common_prefix(
-                old.tokens, tokens
-            ) == len(old.tokens):
+            if old_key != key and old.tag == tag and len(old.tokens) <= len(tokens) and \
+                    common_prefix(old.tokens, tokens) == len(old.tokens):
                 self._drop(old_key)
         if self.directory is not None:
             self._spill(key, entry)

@@ -223,7 +223,11 @@ def add_summary(
         completion_tokens=completion_tokens, timings=timings,
     )
     conn.execute(_INSERT_MESSAGE, message_values(summary))
-    conn.execute(update(M).where(M.c.id == before_message_id)
+    # Every branch from the same parent shares the history the summary stands for: all of
+    # them move under it, so an edit made earlier stays reachable beside ``before``.
+    siblings = (M.c.parent_id == before.parent_id) if before.parent_id is not None else (
+        M.c.parent_id.is_(None) & (M.c.conversation_id == before.conversation_id))
+    conn.execute(update(M).where(siblings, M.c.id != summary.id)
                  .values(parent_id=summary.id))
     conn.execute(_TOUCH, {"cid": summary.conversation_id, "at": summary.created})
     return summary

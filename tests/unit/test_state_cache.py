@@ -99,3 +99,11 @@ def test_a_conversations_states_are_forgotten_by_its_tag(tmp_path: Path) -> None
     assert [p.parent.name for p in tmp_path.glob("*/*.kv")] == ["scope-a"]
     again = StateCache(scope, 1 << 20, 1 << 20)
     assert [e.tag for e in again.entries.values()] == [""]
+
+
+def test_a_state_extending_another_conversations_keeps_that_one(tmp_path: Path) -> None:
+    cache = StateCache(tmp_path, 1 << 20, 1 << 20)
+    cache.put(toks(1, 2, 3), b"a", "conv-a")
+    cache.put(toks(1, 2, 3, 4), b"b", "conv-b")  # a new conversation resending a's history
+    assert cache.forget("conv-a") == 1
+    assert [e.tag for e in cache.entries.values()] == ["conv-b"]

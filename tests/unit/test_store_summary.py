@@ -115,3 +115,16 @@ def test_a_version_1_database_is_migrated_with_its_messages_and_index(
         conn.execute("INSERT INTO messages_fts(messages_fts, rank) VALUES('integrity-check', 1)")
         version = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
         assert version == migrations.LATEST == 2
+
+
+def test_a_summary_keeps_earlier_edit_branches_reachable(store: Store) -> None:
+    cid = _talk(store, 3)
+    path = store.get_conversation(cid).active_path
+    edited = store.edit_message(path[2].id, "question 1, asked differently")
+    store.finalize(edited.assistant_message.id, status="complete", content="other answer")
+    store.switch_branch(path[2].id)
+    summary = store.add_summary(path[2].id, "The first question.")
+    conversation = store.get_conversation(cid)
+    assert {m.content for m in conversation.children(summary.id)} == {
+        "question 1 about lighthouses", "question 1, asked differently"}
+    assert model_context(conversation.path_to(edited.assistant_message.id))[0].id == summary.id
