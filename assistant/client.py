@@ -164,7 +164,7 @@ class Client:
     def add_documents(self, paths: list[Path]) -> Iterator[dict[str, Any]]:
         """Index files or folders for qa: progress and document events, then done."""
         yield from self.stream("/api/documents",
-                               {"paths": [str(p.expanduser().resolve()) for p in paths]})
+                               {"paths": [os.path.abspath(p.expanduser()) for p in paths]})
 
     def stream(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """POST ``body`` and yield the server-sent events of the answer."""

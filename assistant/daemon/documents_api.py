@@ -62,8 +62,14 @@ async def list_documents(request: Request) -> Any:
 
 @router.delete("/documents/{document_id}", status_code=204)
 async def remove_document(request: Request, document_id: str) -> Response:
+    def remove() -> list[Any]:
+        documents = _store(request).documents
+        if not any(d.id == document_id for d in documents.all()):
+            return []  # an exact id only: the CLI's prefixes and paths are not for the API
+        return list(documents.remove(document_id))
+
     try:
-        removed = await run_in_threadpool(lambda: _store(request).documents.remove(document_id))
+        removed = await run_in_threadpool(remove)
     except AssistantError as exc:
         return error_response(exc)
     if not removed:
@@ -76,6 +82,11 @@ async def remove_document(request: Request, document_id: str) -> Response:
 async def add_documents(body: DocumentsBody, request: Request) -> Response:
     daemon: Daemon = request.app.state.daemon
     try:
+        server = request.scope.get("server")
+        if server is not None and server[1] is not None:  # TCP (the Unix socket has no port)
+            raise RequestError(
+                "documents are added from this machine's user only: use the Unix socket "
+                "(`assistant docs add`, the terminal UI)", status=403, code="local_only")
         store = _store(request)
         paths = [_absolute(p) for p in body.paths]
     except AssistantError as exc:

@@ -14,6 +14,7 @@ async def while_running(job: asyncio.Task[Any], queue: asyncio.Queue[T]) -> Asyn
 
     A consumer that stops early (a client gone) cancels the job.
     """
+    waiter: asyncio.Future[T] | None = None
     try:
         while not job.done() or not queue.empty():
             waiter = asyncio.ensure_future(queue.get())
@@ -25,3 +26,5 @@ async def while_running(job: asyncio.Task[Any], queue: asyncio.Queue[T]) -> Asyn
         job.result()
     finally:
         job.cancel()
+        if waiter is not None:
+            waiter.cancel()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from assistant.documents.chunking import chunk_sections
+from assistant.documents.chunking import Chunk, chunk_sections
 from assistant.documents.reader import SUFFIXES, DocumentError, read_document
 
 if TYPE_CHECKING:
@@ -31,7 +32,11 @@ class Outcome:
 def expand(paths: Iterable[Path]) -> Iterator[Path]:
     """Files named, and the supported files under folders named, sorted; hidden ones skipped."""
     for path in paths:
-        if path.is_dir():
+        try:
+            folder = path.is_dir()
+        except OSError:  # a name too long…: add_file says what is wrong with it
+            folder = False
+        if folder:
             for child in sorted(path.rglob("*")):
                 rel = child.relative_to(path).parts
                 if child.is_file() and child.suffix.lower() in SUFFIXES and \
@@ -55,26 +60,33 @@ async def add_file(
     from assistant.store.documents import NewChunk
     from assistant.text import detect_language, sentences
 
-    path = path.resolve()
     try:
+        path = path.resolve()
         if not path.exists():
             raise DocumentError(f"{path}: no such file")
-        document = read_document(path)
+        # Reading, parsing and sentence splitting are CPU work: off the event loop.
+        document = await asyncio.to_thread(read_document, path)
     except DocumentError as exc:
         return Outcome(path, "failed", message=exc.message)
+    except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a name too long…
+        return Outcome(path, "failed", message=f"{path}: cannot be read ({exc})")
     repo = store.documents
-    known = repo.by_hash(document.sha256)
+    known = await asyncio.to_thread(repo.by_hash, document.sha256)
     if known is not None and known.path == str(path):
         return Outcome(path, "unchanged", document_id=known.id)
-    lang = detect_language(" ".join(s.text for s in document.sections[:5])[:2000])
-    chunks = chunk_sections(document.sections, lambda t: sentences(t, lang))
+
+    def split() -> list[Chunk]:
+        lang = detect_language(" ".join(s.text for s in document.sections[:5])[:2000])
+        return chunk_sections(document.sections, lambda t: sentences(t, lang))
+
+    chunks = await asyncio.to_thread(split)
     vectors: list[list[float]] = []
     for start in range(0, len(chunks), EMBED_BATCH):
         batch = chunks[start:start + EMBED_BATCH]
         vectors += await embed([c.text for c in batch])
         if progress is not None:
             progress(len(vectors), len(chunks))
-    info = repo.add(str(path), document.title, document.sha256, [
+    info = await asyncio.to_thread(repo.add, str(path), document.title, document.sha256, [
         NewChunk(i, c.location, c.text, to_blob(v))
         for i, (c, v) in enumerate(zip(chunks, vectors, strict=True))])
     return Outcome(path, "added", len(chunks), document_id=info.id)

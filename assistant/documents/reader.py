@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import html
+import os
 import re
+import stat
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -38,6 +40,9 @@ class Document:
     sections: list[Section]
 
 
+MAX_FILE_BYTES = 200_000_000
+
+
 def read_document(path: Path) -> Document:
     """Read ``path`` into sections; the hash is of the file's bytes."""
     suffix = path.suffix.lower()
@@ -45,9 +50,22 @@ def read_document(path: Path) -> Document:
         raise DocumentError(f"{path}: unsupported file type {suffix or '(none)'}",
                             "Supported: .txt, .md, .html and .pdf.")
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DocumentError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        # Opened without blocking and checked before reading: a FIFO or a device named
+        # notes.txt must not hang the reader, nor a huge file fill the memory.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise DocumentError(f"{path}: not a regular file")
+            if info.st_size > MAX_FILE_BYTES:
+                raise DocumentError(
+                    f"{path}: {info.st_size / 1e6:.0f} MB is more than the "
+                    f"{MAX_FILE_BYTES // 1_000_000} MB a document may have",
+                    "Split it into smaller files.")
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise DocumentError(f"{path}: cannot be read ({reason})") from None
     digest = hashlib.sha256(data).hexdigest()
     if suffix == ".pdf":
         sections = _pdf(path, data)

@@ -3,6 +3,7 @@ all, listed and removed over the API; the client used by the TUI drives it."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,14 @@ def test_documents_are_ingested_with_progress_listed_and_removed(
         with pytest.raises(RequestError) as info:
             list(client.stream("/api/documents", {"paths": ["relative/notes"]}))
         assert "absolute" in info.value.message
+
+        # a FIFO named like a text file, a symlink loop, an over-long name: each file fails
+        # on its own, the daemon stays responsive, the batch ends with its counts
+        odd = tmp_path / "odd"
+        odd.mkdir()
+        os.mkfifo(odd / "pipe.txt")
+        (odd / "loop.md").symlink_to(odd / "loop.md")
+        events = list(client.add_documents([odd / "pipe.txt", odd / "loop.md",
+                                            odd / ("x" * 300 + ".txt")]))
+        assert events[-1] == {"type": "done", "added": 0, "unchanged": 0, "failed": 3}
+        assert client.health() is not None
