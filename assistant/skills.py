@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
+from assistant.errors import RequestError
 from assistant.models.backend import ChatMessage, GenerationParams
 
 Status = Literal["complete", "cancelled", "error"]
@@ -53,6 +54,7 @@ class ErrorEvent:
     """The skill failed; the reply so far is kept with status ``error``."""
 
     message: str
+    code: str = "skill_failed"  # a model's own code when it refused, e.g. context_length_exceeded
     type: ClassVar[str] = "error"
 
 
@@ -222,7 +224,11 @@ async def execute(
         if failure:
             status = "error"
             exc = failure[0]
-            yield ErrorEvent(f"skill '{skill.name}' failed: {type(exc).__name__}: {exc}")
+            code = getattr(exc, "code", None)
+            if isinstance(exc, RequestError) and isinstance(code, str):
+                yield ErrorEvent(f"skill '{skill.name}' failed: {exc.message}", code)
+            else:
+                yield ErrorEvent(f"skill '{skill.name}' failed: {type(exc).__name__}: {exc}")
         yield Done(status)
     finally:
         ctx._sink = None

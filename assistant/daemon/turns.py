@@ -228,7 +228,7 @@ class TurnService:
         }
         usage = _Usage()
         text: list[str] = []
-        status, error = "cancelled", ""
+        status, error, error_code = "cancelled", "", "skill_failed"
         decision: RouteDecision | None = None
         route: dict[str, Any] | None = None
         last_save = time.monotonic()
@@ -275,7 +275,7 @@ class TurnService:
                     elif isinstance(event, Notice):
                         yield {"type": "notice", "message": event.message, "level": event.level}
                     elif isinstance(event, ErrorEvent):
-                        error = event.message
+                        error, error_code = event.message, event.code
                     elif isinstance(event, Done):
                         status = event.status
         except Exception as exc:
@@ -297,7 +297,7 @@ class TurnService:
         for notice in await self.plugins.acall("after_turn", turn=turn, reply=reply):
             yield {"type": "notice", "message": notice, "level": "warning"}
         if status == "error":
-            yield {"type": "error", "code": "skill_failed", "message": error, **ids}
+            yield {"type": "error", "code": error_code, "message": error, **ids}
             return
         yield {"type": "done", "status": status, "model": model, "skill": decision.skill,
                "usage": {"prompt_tokens": usage.prompt_tokens,
@@ -371,6 +371,8 @@ class TurnService:
             if event["type"] == "delta":
                 yield Delta(event["text"])
             elif event["type"] == "error":
+                if event["code"] == "context_length_exceeded":
+                    raise RequestError(event["message"], code=event["code"], param="messages")
                 raise AssistantError(event["message"])
             elif event["type"] == "done":
                 final = Delta("", finish_reason="stop" if event["status"] == "complete"

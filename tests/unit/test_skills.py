@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 from assistant_plugins.chat import Chat
 from assistant_plugins.qa import QA
 from assistant_plugins.summarize import Summarize
 from assistant_plugins.translate import Translate, parse_request
 
-from assistant import ChatMessage, DeltaEvent, Done, Notice, Progress, Turn
+from assistant import (
+    ChatMessage,
+    DeltaEvent,
+    Done,
+    Event,
+    Notice,
+    Progress,
+    Skill,
+    SkillContext,
+    Turn,
+)
 from assistant.context import guess_language, split_sentences
+from assistant.errors import RequestError
+from assistant.skills import ErrorEvent, execute
 from assistant.testing import FakeBackend, fake_context, run_skill_text
 
 
@@ -62,3 +75,31 @@ def test_fallback_text_helpers() -> None:
     assert guess_language("这是中文") == "zh"
     assert guess_language("Das ist nicht mein Hund") == "de"
     assert guess_language("¿Dónde está la estación? Es para mi madre") == "es"
+
+
+def test_chat_merges_a_compaction_summary_into_its_system_prompt() -> None:
+    backend = FakeBackend(["ok"])
+    ctx = fake_context(backend, history=[ChatMessage("system", "Summary: they met."),
+                                         ChatMessage("user", "later")])
+    asyncio.run(run_skill_text(Chat(), "hi", ctx))
+    sent = backend.calls[0]
+    assert [m.role for m in sent] == ["system", "user", "user"]
+    assert sent[0].content.endswith("\n\nSummary: they met.")
+
+
+def test_a_model_refusal_keeps_its_code() -> None:
+    class TooLong(Skill):
+        name = "too-long"
+
+        async def run(self, turn: Turn, ctx: SkillContext) -> AsyncIterator[Event]:
+            raise RequestError("the prompt takes 900 tokens; the context holds 512",
+                               code="context_length_exceeded")
+            yield DeltaEvent("")  # pragma: no cover - makes this an async generator
+
+    async def collect() -> list[Event]:
+        return [e async for e in execute(TooLong(), Turn(text="x"), fake_context())]
+
+    events = asyncio.run(collect())
+    error = next(e for e in events if isinstance(e, ErrorEvent))
+    assert error.code == "context_length_exceeded" and "900 tokens" in error.message
+    assert events[-1] == Done("error")
