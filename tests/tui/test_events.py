@@ -256,3 +256,27 @@ async def test_opening_a_conversation_while_a_reply_streams_stops_it_cleanly(
         assert roles(screen) == ["user", "assistant", "user", "assistant"]
         assert not errors(app)
         assert app.is_running
+
+
+@pytest.mark.asyncio
+async def test_odd_values_in_route_and_done_events_leave_the_status_bar_working(
+    isolated_env: dict[str, str],
+) -> None:
+    from assistant.tui.widgets.status import StatusBar
+
+    events = [{"type": "route", "skill": None, "method": 3, "score": "high", "scores": [1, 2],
+               "message_id": 7, "conversation_id": None},
+              {"type": "delta", "text": "ok"},
+              {"type": "done", "status": None, "usage": {"prompt_tokens": "many",
+               "completion_tokens": 2}, "timings": "fast"}]
+    api = PlaybackApi(isolated_env, conversation(), events)
+    async with playing(api, open_conversation=False) as (app, screen, pilot):
+        screen.query_one(PromptInput).text = "hello"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.streaming is None and screen.turn == 1,
+                       what="the reply")
+        status = screen.query_one(StatusBar).status
+        assert (status.skill, status.method, status.score) == ("", "3", None)
+        assert (status.tokens_per_s, status.context_used) == (None, 2)
+        assert screen.query_one(Transcript).last_reply().content == "ok"  # type: ignore[union-attr]
+        assert not errors(app)

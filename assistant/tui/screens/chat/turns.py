@@ -52,6 +52,17 @@ class PendingText:
         return text
 
 
+def _number(value: object) -> float | None:
+    """A number an event carries, or None: a malformed value must not break the status bar."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
 class TurnScreen(ConversationScreen):
     """Sends turns and streams their replies into the transcript; one turn at a time."""
 
@@ -135,19 +146,19 @@ class TurnScreen(ConversationScreen):
             return
         event = message.event
         self.last_route = event
-        for name in event.get("scores") or {}:
-            if name not in self.skills:
+        scores = event.get("scores")
+        skill = str(event.get("skill") or "")
+        for name in [*(map(str, scores) if isinstance(scores, dict) else []), skill]:
+            if name and name not in self.skills:
                 self.skills.append(name)
-        if event.get("skill") and event["skill"] not in self.skills:
-            self.skills.append(event["skill"])
         self.query_one(PromptInput).commands = slash_commands(self.skills)
-        view.message_id = event.get("message_id")
-        view.set_header(skill=event.get("skill"))
-        self.query_one(StatusBar).set(skill=event.get("skill", ""),
-                                      method=event.get("method", ""), score=event.get("score"))
+        view.message_id = _text(event.get("message_id"))
+        view.set_header(skill=skill or None)
+        self.query_one(StatusBar).set(skill=skill, method=str(event.get("method") or ""),
+                                      score=_number(event.get("score")))
         # A new conversation joins the sidebar when the turn ends: asking the daemon for the
         # list now would take CPU from the reply being decoded.
-        new = event.get("conversation_id")
+        new = _text(event.get("conversation_id"))
         if new and new != self.conversation_id:
             self.conversation_id = new
 
@@ -155,9 +166,8 @@ class TurnScreen(ConversationScreen):
         if self._current(message.turn) is None:
             return
         event = message.event
-        message_id = event.get("message_id")
         view = SummaryView(str(event.get("text") or ""),
-                           message_id=str(message_id) if message_id is not None else None)
+                           message_id=_text(event.get("message_id")))
         # The summary stands for the first ``covers`` messages of the path and goes above the
         # rest; without a usable count, above the question. The store's copy, loaded when the
         # turn ends, puts it right in any case.
@@ -184,19 +194,19 @@ class TurnScreen(ConversationScreen):
             return
         self._show_pending()
         event = message.event
-        usage = event.get("usage") or {}
-        timings = event.get("timings") or {}
-        status = str(event.get("status", "complete"))
+        usage, timings = event.get("usage"), event.get("timings")
+        usage = usage if isinstance(usage, dict) else {}
+        timings = timings if isinstance(timings, dict) else {}
+        status = str(event.get("status") or "complete")
         view.set_header(status=status)
         if status == "cancelled" and not self.cancel_event.is_set():
             self.app.notify("The daemon stopped the reply before it was complete "
                             "(it took longer than plugins.skill_timeout?).",
                             title="reply cancelled", severity="warning", timeout=8)
-        self.query_one(StatusBar).set(
-            tokens_per_s=timings.get("tokens_per_s"),
-            context_used=int(usage.get("prompt_tokens", 0)) + int(
-                usage.get("completion_tokens", 0)),
-            context_size=self._context_size())
+        used = [_number(usage.get(k)) or 0.0 for k in ("prompt_tokens", "completion_tokens")]
+        self.query_one(StatusBar).set(tokens_per_s=_number(timings.get("tokens_per_s")),
+                                      context_used=int(sum(used)),
+                                      context_size=self._context_size())
 
     async def on_turn_failed(self, message: TurnFailed) -> None:
         view = self._current(message.turn)
