@@ -7,9 +7,11 @@ models   $ASSISTANT_MODELS_DIR, else <data>/models: assembled model files, share
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
+from typing import IO, Any
 
 from assistant.config import Settings
 from assistant.errors import ConfigError, UnsafePath
@@ -74,3 +76,20 @@ def inside(root: Path, path: Path) -> Path:
             "Remove the symlink (move the file back in place if it is yours).",
         )
     return path
+
+
+def open_own(path: Path, mode: str = "wb") -> IO[Any]:
+    """Open a file of ours for writing (``"wb"``) or appending (``"a"``), never through a
+    symlink: one planted in our dirs would otherwise redirect the write anywhere."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    flags |= os.O_APPEND if mode.startswith("a") else os.O_TRUNC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafePath(f"{path} is a symlink; refused.",
+                             "Remove the symlink (move the file back in place if it is yours).",
+                             ) from None
+        raise
+    return os.fdopen(fd, mode)
+

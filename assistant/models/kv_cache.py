@@ -26,6 +26,9 @@ from typing import BinaryIO
 
 import numpy as np
 
+from assistant.errors import UnsafePath
+from assistant.locations import open_own
+
 # Then token count, state size, CRC-32 of the state, tag length; the tag; tokens; state.
 _MAGIC = b"ASKV3\n"
 
@@ -167,10 +170,10 @@ class StateCache:
         path = self.directory / f"{key}.kv"
         tmp = path.with_suffix(".tmp")
         try:
-            with open(tmp, "wb") as fh:
+            with open_own(tmp, "wb") as fh:
                 fh.write(_encode(entry.tokens, entry.data, entry.tag))
             os.replace(tmp, path)
-        except OSError:
+        except (OSError, UnsafePath):  # kept in RAM only
             return
         entry.path = path
         self._trim_disk()

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from assistant.config import Settings
 from assistant.errors import ModelError, ModelIntegrityError, ModelNotFound
-from assistant.locations import data_dir
+from assistant.locations import data_dir, open_own
 from assistant.models import catalog, install
 from assistant.models.catalog import CatalogEntry
 
@@ -109,7 +109,7 @@ def registry_path(settings: Settings) -> Path:
 @contextlib.contextmanager
 def _registry_lock(settings: Settings) -> Iterator[None]:
     path = registry_path(settings)
-    with path.with_name(".models.json.lock").open("a") as fh:
+    with open_own(path.with_name(".models.json.lock"), "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield

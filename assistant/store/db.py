@@ -47,9 +47,14 @@ def database_url(settings: Settings) -> str:
     """``store.url`` if set, else SQLite at ``<data_dir>/assistant.sqlite3`` (dir made here)."""
     if settings.store.url:
         return settings.store.url
-    from assistant.locations import data_dir
+    from assistant.locations import data_dir, inside
 
-    return f"sqlite:///{data_dir(settings) / DB_FILENAME}"
+    root = data_dir(settings)
+    # SQLite would create or write the file where a planted symlink points, and the files it
+    # keeps beside the database too: refused, for the daemon and the CLI alike.
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        inside(root, root / f"{DB_FILENAME}{suffix}")
+    return f"sqlite:///{root / DB_FILENAME}"
 
 
 def sqlite_path(url: str) -> Path | None:

@@ -88,3 +88,32 @@ def test_saved_states_symlinked_out_of_the_data_dir_are_not_written(
     assert snapshot(outside) == before, "a saved state was written out of the data dir"
     assert status["status"] == "ready", status
     assert "leads out of" in daemon.log_text()
+
+
+def test_the_cli_writes_nothing_through_planted_links(tmp_path: Path) -> None:
+    """`history` and `models add` refuse planted links too, not only the daemon.
+
+    How we checked it fails without its protection: with ``database_url``'s ``inside`` check
+    removed, `assistant history list` created ``outside/stolen.sqlite3``; with the registry
+    lock opened by ``Path.open("a")`` instead of ``open_own``, `models add` created
+    ``outside/lock``.
+    """
+    from click.testing import CliRunner
+
+    from assistant.cli import main
+    from tests.conftest import TEST_MODELS_DIR
+
+    data = Path(os.environ["ASSISTANT_DATA_DIR"])
+    data.mkdir(parents=True, exist_ok=True)
+    outside = outside_with_victim(tmp_path)
+    before = snapshot(outside)
+    (data / "assistant.sqlite3").symlink_to(outside / "stolen.sqlite3")
+    (data / ".models.json.lock").symlink_to(outside / "lock")
+
+    listed = CliRunner().invoke(main, ["history", "list"])
+    assert listed.exit_code != 0 and "leads out of" in listed.output
+    added = CliRunner().invoke(main, ["models", "add", "--name", "mine",
+                                      str(TEST_MODELS_DIR / "SmolLM2-135M-Instruct.Q4_1.gguf")])
+    assert added.exit_code != 0 and "symlink" in added.output
+    assert "Traceback" not in listed.output + added.output
+    assert snapshot(outside) == before
