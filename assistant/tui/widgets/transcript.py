@@ -1,8 +1,8 @@
 """The transcript: one view per message of the active path.
 
 A reply being written is plain text, appended to as it arrives; it is rendered as Markdown
-once, when it is complete. Parsing Markdown and mounting its blocks on every update took a
-core's worth of CPU from the model that shares the machine.
+once, when it is complete: parsing Markdown and mounting its blocks on every update took CPU
+from the model, which decodes on the same cores.
 """
 
 from __future__ import annotations
