@@ -30,12 +30,12 @@ from assistant.eval.metrics import declined, normalize_answer
 from assistant_plugins.budget import context_tokens, estimate_tokens
 
 DECLINE = "I cannot find this in your documents."
+# The model is not asked to cite: a small one cites poorly and may then forget the answer
+# (reply "[2]" alone). The skill cites itself, the passage that holds what the model said.
 SYSTEM = (
-    "You answer questions using only the numbered sources the user gives. Answer in the "
-    "language of the question, as briefly as possible: the few words that answer it, taken "
-    "from the source, or one short sentence. Then put the number of the source that holds the "
-    "answer in square brackets, like [1]. If the sources do not answer the question, reply "
-    f"exactly: {DECLINE}"
+    "You answer questions using only the numbered sources the user gives. Reply with the "
+    "answer in a few words taken from the sources, in the language of the question. If the "
+    f"sources do not answer the question, reply exactly: {DECLINE}"
 )
 _WORD = re.compile(r"\w+")
 _MARKER = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")

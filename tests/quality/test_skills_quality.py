@@ -12,7 +12,9 @@ from assistant.eval import runners
 from assistant.eval.backend import eval_backend
 from assistant.eval.data import load_items
 
-pytestmark = pytest.mark.quality
+# Each test runs the skill and the bare model over a whole set: on a busy 2-core machine that
+# can take far longer than the suite's 10-minute default.
+pytestmark = [pytest.mark.quality, pytest.mark.timeout(7200)]
 MODEL = "qwen2.5-coder-0.5b"
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "eval"
 DATA = Path(__file__).resolve().parents[1] / "data" / "eval"
