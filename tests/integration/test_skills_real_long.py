@@ -15,7 +15,9 @@ from assistant.models.backend import Backend, ChatMessage, Delta, GenerationPara
 from assistant.skills import Done, ErrorEvent, Progress, Turn, collect, execute
 from tests.conftest import TEST_MODELS_DIR
 
-pytestmark = pytest.mark.integration
+# Minutes of prompt reading even on a quiet machine: run with the quality tests (`make quality`),
+# not in `make test`, whose whole run must stay under CI's 30 minutes.
+pytestmark = [pytest.mark.integration, pytest.mark.quality]
 MODEL = "smollm2-135m"
 CONTEXT = 4096
 WORDS_PER_PAGE = 500
