@@ -265,7 +265,8 @@ async def test_route_screen_explains_the_last_turn(tui_daemon: TuiDaemon) -> Non
 async def test_regenerate_adds_a_sibling_reply(tui_daemon: TuiDaemon) -> None:
     """ctrl+g answers the last question again, beside the old reply (POST /api/turns)."""
     async with chat(tui_daemon, conversation="c2plan") as (app, screen, pilot):
-        await wait_for(pilot, lambda: screen.detail is not None, what="the conversation")
+        await wait_for(pilot, lambda: screen.query_one(Transcript).last_reply() is not None,
+                       what="the conversation")
         await pilot.press("ctrl+g")
         await wait_for(pilot, lambda: screen.streaming is None and screen.turn == 1,
                        timeout=600, what="the regenerate turn")
@@ -278,7 +279,9 @@ async def test_regenerate_adds_a_sibling_reply(tui_daemon: TuiDaemon) -> None:
 @pytest.mark.asyncio
 async def test_branch_switcher_switches_the_active_branch(tui_daemon: TuiDaemon) -> None:
     async with chat(tui_daemon, conversation="c1poem") as (app, screen, pilot):
-        await wait_for(pilot, lambda: screen.detail is not None, what="the conversation")
+        # The conversation is loaded a little before its messages are mounted.
+        await wait_for(pilot, lambda: screen.query_one(Transcript).last_reply() is not None,
+                       what="the conversation")
         reply = screen.query_one(Transcript).last_reply()
         assert reply is not None and reply.content == "The heaven is blue."
         assert reply.branches == (2, 2)
