@@ -84,3 +84,11 @@ class TurnEnded(Message):
     """The worker of a turn stopped, whatever the reason; always the last message of a turn."""
 
     turn: int
+
+
+@dataclass
+class DocumentsAdded(Message):
+    """``POST /api/documents`` ended: its ``document`` events, one per file, in order."""
+
+    outcomes: list[dict[str, Any]]
+

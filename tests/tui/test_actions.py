@@ -315,14 +315,31 @@ async def test_switch_model_lists_and_loads(tui_daemon: TuiDaemon) -> None:
 
 
 @pytest.mark.asyncio
-async def test_documents_report_the_missing_endpoint(tui_daemon: TuiDaemon) -> None:
-    async with chat(tui_daemon) as (app, _screen, pilot):
+async def test_documents_are_added_and_failed_files_named_with_their_reason(
+        tui_daemon: TuiDaemon, tmp_path: Path) -> None:
+    """ctrl+d sends the files to POST /api/documents: the good one is indexed, and each file
+    the daemon refuses is named in a notification with its reason."""
+    good = tmp_path / "keeper notes.md"
+    good.write_text("The lighthouse lamp burns oil brought by the supply boat on Tuesdays.\n")
+    empty = tmp_path / "empty.md"
+    empty.write_text("")
+    binary = tmp_path / "blob.txt"
+    binary.write_bytes(b"\x00\x01\x02 not text at all")
+    async with chat(tui_daemon) as (app, screen, pilot):
         await pilot.press("ctrl+d")
         await pilot.pause()
-        app.screen.query_one(Input).value = "/tmp/notes.md"
+        app.screen.query_one(Input).value = f"'{good}' {empty} {tmp_path}/blob.*"
         await pilot.press("enter")
-        await wait_for(pilot, lambda: notices(app), what="a notice")
-        assert "documents" in " ".join(notices(app)).lower()
+        await wait_for(pilot, lambda: any("Documents for qa" in n for n in notices(app)),
+                       timeout=120, what="the documents notice")
+        said = notices(app)
+        assert any("keeper notes.md (1 chunk)" in n for n in said), said
+        assert any(str(empty) in n and "no text" in n for n in said), said
+        assert any(str(binary) in n and "binary" in n for n in said), said
+        assert screen.query_one(StatusBar).status.state == "ready"
+    listed = [d["path"] for d in tui_daemon.get("/api/documents")["documents"]]
+    assert str(good.resolve()) in listed
+    assert str(empty.resolve()) not in listed and str(binary.resolve()) not in listed
 
 
 @pytest.mark.asyncio
