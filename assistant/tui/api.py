@@ -1,8 +1,8 @@
 """What the terminal UI asks of the daemon, as typed calls on top of :class:`Client`.
 
-Every method blocks; the UI calls them from worker threads only. Calls the daemon does not
-offer yet (regenerate, edit-and-branch, re-route, documents) raise :class:`Unsupported`, which
-the UI shows as a notification naming the missing endpoint.
+Every method blocks; the UI calls them from worker threads only. A daemon too old to
+regenerate or edit a turn (no such field in ``POST /api/turns``) makes those calls raise
+:class:`Unsupported`, which the UI shows as a notification naming what is missing.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from assistant.errors import AssistantError, DaemonError, RequestError
 
 
 class Unsupported(AssistantError):
-    """The daemon has no endpoint for this yet."""
+    """The daemon is too old for this call."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +160,11 @@ class TuiApi:
 
     def delete(self, conversation_id: str) -> None:
         _raise(self.client.http.delete(f"/api/conversations/{conversation_id}"))
+
+    def set_summary_undone(self, message_id: str, undone: bool = True) -> StoredMessage:
+        """Take a compaction summary out of the model's context (``undone``), or put it back."""
+        verb = "undo" if undone else "redo"
+        return _message(self.client.post(f"/api/messages/{message_id}/{verb}"))
 
     def search(self, query: str, limit: int = 50) -> list[SearchResult]:
         hits = self.client.get("/api/search", q=query, limit=limit)["hits"]

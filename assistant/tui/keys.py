@@ -39,6 +39,9 @@ ACTIONS: tuple[Action, ...] = (
     Action("regenerate", "ctrl+g", "regenerate", "Regenerate the last reply"),
     Action("edit", "ctrl+e", "edit_last", "Edit your last message into a new branch"),
     Action("branches", "ctrl+o", "branches", "Switch between branches of the last turn"),
+    # F7, not Ctrl+Z: the message box keeps its undo; and not F5, pressed out of habit.
+    Action("undo_summary", "f7", "toggle_summary",
+           "Undo the summary in force (or redo the last undone one)"),
     Action("documents", "ctrl+d", "documents", "Add documents for the qa skill"),
     Action("cancel", "escape", "cancel", "Stop the reply being generated"),
 )

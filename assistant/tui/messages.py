@@ -7,7 +7,7 @@ from typing import Any
 
 from textual.message import Message
 
-from assistant.tui.api import ConversationDetail, ConversationSummary
+from assistant.tui.api import ConversationDetail, ConversationSummary, StoredMessage
 
 
 @dataclass
@@ -92,3 +92,10 @@ class DocumentsAdded(Message):
 
     outcomes: list[dict[str, Any]]
 
+
+@dataclass
+class SummaryToggled(Message):
+    """A compaction summary was undone or put back in force; ``message`` is the stored one."""
+
+    conversation_id: str
+    message: StoredMessage

@@ -19,8 +19,14 @@ from assistant.tui.screens.chat import ChatScreen
 from assistant.tui.widgets.prompt import Completions, PromptInput
 from assistant.tui.widgets.sidebar import ConversationList
 from assistant.tui.widgets.status import StatusBar
-from assistant.tui.widgets.transcript import MessageView, Transcript
-from tests.tui.conftest import SEED_TITLES, TuiDaemon, wait_for
+from assistant.tui.widgets.transcript import MessageView, SummaryView, Transcript
+from tests.tui.conftest import (
+    SEED_TITLES,
+    TuiDaemon,
+    import_conversation,
+    message,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -340,6 +346,54 @@ async def test_documents_are_added_and_failed_files_named_with_their_reason(
     listed = [d["path"] for d in tui_daemon.get("/api/documents")["documents"]]
     assert str(good.resolve()) in listed
     assert str(empty.resolve()) not in listed and str(binary.resolve()) not in listed
+
+
+@pytest.mark.asyncio
+async def test_undo_and_redo_the_summary_in_force(tui_daemon: TuiDaemon) -> None:
+    """F7 takes the summary in force out of the model's context, and F7 again puts it back
+    (POST /api/messages/{id}/undo, /redo). The summaries are imported (POST /api/import keeps
+    their role and status): having smollm2 compact a conversation took minutes on a loaded
+    machine; tests/integration/test_compaction.py covers the compaction itself."""
+    async with chat(tui_daemon, conversation="c2plan") as (app, screen, pilot):
+        await wait_for(pilot, lambda: screen.query_one(Transcript).views(), what="messages")
+        await pilot.press("f7")
+        await wait_for(pilot, lambda: any("no summary" in n for n in notices(app)),
+                       what="the no-summary notice")
+
+        earlier = message("m4s1", "m4u1", "summary", "The keeper trimmed the lamp.", 41)
+        import_conversation(tui_daemon, "c4log", "Lighthouse log", [
+            message("m4u1", None, "user", "What did the keeper do on Monday?", 40),
+            {**earlier, "status": "undone"},
+            message("m4s2", "m4s1", "summary", "The keeper trimmed the lamp on Monday and "
+                    "waited for the supply boat.", 42),
+            message("m4u2", "m4s2", "user", "And on Tuesday?", 43),
+            message("m4a2", "m4u2", "assistant", "The boat came with oil.", 44, "chat"),
+        ], "m4a2", 4)
+        await open_conversation(pilot, screen, "c4log")
+        transcript = screen.query_one(Transcript)
+
+        def blocks() -> list[tuple[str | None, str, object]]:
+            return [(v.message_id, v.status, v.border_title)
+                    for v in transcript.query(SummaryView)]
+
+        def stored(message_id: str) -> str:
+            return str(tui_daemon.get(f"/api/messages/{message_id}")["status"])
+
+        await wait_for(pilot, lambda: len(blocks()) == 2, what="the two summary blocks")
+        in_force = ("m4s2", "complete", "Summary of earlier turns")
+        undone = ("m4s2", "undone", "Summary (undone)")
+        assert blocks() == [("m4s1", "undone", "Summary (undone)"), in_force]
+
+        await pilot.press("f7")  # the summary in force: m4s2
+        await wait_for(pilot, lambda: blocks()[1] == undone, what="the undone block")
+        assert stored("m4s2") == "undone" and stored("m4s1") == "undone"
+        assert any("Summary undone" in n for n in notices(app))
+
+        await pilot.press("f7")  # none in force: the latest undone one comes back
+        await wait_for(pilot, lambda: blocks()[1] == in_force, what="the redone block")
+        assert stored("m4s2") == "complete" and stored("m4s1") == "undone"
+        assert any("back in force" in n for n in notices(app))
+        assert blocks()[0] == ("m4s1", "undone", "Summary (undone)")
 
 
 @pytest.mark.asyncio

@@ -26,13 +26,14 @@ from assistant.tui.messages import (
     DaemonFailed,
     DocumentsAdded,
     PromptSubmitted,
+    SummaryToggled,
     TurnProgressed,
 )
 from assistant.tui.screens.chat.turns import TurnScreen
 from assistant.tui.widgets.prompt import PromptInput
 from assistant.tui.widgets.sidebar import ConversationList, Sidebar
 from assistant.tui.widgets.status import StatusBar
-from assistant.tui.widgets.transcript import Transcript, last_code_block
+from assistant.tui.widgets.transcript import SummaryView, Transcript, last_code_block
 
 # A folder of many files must not bury the screen in notifications.
 MAX_FAILURE_NOTICES = 5
@@ -256,6 +257,48 @@ class ChatScreen(TurnScreen):
         current = reply.message_id if siblings[0].role == "assistant" else str(mine and
                                                                              mine.message_id)
         self.app.push_screen(BranchScreen(siblings, current), done)
+
+    def action_toggle_summary(self) -> None:
+        """Undo the summary in force; with none in force, redo the latest undone one."""
+        conversation_id = self._need_conversation()
+        if conversation_id is None:
+            return
+        if self.streaming is not None:
+            self.app.notify("A reply is still being written; Esc stops it.", severity="warning")
+            return
+        # The blocks shown, not self.detail: a summary event's block is there before the
+        # store's copy of the conversation is loaded again.
+        summaries = [(v.message_id, v.status) for v in self.query_one(Transcript).views()
+                     if isinstance(v, SummaryView) and v.message_id]
+        if not summaries:
+            self.app.notify("This conversation has no summary: the daemon writes one when it "
+                            "outgrows the model's context.", severity="warning")
+            return
+        in_force = [i for i, status in summaries if status != "undone"]
+        target = in_force[-1] if in_force else summaries[-1][0]
+        self.toggle_summary(conversation_id, target, undone=bool(in_force))
+
+    @work(thread=True, group="edit")
+    def toggle_summary(self, conversation_id: str, message_id: str, undone: bool) -> None:
+        try:
+            stored = self.api.set_summary_undone(message_id, undone)
+        except AssistantError as exc:
+            self.post_message(DaemonFailed(exc.message, exc.hint))
+            return
+        self.post_message(SummaryToggled(conversation_id, stored))
+
+    def on_summary_toggled(self, message: SummaryToggled) -> None:
+        stored = message.message
+        for view in self.query_one(Transcript).views():
+            if view.message_id == stored.id:
+                view.set_header(status=stored.status)
+        if stored.status == "undone":
+            said = "Summary undone: the model is given the turns it stood for again."
+        else:
+            said = "Summary back in force: the model is given it instead of the turns above it."
+        self.app.notify(said, timeout=4)
+        if self.conversation_id == message.conversation_id and self.streaming is None:
+            self.load_conversation(message.conversation_id)
 
     def action_switch_model(self, name: str | None = None) -> None:
         from assistant.tui.screens.models import ModelScreen
