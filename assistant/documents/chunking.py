@@ -9,7 +9,10 @@ from dataclasses import dataclass
 from assistant.documents.reader import Section
 
 MAX_CHARS = 900
-MIN_CHARS = 200
+# Only a section shorter than this (a heading, a label) joins the next one. A paragraph of its
+# own stays a chunk: three short facts merged into one chunk dilute its embedding until none
+# of them is found ("Where is the office?" missed "Our office is at 12 Baker Street.").
+MIN_CHARS = 60
 
 
 @dataclass(frozen=True)
@@ -22,8 +25,9 @@ def chunk_sections(
     sections: list[Section], split: Callable[[str], list[str]],
     max_chars: int = MAX_CHARS, min_chars: int = MIN_CHARS,
 ) -> list[Chunk]:
-    """Chunks of ``sections`` in order. A section that fits is one chunk (small neighbours are
-    merged up to ``min_chars``); a longer one is cut between sentences (``split``)."""
+    """Chunks of ``sections`` in order. A section that fits is one chunk (one shorter than
+    ``min_chars``, such as a heading, is joined to the next); a longer one is cut between
+    sentences (``split``)."""
     chunks: list[Chunk] = []
     for section in sections:
         text = section.text.strip()

@@ -72,6 +72,16 @@ def test_chunks_are_whole_sentences_within_the_size() -> None:
     assert " ".join(c.text for c in chunks) == text
 
 
+def test_short_paragraphs_stay_apart_and_a_heading_joins_its_paragraph() -> None:
+    facts = ["The warranty lasts two years and covers all parts, but not water damage.",
+             "Our office is at 12 Baker Street. It is open from nine to five on weekdays.",
+             "The refund policy allows returns within 30 days of purchase with a receipt."]
+    sections = [Section(f"line {i}", t) for i, t in enumerate(["Policies", *facts], 1)]
+    chunks = chunk_sections(sections, lambda t: sentences(t, "en"))
+    assert [c.text for c in chunks] == [f"Policies\n\n{facts[0]}", facts[1], facts[2]]
+    assert [c.location for c in chunks] == ["line 1", "line 3", "line 4"]
+
+
 @pytest.mark.asyncio
 async def test_adding_twice_is_a_no_op_and_a_change_replaces(tmp_path: Path,
                                                              store: Store) -> None:
