@@ -1,4 +1,5 @@
-"""The chat screen, in layers: :mod:`.conversation`, :mod:`.turns`, :mod:`.screen`."""
+"""The chat screen, in layers: :mod:`.conversation`, :mod:`.turns`, :mod:`.documents`,
+:mod:`.screen`."""
 
 from __future__ import annotations
 

@@ -1,16 +1,13 @@
 """The chat screen: conversation list, transcript, prompt and status bar, and its actions.
 
 It is built in layers, one module each: :mod:`.conversation` (layout, daemon connection, the
-open conversation), :mod:`.turns` (sending turns, streaming replies, regenerating and
-branching them), and this one: the keys, the slash commands the UI handles itself, and the
-actions on conversations.
+open conversation), :mod:`.turns` (sending turns, streaming replies, regenerating, re-routing
+and branching them), :mod:`.documents` (documents for qa), and this one: the keys, the slash
+commands the UI handles itself, and the actions on conversations.
 """
 
 from __future__ import annotations
 
-import glob
-import os
-import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,23 +21,17 @@ from assistant.tui.api import ModelEntry
 from assistant.tui.messages import (
     ConversationChosen,
     DaemonFailed,
-    DocumentsAdded,
     PromptSubmitted,
     SummaryToggled,
-    TurnProgressed,
 )
-from assistant.tui.screens.chat.turns import TurnScreen
+from assistant.tui.screens.chat.documents import DocumentsScreen
 from assistant.tui.widgets.prompt import PromptInput
 from assistant.tui.widgets.sidebar import ConversationList, Sidebar
 from assistant.tui.widgets.status import StatusBar
 from assistant.tui.widgets.transcript import SummaryView, Transcript, last_code_block
 
-# A folder of many files must not bury the screen in notifications.
-MAX_FAILURE_NOTICES = 5
-MAX_NAMES = 8
 
-
-class ChatScreen(TurnScreen):
+class ChatScreen(DocumentsScreen):
     BINDINGS: ClassVar[list[BindingType]] = list(keys.bindings())
 
     async def on_prompt_submitted(self, message: PromptSubmitted) -> None:
@@ -313,74 +304,3 @@ class ChatScreen(TurnScreen):
                 self.app.notify(f"Now chatting with {entry.name}.", timeout=3)
 
         self.app.push_screen(ModelScreen(self.api, self.model, preselect=name), done)
-
-    def action_documents(self) -> None:
-        from assistant.tui.screens.dialogs import AskScreen
-
-        def done(answer: str | None) -> None:
-            if answer:
-                self.add_documents(document_paths(answer))
-
-        self.app.push_screen(AskScreen("Documents to add for qa (paths, space-separated):",
-                                       placeholder="~/notes/*.md"), done)
-
-    @work(thread=True, group="documents")
-    def add_documents(self, paths: list[Path]) -> None:
-        outcomes: list[dict[str, Any]] = []
-        try:
-            for event in self.api.add_documents(paths):
-                kind = event.get("type")
-                if kind == "progress":
-                    self.post_message(TurnProgressed(self.turn, event))
-                elif kind == "document":
-                    outcomes.append(event)
-                elif kind == "error":
-                    self.post_message(DaemonFailed(
-                        f"adding documents failed: {event.get('message')}"))
-                    break
-        except AssistantError as exc:
-            self.post_message(DaemonFailed(exc.message, exc.hint))
-        finally:
-            self.post_message(DocumentsAdded(outcomes))
-
-    def on_documents_added(self, message: DocumentsAdded) -> None:
-        if self.streaming is None:
-            self.query_one(StatusBar).set(state="ready")
-        stored: list[str] = []
-        failed = 0
-        for event in message.outcomes:
-            path, reason = str(event.get("path") or ""), str(event.get("message") or "")
-            if event.get("status") == "failed":
-                failed += 1
-                if failed <= MAX_FAILURE_NOTICES:
-                    said = reason if path and path in reason else f"{path}: {reason or 'failed'}"
-                    self.notify_error(said, title="document not added")
-            elif event.get("status") == "added":
-                chunks = event.get("chunks", 0)
-                stored.append(f"{Path(path).name} ({chunks} chunk{'' if chunks == 1 else 's'})")
-            else:
-                stored.append(f"{Path(path).name} (unchanged)")
-        if failed > MAX_FAILURE_NOTICES:
-            self.notify_error(f"{failed - MAX_FAILURE_NOTICES} more files were not added.",
-                              "`assistant docs add PATH` lists every one.",
-                              title="documents not added")
-        if len(stored) > MAX_NAMES:
-            stored[MAX_NAMES - 1:] = [f"{len(stored) - MAX_NAMES + 1} more"]
-        if stored:
-            self.app.notify("Documents for qa: " + ", ".join(stored) + ".", title="documents",
-                            timeout=5, markup=False)
-
-
-def document_paths(answer: str) -> list[Path]:
-    """The paths typed in the documents dialog: shell-quoted words, ``~`` and globs expanded
-    (a pattern that matches nothing is passed on, for the daemon to say so)."""
-    try:
-        words = shlex.split(answer)
-    except ValueError:  # an unclosed quote: take the words as they are
-        words = answer.split()
-    paths: list[Path] = []
-    for word in words:
-        expanded = os.path.expanduser(word)
-        matches = sorted(glob.glob(expanded)) if any(c in expanded for c in "*?[") else []
-        paths += [Path(m) for m in matches] or [Path(expanded)]
-    return paths
