@@ -1,8 +1,9 @@
 """What the terminal UI asks of the daemon, as typed calls on top of :class:`Client`.
 
 Every method blocks; the UI calls them from worker threads only. A daemon too old to
-regenerate or edit a turn (no such field in ``POST /api/turns``) makes those calls raise
-:class:`Unsupported`, which the UI shows as a notification naming what is missing.
+regenerate, edit or re-route a turn (no such field in ``POST /api/turns``, no reroute
+endpoint) makes those calls raise :class:`Unsupported`, which the UI shows as a notification
+naming what is missing.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from assistant.client import Client
 from assistant.config import Settings
@@ -187,8 +189,27 @@ class TuiApi:
 
     def stream_regenerate(self, message_id: str, text: str,
                           **fields: Any) -> Iterator[dict[str, Any]]:
-        """A new reply beside ``message_id`` (an assistant message); ``skill`` re-routes it."""
+        """A new reply beside ``message_id`` (an assistant message), routed afresh."""
         return self._extended_turn(text, "regenerate", message_id, **fields)
+
+    def stream_reroute(self, message_id: str, skill: str, *,
+                       max_tokens: int | None = None) -> Iterator[dict[str, Any]]:
+        """A new reply by ``skill`` beside ``message_id`` (an assistant message), in that reply's
+        conversation and with its model. The daemon records the correction: the same words go
+        to ``skill`` from now on, as after ``assistant reroute``."""
+        body: dict[str, Any] = {"skill": skill}
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
+        try:
+            yield from self.client.stream(f"/api/messages/{quote(message_id, safe='')}/reroute",
+                                          body)
+        except RequestError as exc:
+            # An unknown message is a 404 naming its id; an unknown route names nothing.
+            if exc.status == 404 and exc.param is None:
+                raise Unsupported(
+                    "the daemon cannot re-route a turn yet (no POST /api/messages/{id}/reroute)",
+                    "This needs a newer daemon.") from None
+            raise
 
     def stream_edit(self, message_id: str, text: str, **fields: Any) -> Iterator[dict[str, Any]]:
         """A new user message beside ``message_id`` with ``text``, and its reply: a branch."""

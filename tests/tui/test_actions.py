@@ -58,9 +58,11 @@ async def ask(pilot: Pilot[None], screen: ChatScreen, text: str) -> MessageView:
     prompt = screen.query_one(PromptInput)
     prompt.focus()
     prompt.text = text
+    turn = screen.turn
     await pilot.press("enter")
-    await wait_for(pilot, lambda: screen.streaming is not None, what="the reply to start")
-    view = screen.streaming
+    # The turn number, not the streaming view: a short reply may be over before the next look.
+    await wait_for(pilot, lambda: screen.turn > turn, what="the reply to start")
+    view = screen.streaming or screen.query_one(Transcript).last_reply()
     assert view is not None
     await wait_for(pilot, lambda: screen.streaming is None, timeout=120, what="the reply")
     return view
@@ -265,6 +267,54 @@ async def test_route_screen_explains_the_last_turn(tui_daemon: TuiDaemon) -> Non
         assert "semantic" in text and "runner-up    qa" in text
         await pilot.press("escape")
         assert app.screen is screen
+
+
+@pytest.mark.asyncio
+async def test_reroute_answers_with_the_skill_and_records_the_correction(
+        tui_daemon: TuiDaemon) -> None:
+    """Enter on a skill in the route screen goes through POST /api/messages/{id}/reroute, as
+    `assistant reroute` does: the new reply is the skill's, and the router has learnt it."""
+    text = "Describe the old mill down by the river"
+    import_conversation(tui_daemon, "c3mill", "The old mill", [
+        message("m3m1", None, "user", text, 31),
+        message("m3m2", "m3m1", "assistant", "It still grinds flour on Saturdays.", 32, "chat"),
+    ], "m3m2", 4)
+    async with chat(tui_daemon, conversation="c3mill", max_tokens=8) as (app, screen, pilot):
+        await wait_for(pilot, lambda: screen.query_one(Transcript).last_reply() is not None,
+                       what="the conversation")
+        await pilot.press("ctrl+r")
+        from assistant.tui.screens.route import RouteScreen
+
+        route = app.screen
+        assert isinstance(route, RouteScreen)
+        skills = route.query_one(OptionList)
+        skills.highlighted = [skills.get_option_at_index(i).id
+                              for i in range(skills.option_count)].index("summarize")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.streaming is None and screen.turn == 1,
+                       timeout=600, what="the re-routed turn")
+        await wait_for(pilot, lambda: screen.detail is not None
+                       and len(screen.detail.messages) == 3, what="the stored new reply")
+        errors = [str(n.message) for n in app._notifications if n.severity == "error"]
+        assert not errors, errors
+        reply = screen.query_one(Transcript).last_reply()
+        assert reply is not None and reply.skill == "summarize"
+        assert reply.message_id not in {None, "m3m2"}
+        status = screen.query_one(StatusBar).status
+        assert (status.skill, status.method) == ("summarize", "correction")
+        stored = tui_daemon.get(f"/api/messages/{reply.message_id}")
+        assert stored["parent_id"] == "m3m1" and stored["skill"] == "summarize"
+        assert stored["route"]["method"] == "correction"
+        # The correction is recorded: the same words, with no skill asked for, now go to
+        # summarize, and the route screen says why.
+        await pilot.press("ctrl+n")
+        await ask(pilot, screen, text)
+        status = screen.query_one(StatusBar).status
+        assert (status.skill, status.method) == ("summarize", "correction")
+        await pilot.press("ctrl+r")
+        assert isinstance(app.screen, RouteScreen)
+        explanation = str(app.screen.query_one("#explanation").render())
+        assert "you re-routed this utterance to 'summarize' before" in explanation
 
 
 @pytest.mark.asyncio

@@ -257,6 +257,7 @@ class TurnScreen(ConversationScreen):
         self.app.push_screen(RouteScreen(self.last_route, skills), done)
 
     async def reroute(self, skill: str) -> None:
+        """Answer the last turn again with ``skill``; the daemon records the correction."""
         await self._regenerate(skill)
 
     async def action_regenerate(self) -> None:
@@ -272,9 +273,17 @@ class TurnScreen(ConversationScreen):
             self.app.notify("A reply is still being written; Esc stops it.", severity="warning")
             return
         message_id, text = reply.message_id, mine.content
+
+        def open_stream(**fields: Any) -> Iterator[dict[str, Any]]:
+            if skill is None:
+                return self.api.stream_regenerate(message_id, text, **fields)
+            # Through the reroute endpoint, as `assistant reroute` does, so that the router
+            # learns from it; the daemon answers in the reply's conversation, with its model.
+            return self.api.stream_reroute(message_id, skill,
+                                           max_tokens=fields.get("max_tokens"))
+
         await reply.remove()
-        await self._start_turn(None, lambda **f: self.api.stream_regenerate(
-            message_id, text, skill=skill, **f))
+        await self._start_turn(None, open_stream)
 
     def action_edit_last(self) -> None:
         mine = self.query_one(Transcript).last_user()
