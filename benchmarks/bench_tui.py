@@ -28,7 +28,7 @@ from benchmarks import Row
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPT = "Write a long story about a lighthouse keeper and a storm."
-TOKENS = 64
+TOKENS = 200
 RUNS = 3
 KEYPRESSES = 30
 TARGET_MS = 50.0
