@@ -7,6 +7,10 @@ A hostile or broken model file can only kill this process; the daemon restarts i
 Requests carry ``id`` and ``op``. Replies carry the same ``id`` and either ``ok`` with a result,
 a stream of ``delta`` pieces ending in ``done``, or ``error`` ({type, message}). Chat models run
 on one worker thread and embedding models on another, so routing never waits for a long reply.
+``cancel`` (``target``: a request id) ends that chat early, while it reads its prompt too: its
+``done`` has finish_reason ``cancelled``, the prompt's full ``prompt_tokens``, no completion
+tokens, and in ``timings`` the prompt tokens it evaluated before it stopped
+(``evaluated_tokens``; ``cached_tokens`` were reused, not read).
 """
 
 from __future__ import annotations
@@ -50,7 +54,9 @@ class Host:
         self.chat_models: dict[str, LlamaRunner] = {}
         self.embedders: dict[str, OnnxEmbedder] = {}
         self.cancelled: set[str] = set()
-        self.stopping = False  # set at shutdown: every generation ends at its next token
+        # Set at shutdown: a reply stops at its next token, a prompt read within the graph
+        # node it is computing, as a cancel stops them.
+        self.stopping = False
         self.chat_jobs: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.embed_jobs: queue.Queue[dict[str, Any] | None] = queue.Queue()
 

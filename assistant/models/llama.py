@@ -1,12 +1,15 @@
 """A GGUF chat model run by llama.cpp. Imported only inside the model host process.
 
-Generation uses ``Llama.generate``, which keeps the evaluated tokens and reuses the longest
-common prefix of the next prompt: a follow-up turn only evaluates its new tokens.
+The live context keeps the evaluated tokens, and the next prompt reuses their longest common
+prefix: a follow-up turn only evaluates its new tokens. The prompt is read here, one batch at a
+time, so that a cancel stops it (see :meth:`LlamaRunner._read_prompt`); ``Llama.generate`` then
+finds the whole prompt evaluated and only samples.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import ctypes
 import os
 import time
@@ -56,6 +59,7 @@ class LlamaRunner:
                                  state_ram_bytes, state_disk_bytes)
         self._dirty = False  # the live sequence has tokens no saved state holds
         self._tag = ""  # the conversation the live sequence belongs to (params["cache_tag"])
+        self._abort = _Abort(self.llm._ctx.ctx)
 
     @staticmethod
     def library_version() -> str:
@@ -128,6 +132,46 @@ class LlamaRunner:
         self.states.hits += 1
         return length
 
+    def _read_prompt(self, tokens: list[int], cancelled: Callable[[], bool]) -> int:
+        """Evaluate what the live context lacks of ``tokens``; how many tokens it evaluated.
+
+        The same ``n_batch`` batches, one ``llama_decode`` each, as ``Llama.eval`` would make,
+        so this costs nothing over it; ``cancelled`` is checked before each batch and, through
+        llama.cpp's abort callback, between the graph nodes of the batch being read. A batch
+        cut short is dropped from the KV cache, so the context always holds exactly
+        ``input_ids[:n_tokens]``: a prefix of the prompt that the next request reuses as any
+        live prefix (reading the same batches a read in one go would have), and that a saved
+        state may hold.
+        """
+        llm = self.llm
+        n = len(tokens)
+        live = common_prefix(np.array(llm.input_ids[: llm.n_tokens]), np.array(tokens))
+        if live == n == llm.n_tokens and not llm._requires_eval:
+            return 0  # the prompt is the live sequence and its logits are current
+        # Keep at least the last prompt token to evaluate: sampling needs its logits.
+        start = min(live, n - 1)
+        if start < llm.n_tokens:
+            if not llm._ctx.kv_cache_seq_rm(-1, start, -1):  # no partial removal: recompute
+                llm.reset()  # type: ignore[no-untyped-call]
+                llm._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]
+                start = 0
+            llm.n_tokens = start
+            llm._requires_eval = True
+        batch = llm.n_batch
+        with self._abort.armed(cancelled):
+            while llm.n_tokens < n and not cancelled():
+                end = min(n, llm.n_tokens + batch)
+                try:
+                    llm.eval(tokens[llm.n_tokens:end])
+                except RuntimeError:
+                    if not self._abort.fired:
+                        raise
+                    # llama.cpp drops the aborted batch itself; make sure of it.
+                    llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
+                    break
+                self._dirty = True
+        return llm.n_tokens - start
+
     def tokens_for(self, messages: list[dict[str, str]]) -> list[int]:
         prompt = self.template.render(messages)
         return self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
@@ -152,13 +196,22 @@ class LlamaRunner:
             return
         reused = self._reuse(tokens)  # saves the outgoing conversation under its own tag
         self._tag = str(params.get("cache_tag") or "")
+        started = time.perf_counter()
+        evaluated = self._read_prompt(tokens, cancelled)
+        if self.llm.n_tokens < len(tokens):  # cancelled while it read the prompt
+            yield Piece("", finish_reason="cancelled", prompt_tokens=len(tokens), timings={
+                "prompt_s": time.perf_counter() - started, "decode_s": 0.0,
+                "tokens_per_s": 0.0, "cached_tokens": float(reused),
+                "evaluated_tokens": float(evaluated),
+            })
+            self.save_state()  # the batches read are exact: the next turn starts after them
+            return
         # The sampler takes the context's seed: set it on every request, or one client's
         # seed would fix the sampling of every later request.
         seed = params.get("seed")
         self.llm.set_seed(int(seed) if seed is not None else llama_cpp.LLAMA_DEFAULT_SEED)
         stops: list[str] = [s for s in params.get("stop") or [] if s]
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        started = time.perf_counter()
         first_token_at = 0.0
         pending = ""  # text held back while it could still become a stop string
         produced = 0
@@ -205,6 +258,7 @@ class LlamaRunner:
                 "decode_s": decode_s,
                 "tokens_per_s": (produced - 1) / decode_s if produced > 1 and decode_s else 0.0,
                 "cached_tokens": float(reused),
+                "evaluated_tokens": float(evaluated),
             },
         )
         # After the reply is out: keep this conversation's state for its next turn or a restart.
@@ -213,6 +267,40 @@ class LlamaRunner:
 
 class ContextLengthExceeded(ValueError):
     pass
+
+
+class _Abort:
+    """llama.cpp's abort callback for one context, polled after every graph node.
+
+    Armed only while a prompt is read. Each poll is a call into Python, after every node of a
+    decode's graph (about 600 for smollm2-135m): nothing next to a batch of prompt tokens,
+    which takes seconds, but a cost on every generated token, which takes milliseconds.
+    """
+
+    def __init__(self, ctx: Any) -> None:
+        self._ctx = ctx
+        self._check: Callable[[], bool] | None = None
+        self.fired = False
+        # Kept on the instance: llama.cpp holds only a pointer to it.
+        self._callback = llama_cpp.ggml_abort_callback(self._poll)
+        self._none = llama_cpp.ggml_abort_callback()  # NULL: no callback
+
+    def _poll(self, _data: Any) -> bool:
+        check = self._check
+        if check is not None and check():
+            self.fired = True
+            return True
+        return False
+
+    @contextlib.contextmanager
+    def armed(self, check: Callable[[], bool]) -> Iterator[None]:
+        self._check, self.fired = check, False
+        llama_cpp.llama_set_abort_callback(self._ctx, self._callback, None)
+        try:
+            yield
+        finally:
+            llama_cpp.llama_set_abort_callback(self._ctx, self._none, None)
+            self._check = None
 
 
 def _split_on_stops(text: str, stops: list[str]) -> tuple[str, str, bool]:

@@ -1,0 +1,166 @@
+"""A cancel, or the host's shutdown, stops a long prompt read within a batch, not after it.
+
+These drive the real model host over its protocol (JSON lines on stdin and stdout, as the
+daemon's ``HostProcess`` does) with the real smollm2-135m. Bounds are fractions of the full
+read of the same prompt, timed in the same run: the machines these run on are noisy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from tests.conftest import TEST_MODELS_DIR
+from tests.integration.conftest import require_models
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
+
+MODEL = str(TEST_MODELS_DIR / "SmolLM2-135M-Instruct.Q4_1.gguf")
+BATCH = 512  # the runner's n_batch: a cancelled read keeps whole batches
+FACTS = " ".join(f"Fact {i}: the number {i} squared is {i * i}." for i in range(130))
+LONG = [{"role": "user", "content": FACTS + " Which fact mentions 7?"}]
+GREEDY = {"max_tokens": 8, "temperature": 0}
+WAIT = 900.0  # for any one reply: a full read takes minutes on a loaded 2-core machine
+
+
+class Host:
+    """The model host, run as the daemon runs it."""
+
+    def __init__(self, log: Path) -> None:
+        self._log = log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "assistant.models.host"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self._log, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        self._replies: dict[str, queue.Queue[dict[str, Any]]] = {}
+        self._next = 0
+        threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True).start()
+
+    def _read(self, stream: IO[bytes]) -> None:
+        for line in stream:
+            message = json.loads(line)
+            self._replies[str(message.get("id"))].put(message)
+
+    def send(self, op: str, **fields: Any) -> str:
+        self._next += 1
+        rid = str(self._next)
+        self._replies[rid] = queue.Queue()
+        self.write({"id": rid, "op": op, **fields})
+        return rid
+
+    def write(self, message: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(message).encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def result(self, rid: str) -> dict[str, Any]:
+        reply = self._replies[rid].get(timeout=WAIT)
+        assert "ok" in reply, reply
+        result: dict[str, Any] = reply["ok"]
+        return result
+
+    def finish(self, rid: str) -> tuple[str, dict[str, Any]]:
+        """The text of chat ``rid`` and its ``done``."""
+        text = ""
+        while True:
+            reply = self._replies[rid].get(timeout=WAIT)
+            assert "error" not in reply, reply
+            if "done" in reply:
+                done: dict[str, Any] = reply["done"]
+                return text, done
+            text += reply["delta"]
+
+    def load(self, name: str = "smollm2") -> None:
+        self.result(self.send("load", model=name, path=MODEL, n_ctx=4096, n_threads=2))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(30)
+        self._log.close()
+
+
+def start_host(log: Path) -> Host:
+    require_models()
+    host = Host(log)
+    host.load()
+    return host
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The prompt read whole by a fresh host: its token count, read time and greedy reply."""
+    host = start_host(tmp_path_factory.mktemp("reference") / "host.log")
+    try:
+        tokens = host.result(host.send("count", model="smollm2", messages=LONG))["tokens"]
+        text, done = host.finish(host.send("chat", model="smollm2", messages=LONG,
+                                           params=GREEDY))
+    finally:
+        host.close()
+    assert 2000 < tokens < 4096 - GREEDY["max_tokens"]
+    assert done["timings"]["evaluated_tokens"] == tokens
+    yield {"tokens": tokens, "read_s": done["timings"]["prompt_s"], "text": text}
+
+
+def test_a_cancel_stops_the_prompt_read_and_the_next_request_reuses_what_was_read(
+    reference: dict[str, Any], tmp_path: Path
+) -> None:
+    host = start_host(tmp_path / "host.log")
+    try:
+        rid = host.send("chat", model="smollm2", messages=LONG, params=GREEDY)
+        time.sleep(reference["read_s"] / 2)  # a couple of batches in
+        cancelled_at = time.monotonic()
+        host.write({"id": "c1", "op": "cancel", "target": rid})
+        text, done = host.finish(rid)
+        took = time.monotonic() - cancelled_at
+
+        assert text == ""
+        assert done["finish_reason"] == "cancelled"
+        assert done["prompt_tokens"] == reference["tokens"]
+        assert done["completion_tokens"] == 0
+        read = done["timings"]["evaluated_tokens"]
+        # Whole batches were kept, and the batch being read was stopped, not finished.
+        assert read % BATCH == 0 and BATCH <= read < reference["tokens"], done
+        assert took < reference["read_s"] / 10, (
+            f"the cancel took {took:.2f} s; the whole prompt reads in {reference['read_s']:.2f} s")
+
+        # The same prompt again: it starts after the batches read, and answers as a fresh
+        # host that read it whole does.
+        text, done = host.finish(host.send("chat", model="smollm2", messages=LONG,
+                                           params=GREEDY))
+        assert done["finish_reason"] in {"stop", "length"}
+        assert done["timings"]["cached_tokens"] == read
+        assert done["timings"]["evaluated_tokens"] == reference["tokens"] - read
+        assert text == reference["text"]
+    finally:
+        host.close()
+
+
+def test_shutdown_during_a_prompt_read_ends_the_host_within_a_batch(
+    reference: dict[str, Any], tmp_path: Path
+) -> None:
+    host = start_host(tmp_path / "host.log")
+    try:
+        rid = host.send("chat", model="smollm2", messages=LONG, params=GREEDY)
+        time.sleep(reference["read_s"] / 4)
+        stopped_at = time.monotonic()
+        host.write({"id": "0", "op": "shutdown"})
+        assert host.proc.wait(WAIT) == 0
+        took = time.monotonic() - stopped_at
+        _, done = host.finish(rid)  # the reply was still finished, as cancelled
+        assert done["finish_reason"] == "cancelled"
+        assert done["timings"]["evaluated_tokens"] < reference["tokens"]
+        assert took < reference["read_s"] / 10, (
+            f"the host took {took:.2f} s to stop; the prompt reads in {reference['read_s']:.2f} s")
+    finally:
+        host.close()
