@@ -8,9 +8,9 @@ Requests carry ``id`` and ``op``. Replies carry the same ``id`` and either ``ok`
 a stream of ``delta`` pieces ending in ``done``, or ``error`` ({type, message}). Chat models run
 on one worker thread and embedding models on another, so routing never waits for a long reply.
 ``cancel`` (``target``: a request id) ends that chat early, while it reads its prompt too: its
-``done`` has finish_reason ``cancelled``, the prompt's full ``prompt_tokens``, no completion
-tokens, and in ``timings`` the prompt tokens it evaluated before it stopped
-(``evaluated_tokens``; ``cached_tokens`` were reused, not read).
+``done`` has finish_reason ``cancelled``; cancelled during the prompt read, it has the prompt's
+full ``prompt_tokens``, no completion tokens, and in ``timings`` the prompt tokens it evaluated
+before it stopped (``evaluated_tokens``; ``cached_tokens`` were reused, not read).
 """
 
 from __future__ import annotations

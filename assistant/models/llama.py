@@ -88,6 +88,9 @@ class LlamaRunner:
         if not self._dirty or n < MIN_SAVED_TOKENS:
             return
         ctx = self.llm._ctx.ctx
+        memory = llama_cpp.llama_get_memory(ctx)
+        if memory is not None and llama_cpp.llama_memory_seq_pos_max(memory, 0) != n - 1:
+            return  # the cache does not hold exactly input_ids[:n]: a state must never lie
         size = llama_cpp.llama_state_seq_get_size(ctx, 0)
         buffer = (ctypes.c_uint8 * size)()
         written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, 0)
@@ -132,8 +135,8 @@ class LlamaRunner:
         self.states.hits += 1
         return length
 
-    def _read_prompt(self, tokens: list[int], cancelled: Callable[[], bool]) -> int:
-        """Evaluate what the live context lacks of ``tokens``; how many tokens it evaluated.
+    def _read_prompt(self, tokens: list[int], cancelled: Callable[[], bool]) -> tuple[int, int]:
+        """Evaluate what the live context lacks of ``tokens``: (tokens kept, tokens evaluated).
 
         The same ``n_batch`` batches, one ``llama_decode`` each, as ``Llama.eval`` would make,
         so this costs nothing over it; ``cancelled`` is checked before each batch and, through
@@ -141,13 +144,14 @@ class LlamaRunner:
         cut short is dropped from the KV cache, so the context always holds exactly
         ``input_ids[:n_tokens]``: a prefix of the prompt that the next request reuses as any
         live prefix (reading the same batches a read in one go would have), and that a saved
-        state may hold.
+        state may hold. A recurrent or hybrid model (Mamba, RWKV…) rewrites its state in place
+        and cannot drop half a batch: it is only stopped between batches.
         """
         llm = self.llm
         n = len(tokens)
         live = common_prefix(np.array(llm.input_ids[: llm.n_tokens]), np.array(tokens))
         if live == n == llm.n_tokens and not llm._requires_eval:
-            return 0  # the prompt is the live sequence and its logits are current
+            return n, 0  # the prompt is the live sequence and its logits are current
         # Keep at least the last prompt token to evaluate: sampling needs its logits.
         start = min(live, n - 1)
         if start < llm.n_tokens:
@@ -158,7 +162,9 @@ class LlamaRunner:
             llm.n_tokens = start
             llm._requires_eval = True
         batch = llm.n_batch
-        with self._abort.armed(cancelled):
+        kept = start
+        in_place = bool(llm._is_recurrent or llm._is_hybrid)
+        with contextlib.nullcontext() if in_place else self._abort.armed(cancelled):
             while llm.n_tokens < n and not cancelled():
                 end = min(n, llm.n_tokens + batch)
                 try:
@@ -166,11 +172,17 @@ class LlamaRunner:
                 except RuntimeError:
                     if not self._abort.fired:
                         raise
-                    # llama.cpp drops the aborted batch itself; make sure of it.
-                    llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
+                    # The logits may be the cut batch's: never sample from them.
+                    llm._requires_eval = True
+                    # llama.cpp drops the aborted batch itself; make sure of it, or start over.
+                    if not llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1):
+                        llm.reset()  # type: ignore[no-untyped-call]
+                        llm._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]
+                        self._dirty = False
+                        return 0, 0
                     break
                 self._dirty = True
-        return llm.n_tokens - start
+        return kept, llm.n_tokens - start
 
     def tokens_for(self, messages: list[dict[str, str]]) -> list[int]:
         prompt = self.template.render(messages)
@@ -194,10 +206,10 @@ class LlamaRunner:
         if cancelled():  # cancelled while it waited for the worker: read no prompt at all
             yield Piece("", finish_reason="cancelled", prompt_tokens=len(tokens))
             return
-        reused = self._reuse(tokens)  # saves the outgoing conversation under its own tag
+        self._reuse(tokens)  # saves the outgoing conversation under its own tag
         self._tag = str(params.get("cache_tag") or "")
         started = time.perf_counter()
-        evaluated = self._read_prompt(tokens, cancelled)
+        reused, evaluated = self._read_prompt(tokens, cancelled)
         if self.llm.n_tokens < len(tokens):  # cancelled while it read the prompt
             yield Piece("", finish_reason="cancelled", prompt_tokens=len(tokens), timings={
                 "prompt_s": time.perf_counter() - started, "decode_s": 0.0,

@@ -94,6 +94,8 @@ def document_paths(answer: str) -> list[Path]:
     paths: list[Path] = []
     for word in words:
         expanded = os.path.expanduser(word)
-        matches = sorted(glob.glob(expanded)) if any(c in expanded for c in "*?[") else []
+        # A path that exists is taken as written ("notes[2024].md"), only others as patterns.
+        matches = sorted(glob.glob(expanded)) if not os.path.exists(expanded) and any(
+            c in expanded for c in "*?[") else []
         paths += [Path(m) for m in matches] or [Path(expanded)]
     return paths

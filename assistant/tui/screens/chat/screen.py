@@ -265,7 +265,8 @@ class ChatScreen(DocumentsScreen):
             self.app.notify("This conversation has no summary: the daemon writes one when it "
                             "outgrows the model's context.", severity="warning")
             return
-        in_force = [i for i, status in summaries if status != "undone"]
+        # In force means what the store gives the model: a complete summary, not undone.
+        in_force = [i for i, status in summaries if status == "complete"]
         target = in_force[-1] if in_force else summaries[-1][0]
         self.toggle_summary(conversation_id, target, undone=bool(in_force))
 
