@@ -92,8 +92,7 @@ class BackendContext(SkillContext):
         chosen = params or self.params
         if self.cache_tag:
             chosen = replace(chosen, cache_tag=self.cache_tag)
-        stream = self.backend.chat(
-            model or self.config.get("model") or self.model, list(messages), chosen)
+        stream = self.backend.chat(self._chat_model(model), list(messages), chosen)
         try:
             async for delta in stream:
                 if delta.text:
@@ -102,6 +101,18 @@ class BackendContext(SkillContext):
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+    async def count_tokens(
+        self, messages: Sequence[ChatMessage], model: str | None = None
+    ) -> int:
+        return await self.backend.count_tokens(self._chat_model(model), list(messages))
+
+    async def context_length(self, model: str | None = None) -> int | None:
+        return await self.backend.context_length(self._chat_model(model))
+
+    def _chat_model(self, model: str | None) -> str:
+        """The model ``generate`` uses: the one asked for, the skill's configured one, ours."""
+        return str(model or self.config.get("model") or self.model)
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         return await self.embedding_backend.embed(self.embedding_model, texts)

@@ -149,6 +149,21 @@ class SkillContext(ABC):
     def detect_language(self, text: str) -> str:
         """An ISO 639-1 code for ``text`` (``"und"`` when unsure)."""
 
+    async def count_tokens(
+        self, messages: Sequence[ChatMessage], model: str | None = None
+    ) -> int:
+        """Tokens ``messages`` take as a prompt of the chat model (default model if ``None``).
+
+        This default cannot see a tokenizer: it overestimates (one token per 2 UTF-8 bytes, plus
+        a few per message for the chat template), so a prompt that fits by it fits the model.
+        """
+        return sum(len(m.content.encode("utf-8")) // 2 + 8 for m in messages)
+
+    async def context_length(self, model: str | None = None) -> int | None:
+        """The context, in tokens, the chat model runs with (prompt and reply together);
+        ``None`` when unknown, as in this default."""
+        return None
+
     def progress(self, done: int, total: int, message: str = "") -> None:
         """Report progress; it reaches the client as a ``progress`` event."""
         if self._sink is not None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from assistant.config import Settings
 from assistant.daemon.queue import ModelQueue
-from assistant.errors import ModelLoadError, RequestError
+from assistant.errors import ModelLoadError, ModelNotFound, RequestError
 from assistant.locations import data_dir
 from assistant.models import registry
 from assistant.models.backend import (
@@ -260,6 +260,26 @@ class ModelManager(Backend):
             messages=[{"role": m.role, "content": m.content} for m in messages],
         )
         return int(result["tokens"])
+
+    async def context_length(self, model: str) -> int | None:
+        """``models.context_length`` (0: the model's own), as the load path passes it to the
+        host, capped by the trained context: past it a model runs but loses the thread."""
+        if model in self.backends:
+            return await self.backends[model].context_length(model)
+        resident = self._live(model)
+        if resident is not None and resident.info.get("n_ctx"):
+            sizes = [resident.info["n_ctx"], resident.info.get("n_ctx_train")]
+        else:
+            try:
+                record = registry.resolve(self.settings, model)
+            except ModelNotFound:
+                return None
+            if record.kind != "chat":
+                return None
+            trained = record.facts.get("context_length")
+            sizes = [self.settings.models.context_length or trained, trained]
+        known = [int(n) for n in sizes if n]
+        return min(known) if known else None
 
     def status(self) -> list[dict[str, Any]]:
         return [

@@ -92,3 +92,11 @@ class Backend(ABC):
     async def count_tokens(self, model: str, messages: list[ChatMessage]) -> int:
         """Tokens the rendered prompt takes; backends that cannot tell estimate."""
         return sum(len(m.content) // 4 + 4 for m in messages)
+
+    async def context_length(self, model: str) -> int | None:
+        """The context ``model`` runs with, in tokens; ``None`` when this backend cannot tell.
+
+        Skills plan a single prompt against it, so a backend that answers should also count
+        exactly in :meth:`count_tokens`.
+        """
+        return None

@@ -1,14 +1,17 @@
 """The summarize skill: pasted text, a local file, a stored document, or the conversation.
 
 Styles: one line, bullets, a paragraph (from the request or ``args["style"]``), in a chosen
-language ("in French", ``args["language"]``; default: the text's). Input longer than the
-context is summarized map-reduce over sentence-aware chunks with progress events; every
-prompt is sized so it never exceeds ``context_tokens``. ``extractive`` (request words
-"extractive"/"key sentences", or ``args["mode"]``) needs no model: sentences ranked by
-centrality (TextRank over the cosine graph of their embeddings), fast on very long input.
+language ("in French", ``args["language"]``; default: the text's). Text whose whole prompt
+and reply fit the model's real context (counted by its own tokenizer, ``ctx.count_tokens``) is
+summarized in one pass. Longer input, or any input when the context cannot tell its size, is
+summarized map-reduce over sentence-aware chunks with progress events; every prompt is sized
+by the byte estimate of ``budget`` so it never exceeds ``context_tokens``. ``extractive``
+(request words "extractive"/"key sentences", or ``args["mode"]``) needs no model: sentences
+ranked by centrality (TextRank over the cosine graph of their embeddings), fast on very long input.
 
-Config ``[skills.summarize]``: ``context_tokens`` (2048), ``partial_tokens`` (longest summary of
-one chunk; default an eighth of the context, at most 200), ``style``, ``model``.
+Config ``[skills.summarize]``: ``context_tokens`` (map-reduce plans for 2048; when set, it also
+caps the one-pass prompt), ``partial_tokens`` (longest summary of one chunk; default an eighth
+of the context, at most 200), ``style``, ``model``.
 """
 
 from __future__ import annotations
@@ -181,11 +184,18 @@ class Summarize(Skill):
         target = str(turn.args.get("language") or language_of_request(request) or lang)
         mode = str(turn.args.get("mode") or ("extractive" if _EXTRACTIVE.search(request)
                                             else "abstractive"))
-        sentences = ctx.sentences(text, lang)
         if mode == "extractive":
-            async for event in self._extractive(sentences, style, ctx):
+            async for event in self._extractive(ctx.sentences(text, lang), style, ctx):
                 yield event
             return
+        whole = await self._one_pass(text, style, target, lang, ctx)
+        if whole is not None:
+            prompt, max_tokens = whole
+            async for piece in ctx.generate(
+                    prompt, GenerationParams(temperature=0.0, max_tokens=max_tokens)):
+                yield DeltaEvent(piece)
+            return
+        sentences = ctx.sentences(text, lang)
         budget = context_tokens(ctx.config)
         chunk_tokens = max(128, int(budget * 0.55))
         # A partial summary is clipped to half a chunk, so two always fit one batch and every
@@ -209,6 +219,28 @@ class Summarize(Skill):
                 self._prompt(chunks[0], style, target, lang),
                 GenerationParams(temperature=0.0, max_tokens=min(400, budget // 4))):
             yield DeltaEvent(piece)
+
+    async def _one_pass(self, text: str, style: str, target: str, lang: str, ctx: SkillContext
+                        ) -> tuple[list[ChatMessage], int] | None:
+        """The prompt and reply size that summarize ``text`` at once, when both fit the model's
+        real context (and ``context_tokens`` if the user set it); ``None`` otherwise.
+
+        Chunks cut a short article's point apart, so one pass is worth an exact count; without
+        one (a context that cannot tell its size) the map-reduce plan stays.
+        """
+        limit = await ctx.context_length()
+        if limit is None:
+            return None
+        if "context_tokens" in ctx.config:
+            limit = min(limit, context_tokens(ctx.config))
+        max_tokens = min(400, limit // 4)
+        # No tokenizer we ship averages 12 bytes a token: a longer text is not worth counting.
+        if len(text.encode("utf-8")) > limit * 12:
+            return None
+        prompt = self._prompt(text, style, target, lang)
+        if await ctx.count_tokens(prompt) + max_tokens > limit:
+            return None
+        return prompt, max_tokens
 
     async def _source(self, turn: Turn, ctx: SkillContext) -> tuple[str | None, str]:
         """(text, where it came from), or (None, a message saying what is wrong)."""

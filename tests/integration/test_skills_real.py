@@ -10,6 +10,7 @@ import pytest
 from assistant.config import load_settings
 from assistant.eval.backend import eval_backend
 from assistant.eval.runners import build_index, run_skill
+from assistant.models.backend import ChatMessage
 from assistant.skills import DeltaEvent, Done, Progress, Turn, collect, execute
 from tests.conftest import TEST_MODELS_DIR
 
@@ -72,8 +73,28 @@ async def test_summarize_long_text_map_reduces_with_progress() -> None:
     text = "\n\n".join(f"Chapter {i}. The village held its market on day {i}. Farmers sold "
                        f"apples and bread, and the mayor gave a short speech." for i in range(25))
     async with eval_backend(load_settings()) as eb:
-        ctx = eb.context(MODEL, config={"context_tokens": 1024})
+        # ~650 real tokens: over 512, so the text cannot go in one pass.
+        ctx = eb.context(MODEL, config={"context_tokens": 512})
         out, events = await collect(execute(Summarize(), Turn("Summarize", args={"text": text}),
                                             ctx, 600))
     assert isinstance(events[-1], Done) and events[-1].status == "complete"
     assert sum(isinstance(e, Progress) for e in events) >= 3 and out.strip()
+
+
+@pytest.mark.asyncio
+async def test_summarize_a_text_that_fits_the_real_context_in_one_pass() -> None:
+    from assistant_plugins.summarize import Summarize
+
+    text = " ".join(f"On day {i} the village market sold apples, bread and cheese." for i in
+                    range(60))  # ~900 real tokens, ~3,700 bytes: chunks under the byte estimate
+    async with eval_backend(load_settings()) as eb:
+        ctx = eb.context(MODEL)
+        sizes = await ctx.context_length(), await ctx.count_tokens(
+            [ChatMessage("user", text)])
+        out, events = await collect(execute(Summarize(), Turn("Summarize", args={"text": text}),
+                                            ctx, 600))
+    assert sizes[0] is not None and 1024 <= sizes[0] <= (
+        load_settings().models.context_length or sizes[0])
+    assert 600 < sizes[1] < 1200
+    assert isinstance(events[-1], Done) and events[-1].status == "complete" and out.strip()
+    assert not [e for e in events if isinstance(e, Progress)]

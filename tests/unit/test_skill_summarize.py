@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
 from assistant_plugins.budget import estimate_tokens
 from assistant_plugins.summarize import Summarize, style_of, textrank
 
-from assistant.skills import Notice, Progress, Turn
+from assistant.models.backend import ChatMessage, GenerationParams
+from assistant.skills import Notice, Progress, SkillContext, Turn, collect, execute
 from assistant.testing import FakeBackend, fake_context, run_skill_text
 
 
@@ -67,3 +69,89 @@ async def test_map_reduce_ends_however_wordy_the_partial_summaries() -> None:
     rounds = [e for e in events if isinstance(e, Progress) and e.message == "combining"]
     assert events[-1].status == "complete" and 2 <= len(rounds) <= 8
     assert all(sum(estimate_tokens(m.content) for m in call) <= 256 for call in backend.calls)
+
+
+class CountingBackend(FakeBackend):
+    """The fake model with a known context and a tokenizer: one token per word, 4 a message."""
+
+    def __init__(self, replies: list[str], context: int) -> None:
+        super().__init__(replies)
+        self.context = context
+
+    async def count_tokens(self, model: str, messages: list[ChatMessage]) -> int:
+        return sum(len(m.content.split()) + 4 for m in messages)
+
+    async def context_length(self, model: str) -> int | None:
+        return self.context
+
+
+ARTICLE = " ".join(f"Council member {i} voted for the new bridge on Tuesday." for i in range(60))
+
+
+@pytest.mark.asyncio
+async def test_a_text_that_fits_the_real_context_is_summarized_in_one_pass() -> None:
+    assert estimate_tokens(ARTICLE) > 2048 * 0.55  # the byte estimate would chunk it
+    backend = CountingBackend(["The council backed the bridge."], context=4096)
+    text, events = await run_skill_text(
+        Summarize(), Turn("Summarize", args={"text": ARTICLE}), fake_context(backend),
+        timeout=60)
+    assert text == "The council backed the bridge."
+    assert len(backend.calls) == 1 and backend.calls[0][-1].content == ARTICLE
+    assert not [e for e in events if isinstance(e, Progress)]
+
+
+@pytest.mark.asyncio
+async def test_a_text_over_the_real_context_is_map_reduced_with_progress() -> None:
+    backend = CountingBackend(["A partial summary."] * 50, context=512)  # ARTICLE: ~600 words
+    _, events = await run_skill_text(
+        Summarize(), Turn("Summarize", args={"text": ARTICLE}), fake_context(backend),
+        timeout=60)
+    assert len(backend.calls) > 2 and backend.calls[0][-1].content != ARTICLE
+    assert any(isinstance(e, Progress) and e.message == "combining" for e in events)
+
+
+@pytest.mark.asyncio
+async def test_a_configured_context_tokens_caps_the_one_pass_prompt() -> None:
+    backend = CountingBackend(["A partial summary."] * 50, context=4096)
+    ctx = fake_context(backend, config={"context_tokens": 512})
+    await run_skill_text(Summarize(), Turn("Summarize", args={"text": ARTICLE}), ctx, timeout=60)
+    assert len(backend.calls) > 2
+    assert all(sum(estimate_tokens(m.content) for m in call) <= 512 for call in backend.calls)
+
+
+class PlainContext(SkillContext):
+    """A third-party context that implements only the abstract methods."""
+
+    def __init__(self, backend: FakeBackend) -> None:
+        self.backend = backend
+        self.inner = fake_context(backend)
+        self.history, self.documents, self.config = [], None, {}
+
+    def generate(self, messages: Sequence[ChatMessage], params: GenerationParams | None = None,
+                 model: str | None = None) -> AsyncIterator[str]:
+        return self.inner.generate(messages, params, model)
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        return await self.inner.embed(texts)
+
+    def sentences(self, text: str, lang: str | None = None) -> list[str]:
+        return self.inner.sentences(text, lang)
+
+    def detect_language(self, text: str) -> str:
+        return self.inner.detect_language(text)
+
+
+@pytest.mark.asyncio
+async def test_a_context_that_cannot_count_keeps_the_map_reduce_plan() -> None:
+    ctx = PlainContext(FakeBackend(["A partial summary."] * 50))
+    assert await ctx.context_length() is None
+    assert await ctx.count_tokens([ChatMessage("user", ARTICLE)]) >= estimate_tokens(ARTICLE)
+    _, events = await collect(execute(
+        Summarize(), Turn("Summarize", args={"text": ARTICLE}), ctx, 60))
+    assert len(ctx.backend.calls) > 2
+    assert any(isinstance(e, Progress) and e.message == "combining" for e in events)
+    # A BackendContext on a backend that cannot tell its context plans the same way.
+    backend = FakeBackend(["A partial summary."] * 50)
+    await run_skill_text(Summarize(), Turn("Summarize", args={"text": ARTICLE}),
+                         fake_context(backend), timeout=60)
+    assert len(backend.calls) == len(ctx.backend.calls)

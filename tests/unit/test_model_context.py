@@ -1,0 +1,53 @@
+"""The context a chat model runs with, as ModelManager tells skills (no model host started)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant.config import load_settings
+from assistant.context import BackendContext
+from assistant.daemon.models import ModelManager, Resident
+from assistant.models import registry
+from assistant.testing import FAKE_MODEL, FakeBackend
+from tests.unit.test_models_registry import build_gguf  # trained context: 1024
+
+
+def manager(tmp_path: Path, context_length: int) -> ModelManager:
+    settings = load_settings({"paths": {"models_dir": str(tmp_path / "models")},
+                              "models": {"context_length": context_length}})
+    registry.add(settings, build_gguf(tmp_path / "Tiny.F16.gguf"))
+    return ModelManager(settings)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("configured", "expected"), [(512, 512), (4096, 1024), (0, 1024)])
+async def test_the_configured_context_capped_by_the_trained_one(
+        tmp_path: Path, configured: int, expected: int) -> None:
+    assert await manager(tmp_path, configured).context_length("Tiny.F16") == expected
+
+
+@pytest.mark.asyncio
+async def test_a_loaded_model_answers_with_what_the_host_gave_it(tmp_path: Path) -> None:
+    models = manager(tmp_path, 4096)
+    models.resident["Tiny.F16"] = Resident("Tiny.F16", "chat", 1, models.host.generation,
+                                           {"n_ctx": 2048, "n_ctx_train": 32768})
+    assert await models.context_length("Tiny.F16") == 2048
+
+
+@pytest.mark.asyncio
+async def test_unknown_and_plugin_models_without_a_context_say_none(tmp_path: Path) -> None:
+    models = manager(tmp_path, 4096)
+    models.add_backend(FakeBackend())
+    assert await models.context_length("no-such-model") is None
+    assert await models.context_length(FAKE_MODEL) is None
+
+
+@pytest.mark.asyncio
+async def test_a_skill_context_asks_for_the_model_generate_would_use(tmp_path: Path) -> None:
+    models = manager(tmp_path, 4096)
+    models.add_backend(FakeBackend())
+    assert await BackendContext(models, FAKE_MODEL).context_length() is None
+    configured = BackendContext(models, FAKE_MODEL, config={"model": "Tiny.F16"})
+    assert await configured.context_length() == 1024
