@@ -108,32 +108,32 @@ class LlamaRunner:
             self._dirty, self._tag = False, ""
         return removed
 
-    def _reuse(self, prompt: list[int]) -> int:
-        """Make the live context the best start for ``prompt``; the tokens it spares."""
+    def _reuse(self, prompt: list[int]) -> None:
+        """Make the live context the best start for ``prompt`` (a saved state that shares more
+        of it than the live sequence does is restored); ``_read_prompt`` reads the rest."""
         wanted = np.array(prompt, dtype=np.int32)
         live = common_prefix(np.array(self.llm.input_ids[: self.llm.n_tokens]), wanted)
         entry, length = self.states.best(wanted)
         if entry is None or length < live + MIN_REUSE_GAIN:
             if live < MIN_REUSE_GAIN and len(prompt) >= MIN_SAVED_TOKENS:
                 self.states.misses += 1
-            return live
+            return
         data = self.states.load(entry)
         if data is None:
-            return live
+            return
         self.save_state()  # the conversation we leave
         ctx = self.llm._ctx.ctx
         self.llm._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]
         buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
         if not llama_cpp.llama_state_seq_set_data(ctx, buffer, len(data), 0):
             self.llm.reset()  # type: ignore[no-untyped-call]  # unusable: recompute
-            return 0
+            return
         k = len(entry.tokens)
         self.llm.input_ids[:k] = entry.tokens
         self.llm.n_tokens = k
         self.llm._requires_eval = True  # the logits belong to another sequence
         self.states.touch(entry)
         self.states.hits += 1
-        return length
 
     def _read_prompt(self, tokens: list[int], cancelled: Callable[[], bool]) -> tuple[int, int]:
         """Evaluate what the live context lacks of ``tokens``: (tokens kept, tokens evaluated).

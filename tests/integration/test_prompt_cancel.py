@@ -112,13 +112,19 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
     yield {"tokens": tokens, "read_s": done["timings"]["prompt_s"], "text": text}
 
 
+def reading(host: Any, seconds: float) -> str:
+    """Send the long prompt and let the host read it for ``seconds``; the request id."""
+    rid = host.send("chat", model="smollm2", messages=LONG, params=GREEDY)
+    time.sleep(seconds)
+    return str(rid)
+
+
 def test_a_cancel_stops_the_prompt_read_and_the_next_request_reuses_what_was_read(
     reference: dict[str, Any], tmp_path: Path
 ) -> None:
     host = start_host(tmp_path / "host.log")
     try:
-        rid = host.send("chat", model="smollm2", messages=LONG, params=GREEDY)
-        time.sleep(reference["read_s"] / 2)  # a couple of batches in
+        rid = reading(host, reference["read_s"] / 2)  # a couple of batches in
         cancelled_at = time.monotonic()
         host.write({"id": "c1", "op": "cancel", "target": rid})
         text, done = host.finish(rid)
@@ -151,8 +157,7 @@ def test_shutdown_during_a_prompt_read_ends_the_host_within_a_batch(
 ) -> None:
     host = start_host(tmp_path / "host.log")
     try:
-        rid = host.send("chat", model="smollm2", messages=LONG, params=GREEDY)
-        time.sleep(reference["read_s"] / 4)
+        rid = reading(host, reference["read_s"] / 4)
         stopped_at = time.monotonic()
         host.write({"id": "0", "op": "shutdown"})
         assert host.proc.wait(WAIT) == 0
