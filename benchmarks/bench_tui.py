@@ -29,7 +29,7 @@ from benchmarks import Row
 REPO = Path(__file__).resolve().parent.parent
 PROMPT = "Write a long story about a lighthouse keeper and a storm."
 TOKENS = 200
-RUNS = 3
+RUNS = 5
 KEYPRESSES = 30
 TARGET_MS = 50.0
 TARGET_RATIO = 0.95

@@ -2,7 +2,8 @@
 
 A reply being written is plain text, appended to as it arrives; it is rendered as Markdown
 once, when it is complete: parsing Markdown and mounting its blocks on every update took CPU
-from the model, which decodes on the same cores.
+from the model, which decodes on the same cores. For the same reason the text being written
+grows a few lines at a time (:class:`StreamingBody`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,28 @@ def last_code_block(text: str) -> str | None:
     return blocks[-1].rstrip("\n") if blocks else None
 
 
+class StreamingBody(Static):
+    """The body of a reply being written: plain text, shown again as it grows.
+
+    An update repaints this widget alone. Only when the text outgrows the lines it has is the
+    screen laid out again, and then it is given a quarter of the screen's height more than it
+    needs, so a streaming reply costs one layout every few lines rather than one per update:
+    a layout (the whole screen arranged, the transcript scrolled and repainted) costs several
+    times a repaint, and the model that writes the reply decodes on the same cores.
+    """
+
+    def __init__(self, text: str = "") -> None:
+        super().__init__(text, classes="body", markup=False)
+
+    def show(self, text: str) -> None:
+        self.update(text, layout=False)
+        width, height = self.size
+        needed = self.get_content_height(self.size, self.size, width) if width else 1
+        if needed > height:
+            gutter = self.styles.gutter.height
+            self.styles.min_height = needed + gutter + max(1, self.screen.size.height // 4)
+
+
 class MessageView(Vertical):
     """A message: a one-line header (who, skill, status), then the text."""
 
@@ -39,12 +62,12 @@ class MessageView(Vertical):
         self.skill = skill
         self.status = status
         self.branches = branches
-        self._plain: Static | None = None  # the body while the reply streams
+        self._plain: StreamingBody | None = None  # the body while the reply streams
 
     def compose(self) -> ComposeResult:
         yield Static(self._header(), classes="header", markup=False)
         if self.role == "assistant" and self.status == "streaming":
-            self._plain = Static(self.content, classes="body", markup=False)
+            self._plain = StreamingBody(self.content)
             yield self._plain
         elif self.role == "assistant":
             yield Markdown(self.content, classes="body")
@@ -89,7 +112,7 @@ class MessageView(Vertical):
         """Add streamed text to a reply that is still being written."""
         self.content += text
         if self._plain is not None:
-            self._plain.update(self.content)
+            self._plain.show(self.content)
 
     async def finish(self) -> None:
         """Render the whole reply as Markdown, once."""
