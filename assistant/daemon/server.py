@@ -75,23 +75,12 @@ class Daemon:
     async def check_max_tokens(self, model: str, params: GenerationParams) -> None:
         if params.max_tokens is None:
             return
-        context = self.context_length(model)
+        context = await self.models.context_length(model)
         if context and params.max_tokens > context:
             raise RequestError(
                 f"max_tokens: {params.max_tokens} is beyond the context of {model!r} "
                 f"({context} tokens)", param="max_tokens",
             )
-
-    def context_length(self, model: str) -> int:
-        resident = self.models.resident.get(model)
-        if resident is not None and resident.info.get("n_ctx"):
-            return int(resident.info["n_ctx"])
-        if self.settings.models.context_length:
-            return self.settings.models.context_length
-        for info in self.models.models():
-            if info.name == model:
-                return info.context_length
-        return 0
 
     async def startup(self) -> None:
         try:

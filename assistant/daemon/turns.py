@@ -314,7 +314,7 @@ class TurnService:
         if found is not None and not getattr(found, "uses_history", True):
             return
         chat_model = str(self.settings.skill_section(skill).get("model") or model)
-        n_ctx = self.daemon.context_length(chat_model)
+        n_ctx = await self.daemon.models.context_length(chat_model)
         if not n_ctx:
             return
         path = await asyncio.to_thread(store.history, user_message_id)

@@ -1,4 +1,5 @@
-"""The context a chat model runs with, as ModelManager tells skills (no model host started)."""
+"""The context a chat model runs with, as ModelManager tells skills and the daemon (no model host
+started)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ import pytest
 from assistant.config import load_settings
 from assistant.context import BackendContext
 from assistant.daemon.models import ModelManager, Resident
+from assistant.daemon.runtime import RuntimeFiles
+from assistant.daemon.server import Daemon
+from assistant.errors import RequestError
 from assistant.models import registry
+from assistant.models.backend import GenerationParams
 from assistant.testing import FAKE_MODEL, FakeBackend
 from tests.unit.test_models_registry import build_gguf  # trained context: 1024
 
@@ -51,3 +56,15 @@ async def test_a_skill_context_asks_for_the_model_generate_would_use(tmp_path: P
     assert await BackendContext(models, FAKE_MODEL).context_length() is None
     configured = BackendContext(models, FAKE_MODEL, config={"model": "Tiny.F16"})
     assert await configured.context_length() == 1024
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("configured", "expected"), [(512, 512), (4096, 1024), (0, 1024)])
+async def test_the_daemon_checks_max_tokens_against_the_same_context(
+        tmp_path: Path, configured: int, expected: int) -> None:
+    models = manager(tmp_path, configured)
+    daemon = Daemon(models.settings, RuntimeFiles(models.settings))
+    daemon.models = models
+    await daemon.check_max_tokens("Tiny.F16", GenerationParams(max_tokens=expected))
+    with pytest.raises(RequestError, match=f"\\({expected} tokens\\)"):
+        await daemon.check_max_tokens("Tiny.F16", GenerationParams(max_tokens=expected + 1))
