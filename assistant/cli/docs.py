@@ -31,7 +31,8 @@ def docs() -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @pass_app
 def add(app: AppContext, paths: tuple[Path, ...]) -> None:
-    """Add files or folders (.txt, .md, .html, .pdf). Unchanged files are skipped."""
+    """Add files or folders (.txt, .md, .html, .pdf). Files already indexed are skipped
+    unless they changed, or were chunked by an older version of the assistant."""
     from assistant.documents.ingest import add_file, expand
     from assistant.embedding import MiniLMEmbedder
     from assistant.locations import models_dir
@@ -50,8 +51,8 @@ def add(app: AppContext, paths: tuple[Path, ...]) -> None:
             item_show_func=lambda p: p.name if p else "") as bar:
         for path in bar:
             outcome = asyncio.run(add_file(store, path, embed))
-            if outcome.status == "added":
-                lines.append(f"added {outcome.path} ({outcome.chunks} chunks)")
+            if outcome.status in ("added", "updated"):
+                lines.append(f"{outcome.status} {outcome.path} ({outcome.chunks} chunks)")
             elif outcome.status == "unchanged":
                 lines.append(f"unchanged {outcome.path}")
             else:

@@ -5,9 +5,9 @@ user's own programs see them; the daemon runs as the same user) answers a stream
 server-sent events, so a client can show ingestion as it goes:
 
 - ``progress``: ``done``, ``total`` (chunks embedded of the current file), ``message``;
-- ``document``: one per file, ``path``, ``status`` (``added`` / ``unchanged`` / ``failed``),
-  ``chunks``, ``message``, ``document_id``;
-- ``done``: ``added``, ``unchanged``, ``failed`` counts.
+- ``document``: one per file, ``path``, ``status`` (``added`` / ``updated`` / ``unchanged`` /
+  ``failed``), ``chunks``, ``message``, ``document_id``;
+- ``done``: ``added``, ``updated``, ``unchanged``, ``failed`` counts.
 
 Each file is stored whole or not at all. ``GET /api/documents`` lists the index;
 ``DELETE /api/documents/{id}`` removes a document and its chunks.
@@ -110,7 +110,7 @@ async def _ingest(daemon: Daemon, store: Store, paths: list[Path]) -> AsyncItera
     from assistant.documents.ingest import Outcome, add_file, expand
 
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    counts = {"added": 0, "unchanged": 0, "failed": 0}
+    counts = {"added": 0, "updated": 0, "unchanged": 0, "failed": 0}
 
     async def embed(texts: list[str]) -> list[list[float]]:
         return await daemon.models.embed(daemon.settings.models.embedding, texts)

@@ -8,6 +8,12 @@ from dataclasses import dataclass
 
 from assistant.documents.reader import Section
 
+# Stored with each document. Bump it whenever a change here (MAX_CHARS, MIN_CHARS, how sections
+# are joined or cut) changes the chunks of some text: a document stored with another version is
+# chunked and embedded again the next time it is added, even though its file is unchanged.
+# 0 is "chunked before documents recorded a version".
+CHUNKER_VERSION = 1
+
 MAX_CHARS = 900
 # Only a section shorter than this (a heading, a label) joins the next one. A paragraph of its
 # own stays a chunk: three short facts merged into one chunk dilute its embedding until none

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from assistant.documents.chunking import Chunk, chunk_sections
+from assistant.documents.chunking import CHUNKER_VERSION, Chunk, chunk_sections
 from assistant.documents.reader import SUFFIXES, DocumentError, read_document
 
 if TYPE_CHECKING:
@@ -20,7 +20,8 @@ EMBED_BATCH = 32
 
 @dataclass(frozen=True)
 class Outcome:
-    """What happened to one file: ``added``, ``unchanged`` or ``failed`` (with ``message``)."""
+    """What happened to one file: ``added``, ``updated`` (it replaced the version stored for
+    its path), ``unchanged`` or ``failed`` (with ``message``)."""
 
     path: Path
     status: str
@@ -56,7 +57,9 @@ async def add_file(
     store: Store, path: Path, embed: Embed,
     progress: Callable[[int, int], None] | None = None,
 ) -> Outcome:
-    """Index one file. Unchanged content (same hash) is left alone."""
+    """Index one file. One stored with the same content (hash) by the current chunker
+    (:data:`CHUNKER_VERSION`) is left alone; otherwise it is chunked and embedded anew, and
+    its new chunks replace the old ones in one transaction."""
     from assistant.store.documents import NewChunk
     from assistant.text import detect_language, sentences
 
@@ -71,8 +74,9 @@ async def add_file(
     except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a name too long…
         return Outcome(path, "failed", message=f"{path}: cannot be read ({exc})")
     repo = store.documents
-    known = await asyncio.to_thread(repo.by_hash, document.sha256)
-    if known is not None and known.path == str(path):
+    known = await asyncio.to_thread(repo.by_path, str(path))
+    if known is not None and known.sha256 == document.sha256 and \
+            known.chunker_version == CHUNKER_VERSION:
         return Outcome(path, "unchanged", document_id=known.id)
 
     def split() -> list[Chunk]:
@@ -88,5 +92,6 @@ async def add_file(
             progress(len(vectors), len(chunks))
     info = await asyncio.to_thread(repo.add, str(path), document.title, document.sha256, [
         NewChunk(i, c.location, c.text, to_blob(v))
-        for i, (c, v) in enumerate(zip(chunks, vectors, strict=True))])
-    return Outcome(path, "added", len(chunks), document_id=info.id)
+        for i, (c, v) in enumerate(zip(chunks, vectors, strict=True))], CHUNKER_VERSION)
+    return Outcome(path, "added" if known is None else "updated", len(chunks),
+                   document_id=info.id)

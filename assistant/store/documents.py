@@ -2,8 +2,9 @@
 
 A document is added whole, in one transaction with all its chunks (their text indexed by the
 ``chunks_fts`` FTS5 table, their embeddings as float32 blobs), so a failure stores nothing.
-Documents are keyed by content hash: adding unchanged content again is a no-op, adding a
-changed file at a known path replaces the old version. Reach it as ``store.documents``.
+Documents are keyed by content hash and record the version of the chunker that cut them;
+adding a file at a known path replaces the old version in the same transaction (the ingestion
+skips a file whose content and chunker version are unchanged). Reach it as ``store.documents``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class DocumentInfo:
     sha256: str
     added: datetime
     chunks: int = 0
+    chunker_version: int = 0
 
 
 @dataclass(frozen=True)
@@ -67,25 +69,30 @@ class DocumentRepository:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def by_hash(self, sha256: str) -> DocumentInfo | None:
+    def by_path(self, path: str) -> DocumentInfo | None:
+        """The document stored for ``path`` (its chunk count left at 0), if any."""
         with self.store._read() as conn:
-            row = conn.execute(select(D).where(D.c.sha256 == sha256)).first()
+            row = conn.execute(select(D).where(D.c.path == path)).first()
         return None if row is None else DocumentInfo(row.id, row.path, row.title, row.sha256,
-                                                     row.added)
+                                                     row.added,
+                                                     chunker_version=row.chunker_version)
 
-    def add(self, path: str, title: str, sha256: str, chunks: list[NewChunk]) -> DocumentInfo:
-        """Store a document and its chunks at once, replacing an older version at ``path``."""
+    def add(self, path: str, title: str, sha256: str, chunks: list[NewChunk],
+            chunker_version: int) -> DocumentInfo:
+        """Store a document and its chunks at once, replacing an older version at ``path``
+        (and the same content stored at another path)."""
         now = datetime.now(UTC)
         doc_id = uuid.uuid4().hex
         with self.store._write() as conn:
             conn.execute(delete(D).where(or_(D.c.path == path, D.c.sha256 == sha256)))
             conn.execute(insert(D), {"id": doc_id, "path": path, "title": title,
-                                     "sha256": sha256, "added": now})
+                                     "sha256": sha256, "added": now,
+                                     "chunker_version": chunker_version})
             if chunks:
                 conn.execute(insert(K), [
                     {"document_id": doc_id, "position": c.position, "location": c.location,
                      "text": c.text, "embedding": c.embedding} for c in chunks])
-        return DocumentInfo(doc_id, path, title, sha256, now, len(chunks))
+        return DocumentInfo(doc_id, path, title, sha256, now, len(chunks), chunker_version)
 
     def all(self) -> list[DocumentInfo]:
         counts = (select(K.c.document_id, func.count().label("n"))
@@ -94,7 +101,8 @@ class DocumentRepository:
                  .outerjoin(counts, counts.c.document_id == D.c.id).order_by(D.c.added))
         with self.store._read() as conn:
             rows = conn.execute(query).all()
-        return [DocumentInfo(r.id, r.path, r.title, r.sha256, r.added, r.n) for r in rows]
+        return [DocumentInfo(r.id, r.path, r.title, r.sha256, r.added, r.n, r.chunker_version)
+                for r in rows]
 
     def remove(self, ident: str) -> list[DocumentInfo]:
         """Remove documents whose id starts with ``ident`` or whose path is ``ident``."""

@@ -180,6 +180,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         END;
         """,
     ),
+    Migration(
+        3,
+        "documents.chunker_version (the chunker that cut the chunks), an index on path",
+        # Rows stored before this get 0, which no chunker has: adding their files again chunks
+        # and embeds them anew (see assistant.documents.chunking.CHUNKER_VERSION). Ingestion
+        # looks a file up by its path.
+        """
+        ALTER TABLE documents ADD COLUMN chunker_version INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX ix_documents_path ON documents (path);
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -95,6 +95,7 @@ class DocumentRow(Base):
     title: Mapped[str] = mapped_column(Text, default="")
     sha256: Mapped[str] = mapped_column(String(64))
     added: Mapped[datetime] = mapped_column(Timestamp)
+    chunker_version: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class ChunkRow(Base):

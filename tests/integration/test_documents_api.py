@@ -34,7 +34,8 @@ def test_documents_are_ingested_with_progress_listed_and_removed(
         events = list(client.add_documents([folder]))
         kinds = [e["type"] for e in events]
         assert kinds[-1] == "done" and "progress" in kinds
-        assert events[-1] == {"type": "done", "added": 2, "unchanged": 0, "failed": 1}
+        assert events[-1] == {"type": "done", "added": 2, "updated": 0,
+                              "unchanged": 0, "failed": 1}
         statuses = {Path(e["path"]).name: e for e in events if e["type"] == "document"}
         assert statuses["observatories.md"]["status"] == "added"
         assert statuses["observatories.md"]["chunks"] > 1
@@ -44,7 +45,8 @@ def test_documents_are_ingested_with_progress_listed_and_removed(
         assert all(0 < e["done"] <= e["total"] for e in progress)
 
         again = list(client.add_documents([folder / "short.txt"]))
-        assert again[-1] == {"type": "done", "added": 0, "unchanged": 1, "failed": 0}
+        assert again[-1] == {"type": "done", "added": 0, "updated": 0,
+                             "unchanged": 1, "failed": 0}
 
         listed = client.get("/api/documents")["documents"]
         assert sorted(Path(d["path"]).name for d in listed) == ["observatories.md", "short.txt"]
@@ -65,5 +67,6 @@ def test_documents_are_ingested_with_progress_listed_and_removed(
         (odd / "loop.md").symlink_to(odd / "loop.md")
         events = list(client.add_documents([odd / "pipe.txt", odd / "loop.md",
                                             odd / ("x" * 300 + ".txt")]))
-        assert events[-1] == {"type": "done", "added": 0, "unchanged": 0, "failed": 3}
+        assert events[-1] == {"type": "done", "added": 0, "updated": 0,
+                              "unchanged": 0, "failed": 3}
         assert client.health() is not None

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from assistant.documents.chunking import chunk_sections
+from assistant.documents.chunking import CHUNKER_VERSION, chunk_sections
 from assistant.documents.ingest import add_file
 from assistant.documents.reader import DocumentError, Section, html_text, read_document
 from assistant.documents.search import HybridSearch
-from assistant.store import Store
+from assistant.store import Store, migrations
 from assistant.testing import hashed_vector
 from assistant.text import sentences
 
@@ -91,10 +91,99 @@ async def test_adding_twice_is_a_no_op_and_a_change_replaces(tmp_path: Path,
     again = await add_file(store, path, fake_embed)
     assert (first.status, again.status) == ("added", "unchanged")
     path.write_text("Returns are accepted within 60 days.")
-    assert (await add_file(store, path, fake_embed)).status == "added"
+    assert (await add_file(store, path, fake_embed)).status == "updated"
     docs = store.documents.all()
     assert len(docs) == 1 and docs[0].chunks == 1
     assert store.documents.remove(docs[0].id) and store.documents.all() == []
+
+
+class CountingEmbed:
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    async def __call__(self, texts: list[str]) -> list[list[float]]:
+        self.texts += texts
+        return await fake_embed(texts)
+
+
+def _chunk_seqs(store: Store) -> list[int]:
+    with store.engine.connect() as conn:
+        return [r[0] for r in conn.exec_driver_sql("SELECT seq FROM chunks ORDER BY seq")]
+
+
+def _set_chunker_version(store: Store, version: int) -> None:
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE documents SET chunker_version = ?", (version,))
+
+
+@pytest.mark.asyncio
+async def test_an_unchanged_file_chunked_by_this_chunker_is_skipped(
+        tmp_path: Path, store: Store) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("The refund policy allows returns within 30 days.\n\nOffice: Baker Street.")
+    embed = CountingEmbed()
+    first = await add_file(store, path, embed)
+    seqs, embedded = _chunk_seqs(store), len(embed.texts)
+    again = await add_file(store, path, embed)
+    assert (again.status, again.document_id) == ("unchanged", first.document_id)
+    assert (_chunk_seqs(store), len(embed.texts)) == (seqs, embedded)
+    assert [d.chunker_version for d in store.documents.all()] == [CHUNKER_VERSION]
+
+
+@pytest.mark.asyncio
+async def test_an_unchanged_file_chunked_by_an_older_chunker_is_chunked_again(
+        tmp_path: Path, store: Store) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("The refund policy allows returns within 30 days.\n\nOffice: Baker Street.")
+    embed = CountingEmbed()
+    first = await add_file(store, path, embed)
+    embedded = len(embed.texts)
+    _set_chunker_version(store, CHUNKER_VERSION - 1)
+    again = await add_file(store, path, embed)
+    assert (again.status, again.chunks) == ("updated", first.chunks)
+    assert again.document_id != first.document_id  # stored anew, the old one replaced
+    assert len(embed.texts) == 2 * embedded  # every chunk embedded anew
+    assert len(_chunk_seqs(store)) == first.chunks
+    [doc] = store.documents.all()
+    assert (doc.id, doc.chunks, doc.chunker_version) == (again.document_id, first.chunks,
+                                                         CHUNKER_VERSION)
+    assert (await add_file(store, path, embed)).status == "unchanged"
+
+
+@pytest.mark.asyncio
+async def test_documents_stored_before_chunker_versions_are_chunked_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The migration that adds the version gives existing documents one no chunker has."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    every = migrations.MIGRATIONS
+    monkeypatch.setattr(migrations, "MIGRATIONS", every[:2])
+    monkeypatch.setattr(migrations, "LATEST", 2)
+    path = tmp_path / "notes.txt"
+    path.write_text("Our office is at 12 Baker Street.")
+    old = Store.open(url)
+    with old.engine.begin() as conn:  # as the version 2 schema stored a document
+        conn.exec_driver_sql(
+            "INSERT INTO documents (id, path, title, sha256, added) VALUES (?, ?, ?, ?, ?)",
+            ("d" * 32, str(path.resolve()), "notes", read_document(path).sha256,
+             "2025-01-01T00:00:00.000000Z"))
+        conn.exec_driver_sql("INSERT INTO chunks (document_id, position, location, text) "
+                             "VALUES (?, 0, 'line 1', 'Our office')", ("d" * 32,))
+    old.close()
+    monkeypatch.setattr(migrations, "MIGRATIONS", every)
+    monkeypatch.setattr(migrations, "LATEST", every[-1].version)
+
+    store = Store.open(url)
+    try:
+        [doc] = store.documents.all()
+        assert (doc.id, doc.chunks, doc.chunker_version) == ("d" * 32, 1, 0)
+        outcome = await add_file(store, path, fake_embed)
+        assert outcome.status == "updated"
+        [doc] = store.documents.all()
+        assert doc.chunker_version == CHUNKER_VERSION and doc.id == outcome.document_id
+        [chunk] = store.documents.chunks(_chunk_seqs(store))
+        assert chunk.text == "Our office is at 12 Baker Street."
+    finally:
+        store.close()
 
 
 @pytest.mark.asyncio
@@ -124,3 +213,30 @@ async def test_hybrid_search_finds_the_right_chunk_and_nothing_for_unrelated(
     assert hits[0]["text"].startswith("The warranty") and hits[0]["n"] == 1
     assert hits[0]["source"] == "facts.md, line 1"
     assert await search.search("quantum chromodynamics lattice gauge", 3) == []
+
+
+def test_docs_add_says_which_files_it_updated(tmp_path: Path) -> None:
+    """`assistant docs add` (real MiniLM): added, then unchanged, then updated once the
+    stored chunks are from an older chunker."""
+    from click.testing import CliRunner
+
+    from assistant.cli import main
+    from assistant.config import load_settings
+
+    path = tmp_path / "notes.md"
+    path.write_text("Our office is at 12 Baker Street.")
+    runner = CliRunner()
+
+    def add() -> str:
+        result = runner.invoke(main, ["docs", "add", str(path)])
+        assert result.exit_code == 0, result.output
+        return result.stderr
+
+    assert f"added {path.resolve()} (1 chunks)" in add()
+    assert f"unchanged {path.resolve()}" in add()
+    store = Store.open(load_settings())
+    try:
+        _set_chunker_version(store, 0)
+    finally:
+        store.close()
+    assert f"updated {path.resolve()} (1 chunks)" in add()

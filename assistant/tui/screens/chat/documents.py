@@ -1,7 +1,7 @@
 """The third layer of the chat screen: documents for qa. Ctrl+D asks for paths, a worker
 streams them to the daemon (``POST /api/documents``) with its progress in the status bar, and
-the outcome is told in notifications: the files added or unchanged in one, each file the
-daemon could not add in one of its own, with its reason.
+the outcome is told in notifications: the files added, updated or unchanged in one, each file
+the daemon could not add in one of its own, with its reason.
 """
 
 from __future__ import annotations
@@ -68,9 +68,11 @@ class DocumentsScreen(TurnScreen):
                 if failed <= MAX_FAILURE_NOTICES:
                     said = reason if path and path in reason else f"{path}: {reason or 'failed'}"
                     self.notify_error(said, title="document not added")
-            elif event.get("status") == "added":
+            elif event.get("status") in ("added", "updated"):
                 chunks = event.get("chunks", 0)
-                stored.append(f"{Path(path).name} ({chunks} chunk{'' if chunks == 1 else 's'})")
+                again = ", updated" if event.get("status") == "updated" else ""
+                stored.append(
+                    f"{Path(path).name} ({chunks} chunk{'' if chunks == 1 else 's'}{again})")
             else:
                 stored.append(f"{Path(path).name} (unchanged)")
         if failed > MAX_FAILURE_NOTICES:
