@@ -33,7 +33,7 @@ class HybridSearch:
         self.embed = embed
         self.min_similarity = min_similarity
         self.candidates = candidates
-        self._version: tuple[int, int] | None = None
+        self._version: tuple[int, int, str] | None = None
         self._seqs: list[int] = []
         self._matrix: np.ndarray[Any, Any] | None = None
 

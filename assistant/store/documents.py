@@ -131,11 +131,14 @@ class DocumentRepository:
                                 .where(K.c.embedding.is_not(None)).order_by(K.c.seq)).all()
         return [r.seq for r in rows], [r.embedding for r in rows]
 
-    def version(self) -> tuple[int, int]:
-        """(chunk count, highest seq): changes whenever chunks are added or removed."""
+    def version(self) -> tuple[int, int, str]:
+        """(chunk count, highest seq, when the newest document was stored): changes whenever
+        chunks are added, removed or replaced. The time is there because a document's new
+        chunks may take back the seqs of the old ones (SQLite reuses the highest rowids)."""
         with self.store._read() as conn:
-            row = conn.execute(select(func.count(), func.max(K.c.seq))).one()
-        return int(row[0]), int(row[1] or 0)
+            count, highest = conn.execute(select(func.count(), func.max(K.c.seq))).one()
+            newest = conn.execute(select(func.max(D.c.added))).scalar()
+        return int(count), int(highest or 0), "" if newest is None else newest.isoformat()
 
     def chunks(self, seqs: list[int]) -> list[ChunkInfo]:
         """The chunks ``seqs``, in that order (missing ones left out)."""

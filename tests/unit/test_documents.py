@@ -240,3 +240,20 @@ def test_docs_add_says_which_files_it_updated(tmp_path: Path) -> None:
     finally:
         store.close()
     assert f"updated {path.resolve()} (1 chunks)" in add()
+
+
+@pytest.mark.asyncio
+async def test_search_sees_chunks_replaced_in_place(tmp_path: Path, store: Store) -> None:
+    """A file re-chunked into as many chunks as before takes back the same seqs (SQLite
+    reuses the highest rowids); the search must not keep the old embeddings for them."""
+    path = tmp_path / "notes.md"
+    path.write_text("The warranty lasts two years and covers every part of the machine.")
+    await add_file(store, path, fake_embed)
+    search = HybridSearch(store, fake_embed, min_similarity=0.9)
+    assert [h["similarity"] for h in await search.search(path.read_text(), 3)] == [1.0]
+    before = _chunk_seqs(store)
+    path.write_text("The cafeteria serves tomato soup with bread on Fridays at noon.")
+    await add_file(store, path, fake_embed)
+    assert _chunk_seqs(store) == before
+    [hit] = await search.search(path.read_text(), 3)
+    assert (hit["text"], hit["similarity"]) == (path.read_text(), 1.0)
