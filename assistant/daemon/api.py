@@ -130,7 +130,7 @@ def create_app(daemon: Daemon) -> ASGIApp:
         started = time.perf_counter()
         resident = await daemon.models.load(name, keep_alive)
         return {"name": name, "kind": resident.kind, "seconds": time.perf_counter() - started,
-                "info": resident.info}
+                "info": resident.info, "context": await daemon.models.context_length(name)}
 
     @app.post("/api/models/{name}/unload")
     async def unload(name: str) -> dict[str, Any]:

@@ -90,6 +90,7 @@ async def list_models(request: Request) -> dict[str, Any]:
             "id": info.name, "object": "model", "created": int(daemon.started_at),
             "owned_by": info.owned_by, "kind": info.kind,
             "loaded": bool(info.details.get("loaded")), "context_length": info.context_length,
+            "context": await daemon.models.context_length(info.name),
         })
     return {"object": "list", "data": data}
 

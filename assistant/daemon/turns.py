@@ -70,7 +70,7 @@ class TurnRequest:
 class Metered(Backend):
     """Passes chat through to ``inner`` and adds up the usage of every generation."""
 
-    def __init__(self, inner: Backend, on_done: Callable[[Delta], None]) -> None:
+    def __init__(self, inner: Backend, on_done: Callable[[str, Delta], None]) -> None:
         self.inner = inner
         self.on_done = on_done
 
@@ -83,7 +83,7 @@ class Metered(Backend):
         async with closing_stream(self.inner.chat(model, messages, params)) as stream:
             async for delta in stream:
                 if delta.finish_reason is not None:
-                    self.on_done(delta)
+                    self.on_done(model, delta)
                 yield delta
 
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
@@ -96,8 +96,10 @@ class _Usage:
     completion_tokens: int = 0
     generations: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    model: str | None = None  # the model of the last generation
 
-    def add(self, delta: Delta) -> None:
+    def add(self, model: str, delta: Delta) -> None:
+        self.model = model
         self.prompt_tokens += delta.prompt_tokens
         self.completion_tokens += delta.completion_tokens
         self.generations += 1
@@ -299,10 +301,22 @@ class TurnService:
         if status == "error":
             yield {"type": "error", "code": error_code, "message": error, **ids}
             return
+        ran_with = usage.model or self._chat_model(decision.skill, model)
         yield {"type": "done", "status": status, "model": model, "skill": decision.skill,
                "usage": {"prompt_tokens": usage.prompt_tokens,
                          "completion_tokens": usage.completion_tokens},
-               "timings": timings, **ids}
+               "context": await self._context(ran_with), "timings": timings, **ids}
+
+    def _chat_model(self, skill: str, model: str) -> str:
+        """The model a skill generates with unless it names one: its configured one, or ours."""
+        return str(self.settings.skill_section(skill).get("model") or model)
+
+    async def _context(self, model: str) -> int | None:
+        """The context ``model`` runs with, as the daemon counts it; None when unknown."""
+        try:
+            return await self.daemon.models.context_length(model)
+        except AssistantError:
+            return None
 
     async def _fit_context(
         self, store: Store, user_message_id: str, skill: str, model: str,
@@ -313,7 +327,7 @@ class TurnService:
         found = self.plugins.skills.get(skill)
         if found is not None and not getattr(found, "uses_history", True):
             return
-        chat_model = str(self.settings.skill_section(skill).get("model") or model)
+        chat_model = self._chat_model(skill, model)
         n_ctx = await self.daemon.models.context_length(chat_model)
         if not n_ctx:
             return

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import RunningDaemon
+from tests.integration.conftest import CHAT_MODEL, EMBED_MODEL, RunningDaemon, start_daemon
 
 pytestmark = pytest.mark.integration
 
@@ -66,3 +67,25 @@ def test_skills_and_bad_turns(daemon: RunningDaemon) -> None:
         assert empty.status_code == 400 and "text" in empty.json()["error"]["message"]
         unknown = http.post("/api/turns", json={"text": "hi", "skill": "nope"})
         assert unknown.status_code == 400 and "nope" in unknown.json()["error"]["message"]
+
+
+def test_the_daemon_tells_the_context_the_model_runs_with(
+        daemon_env: dict[str, str], tmp_path: Path) -> None:
+    """A configured context past the trained one (smollm2-135m: 8192) is capped, and the done
+    event, the model list and the load answer all say so: clients show it, never work it out."""
+    env = {**daemon_env, "ASSISTANT_MODELS__CONTEXT_LENGTH": "16384"}
+    running = start_daemon(env, tmp_path / "daemon.log")
+    try:
+        with running.http() as http:
+            listed = {m["id"]: m for m in http.get("/v1/models").json()["data"]}
+        assert listed[CHAT_MODEL]["context_length"] == 8192  # trained
+        assert listed[CHAT_MODEL]["context"] == 8192
+        assert listed[EMBED_MODEL]["context"] is None
+        done = turn(running, text="Hello there.", skill="chat")[-1]
+        assert done["type"] == "done" and done["status"] == "complete"
+        assert done["context"] == 8192
+        with running.http() as http:
+            loaded = http.post(f"/api/models/{CHAT_MODEL}/load").json()
+        assert loaded["info"]["n_ctx"] == 16384 and loaded["context"] == 8192
+    finally:
+        running.stop()

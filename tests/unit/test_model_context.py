@@ -1,14 +1,17 @@
-"""The context a chat model runs with, as ModelManager tells skills and the daemon (no model host
-started)."""
+"""The context a chat model runs with, as ModelManager tells skills, the daemon and its clients
+(no model host started)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from assistant.config import load_settings
 from assistant.context import BackendContext
+from assistant.daemon import openai_api
 from assistant.daemon.models import ModelManager, Resident
 from assistant.daemon.runtime import RuntimeFiles
 from assistant.daemon.server import Daemon
@@ -68,3 +71,19 @@ async def test_the_daemon_checks_max_tokens_against_the_same_context(
     await daemon.check_max_tokens("Tiny.F16", GenerationParams(max_tokens=expected))
     with pytest.raises(RequestError, match=f"\\({expected} tokens\\)"):
         await daemon.check_max_tokens("Tiny.F16", GenerationParams(max_tokens=expected + 1))
+
+
+@pytest.mark.parametrize(("configured", "expected"), [(512, 512), (4096, 1024), (0, 1024)])
+def test_the_model_list_gives_the_same_context_beside_the_trained_one(
+        tmp_path: Path, configured: int, expected: int) -> None:
+    models = manager(tmp_path, configured)
+    models.add_backend(FakeBackend())
+    daemon = Daemon(models.settings, RuntimeFiles(models.settings))
+    daemon.models = models
+    app = FastAPI()
+    app.state.daemon = daemon
+    app.include_router(openai_api.router)
+    listed = {m["id"]: m for m in TestClient(app).get("/v1/models").json()["data"]}
+    assert listed["Tiny.F16"]["context"] == expected
+    assert listed["Tiny.F16"]["context_length"] == 1024  # the trained context, as before
+    assert listed[FAKE_MODEL]["context"] is None  # its backend cannot tell
