@@ -84,7 +84,13 @@ class ModelEntry:
     name: str
     kind: str
     loaded: bool
-    context_length: int
+    context: int | None  # the context the daemon runs the model with; None: it cannot tell
+
+
+def context_size(value: object) -> int | None:
+    """The ``context`` of a daemon's answer (tokens), or None when it has none: the daemon
+    cannot tell what the model runs with."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def _message(raw: dict[str, Any]) -> StoredMessage:
@@ -130,7 +136,7 @@ class TuiApi:
     def models(self) -> list[ModelEntry]:
         data = self.client.get("/v1/models")["data"]
         return [ModelEntry(m["id"], str(m.get("kind") or ""), bool(m.get("loaded")),
-                           int(m.get("context_length") or 0))
+                           context_size(m.get("context")))
                 for m in data if m.get("kind") not in {"router", "embedding"}]
 
     def load_model(self, name: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from assistant.tui.api import ConversationDetail, ConversationSummary, StoredMes
 @dataclass
 class DaemonConnected(Message):
     health: dict[str, Any]
-    context_sizes: dict[str, int]
+    context_sizes: dict[str, int | None]  # model -> the daemon's context; None: unknown
 
 
 @dataclass

@@ -280,3 +280,44 @@ async def test_odd_values_in_route_and_done_events_leave_the_status_bar_working(
         assert (status.tokens_per_s, status.context_used) == (None, 2)
         assert screen.query_one(Transcript).last_reply().content == "ok"  # type: ignore[union-attr]
         assert not errors(app)
+
+
+@pytest.mark.asyncio
+async def test_the_status_bar_shows_the_context_the_daemon_says(
+    isolated_env: dict[str, str],
+) -> None:
+    """The model list's context at the start, a done event's after its turn, the load answer's
+    after a model switch, and no size when the daemon cannot tell; never one the UI worked out
+    from its own settings (models.context_length 1000 here)."""
+    from assistant.tui.widgets.status import StatusBar
+
+    class ContextApi(PlaybackApi):
+        def load_model(self, name: str) -> dict[str, Any]:
+            return {"name": name, "kind": "chat", "info": {"n_ctx": 16384}, "context": 3072}
+
+    env = {**isolated_env, "ASSISTANT_MODELS__CONTEXT_LENGTH": "1000"}
+    api = ContextApi(env, conversation(), [ROUTE, {"type": "delta", "text": "hi"},
+                                           {**DONE, "context": 8192}])
+    async with playing(api, open_conversation=False) as (app, screen, pilot):
+        bar = screen.query_one(StatusBar)
+        assert bar.status.context_size == 2048  # the model list's
+        assert bar.render_status().endswith("ctx 0/2048")
+        screen.query_one(PromptInput).text = "hello"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.streaming is None and screen.turn == 1,
+                       what="the reply")
+        assert bar.status.context_size == 8192
+        assert bar.render_status().endswith("/8192")
+        api.events = [ROUTE, {"type": "delta", "text": "hi"}, DONE]  # a context it cannot tell
+        screen.query_one(PromptInput).text = "again"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.streaming is None and screen.turn == 2,
+                       what="the second reply")
+        assert bar.status.context_size is None
+        assert "/" not in bar.render_status().partition("ctx")[2]
+        screen.action_switch_model("smollm2-135m")
+        await wait_for(pilot, lambda: app.screen is screen and bar.status.context_size is not None,
+                       what="the model to load")
+        assert bar.status.context_size == 3072
+        assert bar.render_status().endswith("/3072")
+        assert not errors(app)

@@ -14,7 +14,7 @@ from textual.widgets import Label, OptionList, ProgressBar
 from textual.widgets.option_list import Option
 
 from assistant.errors import AssistantError
-from assistant.tui.api import ModelEntry, TuiApi
+from assistant.tui.api import ModelEntry, TuiApi, context_size
 
 
 class ModelScreen(ModalScreen[ModelEntry | None]):
@@ -57,7 +57,7 @@ class ModelScreen(ModalScreen[ModelEntry | None]):
         for entry in entries:
             marks = ["current" if entry.name == self.current else "",
                      "loaded" if entry.loaded else "",
-                     f"ctx {entry.context_length}" if entry.context_length else ""]
+                     f"ctx {entry.context}" if entry.context else ""]
             detail = " · ".join(m for m in marks if m)
             box.add_option(Option(Content(f"{entry.name}  {detail}"), id=entry.name))
         self.query_one("#state", Label).update(f"{len(entries)} chat models")
@@ -86,8 +86,7 @@ class ModelScreen(ModalScreen[ModelEntry | None]):
         except AssistantError as exc:
             self.app.call_from_thread(self.failed, exc.message)
             return
-        context = int((result.get("info") or {}).get("n_ctx") or entry.context_length)
-        loaded = ModelEntry(entry.name, entry.kind, True, context)
+        loaded = ModelEntry(entry.name, entry.kind, True, context_size(result.get("context")))
         self.app.call_from_thread(self.dismiss, loaded)
 
     def failed(self, message: str) -> None:

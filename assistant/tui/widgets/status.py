@@ -16,7 +16,7 @@ class Status:
     score: float | None = None
     tokens_per_s: float | None = None
     context_used: int = 0
-    context_size: int = 0
+    context_size: int | None = None  # the daemon's figure; None when it cannot tell
 
 
 class StatusBar(Static):

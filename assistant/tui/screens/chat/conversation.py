@@ -40,7 +40,6 @@ class ConversationScreen(Screen[None]):
         self.detail: ConversationDetail | None = None
         self.connected = False
         self.model = api.settings.models.default
-        self.context_sizes: dict[str, int] = {}
         self.skills: list[str] = []
         self.last_route: dict[str, Any] | None = None
 
@@ -73,7 +72,7 @@ class ConversationScreen(Screen[None]):
     def connect(self) -> None:
         try:
             health = self.api.connect()
-            sizes = {m.name: m.context_length for m in self.api.models()}
+            sizes = {m.name: m.context for m in self.api.models()}
         except AssistantError as exc:
             self.post_message(DaemonFailed(exc.message, exc.hint))
             return
@@ -81,10 +80,10 @@ class ConversationScreen(Screen[None]):
 
     def on_daemon_connected(self, message: DaemonConnected) -> None:
         self.connected = True
-        self.context_sizes = message.context_sizes
         state = "ready" if message.health.get("status") == "ready" else str(
             message.health.get("status"))
-        self.query_one(StatusBar).set(state=state, context_size=self._context_size())
+        self.query_one(StatusBar).set(state=state,
+                                      context_size=message.context_sizes.get(self.model))
         self.refresh_conversations()
         if self.conversation_id is not None:
             self.load_conversation(self.conversation_id)
@@ -96,12 +95,6 @@ class ConversationScreen(Screen[None]):
     def notify_error(self, message: str, hint: str | None = None, title: str = "error") -> None:
         self.app.notify(message + (f"\n{hint}" if hint else ""), title=title,
                         severity="error", timeout=8, markup=False)
-
-    def _context_size(self) -> int:
-        # The daemon gives a chat model models.context_length tokens when that is set.
-        trained = self.context_sizes.get(self.model, 0)
-        configured = self.api.settings.models.context_length
-        return min(trained, configured) if trained and configured else trained or configured
 
     # -- conversations -------------------------------------------------------------------------
 

@@ -298,10 +298,7 @@ class ChatScreen(DocumentsScreen):
         def done(entry: ModelEntry | None) -> None:
             if entry is not None:
                 self.model = entry.name
-                if entry.context_length:
-                    self.context_sizes[entry.name] = entry.context_length
-                self.query_one(StatusBar).set(model=entry.name,
-                                              context_size=self._context_size())
+                self.query_one(StatusBar).set(model=entry.name, context_size=entry.context)
                 self.app.notify(f"Now chatting with {entry.name}.", timeout=3)
 
         self.app.push_screen(ModelScreen(self.api, self.model, preselect=name), done)

@@ -17,7 +17,7 @@ from textual import work
 from textual.timer import Timer
 
 from assistant.errors import AssistantError
-from assistant.tui.api import TuiApi, Unsupported
+from assistant.tui.api import TuiApi, Unsupported, context_size
 from assistant.tui.messages import (
     TurnEnded,
     TurnFailed,
@@ -206,7 +206,7 @@ class TurnScreen(ConversationScreen):
         used = [_number(usage.get(k)) or 0.0 for k in ("prompt_tokens", "completion_tokens")]
         self.query_one(StatusBar).set(tokens_per_s=_number(timings.get("tokens_per_s")),
                                       context_used=int(sum(used)),
-                                      context_size=self._context_size())
+                                      context_size=context_size(event.get("context")))
 
     async def on_turn_failed(self, message: TurnFailed) -> None:
         view = self._current(message.turn)
