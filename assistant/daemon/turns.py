@@ -89,6 +89,12 @@ class Metered(Backend):
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
         return await self.inner.embed(model, texts)
 
+    async def count_tokens(self, model: str, messages: list[ChatMessage]) -> int:
+        return await self.inner.count_tokens(model, messages)
+
+    async def context_length(self, model: str) -> int | None:
+        return await self.inner.context_length(model)
+
 
 @dataclass
 class _Usage:

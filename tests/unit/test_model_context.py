@@ -87,3 +87,21 @@ def test_the_model_list_gives_the_same_context_beside_the_trained_one(
     assert listed["Tiny.F16"]["context"] == expected
     assert listed["Tiny.F16"]["context_length"] == 1024  # the trained context, as before
     assert listed[FAKE_MODEL]["context"] is None  # its backend cannot tell
+
+
+@pytest.mark.asyncio
+async def test_a_turn_s_skill_sees_the_model_s_context_through_the_metering(
+        tmp_path: Path) -> None:
+    # The daemon gives a turn's skill its backend wrapped in Metered (usage counting); every
+    # Backend method must reach the model manager, or skills fall back to the defaults (no
+    # context known: summarize never reads a text in one pass).
+    from assistant.daemon.turns import Metered
+    from assistant.models.backend import Backend
+
+    inner = manager(tmp_path, 512)
+    ctx = BackendContext(Metered(inner, lambda model, delta: None), "Tiny.F16")
+    assert await ctx.context_length() == 512
+    overridden = {name for name, value in vars(Metered).items() if callable(value)}
+    public = {name for name, value in vars(Backend).items()
+              if callable(value) and not name.startswith("_")}
+    assert public <= overridden
