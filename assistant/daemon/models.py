@@ -108,7 +108,7 @@ class ModelManager(Backend):
                 m = self.settings.models
                 info = await self.host.call(
                     "load", model=name, path=str(record.path),
-                    n_ctx=m.context_length, n_threads=self.threads,
+                    n_ctx=self._planned_context(record.facts), n_threads=self.threads,
                     state_dir=str(data_dir(self.settings) / "states") if m.state_disk_mb else None,
                     state_ram_bytes=m.state_ram_mb << 20, state_disk_bytes=m.state_disk_mb << 20,
                 )
@@ -276,10 +276,16 @@ class ModelManager(Backend):
                 return None
             if record.kind != "chat":
                 return None
-            trained = record.facts.get("context_length")
-            sizes = [self.settings.models.context_length or trained, trained]
+            sizes = [self._planned_context(record.facts)]
         known = [int(n) for n in sizes if n]
         return min(known) if known else None
+
+    def _planned_context(self, facts: dict[str, Any]) -> int:
+        """The context a chat model is loaded with: ``models.context_length`` (0: the model's
+        own) capped by the trained context, which llama.cpp would allocate past and waste."""
+        known = [int(n) for n in (self.settings.models.context_length,
+                                  facts.get("context_length")) if n]
+        return min(known) if known else 0
 
     def status(self) -> list[dict[str, Any]]:
         return [

@@ -45,6 +45,22 @@ async def test_a_loaded_model_answers_with_what_the_host_gave_it(tmp_path: Path)
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize(("configured", "expected"), [(512, 512), (4096, 1024), (0, 1024)])
+async def test_a_model_is_loaded_with_no_more_context_than_it_was_trained_on(
+        tmp_path: Path, configured: int, expected: int) -> None:
+    models = manager(tmp_path, configured)
+    asked: dict[str, object] = {}
+
+    async def call(op: str, **request: object) -> dict[str, object]:
+        asked.update(request, op=op)
+        return {"n_ctx": request["n_ctx"], "n_ctx_train": 1024}
+
+    models.host.call = call  # type: ignore[method-assign]
+    await models._load("Tiny.F16")
+    assert asked["op"] == "load" and asked["n_ctx"] == expected
+
+
+@pytest.mark.asyncio
 async def test_unknown_and_plugin_models_without_a_context_say_none(tmp_path: Path) -> None:
     models = manager(tmp_path, 4096)
     models.add_backend(FakeBackend())
