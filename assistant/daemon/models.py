@@ -263,9 +263,16 @@ class ModelManager(Backend):
 
     async def context_length(self, model: str) -> int | None:
         """``models.context_length`` (0: the model's own), as the load path passes it to the
-        host, capped by the trained context: past it a model runs but loses the thread."""
+        host, capped by the trained context: past it a model runs but loses the thread. A
+        plugin backend that fails to say is taken as not knowing (the model list, compaction
+        and every turn ask, and a broken plugin must not take those down)."""
         if model in self.backends:
-            return await self.backends[model].context_length(model)
+            try:
+                return await self.backends[model].context_length(model)
+            except Exception:
+                log.warning("a plugin backend failed to give a context length",
+                            extra={"model": model}, exc_info=True)
+                return None
         resident = self._live(model)
         if resident is not None and resident.info.get("n_ctx"):
             sizes = [resident.info["n_ctx"], resident.info.get("n_ctx_train")]

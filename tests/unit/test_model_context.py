@@ -69,6 +69,18 @@ async def test_unknown_and_plugin_models_without_a_context_say_none(tmp_path: Pa
 
 
 @pytest.mark.asyncio
+async def test_a_plugin_backend_that_fails_to_say_its_context_is_taken_as_not_knowing(
+        tmp_path: Path) -> None:
+    class Broken(FakeBackend):
+        async def context_length(self, model: str) -> int | None:
+            raise RuntimeError("the plugin's bug")
+
+    models = manager(tmp_path, 4096)
+    models.add_backend(Broken())
+    assert await models.context_length(FAKE_MODEL) is None
+
+
+@pytest.mark.asyncio
 async def test_a_skill_context_asks_for_the_model_generate_would_use(tmp_path: Path) -> None:
     models = manager(tmp_path, 4096)
     models.add_backend(FakeBackend())
