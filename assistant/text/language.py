@@ -33,6 +33,7 @@ _STOPWORDS = {
     "pt": "o os as e de que um uma para com não em este esta meu você é eu",
 }
 _STOP = {lang: set(words.split()) for lang, words in _STOPWORDS.items()}
+STOP_WORDS = frozenset().union(*_STOP.values())
 _lock = threading.Lock()
 _detector: Any = None
 

@@ -1,9 +1,10 @@
 """The qa skill: questions answered from the user's documents, citing passages inline as [n].
 
-Passages come from ``ctx.documents`` (hybrid BM25 + vector search). When nothing relevant is
-found the skill says so and does not ask the model at all, so it cannot invent an answer. The
-model is told to cite; an answer that cites nothing gets the passage it overlaps most, and
-every reply ends with the cited sources (document and location).
+Passages come from ``ctx.documents`` (hybrid BM25 + vector search, ranked by the sentence of
+each that best matches the question), best first. When nothing relevant is found
+the skill says so and does not ask the model at all, so it cannot invent an answer. The skill
+cites for the model (:func:`ground`), and every reply ends with the cited sources (document
+and location).
 
 Config ``[skills.qa]``: ``k`` passages (default 4), ``context_tokens`` (default 4096),
 ``model``.
@@ -27,6 +28,7 @@ from assistant import (
     hookimpl,
 )
 from assistant.eval.metrics import declined, normalize_answer
+from assistant.text import STOP_WORDS, words
 from assistant_plugins.budget import context_tokens, estimate_tokens
 
 DECLINE = "I cannot find this in your documents."
@@ -43,7 +45,7 @@ _PARTIAL_MARKER = re.compile(r"\[[\d,;\s]*$")
 
 
 def _words(text: str) -> list[str]:
-    return normalize_answer(text).split()
+    return words(normalize_answer(text))
 
 
 def _holds(passage: list[str], claim: list[str]) -> bool:
@@ -52,14 +54,34 @@ def _holds(passage: list[str], claim: list[str]) -> bool:
     return any(passage[i:i + n] == claim for i in range(len(passage) - n + 1))
 
 
+def _shared_run(claim: list[str], passage: list[str], asked: set[str]) -> int:
+    """The length of the longest run of ``claim``'s words found in ``passage`` as they are,
+    counting only runs with a word that is neither the question's (the claim repeating it) nor
+    a stop word ("it is" is in any passage)."""
+    at: dict[str, list[int]] = {}
+    for j, word in enumerate(passage):
+        at.setdefault(word, []).append(j)
+    best = 0
+    for i, word in enumerate(claim):
+        for j in at.get(word, ()):
+            n = 0
+            while i + n < len(claim) and j + n < len(passage) and claim[i + n] == passage[j + n]:
+                n += 1
+            if n > best and not set(claim[i:i + n]) <= asked | STOP_WORDS:
+                best = n
+    return best
+
+
 def ground(claim: str, passages: Sequence[dict[str, Any]], proposed: Sequence[int] = (),
            question: str = "") -> int:
-    """The 1-based number of the passage that holds ``claim``.
+    """The 1-based number of the passage that holds ``claim``; ``passages`` best first.
 
-    A passage containing the claim word for word wins, the model's ``proposed`` ones first
-    (a small model often cites [1] whatever it read); else the passage sharing the claim's
-    most distinctive words (rare among the passages, not merely repeated from the question),
-    keeping the model's choice unless another passage is clearly better.
+    A citation shows where the answer's words come from. A passage holding the whole claim
+    wins, the model's ``proposed`` ones first (a small model often cites [1] whatever it
+    read), else the best ranked. Else the passage sharing the longest run of the claim's words
+    beyond the question's ("It lasts two years" → "lasts two years"), at least two: one word
+    (a year, a name) is in too many passages to point at one. Else the model's choice, or the
+    best-ranked passage.
     """
     texts = [_words(str(p.get("text", ""))) for p in passages]
     valid = [n for n in proposed if 1 <= n <= len(passages)]
@@ -71,21 +93,15 @@ def ground(claim: str, passages: Sequence[dict[str, Any]], proposed: Sequence[in
                 return n
         if holding:
             return holding[0]
-    sets = [set(t) for t in texts]
     asked = set(_words(question))
-    scores = []
-    for s in sets:
-        score = 0.0
-        for w in set(claim_words) & s:
-            df = sum(w in other for other in sets)
-            score += (0.5 if w in asked else 1.0) / df
-        scores.append(score)
-    if not scores:
-        return 1
-    best = scores.index(max(scores)) + 1
-    if valid and scores[best - 1] - scores[valid[0] - 1] < 1.0:
-        return valid[0]
-    return best
+    runs = [_shared_run(claim_words, t, asked) for t in texts]
+    longest = max(runs, default=0)
+    if longest >= 2:
+        for n in valid:
+            if runs[n - 1] == longest:
+                return n
+        return runs.index(longest) + 1
+    return valid[0] if valid else 1
 
 
 class Citations:

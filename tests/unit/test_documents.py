@@ -9,7 +9,7 @@ import pytest
 from assistant.documents.chunking import CHUNKER_VERSION, chunk_sections
 from assistant.documents.ingest import add_file
 from assistant.documents.reader import DocumentError, Section, html_text, read_document
-from assistant.documents.search import HybridSearch
+from assistant.documents.search import HybridSearch, by_sentence
 from assistant.store import Store, migrations
 from assistant.testing import hashed_vector
 from assistant.text import sentences
@@ -213,6 +213,33 @@ async def test_hybrid_search_finds_the_right_chunk_and_nothing_for_unrelated(
     assert hits[0]["text"].startswith("The warranty") and hits[0]["n"] == 1
     assert hits[0]["source"] == "facts.md, line 1"
     assert await search.search("quantum chromodynamics lattice gauge", 3) == []
+
+
+@pytest.mark.asyncio
+async def test_hits_are_ranked_by_their_sentence_that_best_matches_the_question() -> None:
+    diluted = {"text": "The franchise had its best season. The Panthers won fifteen games. "
+                       "Fans filled the stadium every week.", "document": "a.txt"}
+    answering = {"text": "The Panthers franchise was founded in 1995 by Jerry Richardson. "
+                         "It plays in Charlotte.", "document": "b.txt"}
+    question = "When was the Panthers franchise founded?"
+    ranked = await by_sentence(question, [diluted, answering], fake_embed, sentences)
+    assert [h["document"] for h in ranked] == ["b.txt", "a.txt"]
+    assert await by_sentence(question, [diluted], fake_embed, sentences) == [diluted]
+
+
+@pytest.mark.asyncio
+async def test_search_numbers_its_hits_in_the_order_it_ranks_them(
+        tmp_path: Path, store: Store) -> None:
+    path = tmp_path / "team.md"
+    path.write_text("The franchise had its best season. The Panthers won fifteen games. Fans "
+                    "filled the stadium every week, and the franchise sold out its games.\n\n"
+                    "The Panthers franchise was founded in 1995. It plays in Charlotte.\n\n"
+                    "The cafeteria serves soup on Fridays and salad on Mondays.")
+    await add_file(store, path, fake_embed)
+    search = HybridSearch(store, fake_embed, min_similarity=0.1)
+    hits = await search.search("When was the Panthers franchise founded?", 2)
+    assert len(hits) == 2 and [h["n"] for h in hits] == [1, 2]
+    assert "founded in 1995" in hits[0]["text"]
 
 
 def test_docs_add_says_which_files_it_updated(tmp_path: Path) -> None:

@@ -83,3 +83,16 @@ def test_ground_prefers_the_words_of_the_claim_over_the_question() -> None:
     assert ground("two years", passages, [1]) == 2
     assert ground("The warranty covers the parts", passages, [1]) == 1
     assert ground("It is two years long", passages, [1], "How long is the warranty?") == 2
+    assert ground("It lasts two years", passages, [1], "How long is the warranty?") == 2
+    # Only the question's words in common: the model's choice stands, else the best ranked.
+    assert ground("The warranty is good", passages, [2], "Is the warranty good?") == 2
+    assert ground("The warranty is good", passages, [], "Is the warranty good?") == 1
+    # One word shared is no evidence: "years" alone does not move the citation.
+    assert ground("Many years", passages, [1], "How long?") == 1
+    # Nor are stop words: "it is" is in any passage; the model's [1] holds the year.
+    founded = [{"text": "The team was founded in 1995."},
+               {"text": "It is said that the stadium is large, and it is."}]
+    assert ground("It is 1995", founded, [1], "When was the team founded?") == 1
+    # Chinese has no spaces: its characters are compared one by one.
+    cities = [{"text": "他在上海工作。"}, {"text": "她在北京工作。"}]
+    assert ground("她在北京", cities, [1], "她在哪里工作？") == 2
