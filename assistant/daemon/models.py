@@ -18,7 +18,7 @@ from typing import Any
 
 from assistant.config import Settings
 from assistant.daemon.queue import ModelQueue
-from assistant.errors import ModelLoadError, ModelNotFound, RequestError
+from assistant.errors import ModelError, ModelLoadError, ModelNotFound, RequestError
 from assistant.locations import data_dir
 from assistant.models import registry
 from assistant.models.backend import (
@@ -280,6 +280,9 @@ class ModelManager(Backend):
             try:
                 record = registry.resolve(self.settings, model)
             except ModelNotFound:
+                return None
+            except ModelError as exc:  # a damaged file: the listing must still answer
+                log.warning("model unreadable", extra={"model": model, "error": exc.message})
                 return None
             if record.kind != "chat":
                 return None

@@ -133,3 +133,16 @@ async def test_a_turn_s_skill_sees_the_model_s_context_through_the_metering(
     public = {name for name, value in vars(Backend).items()
               if callable(value) and not name.startswith("_")}
     assert public <= overridden
+
+
+@pytest.mark.asyncio
+async def test_a_damaged_model_file_has_no_context_rather_than_breaking_the_list(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from assistant.errors import ModelIntegrityError
+
+    def damaged(settings: object, name: str) -> None:
+        raise ModelIntegrityError("the file does not match its stamp")
+
+    models = manager(tmp_path, 4096)
+    monkeypatch.setattr(registry, "resolve", damaged)
+    assert await models.context_length("Tiny.F16") is None

@@ -48,5 +48,14 @@ async def test_streamed_text_is_all_shown_and_the_screen_is_laid_out_every_few_l
             assert transcript.region.y <= last_line < transcript.region.bottom
         lines = needed
         assert lines > 25
-        # One layout per quarter screen of text (6 lines at 24 rows), not one per new line.
+        # One layout per quarter transcript of text (6 lines at 24 rows), not one per line.
         assert layouts <= lines // 6 + 2, (layouts, lines)
+        # A smaller terminal: the room left below the text shrinks with it, the last line
+        # written stays in view.
+        await pilot.resize_terminal(80, 5)
+        body.show(reply.content)  # the next frame, before the text has grown
+        await pilot.pause()
+        await pilot.pause()
+        needed = body.get_content_height(body.size, body.size, body.size.width)
+        last_line = body.content_region.y + needed - 1
+        assert transcript.region.y <= last_line < transcript.region.bottom

@@ -31,22 +31,27 @@ class StreamingBody(Static):
     """The body of a reply being written: plain text, shown again as it grows.
 
     An update repaints this widget alone. Only when the text outgrows the lines it has is the
-    screen laid out again, and then it is given a quarter of the screen's height more than it
-    needs, so a streaming reply costs one layout every few lines rather than one per update:
+    screen laid out again, and then it is given a quarter of the transcript's height more than
+    it needs, so a streaming reply costs one layout every few lines rather than one per update:
     a layout (the whole screen arranged, the transcript scrolled and repainted) costs several
-    times a repaint, and the model that writes the reply decodes on the same cores.
+    times a repaint, and the model that writes the reply decodes on the same cores. After a
+    resize that leaves more room than that below the text, the room is cut back, so the
+    newest line stays in view.
     """
 
     def __init__(self, text: str = "") -> None:
         super().__init__(text, classes="body", markup=False)
 
     def show(self, text: str) -> None:
+        if not self.is_attached:  # the conversation was closed while the reply streamed
+            return
         self.update(text, layout=False)
         width, height = self.size
         needed = self.get_content_height(self.size, self.size, width) if width else 1
-        if needed > height:
-            gutter = self.styles.gutter.height
-            self.styles.min_height = needed + gutter + max(1, self.screen.size.height // 4)
+        view = next((a for a in self.ancestors if isinstance(a, Transcript)), self.screen)
+        room = max(1, view.size.height // 4)
+        if needed > height or height - needed > room:
+            self.styles.min_height = needed + self.styles.gutter.height + room
 
 
 class MessageView(Vertical):
