@@ -4,56 +4,17 @@ The daemon builds one per turn from the model host backend; the test kit builds 
 fake model. It depends on nothing but the Backend contract.
 
 ``sentences`` and ``detect_language`` come from :mod:`assistant.text` (spaCy sentence rules, the
-packaged lingua detector), imported on first use. The regex and stop-word helpers below are the
-dependency-free fallbacks they grew from, kept for callers that must not load either.
+packaged lingua detector), imported on first use.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from typing import Any
 
 from assistant.models.backend import Backend, ChatMessage, GenerationParams
 from assistant.skills import DocumentSearch, SkillContext
-
-_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+(?=\S)|(?<=[。！？])")
-_KANA = re.compile(r"[\u3040-\u30ff]")
-_HAN = re.compile(r"[\u4e00-\u9fff]")
-_HANGUL = re.compile(r"[\uac00-\ud7af]")
-_WORD = re.compile(r"[a-zà-ÿß]+")
-_STOPWORDS = {
-    "en": "the and is are to of you what how this that it in for with please my",
-    "fr": "le la les et est des un une je vous que qui pour dans ce cette avec mon",
-    "de": "der die das und ist nicht ich sie ein eine zu mit den von bitte mein",
-    "es": "el la los las y es de que un una por para con en este esta mi",
-    "it": "il lo la gli e di che un una per con non sono questo mio",
-    "pt": "o os as e de que um uma para com não em este esta meu você",
-}
-_STOP = {lang: set(words.split()) for lang, words in _STOPWORDS.items()}
-
-
-def split_sentences(text: str) -> list[str]:
-    """Regex sentence split (fallback for spaCy): ``.!?…`` + space, or a CJK full stop."""
-    parts: list[str] = []
-    for block in re.split(r"\n\s*\n", text):
-        parts.extend(p.strip() for p in _SENTENCE_END.split(block.strip()))
-    return [p for p in parts if p]
-
-
-def guess_language(text: str) -> str:
-    """Script first (ja/zh/ko), then the Latin language with most stop words; else ``und``."""
-    if _KANA.search(text):
-        return "ja"
-    if _HANGUL.search(text):
-        return "ko"
-    if _HAN.search(text):
-        return "zh"
-    words = _WORD.findall(text.lower())
-    scores = {lang: sum(w in stop for w in words) for lang, stop in _STOP.items()}
-    best = max(scores, key=lambda lang: scores[lang])
-    return best if scores[best] else "und"
 
 
 class BackendContext(SkillContext):

@@ -21,7 +21,6 @@ from assistant import (
     SkillContext,
     Turn,
 )
-from assistant.context import guess_language, split_sentences
 from assistant.errors import RequestError
 from assistant.skills import ErrorEvent, execute
 from assistant.testing import FakeBackend, fake_context, run_skill_text
@@ -67,14 +66,6 @@ def test_qa_says_when_no_documents_are_available() -> None:
     _text, events = asyncio.run(run_skill_text(QA(), Turn("what do my notes say?")))
     assert isinstance(events[0], Notice) and "document" in events[0].message
     assert any(isinstance(e, DeltaEvent) for e in events)
-
-
-def test_fallback_text_helpers() -> None:
-    assert split_sentences("One. Two! 三。四？") == ["One.", "Two!", "三。", "四？"]
-    assert guess_language("これは日本語です") == "ja"
-    assert guess_language("这是中文") == "zh"
-    assert guess_language("Das ist nicht mein Hund") == "de"
-    assert guess_language("¿Dónde está la estación? Es para mi madre") == "es"
 
 
 def test_chat_merges_a_compaction_summary_into_its_system_prompt() -> None:
