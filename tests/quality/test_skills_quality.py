@@ -89,7 +89,7 @@ async def test_qa_cites_the_answer_chunk_and_declines_unanswerable() -> None:
     assert skill.scores["declined (unanswerable)"] >= 0.8
     if skill.scores["citation accuracy"] < 0.9:
         # Known gap (issue 6): the 0.5B model answers wrong about two times in three here, and
-        # a citation shows where the answer's words come from. 0.792 on 1b6cf38.
+        # a citation shows where the answer's words come from: 0.774 (0.698 before ranking).
         pytest.xfail(f"citation accuracy {skill.scores['citation accuracy']:.3f} on SQuAD, "
                      "bar 0.90 (met on the project's sets)")
     assert skill.scores["declined (unanswerable)"] >= 0.8
