@@ -71,8 +71,9 @@ def test_skills_and_bad_turns(daemon: RunningDaemon) -> None:
 
 def test_the_daemon_tells_the_context_the_model_runs_with(
         daemon_env: dict[str, str], tmp_path: Path) -> None:
-    """A configured context past the trained one (smollm2-135m: 8192) is capped, and the done
-    event, the model list and the load answer all say so: clients show it, never work it out."""
+    """A configured context past the trained one (smollm2-135m: 8192) is capped — the model is
+    loaded with no more — and the done event, the model list and the load answer all say so:
+    clients show it, never work it out."""
     env = {**daemon_env, "ASSISTANT_MODELS__CONTEXT_LENGTH": "16384"}
     running = start_daemon(env, tmp_path / "daemon.log")
     try:
@@ -86,6 +87,6 @@ def test_the_daemon_tells_the_context_the_model_runs_with(
         assert done["context"] == 8192
         with running.http() as http:
             loaded = http.post(f"/api/models/{CHAT_MODEL}/load").json()
-        assert loaded["info"]["n_ctx"] == 16384 and loaded["context"] == 8192
+        assert loaded["info"]["n_ctx"] == 8192 and loaded["context"] == 8192
     finally:
         running.stop()
