@@ -275,20 +275,15 @@ class ModelManager(Backend):
                 return None
         resident = self._live(model)
         if resident is not None and resident.info.get("n_ctx"):
-            sizes = [resident.info["n_ctx"], resident.info.get("n_ctx_train")]
-        else:
-            try:
-                record = registry.resolve(self.settings, model)
-            except ModelNotFound:
-                return None
-            except ModelError as exc:  # a damaged file: the listing must still answer
-                log.warning("model unreadable", extra={"model": model, "error": exc.message})
-                return None
-            if record.kind != "chat":
-                return None
-            sizes = [self._planned_context(record.facts)]
-        known = [int(n) for n in sizes if n]
-        return min(known) if known else None
+            return int(resident.info["n_ctx"])  # loaded with _planned_context
+        try:
+            record = registry.resolve(self.settings, model)
+        except ModelNotFound:
+            return None
+        except ModelError as exc:  # a damaged file: the listing must still answer
+            log.warning("model unreadable", extra={"model": model, "error": exc.message})
+            return None
+        return (self._planned_context(record.facts) or None) if record.kind == "chat" else None
 
     def _planned_context(self, facts: dict[str, Any]) -> int:
         """The context a chat model is loaded with: ``models.context_length`` (0: the model's

@@ -311,18 +311,12 @@ class TurnService:
         yield {"type": "done", "status": status, "model": model, "skill": decision.skill,
                "usage": {"prompt_tokens": usage.prompt_tokens,
                          "completion_tokens": usage.completion_tokens},
-               "context": await self._context(ran_with), "timings": timings, **ids}
+               "context": await self.daemon.models.context_length(ran_with),
+               "timings": timings, **ids}
 
     def _chat_model(self, skill: str, model: str) -> str:
         """The model a skill generates with unless it names one: its configured one, or ours."""
         return str(self.settings.skill_section(skill).get("model") or model)
-
-    async def _context(self, model: str) -> int | None:
-        """The context ``model`` runs with, as the daemon counts it; None when unknown."""
-        try:
-            return await self.daemon.models.context_length(model)
-        except AssistantError:
-            return None
 
     async def _fit_context(
         self, store: Store, user_message_id: str, skill: str, model: str,

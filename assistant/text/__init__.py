@@ -3,8 +3,8 @@
 Both import their heavy dependency (spaCy, lingua) on first use, never at import time.
 """
 
-from assistant.text.language import detect_language
+from assistant.text.language import STOP_WORDS, detect_language
 from assistant.text.sentences import sentences
-from assistant.text.words import STOP_WORDS, words
+from assistant.text.words import words
 
 __all__ = ["STOP_WORDS", "detect_language", "sentences", "words"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from assistant.documents.chunking import CHUNKER_VERSION, chunk_sections
-from assistant.documents.ingest import add_file
+from assistant.documents.ingest import Outcome, add_file
 from assistant.documents.reader import DocumentError, Section, html_text, read_document
 from assistant.documents.search import HybridSearch, by_sentence
 from assistant.store import Store, migrations
@@ -116,13 +116,17 @@ def _set_chunker_version(store: Store, version: int) -> None:
         conn.exec_driver_sql("UPDATE documents SET chunker_version = ?", (version,))
 
 
-@pytest.mark.asyncio
-async def test_an_unchanged_file_chunked_by_this_chunker_is_skipped(
-        tmp_path: Path, store: Store) -> None:
+async def _indexed_notes(tmp_path: Path, store: Store) -> tuple[Path, CountingEmbed, Outcome]:
     path = tmp_path / "notes.txt"
     path.write_text("The refund policy allows returns within 30 days.\n\nOffice: Baker Street.")
     embed = CountingEmbed()
-    first = await add_file(store, path, embed)
+    return path, embed, await add_file(store, path, embed)
+
+
+@pytest.mark.asyncio
+async def test_an_unchanged_file_chunked_by_this_chunker_is_skipped(
+        tmp_path: Path, store: Store) -> None:
+    path, embed, first = await _indexed_notes(tmp_path, store)
     seqs, embedded = _chunk_seqs(store), len(embed.texts)
     again = await add_file(store, path, embed)
     assert (again.status, again.document_id) == ("unchanged", first.document_id)
@@ -133,10 +137,7 @@ async def test_an_unchanged_file_chunked_by_this_chunker_is_skipped(
 @pytest.mark.asyncio
 async def test_an_unchanged_file_chunked_by_an_older_chunker_is_chunked_again(
         tmp_path: Path, store: Store) -> None:
-    path = tmp_path / "notes.txt"
-    path.write_text("The refund policy allows returns within 30 days.\n\nOffice: Baker Street.")
-    embed = CountingEmbed()
-    first = await add_file(store, path, embed)
+    path, embed, first = await _indexed_notes(tmp_path, store)
     embedded = len(embed.texts)
     _set_chunker_version(store, CHUNKER_VERSION - 1)
     again = await add_file(store, path, embed)
