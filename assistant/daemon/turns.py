@@ -1,9 +1,11 @@
 """One user turn, end to end: store it, route it, run the skill, stream events, finalize.
 
-Events are dicts with a ``type``: ``route`` first, then ``progress``, ``notice`` and ``delta``
-pieces, and last ``done`` (status complete or cancelled) or ``error``. The user's message is
-committed before anything runs; the reply is created ``streaming``, its partial text saved as
-it grows, and finalized exactly once, also when the client goes away.
+Events are dicts with a ``type``: ``route`` first, then ``progress``, ``notice``, ``summary``
+and ``delta`` pieces, and last ``done`` (status complete or cancelled) or ``error``. The user's
+message is committed before anything runs; the reply is created ``streaming``, its partial text
+saved as it grows, and finalized exactly once, also when the client goes away
+(:class:`ReplyRecorder`). A regenerate, an edit and a re-route (a regenerate with the skill the
+user chose, ``method="correction"``) are the same turn with another first step.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from assistant.context import BackendContext
 from assistant.daemon.compaction import CompactionFailed, Compactor, chat_messages
@@ -47,6 +49,7 @@ from assistant.store.records import Message, model_context
 if TYPE_CHECKING:
     from assistant.daemon.server import Daemon
     from assistant.plugins import PluginHost
+    from assistant.store.records import Turn as StoredTurn
     from assistant.store.repository import Store
 
 log = logging.getLogger("assistant.turns")
@@ -59,6 +62,9 @@ class TurnRequest:
     text: str
     conversation_id: str | None = None
     skill: str | None = None
+    # How a skill named by the client was chosen: asked for, or a correction of the router
+    # (a re-route: a regenerate with the skill the user says the turn should have gone to).
+    method: Literal["explicit", "correction"] = "explicit"
     model: str | None = None
     params: GenerationParams = field(default_factory=GenerationParams)
     persist: bool = True
@@ -97,7 +103,7 @@ class Metered(Backend):
 
 
 @dataclass
-class _Usage:
+class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     generations: int = 0
@@ -110,6 +116,62 @@ class _Usage:
         self.completion_tokens += delta.completion_tokens
         self.generations += 1
         self.timings = dict(delta.timings)
+
+
+class ReplyRecorder:
+    """The reply as it streams: its text, saved every :data:`SAVE_EVERY_S`, finalized once.
+
+    Without a store (a turn the client keeps itself) it only gathers the text.
+    """
+
+    def __init__(self, store: Store | None, message_id: str | None) -> None:
+        self.store = store if message_id is not None else None
+        self.message_id = message_id
+        self.parts: list[str] = []
+        self._saved_at = time.monotonic()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    async def add(self, piece: str) -> None:
+        self.parts.append(piece)
+        if self.store is None or time.monotonic() - self._saved_at <= SAVE_EVERY_S:
+            return
+        self._saved_at = time.monotonic()
+        try:
+            await asyncio.to_thread(self.store.save_partial, str(self.message_id), self.text)
+        except AssistantError as exc:  # the reply goes on; finalize writes it all
+            log.warning("saving partial text failed", extra={"error": str(exc)})
+
+    async def finalize(self, **fields: Any) -> None:
+        """Commit the final state (``status``, ``skill``, ``route``, ``model``, usage, timings);
+        shielded, so that a client going away cannot leave the reply ``streaming``."""
+        if self.store is None:
+            return
+        with contextlib.suppress(AssistantError):
+            await asyncio.shield(asyncio.to_thread(
+                self.store.finalize, str(self.message_id), content=self.text, **fields))
+
+
+@dataclass
+class _Begun:
+    """A turn's first step done: what the user said and, when stored, where it sits."""
+
+    utterance: str
+    stored: StoredTurn | None = None
+    path: list[Message] = field(default_factory=list)  # root → the user message
+    replaces: str | None = None
+
+    def ids(self) -> dict[str, str]:
+        if self.stored is None:
+            return {}
+        ids = {"conversation_id": self.stored.conversation_id,
+               "message_id": self.stored.assistant_message.id,
+               "user_message_id": self.stored.user_message.id}
+        if self.replaces is not None:
+            ids["replaces"] = self.replaces
+        return ids
 
 
 class TurnService:
@@ -174,109 +236,88 @@ class TurnService:
     async def _embed(self, texts: list[str]) -> list[list[float]]:
         return await self.daemon.models.embed(self.settings.models.embedding, texts)
 
+    async def _started(self) -> tuple[PluginHost, Router]:
+        await self.wait_ready()
+        if self.plugins is None or self.router is None:
+            raise DaemonError("the daemon is still starting", "Try again in a moment.")
+        return self.plugins, self.router
+
     # -- routing -----------------------------------------------------------------------------
 
-    async def route(self, text: str, skill: str | None = None) -> RouteDecision:
-        await self.wait_ready()
-        if self.router is None or self.plugins is None:
-            raise DaemonError("the daemon is still starting", "Try again in a moment.")
+    async def check_skill(self, skill: str) -> None:
+        """Wait for start-up, then a 400 ``unknown_skill`` unless ``skill`` can run."""
+        plugins, _ = await self._started()
+        available = plugins.available_skills()
+        if skill not in available:
+            known = ", ".join(sorted(available))
+            raise RequestError(f"skill: no skill named {skill!r}; available: {known}",
+                               param="skill", code="unknown_skill")
+
+    async def correct(self, text: str, skill: str) -> None:
+        """Remember that ``text`` belongs to ``skill``: similar turns follow it from now on."""
+        _, router = await self._started()
+        await asyncio.to_thread(router.correct, text, skill)
+
+    async def route(self, text: str, request: TurnRequest) -> RouteDecision:
+        """Where ``text`` goes: the client's skill, else the router, else chat."""
+        _, router = await self._started()
+        skill = request.skill
         if skill is not None:
-            if skill not in self.plugins.available_skills():
-                known = ", ".join(sorted(self.plugins.available_skills()))
-                raise RequestError(f"skill: no skill named {skill!r}; available: {known}",
-                                   param="skill", code="unknown_skill")
+            if request.method == "correction":
+                return RouteDecision("correction", skill, 1.0, None, 0.0,
+                                     f"you re-routed this turn to '{skill}'", text)
             return RouteDecision("explicit", skill, 1.0, None, 0.0,
                                  f"the client asked for '{skill}'", text)
         try:
-            return await self.router.route(text)
+            return await router.route(text)
         except AssistantError as exc:
             # No embedding model: explicit commands still work, the rest goes to chat.
-            hit = self.router.explicit(text)
+            hit = router.explicit(text)
             if hit:
                 return RouteDecision("explicit", hit[0], 1.0, None, 0.0,
                                      f"explicit command: you asked for '{hit[0]}'", hit[1])
-            return RouteDecision("fallback", self.router.fallback, 0.0, None, 0.0,
+            return RouteDecision("fallback", router.fallback, 0.0, None, 0.0,
                                  f"semantic routing unavailable ({exc.message})", text)
 
     # -- a turn ------------------------------------------------------------------------------
 
     async def run(self, request: TurnRequest) -> AsyncIterator[dict[str, Any]]:
-        await self.wait_ready()
-        if self.plugins is None or self.router is None:
-            raise DaemonError("the daemon is still starting", "Try again in a moment.")
-        if request.persist and self.store is None:
-            raise StorageUnavailable(
-                "the conversation store is unavailable; see `assistant daemon status`")
+        """The events of one turn; the steps are the methods below, in order."""
+        plugins, _ = await self._started()
+        store = self._store_for(request)
         if request.skill is not None:
-            await self.route("", request.skill)  # an unknown skill is a 400 before any write
+            await self.check_skill(request.skill)  # a 400 before any write
         started = time.perf_counter()
         model = request.model or self.settings.models.default
-        store = self.store if request.persist else None
-        stored = None
-        history: list[ChatMessage] = list(request.history or [])
-        utterance = request.text
-        if store is not None:
-            if request.regenerate:  # a new reply beside this one, to the same user message
-                stored = await asyncio.to_thread(store.regenerate, request.regenerate,
-                                                 model=request.model)
-                utterance = stored.user_message.content
-            elif request.edit:  # a new user message beside this one: a new branch
-                stored = await asyncio.to_thread(store.edit_message, request.edit, utterance,
-                                                 model=model)
-            else:
-                stored = await asyncio.to_thread(
-                    store.begin_turn, request.conversation_id, utterance, model=model)
-            if request.history is None:
-                path = await asyncio.to_thread(store.history, stored.user_message.id)
-                history = chat_messages(model_context(path)[:-1])
-        ids = {} if stored is None else {
-            "conversation_id": stored.conversation_id,
-            "message_id": stored.assistant_message.id,
-            "user_message_id": stored.user_message.id,
-        }
-        usage = _Usage()
-        text: list[str] = []
+        begun = await self._begin(store, request, model)
+        ids = begun.ids()
+        history = list(request.history) if request.history is not None else []
+        usage = Usage()
+        recorder = ReplyRecorder(store, ids.get("message_id"))
         status, error, error_code = "cancelled", "", "skill_failed"
         decision: RouteDecision | None = None
         route: dict[str, Any] | None = None
-        last_save = time.monotonic()
         try:  # from here on the stored reply is finalized exactly once, whatever happens
-            decision = await self.route(utterance, request.skill)
+            decision = await self.route(begun.utterance, request)
             route = decision.to_dict()
             yield {"type": "route", **route, **ids}
-            if store is not None and stored is not None and request.history is None:
-                async for fitting in self._fit_context(store, stored.user_message.id,
-                                                       decision.skill, model, request.params):
-                    if fitting["type"] == "summary":
-                        path = await asyncio.to_thread(store.history, stored.user_message.id)
-                        history = chat_messages(model_context(path)[:-1])
+            if store is not None and begun.stored is not None and request.history is None:
+                async for fitting in self._fit_context(store, begun, decision.skill, model,
+                                                       request.params):
                     yield fitting
-            turn = Turn(text=decision.text, raw_text=utterance,
+                history = chat_messages(model_context(begun.path)[:-1])
+            turn = Turn(text=decision.text, raw_text=begun.utterance,
                         conversation_id=ids.get("conversation_id"), skill=decision.skill,
                         route=route, args={"params": request.params})
-            for notice in await self.plugins.acall("before_turn", turn=turn):
+            for notice in await plugins.acall("before_turn", turn=turn):
                 yield {"type": "notice", "message": notice, "level": "warning"}
-            ctx = BackendContext(
-                Metered(self.daemon.models, usage.add), model,
-                embedding_model=self.settings.models.embedding, history=history,
-                documents=self.documents,
-                config=self.settings.skill_section(decision.skill), params=request.params,
-                cache_tag=ids.get("conversation_id"),
-            )
-            events = closing_stream(self.plugins.run_skill(decision.skill, turn, ctx))
-            async with events as skill_events:
-                async for event in skill_events:
+            ctx = self._skill_context(decision.skill, model, history, request.params,
+                                      ids.get("conversation_id"), usage)
+            async with closing_stream(plugins.run_skill(decision.skill, turn, ctx)) as events:
+                async for event in events:
                     if isinstance(event, DeltaEvent):
-                        text.append(event.text)
+                        await recorder.add(event.text)
                         yield {"type": "delta", "text": event.text}
-                        if (store is not None and stored is not None
-                                and time.monotonic() - last_save > SAVE_EVERY_S):
-                            last_save = time.monotonic()
-                            try:
-                                await asyncio.to_thread(store.save_partial,
-                                                        stored.assistant_message.id, "".join(text))
-                            except AssistantError as exc:  # the reply goes on; finalize retries
-                                log.warning("saving partial text failed", extra={"error": str(exc)})
                     elif isinstance(event, Progress):
                         yield {"type": "progress", "done": event.done, "total": event.total,
                                "message": event.message}
@@ -290,19 +331,14 @@ class TurnService:
             status, error = "error", str(exc)
             raise
         finally:
-            reply_text = "".join(text)
             timings = {**usage.timings, "turn_s": round(time.perf_counter() - started, 4)}
-            if store is not None and stored is not None:
-                with contextlib.suppress(AssistantError):
-                    await asyncio.shield(asyncio.to_thread(
-                        store.finalize, stored.assistant_message.id, status=status,
-                        content=reply_text, skill=decision.skill if decision else None,
-                        route=route, model=model, prompt_tokens=usage.prompt_tokens,
-                        completion_tokens=usage.completion_tokens, timings=timings,
-                    ))
+            await recorder.finalize(
+                status=status, skill=decision.skill if decision else None, route=route,
+                model=model, prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens, timings=timings)
         assert decision is not None
-        reply = Reply(reply_text, status, decision.skill)  # type: ignore[arg-type]
-        for notice in await self.plugins.acall("after_turn", turn=turn, reply=reply):
+        reply = Reply(recorder.text, status, decision.skill)  # type: ignore[arg-type]
+        for notice in await plugins.acall("after_turn", turn=turn, reply=reply):
             yield {"type": "notice", "message": notice, "level": "warning"}
         if status == "error":
             yield {"type": "error", "code": error_code, "message": error, **ids}
@@ -314,15 +350,54 @@ class TurnService:
                "context": await self.daemon.models.context_length(ran_with),
                "timings": timings, **ids}
 
+    def _store_for(self, request: TurnRequest) -> Store | None:
+        """The store a turn is written to; None when the client keeps its history itself."""
+        if not request.persist:
+            return None
+        if self.store is None:
+            raise StorageUnavailable(
+                "the conversation store is unavailable; see `assistant daemon status`")
+        return self.store
+
+    async def _begin(self, store: Store | None, request: TurnRequest, model: str) -> _Begun:
+        """Commit the user's side: a new message, an edit (a new branch) or a regenerate (a
+        new reply to the same message); read the path to it once."""
+        if store is None:
+            return _Begun(request.text)
+        if request.regenerate:
+            stored = await asyncio.to_thread(store.regenerate, request.regenerate,
+                                             model=request.model)
+        elif request.edit:
+            stored = await asyncio.to_thread(store.edit_message, request.edit, request.text,
+                                             model=model)
+        else:
+            stored = await asyncio.to_thread(store.begin_turn, request.conversation_id,
+                                             request.text, model=model)
+        path = []
+        if request.history is None:
+            path = await asyncio.to_thread(store.history, stored.user_message.id)
+        return _Begun(stored.user_message.content, stored, path, replaces=request.regenerate)
+
+    def _skill_context(
+        self, skill: str, model: str, history: list[ChatMessage], params: GenerationParams,
+        conversation_id: str | None, usage: Usage,
+    ) -> BackendContext:
+        return BackendContext(
+            Metered(self.daemon.models, usage.add), model,
+            embedding_model=self.settings.models.embedding, history=history,
+            documents=self.documents, config=self.settings.skill_section(skill), params=params,
+            cache_tag=conversation_id,
+        )
+
     def _chat_model(self, skill: str, model: str) -> str:
         """The model a skill generates with unless it names one: its configured one, or ours."""
         return str(self.settings.skill_section(skill).get("model") or model)
 
     async def _fit_context(
-        self, store: Store, user_message_id: str, skill: str, model: str,
-        params: GenerationParams,
+        self, store: Store, begun: _Begun, skill: str, model: str, params: GenerationParams,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Compact the conversation if it no longer fits; yields progress and ``summary``."""
+        """Compact the conversation if it no longer fits: yields progress and ``summary``, and
+        puts the summary into ``begun.path`` where the store put it."""
         assert self.plugins is not None
         found = self.plugins.skills.get(skill)
         if found is not None and not getattr(found, "uses_history", True):
@@ -331,7 +406,7 @@ class TurnService:
         n_ctx = await self.daemon.models.context_length(chat_model)
         if not n_ctx:
             return
-        path = await asyncio.to_thread(store.history, user_message_id)
+        path = begun.path
 
         async def add_summary(before: str, text: str, tokens: int, seconds: float) -> Message:
             return await asyncio.to_thread(
@@ -366,6 +441,8 @@ class TurnService:
             log.info("conversation compacted", extra={
                 "covers": result.covers, "tokens_before": result.tokens_before,
                 "tokens_after": result.tokens_after})
+            # The store put the summary just above the first kept message.
+            begun.path = [*path[:result.covers], result.summary, *path[result.covers:]]
             yield {"type": "summary", "message_id": result.summary.id,
                    "text": result.summary.content, "covers": result.covers,
                    "tokens_before": result.tokens_before, "tokens_after": result.tokens_after,

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from assistant.daemon.sse import stream_response
 from assistant.daemon.turns import TurnRequest
-from assistant.models.backend import GenerationParams, close_stream
+from assistant.models.backend import GenerationParams
 
 if TYPE_CHECKING:
     from assistant.daemon.server import Daemon
@@ -64,22 +63,5 @@ async def turn(body: TurnBody, request: Request) -> StreamingResponse:
     events = daemon.turns.run(turn_request)
     # The first event (route) comes before the answer, so that an unavailable store or an
     # unknown skill is an HTTP error rather than a broken stream.
-    first = await anext(events)
-    return StreamingResponse(_sse(first, events), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache"})
+    return stream_response(events, await anext(events))
 
-
-async def _sse(
-    first: dict[str, Any], events: AsyncIterator[dict[str, Any]]
-) -> AsyncIterator[bytes]:
-    async def chain() -> AsyncIterator[dict[str, Any]]:
-        yield first
-        async for event in events:
-            yield event
-
-    try:
-        async for event in chain():
-            data = json.dumps(event, ensure_ascii=False)
-            yield f"event: {event['type']}\ndata: {data}\n\n".encode()
-    finally:
-        await close_stream(events)
