@@ -197,7 +197,7 @@ def stop_daemon(settings: Settings, timeout: float | None = None) -> int | None:
     """SIGTERM the running daemon and wait for it to exit; its pid, or None if none ran."""
     import signal
 
-    from assistant.daemon.server import RuntimeFiles
+    from assistant.daemon.runtime import RuntimeFiles
 
     files = RuntimeFiles(settings)
     pid = files.running_pid()

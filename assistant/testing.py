@@ -10,6 +10,10 @@
 (or a scripted reply) and embeds text as hashed bag-of-words vectors. It is a real
 :class:`Backend`, registered as a real plugin by :class:`FakeModelPlugin`.
 
+:func:`in_process_daemon` runs the real app, store and plugins in the test's own event loop,
+with a :class:`FakeBackend` registered as a plugin instead of the model host: fast tests of
+turns, re-routes and compaction through the HTTP API.
+
 Use the fixtures by adding ``pytest_plugins = ["assistant.testing"]`` to your conftest.py.
 ``temp_daemon`` starts the real daemon (``python -m assistant serve``) on a temp data and a short
 temp runtime dir, with the model named by the ``daemon_model`` fixture (override it in your
@@ -20,7 +24,9 @@ in ``extra_env={"PYTHONPATH": ...}`` of :func:`daemon_environment`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import math
 import os
 import re
@@ -33,7 +39,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -43,6 +49,13 @@ from assistant.hookspecs import hookimpl
 from assistant.models.backend import Backend, ChatMessage, Delta, GenerationParams, ModelInfo
 from assistant.plugins import PluginHost
 from assistant.skills import Event, Skill, Turn, collect, execute
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from starlette.types import ASGIApp
+
+    from assistant.config import Settings
+    from assistant.daemon.services import Services
 
 FAKE_MODEL = "fake"
 FAKE_EMBEDDING = "fake-embed"
@@ -128,6 +141,64 @@ async def run_skill_text(
     """Like :func:`run_skill`, also returning the reply text (every delta joined)."""
     turn = text if isinstance(text, Turn) else Turn(text)
     return await collect(execute(skill, turn, ctx or fake_context(), timeout))
+
+
+# -- the daemon in this process, on the fake model ------------------------------------------
+
+@dataclass
+class InProcessDaemon:
+    """The daemon's parts and app, started in this process by :func:`in_process_daemon`."""
+
+    services: Services
+    app: FastAPI  # the routes
+    asgi: ASGIApp  # the routes inside the middleware, as the socket serves them
+    backend: FakeBackend
+
+    def http(self, **kwargs: Any) -> httpx.AsyncClient:
+        """A client of the app as a Unix-socket peer sees it (no token needed)."""
+        asgi = self.asgi
+
+        async def unix_peer(scope: Any, receive: Any, send: Any) -> None:
+            await asgi({**scope, "server": ("/tmp/assistant.sock", None)}, receive, send)
+
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=unix_peer),
+                                 base_url="http://assistant", **kwargs)
+
+    async def events(self, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """POST ``body`` to a streaming route and return its server-sent events' data."""
+        async with self.http() as http:
+            response = await http.post(path, json=body)
+        if response.status_code != 200:
+            raise AssertionError(f"{path}: {response.status_code} {response.text}")
+        return [json.loads(line[5:]) for line in response.text.splitlines()
+                if line.startswith("data:")]
+
+
+@contextlib.asynccontextmanager
+async def in_process_daemon(
+    settings: Settings, backend: FakeBackend | None = None, *, token: str | None = None,
+) -> AsyncIterator[InProcessDaemon]:
+    """Build the daemon as ``assistant serve`` does, with ``backend`` (a :class:`FakeBackend`
+    by default) registered as a plugin, start it, and stop it afterwards.
+
+    ``settings`` should point at temp dirs (the ``assistant_env`` fixture) and name the fake
+    models: ``models.default`` ``fake`` and ``models.embedding`` ``fake-embed``.
+    """
+    from assistant.daemon.api import build_app, with_middleware
+    from assistant.daemon.server import build, start, stop
+    from assistant.daemon.status import Access
+
+    backend = backend or FakeBackend()
+    plugins = PluginHost(settings.plugins)  # a host of its own: the fake is not left behind
+    plugins.load_entry_points()
+    plugins.register(FakeModelPlugin(backend), "fake-model")
+    services = build(settings, plugins, access=Access(token=token))
+    app = build_app(services)
+    await start(services)
+    try:
+        yield InProcessDaemon(services, app, with_middleware(app, services), backend)
+    finally:
+        await stop(services)
 
 
 # -- a real daemon in a temp environment ---------------------------------------------------

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
+
+from assistant.testing import InProcessDaemon, in_process_daemon
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_MODELS_DIR = Path(os.environ.get("ASSISTANT_TEST_MODELS_DIR", REPO / ".models"))
@@ -42,3 +45,17 @@ def isolated_env(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+@pytest_asyncio.fixture
+async def fake_daemon(
+    isolated_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[InProcessDaemon]:
+    """The daemon in this process (real app, store, plugins, router) on the fake model."""
+    from assistant.config import load_settings
+
+    monkeypatch.setenv("ASSISTANT_MODELS_DIR", str(tmp_path / "no-models"))
+    monkeypatch.setenv("ASSISTANT_MODEL", "fake")
+    monkeypatch.setenv("ASSISTANT_MODELS__EMBEDDING", "fake-embed")
+    async with in_process_daemon(load_settings()) as daemon:
+        yield daemon

@@ -8,8 +8,9 @@ for anything the client can fix; no traceback or absolute path is ever sent.
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,7 +19,9 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
 from assistant import __version__
+from assistant.daemon.deps import ModelsDep, StatusDep
 from assistant.daemon.middleware import BodyLimit, RedactErrors, TokenGuard, error_body
+from assistant.daemon.services import Services
 from assistant.errors import (
     AssistantError,
     ChatTemplateError,
@@ -33,8 +36,7 @@ from assistant.errors import (
     StorageUnavailable,
 )
 
-if TYPE_CHECKING:
-    from assistant.daemon.server import Daemon
+log = logging.getLogger("assistant.daemon")
 
 
 def error_response(exc: Exception) -> JSONResponse:
@@ -83,13 +85,30 @@ def _describe_validation(exc: RequestValidationError) -> tuple[str, str | None]:
 _HTTP_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
 
 
-def create_app(daemon: Daemon) -> ASGIApp:
-    from assistant.daemon import openai_api, turns_api
+def create_app(services: Services) -> ASGIApp:
+    """The daemon's app: :func:`build_app` inside the middleware."""
+    return with_middleware(build_app(services), services)
+
+
+def with_middleware(app: ASGIApp, services: Services) -> ASGIApp:
+    access = services.access
+    guarded = TokenGuard(app, access.token, access.allowed_hosts)
+    redacted = RedactErrors(guarded, [access.token])
+    return BodyLimit(redacted, services.settings.daemon.max_body_bytes)
+
+
+def build_app(services: Services) -> FastAPI:
+    """The routes, getting ``services`` through :mod:`assistant.daemon.deps`."""
+    from assistant.daemon import (
+        documents_api,
+        history_api,
+        openai_api,
+        reroute_api,
+        turns_api,
+    )
 
     app = FastAPI(title="assistant", version=__version__, docs_url=None, redoc_url=None)
-    app.state.daemon = daemon
-    app.state.store = None  # set once the store is open (Daemon.startup)
-    daemon.app = app
+    app.state.services = services
 
     @app.exception_handler(AssistantError)
     async def _domain_error(request: Request, exc: AssistantError) -> JSONResponse:
@@ -109,38 +128,29 @@ def create_app(daemon: Daemon) -> ASGIApp:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        daemon.log.exception("unexpected error in %s", request.url.path)
+        log.exception("unexpected error in %s", request.url.path)
         return error_response(exc)
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {
-            "status": daemon.state,
-            "version": __version__,
-            "models": [r["name"] for r in daemon.models.status()],
-            "state_cache": daemon.cached_host_info().get("state_cache", {}),
-        }
+    async def health(status: StatusDep) -> dict[str, Any]:
+        return status.health()
 
     @app.get("/api/status")
-    async def status() -> dict[str, Any]:
-        return await daemon.status()
+    async def daemon_status(status: StatusDep) -> dict[str, Any]:
+        return await status.status()
 
     @app.post("/api/models/{name}/load")
-    async def load(name: str, keep_alive: int | None = None) -> dict[str, Any]:
+    async def load(name: str, models: ModelsDep, keep_alive: int | None = None,
+                   ) -> dict[str, Any]:
         started = time.perf_counter()
-        resident = await daemon.models.load(name, keep_alive)
+        resident = await models.load(name, keep_alive)
         return {"name": name, "kind": resident.kind, "seconds": time.perf_counter() - started,
-                "info": resident.info, "context": await daemon.models.context_length(name)}
+                "info": resident.info, "context": await models.context_length(name)}
 
     @app.post("/api/models/{name}/unload")
-    async def unload(name: str) -> dict[str, Any]:
-        return {"name": name, "unloaded": await daemon.models.unload(name)}
+    async def unload(name: str, models: ModelsDep) -> dict[str, Any]:
+        return {"name": name, "unloaded": await models.unload(name)}
 
-    app.include_router(openai_api.router)
-    app.include_router(turns_api.router)
-    for router in daemon.extra_routers():
-        app.include_router(router)
-
-    guarded = TokenGuard(app, daemon.token, daemon.allowed_hosts)
-    redacted = RedactErrors(guarded, [daemon.token])
-    return BodyLimit(redacted, daemon.settings.daemon.max_body_bytes)
+    for module in (openai_api, turns_api, history_api, reroute_api, documents_api):
+        app.include_router(module.router)
+    return app

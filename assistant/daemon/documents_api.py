@@ -16,23 +16,22 @@ Each file is stored whole or not at all. ``GET /api/documents`` lists the index;
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from assistant.daemon import deps
 from assistant.daemon.api import error_response
 from assistant.daemon.events import while_running
+from assistant.daemon.models import ModelManager
+from assistant.daemon.sse import encode
 from assistant.errors import AssistantError, RequestError, StorageUnavailable
-
-if TYPE_CHECKING:
-    from assistant.daemon.server import Daemon
-    from assistant.store import Store
+from assistant.store import Store
 
 router = APIRouter(prefix="/api", tags=["documents"])
 
@@ -42,17 +41,19 @@ class DocumentsBody(BaseModel):
     paths: list[str] = Field(min_length=1, max_length=1000)
 
 
-def _store(request: Request) -> Store:
-    store: Store | None = getattr(request.app.state, "store", None)
-    if store is None:
+def _store(services: deps.ServicesDep) -> Store:
+    if services.store is None:
         raise StorageUnavailable("the document index is unavailable; see `assistant daemon status`")
-    return store
+    return services.store
+
+
+IndexDep = Annotated[Store, Depends(_store)]
 
 
 @router.get("/documents")
-async def list_documents(request: Request) -> Any:
+async def list_documents(store: IndexDep) -> Any:
     try:
-        rows = await run_in_threadpool(lambda: _store(request).documents.all())
+        rows = await run_in_threadpool(lambda: store.documents.all())
     except AssistantError as exc:
         return error_response(exc)
     return {"documents": [
@@ -61,9 +62,9 @@ async def list_documents(request: Request) -> Any:
 
 
 @router.delete("/documents/{document_id}", status_code=204)
-async def remove_document(request: Request, document_id: str) -> Response:
+async def remove_document(store: IndexDep, document_id: str) -> Response:
     def remove() -> list[Any]:
-        documents = _store(request).documents
+        documents = store.documents
         if not any(d.id == document_id for d in documents.all()):
             return []  # an exact id only: the CLI's prefixes and paths are not for the API
         return list(documents.remove(document_id))
@@ -79,20 +80,22 @@ async def remove_document(request: Request, document_id: str) -> Response:
 
 
 @router.post("/documents")
-async def add_documents(body: DocumentsBody, request: Request) -> Response:
-    daemon: Daemon = request.app.state.daemon
+async def add_documents(body: DocumentsBody, request: Request,
+                        services: deps.ServicesDep) -> Response:
     try:
         server = request.scope.get("server")
         if server is not None and server[1] is not None:  # TCP (the Unix socket has no port)
             raise RequestError(
                 "documents are added from this machine's user only: use the Unix socket "
                 "(`assistant docs add`, the terminal UI)", status=403, code="local_only")
-        store = _store(request)
+        store = _store(services)
         paths = [_absolute(p) for p in body.paths]
     except AssistantError as exc:
         return error_response(exc)
-    await daemon.turns.wait_ready()
-    return StreamingResponse(_ingest(daemon, store, paths), media_type="text/event-stream",
+    await deps.started(services)  # the plugins' embedding backends are in place
+    embedding = services.settings.models.embedding
+    return StreamingResponse(_ingest(services.models, embedding, store, paths),
+                             media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache"})
 
 
@@ -106,14 +109,15 @@ def _absolute(raw: str) -> Path:
     return path
 
 
-async def _ingest(daemon: Daemon, store: Store, paths: list[Path]) -> AsyncIterator[bytes]:
+async def _ingest(models: ModelManager, embedding: str, store: Store,
+                  paths: list[Path]) -> AsyncIterator[bytes]:
     from assistant.documents.ingest import Outcome, add_file, expand
 
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     counts = {"added": 0, "updated": 0, "unchanged": 0, "failed": 0}
 
     async def embed(texts: list[str]) -> list[list[float]]:
-        return await daemon.models.embed(daemon.settings.models.embedding, texts)
+        return await models.embed(embedding, texts)
 
     async def run() -> None:
         files = await asyncio.to_thread(lambda: list(expand(paths)))
@@ -139,12 +143,9 @@ async def _ingest(daemon: Daemon, store: Store, paths: list[Path]) -> AsyncItera
 
     try:
         async for event in while_running(asyncio.create_task(run()), queue):
-            yield _event(event)
+            yield encode(event)
     except Exception as exc:  # the stream has begun: end it with an error event
-        yield _event({"type": "error", "code": "ingestion_failed", "message": str(exc)})
+        yield encode({"type": "error", "code": "ingestion_failed", "message": str(exc)})
         return
-    yield _event({"type": "done", **counts})
+    yield encode({"type": "done", **counts})
 
-
-def _event(event: dict[str, Any]) -> bytes:
-    return f"event: {event['type']}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n".encode()

@@ -1,7 +1,8 @@
 """The conversation history over HTTP: ``/api/conversations``, ``/api/search``, export, import.
 
-The daemon includes :data:`router` and puts its open :class:`~assistant.store.Store` in
-``app.state.store``. Handlers are plain functions, so FastAPI runs the (blocking) store calls
+The daemon includes :data:`router`; handlers get the open :class:`~assistant.store.Store`
+through the :data:`~assistant.daemon.deps.StoreDep` dependency (503 ``storage_unavailable``
+when it is not open). Handlers are plain functions, so FastAPI runs the (blocking) store calls
 in its thread pool. Errors come back as ``{"error": {"code", "message", "param"}}``: 503
 ``storage_unavailable`` (with Retry-After) when the disk is full or the database read-only,
 400 ``invalid_import`` for a bad import file, 404 ``not_found`` for an unknown id.
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from assistant.daemon.api import error_response
+from assistant.daemon.deps import ModelsDep, StoreDep
 from assistant.errors import AssistantError, RequestError
 from assistant.store import Store
 from assistant.store.exchange import conversation_to_dict, message_to_dict
@@ -35,11 +37,6 @@ def _guard(call: Callable[[], T]) -> T | JSONResponse:
         return error_response(exc)
 
 
-def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
-
-
 def _hit(hit: SearchHit) -> dict[str, Any]:
     return {
         "conversation_id": hit.conversation_id, "conversation_title": hit.conversation_title,
@@ -50,7 +47,7 @@ def _hit(hit: SearchHit) -> dict[str, Any]:
 
 @router.get("/conversations")
 def list_conversations(
-    request: Request,
+    store: StoreDep,
     archived: Literal["false", "true", "all"] = "false",
     pinned: bool | None = None,
     skill: str | None = None,
@@ -66,7 +63,7 @@ def list_conversations(
             "updated": c.updated.isoformat(), "archived": c.archived, "pinned": c.pinned,
             "model": c.model, "message_count": c.message_count,
         }
-        for c in _store(request).list_conversations(
+        for c in store.list_conversations(
             archived=which, pinned=pinned, skill=skill, since=since, until=until,
             limit=limit, offset=offset,
         )
@@ -81,9 +78,9 @@ def _conversation_body(store: Store, conversation_id: str) -> dict[str, Any]:
 
 
 @router.get("/conversations/{conversation_id}")
-def get_conversation(request: Request, conversation_id: str) -> Any:
+def get_conversation(store: StoreDep, conversation_id: str) -> Any:
     """The whole tree (``messages``, each with ``parent_id``) and the active path's ids."""
-    return _guard(lambda: _conversation_body(_store(request), conversation_id))
+    return _guard(lambda: _conversation_body(store, conversation_id))
 
 
 class ConversationPatch(BaseModel):
@@ -96,9 +93,8 @@ class ConversationPatch(BaseModel):
 
 
 @router.patch("/conversations/{conversation_id}")
-def patch_conversation(request: Request, conversation_id: str, patch: ConversationPatch) -> Any:
+def patch_conversation(store: StoreDep, conversation_id: str, patch: ConversationPatch) -> Any:
     def apply() -> dict[str, Any]:
-        store = _store(request)
         if patch.title is not None:
             store.rename(conversation_id, patch.title)
         if patch.archived is not None:
@@ -116,62 +112,61 @@ def patch_conversation(request: Request, conversation_id: str, patch: Conversati
 
 
 @router.delete("/conversations/{conversation_id}", status_code=204)
-async def delete_conversation(request: Request, conversation_id: str) -> Response:
+async def delete_conversation(store: StoreDep, models: ModelsDep,
+                              conversation_id: str) -> Response:
     """Delete it, and the model states saved from it: nothing of it is left on disk."""
-    result = await run_in_threadpool(_guard, lambda: _store(request).delete(conversation_id))
+    result = await run_in_threadpool(_guard, lambda: store.delete(conversation_id))
     if isinstance(result, JSONResponse):
         return result
-    daemon = getattr(request.app.state, "daemon", None)
-    if daemon is not None:
-        await daemon.models.forget_states(conversation_id)
+    await models.forget_states(conversation_id)
     return Response(status_code=204)
 
 
 @router.delete("/conversations/{conversation_id}/states", status_code=204)
-async def forget_states(request: Request, conversation_id: str) -> Response:
+async def forget_states(models: ModelsDep, conversation_id: str) -> Response:
     """Drop the model states saved from a conversation (its messages stay)."""
-    await request.app.state.daemon.models.forget_states(conversation_id)
+    await models.forget_states(conversation_id)
     return Response(status_code=204)
 
 
 @router.get("/messages/{message_id}")
-def get_message(request: Request, message_id: str) -> Any:
+def get_message(store: StoreDep, message_id: str) -> Any:
     def build() -> dict[str, Any]:
-        message = _store(request).message(message_id)
+        message = store.message(message_id)
         return message_to_dict(message) | {"conversation_id": message.conversation_id}
 
     return _guard(build)
 
 
 @router.post("/messages/{message_id}/undo")
-def undo_summary(request: Request, message_id: str) -> Any:
+def undo_summary(store: StoreDep, message_id: str) -> Any:
     """Take a compaction summary out of the model's context: the turns it stood for return."""
-    return _guard(lambda: message_to_dict(_store(request).set_summary_undone(message_id)))
+    return _guard(lambda: message_to_dict(store.set_summary_undone(message_id)))
 
 
 @router.post("/messages/{message_id}/redo")
-def redo_summary(request: Request, message_id: str) -> Any:
+def redo_summary(store: StoreDep, message_id: str) -> Any:
     """Put an undone compaction summary back in force."""
     return _guard(lambda: message_to_dict(
-        _store(request).set_summary_undone(message_id, undone=False)))
+        store.set_summary_undone(message_id, undone=False)))
 
 
 @router.get("/search")
 def search(
-    request: Request,
+    store: StoreDep,
     q: str = Query(..., min_length=1),
     skill: str | None = None,
     limit: int = Query(20, ge=1, le=200),
 ) -> Any:
     """Ranked hits; matches in ``snippet`` are wrapped in ``<mark>``…``</mark>``."""
     return _guard(lambda: {"hits": [
-        _hit(h) for h in _store(request).search(q, skill=skill, limit=limit,
+        _hit(h) for h in store.search(q, skill=skill, limit=limit,
                                                  highlight=("<mark>", "</mark>"))
     ]})
 
 
-def _export(request: Request, ids: list[str] | None, fmt: str) -> Response:
-    result = _guard(lambda: _store(request).export(ids, format=fmt))
+def _export(store: Store, ids: list[str] | None, fmt: str) -> Response:
+    result = _guard(lambda: store.export(ids, format=fmt))
     if isinstance(result, JSONResponse):
         return result
     if fmt == "md":
@@ -181,23 +176,22 @@ def _export(request: Request, ids: list[str] | None, fmt: str) -> Response:
 
 @router.get("/conversations/{conversation_id}/export")
 def export_conversation(
-    request: Request, conversation_id: str, format: Literal["json", "md"] = "json"
+    store: StoreDep, conversation_id: str, format: Literal["json", "md"] = "json"
 ) -> Response:
-    return _export(request, [conversation_id], format)
+    return _export(store, [conversation_id], format)
 
 
 @router.get("/export")
-def export_all(request: Request, format: Literal["json", "md"] = "json") -> Response:
-    return _export(request, None, format)
+def export_all(store: StoreDep, format: Literal["json", "md"] = "json") -> Response:
+    return _export(store, None, format)
 
 
 @router.post("/import")
 async def import_conversations(
-    request: Request, format: Literal["auto", "json", "chatgpt"] = "auto"
+    request: Request, store: StoreDep, format: Literal["auto", "json", "chatgpt"] = "auto"
 ) -> Any:
     """The request body is the file: our JSON export or ChatGPT's conversations.json."""
     data = await request.body()
-    store = _store(request)
     try:
         result = await run_in_threadpool(store.import_data, data, format=format)
     except AssistantError as exc:

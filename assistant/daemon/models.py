@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,31 @@ class ModelManager(Backend):
     def add_backend(self, backend: Backend) -> None:
         for info in backend.models():
             self.backends[info.name] = backend
+
+    def knows(self, name: str) -> bool:
+        """Whether ``name`` is a model of a plugin backend or installed."""
+        if name in self.backends:
+            return True
+        try:
+            registry.resolve(self.settings, name)
+        except ModelNotFound:
+            return False
+        return True
+
+    def embedder(self, model: str) -> Callable[[list[str]], Awaitable[list[list[float]]]]:
+        """``embed`` with ``model`` fixed: what the router and document search are given."""
+        return functools.partial(self.embed, model)
+
+    async def check_max_tokens(self, model: str, params: GenerationParams) -> None:
+        """A 400 when ``params.max_tokens`` is beyond the context ``model`` runs with."""
+        if params.max_tokens is None:
+            return
+        context = await self.context_length(model)
+        if context and params.max_tokens > context:
+            raise RequestError(
+                f"max_tokens: {params.max_tokens} is beyond the context of {model!r} "
+                f"({context} tokens)", param="max_tokens",
+            )
 
     # -- residency ---------------------------------------------------------------------------
 

@@ -11,17 +11,16 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from assistant.daemon import deps
+from assistant.daemon.models import ModelManager
 from assistant.errors import AssistantError, RequestError
 from assistant.models.backend import ChatMessage, Delta, GenerationParams, close_stream
-
-if TYPE_CHECKING:
-    from assistant.daemon.server import Daemon
 
 router = APIRouter()
 
@@ -75,34 +74,28 @@ class EmbeddingRequest(BaseModel):
     encoding_format: Literal["float", "base64"] = "float"
 
 
-def _daemon(request: Request) -> Daemon:
-    daemon: Daemon = request.app.state.daemon
-    return daemon
-
-
 @router.get("/v1/models")
-async def list_models(request: Request) -> dict[str, Any]:
-    daemon = _daemon(request)
-    data = [{"id": ROUTED_MODEL, "object": "model", "created": int(daemon.started_at),
+async def list_models(models: deps.ModelsDep, status: deps.StatusDep) -> dict[str, Any]:
+    created = int(status.started_at)
+    data = [{"id": ROUTED_MODEL, "object": "model", "created": created,
              "owned_by": "assistant", "kind": "router", "loaded": True}]
-    for info in daemon.models.models():
+    for info in models.models():
         data.append({
-            "id": info.name, "object": "model", "created": int(daemon.started_at),
+            "id": info.name, "object": "model", "created": created,
             "owned_by": info.owned_by, "kind": info.kind,
             "loaded": bool(info.details.get("loaded")), "context_length": info.context_length,
-            "context": await daemon.models.context_length(info.name),
+            "context": await models.context_length(info.name),
         })
     return {"object": "list", "data": data}
 
 
 @router.post("/v1/embeddings")
-async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]:
+async def embeddings(body: EmbeddingRequest, models: deps.ModelsDep) -> dict[str, Any]:
     texts = [body.input] if isinstance(body.input, str) else body.input
     if len(texts) > 2048:
         raise RequestError("input: at most 2048 texts per request", param="input")
-    daemon = _daemon(request)
-    _check_model(daemon, body.model)
-    vectors = await daemon.models.embed(body.model, texts)
+    _check_model(models, body.model)
+    vectors = await models.embed(body.model, texts)
     encode = _base64_floats if body.encoding_format == "base64" else list
     return {
         "object": "list", "model": body.model,
@@ -122,8 +115,8 @@ def _base64_floats(vector: list[float]) -> str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
 
 
-def _check_model(daemon: Daemon, name: str) -> None:
-    if name != ROUTED_MODEL and not daemon.knows_model(name):
+def _check_model(models: ModelManager, name: str) -> None:
+    if name != ROUTED_MODEL and not models.knows(name):
         raise RequestError(
             f"model {name!r} does not exist; `assistant models list` shows what is installed",
             status=404, code="model_not_found", param="model",
@@ -131,16 +124,18 @@ def _check_model(daemon: Daemon, name: str) -> None:
 
 
 @router.post("/v1/chat/completions", response_model=None)
-async def chat_completions(body: ChatRequest, request: Request) -> Any:
-    daemon = _daemon(request)
-    _check_model(daemon, body.model)
+async def chat_completions(body: ChatRequest, request: Request,
+                           services: deps.ServicesDep) -> Any:
+    models = services.models
+    _check_model(models, body.model)
     params = body.params()
-    if body.model == ROUTED_MODEL:
-        stream = daemon.turns.openai_turn(body.chat_messages(), params)
+    if body.model == ROUTED_MODEL:  # only a routed turn waits for start-up (routing warm)
+        turns = await deps.started(services)
+        stream = turns.openai_turn(body.chat_messages(), params)
         model_name = ROUTED_MODEL
     else:
-        await daemon.check_max_tokens(body.model, params)
-        stream = daemon.models.chat(body.model, body.chat_messages(), params)
+        await models.check_max_tokens(body.model, params)
+        stream = models.chat(body.model, body.chat_messages(), params)
         model_name = body.model
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())

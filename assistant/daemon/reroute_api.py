@@ -13,20 +13,16 @@ then ``done`` or ``error``.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from assistant.daemon.deps import StoreDep, TurnsDep
 from assistant.daemon.sse import stream_response
 from assistant.daemon.turns import TurnRequest
-from assistant.errors import RequestError, StorageUnavailable
+from assistant.errors import RequestError
 from assistant.models.backend import GenerationParams
-
-if TYPE_CHECKING:
-    from assistant.daemon.server import Daemon
-    from assistant.store.repository import Store
 
 router = APIRouter()
 
@@ -40,14 +36,9 @@ class RerouteBody(BaseModel):
 
 
 @router.post("/api/messages/{message_id}/reroute")
-async def reroute(message_id: str, body: RerouteBody, request: Request) -> StreamingResponse:
-    daemon: Daemon = request.app.state.daemon
-    store: Store | None = request.app.state.store
-    if store is None:
-        raise StorageUnavailable(
-            "the conversation store is unavailable; see `assistant daemon status`")
-    turns = daemon.turns
-    await turns.check_skill(body.skill)  # waits for start-up; 400 for an unknown skill
+async def reroute(message_id: str, body: RerouteBody, store: StoreDep,
+                  turns: TurnsDep) -> StreamingResponse:
+    turns.check_skill(body.skill)  # a 400 for an unknown skill, before anything is stored
     reply = await asyncio.to_thread(store.message, message_id)
     if reply.role != "assistant" or reply.parent_id is None:
         raise RequestError(f"message {message_id} is not an assistant reply; reroute a reply",

@@ -1,168 +1,136 @@
-"""The running daemon: what the routes see (:class:`Daemon`), and serving it until a signal.
+"""The composition root: :func:`serve` builds the daemon's parts and runs them until a signal.
 
-``serve`` takes the runtime dir (:mod:`assistant.daemon.runtime`), binds the sockets
-(:mod:`assistant.daemon.sockets`), and runs the app on uvicorn with our guarded protocol
-(:mod:`assistant.daemon.protocol`) until SIGTERM or SIGINT; shutdown is graceful, and a second
-signal forces it.
+``serve`` takes the runtime dir (:mod:`assistant.daemon.runtime`), loads the plugins, builds the
+model manager and the :class:`~assistant.daemon.services.Services` the routes get as
+dependencies, binds the sockets (:mod:`assistant.daemon.sockets`), and runs the app on uvicorn
+with our guarded protocol (:mod:`assistant.daemon.protocol`) until SIGTERM or SIGINT; shutdown
+is graceful, and a second signal forces it. :func:`start`, run once the socket answers, opens
+the store and builds the router and the turn service.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
-import os
 import socket
-import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from assistant import __version__
 from assistant.config import Settings
+from assistant.daemon.models import ModelManager
 from assistant.daemon.runtime import RuntimeFiles, single_instance, write_token
-from assistant.errors import AssistantError, ModelNotFound, RequestError
+from assistant.daemon.services import Services
+from assistant.daemon.status import Access
+from assistant.errors import AssistantError
 from assistant.locations import data_dir, inside
-from assistant.models.backend import GenerationParams
+from assistant.plugins import PluginHost
 
-# RuntimeFiles is imported from here by older callers (the client); it lives in runtime.py.
-__all__ = ["Daemon", "RuntimeFiles", "check_store_paths", "serve"]
-
-HOST_INFO_TTL_S = 1.0
+__all__ = ["build", "check_store_paths", "serve", "start", "stop"]
 
 log = logging.getLogger("assistant.daemon")
 
 
-class Daemon:
-    """What the routes see: settings, models, turns, and the daemon's own state."""
+def build(settings: Settings, plugins: PluginHost, files: RuntimeFiles | None = None,
+          access: Access | None = None) -> Services:
+    """The parts that exist from the start: the model manager (with the plugins' backends),
+    the plugin host and the status. The store and the turn service come with :func:`start`."""
+    models = ModelManager(settings)
+    for backend in plugins.backends:
+        models.add_backend(backend)
+    return Services(settings, files or RuntimeFiles(settings), models, plugins, access)
 
-    def __init__(self, settings: Settings, files: RuntimeFiles) -> None:
-        from assistant.daemon.models import ModelManager
-        from assistant.daemon.turns import TurnService
 
-        self.settings = settings
-        self.files = files
-        self.log = log
-        self.state = "starting"
-        self.started_at = time.time()
-        self.models = ModelManager(settings)
-        self.turns = TurnService(self)
-        self.token: str | None = None
-        self.allowed_hosts: set[str] = set()
-        self.tcp_address: str | None = None
-        self.problems: list[str] = []
-        self.store: Any = None
-        self.app: Any = None
-        self._host_info: dict[str, Any] = {}
-        self._host_info_at = 0.0
-        self._host_info_task: asyncio.Task[None] | None = None
+async def start(services: Services) -> None:
+    """Open the store, build the router and the turn service, warm routing, preload models.
 
-    def extra_routers(self) -> list[Any]:
-        from assistant.daemon import documents_api, history_api, reroute_api
+    A failure leaves the daemon serving what it can (``degraded``); status says why.
+    """
+    status = services.status
+    try:
+        await _start(services)
+    except Exception as exc:
+        log.exception("startup failed")
+        status.problems.append(f"startup failed: {exc}")
+        status.state = "degraded"
+    finally:
+        services.started.set()
 
-        return [history_api.router, reroute_api.router, documents_api.router]
 
-    def knows_model(self, name: str) -> bool:
-        from assistant.models import registry
+async def _start(services: Services) -> None:
+    from assistant.daemon.turns import TurnService
+    from assistant.routing import Router
 
-        if name in self.models.backends:
-            return True
+    settings, status, models = services.settings, services.status, services.models
+    services.store = store = await _open_store(settings, status.problems)
+    documents = None
+    if store is not None:
+        from assistant.documents.search import HybridSearch
+
+        documents = HybridSearch(store, models.embedder(settings.models.embedding))
+    router = Router(
+        services.plugins.available_skills(), models.embedder(settings.models.embedding),
+        corrections_path=data_dir(settings) / "routing-corrections.json",
+        cache_path=_routing_cache(settings),
+    )
+    services.turns = TurnService(settings, models, services.plugins, router, store,
+                                 documents=documents)
+    status.problems.extend(await services.plugins.acall("startup", daemon=services))
+    try:
+        await router.warm()
+    except AssistantError as exc:
+        status.problems.append(f"semantic routing is off: {exc.message}")
+    finally:
+        services.started.set()
+    for name in settings.models.preload:
         try:
-            registry.resolve(self.settings, name)
-        except ModelNotFound:
-            return False
-        return True
+            await models.load(name)
+        except Exception as exc:
+            status.problems.append(f"preload of {name!r} failed: {exc}")
+            log.error("preload failed", extra={"model": name, "error": str(exc)})
+    status.state = "degraded" if status.problems else "ready"
 
-    async def check_max_tokens(self, model: str, params: GenerationParams) -> None:
-        if params.max_tokens is None:
-            return
-        context = await self.models.context_length(model)
-        if context and params.max_tokens > context:
-            raise RequestError(
-                f"max_tokens: {params.max_tokens} is beyond the context of {model!r} "
-                f"({context} tokens)", param="max_tokens",
-            )
 
-    async def startup(self) -> None:
-        try:
-            await self._startup()
-        except Exception as exc:  # the daemon keeps serving what it can; status says why
-            log.exception("startup failed")
-            self.problems.append(f"startup failed: {exc}")
-            self.state = "degraded"
-            self.turns.ready.set()
+async def _open_store(settings: Settings, problems: list[str]) -> Any:
+    from assistant.store.repository import Store
 
-    async def _startup(self) -> None:
-        from assistant.store.repository import Store
+    try:
+        check_store_paths(settings)
+        store = await asyncio.to_thread(Store.open, settings)
+        recovered = await asyncio.to_thread(store.recover)
+    except AssistantError as exc:
+        problems.append(f"conversation store unavailable: {exc}")
+        log.error("conversation store unavailable", extra={"error": str(exc)})
+        return None
+    if recovered:
+        log.warning("replies interrupted by a crash marked incomplete",
+                    extra={"count": recovered})
+    return store
 
-        store = None
-        try:
-            check_store_paths(self.settings)
-            store = await asyncio.to_thread(Store.open, self.settings)
-            recovered = await asyncio.to_thread(store.recover)
-            if recovered:
-                log.warning("replies interrupted by a crash marked incomplete",
-                            extra={"count": recovered})
-        except AssistantError as exc:
-            self.problems.append(f"conversation store unavailable: {exc}")
-            log.error("conversation store unavailable", extra={"error": str(exc)})
-        self.store = store
-        if self.app is not None:
-            self.app.state.store = store
-        await self.turns.start(store)
-        for name in self.settings.models.preload:
-            try:
-                await self.models.load(name)
-            except Exception as exc:
-                self.problems.append(f"preload of {name!r} failed: {exc}")
-                log.error("preload failed", extra={"model": name, "error": str(exc)})
-        self.state = "degraded" if self.problems else "ready"
 
-    async def status(self) -> dict[str, Any]:
-        info = await self.host_info()
-        return {
-            "status": self.state, "version": __version__, "pid": os.getpid(),
-            "uptime_s": round(time.time() - self.started_at, 1),
-            "socket": str(self.files.socket), "tcp": self.tcp_address,
-            "models": self.models.status(),
-            "queue_depth": sum(q.depth for q in self.models.queues.values()),
-            "host_pid": self.models.host.pid, "llama_cpp": info.get("llama_cpp"),
-            "state_cache": info.get("state_cache", {}),
-            "threads": self.models.threads, "problems": self.problems,
-        }
+def _routing_cache(settings: Settings) -> Path | None:
+    """Where the router keeps the example embeddings of this embedding model file."""
+    from assistant.models import registry
 
-    async def host_info(self) -> dict[str, Any]:
-        """What the model host says of itself (answered at once, even mid-reply); {} if none."""
-        if self.models.host.pid is None:
-            return {}
-        try:
-            return await asyncio.wait_for(self.models.host.call("info"), 5)
-        except Exception:
-            return {}
+    try:
+        record = registry.resolve(settings, settings.models.embedding)
+        info = record.path.stat()
+    except (AssistantError, OSError):
+        return None
+    key = f"{record.name}-{info.st_size}-{info.st_mtime_ns}".encode()
+    digest = hashlib.sha256(key).hexdigest()[:16]
+    return data_dir(settings) / f"routing-examples-{digest}.json"
 
-    def cached_host_info(self) -> dict[str, Any]:
-        """The host's last answer to ``info``, refreshed in the background once it is older
-        than :data:`HOST_INFO_TTL_S`: /health never waits on the host, which may be starting,
-        busy loading or stuck."""
-        stale = time.monotonic() - self._host_info_at > HOST_INFO_TTL_S
-        if stale and self._host_info_task is None:
-            self._host_info_task = asyncio.create_task(self._refresh_host_info())
-        return self._host_info
 
-    async def _refresh_host_info(self) -> None:
-        try:
-            info = await self.host_info()
-            if info or self.models.host.pid is None:  # a stuck host keeps its last answer
-                self._host_info = info
-            self._host_info_at = time.monotonic()
-        finally:
-            self._host_info_task = None
-
-    async def shutdown(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.turns.stop()
-        await self.models.host.stop()
-        if self.store is not None:
-            self.store.close()
+async def stop(services: Services) -> None:
+    with contextlib.suppress(Exception):
+        await services.plugins.acall("shutdown", daemon=services)
+    await services.models.host.stop()
+    if services.store is not None:
+        services.store.close()
 
 
 def check_store_paths(settings: Settings) -> None:
@@ -191,22 +159,22 @@ def serve(settings: Settings) -> None:
     configure_logging(settings.daemon.log_level)
     files = RuntimeFiles(settings)
     with single_instance(files):
-        daemon = Daemon(settings, files)
         # Plugins load before the socket exists, so that strict mode stops a broken start.
-        daemon.turns.plugins = load_plugins(settings)
+        plugins = load_plugins(settings)
         sockets = [bind_unix(files.socket)]
-        daemon.token = write_token(files.token)
+        access = Access(token=write_token(files.token))
         if settings.daemon.tcp:
-            tcp, daemon.allowed_hosts = bind_tcp(settings.daemon.tcp)
+            tcp, access.allowed_hosts = bind_tcp(settings.daemon.tcp)
             sockets.append(tcp)
-            daemon.tcp_address = settings.daemon.tcp
+            access.tcp_address = settings.daemon.tcp
+        services = build(settings, plugins, files, access)
         config = uvicorn.Config(
-            create_app(daemon), http=GuardedH11Protocol, log_config=None, access_log=False,
+            create_app(services), http=GuardedH11Protocol, log_config=None, access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=max(1, int(settings.daemon.shutdown_grace)),
             timeout_keep_alive=5, h11_max_incomplete_event_size=64 * 1024,
         )
-        asyncio.run(_run(daemon, _server_class()(config), sockets))
+        asyncio.run(_run(services, _server_class()(config), sockets))
 
 
 def _server_class() -> Any:
@@ -241,17 +209,18 @@ def _server_class() -> Any:
     return Server
 
 
-async def _run(daemon: Daemon, server: Any, sockets: list[socket.socket]) -> None:
-    log.info("daemon starting", extra={"socket": str(daemon.files.socket),
-                                       "tcp": daemon.tcp_address, "version": __version__})
-    reaper = asyncio.create_task(daemon.models.reap_idle())
-    starting = asyncio.create_task(daemon.startup())
+async def _run(services: Services, server: Any, sockets: list[socket.socket]) -> None:
+    log.info("daemon starting", extra={"socket": str(services.files.socket),
+                                       "tcp": services.access.tcp_address,
+                                       "version": __version__})
+    reaper = asyncio.create_task(services.models.reap_idle())
+    starting = asyncio.create_task(start(services))
     try:
         await server.serve(sockets=sockets)
     finally:
         for task in (reaper, starting):
             task.cancel()
         if server.force_exit:
-            daemon.models.host.kill()
-        await daemon.shutdown()
+            services.models.host.kill()
+        await stop(services)
         log.info("daemon stopped")

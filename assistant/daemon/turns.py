@@ -4,35 +4,26 @@ Events are dicts with a ``type``: ``route`` first, then ``progress``, ``notice``
 and ``delta`` pieces, and last ``done`` (status complete or cancelled) or ``error``. The user's
 message is committed before anything runs; the reply is created ``streaming``, its partial text
 saved as it grows, and finalized exactly once, also when the client goes away
-(:class:`ReplyRecorder`). A regenerate, an edit and a re-route (a regenerate with the skill the
-user chose, ``method="correction"``) are the same turn with another first step.
+(:class:`~assistant.daemon.reply.ReplyRecorder`). A regenerate, an edit and a re-route (a
+regenerate with the skill the user chose, ``method="correction"``) are the same turn with
+another first step.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from assistant.context import BackendContext
 from assistant.daemon.compaction import CompactionFailed, Compactor, chat_messages
 from assistant.daemon.events import while_running
-from assistant.errors import AssistantError, DaemonError, RequestError, StorageUnavailable
-from assistant.locations import data_dir
-from assistant.models.backend import (
-    Backend,
-    ChatMessage,
-    Delta,
-    GenerationParams,
-    ModelInfo,
-    closing_stream,
-)
+from assistant.daemon.reply import Metered, ReplyRecorder, Usage
+from assistant.errors import AssistantError, RequestError, StorageUnavailable
+from assistant.models.backend import ChatMessage, Delta, GenerationParams, closing_stream
 from assistant.routing import RouteDecision, Router
 from assistant.skills import (
     DeltaEvent,
@@ -47,14 +38,13 @@ from assistant.skills import (
 from assistant.store.records import Message, model_context
 
 if TYPE_CHECKING:
-    from assistant.daemon.server import Daemon
+    from assistant.config import Settings
+    from assistant.daemon.models import ModelManager
     from assistant.plugins import PluginHost
     from assistant.store.records import Turn as StoredTurn
     from assistant.store.repository import Store
 
 log = logging.getLogger("assistant.turns")
-
-SAVE_EVERY_S = 0.5
 
 
 @dataclass
@@ -71,87 +61,6 @@ class TurnRequest:
     history: list[ChatMessage] | None = None
     regenerate: str | None = None  # an assistant message id: answer its question again
     edit: str | None = None  # a user message id: ask ``text`` in its place, on a new branch
-
-
-class Metered(Backend):
-    """Passes chat through to ``inner`` and adds up the usage of every generation."""
-
-    def __init__(self, inner: Backend, on_done: Callable[[str, Delta], None]) -> None:
-        self.inner = inner
-        self.on_done = on_done
-
-    def models(self) -> list[ModelInfo]:
-        return self.inner.models()
-
-    async def chat(
-        self, model: str, messages: list[ChatMessage], params: GenerationParams
-    ) -> AsyncIterator[Delta]:
-        async with closing_stream(self.inner.chat(model, messages, params)) as stream:
-            async for delta in stream:
-                if delta.finish_reason is not None:
-                    self.on_done(model, delta)
-                yield delta
-
-    async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
-        return await self.inner.embed(model, texts)
-
-    async def count_tokens(self, model: str, messages: list[ChatMessage]) -> int:
-        return await self.inner.count_tokens(model, messages)
-
-    async def context_length(self, model: str) -> int | None:
-        return await self.inner.context_length(model)
-
-
-@dataclass
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    generations: int = 0
-    timings: dict[str, float] = field(default_factory=dict)
-    model: str | None = None  # the model of the last generation
-
-    def add(self, model: str, delta: Delta) -> None:
-        self.model = model
-        self.prompt_tokens += delta.prompt_tokens
-        self.completion_tokens += delta.completion_tokens
-        self.generations += 1
-        self.timings = dict(delta.timings)
-
-
-class ReplyRecorder:
-    """The reply as it streams: its text, saved every :data:`SAVE_EVERY_S`, finalized once.
-
-    Without a store (a turn the client keeps itself) it only gathers the text.
-    """
-
-    def __init__(self, store: Store | None, message_id: str | None) -> None:
-        self.store = store if message_id is not None else None
-        self.message_id = message_id
-        self.parts: list[str] = []
-        self._saved_at = time.monotonic()
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
-
-    async def add(self, piece: str) -> None:
-        self.parts.append(piece)
-        if self.store is None or time.monotonic() - self._saved_at <= SAVE_EVERY_S:
-            return
-        self._saved_at = time.monotonic()
-        try:
-            await asyncio.to_thread(self.store.save_partial, str(self.message_id), self.text)
-        except AssistantError as exc:  # the reply goes on; finalize writes it all
-            log.warning("saving partial text failed", extra={"error": str(exc)})
-
-    async def finalize(self, **fields: Any) -> None:
-        """Commit the final state (``status``, ``skill``, ``route``, ``model``, usage, timings);
-        shielded, so that a client going away cannot leave the reply ``streaming``."""
-        if self.store is None:
-            return
-        with contextlib.suppress(AssistantError):
-            await asyncio.shield(asyncio.to_thread(
-                self.store.finalize, str(self.message_id), content=self.text, **fields))
 
 
 @dataclass
@@ -174,80 +83,46 @@ class _Begun:
         return ids
 
 
+@dataclass
+class _Running:
+    """What one turn has found out so far, step by step."""
+
+    request: TurnRequest
+    begun: _Begun
+    model: str
+    recorder: ReplyRecorder
+    started: float = field(default_factory=time.perf_counter)
+    usage: Usage = field(default_factory=Usage)
+    decision: RouteDecision | None = None
+    turn: Turn | None = None
+    status: str = "cancelled"
+    error: str = ""
+    error_code: str = "skill_failed"
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ids(self) -> dict[str, str]:
+        return self.begun.ids()
+
+
 class TurnService:
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self.settings = daemon.settings
-        self.plugins: PluginHost | None = None
-        self.router: Router | None = None
-        self.store: Store | None = None
-        self.ready = asyncio.Event()
-        self.documents: DocumentSearch | None = None
+    """Runs turns with the parts the composition root built: no way back to the daemon."""
 
-    # -- start and stop ----------------------------------------------------------------------
-
-    async def start(self, store: Store | None) -> None:
-        from assistant.plugins import load_plugins
-
+    def __init__(self, settings: Settings, models: ModelManager, plugins: PluginHost,
+                 router: Router, store: Store | None,
+                 documents: DocumentSearch | None = None) -> None:
+        self.settings = settings
+        self.models = models
+        self.plugins = plugins
+        self.router = router
         self.store = store
-        self.plugins = self.plugins or load_plugins(self.settings)
-        if store is not None:
-            from assistant.documents.search import HybridSearch
-
-            self.documents = HybridSearch(store, self._embed)
-        for backend in self.plugins.backends:
-            self.daemon.models.add_backend(backend)
-        self.router = Router(
-            self.plugins.available_skills(), self._embed,
-            corrections_path=data_dir(self.settings) / "routing-corrections.json",
-            cache_path=self._routing_cache(),
-        )
-        for notice in await self.plugins.acall("startup", daemon=self.daemon):
-            self.daemon.problems.append(notice)
-        try:
-            await self.router.warm()
-        except AssistantError as exc:
-            self.daemon.problems.append(f"semantic routing is off: {exc.message}")
-        finally:
-            self.ready.set()
-
-    def _routing_cache(self) -> Path | None:
-        from assistant.models import registry
-
-        try:
-            record = registry.resolve(self.settings, self.settings.models.embedding)
-            info = record.path.stat()
-        except (AssistantError, OSError):
-            return None
-        key = f"{record.name}-{info.st_size}-{info.st_mtime_ns}".encode()
-        digest = hashlib.sha256(key).hexdigest()[:16]
-        return data_dir(self.settings) / f"routing-examples-{digest}.json"
-
-    async def wait_ready(self) -> None:
-        try:
-            await asyncio.wait_for(self.ready.wait(), self.settings.daemon.start_timeout)
-        except TimeoutError:
-            raise DaemonError("the daemon is still starting", "Try again in a moment.") from None
-
-    async def stop(self) -> None:
-        if self.plugins is not None:
-            await self.plugins.acall("shutdown", daemon=self.daemon)
-
-    async def _embed(self, texts: list[str]) -> list[list[float]]:
-        return await self.daemon.models.embed(self.settings.models.embedding, texts)
-
-    async def _started(self) -> tuple[PluginHost, Router]:
-        await self.wait_ready()
-        if self.plugins is None or self.router is None:
-            raise DaemonError("the daemon is still starting", "Try again in a moment.")
-        return self.plugins, self.router
+        self.documents = documents
 
     # -- routing -----------------------------------------------------------------------------
 
-    async def check_skill(self, skill: str) -> None:
-        """Wait for start-up, then a 400 ``unknown_skill`` unless ``skill`` can run."""
-        plugins, _ = await self._started()
-        available = plugins.available_skills()
+    def check_skill(self, skill: str) -> None:
+        """A 400 ``unknown_skill`` unless ``skill`` can run."""
+        available = self.plugins.available_skills()
         if skill not in available:
             known = ", ".join(sorted(available))
             raise RequestError(f"skill: no skill named {skill!r}; available: {known}",
@@ -255,12 +130,10 @@ class TurnService:
 
     async def correct(self, text: str, skill: str) -> None:
         """Remember that ``text`` belongs to ``skill``: similar turns follow it from now on."""
-        _, router = await self._started()
-        await asyncio.to_thread(router.correct, text, skill)
+        await asyncio.to_thread(self.router.correct, text, skill)
 
     async def route(self, text: str, request: TurnRequest) -> RouteDecision:
         """Where ``text`` goes: the client's skill, else the router, else chat."""
-        _, router = await self._started()
         skill = request.skill
         if skill is not None:
             if request.method == "correction":
@@ -269,86 +142,39 @@ class TurnService:
             return RouteDecision("explicit", skill, 1.0, None, 0.0,
                                  f"the client asked for '{skill}'", text)
         try:
-            return await router.route(text)
+            return await self.router.route(text)
         except AssistantError as exc:
             # No embedding model: explicit commands still work, the rest goes to chat.
-            hit = router.explicit(text)
+            hit = self.router.explicit(text)
             if hit:
                 return RouteDecision("explicit", hit[0], 1.0, None, 0.0,
                                      f"explicit command: you asked for '{hit[0]}'", hit[1])
-            return RouteDecision("fallback", router.fallback, 0.0, None, 0.0,
+            return RouteDecision("fallback", self.router.fallback, 0.0, None, 0.0,
                                  f"semantic routing unavailable ({exc.message})", text)
 
     # -- a turn ------------------------------------------------------------------------------
 
     async def run(self, request: TurnRequest) -> AsyncIterator[dict[str, Any]]:
-        """The events of one turn; the steps are the methods below, in order."""
-        plugins, _ = await self._started()
+        """The events of one turn: check, begin (commit the user's side), route, fit the
+        context, run the skill, finalize the reply, report."""
         store = self._store_for(request)
         if request.skill is not None:
-            await self.check_skill(request.skill)  # a 400 before any write
-        started = time.perf_counter()
+            self.check_skill(request.skill)  # a 400 before any write
         model = request.model or self.settings.models.default
         begun = await self._begin(store, request, model)
-        ids = begun.ids()
-        history = list(request.history) if request.history is not None else []
-        usage = Usage()
-        recorder = ReplyRecorder(store, ids.get("message_id"))
-        status, error, error_code = "cancelled", "", "skill_failed"
-        decision: RouteDecision | None = None
-        route: dict[str, Any] | None = None
+        state = _Running(request, begun, model,
+                         ReplyRecorder(store, begun.ids().get("message_id")))
         try:  # from here on the stored reply is finalized exactly once, whatever happens
-            decision = await self.route(begun.utterance, request)
-            route = decision.to_dict()
-            yield {"type": "route", **route, **ids}
-            if store is not None and begun.stored is not None and request.history is None:
-                async for fitting in self._fit_context(store, begun, decision.skill, model,
-                                                       request.params):
-                    yield fitting
-                history = chat_messages(model_context(begun.path)[:-1])
-            turn = Turn(text=decision.text, raw_text=begun.utterance,
-                        conversation_id=ids.get("conversation_id"), skill=decision.skill,
-                        route=route, args={"params": request.params})
-            for notice in await plugins.acall("before_turn", turn=turn):
-                yield {"type": "notice", "message": notice, "level": "warning"}
-            ctx = self._skill_context(decision.skill, model, history, request.params,
-                                      ids.get("conversation_id"), usage)
-            async with closing_stream(plugins.run_skill(decision.skill, turn, ctx)) as events:
+            async with closing_stream(self._answer(state, store)) as events:
                 async for event in events:
-                    if isinstance(event, DeltaEvent):
-                        await recorder.add(event.text)
-                        yield {"type": "delta", "text": event.text}
-                    elif isinstance(event, Progress):
-                        yield {"type": "progress", "done": event.done, "total": event.total,
-                               "message": event.message}
-                    elif isinstance(event, Notice):
-                        yield {"type": "notice", "message": event.message, "level": event.level}
-                    elif isinstance(event, ErrorEvent):
-                        error, error_code = event.message, event.code
-                    elif isinstance(event, Done):
-                        status = event.status
+                    yield event
         except Exception as exc:
-            status, error = "error", str(exc)
+            state.status, state.error = "error", str(exc)
             raise
         finally:
-            timings = {**usage.timings, "turn_s": round(time.perf_counter() - started, 4)}
-            await recorder.finalize(
-                status=status, skill=decision.skill if decision else None, route=route,
-                model=model, prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens, timings=timings)
-        assert decision is not None
-        reply = Reply(recorder.text, status, decision.skill)  # type: ignore[arg-type]
-        for notice in await plugins.acall("after_turn", turn=turn, reply=reply):
-            yield {"type": "notice", "message": notice, "level": "warning"}
-        if status == "error":
-            yield {"type": "error", "code": error_code, "message": error, **ids}
-            return
-        ran_with = usage.model or self._chat_model(decision.skill, model)
-        yield {"type": "done", "status": status, "model": model, "skill": decision.skill,
-               "usage": {"prompt_tokens": usage.prompt_tokens,
-                         "completion_tokens": usage.completion_tokens},
-               "context": await self.daemon.models.context_length(ran_with),
-               "timings": timings, **ids}
+            await self._finalize(state)
+        async for event in self._report(state):
+            yield event
 
     def _store_for(self, request: TurnRequest) -> Store | None:
         """The store a turn is written to; None when the client keeps its history itself."""
@@ -361,7 +187,7 @@ class TurnService:
 
     async def _begin(self, store: Store | None, request: TurnRequest, model: str) -> _Begun:
         """Commit the user's side: a new message, an edit (a new branch) or a regenerate (a
-        new reply to the same message); read the path to it once."""
+        new reply to the same message); read the path to it, once."""
         if store is None:
             return _Begun(request.text)
         if request.regenerate:
@@ -378,16 +204,74 @@ class TurnService:
             path = await asyncio.to_thread(store.history, stored.user_message.id)
         return _Begun(stored.user_message.content, stored, path, replaces=request.regenerate)
 
-    def _skill_context(
-        self, skill: str, model: str, history: list[ChatMessage], params: GenerationParams,
-        conversation_id: str | None, usage: Usage,
-    ) -> BackendContext:
-        return BackendContext(
-            Metered(self.daemon.models, usage.add), model,
+    async def _answer(self, state: _Running, store: Store | None,
+                      ) -> AsyncIterator[dict[str, Any]]:
+        """Route, fit the context, tell the plugins, run the skill."""
+        request, begun, ids = state.request, state.begun, state.ids
+        decision = state.decision = await self.route(begun.utterance, request)
+        route = decision.to_dict()
+        yield {"type": "route", **route, **ids}
+        history = list(request.history or [])
+        if store is not None and begun.stored is not None and request.history is None:
+            fit = self._fit_context(store, begun, decision.skill, state.model, request.params)
+            async with closing_stream(fit) as fitting:
+                async for summarizing in fitting:
+                    yield summarizing
+            history = chat_messages(model_context(begun.path)[:-1])
+        turn = state.turn = Turn(
+            text=decision.text, raw_text=begun.utterance,
+            conversation_id=ids.get("conversation_id"), skill=decision.skill, route=route,
+            args={"params": request.params})
+        for notice in await self.plugins.acall("before_turn", turn=turn):
+            yield {"type": "notice", "message": notice, "level": "warning"}
+        ctx = BackendContext(
+            Metered(self.models, state.usage.add), state.model,
             embedding_model=self.settings.models.embedding, history=history,
-            documents=self.documents, config=self.settings.skill_section(skill), params=params,
-            cache_tag=conversation_id,
+            documents=self.documents, config=self.settings.skill_section(decision.skill),
+            params=request.params, cache_tag=ids.get("conversation_id"),
         )
+        async with closing_stream(self.plugins.run_skill(decision.skill, turn, ctx)) as events:
+            async for event in events:
+                if isinstance(event, DeltaEvent):
+                    await state.recorder.add(event.text)
+                    yield {"type": "delta", "text": event.text}
+                elif isinstance(event, Progress):
+                    yield {"type": "progress", "done": event.done, "total": event.total,
+                           "message": event.message}
+                elif isinstance(event, Notice):
+                    yield {"type": "notice", "message": event.message, "level": event.level}
+                elif isinstance(event, ErrorEvent):
+                    state.error, state.error_code = event.message, event.code
+                elif isinstance(event, Done):
+                    state.status = event.status
+
+    async def _finalize(self, state: _Running) -> None:
+        usage, decision = state.usage, state.decision
+        state.timings = {**usage.timings,
+                         "turn_s": round(time.perf_counter() - state.started, 4)}
+        await state.recorder.finalize(
+            status=state.status, skill=decision.skill if decision else None,
+            route=decision.to_dict() if decision else None, model=state.model,
+            prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+            timings=state.timings)
+
+    async def _report(self, state: _Running) -> AsyncIterator[dict[str, Any]]:
+        """``after_turn``, then the last event: ``done`` or ``error``."""
+        decision, usage, ids = state.decision, state.usage, state.ids
+        assert decision is not None
+        reply = Reply(state.recorder.text, state.status, decision.skill)  # type: ignore[arg-type]
+        for notice in await self.plugins.acall("after_turn", turn=state.turn, reply=reply):
+            yield {"type": "notice", "message": notice, "level": "warning"}
+        if state.status == "error":
+            yield {"type": "error", "code": state.error_code, "message": state.error, **ids}
+            return
+        ran_with = usage.model or self._chat_model(decision.skill, state.model)
+        yield {"type": "done", "status": state.status, "model": state.model,
+               "skill": decision.skill,
+               "usage": {"prompt_tokens": usage.prompt_tokens,
+                         "completion_tokens": usage.completion_tokens},
+               "context": await self.models.context_length(ran_with),
+               "timings": state.timings, **ids}
 
     def _chat_model(self, skill: str, model: str) -> str:
         """The model a skill generates with unless it names one: its configured one, or ours."""
@@ -398,12 +282,11 @@ class TurnService:
     ) -> AsyncIterator[dict[str, Any]]:
         """Compact the conversation if it no longer fits: yields progress and ``summary``, and
         puts the summary into ``begun.path`` where the store put it."""
-        assert self.plugins is not None
         found = self.plugins.skills.get(skill)
         if found is not None and not getattr(found, "uses_history", True):
             return
         chat_model = self._chat_model(skill, model)
-        n_ctx = await self.daemon.models.context_length(chat_model)
+        n_ctx = await self.models.context_length(chat_model)
         if not n_ctx:
             return
         path = begun.path
@@ -420,7 +303,7 @@ class TurnService:
                               "message": message})
 
         conversation = path[-1].conversation_id
-        compactor = Compactor(self.daemon.models, chat_model, n_ctx, add_summary=add_summary,
+        compactor = Compactor(self.models, chat_model, n_ctx, add_summary=add_summary,
                               cache_tag=conversation)
         job = asyncio.create_task(compactor.fit(path, max_tokens=params.max_tokens,
                                                 progress=progress))

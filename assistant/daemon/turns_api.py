@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from assistant.daemon.deps import TurnsDep
 from assistant.daemon.sse import stream_response
 from assistant.daemon.turns import TurnRequest
 from assistant.models.backend import GenerationParams
-
-if TYPE_CHECKING:
-    from assistant.daemon.server import Daemon
 
 router = APIRouter()
 
@@ -41,26 +39,22 @@ class TurnBody(BaseModel):
 
 
 @router.get("/api/skills")
-async def skills(request: Request) -> dict[str, Any]:
+async def skills(turns: TurnsDep) -> dict[str, Any]:
     """The skills a turn can be routed to, with their descriptions (for completion menus)."""
-    daemon: Daemon = request.app.state.daemon
-    await daemon.turns.wait_ready()
-    plugins = daemon.turns.plugins
-    available = plugins.available_skills() if plugins is not None else {}
+    available = turns.plugins.available_skills()
     return {"skills": [{"name": name, "description": skill.description}
                        for name, skill in sorted(available.items())]}
 
 
 @router.post("/api/turns")
-async def turn(body: TurnBody, request: Request) -> StreamingResponse:
-    daemon: Daemon = request.app.state.daemon
+async def turn(body: TurnBody, turns: TurnsDep) -> StreamingResponse:
     turn_request = TurnRequest(
         text=body.text, conversation_id=body.conversation_id, skill=body.skill,
         model=body.model, regenerate=body.regenerate, edit=body.edit,
         params=GenerationParams(max_tokens=body.max_tokens, temperature=body.temperature,
                                 seed=body.seed),
     )
-    events = daemon.turns.run(turn_request)
+    events = turns.run(turn_request)
     # The first event (route) comes before the answer, so that an unavailable store or an
     # unknown skill is an HTTP error rather than a broken stream.
     return stream_response(events, await anext(events))

@@ -7,7 +7,7 @@ body (junk bytes, arbitrary JSON, wrong types). 2,500 cases run in-process throu
 ``httpx.ASGITransport`` on the real app, store and plugins with the fake model; 200 more go to
 the real daemon over its socket.
 
-How we checked it finds what it should: before the ``HTTPException`` handler in ``create_app``
+How we checked it finds what it should: before the ``HTTPException`` handler in ``build_app``
 the in-process run failed within seconds: a raw-bytes body gave FastAPI's own
 ``{"detail": "There was an error parsing the body"}`` instead of our error shape. Re-checked
 by removing the ``RequestValidationError`` handler: the in-process run failed in 7 s on
@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from assistant.testing import FakeModelPlugin, RunningDaemon
+from assistant.testing import RunningDaemon, in_process_daemon
 
 IN_PROCESS_CASES = 2500
 REAL_DAEMON_CASES = 200
@@ -150,21 +150,12 @@ def fake_app(isolated_env: dict[str, str], tmp_path: Any,
     monkeypatch.setenv("ASSISTANT_MODEL", "fake")
     monkeypatch.setenv("ASSISTANT_MODELS__EMBEDDING", "fake-embed")
     from assistant.config import load_settings
-    from assistant.daemon.api import create_app
-    from assistant.daemon.server import Daemon, RuntimeFiles
-    from assistant.plugins import load_plugins
 
-    settings = load_settings()
-    daemon = Daemon(settings, RuntimeFiles(settings))
-    plugins = load_plugins(settings)
-    plugins.register(FakeModelPlugin(), "fake-model")
-    daemon.turns.plugins = plugins
-    daemon.token = "fuzz-token"
-    app = create_app(daemon)
     loop = asyncio.new_event_loop()
-    loop.run_until_complete(daemon.startup())
-    yield app, daemon.app, loop
-    loop.run_until_complete(daemon.shutdown())
+    daemon = in_process_daemon(load_settings(), token="fuzz-token")
+    started = loop.run_until_complete(daemon.__aenter__())
+    yield started.asgi, started.app, loop
+    loop.run_until_complete(daemon.__aexit__(None, None, None))
     loop.close()
 
 

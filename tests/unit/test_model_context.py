@@ -14,10 +14,11 @@ from assistant.context import BackendContext
 from assistant.daemon import openai_api
 from assistant.daemon.models import ModelManager, Resident
 from assistant.daemon.runtime import RuntimeFiles
-from assistant.daemon.server import Daemon
+from assistant.daemon.services import Services
 from assistant.errors import RequestError
 from assistant.models import registry
 from assistant.models.backend import GenerationParams
+from assistant.plugins import PluginHost
 from assistant.testing import FAKE_MODEL, FakeBackend
 from tests.unit.test_models_registry import build_gguf  # trained context: 1024
 
@@ -94,11 +95,9 @@ async def test_a_skill_context_asks_for_the_model_generate_would_use(tmp_path: P
 async def test_the_daemon_checks_max_tokens_against_the_same_context(
         tmp_path: Path, configured: int, expected: int) -> None:
     models = manager(tmp_path, configured)
-    daemon = Daemon(models.settings, RuntimeFiles(models.settings))
-    daemon.models = models
-    await daemon.check_max_tokens("Tiny.F16", GenerationParams(max_tokens=expected))
+    await models.check_max_tokens("Tiny.F16", GenerationParams(max_tokens=expected))
     with pytest.raises(RequestError, match=f"\\({expected} tokens\\)"):
-        await daemon.check_max_tokens("Tiny.F16", GenerationParams(max_tokens=expected + 1))
+        await models.check_max_tokens("Tiny.F16", GenerationParams(max_tokens=expected + 1))
 
 
 @pytest.mark.parametrize(("configured", "expected"), [(512, 512), (4096, 1024), (0, 1024)])
@@ -106,10 +105,9 @@ def test_the_model_list_gives_the_same_context_beside_the_trained_one(
         tmp_path: Path, configured: int, expected: int) -> None:
     models = manager(tmp_path, configured)
     models.add_backend(FakeBackend())
-    daemon = Daemon(models.settings, RuntimeFiles(models.settings))
-    daemon.models = models
     app = FastAPI()
-    app.state.daemon = daemon
+    app.state.services = Services(models.settings, RuntimeFiles(models.settings), models,
+                                  PluginHost())
     app.include_router(openai_api.router)
     listed = {m["id"]: m for m in TestClient(app).get("/v1/models").json()["data"]}
     assert listed["Tiny.F16"]["context"] == expected
@@ -123,7 +121,7 @@ async def test_a_turn_s_skill_sees_the_model_s_context_through_the_metering(
     # The daemon gives a turn's skill its backend wrapped in Metered (usage counting); every
     # Backend method must reach the model manager, or skills fall back to the defaults (no
     # context known: summarize never reads a text in one pass).
-    from assistant.daemon.turns import Metered
+    from assistant.daemon.reply import Metered
     from assistant.models.backend import Backend
 
     inner = manager(tmp_path, 512)

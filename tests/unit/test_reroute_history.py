@@ -5,55 +5,18 @@ In-process daemon (the real app, store and plugins), the fake model registered a
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
-from typing import Any
-
-import httpx
 import pytest
-import pytest_asyncio
 
 from assistant.daemon.compaction import SUMMARY_PREFIX
-from assistant.testing import FakeBackend, FakeModelPlugin
+from assistant.testing import InProcessDaemon
 
 pytestmark = pytest.mark.asyncio
 
 
-@pytest_asyncio.fixture
-async def daemon(monkeypatch: pytest.MonkeyPatch, isolated_env: dict[str, str],
-                 tmp_path: Any) -> AsyncIterator[Any]:
-    monkeypatch.setenv("ASSISTANT_MODELS_DIR", str(tmp_path / "no-models"))
-    monkeypatch.setenv("ASSISTANT_MODEL", "fake")
-    monkeypatch.setenv("ASSISTANT_MODELS__EMBEDDING", "fake-embed")
-    from assistant.config import load_settings
-    from assistant.daemon.api import create_app
-    from assistant.daemon.server import Daemon, RuntimeFiles
-    from assistant.plugins import load_plugins
-
-    settings = load_settings()
-    daemon = Daemon(settings, RuntimeFiles(settings))
-    daemon.backend = FakeBackend()
-    plugins = load_plugins(settings)
-    plugins.register(FakeModelPlugin(daemon.backend), "fake-model")
-    daemon.turns.plugins = plugins
-    create_app(daemon)
-    await daemon.startup()
-    yield daemon
-    await daemon.shutdown()
-
-
-async def events(daemon: Any, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
-    transport = httpx.ASGITransport(app=daemon.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://assistant") as http:
-        response = await http.post(path, json=body)
-    assert response.status_code == 200, response.text
-    return [json.loads(line[5:]) for line in response.text.splitlines()
-            if line.startswith("data:")]
-
-
 async def test_reroute_in_a_compacted_conversation_sends_the_summary_not_the_folded_turns(
-        daemon: Any) -> None:
-    store = daemon.store
+        fake_daemon: InProcessDaemon) -> None:
+    store = fake_daemon.services.store
+    assert store is not None
     cid = None
     users = []
     for i in range(4):
@@ -66,10 +29,10 @@ async def test_reroute_in_a_compacted_conversation_sends_the_summary_not_the_fol
     store.finalize(last.assistant_message.id, status="complete", content="a summary",
                    skill="summarize")
 
-    got = await events(daemon, f"/api/messages/{last.assistant_message.id}/reroute",
-                       {"skill": "chat"})
+    got = await fake_daemon.events(f"/api/messages/{last.assistant_message.id}/reroute",
+                                   {"skill": "chat"})
     assert got[0]["method"] == "correction" and got[-1]["status"] == "complete", got
-    sent = daemon.backend.calls[-1]
+    sent = fake_daemon.backend.calls[-1]
     assert SUMMARY_PREFIX + "they asked two folded questions" in sent[0].content, sent
     contents = " ".join(m.content for m in sent)
     assert "folded question 0" not in contents and "folded question 1" not in contents

@@ -1,4 +1,5 @@
-"""The history API router on a bare FastAPI app holding a real store."""
+"""The history API router on a bare FastAPI app, given a real store (and model manager)
+through its dependencies."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from assistant.config import load_settings
+from assistant.daemon import deps
 from assistant.daemon.history_api import router
+from assistant.daemon.models import ModelManager
 from assistant.store import Store
 
 
@@ -27,7 +30,8 @@ def store() -> Iterator[Store]:
 @pytest.fixture
 def client(store: Store) -> TestClient:
     app = FastAPI()
-    app.state.store = store
+    app.dependency_overrides[deps.store] = lambda: store
+    app.dependency_overrides[deps.models] = lambda: ModelManager(load_settings())
     app.include_router(router)
     return TestClient(app)
 

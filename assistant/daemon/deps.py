@@ -1,0 +1,72 @@
+"""The FastAPI dependencies through which routes get the daemon's parts.
+
+``create_app`` puts the :class:`~assistant.daemon.services.Services` built by the composition
+root on the app; a route declares what it uses (``store: StoreDep``) and gets exactly that. A
+test may hand a route module its parts with ``app.dependency_overrides``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from assistant.config import Settings
+from assistant.daemon.models import ModelManager
+from assistant.daemon.services import Services
+from assistant.daemon.status import DaemonStatus
+from assistant.daemon.turns import TurnService
+from assistant.errors import DaemonError, StorageUnavailable
+from assistant.store.repository import Store
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+
+
+def settings(parts: ServicesDep) -> Settings:
+    return parts.settings
+
+
+def models(parts: ServicesDep) -> ModelManager:
+    return parts.models
+
+
+def daemon_status(parts: ServicesDep) -> DaemonStatus:
+    return parts.status
+
+
+def store(parts: ServicesDep) -> Store:
+    """The open conversation store; 503 ``storage_unavailable`` when it could not be opened
+    (or is not open yet)."""
+    if parts.store is None:
+        raise StorageUnavailable(
+            "the conversation store is unavailable; see `assistant daemon status`")
+    return parts.store
+
+
+async def started(parts: Services) -> TurnService:
+    """The turn service once start-up is done (routing warm); 503 while it is not."""
+    try:
+        await asyncio.wait_for(parts.started.wait(), parts.settings.daemon.start_timeout)
+    except TimeoutError:
+        raise DaemonError("the daemon is still starting", "Try again in a moment.") from None
+    if parts.turns is None:  # start-up failed before it was built; status says why
+        raise DaemonError("the daemon is still starting", "Try again in a moment.")
+    return parts.turns
+
+
+async def turns(parts: ServicesDep) -> TurnService:
+    return await started(parts)
+
+
+SettingsDep = Annotated[Settings, Depends(settings)]
+ModelsDep = Annotated[ModelManager, Depends(models)]
+StatusDep = Annotated[DaemonStatus, Depends(daemon_status)]
+StoreDep = Annotated[Store, Depends(store)]
+TurnsDep = Annotated[TurnService, Depends(turns)]

@@ -1,0 +1,114 @@
+"""A turn's reply as it is produced: the usage of its generations and its stored record.
+
+:class:`Metered` wraps the backend a skill is given and adds up what every generation used;
+:class:`ReplyRecorder` keeps the text as it streams, saves it every :data:`SAVE_EVERY_S`, and
+finalizes the stored reply exactly once, also when the client goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from assistant.errors import AssistantError
+from assistant.models.backend import (
+    Backend,
+    ChatMessage,
+    Delta,
+    GenerationParams,
+    ModelInfo,
+    closing_stream,
+)
+
+if TYPE_CHECKING:
+    from assistant.store.repository import Store
+
+log = logging.getLogger("assistant.turns")
+
+SAVE_EVERY_S = 0.5
+
+
+class Metered(Backend):
+    """Passes chat through to ``inner`` and adds up the usage of every generation."""
+
+    def __init__(self, inner: Backend, on_done: Callable[[str, Delta], None]) -> None:
+        self.inner = inner
+        self.on_done = on_done
+
+    def models(self) -> list[ModelInfo]:
+        return self.inner.models()
+
+    async def chat(
+        self, model: str, messages: list[ChatMessage], params: GenerationParams
+    ) -> AsyncIterator[Delta]:
+        async with closing_stream(self.inner.chat(model, messages, params)) as stream:
+            async for delta in stream:
+                if delta.finish_reason is not None:
+                    self.on_done(model, delta)
+                yield delta
+
+    async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
+        return await self.inner.embed(model, texts)
+
+    async def count_tokens(self, model: str, messages: list[ChatMessage]) -> int:
+        return await self.inner.count_tokens(model, messages)
+
+    async def context_length(self, model: str) -> int | None:
+        return await self.inner.context_length(model)
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    generations: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    model: str | None = None  # the model of the last generation
+
+    def add(self, model: str, delta: Delta) -> None:
+        self.model = model
+        self.prompt_tokens += delta.prompt_tokens
+        self.completion_tokens += delta.completion_tokens
+        self.generations += 1
+        self.timings = dict(delta.timings)
+
+
+class ReplyRecorder:
+    """The reply as it streams: its text, saved every :data:`SAVE_EVERY_S`, finalized once.
+
+    Without a store (a turn the client keeps itself) it only gathers the text.
+    """
+
+    def __init__(self, store: Store | None, message_id: str | None) -> None:
+        self.store = store if message_id is not None else None
+        self.message_id = message_id
+        self.parts: list[str] = []
+        self._saved_at = time.monotonic()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    async def add(self, piece: str) -> None:
+        self.parts.append(piece)
+        if self.store is None or time.monotonic() - self._saved_at <= SAVE_EVERY_S:
+            return
+        self._saved_at = time.monotonic()
+        try:
+            await asyncio.to_thread(self.store.save_partial, str(self.message_id), self.text)
+        except AssistantError as exc:  # the reply goes on; finalize writes it all
+            log.warning("saving partial text failed", extra={"error": str(exc)})
+
+    async def finalize(self, **fields: Any) -> None:
+        """Commit the final state (``status``, ``skill``, ``route``, ``model``, usage, timings);
+        shielded, so that a client going away cannot leave the reply ``streaming``."""
+        if self.store is None:
+            return
+        with contextlib.suppress(AssistantError):
+            await asyncio.shield(asyncio.to_thread(
+                self.store.finalize, str(self.message_id), content=self.text, **fields))

@@ -1,0 +1,41 @@
+"""The daemon's parts, built once and handed to whatever uses them.
+
+:func:`assistant.daemon.server.serve` is the composition root: it builds :class:`Services` (the
+model manager, the plugin host, the status), and its start-up (:func:`~assistant.daemon.server.
+start`) opens the store and builds the router and the :class:`~assistant.daemon.turns.
+TurnService`. Routes reach the parts through the FastAPI dependencies of
+:mod:`assistant.daemon.deps`; nothing holds a reference back to the whole. Plugins' ``startup``
+and ``shutdown`` hooks receive this object as ``daemon``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from assistant.daemon.status import Access, DaemonStatus
+
+if TYPE_CHECKING:
+    from assistant.config import Settings
+    from assistant.daemon.models import ModelManager
+    from assistant.daemon.runtime import RuntimeFiles
+    from assistant.daemon.turns import TurnService
+    from assistant.plugins import PluginHost
+    from assistant.store.repository import Store
+
+
+class Services:
+    """Settings, models, plugins and status from the start; the store and the turn service
+    once start-up has opened and built them (``started`` is set then, also when it failed)."""
+
+    def __init__(self, settings: Settings, files: RuntimeFiles, models: ModelManager,
+                 plugins: PluginHost, access: Access | None = None) -> None:
+        self.settings = settings
+        self.files = files
+        self.models = models
+        self.plugins = plugins
+        self.access = access or Access()
+        self.status = DaemonStatus(models, files.socket, self.access)
+        self.store: Store | None = None
+        self.turns: TurnService | None = None
+        self.started = asyncio.Event()
