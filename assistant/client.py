@@ -19,36 +19,21 @@ from typing import Any
 import httpx
 
 from assistant.config import Settings
-from assistant.errors import (
-    AssistantError,
-    DaemonError,
-    DaemonNotRunning,
-    ModelLoadError,
-    ModelNotFound,
-    QueueFull,
-    RequestError,
-    StorageUnavailable,
-)
+from assistant.error_codes import from_http
+from assistant.errors import AssistantError, DaemonError, DaemonNotRunning
 from assistant.locations import runtime_dir, socket_path
 
 
 def raise_for_error(response: httpx.Response) -> None:
+    """Raise the error an error response stands for (:func:`assistant.error_codes.from_http`)."""
     if response.status_code < 400:
         return
     try:
-        error = response.json()["error"]
-        message, code = str(error["message"]), str(error.get("code") or "")
-    except (ValueError, KeyError, TypeError):
-        message, code = response.text[:200] or response.reason_phrase, ""
-    if code == "queue_full":
-        raise QueueFull(message, int(response.headers.get("retry-after", "1")))
-    if code == "model_not_found":
-        raise ModelNotFound(message, "`assistant models list` shows what is installed.")
-    if code == "model_unavailable":
-        raise ModelLoadError(message)
-    if code == "storage_unavailable":
-        raise StorageUnavailable(message)
-    raise RequestError(message, status=response.status_code, code=code or "error")
+        body = response.json()
+    except ValueError:
+        body = None
+    raise from_http(response.status_code, body, response.headers,
+                    fallback=response.text[:200] or response.reason_phrase)
 
 
 def iter_sse(lines: Iterator[str]) -> Iterator[tuple[str, str]]:

@@ -19,57 +19,26 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
 from assistant import __version__
-from assistant.daemon.deps import ModelsDep, StatusDep
-from assistant.daemon.middleware import BodyLimit, RedactErrors, TokenGuard, error_body
-from assistant.daemon.services import Services
-from assistant.errors import (
-    AssistantError,
-    ChatTemplateError,
-    DaemonError,
-    MalformedImport,
-    ModelError,
-    ModelLoadError,
-    ModelNotFound,
-    QueueFull,
-    RequestError,
-    StorageError,
-    StorageUnavailable,
+from assistant.daemon import (
+    documents_api,
+    history_api,
+    openai_api,
+    reroute_api,
+    turns_api,
 )
+from assistant.daemon.deps import ModelsDep, StatusDep
+from assistant.daemon.middleware import BodyLimit, RedactErrors, TokenGuard
+from assistant.daemon.services import Services
+from assistant.error_codes import error_body, http_error
+from assistant.errors import AssistantError
 
 log = logging.getLogger("assistant.daemon")
 
 
 def error_response(exc: Exception) -> JSONResponse:
-    """The one place a domain error becomes an HTTP response."""
-    if isinstance(exc, RequestError):
-        return JSONResponse(error_body(exc.message, exc.code, param=exc.param), exc.status)
-    if isinstance(exc, QueueFull):
-        return JSONResponse(
-            error_body(exc.message, "queue_full", "server_busy"), 503,
-            headers={"Retry-After": str(exc.retry_after)},
-        )
-    if isinstance(exc, ChatTemplateError):
-        # The model file's own template was refused: retrying cannot help, so not a 503.
-        return JSONResponse(error_body(exc.message, "model_template_refused", param="model"), 400)
-    if isinstance(exc, ModelNotFound):
-        return JSONResponse(error_body(exc.message, "model_not_found", param="model"), 404)
-    if isinstance(exc, ModelLoadError | ModelError):
-        # A broken or unloadable model file: nothing the request can change.
-        return JSONResponse(error_body(exc.message, "model_unavailable", "model_error"), 503)
-    if isinstance(exc, DaemonError):
-        return JSONResponse(error_body(exc.message, "unavailable", "server_busy"), 503,
-                            headers={"Retry-After": "1"})
-    if isinstance(exc, StorageUnavailable):
-        return JSONResponse(error_body(exc.message, "storage_unavailable", "storage_error"), 503,
-                            headers={"Retry-After": "5"})
-    if isinstance(exc, MalformedImport):
-        return JSONResponse(error_body(exc.message, "invalid_import"), 400)
-    if isinstance(exc, StorageError):
-        return JSONResponse(error_body(exc.message, "storage_error", "storage_error"), 500)
-    if isinstance(exc, AssistantError):
-        return JSONResponse(error_body(exc.message, "assistant_error", "server_error"), 500)
-    return JSONResponse(error_body("internal error; see the daemon log", "internal_error",
-                                   "server_error"), 500)
+    """The one place an error becomes an HTTP response (the table: assistant.error_codes)."""
+    status, body, headers = http_error(exc)
+    return JSONResponse(body, status, headers=headers or None)
 
 
 def _describe_validation(exc: RequestValidationError) -> tuple[str, str | None]:
@@ -85,30 +54,9 @@ def _describe_validation(exc: RequestValidationError) -> tuple[str, str | None]:
 _HTTP_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
 
 
-def create_app(services: Services) -> ASGIApp:
-    """The daemon's app: :func:`build_app` inside the middleware."""
-    return with_middleware(build_app(services), services)
-
-
-def with_middleware(app: ASGIApp, services: Services) -> ASGIApp:
-    access = services.access
-    guarded = TokenGuard(app, access.token, access.allowed_hosts)
-    redacted = RedactErrors(guarded, [access.token])
-    return BodyLimit(redacted, services.settings.daemon.max_body_bytes)
-
-
-def build_app(services: Services) -> FastAPI:
-    """The routes, getting ``services`` through :mod:`assistant.daemon.deps`."""
-    from assistant.daemon import (
-        documents_api,
-        history_api,
-        openai_api,
-        reroute_api,
-        turns_api,
-    )
-
-    app = FastAPI(title="assistant", version=__version__, docs_url=None, redoc_url=None)
-    app.state.services = services
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error leaves in the same JSON shape: domain errors, invalid requests, unknown
+    routes, and anything unexpected (a 500 that says only to look at the log)."""
 
     @app.exception_handler(AssistantError)
     async def _domain_error(request: Request, exc: AssistantError) -> JSONResponse:
@@ -130,6 +78,25 @@ def build_app(services: Services) -> FastAPI:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error in %s", request.url.path)
         return error_response(exc)
+
+
+def create_app(services: Services) -> ASGIApp:
+    """The daemon's app: :func:`build_app` inside the middleware."""
+    return with_middleware(build_app(services), services)
+
+
+def with_middleware(app: ASGIApp, services: Services) -> ASGIApp:
+    access = services.access
+    guarded = TokenGuard(app, access.token, access.allowed_hosts)
+    redacted = RedactErrors(guarded, [access.token])
+    return BodyLimit(redacted, services.settings.daemon.max_body_bytes)
+
+
+def build_app(services: Services) -> FastAPI:
+    """The routes, getting ``services`` through :mod:`assistant.daemon.deps`."""
+    app = FastAPI(title="assistant", version=__version__, docs_url=None, redoc_url=None)
+    app.state.services = services
+    install_error_handlers(app)
 
     @app.get("/health")
     async def health(status: StatusDep) -> dict[str, Any]:

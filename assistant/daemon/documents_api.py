@@ -26,7 +26,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from assistant.daemon import deps
-from assistant.daemon.api import error_response
 from assistant.daemon.events import while_running
 from assistant.daemon.models import ModelManager
 from assistant.daemon.sse import encode
@@ -52,10 +51,7 @@ IndexDep = Annotated[Store, Depends(_store)]
 
 @router.get("/documents")
 async def list_documents(store: IndexDep) -> Any:
-    try:
-        rows = await run_in_threadpool(lambda: store.documents.all())
-    except AssistantError as exc:
-        return error_response(exc)
+    rows = await run_in_threadpool(lambda: store.documents.all())
     return {"documents": [
         {"id": d.id, "path": d.path, "title": d.title, "chunks": d.chunks,
          "sha256": d.sha256, "added": d.added.isoformat()} for d in rows]}
@@ -69,29 +65,22 @@ async def remove_document(store: IndexDep, document_id: str) -> Response:
             return []  # an exact id only: the CLI's prefixes and paths are not for the API
         return list(documents.remove(document_id))
 
-    try:
-        removed = await run_in_threadpool(remove)
-    except AssistantError as exc:
-        return error_response(exc)
-    if not removed:
-        return error_response(RequestError(f"No document with id {document_id}.", status=404,
-                                           code="not_found", param="id"))
+    if not await run_in_threadpool(remove):
+        raise RequestError(f"No document with id {document_id}.", status=404,
+                           code="not_found", param="id")
     return Response(status_code=204)
 
 
 @router.post("/documents")
 async def add_documents(body: DocumentsBody, request: Request,
                         services: deps.ServicesDep) -> Response:
-    try:
-        server = request.scope.get("server")
-        if server is not None and server[1] is not None:  # TCP (the Unix socket has no port)
-            raise RequestError(
-                "documents are added from this machine's user only: use the Unix socket "
-                "(`assistant docs add`, the terminal UI)", status=403, code="local_only")
-        store = _store(services)
-        paths = [_absolute(p) for p in body.paths]
-    except AssistantError as exc:
-        return error_response(exc)
+    server = request.scope.get("server")
+    if server is not None and server[1] is not None:  # TCP (the Unix socket has no port)
+        raise RequestError(
+            "documents are added from this machine's user only: use the Unix socket "
+            "(`assistant docs add`, the terminal UI)", status=403, code="local_only")
+    store = _store(services)
+    paths = [_absolute(p) for p in body.paths]
     await deps.started(services)  # the plugins' embedding backends are in place
     embedding = services.settings.models.embedding
     return StreamingResponse(_ingest(services.models, embedding, store, paths),

@@ -3,38 +3,29 @@
 The daemon includes :data:`router`; handlers get the open :class:`~assistant.store.Store`
 through the :data:`~assistant.daemon.deps.StoreDep` dependency (503 ``storage_unavailable``
 when it is not open). Handlers are plain functions, so FastAPI runs the (blocking) store calls
-in its thread pool. Errors come back as ``{"error": {"code", "message", "param"}}``: 503
-``storage_unavailable`` (with Retry-After) when the disk is full or the database read-only,
-400 ``invalid_import`` for a bad import file, 404 ``not_found`` for an unknown id.
+in its thread pool. Errors are raised, and rendered once by the app's handlers
+(:mod:`assistant.error_codes`): 503 ``storage_unavailable`` (with Retry-After) when the disk is
+full or the database read-only, 400 ``invalid_import`` for a bad import file, 404 ``not_found``
+for an unknown id.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
-from assistant.daemon.api import error_response
 from assistant.daemon.deps import ModelsDep, StoreDep
-from assistant.errors import AssistantError, RequestError
+from assistant.errors import RequestError
 from assistant.store import Store
 from assistant.store.exchange import conversation_to_dict, message_to_dict
 from assistant.store.records import SearchHit
 
 router = APIRouter(prefix="/api", tags=["history"])
-T = TypeVar("T")
-
-
-def _guard(call: Callable[[], T]) -> T | JSONResponse:
-    try:
-        return call()
-    except AssistantError as exc:
-        return error_response(exc)
 
 
 def _hit(hit: SearchHit) -> dict[str, Any]:
@@ -57,7 +48,7 @@ def list_conversations(
     offset: int = Query(0, ge=0),
 ) -> Any:
     which = {"false": False, "true": True, "all": None}[archived]
-    return _guard(lambda: {"conversations": [
+    return {"conversations": [
         {
             "id": c.id, "title": c.title, "created": c.created.isoformat(),
             "updated": c.updated.isoformat(), "archived": c.archived, "pinned": c.pinned,
@@ -67,7 +58,7 @@ def list_conversations(
             archived=which, pinned=pinned, skill=skill, since=since, until=until,
             limit=limit, offset=offset,
         )
-    ]})
+    ]}
 
 
 def _conversation_body(store: Store, conversation_id: str) -> dict[str, Any]:
@@ -80,7 +71,7 @@ def _conversation_body(store: Store, conversation_id: str) -> dict[str, Any]:
 @router.get("/conversations/{conversation_id}")
 def get_conversation(store: StoreDep, conversation_id: str) -> Any:
     """The whole tree (``messages``, each with ``parent_id``) and the active path's ids."""
-    return _guard(lambda: _conversation_body(store, conversation_id))
+    return _conversation_body(store, conversation_id)
 
 
 class ConversationPatch(BaseModel):
@@ -94,30 +85,25 @@ class ConversationPatch(BaseModel):
 
 @router.patch("/conversations/{conversation_id}")
 def patch_conversation(store: StoreDep, conversation_id: str, patch: ConversationPatch) -> Any:
-    def apply() -> dict[str, Any]:
-        if patch.title is not None:
-            store.rename(conversation_id, patch.title)
-        if patch.archived is not None:
-            store.archive(conversation_id, patch.archived)
-        if patch.pinned is not None:
-            store.pin(conversation_id, patch.pinned)
-        if patch.active_message_id is not None:
-            if store.message(patch.active_message_id).conversation_id != conversation_id:
-                raise RequestError("That message is not in this conversation.", status=404,
-                                   code="not_found", param="active_message_id")
-            store.switch_branch(patch.active_message_id)
-        return _conversation_body(store, conversation_id)
-
-    return _guard(apply)
+    if patch.title is not None:
+        store.rename(conversation_id, patch.title)
+    if patch.archived is not None:
+        store.archive(conversation_id, patch.archived)
+    if patch.pinned is not None:
+        store.pin(conversation_id, patch.pinned)
+    if patch.active_message_id is not None:
+        if store.message(patch.active_message_id).conversation_id != conversation_id:
+            raise RequestError("That message is not in this conversation.", status=404,
+                               code="not_found", param="active_message_id")
+        store.switch_branch(patch.active_message_id)
+    return _conversation_body(store, conversation_id)
 
 
 @router.delete("/conversations/{conversation_id}", status_code=204)
 async def delete_conversation(store: StoreDep, models: ModelsDep,
                               conversation_id: str) -> Response:
     """Delete it, and the model states saved from it: nothing of it is left on disk."""
-    result = await run_in_threadpool(_guard, lambda: store.delete(conversation_id))
-    if isinstance(result, JSONResponse):
-        return result
+    await run_in_threadpool(store.delete, conversation_id)
     await models.forget_states(conversation_id)
     return Response(status_code=204)
 
@@ -131,24 +117,20 @@ async def forget_states(models: ModelsDep, conversation_id: str) -> Response:
 
 @router.get("/messages/{message_id}")
 def get_message(store: StoreDep, message_id: str) -> Any:
-    def build() -> dict[str, Any]:
-        message = store.message(message_id)
-        return message_to_dict(message) | {"conversation_id": message.conversation_id}
-
-    return _guard(build)
+    message = store.message(message_id)
+    return message_to_dict(message) | {"conversation_id": message.conversation_id}
 
 
 @router.post("/messages/{message_id}/undo")
 def undo_summary(store: StoreDep, message_id: str) -> Any:
     """Take a compaction summary out of the model's context: the turns it stood for return."""
-    return _guard(lambda: message_to_dict(store.set_summary_undone(message_id)))
+    return message_to_dict(store.set_summary_undone(message_id))
 
 
 @router.post("/messages/{message_id}/redo")
 def redo_summary(store: StoreDep, message_id: str) -> Any:
     """Put an undone compaction summary back in force."""
-    return _guard(lambda: message_to_dict(
-        store.set_summary_undone(message_id, undone=False)))
+    return message_to_dict(store.set_summary_undone(message_id, undone=False))
 
 
 @router.get("/search")
@@ -159,16 +141,12 @@ def search(
     limit: int = Query(20, ge=1, le=200),
 ) -> Any:
     """Ranked hits; matches in ``snippet`` are wrapped in ``<mark>``…``</mark>``."""
-    return _guard(lambda: {"hits": [
-        _hit(h) for h in store.search(q, skill=skill, limit=limit,
-                                                 highlight=("<mark>", "</mark>"))
-    ]})
+    return {"hits": [_hit(h) for h in store.search(q, skill=skill, limit=limit,
+                                                   highlight=("<mark>", "</mark>"))]}
 
 
 def _export(store: Store, ids: list[str] | None, fmt: str) -> Response:
-    result = _guard(lambda: store.export(ids, format=fmt))
-    if isinstance(result, JSONResponse):
-        return result
+    result = store.export(ids, format=fmt)
     if fmt == "md":
         return PlainTextResponse(result, media_type="text/markdown; charset=utf-8")
     return Response(result, media_type="application/json")
@@ -192,8 +170,5 @@ async def import_conversations(
 ) -> Any:
     """The request body is the file: our JSON export or ChatGPT's conversations.json."""
     data = await request.body()
-    try:
-        result = await run_in_threadpool(store.import_data, data, format=format)
-    except AssistantError as exc:
-        return error_response(exc)
+    result = await run_in_threadpool(store.import_data, data, format=format)
     return {"imported": list(result.imported), "skipped": list(result.skipped)}

@@ -1,4 +1,5 @@
-"""The HTTP middleware around the app, outermost first, and the JSON error shape they send.
+"""The HTTP middleware around the app, outermost first; errors in the shape of
+:func:`assistant.error_codes.error_body`.
 
 - :class:`BodyLimit`: 413 for a body over the limit (stated or not), 431 for a huge head;
 - :class:`RedactErrors`: error bodies and streamed error events leave without absolute paths,
@@ -15,11 +16,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-
-def error_body(message: str, code: str, kind: str = "invalid_request_error",
-               param: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "code": code, "param": param}}
-
+from assistant.error_codes import error_body
 
 MAX_HEADERS = 100
 MAX_HEADER_BYTES = 32 * 1024

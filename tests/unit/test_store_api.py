@@ -15,6 +15,7 @@ from sqlalchemy import event
 
 from assistant.config import load_settings
 from assistant.daemon import deps
+from assistant.daemon.api import install_error_handlers
 from assistant.daemon.history_api import router
 from assistant.daemon.models import ModelManager
 from assistant.store import Store
@@ -30,6 +31,7 @@ def store() -> Iterator[Store]:
 @pytest.fixture
 def client(store: Store) -> TestClient:
     app = FastAPI()
+    install_error_handlers(app)
     app.dependency_overrides[deps.store] = lambda: store
     app.dependency_overrides[deps.models] = lambda: ModelManager(load_settings())
     app.include_router(router)

@@ -1,0 +1,104 @@
+"""The HTTP face of :mod:`assistant.errors`: one table, read both ways.
+
+The daemon turns a raised error into a status and a JSON body with :func:`http_error`; the
+client turns such a response back into the same kind of error with :func:`from_http`. Every
+error body has OpenAI's shape, ``{"error": {"message", "type", "code", "param"}}``.
+
+A :class:`~assistant.errors.RequestError` carries its own status, code and param (``400
+invalid_request``, ``404 not_found``, ``unknown_skill``, ``context_length_exceeded``…); any
+code not in :data:`TABLE` comes back as one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from assistant.errors import (
+    AssistantError,
+    ChatTemplateError,
+    DaemonError,
+    MalformedImport,
+    ModelError,
+    ModelLoadError,
+    ModelNotFound,
+    QueueFull,
+    RequestError,
+    StorageError,
+    StorageUnavailable,
+)
+
+
+@dataclass(frozen=True)
+class ErrorCode:
+    """How errors of class ``error`` travel: HTTP ``status``, ``code``, OpenAI ``kind``."""
+
+    error: type[AssistantError]
+    status: int
+    code: str
+    kind: str = "invalid_request_error"
+    param: str | None = None
+    retry_after: str | None = None  # seconds, for a 503 worth retrying
+    hint: str | None = None  # what the client's user is told to do
+
+
+# First match wins: a class comes before its parents. ModelLoadError and ModelError share a
+# code; read back, it is a ModelLoadError.
+TABLE: tuple[ErrorCode, ...] = (
+    ErrorCode(QueueFull, 503, "queue_full", "server_busy"),
+    # The model file's own template was refused: retrying cannot help, so not a 503.
+    ErrorCode(ChatTemplateError, 400, "model_template_refused", param="model"),
+    ErrorCode(ModelNotFound, 404, "model_not_found", param="model",
+              hint="`assistant models list` shows what is installed."),
+    # A broken or unloadable model file: nothing the request can change.
+    ErrorCode(ModelLoadError, 503, "model_unavailable", "model_error"),
+    ErrorCode(ModelError, 503, "model_unavailable", "model_error"),
+    ErrorCode(DaemonError, 503, "unavailable", "server_busy", retry_after="1"),
+    ErrorCode(StorageUnavailable, 503, "storage_unavailable", "storage_error", retry_after="5"),
+    ErrorCode(MalformedImport, 400, "invalid_import"),
+    ErrorCode(StorageError, 500, "storage_error", "storage_error"),
+    ErrorCode(AssistantError, 500, "assistant_error", "server_error"),
+)
+
+INTERNAL = ErrorCode(AssistantError, 500, "internal_error", "server_error")
+INTERNAL_MESSAGE = "internal error; see the daemon log"
+
+
+def error_body(message: str, code: str, kind: str = "invalid_request_error",
+               param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "code": code, "param": param}}
+
+
+def http_error(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """``exc`` as (status, JSON body, headers); an unexpected error says only where to look."""
+    if isinstance(exc, RequestError):
+        return exc.status, error_body(exc.message, exc.code, param=exc.param), {}
+    if not isinstance(exc, AssistantError):
+        return INTERNAL.status, error_body(INTERNAL_MESSAGE, INTERNAL.code, INTERNAL.kind), {}
+    entry = next(e for e in TABLE if isinstance(exc, e.error))
+    headers = {}
+    if isinstance(exc, QueueFull):
+        headers["Retry-After"] = str(exc.retry_after)
+    elif entry.retry_after is not None:
+        headers["Retry-After"] = entry.retry_after
+    return entry.status, error_body(exc.message, entry.code, entry.kind, entry.param), headers
+
+
+def from_http(status: int, body: Any, headers: Mapping[str, str],
+              fallback: str = "") -> AssistantError:
+    """The error a response with ``status`` and JSON ``body`` stands for (the reverse of
+    :func:`http_error`); ``fallback`` is the message when the body has none."""
+    try:
+        error = body["error"]
+        message, code = str(error["message"]), str(error.get("code") or "")
+        param = error.get("param")
+    except (KeyError, TypeError):
+        message, code, param = fallback, "", None
+    entry = next((e for e in TABLE if e.code == code), None)
+    if entry is None:
+        return RequestError(message, status=status, code=code or "error",
+                            param=param if isinstance(param, str) else None)
+    if entry.error is QueueFull:
+        return QueueFull(message, int(headers.get("retry-after", "1")))
+    return entry.error(message, entry.hint)
