@@ -35,9 +35,11 @@ test-tools:
 	@command -v tmux >/dev/null || (apt-get update -qq && apt-get install -y -qq tmux) \
 		|| (echo "tmux is needed by the TUI end-to-end test: install it (apt-get install tmux)"; exit 1)
 
+# lint-imports checks the layer contracts in pyproject.toml ([tool.importlinter]).
 lint: install
 	$(BIN)/ruff check assistant plugins tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Known vulnerabilities in the installed dependencies (pip-audit). Offline it says the packages
 # were NOT audited and exits 0; AUDIT_STRICT=1 makes that an error.

@@ -46,3 +46,18 @@ def test_import_assistant_is_light() -> None:
                                   ["models", "show", "minilm-l6", "--json"]])
 def test_cli_commands_stay_light(args: list[str]) -> None:
     assert loaded_after(RUN_CLI.format(args=args)) == []
+
+
+CORE = ("assistant.plugins", "assistant.routing", "assistant.skills", "assistant.context",
+        "assistant.config", "assistant.store", "assistant.error_codes", "assistant.client")
+
+
+def test_the_core_loads_no_web_framework_ui_or_model_runtime() -> None:
+    body = f"import importlib\nfor name in {CORE!r}:\n    importlib.import_module(name)"
+    probe = PROBE.replace("heavy = {heavy!r}", "heavy = {heavy!r} + ('fastapi', 'starlette')")
+    proc = subprocess.run(
+        [sys.executable, "-c", probe.format(body=body, heavy=HEAVY)],
+        cwd=REPO, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
