@@ -69,10 +69,12 @@ def after_turn(turn: Any, reply: Any) -> None:
 
 @hookspec
 def startup(daemon: Any) -> None:
-    """Called once when the daemon has started, before it accepts requests.
+    """Called once when the daemon has started, before it accepts turns.
 
-    ``daemon`` is the running daemon object (settings, store, backends). Return nothing, or an
-    awaitable the daemon awaits. An exception is reported; the daemon starts anyway.
+    ``daemon`` is the daemon's parts, :class:`assistant.daemon.services.Services`: ``settings``,
+    ``models`` (the model manager), ``plugins``, ``store`` (``None`` when it could not be
+    opened) and ``turns``. Return nothing, or an awaitable the daemon awaits. An exception is
+    reported; the daemon starts anyway.
     """
 
 

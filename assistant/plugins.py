@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 GROUP = "assistant"
 BUNDLED_PACKAGE = "assistant_plugins"
-REGISTRATION_HOOKS = ("register_skills", "register_models")
 
 PluginStatus = Literal["loaded", "failed", "disabled"]
 

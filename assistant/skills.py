@@ -69,11 +69,6 @@ class Done:
 Event = Progress | DeltaEvent | Notice | ErrorEvent | Done
 
 
-def event_dict(event: Event) -> dict[str, Any]:
-    """The wire form of an event: ``{"type": ..., **fields}``."""
-    return {"type": event.type, **event.__dict__}
-
-
 # -- turn and reply ---------------------------------------------------------------------------
 
 @dataclass

@@ -1,6 +1,9 @@
 """The daemon: one long-running process that owns the models and the conversations.
 
-server.py binds the sockets and runs the lifecycle; api.py holds the HTTP routes; models.py
-keeps models resident; queue.py schedules requests per model. It never imports llama_cpp or
+server.py is the composition root: it builds the parts (services.py), binds the sockets and runs
+the lifecycle. api.py makes the app; the route modules (``*_api.py``) get the parts through the
+FastAPI dependencies in deps.py. turns.py runs a turn (reply.py records it, compaction.py keeps
+it inside the context); model_manager.py keeps models resident in the model host; queue.py
+schedules requests per model; status.py answers /health. It never imports llama_cpp or
 onnxruntime: those live in the model host process.
 """

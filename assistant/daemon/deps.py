@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from assistant.config import Settings
-from assistant.daemon.models import ModelManager
+from assistant.daemon.model_manager import ModelManager
 from assistant.daemon.services import Services
 from assistant.daemon.status import DaemonStatus
 from assistant.daemon.turns import TurnService

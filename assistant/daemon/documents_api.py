@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from assistant.daemon import deps
 from assistant.daemon.events import while_running
-from assistant.daemon.models import ModelManager
+from assistant.daemon.model_manager import ModelManager
 from assistant.daemon.sse import encode
 from assistant.errors import AssistantError, RequestError, StorageUnavailable
 from assistant.store import Store

@@ -18,7 +18,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from assistant.daemon import deps
-from assistant.daemon.models import ModelManager
+from assistant.daemon.model_manager import ModelManager
 from assistant.errors import AssistantError, RequestError
 from assistant.models.backend import ChatMessage, Delta, GenerationParams, close_stream
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from assistant import __version__
 from assistant.config import Settings
-from assistant.daemon.models import ModelManager
+from assistant.daemon.model_manager import ModelManager
 from assistant.daemon.runtime import RuntimeFiles, single_instance, write_token
 from assistant.daemon.services import Services
 from assistant.daemon.status import Access

@@ -17,7 +17,7 @@ from assistant.daemon.status import Access, DaemonStatus
 
 if TYPE_CHECKING:
     from assistant.config import Settings
-    from assistant.daemon.models import ModelManager
+    from assistant.daemon.model_manager import ModelManager
     from assistant.daemon.runtime import RuntimeFiles
     from assistant.daemon.turns import TurnService
     from assistant.plugins import PluginHost

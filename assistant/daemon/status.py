@@ -13,7 +13,7 @@ from assistant import __version__
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from assistant.daemon.models import ModelManager
+    from assistant.daemon.model_manager import ModelManager
 
 HOST_INFO_TTL_S = 1.0
 

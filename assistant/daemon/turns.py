@@ -39,7 +39,7 @@ from assistant.store.records import Message, model_context
 
 if TYPE_CHECKING:
     from assistant.config import Settings
-    from assistant.daemon.models import ModelManager
+    from assistant.daemon.model_manager import ModelManager
     from assistant.plugins import PluginHost
     from assistant.store.records import Turn as StoredTurn
     from assistant.store.repository import Store

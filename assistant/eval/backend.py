@@ -15,7 +15,7 @@ from assistant.context import BackendContext
 
 if TYPE_CHECKING:
     from assistant.config import Settings
-    from assistant.daemon.models import ModelManager
+    from assistant.daemon.model_manager import ModelManager
     from assistant.embedding import MiniLMEmbedder
     from assistant.skills import DocumentSearch
 
@@ -24,7 +24,7 @@ class EvalBackend:
     """Owns a :class:`ModelManager` (chat) and a :class:`MiniLMEmbedder` (embeddings)."""
 
     def __init__(self, settings: Settings) -> None:
-        from assistant.daemon.models import ModelManager
+        from assistant.daemon.model_manager import ModelManager
         from assistant.embedding import MiniLMEmbedder
         from assistant.locations import models_dir
 

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from assistant.config import load_settings
 from assistant.context import BackendContext
 from assistant.daemon import openai_api
-from assistant.daemon.models import ModelManager, Resident
+from assistant.daemon.model_manager import ModelManager, Resident
 from assistant.daemon.runtime import RuntimeFiles
 from assistant.daemon.services import Services
 from assistant.errors import RequestError

@@ -17,7 +17,7 @@ from assistant.config import load_settings
 from assistant.daemon import deps
 from assistant.daemon.api import install_error_handlers
 from assistant.daemon.history_api import router
-from assistant.daemon.models import ModelManager
+from assistant.daemon.model_manager import ModelManager
 from assistant.store import Store
 
 

@@ -30,7 +30,7 @@ from assistant.models.backend import (
     ModelInfo,
     close_stream,
 )
-from assistant.models.host_client import HostError, HostProcess
+from assistant.models.host_process import HostError, HostProcess
 
 log = logging.getLogger("assistant.models")
 
