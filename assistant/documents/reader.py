@@ -84,14 +84,34 @@ def read_document(path: Path) -> Document:
     return Document(path, _title(path, sections), digest, sections)
 
 
+_HEADING = re.compile(r" {0,3}#{1,6}[ \t]+(.+?)[ \t#]*")
+_FENCE = re.compile(r" {0,3}(```|~~~)")
+
+
 def paragraphs(content: str) -> list[Section]:
-    """Blank-line separated paragraphs, each located by its first line number."""
+    """Blank-line separated paragraphs, each located by its first line number and, under a
+    Markdown heading, that heading: ``"Evaluation, line 40"``. A citation then names the
+    passage's own section, not the document's first heading. ``#`` lines inside fenced code
+    are not headings."""
     out: list[Section] = []
     line_no = 1
+    heading = ""
+    fenced = False
     for block in re.split(r"(\n\s*\n)", content):
         if block.strip() and not re.fullmatch(r"\n\s*\n", block):
             lead = len(block) - len(block.lstrip("\n"))
-            out.append(Section(f"line {line_no + lead}", block.strip()))
+            found: list[tuple[int, str]] = []  # (line index in the block, heading)
+            for i, line in enumerate(block.strip("\n").splitlines()):
+                if _FENCE.match(line):
+                    fenced = not fenced
+                elif not fenced and (match := _HEADING.fullmatch(line)):
+                    found.append((i, match.group(1).strip()))
+            if found and found[0][0] == 0:  # the paragraph starts with its own heading
+                heading = found[0][1]
+            where = f"line {line_no + lead}"
+            out.append(Section(f"{heading[:80]}, {where}" if heading else where, block.strip()))
+            if found:
+                heading = found[-1][1]
         line_no += block.count("\n")
     return out
 

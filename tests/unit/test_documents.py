@@ -32,8 +32,28 @@ def test_reader_locates_paragraphs_and_strips_html(tmp_path: Path) -> None:
     doc = read_document(path)
     assert doc.title == "Title"
     assert [(s.location, s.text) for s in doc.sections] == [
-        ("line 1", "# Title"), ("line 3", "First para."), ("line 6", "Second para.")]
+        ("Title, line 1", "# Title"), ("Title, line 3", "First para."),
+        ("Title, line 6", "Second para.")]
     assert html_text("<head><script>x()</script></head><p>A &amp; B</p><p>C</p>") == "A & B\n\nC"
+
+
+def test_each_paragraph_is_located_in_its_own_section(tmp_path: Path) -> None:
+    path = tmp_path / "llm.md"
+    path.write_text("Preface without a heading.\n\n## 1. 背景介绍\n\n语言模型的历史。\n\n"
+                    "```sh\n# a comment, not a heading\n\nmake run\n```\n\n"
+                    "## 2. 评估指标\n困惑度和 BLEU。\n\n### 2.1 人工评估\n\n人工打分。\n",
+                    encoding="utf-8")
+    located = [(s.location, s.text.splitlines()[0]) for s in read_document(path).sections]
+    assert located == [
+        ("line 1", "Preface without a heading."),
+        ("1. 背景介绍, line 3", "## 1. 背景介绍"),
+        ("1. 背景介绍, line 5", "语言模型的历史。"),
+        ("1. 背景介绍, line 7", "```sh"),
+        ("1. 背景介绍, line 10", "make run"),
+        ("2. 评估指标, line 13", "## 2. 评估指标"),
+        ("2.1 人工评估, line 16", "### 2.1 人工评估"),
+        ("2.1 人工评估, line 18", "人工打分。"),
+    ]
 
 
 @pytest.mark.parametrize(("name", "data", "message"), [
