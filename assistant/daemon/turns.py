@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any
 from assistant.context import BackendContext
 from assistant.daemon.compaction import CompactionFailed, Compactor, chat_messages
 from assistant.daemon.events import while_running
-from assistant.errors import AssistantError, DaemonError, RequestError, StorageUnavailable
+from assistant.errors import (
+    AssistantError,
+    DaemonError,
+    ModelNotFound,
+    RequestError,
+    StorageUnavailable,
+)
 from assistant.locations import data_dir
 from assistant.models.backend import (
     Backend,
@@ -256,12 +262,15 @@ class TurnService:
                         route=route, args={"params": request.params})
             for notice in await self.plugins.acall("before_turn", turn=turn):
                 yield {"type": "notice", "message": notice, "level": "warning"}
+            skill_model, instead = self.skill_model(decision.skill, model)
+            if instead:
+                yield {"type": "notice", "message": instead, "level": "warning"}
             ctx = BackendContext(
                 Metered(self.daemon.models, usage.add), model,
                 embedding_model=self.settings.models.embedding, history=history,
                 documents=self.documents,
-                config=self.settings.skill_section(decision.skill), params=request.params,
-                cache_tag=ids.get("conversation_id"),
+                config={**self.settings.skill_section(decision.skill), "model": skill_model},
+                params=request.params, cache_tag=ids.get("conversation_id"),
             )
             events = closing_stream(self.plugins.run_skill(decision.skill, turn, ctx))
             async with events as skill_events:
@@ -297,7 +306,8 @@ class TurnService:
                     await asyncio.shield(asyncio.to_thread(
                         store.finalize, stored.assistant_message.id, status=status,
                         content=reply_text, skill=decision.skill if decision else None,
-                        route=route, model=model, prompt_tokens=usage.prompt_tokens,
+                        route=route, model=usage.model or model,
+                        prompt_tokens=usage.prompt_tokens,
                         completion_tokens=usage.completion_tokens, timings=timings,
                     ))
         assert decision is not None
@@ -308,7 +318,7 @@ class TurnService:
             yield {"type": "error", "code": error_code, "message": error, **ids}
             return
         ran_with = usage.model or self._chat_model(decision.skill, model)
-        yield {"type": "done", "status": status, "model": model, "skill": decision.skill,
+        yield {"type": "done", "status": status, "model": ran_with, "skill": decision.skill,
                "usage": {"prompt_tokens": usage.prompt_tokens,
                          "completion_tokens": usage.completion_tokens},
                "context": await self.daemon.models.context_length(ran_with),
@@ -316,7 +326,27 @@ class TurnService:
 
     def _chat_model(self, skill: str, model: str) -> str:
         """The model a skill generates with unless it names one: its configured one, or ours."""
-        return str(self.settings.skill_section(skill).get("model") or model)
+        return self.skill_model(skill, model)[0]
+
+    def skill_model(self, skill: str, model: str) -> tuple[str, str | None]:
+        """The model ``skill`` answers with: its ``[skills.X] model`` when that is installed,
+        else the turn's ``model``, with a notice saying why and how to get the configured one.
+
+        The shipped defaults name models chosen for each skill's quality; a user who pulled
+        only the default chat model still gets answers.
+        """
+        configured = str(self.settings.skill_section(skill).get("model") or "")
+        if not configured or configured == model or configured in self.daemon.models.backends:
+            return configured or model, None
+        from assistant.models import registry
+
+        try:
+            registry.resolve(self.settings, configured)
+        except ModelNotFound as exc:
+            return model, (f"{skill} answers best with {configured}, which is not available "
+                           f"({exc.message.rstrip('.')}); {model} answers instead. "
+                           f"{exc.hint or ''}").strip()
+        return configured, None
 
     async def _fit_context(
         self, store: Store, user_message_id: str, skill: str, model: str,
