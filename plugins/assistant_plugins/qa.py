@@ -3,8 +3,9 @@
 Passages come from ``ctx.documents`` (hybrid BM25 + vector search, ranked by the sentence of
 each that best matches the question), best first. When nothing relevant is found
 the skill says so and does not ask the model at all, so it cannot invent an answer. The skill
-cites for the model (:func:`ground`), and every reply ends with the cited sources (document
-and location).
+cites for the model (:func:`ground`), and every reply ends with the cited sources (document,
+the passage's own section, its line or page). A question asking for a fact gets the short
+form, held to the words of the passages (:mod:`assistant_plugins.answers`).
 
 Config ``[skills.qa]``: ``k`` passages (default 4), ``context_tokens`` (default 4096),
 ``model``.

@@ -9,9 +9,15 @@ by the byte estimate of ``budget`` so it never exceeds ``context_tokens``. ``ext
 (request words "extractive"/"key sentences", or ``args["mode"]``) needs no model: sentences
 ranked by centrality (TextRank over the cosine graph of their embeddings), fast on very long input.
 
+The request is obeyed: a bullet count ("three bullet points") gives exactly that many distinct
+bullets in the language asked for (:mod:`assistant_plugins.bullets`), and a reply that starts
+to loop is cut before the repeat shows (:class:`~assistant_plugins.repetition.LoopGuard`).
+
 Config ``[skills.summarize]``: ``context_tokens`` (map-reduce plans for 2048; when set, it also
 caps the one-pass prompt), ``partial_tokens`` (longest summary of one chunk; default an eighth
-of the context, at most 200), ``style``, ``model``.
+of the context, at most 200), ``style``, ``model``, ``candidates`` (one-line summaries: sample
+this many and keep the one closest to the others by ROUGE-L, a minimum-Bayes-risk choice; 1,
+the default: the greedy one).
 """
 
 from __future__ import annotations
