@@ -1,7 +1,8 @@
 """Documents and their chunks: the storage half of the user's document index.
 
 A document is added whole, in one transaction with all its chunks (their text indexed by the
-``chunks_fts`` FTS5 table, their embeddings as float32 blobs), so a failure stores nothing.
+``chunks_fts`` FTS5 table, and by ``chunks_cjk`` when it holds Chinese, Japanese or Korean;
+their embeddings as float32 blobs), so a failure stores nothing.
 Documents are keyed by content hash and record the version of the chunker that cut them;
 adding a file at a known path replaces the old version in the same transaction (the ingestion
 skips a file whose content and chunker version are unchanged). Reach it as ``store.documents``.
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import Table, delete, func, insert, or_, select, text
 
+from assistant.store import cjk
 from assistant.store.schema import ChunkRow, DocumentRow
 
 if TYPE_CHECKING:
@@ -25,6 +27,17 @@ if TYPE_CHECKING:
 D = cast(Table, DocumentRow.__table__)
 K = cast(Table, ChunkRow.__table__)
 _TERM = re.compile(r"\w+", re.UNICODE)
+_KEYWORD = text("SELECT rowid, bm25(chunks_fts) AS score FROM chunks_fts "
+                "WHERE chunks_fts MATCH :q ORDER BY score LIMIT :n")
+_CJK_KEYWORD = text("SELECT rowid, bm25(chunks_cjk) AS score FROM chunks_cjk "
+                    "WHERE chunks_cjk MATCH :q ORDER BY score LIMIT :n")
+# A question whose only CJK words are one or two characters long ("模型"): the chunks holding
+# any of them, by how often (saturating, as bm25 does). No index helps; chunks are few.
+_SHORT_ONLY = """
+SELECT seq AS rowid, -({score}) AS score FROM chunks WHERE {likes}
+ORDER BY score, seq LIMIT :n
+"""
+_TF = "(length(text) - length(replace(text, :t{i}, ''))) / length(:t{i})"
 
 
 @dataclass(frozen=True)
@@ -114,14 +127,37 @@ class DocumentRepository:
         return gone
 
     def keyword_search(self, question: str, limit: int = 20) -> list[tuple[int, float]]:
-        """(chunk seq, bm25 score) of chunks matching words of ``question``, best first."""
+        """(chunk seq, bm25 score) of chunks matching words of ``question``, best first.
+
+        A question with Chinese, Japanese or Korean in it searches the trigram index of the
+        chunks holding such text for any of its trigrams (see :mod:`assistant.store.cjk`).
+        """
+        if cjk.has_cjk(question):
+            return self._cjk_keyword_search(question, limit)
         query = fts_query(question)
         if not query:
             return []
-        sql = text("SELECT rowid, bm25(chunks_fts) AS score FROM chunks_fts "
-                   "WHERE chunks_fts MATCH :q ORDER BY score LIMIT :n")
         with self.store._read() as conn:
-            rows = conn.execute(sql, {"q": query, "n": limit}).all()
+            rows = conn.execute(_KEYWORD, {"q": query, "n": limit}).all()
+        return [(int(r.rowid), -float(r.score)) for r in rows]
+
+    def _cjk_keyword_search(self, question: str, limit: int) -> list[tuple[int, float]]:
+        terms = cjk.question_terms(question)
+        params: dict[str, object] = {"n": limit}
+        if terms.phrases:
+            sql, params["q"] = _CJK_KEYWORD, terms.match(" OR ")
+        elif terms.short:
+            for i, term in enumerate(terms.short):
+                params[f"s{i}"], params[f"t{i}"] = cjk.like_pattern(term), term
+            indexes = range(len(terms.short))
+            score = " + ".join(f"1.0 * {_TF.format(i=i)} / ({_TF.format(i=i)} + 1.2)"
+                               for i in indexes)
+            likes = " OR ".join(f"text LIKE :s{i} ESCAPE '\\'" for i in indexes)
+            sql = text(_SHORT_ONLY.format(score=score, likes=likes))
+        else:
+            return []
+        with self.store._read() as conn:
+            rows = conn.execute(sql, params).all()
         return [(int(r.rowid), -float(r.score)) for r in rows]
 
     def embeddings(self) -> tuple[list[int], list[bytes]]:
