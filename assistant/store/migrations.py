@@ -5,6 +5,10 @@ IMMEDIATE`` transaction together with the row recording it in ``schema_version``
 processes opening the same database at once apply it exactly once, and a failure leaves the
 database at the previous version. The full-text parts are SQLite's FTS5 and are skipped on other
 databases, which search with plain ``LIKE`` instead.
+
+A migration that rebuilds ``messages`` or ``chunks`` (as 2 does) must drop and recreate their
+FTS triggers, both sets (``*_fts_*`` and, since 4, ``*_cjk_*``), and since 4 also the views
+``messages_cjk_text`` and ``chunks_cjk_text``, which a rename would repoint at the old table.
 """
 
 from __future__ import annotations
