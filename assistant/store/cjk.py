@@ -31,6 +31,7 @@ RANGES: tuple[tuple[str, str], ...] = (
 )
 _CLASS = "".join(f"{lo}-{hi}" for lo, hi in RANGES)
 _CJK = re.compile(f"[{_CLASS}]")
+_CJK_RUN = re.compile(f"[{_CLASS}]+")
 _SEGMENT = re.compile(rf"[{_CLASS}]+|[^\W{_CLASS}]+")
 SHORTEST_PHRASE = 3  # the trigram tokenizer matches no shorter phrase
 SNIPPET_CHARS = 48
@@ -39,6 +40,11 @@ _RUN_BEFORE = 12  # characters of context kept before the first match in a snipp
 
 def has_cjk(text: str) -> bool:
     return _CJK.search(text) is not None
+
+
+def without_cjk(text: str) -> str:
+    """``text`` with its CJK runs replaced by spaces."""
+    return _CJK_RUN.sub(" ", text)
 
 
 def glob_class() -> str:

@@ -14,6 +14,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import zip_longest
 from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import Table, delete, func, insert, or_, select, text
@@ -130,11 +131,22 @@ class DocumentRepository:
         """(chunk seq, bm25 score) of chunks matching words of ``question``, best first.
 
         A question with Chinese, Japanese or Korean in it searches the trigram index of the
-        chunks holding such text for any of its trigrams (see :mod:`assistant.store.cjk`).
+        chunks holding such text for any of its trigrams (see :mod:`assistant.store.cjk`),
+        and its other words the word index as usual (chunks in English): the two rankings
+        are taken in turn, the trigram one first (their scores are not comparable).
         """
-        if cjk.has_cjk(question):
-            return self._cjk_keyword_search(question, limit)
-        query = fts_query(question)
+        if not cjk.has_cjk(question):
+            return self._word_search(fts_query(question), limit)
+        found = self._cjk_keyword_search(question, limit)
+        others = self._word_search(fts_query(cjk.without_cjk(question)), limit)
+        merged: dict[int, float] = {}
+        for pair in zip_longest(found, others):
+            for hit in pair:
+                if hit is not None and hit[0] not in merged:
+                    merged[hit[0]] = hit[1]
+        return list(merged.items())[:limit]
+
+    def _word_search(self, query: str, limit: int) -> list[tuple[int, float]]:
         if not query:
             return []
         with self.store._read() as conn:

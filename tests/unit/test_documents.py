@@ -313,9 +313,9 @@ Transformer 依靠自注意力机制处理序列，不再使用循环结构。
 """
 
 
-# Each section of LLM_OVERVIEW_ZH by words only it holds.
+# Each section of LLM_OVERVIEW_ZH (and an English note) by words only it holds.
 SECTIONS = {"海量文本": "background", "自注意力机制": "transformer", "无标注语料": "finetuning",
-            "困惑度": "evaluation", "ベンチマーク": "japanese"}
+            "困惑度": "evaluation", "ベンチマーク": "japanese", "predicts a sample": "english"}
 
 
 def _keyword_hits(store: Store, question: str) -> list[str]:
@@ -340,6 +340,11 @@ async def test_keyword_search_finds_chinese_and_japanese_words_inside_longer_run
     assert _keyword_hits(store, "検索") == ["japanese"]
     assert _keyword_hits(store, "What is BLEU?") == ["evaluation"]  # English as before
     assert _keyword_hits(store, "量子色动力学") == []
+    english = tmp_path / "english.md"
+    english.write_text("Perplexity measures how well a language model predicts a sample.")
+    await add_file(store, english, fake_embed)
+    assert _keyword_hits(store, "perplexity是什么？") == ["english"]  # the word index too
+    assert _keyword_hits(store, "什么是Transformer？") == ["transformer"]
     search = HybridSearch(store, fake_embed, min_similarity=0.0)
     hits = await search.search("文档中提到了哪些评估大语言模型性能的指标？", 1)
     assert "困惑度" in hits[0]["text"]
