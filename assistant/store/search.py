@@ -8,6 +8,7 @@ holding such text instead (substrings; see :mod:`assistant.store.cjk`), its snip
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -100,6 +101,25 @@ def run_search(
         return _like_search(conn, query, skill=skill, limit=limit)
     if cjk.has_cjk(query):
         return _cjk_search(conn, query, skill=skill, limit=limit, highlight=highlight)
+    hits = _word_search(conn, query, skill=skill, limit=limit, highlight=highlight)
+    if len(hits) < limit and any(len(w.rstrip("*")) >= cjk.SHORTEST_PHRASE
+                                 for w in _WORD.findall(query)):
+        # A word written against CJK text ("用Python写") is inside one unicode61 token: the
+        # trigram index finds it there. Such hits come after the word index's, ranked so.
+        found = {h.message_id for h in hits}
+        more = [h for h in _cjk_search(conn, query, skill=skill, limit=limit,
+                                       highlight=highlight) if h.message_id not in found]
+        if more:
+            shift = (hits[-1].rank if hits else 0.0) - more[0].rank
+            hits += [replace(h, rank=h.rank + shift) for h in more[: limit - len(hits)]]
+    return hits
+
+
+def _word_search(
+    conn: Connection, query: str, *, skill: str | None, limit: int,
+    highlight: tuple[str, str],
+) -> list[SearchHit]:
+    """The unicode61 index: whole words (``word*`` a prefix), bm25, FTS5's snippets."""
     fts = fts_query(query)
     if not fts:
         return []

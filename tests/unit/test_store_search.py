@@ -152,6 +152,18 @@ def test_chinese_results_are_ranked_and_windowed(store: Store) -> None:
     assert hit.snippet.startswith("…") and hit.snippet.endswith("…") and len(hit.snippet) < 80
 
 
+def test_english_words_written_against_chinese_are_found_after_word_matches(
+        store: Store) -> None:
+    glued = _turn(store, "q", "用Python写一个爬虫", "chat")
+    spaced = _turn(store, "q", "python tips and python tricks", "chat")
+    hits = store.search("python")
+    assert [h.message_id for h in hits] == [spaced, glued]
+    assert hits[0].rank <= hits[1].rank and hits[1].snippet == "用**Python**写一个爬虫"
+    assert [h.message_id for h in store.search("python", limit=1)] == [spaced]
+    assert [h.message_id for h in store.search("pyth*")] == [spaced, glued]
+    assert [h.message_id for h in store.search("python", skill="translate")] == []
+
+
 def test_trigram_index_alone_misses_two_character_words(store: Store) -> None:
     """Why short terms go through LIKE: FTS5's trigram tokenizer matches nothing shorter than
     three characters, not even a message that is exactly the term."""
