@@ -10,25 +10,13 @@ still in another language are translated.
 from __future__ import annotations
 
 from assistant import ChatMessage, GenerationParams, Notice, SkillContext
-from assistant_plugins.repetition import LoopGuard, penalized
+from assistant_plugins.repetition import generate_text, penalized
 from assistant_plugins.salience import central
 from assistant_plugins.shape import bullet_items
 from assistant_plugins.translate import build_messages, language_name
 
 # Languages the detector tells apart reliably on a few short lines.
 KNOWN = {"en", "zh", "fr", "de", "es", "ja", "it", "pt", "ko", "ru"}
-
-
-async def generate_text(ctx: SkillContext, prompt: list[ChatMessage],
-                        params: GenerationParams) -> str:
-    """The whole reply, cut where it starts to loop."""
-    guard = LoopGuard()
-    async for piece in ctx.generate(prompt, params):
-        guard.feed(piece)
-        if guard.looped:
-            break
-    guard.finish()
-    return guard.shown
 
 
 def in_language(items: list[str], target: str, ctx: SkillContext) -> bool:
@@ -48,18 +36,22 @@ async def bullet_summary(
     items: list[str] = []
     notices: list[Notice] = []
     asked_language = False
-    for _ in range(3):
+    for attempt in range(3):
+        if attempt:
+            ctx.progress(attempt, 3, "asking the model again for the points requested")
         reply = await generate_text(ctx, prompt, params)
         found = bullet_items(reply, lambda t: ctx.sentences(t, target))
         if found and not in_language(found, target, ctx):
             if not asked_language:
                 asked_language = True
-                prompt = [*prompt[:-1], ChatMessage(
-                    "user", f"{prompt[-1].content}\n\nWrite the summary in "
-                            f"{language_name(target)}.")]
+                # Said in the system message: the user's may already fill the context.
+                prompt = [ChatMessage("system", f"{prompt[0].content} Write every bullet in "
+                                                f"{language_name(target)}, whatever the "
+                                                "language of the text."), *prompt[1:]]
                 continue
             found = [i for i in found if in_language([i], target, ctx)]
-        items += [i for i in found if i not in items]
+        keys = {_key(i) for i in items}
+        items += [i for i in found if _key(i) not in keys]
         if len(items) >= want:
             break
         params = penalized(params)

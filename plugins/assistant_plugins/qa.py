@@ -32,7 +32,7 @@ from assistant.eval.metrics import declined, normalize_answer
 from assistant.text import STOP_WORDS, words
 from assistant_plugins.answers import is_factoid, snap
 from assistant_plugins.budget import context_tokens, estimate_tokens
-from assistant_plugins.repetition import LoopGuard
+from assistant_plugins.repetition import CUT, LoopGuard, generate_text, guarded
 
 DECLINE = "I cannot find this in your documents."
 # The model is not asked to cite: a small one cites poorly and may then forget the answer
@@ -170,6 +170,16 @@ class Citations:
         return rest + f" [{n}]"
 
 
+def snap_cited(answer: str, passages: Sequence[dict[str, Any]], question: str) -> str:
+    """``answer`` snapped to its passage's words (:func:`snap`), the model's ``[n]`` kept."""
+    markers = "".join(m.group() for m in _MARKER.finditer(answer))
+    claim = re.sub(r"\s+([.,;:!?])", r"\1", _MARKER.sub("", answer)).strip()
+    snapped = snap(claim, passages, question)
+    if snapped == claim:
+        return answer
+    return f"{snapped} {markers}" if markers else snapped
+
+
 def where(passage: dict[str, Any]) -> str:
     """"notes.md, Evaluation, line 40": the document, the passage's own section, its line (the
     section left out when it is the document's title)."""
@@ -289,31 +299,21 @@ class QA(Skill):
         citations = Citations(passages, question)
         guard = LoopGuard()
         if factoid:  # a few words: read whole, then held to the passages' own words
-            params = GenerationParams(temperature=0.0, max_tokens=64)
-            async for piece in ctx.generate(messages, params):
-                guard.feed(piece)
-                if guard.looped:
-                    break
-            guard.finish()
-            answer = guard.shown.strip()
+            answer = (await generate_text(ctx, messages, GenerationParams(
+                temperature=0.0, max_tokens=64), guard)).strip()
             if not declined(answer):
-                claim = re.sub(r"\s+([.,;:!?])", r"\1", _MARKER.sub("", answer)).strip()
-                snapped = snap(claim, passages)
-                answer = answer if snapped == claim else snapped
+                answer = snap_cited(answer, passages, question)
             shown = citations.feed(answer)
             if shown:
                 yield DeltaEvent(shown)
         else:
             params = GenerationParams(temperature=0.0, max_tokens=256)
-            async for piece in ctx.generate(messages, params):
-                shown = citations.feed(guard.feed(piece))
+            async for piece in guarded(ctx.generate(messages, params), guard):
+                shown = citations.feed(piece)
                 if shown:
                     yield DeltaEvent(shown)
-                if guard.looped:
-                    break
-            shown = citations.feed(guard.finish())
-            if shown:
-                yield DeltaEvent(shown)
+        if guard.looped:
+            yield CUT
         rest = citations.finish()
         if rest:
             yield DeltaEvent(rest)

@@ -24,23 +24,26 @@ _NUMBERS = {
 }
 _COUNT_WORD = "|".join(sorted(map(re.escape, _NUMBERS), key=len, reverse=True))
 # "three bullet points", "3 bullets", "5 key points", "trois points", "drei Stichpunkte",
-# "tres viñetas", "三个要点", "3点", "三条".
+# "tres viñetas", "三个要点", "3条", "五点" — not "2.5 points", "三点开始" (three o'clock) nor
+# "一点" (a little): a CJK count needs 个, 条 or 要点.
 _COUNT = re.compile(
-    rf"(?<![A-Za-z0-9])(\d{{1,2}}|{_COUNT_WORD})\s*(?:short\s+|key\s+|main\s+|brief\s+|个|條|条|点)?\s*"
-    r"(?:bullet|points?\b|puces|stichpunkt|punkte|viñetas|puntos|要点|点|条|條|个要点|箇条)",
+    rf"(?<![A-Za-z0-9.])(\d{{1,2}}|{_COUNT_WORD})(?:\s*(?:short|key|main|brief)?\s*"
+    r"(?:bullets?(?:\s+points?)?\b|points?\b|puces|stichpunkt\w*|punkte\b|viñetas|puntos)"
+    r"|\s*(?:个要点|个重点|条|個|つの(?:要点|ポイント)|点(?=[にでを]まとめ)))",
     re.I)
 _LETTER = re.compile(r"[^\W\d_]")  # a point has words, not only numbers ("1.1.1")
-_MARKER = re.compile(r"^\s*(?:[-*•·]|\d{1,2}[.)、]|[（(]?\d{1,2}[）)])\s*")
+_MARKER = re.compile(r"^\s*(?:[-*•·]|\d{1,2}[.)、](?!\d)|[（(]?\d{1,2}[）)])\s*")
 
 
 def bullet_count(request: str) -> int | None:
-    """The number of bullets ``request`` asks for (1–10), or None when it names none."""
+    """The number of bullets ``request`` (the instruction, not the text to summarize) asks
+    for (1–20), or None when it names none."""
     match = _COUNT.search(request[:300])
     if match is None:
         return None
     word = match.group(1).lower()
     n = int(word) if word.isdigit() else _NUMBERS.get(word)
-    return n if n is not None and 1 <= n <= 10 else None
+    return n if n is not None and 1 <= n <= 20 else None
 
 
 def bullet_items(reply: str, split: Callable[[str], list[str]] | None = None) -> list[str]:

@@ -38,8 +38,8 @@ from assistant import (
     hookimpl,
 )
 from assistant_plugins.budget import batches, clip, context_tokens
-from assistant_plugins.bullets import bullet_summary, generate_text
-from assistant_plugins.repetition import LoopGuard
+from assistant_plugins.bullets import bullet_summary
+from assistant_plugins.repetition import CUT, LoopGuard, generate_text, guarded
 from assistant_plugins.salience import central
 from assistant_plugins.shape import as_bullets, bullet_count
 from assistant_plugins.translate import language_code, language_name
@@ -90,7 +90,7 @@ def language_of_request(text: str) -> str | None:
 
 
 async def _consensus(ctx: SkillContext, prompt: list[ChatMessage], params: GenerationParams,
-                     n: int) -> str:
+                     n: int, lang: str) -> str:
     """Minimum-Bayes-risk choice among ``n`` summaries (the greedy one and ``n - 1`` sampled):
     the one that shares the most with the others, by ROUGE-L. The prompt is read once; the
     model host reuses it for each candidate."""
@@ -98,7 +98,6 @@ async def _consensus(ctx: SkillContext, prompt: list[ChatMessage], params: Gener
 
     from assistant.eval.metrics import rouge_l
 
-    lang = ctx.detect_language(prompt[-1].content[:500])
     found = [(await generate_text(ctx, prompt, params)).strip()]
     for seed in range(1, n):
         sampled = replace(params, temperature=0.7, top_p=0.95, seed=seed)
@@ -183,7 +182,9 @@ class Summarize(Skill):
     )
 
     async def run(self, turn: Turn, ctx: SkillContext) -> AsyncIterator[Event]:
-        request = turn.text
+        body = body_of(turn.text)
+        # The instruction alone: "in French" or "8 points" inside pasted text asks nothing.
+        request = turn.text[:len(turn.text) - len(body)] if body else turn.text
         text, origin = await self._source(turn, ctx)
         if text is None:
             yield Notice(origin, "warning")
@@ -198,13 +199,13 @@ class Summarize(Skill):
         target = str(turn.args.get("language") or language_of_request(request) or lang)
         mode = str(turn.args.get("mode") or ("extractive" if _EXTRACTIVE.search(request)
                                             else "abstractive"))
-        if mode == "extractive":
-            async for event in self._extractive(ctx.sentences(text, lang), style, ctx):
-                yield event
-            return
         count = int(turn.args.get("count") or bullet_count(request) or 0) or None
         if count:
             style = "bullets"
+        if mode == "extractive":
+            async for event in self._extractive(ctx.sentences(text, lang), style, ctx, count):
+                yield event
+            return
         whole = await self._one_pass(text, style, target, lang, ctx, count)
         if whole is not None:
             prompt, max_tokens = whole
@@ -228,18 +229,13 @@ class Summarize(Skill):
         candidates = int(ctx.config.get("candidates", 1))
         if style == "one line" and candidates > 1:
             ctx.progress(0, candidates, "weighing candidate summaries")
-            yield DeltaEvent(await _consensus(ctx, prompt, params, candidates))
+            yield DeltaEvent(await _consensus(ctx, prompt, params, candidates, target))
             return
         guard = LoopGuard()
-        async for piece in ctx.generate(prompt, params):
-            shown = guard.feed(piece)
-            if shown:
-                yield DeltaEvent(shown)
-            if guard.looped:
-                break
-        rest = guard.finish()
-        if rest:
-            yield DeltaEvent(rest)
+        async for shown in guarded(ctx.generate(prompt, params), guard):
+            yield DeltaEvent(shown)
+        if guard.looped:
+            yield CUT
 
     async def _map_reduce(self, text: str, target: str, lang: str, ctx: SkillContext) -> str:
         """Partial summaries of sentence-aware chunks, combined until they fit one prompt."""
@@ -320,9 +316,9 @@ class Summarize(Skill):
             return "\n".join(f"{m.role}: {m.content}" for m in ctx.history), "conversation"
         return "", "none"
 
-    async def _extractive(self, sentences: list[str], style: str, ctx: SkillContext
-                          ) -> AsyncIterator[Event]:
-        count = {"one line": 1, "bullets": 5, "paragraph": 3}.get(style, 3)
+    async def _extractive(self, sentences: list[str], style: str, ctx: SkillContext,
+                          count: int | None = None) -> AsyncIterator[Event]:
+        count = count or {"one line": 1, "bullets": 5, "paragraph": 3}.get(style, 3)
         chosen = await central(sentences, count, ctx)
         if style == "bullets":
             yield DeltaEvent("\n".join(f"- {s}" for s in chosen))

@@ -56,6 +56,24 @@ def test_each_paragraph_is_located_in_its_own_section(tmp_path: Path) -> None:
     ]
 
 
+def test_headings_are_read_only_where_they_are_headings(tmp_path: Path) -> None:
+    def located(name: str, text: str) -> list[str]:
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        return [s.location for s in read_document(path).sections]
+
+    # A '#' line of a plain text file is not a heading.
+    assert located("todo.txt", "# TODO buy milk\n\nCall the bank.") == ["line 1", "line 3"]
+    # Setext headings, a heading ending in '#', a ``` inside a ~~~ fence.
+    assert located("a.md", "Overview\n========\n\nText.\n\n## Why C#\n\nBecause.\n\n"
+                           "~~~\n```\n# not a heading\n~~~\n\nAfter.") == [
+        "Overview, line 1", "Overview, line 4", "Why C#, line 6", "Why C#, line 8",
+        "Why C#, line 10", "Why C#, line 15"]
+    # HTML headings name their sections.
+    assert located("p.html", "<h1>Guide</h1><p>Intro.</p><h2>Setup</h2><p>Steps.</p>") == [
+        "Guide, line 1", "Guide, line 3", "Setup, line 5", "Setup, line 7"]
+
+
 @pytest.mark.parametrize(("name", "data", "message"), [
     ("x.bin", b"abc", "unsupported"),
     ("x.txt", b"\x00\x01binary", "binary"),

@@ -135,22 +135,31 @@ async def test_a_citation_names_the_section_of_its_passage(tmp_path: Path) -> No
 
 @pytest.mark.asyncio
 async def test_a_factual_answer_is_snapped_to_the_words_of_its_source() -> None:
-    backend = FakeBackend(["The warranty is valid for two years [1]."])
+    backend = FakeBackend(["It lasts for two years [2]."])
     ctx = fake_context(backend)
     ctx.documents = Docs(HITS)
     text, _ = await run_skill_text(QA(), Turn("How long is the warranty?"), ctx)
-    assert text == "warranty lasts two years [1]\n\nSources:\n[1] manual.pdf, p. 3"
+    # The span of the source, and the citation renumbered to the passage holding it.
+    assert text == "lasts two years [1]\n\nSources:\n[1] manual.pdf, p. 3"
     assert "shortest phrase" in backend.calls[0][0].content  # the short form was asked for
-    # Words found as they are in a passage stay as the model wrote them.
-    assert snap("two years", HITS) == "two years"
-    # Nothing close enough: the answer stands.
-    assert snap("a decade of coverage", HITS) == "a decade of coverage"
+    question = "How long is the warranty?"
+    assert snap("two years", HITS, question) == "two years"  # word for word: as it is
+    assert snap("a decade of coverage", HITS, question) == "a decade of coverage"  # no span
+    # A word the passages lack nearby is not dropped to make a span: negations included.
+    assert snap("not two years", HITS, question) == "not two years"
+    assert snap("It lasts two years, in London", HITS, question) == \
+        "It lasts two years, in London"
 
 
 @pytest.mark.parametrize(("question", "factoid"), [
     ("Who won Super Bowl 50?", True), ("How many points did Denver score?", True),
+    ("According to my document, what kind of language model is BERT?", True),
+    ("In the contract, when does the lease end?", True),
     ("哪一年举办的？", True), ("Why did the Broncos win?", False),
     ("How does the warranty work?", False), ("Summarize the report", False),
+    ("What does my document say about the refund policy?", False),
+    ("What are the advantages of fine-tuning?", False),
+    ("这几乎是任何人都知道的吗？", False), ("どのように設定しますか？", False),
 ])
 def test_questions_asking_for_a_fact_get_the_short_form(question: str, factoid: bool) -> None:
     assert is_factoid(question) is factoid

@@ -35,26 +35,57 @@ def test_bullets_are_read_from_lists_numbers_or_sentences_without_repeats() -> N
         "A is big", "B is small."]
 
 
-def test_a_repeated_line_is_held_back_and_ends_the_reply() -> None:
+def _stream(text: str, size: int = 4) -> tuple[str, LoopGuard]:
+    """``text`` through a guard in pieces of ``size`` characters, as a model sends it."""
     guard = LoopGuard()
-    shown = "".join(guard.feed(p) for p in [
-        "- Trans", "former 模型\n- 预训", "练与微调\n- Trans", "former 模型\n- 预训练与微调\n"])
-    shown += guard.finish()
-    assert shown == "- Transformer 模型\n- 预训练与微调\n" and guard.looped
+    shown = ""
+    for i in range(0, len(text), size):
+        shown += guard.feed(text[i:i + size])
+        if guard.looped:
+            break
+    return shown + guard.finish(), guard
+
+
+def test_a_block_of_lines_said_again_ends_the_reply() -> None:
+    shown, guard = _stream("- Transformer 模型\n- 预训练与微调\n" * 5)
+    assert guard.looped and shown == "- Transformer 模型\n- 预训练与微调\n- Transformer 模型\n"
     assert not repeats_a_line(shown)
 
 
-def test_a_phrase_looping_within_a_line_is_cut_after_its_first_time() -> None:
-    guard = LoopGuard()
-    shown = guard.feed("Models: " + "Transformer / BERT / GPT / " * 6) + guard.finish()
-    assert guard.looped and shown.count("BERT") == 1
+def test_a_line_said_a_third_time_is_never_shown() -> None:
+    shown, guard = _stream("- A point.\n- Other.\n- A point.\n- Third.\n- A point.\n- Fourth.")
+    assert guard.looped and shown.count("A point") == 2 and "Fourth" not in shown
+
+
+def test_a_phrase_looping_within_a_line_is_cut() -> None:
+    shown, guard = _stream("Models: " + "Transformer / BERT / GPT / " * 20)
+    assert guard.looped and shown.count("BERT") <= 3
+
+
+def test_what_only_looks_like_a_loop_streams_whole() -> None:
+    for text in ["GPT-3 has 175000000000 parameters and 0xFFFFFFFF.",
+                 "| Model | Size |\n|---|---|\n| BERT | 110M |\n| GPT | 117M |",
+                 "1. Open Settings.\n2. Press OK.\n3. Choose Wi-Fi.\n4. Press OK.\n5. Done.",
+                 "```\nelse:\n    return x\nelse:\n    return x\nelse:\n    return x\n```"]:
+        shown, guard = _stream(text)
+        assert shown == text and not guard.looped, text
 
 
 def test_novel_text_streams_as_it_comes() -> None:
     guard = LoopGuard()
     assert guard.feed("The council ") == "The council "
     assert guard.feed("voted.\nThe bridge") == "voted.\nThe bridge"
+    assert guard.feed("\n3.") == "\n"  # a bare list marker waits for its words
+    assert guard.feed(" Next") == "3. Next"
     assert guard.finish() == "" and not guard.looped
+
+
+def test_a_long_line_is_checked_in_linear_time() -> None:
+    import time
+
+    started = time.perf_counter()
+    _stream("word " * 2000 + "".join(f"token{i} " for i in range(2000)), size=3)
+    assert time.perf_counter() - started < 5.0
 
 
 @pytest.mark.asyncio
@@ -75,4 +106,19 @@ async def test_three_bullets_in_english_however_the_model_answers() -> None:
     lines = text.splitlines()
     assert len(lines) == 3 and all(line.startswith("- ") for line in lines)
     assert len(set(lines)) == 3 and not any("模型" in line for line in lines)
-    assert "English" in backend.calls[1][-1].content  # the retry names the language
+    assert "every bullet in English" in backend.calls[1][0].content  # the retry names it
+
+
+@pytest.mark.parametrize("request_text", [
+    "请简短一点总结", "Summarize the two bulletins below", "会议在下午三点开始", "2.5 points"])
+def test_no_bullet_count_where_none_is_asked(request_text: str) -> None:
+    assert bullet_count(request_text) is None
+
+
+@pytest.mark.asyncio
+async def test_a_count_in_the_pasted_text_is_not_a_request() -> None:
+    backend = FakeBackend(["The Lakers won."])
+    text, _ = await run_skill_text(Summarize(), Turn(
+        "Summarize: The Lakers won as James scored 8 points in the last quarter."),
+        fake_context(backend), timeout=60)
+    assert text == "The Lakers won." and "bullet" not in backend.calls[0][0].content
