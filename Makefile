@@ -12,8 +12,12 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=O
 
 .PHONY: run install test test-models test-tools lint bench quality clean audit
 
+# The default chat model, the embedding model and every model a bundled skill answers with
+# (config/default.toml; a unit test keeps this list and that file in step).
+RUN_MODELS := qwen2.5-coder-0.5b minilm-l6 qwen2.5-coder-1.5b
+
 run: install
-	$(BIN)/assistant models pull qwen2.5-coder-0.5b minilm-l6
+	$(BIN)/assistant models pull $(RUN_MODELS)
 	$(BIN)/assistant
 
 $(BIN)/python:
@@ -50,11 +54,11 @@ test: install test-models test-tools lint
 	ASSISTANT_TEST_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/python -m pytest -m "not quality" tests
 
 quality: install test-models
-	ASSISTANT_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/assistant models pull qwen2.5-coder-0.5b
+	ASSISTANT_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/assistant models pull $(RUN_MODELS)
 	ASSISTANT_TEST_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/python -m pytest -m quality tests
 
 bench: install test-models
-	ASSISTANT_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/assistant models pull qwen2.5-coder-0.5b
+	ASSISTANT_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/assistant models pull $(RUN_MODELS)
 	ASSISTANT_TEST_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/python -m benchmarks
 
 clean:

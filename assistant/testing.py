@@ -269,6 +269,9 @@ def daemon_environment(
         env["ASSISTANT_MODELS_DIR"] = str(models_dir)
     if model is not None:
         env["ASSISTANT_MODEL"] = model
+        # The bundled skills ship with models of their own: under test they use ``model`` too.
+        for skill in ("TRANSLATE", "SUMMARIZE", "QA"):
+            env[f"ASSISTANT_SKILLS__{skill}__MODEL"] = model
     env.update(extra_env or {})
     return env
 

@@ -1,13 +1,13 @@
-"""Skill latency against the bare model: one turn of each skill and one bare request on the
-same input, qwen2.5-coder-0.5b, greedy.
+"""What quality costs: each skill as shipped (with the model its ``[skills.X] model`` picks)
+beside the bare default model answering the same input with a one-line prompt, greedy.
 
-    python -m benchmarks skills     # prints: name value baseline ratio target
+    python -m benchmarks skills     # prints: name value baseline ratio
 
-The baseline is measured in the same run: the bare model answering the same input with the
-one-line prompt ``assistant eval --baseline raw`` uses. A skill does more work (few-shot
-prompts, retrieval, map-reduce), so the ratio says what that work costs. In-process and
-daemon-less (the eval backend: the daemon's model host as a child process, MiniLM here).
-Targets: a translation or an answer within 3× the bare call; a one-line summary within 2×.
+For each skill, the median turn time and the median time to the first token, both measured in
+the same run as the bare model's. No target: the skills answer with a larger model and do more
+work (few-shot prompts, retrieval, checks), and these rows show what that costs next to the
+quality figures of docs/quality.md. In-process and daemon-less (the eval backend: the daemon's
+model host as a child process, MiniLM here).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 from benchmarks import Row
 
@@ -47,59 +48,81 @@ QUESTIONS = ["How many vacation days do employees get?", "How long is the laptop
              "When does the front desk close?"]
 
 
-async def _timed(work: Callable[[], Awaitable[str]]) -> float:
+async def _timed(stream: AsyncIterator[str]) -> tuple[float, float]:
+    """(seconds to the first piece of text, seconds to the end) of ``stream``."""
     started = time.perf_counter()
-    await work()
-    return time.perf_counter() - started
+    first = 0.0
+    async for piece in stream:
+        if piece and not first:
+            first = time.perf_counter() - started
+    total = time.perf_counter() - started
+    return first or total, total
 
 
 async def _measure() -> list[Row]:
     from assistant.config import load_settings
     from assistant.eval import runners
     from assistant.eval.backend import eval_backend
-    from assistant.skills import Turn
+    from assistant.models.backend import ChatMessage, GenerationParams
+    from assistant.skills import DeltaEvent, Turn, execute
 
-    rows = []
+    rows: list[Row] = []
     async with eval_backend(load_settings()) as eb:
         await runners.raw(eb, MODEL, "hi", 4)  # load the model before timing anything
 
-        async def pair(name: str, target: float,
-                       cases: list[tuple[Callable[[], Awaitable[str]],
-                                         Callable[[], Awaitable[str]]]]) -> Row:
-            skill, bare = [], []
+        async def skill_stream(name: str, turn: Turn, documents: Any = None
+                               ) -> AsyncIterator[str]:
+            config = eb.settings.skill_section(name)
+            ctx = eb.context(MODEL, config=config, documents=documents)
+            async for event in execute(runners._skill(name), turn, ctx, runners.ITEM_TIMEOUT):
+                if isinstance(event, DeltaEvent):
+                    yield event.text
+
+        async def bare_stream(prompt: str, max_tokens: int = 256) -> AsyncIterator[str]:
+            params = GenerationParams(temperature=0.0, max_tokens=max_tokens)
+            async for delta in eb.models.chat(MODEL, [ChatMessage("user", prompt)], params):
+                yield delta.text
+
+        Case = tuple[Callable[[], AsyncIterator[str]], Callable[[], AsyncIterator[str]]]
+
+        async def pair(name: str, skill_name: str, cases: list[Case]) -> list[Row]:
+            skill: list[tuple[float, float]] = []
+            bare: list[tuple[float, float]] = []
             for _ in range(ROUNDS):
                 for run_skill, run_raw in cases:
-                    skill.append(await _timed(run_skill))
-                    bare.append(await _timed(run_raw))
-            value, baseline = statistics.median(skill), statistics.median(bare)
-            return Row(f"skills: {name} (median turn)", value, baseline, "s",
-                       f"ratio ≤ {target:g}", value <= target * baseline)
+                    skill.append(await _timed(run_skill()))
+                    bare.append(await _timed(run_raw()))
+            model = runners.skill_model(eb, skill_name, MODEL)
+            label = f"skills: {name} [{model}]"
+            return [
+                Row(f"{label} turn", statistics.median(t for _, t in skill),
+                    statistics.median(t for _, t in bare), "s", "none (cost of quality)"),
+                Row(f"{label} first token", statistics.median(f for f, _ in skill),
+                    statistics.median(f for f, _ in bare), "s", "none (cost of quality)"),
+            ]
 
-        def translate(text: str) -> tuple[Callable[[], Awaitable[str]],
-                                          Callable[[], Awaitable[str]]]:
-            return (lambda: runners.run_skill(eb, "translate", Turn(
-                        text, args={"target": "fr", "source": "en"}), MODEL),
-                    lambda: runners.raw(eb, MODEL, f"Translate to French: {text}"))
+        def translate(text: str) -> Case:
+            return (lambda: skill_stream("translate", Turn(
+                        text, args={"target": "fr", "source": "en"})),
+                    lambda: bare_stream(f"Translate to French: {text}"))
 
-        rows.append(await pair("translate en→fr, one sentence", 3.0,
-                               [translate(s) for s in SENTENCES]))
-        rows.append(await pair("summarize, one line, 110 words", 2.0, [(
-            lambda: runners.run_skill(eb, "summarize", Turn(
-                "summarize", args={"text": ARTICLE, "style": "one line"}), MODEL),
-            lambda: runners.raw(eb, MODEL, f"Summarize: {ARTICLE}", 128))]))
+        rows += await pair("translate en→fr, one sentence", "translate",
+                           [translate(s) for s in SENTENCES])
+        rows += await pair("summarize, one line, 110 words", "summarize", [(
+            lambda: skill_stream("summarize", Turn(
+                "summarize", args={"text": ARTICLE, "style": "one line"})),
+            lambda: bare_stream(f"Summarize: {ARTICLE}", 128))])
         with tempfile.TemporaryDirectory(prefix="bench-skills-") as tmp:
             notes = Path(tmp) / "notes.md"
             notes.write_text(NOTES, encoding="utf-8")
             store, search = await runners.build_index(eb, [], [notes], Path(tmp))
             try:
-                def ask(q: str) -> tuple[Callable[[], Awaitable[str]],
-                                         Callable[[], Awaitable[str]]]:
-                    return (lambda: runners.run_skill(eb, "qa", Turn(q), MODEL,
-                                                      documents=search),
-                            lambda: runners.raw(eb, MODEL, f"Answer the question: {q}", 64))
+                def ask(q: str) -> Case:
+                    return (lambda: skill_stream("qa", Turn(q), search),
+                            lambda: bare_stream(f"Answer the question: {q}", 64))
 
-                rows.append(await pair("qa over a note, with retrieval", 3.0,
-                                       [ask(q) for q in QUESTIONS]))
+                rows += await pair("qa over a note, with retrieval", "qa",
+                                   [ask(q) for q in QUESTIONS])
             finally:
                 await asyncio.to_thread(store.close)
     return rows

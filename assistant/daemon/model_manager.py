@@ -224,7 +224,9 @@ class ModelManager(Backend):
                     params={
                         "max_tokens": params.max_tokens, "temperature": params.temperature,
                         "top_p": params.top_p, "stop": list(params.stop), "seed": params.seed,
-                        "cache_tag": params.cache_tag,
+                        "cache_tag": params.cache_tag, "repeat_penalty": params.repeat_penalty,
+                        "frequency_penalty": params.frequency_penalty,
+                        "presence_penalty": params.presence_penalty,
                     },
                 )
                 try:

@@ -22,7 +22,7 @@ from assistant.context import BackendContext
 from assistant.daemon.compaction import CompactionFailed, Compactor, chat_messages
 from assistant.daemon.events import while_running
 from assistant.daemon.reply import Metered, ReplyRecorder, Usage
-from assistant.errors import AssistantError, RequestError, StorageUnavailable
+from assistant.errors import AssistantError, ModelNotFound, RequestError, StorageUnavailable
 from assistant.models.backend import ChatMessage, Delta, GenerationParams, closing_stream
 from assistant.routing import RouteDecision, Router
 from assistant.skills import (
@@ -224,10 +224,14 @@ class TurnService:
             args={"params": request.params})
         for notice in await self.plugins.acall("before_turn", turn=turn):
             yield {"type": "notice", "message": notice, "level": "warning"}
+        skill_model, instead = self.skill_model(decision.skill, state.model)
+        if instead:
+            yield {"type": "notice", "message": instead, "level": "warning"}
         ctx = BackendContext(
             Metered(self.models, state.usage.add), state.model,
             embedding_model=self.settings.models.embedding, history=history,
-            documents=self.documents, config=self.settings.skill_section(decision.skill),
+            documents=self.documents,
+            config={**self.settings.skill_section(decision.skill), "model": skill_model},
             params=request.params, cache_tag=ids.get("conversation_id"),
         )
         async with closing_stream(self.plugins.run_skill(decision.skill, turn, ctx)) as events:
@@ -251,7 +255,8 @@ class TurnService:
                          "turn_s": round(time.perf_counter() - state.started, 4)}
         await state.recorder.finalize(
             status=state.status, skill=decision.skill if decision else None,
-            route=decision.to_dict() if decision else None, model=state.model,
+            route=decision.to_dict() if decision else None,
+            model=usage.model or state.model,  # the model that answered
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             timings=state.timings)
 
@@ -266,7 +271,7 @@ class TurnService:
             yield {"type": "error", "code": state.error_code, "message": state.error, **ids}
             return
         ran_with = usage.model or self._chat_model(decision.skill, state.model)
-        yield {"type": "done", "status": state.status, "model": state.model,
+        yield {"type": "done", "status": state.status, "model": ran_with,
                "skill": decision.skill,
                "usage": {"prompt_tokens": usage.prompt_tokens,
                          "completion_tokens": usage.completion_tokens},
@@ -275,7 +280,27 @@ class TurnService:
 
     def _chat_model(self, skill: str, model: str) -> str:
         """The model a skill generates with unless it names one: its configured one, or ours."""
-        return str(self.settings.skill_section(skill).get("model") or model)
+        return self.skill_model(skill, model)[0]
+
+    def skill_model(self, skill: str, model: str) -> tuple[str, str | None]:
+        """The model ``skill`` answers with: its ``[skills.X] model`` when that is installed,
+        else the turn's ``model``, with a notice saying why and how to get the configured one.
+
+        The shipped defaults name models chosen for each skill's quality; a user who pulled
+        only the default chat model still gets answers.
+        """
+        configured = str(self.settings.skill_section(skill).get("model") or "")
+        if not configured or configured == model or configured in self.models.backends:
+            return configured or model, None
+        from assistant.models import registry
+
+        try:
+            registry.resolve(self.settings, configured)
+        except ModelNotFound as exc:
+            return model, (f"{skill} answers best with {configured}, which is not available "
+                           f"({exc.message.rstrip('.')}); {model} answers instead. "
+                           f"{exc.hint or ''}").strip()
+        return configured, None
 
     async def _fit_context(
         self, store: Store, begun: _Begun, skill: str, model: str, params: GenerationParams,

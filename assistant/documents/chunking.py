@@ -12,7 +12,7 @@ from assistant.documents.reader import Section
 # are joined or cut) changes the chunks of some text: a document stored with another version is
 # chunked and embedded again the next time it is added, even though its file is unchanged.
 # 0 is "chunked before documents recorded a version".
-CHUNKER_VERSION = 1
+CHUNKER_VERSION = 2  # 2: a location names the Markdown section it is in
 
 MAX_CHARS = 900
 # Only a section shorter than this (a heading, a label) joins the next one. A paragraph of its

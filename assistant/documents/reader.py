@@ -41,6 +41,7 @@ class Document:
 
 
 MAX_FILE_BYTES = 200_000_000
+_MARKUP = {".md", ".markdown", ".html", ".htm"}  # files whose headings are headings
 
 
 def read_document(path: Path) -> Document:
@@ -78,20 +79,47 @@ def read_document(path: Path) -> Document:
             raise DocumentError(f"{path}: is not UTF-8 text") from None
         if suffix in {".html", ".htm"}:
             content = html_text(content)
-        sections = paragraphs(content)
+        sections = paragraphs(content, headings=suffix in _MARKUP)
     if not any(s.text.strip() for s in sections):
         raise DocumentError(f"{path}: contains no text to index")
     return Document(path, _title(path, sections), digest, sections)
 
 
-def paragraphs(content: str) -> list[Section]:
-    """Blank-line separated paragraphs, each located by its first line number."""
+# An ATX heading; a closing run of '#' only after a space ("Why C#" keeps its '#').
+_HEADING = re.compile(r" {0,3}#{1,6}[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*")
+_SETEXT = re.compile(r" {0,3}(?:=+|-+)[ \t]*")
+_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
+
+
+def paragraphs(content: str, headings: bool = False) -> list[Section]:
+    """Blank-line separated paragraphs, each located by its first line number and, with
+    ``headings`` (Markdown, HTML), under a heading, that heading: ``"Evaluation, line 40"``. A
+    citation then names the passage's own section, not the document's first heading. ``#``
+    lines inside fenced code are not headings."""
     out: list[Section] = []
     line_no = 1
+    heading = ""
+    fence = ""
     for block in re.split(r"(\n\s*\n)", content):
         if block.strip() and not re.fullmatch(r"\n\s*\n", block):
             lead = len(block) - len(block.lstrip("\n"))
-            out.append(Section(f"line {line_no + lead}", block.strip()))
+            found: list[tuple[int, str]] = []  # (line index in the block, heading)
+            lines = block.strip("\n").splitlines()
+            for i, line in enumerate(lines):
+                opening = _FENCE.match(line)
+                if opening and (not fence or opening.group(1).startswith(fence)):
+                    fence = "" if fence else opening.group(1)
+                elif headings and not fence:
+                    if match := _HEADING.fullmatch(line):
+                        found.append((i, match.group(1).strip()))
+                    elif i and _SETEXT.fullmatch(line) and lines[i - 1].strip():
+                        found.append((i - 1, lines[i - 1].strip()))
+            if found and found[0][0] == 0:  # the paragraph starts with its own heading
+                heading = found[0][1]
+            where = f"line {line_no + lead}"
+            out.append(Section(f"{heading[:80]}, {where}" if heading else where, block.strip()))
+            if found:
+                heading = found[-1][1]
         line_no += block.count("\n")
     return out
 
@@ -129,6 +157,8 @@ class _TextOf(HTMLParser):
             self.skip += 1
         elif tag in self._BLOCK:
             self.parts.append("\n\n")
+            if re.fullmatch(r"h[1-6]", tag) and not self.skip:
+                self.parts.append("#" * int(tag[1]) + " ")  # a section for citations
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self._SKIP:

@@ -58,9 +58,17 @@ async def raw(eb: EvalBackend, model: str, prompt: str, max_tokens: int = 256) -
 
 async def run_skill(eb: EvalBackend, skill: str, turn: Turn, model: str,
                     config: dict[str, Any] | None = None, documents: Any = None) -> str:
-    ctx = eb.context(model, config=config, documents=documents)
+    """The skill's reply as shipped: its ``[skills.NAME]`` settings (``model`` included), then
+    ``config`` over them."""
+    ctx = eb.context(model, config={**eb.settings.skill_section(skill), **(config or {})},
+                     documents=documents)
     text, _ = await collect(execute(_skill(skill), turn, ctx, ITEM_TIMEOUT))
     return text.strip()
+
+
+def skill_model(eb: EvalBackend, skill: str, model: str) -> str:
+    """The model ``skill`` answers with when the turn's model is ``model``."""
+    return str(eb.settings.skill_section(skill).get("model") or model)
 
 
 LANGUAGE_NAMES = {"en": "English", "zh": "Chinese", "fr": "French", "de": "German",
@@ -87,7 +95,8 @@ async def translate(eb: EvalBackend, items: Sequence[dict[str, Any]], model: str
     lang = targets.pop() if len(targets) == 1 else "en"
     refs = [i["reference"] for i in items]
     scores = {"chrF": metrics.chrf(outputs, refs), "BLEU": metrics.bleu(outputs, refs, lang)}
-    return Report("translate", "raw" if baseline else "skill", model, scores,
+    return Report("translate", "raw" if baseline else "skill",
+                  model if baseline else skill_model(eb, "translate", model), scores,
                   time.perf_counter() - started,
                   [{"source": i["source"], "reference": i["reference"], "output": o}
                    for i, o in zip(items, outputs, strict=True)])
@@ -104,13 +113,13 @@ async def summarize(eb: EvalBackend, items: Sequence[dict[str, Any]], model: str
             out = await run_skill(eb, "summarize", Turn(
                 "summarize", args={"text": item["document"], "style": style}), model)
         outputs.append(out)
-    scores = {"ROUGE-L": metrics.mean([
-        metrics.rouge_l(o, i["summary"], i.get("lang", "en"))
-        for i, o in zip(items, outputs, strict=True)])}
-    return Report("summarize", "raw" if baseline else "skill", model, scores,
-                  time.perf_counter() - started,
-                  [{"summary": i["summary"], "output": o}
-                   for i, o in zip(items, outputs, strict=True)])
+    per_item = [metrics.rouge_l(o, i["summary"], i.get("lang", "en"))
+                for i, o in zip(items, outputs, strict=True)]
+    return Report("summarize", "raw" if baseline else "skill",
+                  model if baseline else skill_model(eb, "summarize", model),
+                  {"ROUGE-L": metrics.mean(per_item)}, time.perf_counter() - started,
+                  [{"summary": i["summary"], "output": o, "ROUGE-L": round(r, 4)}
+                   for i, o, r in zip(items, outputs, per_item, strict=True)])
 
 
 class _Recording:
@@ -190,7 +199,8 @@ async def qa(eb: EvalBackend, items: Sequence[dict[str, Any]], model: str, basel
     if unanswerable:
         scores["declined (unanswerable)"] = metrics.mean([float(r["declined"])
                                                           for r in unanswerable])
-    return Report("qa", "raw" if baseline else "skill", model, scores,
+    return Report("qa", "raw" if baseline else "skill",
+                  model if baseline else skill_model(eb, "qa", model), scores,
                   time.perf_counter() - started, rows)
 
 

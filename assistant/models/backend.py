@@ -30,6 +30,11 @@ class GenerationParams:
     top_p: float = 0.95
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    # llama.cpp's penalties on tokens already in the prompt window (1.0 / 0.0: off); skills
+    # set them to keep a small model out of loops.
+    repeat_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
     # The conversation a generation belongs to: saved model states are labelled with it, so
     # deleting the conversation deletes them. Set by the daemon, not by skills.
     cache_tag: str | None = None

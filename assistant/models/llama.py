@@ -233,7 +233,9 @@ class LlamaRunner:
         generator = self.llm.generate(
             tokens, temp=float(params.get("temperature", 0.7)),
             top_p=float(params.get("top_p", 0.95)), top_k=40, min_p=0.05,
-            repeat_penalty=1.0, reset=True,
+            repeat_penalty=float(params.get("repeat_penalty", 1.0)),
+            frequency_penalty=float(params.get("frequency_penalty", 0.0)),
+            presence_penalty=float(params.get("presence_penalty", 0.0)), reset=True,
         )
         try:
             for token in generator:

@@ -1,7 +1,8 @@
 """Documents and their chunks: the storage half of the user's document index.
 
 A document is added whole, in one transaction with all its chunks (their text indexed by the
-``chunks_fts`` FTS5 table, their embeddings as float32 blobs), so a failure stores nothing.
+``chunks_fts`` FTS5 table, and by ``chunks_cjk`` when it holds Chinese, Japanese or Korean;
+their embeddings as float32 blobs), so a failure stores nothing.
 Documents are keyed by content hash and record the version of the chunker that cut them;
 adding a file at a known path replaces the old version in the same transaction (the ingestion
 skips a file whose content and chunker version are unchanged). Reach it as ``store.documents``.
@@ -13,10 +14,12 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import zip_longest
 from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import Table, delete, func, insert, or_, select, text
 
+from assistant.store import cjk
 from assistant.store.schema import ChunkRow, DocumentRow
 
 if TYPE_CHECKING:
@@ -25,6 +28,17 @@ if TYPE_CHECKING:
 D = cast(Table, DocumentRow.__table__)
 K = cast(Table, ChunkRow.__table__)
 _TERM = re.compile(r"\w+", re.UNICODE)
+_KEYWORD = text("SELECT rowid, bm25(chunks_fts) AS score FROM chunks_fts "
+                "WHERE chunks_fts MATCH :q ORDER BY score LIMIT :n")
+_CJK_KEYWORD = text("SELECT rowid, bm25(chunks_cjk) AS score FROM chunks_cjk "
+                    "WHERE chunks_cjk MATCH :q ORDER BY score LIMIT :n")
+# A question whose only CJK words are one or two characters long ("模型"): the chunks holding
+# any of them, by how often (saturating, as bm25 does). No index helps; chunks are few.
+_SHORT_ONLY = """
+SELECT seq AS rowid, -({score}) AS score FROM chunks WHERE {likes}
+ORDER BY score, seq LIMIT :n
+"""
+_TF = "(length(text) - length(replace(text, :t{i}, ''))) / length(:t{i})"
 
 
 @dataclass(frozen=True)
@@ -114,14 +128,48 @@ class DocumentRepository:
         return gone
 
     def keyword_search(self, question: str, limit: int = 20) -> list[tuple[int, float]]:
-        """(chunk seq, bm25 score) of chunks matching words of ``question``, best first."""
-        query = fts_query(question)
+        """(chunk seq, bm25 score) of chunks matching words of ``question``, best first.
+
+        A question with Chinese, Japanese or Korean in it searches the trigram index of the
+        chunks holding such text for any of its trigrams (see :mod:`assistant.store.cjk`),
+        and its other words the word index as usual (chunks in English): the two rankings
+        are taken in turn, the trigram one first (their scores are not comparable).
+        """
+        if not cjk.has_cjk(question):
+            return self._word_search(fts_query(question), limit)
+        found = self._cjk_keyword_search(question, limit)
+        others = self._word_search(fts_query(cjk.without_cjk(question)), limit)
+        merged: dict[int, float] = {}
+        for pair in zip_longest(found, others):
+            for hit in pair:
+                if hit is not None and hit[0] not in merged:
+                    merged[hit[0]] = hit[1]
+        return list(merged.items())[:limit]
+
+    def _word_search(self, query: str, limit: int) -> list[tuple[int, float]]:
         if not query:
             return []
-        sql = text("SELECT rowid, bm25(chunks_fts) AS score FROM chunks_fts "
-                   "WHERE chunks_fts MATCH :q ORDER BY score LIMIT :n")
         with self.store._read() as conn:
-            rows = conn.execute(sql, {"q": query, "n": limit}).all()
+            rows = conn.execute(_KEYWORD, {"q": query, "n": limit}).all()
+        return [(int(r.rowid), -float(r.score)) for r in rows]
+
+    def _cjk_keyword_search(self, question: str, limit: int) -> list[tuple[int, float]]:
+        terms = cjk.question_terms(question)
+        params: dict[str, object] = {"n": limit}
+        if terms.phrases:
+            sql, params["q"] = _CJK_KEYWORD, terms.match(" OR ")
+        elif terms.short:
+            for i, term in enumerate(terms.short):
+                params[f"s{i}"], params[f"t{i}"] = cjk.like_pattern(term), term
+            indexes = range(len(terms.short))
+            score = " + ".join(f"1.0 * {_TF.format(i=i)} / ({_TF.format(i=i)} + 1.2)"
+                               for i in indexes)
+            likes = " OR ".join(f"text LIKE :s{i} ESCAPE '\\'" for i in indexes)
+            sql = text(_SHORT_ONLY.format(score=score, likes=likes))
+        else:
+            return []
+        with self.store._read() as conn:
+            rows = conn.execute(sql, params).all()
         return [(int(r.rowid), -float(r.score)) for r in rows]
 
     def embeddings(self) -> tuple[list[int], list[bytes]]:

@@ -5,6 +5,10 @@ IMMEDIATE`` transaction together with the row recording it in ``schema_version``
 processes opening the same database at once apply it exactly once, and a failure leaves the
 database at the previous version. The full-text parts are SQLite's FTS5 and are skipped on other
 databases, which search with plain ``LIKE`` instead.
+
+A migration that rebuilds ``messages`` or ``chunks`` (as 2 does) must drop and recreate their
+FTS triggers, both sets (``*_fts_*`` and, since 4, ``*_cjk_*``), and since 4 also the views
+``messages_cjk_text`` and ``chunks_cjk_text``, which a rename would repoint at the old table.
 """
 
 from __future__ import annotations
@@ -27,6 +31,11 @@ class Migration:
     sqlite_sql: str = ""  # SQLite only (FTS5, table rebuilds)
     generic_sql: str = ""  # every database but SQLite
 
+
+# Han, kana and Hangul as migration 4 indexed them (assistant.store.cjk.RANGES then): frozen
+# here, since a migration never changes; a test checks that the two still agree.
+_CJK_V4 = ("[\u3005-\u3007\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
+           "\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003ffff]")
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -189,6 +198,58 @@ MIGRATIONS: tuple[Migration, ...] = (
         """
         ALTER TABLE documents ADD COLUMN chunker_version INTEGER NOT NULL DEFAULT 0;
         CREATE INDEX ix_documents_path ON documents (path);
+        """,
+    ),
+    Migration(
+        4,
+        "trigram indexes of the messages and chunks holding Chinese, Japanese or Korean text",
+        # unicode61 keeps a run of Han or kana as one token; a trigram index finds substrings
+        # of it (see assistant.store.cjk). Only rows with such text are indexed: the index is
+        # about four times the text it holds. Each table's external content is a view of
+        # those rows, so 'rebuild' and 'integrity-check' see exactly what the triggers keep;
+        # each trigger does its delete before its insert, in one body.
+        sqlite_sql=f"""
+        CREATE VIEW messages_cjk_text AS
+            SELECT seq, content FROM messages WHERE content GLOB '*{_CJK_V4}*';
+        CREATE VIRTUAL TABLE messages_cjk USING fts5(
+            content, content='messages_cjk_text', content_rowid='seq', tokenize='trigram'
+        );
+        CREATE TRIGGER messages_cjk_insert AFTER INSERT ON messages
+        WHEN new.content GLOB '*{_CJK_V4}*' BEGIN
+            INSERT INTO messages_cjk (rowid, content) VALUES (new.seq, new.content);
+        END;
+        CREATE TRIGGER messages_cjk_delete AFTER DELETE ON messages
+        WHEN old.content GLOB '*{_CJK_V4}*' BEGIN
+            INSERT INTO messages_cjk (messages_cjk, rowid, content)
+                VALUES ('delete', old.seq, old.content);
+        END;
+        CREATE TRIGGER messages_cjk_update AFTER UPDATE OF content ON messages BEGIN
+            INSERT INTO messages_cjk (messages_cjk, rowid, content)
+                SELECT 'delete', old.seq, old.content WHERE old.content GLOB '*{_CJK_V4}*';
+            INSERT INTO messages_cjk (rowid, content)
+                SELECT new.seq, new.content WHERE new.content GLOB '*{_CJK_V4}*';
+        END;
+        INSERT INTO messages_cjk (messages_cjk) VALUES ('rebuild');
+        CREATE VIEW chunks_cjk_text AS
+            SELECT seq, text FROM chunks WHERE text GLOB '*{_CJK_V4}*';
+        CREATE VIRTUAL TABLE chunks_cjk USING fts5(
+            text, content='chunks_cjk_text', content_rowid='seq', tokenize='trigram'
+        );
+        CREATE TRIGGER chunks_cjk_insert AFTER INSERT ON chunks
+        WHEN new.text GLOB '*{_CJK_V4}*' BEGIN
+            INSERT INTO chunks_cjk (rowid, text) VALUES (new.seq, new.text);
+        END;
+        CREATE TRIGGER chunks_cjk_delete AFTER DELETE ON chunks
+        WHEN old.text GLOB '*{_CJK_V4}*' BEGIN
+            INSERT INTO chunks_cjk (chunks_cjk, rowid, text) VALUES ('delete', old.seq, old.text);
+        END;
+        CREATE TRIGGER chunks_cjk_update AFTER UPDATE OF text ON chunks BEGIN
+            INSERT INTO chunks_cjk (chunks_cjk, rowid, text)
+                SELECT 'delete', old.seq, old.text WHERE old.text GLOB '*{_CJK_V4}*';
+            INSERT INTO chunks_cjk (rowid, text)
+                SELECT new.seq, new.text WHERE new.text GLOB '*{_CJK_V4}*';
+        END;
+        INSERT INTO chunks_cjk (chunks_cjk) VALUES ('rebuild');
         """,
     ),
 )

@@ -319,10 +319,12 @@ class Store:
     ) -> list[SearchHit]:
         """Messages matching ``query`` (words, all required; ``word*`` a prefix), best first.
 
-        The snippet marks matches with ``highlight``. ``skill`` keeps replies by that skill
-        and the user messages they answer. A query matching more than
-        :data:`~assistant.store.search.RANK_WINDOW` messages ranks the most recently stored
-        ones of them: bm25 separates little among that many, and it keeps search fast.
+        With Chinese, Japanese or Korean in it, every term of ``query`` is a substring
+        (:mod:`~assistant.store.cjk`). The snippet marks matches with ``highlight``.
+        ``skill`` keeps replies by that skill and the user messages they answer. A query
+        matching more than :data:`~assistant.store.search.RANK_WINDOW` messages ranks the
+        most recently stored ones of them: bm25 separates little among that many, and it
+        keeps search fast.
         """
         with self._read() as conn:
             return run_search(conn, query, skill=skill, limit=limit, highlight=highlight)

@@ -1,13 +1,19 @@
 """Full-text search over messages: FTS5 with bm25 ranking and snippets on SQLite, ``LIKE``
-elsewhere. Called by :class:`~assistant.store.repository.Store` on its own connection."""
+elsewhere. Called by :class:`~assistant.store.repository.Store` on its own connection.
+
+A query with Chinese, Japanese or Korean in it searches the trigram index of the messages
+holding such text instead (substrings; see :mod:`assistant.store.cjk`), its snippets cut here.
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, text
 
+from assistant.store import cjk
 from assistant.store.records import SearchHit
 from assistant.store.schema import parse_time
 
@@ -16,23 +22,25 @@ SNIPPET_TOKENS = 12
 # a query matching more than this many messages ranks only the newest this many.
 RANK_WINDOW = 5000
 _WORD = re.compile(r"\w+\*?", re.UNICODE)
+_WORDS_FTS = "messages_fts"  # unicode61: words
+_CJK_FTS = "messages_cjk"  # trigram: substrings of the messages holding CJK text
 
 # Three short steps rather than one query: where the newest RANK_WINDOW matches begin, the best
 # `limit` of those by bm25, then snippets and titles for just those rows (snippet() is costly and
 # SQLite would otherwise compute it for every match before sorting).
 # CROSS JOIN pins the full-text table as the outer loop: SQLite never reorders it, and any
 # other order would re-run the MATCH once per message.
-_FILTER_JOIN = "CROSS JOIN messages AS f ON f.seq = messages_fts.rowid"
+_FILTER_JOIN = "CROSS JOIN messages AS f ON f.seq = {fts}.rowid"
 _FILTER = """AND (f.skill = :skill OR EXISTS (
     SELECT 1 FROM messages AS r WHERE r.parent_id = f.id AND r.skill = :skill))"""
 _WINDOW = """
-SELECT messages_fts.rowid FROM messages_fts
-WHERE messages_fts MATCH :query
-ORDER BY messages_fts.rowid DESC LIMIT 1 OFFSET :offset
+SELECT {fts}.rowid FROM {fts}
+WHERE {fts} MATCH :query
+ORDER BY {fts}.rowid DESC LIMIT 1 OFFSET :offset
 """
 _RANKED = """
-SELECT messages_fts.rowid AS seq, bm25(messages_fts) AS score FROM messages_fts {join}
-WHERE messages_fts MATCH :query AND messages_fts.rowid >= :floor {filter}
+SELECT {fts}.rowid AS seq, bm25({fts}) AS score FROM {fts} {join}
+WHERE {fts} MATCH :query AND {fts}.rowid >= :floor {filter}
 ORDER BY score LIMIT :limit
 """
 _DETAILS = """
@@ -42,6 +50,23 @@ FROM messages_fts
 CROSS JOIN messages AS m ON m.seq = messages_fts.rowid
 JOIN conversations AS c ON c.id = m.conversation_id
 WHERE messages_fts MATCH :query AND messages_fts.rowid IN ({seqs})
+"""
+# CJK terms too short for the trigram index: substrings, on the rows the phrases matched.
+_SHORT = "AND f.content LIKE :s{i} ESCAPE '\\'"
+# A query of short CJK terms only has no index to narrow it: the newest RANK_WINDOW messages
+# holding every term, ranked by how often they hold them (saturating, as bm25 does).
+_SHORT_ONLY = """
+SELECT seq, -({score}) AS score FROM (
+    SELECT f.seq, f.content FROM messages AS f WHERE {likes} {filter}
+    ORDER BY f.seq DESC LIMIT :window
+)
+ORDER BY score, seq DESC LIMIT :limit
+"""
+_TF = "(length(content) - length(replace(content, :t{i}, ''))) / length(:t{i})"
+_CJK_DETAILS = """
+SELECT m.seq, m.id, m.conversation_id, c.title, m.role, m.skill, m.created, m.content
+FROM messages AS m JOIN conversations AS c ON c.id = m.conversation_id
+WHERE m.seq IN ({seqs})
 """
 
 _LIKE = """
@@ -74,20 +99,33 @@ def run_search(
 ) -> list[SearchHit]:
     if conn.dialect.name != "sqlite":
         return _like_search(conn, query, skill=skill, limit=limit)
+    if cjk.has_cjk(query):
+        return _cjk_search(conn, query, skill=skill, limit=limit, highlight=highlight)
+    hits = _word_search(conn, query, skill=skill, limit=limit, highlight=highlight)
+    if len(hits) < limit and any(len(w.rstrip("*")) >= cjk.SHORTEST_PHRASE
+                                 for w in _WORD.findall(query)):
+        # A word written against CJK text ("用Python写") is inside one unicode61 token: the
+        # trigram index finds it there. Such hits come after the word index's, ranked so.
+        found = {h.message_id for h in hits}
+        more = [h for h in _cjk_search(conn, query, skill=skill, limit=limit,
+                                       highlight=highlight) if h.message_id not in found]
+        if more:
+            shift = (hits[-1].rank if hits else 0.0) - more[0].rank
+            hits += [replace(h, rank=h.rank + shift) for h in more[: limit - len(hits)]]
+    return hits
+
+
+def _word_search(
+    conn: Connection, query: str, *, skill: str | None, limit: int,
+    highlight: tuple[str, str],
+) -> list[SearchHit]:
+    """The unicode61 index: whole words (``word*`` a prefix), bm25, FTS5's snippets."""
     fts = fts_query(query)
     if not fts:
         return []
     params: dict[str, Any] = {"query": fts, "skill": skill,
                               "limit": min(max(1, limit), RANK_WINDOW), "offset": RANK_WINDOW - 1}
-    parts = {"join": _FILTER_JOIN if skill else "", "filter": _FILTER if skill else ""}
-    ranking = text(_RANKED.format(**parts))
-    # The window is found without the skill filter (checking it row by row is the slow part);
-    # if too few of the window's matches have that skill, the filter looks at all of them.
-    params["floor"] = conn.execute(text(_WINDOW), params).scalar() or 0
-    ranked = {row.seq: float(row.score) for row in conn.execute(ranking, params)}
-    if len(ranked) < params["limit"] and params["floor"]:
-        params["floor"] = 0
-        ranked = {row.seq: float(row.score) for row in conn.execute(ranking, params)}
+    ranked = _rank(conn, _WORDS_FTS, params, _FILTER if skill else "")
     if not ranked:
         return []
     params |= {"open": highlight[0], "close": highlight[1], "tokens": SNIPPET_TOKENS}
@@ -102,6 +140,61 @@ def run_search(
         for r in rows
     ]
     return sorted(hits, key=lambda h: h.rank)
+
+
+def _rank(conn: Connection, fts: str, params: dict[str, Any], filter_sql: str) -> dict[int, float]:
+    """seq → bm25 of the best ``params["limit"]`` of the newest RANK_WINDOW matches of
+    ``params["query"]`` in the table ``fts`` that pass ``filter_sql`` (on ``f``, the message)."""
+    parts = {"fts": fts, "join": _FILTER_JOIN.format(fts=fts) if filter_sql else "",
+             "filter": filter_sql}
+    ranking = text(_RANKED.format(**parts))
+    # The window is found without the filter (checking it row by row is the slow part);
+    # if too few of the window's matches pass it, the filter looks at all of them.
+    params["floor"] = conn.execute(text(_WINDOW.format(fts=fts)), params).scalar() or 0
+    ranked = {row.seq: float(row.score) for row in conn.execute(ranking, params)}
+    if len(ranked) < params["limit"] and params["floor"]:
+        params["floor"] = 0
+        ranked = {row.seq: float(row.score) for row in conn.execute(ranking, params)}
+    return ranked
+
+
+def _cjk_search(
+    conn: Connection, query: str, *, skill: str | None, limit: int,
+    highlight: tuple[str, str],
+) -> list[SearchHit]:
+    """Every term a substring: phrases through the trigram index, short terms by ``LIKE``."""
+    terms = cjk.split_terms([w.rstrip("*") for w in _WORD.findall(query)])
+    params: dict[str, Any] = {"skill": skill, "limit": min(max(1, limit), RANK_WINDOW),
+                              "offset": RANK_WINDOW - 1, "window": RANK_WINDOW}
+    for i, term in enumerate(terms.short):
+        params[f"s{i}"] = cjk.like_pattern(term)
+        params[f"t{i}"] = term
+    shorts = [_SHORT.format(i=i) for i in range(len(terms.short))]
+    skill_sql = _FILTER if skill else ""
+    if terms.phrases:
+        params["query"] = terms.match()
+        ranked = _rank(conn, _CJK_FTS, params, " ".join([*shorts, skill_sql]).strip())
+    elif terms.short:
+        score = " + ".join(f"1.0 * {_TF.format(i=i)} / ({_TF.format(i=i)} + 1.2)"
+                           for i in range(len(terms.short)))
+        likes = " ".join(shorts).removeprefix("AND ")
+        sql = _SHORT_ONLY.format(score=score, likes=likes, filter=skill_sql)
+        ranked = {row.seq: float(row.score) for row in conn.execute(text(sql), params)}
+    else:
+        return []
+    if not ranked:
+        return []
+    seqs = ", ".join(str(int(seq)) for seq in ranked)
+    rows = conn.execute(text(_CJK_DETAILS.format(seqs=seqs))).all()
+    hits = [
+        SearchHit(
+            conversation_id=r.conversation_id, conversation_title=r.title, message_id=r.id,
+            role=r.role, skill=r.skill, created=parse_time(r.created),
+            snippet=cjk.snippet(r.content, terms.all(), highlight), rank=ranked[r.seq],
+        )
+        for r in rows
+    ]
+    return sorted(hits, key=lambda h: (h.rank, -h.created.timestamp()))
 
 
 def _like_search(conn: Connection, query: str, *, skill: str | None,

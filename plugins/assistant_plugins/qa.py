@@ -3,8 +3,9 @@
 Passages come from ``ctx.documents`` (hybrid BM25 + vector search, ranked by the sentence of
 each that best matches the question), best first. When nothing relevant is found
 the skill says so and does not ask the model at all, so it cannot invent an answer. The skill
-cites for the model (:func:`ground`), and every reply ends with the cited sources (document
-and location).
+cites for the model (:func:`ground`), and every reply ends with the cited sources (document,
+the passage's own section, its line or page). A question asking for a fact gets the short
+form, held to the words of the passages (:mod:`assistant_plugins.answers`).
 
 Config ``[skills.qa]``: ``k`` passages (default 4), ``context_tokens`` (default 4096),
 ``model``.
@@ -29,7 +30,9 @@ from assistant import (
 )
 from assistant.eval.metrics import declined, normalize_answer
 from assistant.text import STOP_WORDS, words
+from assistant_plugins.answers import is_factoid, snap
 from assistant_plugins.budget import context_tokens, estimate_tokens
+from assistant_plugins.repetition import CUT, LoopGuard, generate_text, guarded
 
 DECLINE = "I cannot find this in your documents."
 # The model is not asked to cite: a small one cites poorly and may then forget the answer
@@ -37,6 +40,13 @@ DECLINE = "I cannot find this in your documents."
 SYSTEM = (
     "You answer questions using only the numbered sources the user gives. Reply with the "
     "answer in a few words taken from the sources, in the language of the question. If the "
+    f"sources do not answer the question, reply exactly: {DECLINE}"
+)
+# A question asking for a fact gets the short form (SQuAD-style answers are spans).
+SHORT = (
+    "You answer questions using only the numbered sources the user gives. Reply with the "
+    "answer only: the shortest phrase of the sources that answers the question (a name, a "
+    "number, a date, a few words), written as it is in the source, not a sentence. If the "
     f"sources do not answer the question, reply exactly: {DECLINE}"
 )
 _WORD = re.compile(r"\w+")
@@ -160,6 +170,26 @@ class Citations:
         return rest + f" [{n}]"
 
 
+def snap_cited(answer: str, passages: Sequence[dict[str, Any]], question: str) -> str:
+    """``answer`` snapped to its passage's words (:func:`snap`), the model's ``[n]`` kept."""
+    markers = "".join(m.group() for m in _MARKER.finditer(answer))
+    claim = re.sub(r"\s+([.,;:!?])", r"\1", _MARKER.sub("", answer)).strip()
+    snapped = snap(claim, passages, question)
+    if snapped == claim:
+        return answer
+    return f"{snapped} {markers}" if markers else snapped
+
+
+def where(passage: dict[str, Any]) -> str:
+    """"notes.md, Evaluation, line 40": the document, the passage's own section, its line (the
+    section left out when it is the document's title)."""
+    document = str(passage.get("document", "?"))
+    location = str(passage.get("location", ""))
+    if location.startswith(f"{document}, "):
+        location = location[len(document) + 2:]
+    return f"{document}, {location}".rstrip(", ")
+
+
 def sources_block(passages: Sequence[dict[str, Any]], budget: int) -> tuple[str, int]:
     """Numbered passages that fit ``budget`` estimated tokens, and how many were used."""
     lines: list[str] = []
@@ -260,24 +290,36 @@ class QA(Skill):
         sources, used = sources_block(passages, budget)
         passages = passages[:used]
         history = list(ctx.history)[-4:]
+        factoid = is_factoid(question)
         messages = [
-            ChatMessage("system", SYSTEM),
+            ChatMessage("system", SHORT if factoid else SYSTEM),
             *history,
             ChatMessage("user", f"Sources:\n{sources}\n\nQuestion: {question}"),
         ]
         citations = Citations(passages, question)
-        params = GenerationParams(temperature=0.0, max_tokens=256)
-        async for piece in ctx.generate(messages, params):
-            shown = citations.feed(piece)
+        guard = LoopGuard()
+        if factoid:  # a few words: read whole, then held to the passages' own words
+            answer = (await generate_text(ctx, messages, GenerationParams(
+                temperature=0.0, max_tokens=64), guard)).strip()
+            if not declined(answer):
+                answer = snap_cited(answer, passages, question)
+            shown = citations.feed(answer)
             if shown:
                 yield DeltaEvent(shown)
+        else:
+            params = GenerationParams(temperature=0.0, max_tokens=256)
+            async for piece in guarded(ctx.generate(messages, params), guard):
+                shown = citations.feed(piece)
+                if shown:
+                    yield DeltaEvent(shown)
+        if guard.looped:
+            yield CUT
         rest = citations.finish()
         if rest:
             yield DeltaEvent(rest)
         if not citations.numbers:
             return
-        footer = "\n".join(f"[{n}] {passages[n - 1].get('document', '?')}, "
-                           f"{passages[n - 1].get('location', '')}".rstrip(", ")
+        footer = "\n".join(f"[{n}] {where(passages[n - 1])}"
                            for n in dict.fromkeys(citations.numbers))
         yield DeltaEvent(f"\n\nSources:\n{footer}")
 

@@ -9,9 +9,15 @@ by the byte estimate of ``budget`` so it never exceeds ``context_tokens``. ``ext
 (request words "extractive"/"key sentences", or ``args["mode"]``) needs no model: sentences
 ranked by centrality (TextRank over the cosine graph of their embeddings), fast on very long input.
 
+The request is obeyed: a bullet count ("three bullet points") gives exactly that many distinct
+bullets in the language asked for (:mod:`assistant_plugins.bullets`), and a reply that starts
+to loop is cut before the repeat shows (:class:`~assistant_plugins.repetition.LoopGuard`).
+
 Config ``[skills.summarize]``: ``context_tokens`` (map-reduce plans for 2048; when set, it also
 caps the one-pass prompt), ``partial_tokens`` (longest summary of one chunk; default an eighth
-of the context, at most 200), ``style``, ``model``.
+of the context, at most 200), ``style``, ``model``, ``candidates`` (one-line summaries: sample
+this many and keep the one closest to the others by ROUGE-L, a minimum-Bayes-risk choice; 1,
+the default: the greedy one).
 """
 
 from __future__ import annotations
@@ -32,11 +38,16 @@ from assistant import (
     hookimpl,
 )
 from assistant_plugins.budget import batches, clip, context_tokens
+from assistant_plugins.bullets import bullet_summary
+from assistant_plugins.repetition import CUT, LoopGuard, generate_text, guarded
+from assistant_plugins.salience import central
+from assistant_plugins.shape import as_bullets, bullet_count
 from assistant_plugins.translate import language_code, language_name
 
 STYLES = {
-    "one line": "in one short sentence",
-    "bullets": "as 3 to 5 short bullet points, each starting with '- '",
+    "one line": "in a single sentence of 20 to 30 words that states the main point: who did "
+                "what, and the key detail",
+    "bullets": "as {count} short bullet points, one per line, each starting with '- '",
     "paragraph": "in one short paragraph",
 }
 _STYLE_WORDS = [
@@ -78,22 +89,24 @@ def language_of_request(text: str) -> str | None:
     return None
 
 
-def textrank(vectors: list[list[float]], iterations: int = 30, damping: float = 0.85
-             ) -> list[float]:
-    """PageRank over the cosine-similarity graph of sentence ``vectors``."""
-    import numpy as np
+async def _consensus(ctx: SkillContext, prompt: list[ChatMessage], params: GenerationParams,
+                     n: int, lang: str) -> str:
+    """Minimum-Bayes-risk choice among ``n`` summaries (the greedy one and ``n - 1`` sampled):
+    the one that shares the most with the others, by ROUGE-L. The prompt is read once; the
+    model host reuses it for each candidate."""
+    from dataclasses import replace
 
-    m = np.asarray(vectors, dtype=np.float32)
-    sims = np.clip(m @ m.T, 0.0, None)
-    np.fill_diagonal(sims, 0.0)
-    sums = sims.sum(axis=1, keepdims=True)
-    sums[sums == 0] = 1.0
-    walk = sims / sums
-    n = len(vectors)
-    rank = np.full(n, 1.0 / n, dtype=np.float32)
-    for _ in range(iterations):
-        rank = (1 - damping) / n + damping * walk.T @ rank
-    return [float(x) for x in rank]
+    from assistant.eval.metrics import rouge_l
+
+    found = [(await generate_text(ctx, prompt, params)).strip()]
+    for seed in range(1, n):
+        sampled = replace(params, temperature=0.7, top_p=0.95, seed=seed)
+        found.append((await generate_text(ctx, prompt, sampled)).strip())
+        ctx.progress(seed, n, "weighing candidate summaries")
+    found = [f for f in found if f] or [""]
+    scores = [sum(rouge_l(a, b, lang) for j, b in enumerate(found) if j != i)
+              for i, a in enumerate(found)]
+    return found[scores.index(max(scores))]
 
 
 class Summarize(Skill):
@@ -169,7 +182,9 @@ class Summarize(Skill):
     )
 
     async def run(self, turn: Turn, ctx: SkillContext) -> AsyncIterator[Event]:
-        request = turn.text
+        body = body_of(turn.text)
+        # The instruction alone: "in French" or "8 points" inside pasted text asks nothing.
+        request = turn.text[:len(turn.text) - len(body)] if body else turn.text
         text, origin = await self._source(turn, ctx)
         if text is None:
             yield Notice(origin, "warning")
@@ -184,17 +199,46 @@ class Summarize(Skill):
         target = str(turn.args.get("language") or language_of_request(request) or lang)
         mode = str(turn.args.get("mode") or ("extractive" if _EXTRACTIVE.search(request)
                                             else "abstractive"))
+        count = int(turn.args.get("count") or bullet_count(request) or 0) or None
+        if count:
+            style = "bullets"
         if mode == "extractive":
-            async for event in self._extractive(ctx.sentences(text, lang), style, ctx):
+            async for event in self._extractive(ctx.sentences(text, lang), style, ctx, count):
                 yield event
             return
-        whole = await self._one_pass(text, style, target, lang, ctx)
+        whole = await self._one_pass(text, style, target, lang, ctx, count)
         if whole is not None:
             prompt, max_tokens = whole
-            async for piece in ctx.generate(
-                    prompt, GenerationParams(temperature=0.0, max_tokens=max_tokens)):
-                yield DeltaEvent(piece)
+        else:
+            chunk = await self._map_reduce(text, target, lang, ctx)
+            budget = context_tokens(ctx.config)
+            prompt = self._prompt(chunk, style, target, lang, count)
+            max_tokens = min(400, budget // 4)
+        params = GenerationParams(temperature=0.0, max_tokens=max_tokens)
+        if style == "bullets":
+            items, notices = await bullet_summary(prompt, params, count, target, text, lang,
+                                                   ctx)
+            for notice in notices:
+                yield notice
+            if items:
+                yield DeltaEvent(as_bullets(items))
+            else:
+                yield Notice("The model gave no summary; try again, or ask for a paragraph.",
+                             "warning")
             return
+        candidates = int(ctx.config.get("candidates", 1))
+        if style == "one line" and candidates > 1:
+            ctx.progress(0, candidates, "weighing candidate summaries")
+            yield DeltaEvent(await _consensus(ctx, prompt, params, candidates, target))
+            return
+        guard = LoopGuard()
+        async for shown in guarded(ctx.generate(prompt, params), guard):
+            yield DeltaEvent(shown)
+        if guard.looped:
+            yield CUT
+
+    async def _map_reduce(self, text: str, target: str, lang: str, ctx: SkillContext) -> str:
+        """Partial summaries of sentence-aware chunks, combined until they fit one prompt."""
         sentences = ctx.sentences(text, lang)
         budget = context_tokens(ctx.config)
         chunk_tokens = max(128, int(budget * 0.55))
@@ -215,13 +259,10 @@ class Summarize(Skill):
                 partial.append(clip("".join(pieces).strip(), chunk_tokens // 2))
             ctx.progress(len(chunks), len(chunks), "combining")
             chunks = batches(partial, chunk_tokens, sep="\n")
-        async for piece in ctx.generate(
-                self._prompt(chunks[0], style, target, lang),
-                GenerationParams(temperature=0.0, max_tokens=min(400, budget // 4))):
-            yield DeltaEvent(piece)
+        return chunks[0]
 
-    async def _one_pass(self, text: str, style: str, target: str, lang: str, ctx: SkillContext
-                        ) -> tuple[list[ChatMessage], int] | None:
+    async def _one_pass(self, text: str, style: str, target: str, lang: str, ctx: SkillContext,
+                        count: int | None = None) -> tuple[list[ChatMessage], int] | None:
         """The prompt and reply size that summarize ``text`` at once, when both fit the model's
         real context (and ``context_tokens`` if the user set it); ``None`` otherwise.
 
@@ -237,7 +278,7 @@ class Summarize(Skill):
         # No tokenizer we ship averages 12 bytes a token: a longer text is not worth counting.
         if len(text.encode("utf-8")) > limit * 12:
             return None
-        prompt = self._prompt(text, style, target, lang)
+        prompt = self._prompt(text, style, target, lang, count)
         if await ctx.count_tokens(prompt) + max_tokens > limit:
             return None
         return prompt, max_tokens
@@ -275,28 +316,20 @@ class Summarize(Skill):
             return "\n".join(f"{m.role}: {m.content}" for m in ctx.history), "conversation"
         return "", "none"
 
-    async def _extractive(self, sentences: list[str], style: str, ctx: SkillContext
-                          ) -> AsyncIterator[Event]:
-        count = {"one line": 1, "bullets": 5, "paragraph": 3}.get(style, 3)
-        if len(sentences) <= count:
-            chosen = sentences
-        else:
-            vectors: list[list[float]] = []
-            step = 256
-            for start in range(0, len(sentences), step):
-                ctx.progress(start, len(sentences), "embedding sentences")
-                vectors += await ctx.embed(sentences[start:start + step])
-            ranks = textrank(vectors)
-            top = sorted(sorted(range(len(sentences)), key=lambda i: -ranks[i])[:count])
-            chosen = [sentences[i] for i in top]
+    async def _extractive(self, sentences: list[str], style: str, ctx: SkillContext,
+                          count: int | None = None) -> AsyncIterator[Event]:
+        count = count or {"one line": 1, "bullets": 5, "paragraph": 3}.get(style, 3)
+        chosen = await central(sentences, count, ctx)
         if style == "bullets":
             yield DeltaEvent("\n".join(f"- {s}" for s in chosen))
         else:
             yield DeltaEvent(" ".join(chosen))
 
     @staticmethod
-    def _prompt(text: str, style: str, target: str, source: str) -> list[ChatMessage]:
-        how = STYLES.get(style, STYLES["paragraph"])
+    def _prompt(text: str, style: str, target: str, source: str, count: int | None = None
+                ) -> list[ChatMessage]:
+        how = STYLES.get(style, STYLES["paragraph"]).format(
+            count=f"exactly {count}" if count else "3 to 5")
         language = language_name(target) if target not in {"und", ""} else \
             "the language of the text"
         return [

@@ -98,3 +98,29 @@ async def test_summarize_a_text_that_fits_the_real_context_in_one_pass() -> None
     assert 600 < sizes[1] < 1200
     assert isinstance(events[-1], Done) and events[-1].status == "complete" and out.strip()
     assert not [e for e in events if isinstance(e, Progress)]
+
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+@pytest.mark.asyncio
+async def test_a_chinese_document_in_three_english_bullets() -> None:
+    """The request's language and shape are obeyed whatever the model's habits: exactly three
+    distinct English bullets from a Chinese document (the content is judged in make quality)."""
+    import re
+
+    from assistant_plugins.repetition import repeats_a_line
+    from assistant_plugins.summarize import Summarize
+
+    from assistant.text import detect_language
+
+    doc = DATA / "docs" / "llm-overview-zh.md"
+    async with eval_backend(load_settings()) as eb:
+        text, events = await collect(execute(Summarize(), Turn(
+            f"Summarize {doc} in English in three bullet points"), eb.context(MODEL), 300))
+    assert isinstance(events[-1], Done) and events[-1].status == "complete", events
+    lines = text.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith("- ") for line in lines), text
+    assert len(set(lines)) == 3 and not repeats_a_line(text, 2)
+    assert detect_language(text) == "en", text
+    assert len(re.findall(r"[\u4e00-\u9fff]", text)) < 0.1 * len(text), text

@@ -90,3 +90,38 @@ def test_the_daemon_tells_the_context_the_model_runs_with(
         assert loaded["info"]["n_ctx"] == 8192 and loaded["context"] == 8192
     finally:
         running.stop()
+
+
+def test_a_skill_answers_with_its_own_model_and_the_reply_says_which(
+        daemon_env: dict[str, str], tmp_path: Path) -> None:
+    """``[skills.X] model`` picks the model a skill answers with; the done event and the
+    stored reply name it. A configured model that is not there leaves the turn's model to
+    answer, with a notice saying how to get it."""
+    import subprocess
+    import sys
+
+    from tests.conftest import TEST_MODELS_DIR
+
+    added = subprocess.run(
+        [sys.executable, "-m", "assistant", "models", "add",
+         str(TEST_MODELS_DIR / "SmolLM2-135M-Instruct.Q4_1.gguf"), "--name", "small-copy"],
+        env=daemon_env, capture_output=True, text=True, check=False)
+    assert added.returncode == 0, added.stderr
+    env = {**daemon_env, "ASSISTANT_SKILLS__CHAT__MODEL": "small-copy",
+           "ASSISTANT_SKILLS__TRANSLATE__MODEL": "no-such-model"}
+    running = start_daemon(env, tmp_path / "daemon.log")
+    try:
+        events = turn(running, text="Hello there.", skill="chat")
+        done = events[-1]
+        assert done["type"] == "done" and done["model"] == "small-copy"
+        assert not [e for e in events if e["type"] == "notice"]
+        with running.http() as http:
+            conv = http.get(f"/api/conversations/{events[0]['conversation_id']}").json()
+        reply = next(m for m in conv["messages"] if m["id"] == events[0]["message_id"])
+        assert reply["model"] == "small-copy"
+        events = turn(running, text="/translate fr Good morning.", max_tokens=12)
+        notices = [e["message"] for e in events if e["type"] == "notice"]
+        assert any("no-such-model" in n and CHAT_MODEL in n for n in notices), notices
+        assert events[-1]["type"] == "done" and events[-1]["model"] == CHAT_MODEL
+    finally:
+        running.stop()

@@ -137,3 +137,19 @@ def test_cli_exits_2_on_bad_config_and_starts_nothing(tmp_path: Path, args: list
     assert str(bad) in proc.stderr and "'daemon.log_level'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not runtime.exists() or not any(runtime.iterdir())
+
+
+def test_make_run_provisions_every_model_the_defaults_use(env: dict[str, str]) -> None:
+    """A fresh `make run` pulls the default chat model, the embedding model and the model of
+    every bundled skill that names one."""
+    import re
+
+    settings = load_settings(environ=env)
+    wanted = {settings.models.default, settings.models.embedding}
+    wanted |= {str(section["model"]) for section in settings.skills.values()
+               if isinstance(section, dict) and section.get("model")}
+    makefile = (REPO / "Makefile").read_text()
+    match = re.search(r"^RUN_MODELS := (.+)$", makefile, re.M)
+    assert match is not None and "pull $(RUN_MODELS)" in makefile.split("run: install")[1]
+    assert wanted <= set(match.group(1).split())
+    assert settings.skill_section("summarize")["model"] == "qwen2.5-coder-1.5b"

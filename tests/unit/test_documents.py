@@ -32,8 +32,46 @@ def test_reader_locates_paragraphs_and_strips_html(tmp_path: Path) -> None:
     doc = read_document(path)
     assert doc.title == "Title"
     assert [(s.location, s.text) for s in doc.sections] == [
-        ("line 1", "# Title"), ("line 3", "First para."), ("line 6", "Second para.")]
+        ("Title, line 1", "# Title"), ("Title, line 3", "First para."),
+        ("Title, line 6", "Second para.")]
     assert html_text("<head><script>x()</script></head><p>A &amp; B</p><p>C</p>") == "A & B\n\nC"
+
+
+def test_each_paragraph_is_located_in_its_own_section(tmp_path: Path) -> None:
+    path = tmp_path / "llm.md"
+    path.write_text("Preface without a heading.\n\n## 1. 背景介绍\n\n语言模型的历史。\n\n"
+                    "```sh\n# a comment, not a heading\n\nmake run\n```\n\n"
+                    "## 2. 评估指标\n困惑度和 BLEU。\n\n### 2.1 人工评估\n\n人工打分。\n",
+                    encoding="utf-8")
+    located = [(s.location, s.text.splitlines()[0]) for s in read_document(path).sections]
+    assert located == [
+        ("line 1", "Preface without a heading."),
+        ("1. 背景介绍, line 3", "## 1. 背景介绍"),
+        ("1. 背景介绍, line 5", "语言模型的历史。"),
+        ("1. 背景介绍, line 7", "```sh"),
+        ("1. 背景介绍, line 10", "make run"),
+        ("2. 评估指标, line 13", "## 2. 评估指标"),
+        ("2.1 人工评估, line 16", "### 2.1 人工评估"),
+        ("2.1 人工评估, line 18", "人工打分。"),
+    ]
+
+
+def test_headings_are_read_only_where_they_are_headings(tmp_path: Path) -> None:
+    def located(name: str, text: str) -> list[str]:
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        return [s.location for s in read_document(path).sections]
+
+    # A '#' line of a plain text file is not a heading.
+    assert located("todo.txt", "# TODO buy milk\n\nCall the bank.") == ["line 1", "line 3"]
+    # Setext headings, a heading ending in '#', a ``` inside a ~~~ fence.
+    assert located("a.md", "Overview\n========\n\nText.\n\n## Why C#\n\nBecause.\n\n"
+                           "~~~\n```\n# not a heading\n~~~\n\nAfter.") == [
+        "Overview, line 1", "Overview, line 4", "Why C#, line 6", "Why C#, line 8",
+        "Why C#, line 10", "Why C#, line 15"]
+    # HTML headings name their sections.
+    assert located("p.html", "<h1>Guide</h1><p>Intro.</p><h2>Setup</h2><p>Steps.</p>") == [
+        "Guide, line 1", "Guide, line 3", "Setup, line 5", "Setup, line 7"]
 
 
 @pytest.mark.parametrize(("name", "data", "message"), [
@@ -285,3 +323,94 @@ async def test_search_sees_chunks_replaced_in_place(tmp_path: Path, store: Store
     assert _chunk_seqs(store) == before
     [hit] = await search.search(path.read_text(), 3)
     assert (hit["text"], hit["similarity"]) == (path.read_text(), 1.0)
+
+
+LLM_OVERVIEW_ZH = """# 1. 背景介绍
+
+大语言模型是在海量文本上训练的神经网络，能够理解和生成自然语言。
+近年来，它们在翻译、问答和写作等任务上进步很快。
+
+# 2. Transformer 架构
+
+Transformer 依靠自注意力机制处理序列，不再使用循环结构。
+编码器和解码器都由多层注意力和前馈网络堆叠而成。
+
+# 3. 预训练与微调
+
+模型先在无标注语料上预训练，学习语言的一般规律，
+再用少量标注数据微调，以适应具体的下游任务。
+
+# 4. 评估方法
+
+衡量大语言模型的性能，常用的指标有困惑度、BLEU、ROUGE 和准确率，
+此外还需要人工评测回答的质量和安全性。
+
+# 5. 日本語の資料
+
+大規模言語モデルの評価には、複数のベンチマークを使います。検索拡張生成も広く使われています。
+"""
+
+
+# Each section of LLM_OVERVIEW_ZH (and an English note) by words only it holds.
+SECTIONS = {"海量文本": "background", "自注意力机制": "transformer", "无标注语料": "finetuning",
+            "困惑度": "evaluation", "ベンチマーク": "japanese", "predicts a sample": "english"}
+
+
+def _keyword_hits(store: Store, question: str) -> list[str]:
+    """The sections whose chunks keyword search finds for ``question``, best first."""
+    seqs = [seq for seq, _ in store.documents.keyword_search(question)]
+    return [next(name for words, name in SECTIONS.items() if words in c.text)
+            for c in store.documents.chunks(seqs)]
+
+
+@pytest.mark.asyncio
+async def test_keyword_search_finds_chinese_and_japanese_words_inside_longer_runs(
+        tmp_path: Path, store: Store) -> None:
+    path = tmp_path / "llm.md"
+    path.write_text(LLM_OVERVIEW_ZH)
+    await add_file(store, path, fake_embed)
+    assert _keyword_hits(store, "模型") == ["background", "finetuning", "evaluation"]
+    assert _keyword_hits(store, "指标") == ["evaluation"]
+    assert _keyword_hits(store, "文档中提到了哪些评估大语言模型性能的指标？")[0] == "evaluation"
+    assert _keyword_hits(store, "预训练和微调是什么？") == ["finetuning"]
+    assert _keyword_hits(store, "什么是Transformer？") == ["transformer"]
+    assert _keyword_hits(store, "評価にはどんなベンチマークを使いますか") == ["japanese"]
+    assert _keyword_hits(store, "検索") == ["japanese"]
+    assert _keyword_hits(store, "What is BLEU?") == ["evaluation"]  # English as before
+    assert _keyword_hits(store, "量子色动力学") == []
+    english = tmp_path / "english.md"
+    english.write_text("Perplexity measures how well a language model predicts a sample.")
+    await add_file(store, english, fake_embed)
+    assert _keyword_hits(store, "perplexity是什么？") == ["english"]  # the word index too
+    assert _keyword_hits(store, "什么是Transformer？") == ["transformer"]
+    search = HybridSearch(store, fake_embed, min_similarity=0.0)
+    hits = await search.search("文档中提到了哪些评估大语言模型性能的指标？", 1)
+    assert "困惑度" in hits[0]["text"]
+
+
+@pytest.mark.asyncio
+async def test_documents_stored_before_migration_4_are_found_by_chinese_words(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    every = migrations.MIGRATIONS
+    monkeypatch.setattr(migrations, "MIGRATIONS", every[:3])
+    monkeypatch.setattr(migrations, "LATEST", 3)
+    path = tmp_path / "llm.md"
+    path.write_text(LLM_OVERVIEW_ZH)
+    old = Store.open(url)
+    await add_file(old, path, fake_embed)
+    old.close()
+    monkeypatch.setattr(migrations, "MIGRATIONS", every)
+    monkeypatch.setattr(migrations, "LATEST", every[-1].version)
+    store = Store.open(url)
+    try:
+        assert _keyword_hits(store, "指标") == ["evaluation"]
+        assert _keyword_hits(store, "自注意力机制") == ["transformer"]
+        with store.engine.connect() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO chunks_cjk (chunks_cjk, rank) VALUES ('integrity-check', 1)")
+            assert conn.exec_driver_sql("SELECT COUNT(*) FROM chunks_cjk").scalar() == 5
+        store.documents.remove(str(path.resolve()))
+        assert _keyword_hits(store, "指标") == [] and _keyword_hits(store, "自注意力") == []
+    finally:
+        store.close()

@@ -48,3 +48,15 @@ def test_bad_jsonl_names_the_line(tmp_path: Path) -> None:
     path.write_text('{"a": 1}\nnot json\n')
     with pytest.raises(EvalDataError, match="line 2"):
         load_items(path)
+
+
+def test_paired_bootstrap_interval() -> None:
+    better = [0.3 + 0.01 * (i % 5) for i in range(60)]
+    worse = [x - 0.05 for x in better]
+    mean, low, high = metrics.paired_bootstrap(better, worse)
+    assert abs(mean - 0.05) < 1e-9 and low <= mean <= high and low > 0
+    noisy = [0.1 if i % 2 else -0.1 for i in range(60)]
+    mean, low, high = metrics.paired_bootstrap(noisy, [0.0] * 60)
+    assert low < 0 < high  # no difference to see
+    with pytest.raises(ValueError):
+        metrics.paired_bootstrap([1.0], [])

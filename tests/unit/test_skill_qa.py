@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+from assistant_plugins.answers import is_factoid, snap
 from assistant_plugins.qa import DECLINE, QA, Citations, ground
 
 from assistant.skills import Turn
@@ -31,7 +33,7 @@ HITS = [
 async def test_answer_keeps_model_citations_and_lists_sources() -> None:
     ctx = fake_context(FakeBackend(["It lasts two years [1]."]))
     ctx.documents = Docs(HITS)
-    text, _ = await run_skill_text(QA(), Turn("How long is the warranty?"), ctx)
+    text, _ = await run_skill_text(QA(), Turn("Tell me about the warranty."), ctx)
     assert text == "It lasts two years [1].\n\nSources:\n[1] manual.pdf, p. 3"
 
 
@@ -96,3 +98,68 @@ def test_ground_prefers_the_words_of_the_claim_over_the_question() -> None:
     # Chinese has no spaces: its characters are compared one by one.
     cities = [{"text": "他在上海工作。"}, {"text": "她在北京工作。"}]
     assert ground("她在北京", cities, [1], "她在哪里工作？") == 2
+
+
+@pytest.mark.asyncio
+async def test_a_citation_names_the_section_of_its_passage(tmp_path: Path) -> None:
+    """The document's first heading is not every passage's section: the footer names the
+    section the cited passage is in (an indexed multi-section Markdown file)."""
+    from assistant.documents.ingest import add_file
+    from assistant.documents.search import HybridSearch
+    from assistant.store import Store
+    from assistant.testing import hashed_vector
+
+    async def embed(texts: list[str]) -> list[list[float]]:
+        return [hashed_vector(t) for t in texts]
+
+    path = tmp_path / "llm.md"
+    path.write_text(
+        "# Large language models\n\n## 1. Background\n\nLanguage models are neural networks "
+        "trained on large amounts of text.\n\n## 2. Kinds of models\n\nBERT is a "
+        "bidirectional encoder model, while GPT is an autoregressive decoder.\n\n"
+        "## 3. Evaluation\n\nCommon evaluation metrics are perplexity, BLEU and human "
+        "ratings.\n", encoding="utf-8")
+    store = Store.open(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    try:
+        await add_file(store, path, embed)
+        ctx = fake_context(FakeBackend(["perplexity, BLEU and human ratings"]))
+        ctx.documents = HybridSearch(store, embed, min_similarity=-1.0)  # hashed vectors
+        text, _ = await run_skill_text(
+            QA(), Turn("Which evaluation metrics does the document mention?"), ctx)
+    finally:
+        store.close()
+    answer, footer = text.split("\n\nSources:\n")
+    assert answer.startswith("perplexity, BLEU and human ratings [")
+    assert footer.endswith("] Large language models, 3. Evaluation, line 11")  # its heading
+
+
+@pytest.mark.asyncio
+async def test_a_factual_answer_is_snapped_to_the_words_of_its_source() -> None:
+    backend = FakeBackend(["It lasts for two years [2]."])
+    ctx = fake_context(backend)
+    ctx.documents = Docs(HITS)
+    text, _ = await run_skill_text(QA(), Turn("How long is the warranty?"), ctx)
+    # The span of the source, and the citation renumbered to the passage holding it.
+    assert text == "lasts two years [1]\n\nSources:\n[1] manual.pdf, p. 3"
+    assert "shortest phrase" in backend.calls[0][0].content  # the short form was asked for
+    question = "How long is the warranty?"
+    assert snap("two years", HITS, question) == "two years"  # word for word: as it is
+    assert snap("a decade of coverage", HITS, question) == "a decade of coverage"  # no span
+    # A word the passages lack nearby is not dropped to make a span: negations included.
+    assert snap("not two years", HITS, question) == "not two years"
+    assert snap("It lasts two years, in London", HITS, question) == \
+        "It lasts two years, in London"
+
+
+@pytest.mark.parametrize(("question", "factoid"), [
+    ("Who won Super Bowl 50?", True), ("How many points did Denver score?", True),
+    ("According to my document, what kind of language model is BERT?", True),
+    ("In the contract, when does the lease end?", True),
+    ("哪一年举办的？", True), ("Why did the Broncos win?", False),
+    ("How does the warranty work?", False), ("Summarize the report", False),
+    ("What does my document say about the refund policy?", False),
+    ("What are the advantages of fine-tuning?", False),
+    ("这几乎是任何人都知道的吗？", False), ("どのように設定しますか？", False),
+])
+def test_questions_asking_for_a_fact_get_the_short_form(question: str, factoid: bool) -> None:
+    assert is_factoid(question) is factoid

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 from assistant_plugins.budget import estimate_tokens
-from assistant_plugins.summarize import Summarize, style_of, textrank
+from assistant_plugins.salience import textrank
+from assistant_plugins.summarize import Summarize, style_of
 
 from assistant.models.backend import ChatMessage, GenerationParams
 from assistant.skills import Notice, Progress, SkillContext, Turn, collect, execute

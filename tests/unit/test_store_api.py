@@ -100,6 +100,20 @@ def test_search_export_import(client: TestClient, store: Store) -> None:
     assert "line 1" in bad.json()["error"]["message"]
 
 
+def test_search_finds_chinese_words_inside_longer_runs(client: TestClient,
+                                                      store: Store) -> None:
+    turn = _turn(store, "大语言模型的评估指标有哪些", "常用的指标有困惑度和BLEU。", skill="qa")
+    hits = client.get("/api/search", params={"q": "指标"}).json()["hits"]
+    assert {h["message_id"] for h in hits} == {turn.user_message.id, turn.assistant_message.id}
+    assert "大语言模型的评估<mark>指标</mark>有哪些" in {h["snippet"] for h in hits}
+    exported = client.get(f"/api/conversations/{turn.conversation_id}/export").content
+    client.delete(f"/api/conversations/{turn.conversation_id}")
+    assert client.get("/api/search", params={"q": "模型"}).json() == {"hits": []}
+    client.post("/api/import", content=exported)  # imported messages are indexed too
+    hits = client.get("/api/search", params={"q": "评估指标", "skill": "qa"}).json()["hits"]
+    assert [h["snippet"] for h in hits] == ["大语言模型的<mark>评估指标</mark>有哪些"]
+
+
 def test_storage_unavailable_is_503(client: TestClient, store: Store) -> None:
     turn = _turn(store, "hello", "hi")
 
