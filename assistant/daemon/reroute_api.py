@@ -45,8 +45,11 @@ async def reroute(message_id: str, body: RerouteBody, store: StoreDep,
                            code="not_reroutable", param="message_id")
     user = await asyncio.to_thread(store.message, reply.parent_id)
     await turns.correct(user.content, body.skill)
+    # The conversation's model, not the old reply's: that is the model its skill answered
+    # with, and the new skill may answer with its own.
+    conversation = (await asyncio.to_thread(store.conversations, [reply.conversation_id]))[0]
     events = turns.run(TurnRequest(
-        text=user.content, skill=body.skill, method="correction", model=reply.model,
+        text=user.content, skill=body.skill, method="correction", model=conversation.model,
         regenerate=message_id,
         params=GenerationParams(max_tokens=body.max_tokens, temperature=body.temperature,
                                 seed=body.seed),

@@ -22,7 +22,7 @@ from assistant.context import BackendContext
 from assistant.daemon.compaction import CompactionFailed, Compactor, chat_messages
 from assistant.daemon.events import while_running
 from assistant.daemon.reply import Metered, ReplyRecorder, Usage
-from assistant.errors import AssistantError, ModelNotFound, RequestError, StorageUnavailable
+from assistant.errors import AssistantError, ModelError, RequestError, StorageUnavailable
 from assistant.models.backend import ChatMessage, Delta, GenerationParams, closing_stream
 from assistant.routing import RouteDecision, Router
 from assistant.skills import (
@@ -94,6 +94,7 @@ class _Running:
     started: float = field(default_factory=time.perf_counter)
     usage: Usage = field(default_factory=Usage)
     decision: RouteDecision | None = None
+    skill_model: str = ""  # the model the skill answers with (TurnService.skill_model)
     turn: Turn | None = None
     status: str = "cancelled"
     error: str = ""
@@ -103,6 +104,11 @@ class _Running:
     @property
     def ids(self) -> dict[str, str]:
         return self.begun.ids()
+
+    @property
+    def answered_by(self) -> str:
+        """The model of the reply's last generation, else the one its skill would use."""
+        return self.usage.model or self.skill_model or self.model
 
 
 class TurnService:
@@ -117,6 +123,7 @@ class TurnService:
         self.router = router
         self.store = store
         self.documents = documents
+        self._warned: set[tuple[str, str]] = set()  # (skill, missing model): said once
 
     # -- routing -----------------------------------------------------------------------------
 
@@ -211,9 +218,14 @@ class TurnService:
         decision = state.decision = await self.route(begun.utterance, request)
         route = decision.to_dict()
         yield {"type": "route", **route, **ids}
+        state.skill_model, instead = await self.skill_model(
+            decision.skill, request.model, state.model)
+        if instead:
+            yield {"type": "notice", "message": instead, "level": "warning"}
         history = list(request.history or [])
         if store is not None and begun.stored is not None and request.history is None:
-            fit = self._fit_context(store, begun, decision.skill, state.model, request.params)
+            fit = self._fit_context(store, begun, decision.skill, state.skill_model,
+                                    request.params)
             async with closing_stream(fit) as fitting:
                 async for summarizing in fitting:
                     yield summarizing
@@ -224,14 +236,12 @@ class TurnService:
             args={"params": request.params})
         for notice in await self.plugins.acall("before_turn", turn=turn):
             yield {"type": "notice", "message": notice, "level": "warning"}
-        skill_model, instead = self.skill_model(decision.skill, state.model)
-        if instead:
-            yield {"type": "notice", "message": instead, "level": "warning"}
         ctx = BackendContext(
             Metered(self.models, state.usage.add), state.model,
             embedding_model=self.settings.models.embedding, history=history,
             documents=self.documents,
-            config={**self.settings.skill_section(decision.skill), "model": skill_model},
+            config={**self.settings.skill_section(decision.skill),
+                    "model": state.skill_model},
             params=request.params, cache_tag=ids.get("conversation_id"),
         )
         async with closing_stream(self.plugins.run_skill(decision.skill, turn, ctx)) as events:
@@ -256,7 +266,7 @@ class TurnService:
         await state.recorder.finalize(
             status=state.status, skill=decision.skill if decision else None,
             route=decision.to_dict() if decision else None,
-            model=usage.model or state.model,  # the model that answered
+            model=state.answered_by,
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             timings=state.timings)
 
@@ -270,7 +280,7 @@ class TurnService:
         if state.status == "error":
             yield {"type": "error", "code": state.error_code, "message": state.error, **ids}
             return
-        ran_with = usage.model or self._chat_model(decision.skill, state.model)
+        ran_with = state.answered_by
         yield {"type": "done", "status": state.status, "model": ran_with,
                "skill": decision.skill,
                "usage": {"prompt_tokens": usage.prompt_tokens,
@@ -278,28 +288,32 @@ class TurnService:
                "context": await self.models.context_length(ran_with),
                "timings": state.timings, **ids}
 
-    def _chat_model(self, skill: str, model: str) -> str:
-        """The model a skill generates with unless it names one: its configured one, or ours."""
-        return self.skill_model(skill, model)[0]
+    async def skill_model(self, skill: str, requested: str | None, default: str
+                          ) -> tuple[str, str | None]:
+        """The model ``skill`` answers with, and a notice when it is not the one configured.
 
-    def skill_model(self, skill: str, model: str) -> tuple[str, str | None]:
-        """The model ``skill`` answers with: its ``[skills.X] model`` when that is installed,
-        else the turn's ``model``, with a notice saying why and how to get the configured one.
-
-        The shipped defaults name models chosen for each skill's quality; a user who pulled
-        only the default chat model still gets answers.
+        A model the request names wins: the caller asked for it. Else the skill's
+        ``[skills.X] model`` (the shipped defaults are chosen for each skill's quality) when it
+        can be loaded, else ``default`` — with a notice, once per daemon run, saying which
+        model is missing and how to get it: a user who pulled only the default chat model
+        still gets answers.
         """
+        if requested:
+            return requested, None
         configured = str(self.settings.skill_section(skill).get("model") or "")
-        if not configured or configured == model or configured in self.models.backends:
-            return configured or model, None
+        if not configured or configured == default or configured in self.models.backends:
+            return configured or default, None
         from assistant.models import registry
 
         try:
-            registry.resolve(self.settings, configured)
-        except ModelNotFound as exc:
-            return model, (f"{skill} answers best with {configured}, which is not available "
-                           f"({exc.message.rstrip('.')}); {model} answers instead. "
-                           f"{exc.hint or ''}").strip()
+            await asyncio.to_thread(registry.resolve, self.settings, configured)
+        except ModelError as exc:
+            if (skill, configured) in self._warned:
+                return default, None
+            self._warned.add((skill, configured))
+            return default, (f"{skill} answers best with {configured}, which is not available "
+                             f"({exc.message.rstrip('.')}); {default} answers instead. "
+                             f"{exc.hint or ''}").strip()
         return configured, None
 
     async def _fit_context(
@@ -310,7 +324,7 @@ class TurnService:
         found = self.plugins.skills.get(skill)
         if found is not None and not getattr(found, "uses_history", True):
             return
-        chat_model = self._chat_model(skill, model)
+        chat_model = model
         n_ctx = await self.models.context_length(chat_model)
         if not n_ctx:
             return

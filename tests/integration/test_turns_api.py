@@ -94,9 +94,9 @@ def test_the_daemon_tells_the_context_the_model_runs_with(
 
 def test_a_skill_answers_with_its_own_model_and_the_reply_says_which(
         daemon_env: dict[str, str], tmp_path: Path) -> None:
-    """``[skills.X] model`` picks the model a skill answers with; the done event and the
-    stored reply name it. A configured model that is not there leaves the turn's model to
-    answer, with a notice saying how to get it."""
+    """``[skills.X] model`` picks the model a skill answers with, unless the request names
+    one; the done event and the stored reply name it. A configured model that is not there
+    leaves the turn's model to answer, with a notice (once) saying how to get it."""
     import subprocess
     import sys
 
@@ -119,9 +119,14 @@ def test_a_skill_answers_with_its_own_model_and_the_reply_says_which(
             conv = http.get(f"/api/conversations/{events[0]['conversation_id']}").json()
         reply = next(m for m in conv["messages"] if m["id"] == events[0]["message_id"])
         assert reply["model"] == "small-copy"
+        # A model the request names wins over the skill's.
+        asked = turn(running, text="Hello again.", skill="chat", model=CHAT_MODEL)[-1]
+        assert asked["type"] == "done" and asked["model"] == CHAT_MODEL
         events = turn(running, text="/translate fr Good morning.", max_tokens=12)
         notices = [e["message"] for e in events if e["type"] == "notice"]
         assert any("no-such-model" in n and CHAT_MODEL in n for n in notices), notices
         assert events[-1]["type"] == "done" and events[-1]["model"] == CHAT_MODEL
+        again = turn(running, text="/translate fr Good night.", max_tokens=12)  # said once
+        assert not [e for e in again if e["type"] == "notice"] and again[-1]["model"] == CHAT_MODEL
     finally:
         running.stop()
