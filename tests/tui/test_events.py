@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from textual.content import Content
 from textual.pilot import Pilot
 from textual.widgets import Markdown, Static
 
@@ -348,4 +349,27 @@ async def test_a_turn_asks_for_the_conversation_list_once(isolated_env: dict[str
                        == "a-new", what="the stored copy")
         await pilot.pause(0.3)
         assert api.lists - before == 1
+        assert not errors(app)
+
+
+@pytest.mark.asyncio
+async def test_a_skill_description_is_shown_as_text_not_markup(
+    isolated_env: dict[str, str],
+) -> None:
+    from assistant.tui.widgets.prompt import Completions
+
+    class BracketsApi(PlaybackApi):
+        def skills(self) -> list[SkillEntry]:
+            return [SkillEntry("translate", "[fr] to [en], [bold]word for word[/bold]")]
+
+    api = BracketsApi(isolated_env, conversation(), [])
+    async with playing(api, open_conversation=False) as (app, screen, pilot):
+        screen.query_one(PromptInput).focus()
+        await pilot.press("slash", "t", "r")
+        box = screen.query_one(Completions)
+        assert box.display and box.option_count == 1
+        prompt = box.get_option_at_index(0).prompt
+        # What the list shows: a str prompt is read as markup, Content is shown as it is.
+        shown = prompt if isinstance(prompt, Content) else Content.from_markup(str(prompt))
+        assert shown.plain == "/translate  [fr] to [en], [bold]word for word[/bold]"
         assert not errors(app)

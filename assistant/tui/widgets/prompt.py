@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from textual import events
+from textual.content import Content
 from textual.widgets import OptionList, TextArea
 from textual.widgets.option_list import Option
 
@@ -86,7 +87,9 @@ class PromptInput(TextArea):
         if not found or (len(found) == 1 and f"/{found[0].name}" == self.text):
             box.display = False
             return
-        box.add_options([Option(f"/{c.name}  [dim]{c.help}[/]", id=c.name) for c in found])
+        # A plugin's description is text, not markup: "[fr]" must not be read as a style.
+        box.add_options([Option(Content.assemble(f"/{c.name}  ", (c.help, "dim")), id=c.name)
+                         for c in found])
         box.highlighted = 0
         box.display = True
 

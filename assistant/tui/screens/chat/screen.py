@@ -198,14 +198,9 @@ class ChatScreen(Screen[None]):
         self.turns.start(question, reply, open_stream, fields)
 
     def on_turn_routed(self, message: TurnRouted) -> None:
-        reply = self.turns.reply_to(message.number)
-        if reply is None:
+        if not self.turns.routed(message.number, message.event):
             return
-        event = message.event
-        self.last_route = event
-        skill = str(event.get("skill") or "")
-        reply.message_id = event_text(event.get("message_id"))
-        reply.set_header(skill=skill or None)
+        event = self.last_route = message.event
         self.query_one(StatusBar).show_route(event)
         # A new conversation joins the sidebar when the turn ends: asking the daemon for the
         # list now would take CPU from the reply being decoded.
@@ -230,12 +225,9 @@ class ChatScreen(Screen[None]):
         self.query_one(StatusBar).show_progress(event)
 
     def on_turn_finished(self, message: TurnFinished) -> None:
-        reply = self.turns.reply_to(message.number)
-        if reply is None:
+        status = self.turns.finished(message.number, message.event)
+        if status is None:
             return
-        self.turns.show_pending()
-        status = str(message.event.get("status") or "complete")
-        reply.set_header(status=status)
         if status == "cancelled" and not self.turns.cancelled:
             self.app.notify("The daemon stopped the reply before it was complete "
                             "(it took longer than plugins.skill_timeout?).",
@@ -243,9 +235,7 @@ class ChatScreen(Screen[None]):
         self.query_one(StatusBar).show_done(message.event)
 
     def on_turn_failed(self, message: TurnFailed) -> None:
-        reply = self.turns.reply_to(message.number)
-        if reply is not None:
-            reply.set_header(status="error")
+        self.turns.failed(message.number)
         self.notify_error(message.reason, message.hint, title="reply failed")
 
     async def on_turn_ended(self, message: TurnEnded) -> None:

@@ -55,7 +55,8 @@ class PendingText:
 
 
 class TurnStream:
-    """One turn at a time, streamed into its reply view.
+    """One turn at a time, streamed into its reply view, whose header (message id, skill,
+    status) it keeps.
 
     Turns are numbered as they start (``started`` is the latest one's number); the messages of
     a turn carry its number, and :meth:`reply_to` gives the reply view only for the latest.
@@ -98,6 +99,31 @@ class TurnStream:
     def reply_to(self, number: int) -> MessageView | None:
         """The reply view of turn ``number`` while it is the latest and not ended; else None."""
         return self.reply if number == self.started else None
+
+    def routed(self, number: int, event: dict[str, Any]) -> bool:
+        """A ``route`` event: the reply gets its message id and its skill. False when turn
+        ``number`` is not the one streaming."""
+        reply = self.reply_to(number)
+        if reply is None:
+            return False
+        reply.message_id = event_text(event.get("message_id"))
+        reply.set_header(skill=str(event.get("skill") or "") or None)
+        return True
+
+    def finished(self, number: int, event: dict[str, Any]) -> str | None:
+        """A ``done`` event: the rest of the text, and the reply's final status, returned;
+        None when turn ``number`` is not the one streaming."""
+        reply = self.reply_to(number)
+        if reply is None:
+            return None
+        self.show_pending()
+        status = str(event.get("status") or "complete")
+        reply.set_header(status=status)
+        return status
+
+    def failed(self, number: int) -> None:
+        if (reply := self.reply_to(number)) is not None:
+            reply.set_header(status="error")
 
     def show_pending(self) -> None:
         text = self._pending.take()
