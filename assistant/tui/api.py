@@ -67,6 +67,15 @@ class ConversationDetail:
         role = self.messages[message_id].role
         return [m for m in self.messages.values() if m.parent_id == parent and m.role == role]
 
+    def branch_positions(self) -> dict[str, tuple[int, int]]:
+        """For each message of the path that has alternatives: (its place, how many)."""
+        positions = {}
+        for message in self.path():
+            ids = [s.id for s in self.siblings(message.id)]
+            if len(ids) > 1:
+                positions[message.id] = (ids.index(message.id) + 1, len(ids))
+        return positions
+
 
 @dataclass(frozen=True)
 class SearchResult:
@@ -77,6 +86,12 @@ class SearchResult:
     skill: str | None
     snippet: str
     rank: float
+
+
+@dataclass(frozen=True)
+class SkillEntry:
+    name: str
+    description: str
 
 
 @dataclass(frozen=True)
@@ -93,7 +108,7 @@ def context_size(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
-def _message(raw: dict[str, Any]) -> StoredMessage:
+def _stored_message(raw: dict[str, Any]) -> StoredMessage:
     return StoredMessage(
         id=raw["id"], parent_id=raw.get("parent_id"), role=raw["role"],
         content=raw.get("content") or "", status=raw.get("status") or "complete",
@@ -129,9 +144,16 @@ class TuiApi:
             health = self.client.health() or health
         return health
 
-    def status(self) -> dict[str, Any]:
-        result: dict[str, Any] = self.client.get("/api/status")
-        return result
+    def skills(self) -> list[SkillEntry]:
+        """The skills a turn can go to, third-party plugins' included (``GET /api/skills``);
+        none from a daemon too old to list them."""
+        try:
+            rows = self.client.get("/api/skills")["skills"]
+        except RequestError as exc:
+            if exc.status == 404 and exc.param is None:  # no such route, not a missing thing
+                return []
+            raise
+        return [SkillEntry(str(r["name"]), str(r.get("description") or "")) for r in rows]
 
     def models(self) -> list[ModelEntry]:
         data = self.client.get("/v1/models")["data"]
@@ -157,7 +179,7 @@ class TuiApi:
 
     def conversation(self, conversation_id: str) -> ConversationDetail:
         body = self.client.get(f"/api/conversations/{conversation_id}")
-        messages = {m["id"]: _message(m) for m in body["messages"]}
+        messages = {m["id"]: _stored_message(m) for m in body["messages"]}
         return ConversationDetail(body["id"], body["title"] or "untitled", bool(body["pinned"]),
                                   bool(body["archived"]), messages,
                                   list(body.get("active_path") or []))
@@ -172,7 +194,7 @@ class TuiApi:
     def set_summary_undone(self, message_id: str, undone: bool = True) -> StoredMessage:
         """Take a compaction summary out of the model's context (``undone``), or put it back."""
         verb = "undo" if undone else "redo"
-        return _message(self.client.post(f"/api/messages/{message_id}/{verb}"))
+        return _stored_message(self.client.post(f"/api/messages/{message_id}/{verb}"))
 
     def search(self, query: str, limit: int = 50) -> list[SearchResult]:
         hits = self.client.get("/api/search", q=query, limit=limit)["hits"]

@@ -26,7 +26,7 @@ class AssistantApp(App[None]):
         self.conversation_id = conversation_id
         self.max_tokens = max_tokens if max_tokens is not None else (
             settings.tui.max_tokens or None)
-        self.keys = keys.keymap(settings.tui.keys)
+        self.keymap = keys.keymap(settings.tui.keys)
 
     def on_mount(self) -> None:
         from assistant.tui.screens.chat import ChatScreen
@@ -37,8 +37,9 @@ class AssistantApp(App[None]):
             raise ConfigError(f"config error: tui.theme = {theme!r} is not a theme",
                               f"Themes: {known}.")
         self.theme = theme
-        self.set_keymap(self.keys)
-        self.push_screen(ChatScreen(self.api, self.conversation_id))
+        self.set_keymap(self.keymap)
+        self.push_screen(ChatScreen(self.api, self.conversation_id, max_tokens=self.max_tokens,
+                                    keymap=self.keymap))
 
     def on_unmount(self) -> None:
         self.api.close()
@@ -52,7 +53,7 @@ class AssistantApp(App[None]):
         for action in keys.ACTIONS:
             if action.id == "cancel":
                 continue
-            key = keys.display_key(keys.key_of(action.id, self.keys))
+            key = keys.display_key(keys.key_of(action.id, self.keymap))
 
             def run(name: str = action.action) -> None:
                 self.call_later(screen.run_action, name)

@@ -1,4 +1,8 @@
-"""Messages the UI's workers and widgets post: small dataclasses named in the past tense."""
+"""Messages the UI's workers and widgets post: small dataclasses named in the past tense.
+
+A turn's messages carry the turn's ``number`` (see :class:`~assistant.tui.screens.chat.
+turn_stream.TurnStream`): one from a turn that is already over is ignored.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,19 @@ from typing import Any
 
 from textual.message import Message
 
-from assistant.tui.api import ConversationDetail, ConversationSummary, StoredMessage
+from assistant.tui.api import ConversationDetail, ConversationSummary, SkillEntry, StoredMessage
 
 
 @dataclass
 class DaemonConnected(Message):
     health: dict[str, Any]
     context_sizes: dict[str, int | None]  # model -> the daemon's context; None: unknown
+    skills: list[SkillEntry]
 
 
 @dataclass
 class DaemonFailed(Message):
-    message: str
+    reason: str
     hint: str | None = None
 
 
@@ -42,13 +47,23 @@ class ConversationChosen(Message):
 
 
 @dataclass
+class ConversationEdited(Message):
+    """The daemon stored a change to a conversation; ``said`` tells the user. ``closed``: the
+    conversation left the list (archived, deleted), and a new one takes its place if open."""
+
+    conversation_id: str
+    said: str
+    closed: bool = False
+
+
+@dataclass
 class PromptSubmitted(Message):
     text: str
 
 
 @dataclass
 class TurnRouted(Message):
-    turn: int
+    number: int
     event: dict[str, Any]
 
 
@@ -56,26 +71,28 @@ class TurnRouted(Message):
 class TurnSummarized(Message):
     """The daemon folded older turns into a summary before replying (a ``summary`` event)."""
 
-    turn: int
+    number: int
     event: dict[str, Any]
 
 
 @dataclass
 class TurnProgressed(Message):
-    turn: int
+    """A ``progress`` or ``notice`` event of a turn."""
+
+    number: int
     event: dict[str, Any]
 
 
 @dataclass
 class TurnFinished(Message):
-    turn: int
+    number: int
     event: dict[str, Any]
 
 
 @dataclass
 class TurnFailed(Message):
-    turn: int
-    message: str
+    number: int
+    reason: str
     hint: str | None = None
 
 
@@ -83,7 +100,14 @@ class TurnFailed(Message):
 class TurnEnded(Message):
     """The worker of a turn stopped, whatever the reason; always the last message of a turn."""
 
-    turn: int
+    number: int
+
+
+@dataclass
+class DocumentsProgressed(Message):
+    """A ``progress`` event of ``POST /api/documents``."""
+
+    event: dict[str, Any]
 
 
 @dataclass
@@ -95,7 +119,7 @@ class DocumentsAdded(Message):
 
 @dataclass
 class SummaryToggled(Message):
-    """A compaction summary was undone or put back in force; ``message`` is the stored one."""
+    """A compaction summary was undone or put back in force; ``summary`` is the stored one."""
 
     conversation_id: str
-    message: StoredMessage
+    summary: StoredMessage

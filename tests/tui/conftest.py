@@ -100,7 +100,8 @@ class TuiDaemon:
             return response.json()
 
 
-def _start(tmp: Path) -> TuiDaemon:
+def start_tui_daemon(tmp: Path, extra_env: dict[str, str] | None = None) -> TuiDaemon:
+    """A daemon on ``tmp``, seeded, its environment ``extra_env`` added; stop it when done."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
     env.update({
         "ASSISTANT_DATA_DIR": str(tmp / "data"),
@@ -111,6 +112,7 @@ def _start(tmp: Path) -> TuiDaemon:
         "ASSISTANT_DAEMON__THREADS": "2",
         "ASSISTANT_MODELS__CONTEXT_LENGTH": "2048",
         "ASSISTANT_PLUGINS__SKILL_TIMEOUT": "600",
+        **(extra_env or {}),
     })
     daemon = start_daemon(env, tmp / "daemon.log")
     with daemon.http() as http:
@@ -128,7 +130,7 @@ def _start(tmp: Path) -> TuiDaemon:
 @pytest.fixture(scope="module")
 def tui_daemon() -> Iterator[TuiDaemon]:
     tmp = Path(tempfile.mkdtemp(prefix="as-tui-", dir="/tmp"))
-    running = _start(tmp)
+    running = start_tui_daemon(tmp)
     try:
         yield running
     finally:

@@ -58,13 +58,13 @@ async def ask(pilot: Pilot[None], screen: ChatScreen, text: str) -> MessageView:
     prompt = screen.query_one(PromptInput)
     prompt.focus()
     prompt.text = text
-    turn = screen.turn
+    turn = screen.turns.started
     await pilot.press("enter")
     # The turn number, not the streaming view: a short reply may be over before the next look.
-    await wait_for(pilot, lambda: screen.turn > turn, what="the reply to start")
-    view = screen.streaming or screen.query_one(Transcript).last_reply()
+    await wait_for(pilot, lambda: screen.turns.started > turn, what="the reply to start")
+    view = screen.turns.reply or screen.query_one(Transcript).last_reply()
     assert view is not None
-    await wait_for(pilot, lambda: screen.streaming is None, timeout=120, what="the reply")
+    await wait_for(pilot, lambda: screen.turns.reply is None, timeout=120, what="the reply")
     return view
 
 
@@ -101,13 +101,13 @@ async def test_escape_cancels_generation_on_the_daemon(tui_daemon: TuiDaemon) ->
         prompt = screen.query_one(PromptInput)
         prompt.text = "Write a very long story about a dragon and a knight."
         await pilot.press("enter")
-        await wait_for(pilot, lambda: screen.streaming is not None
-                       and bool(screen.streaming.content), what="the first reply text")
-        view = screen.streaming
+        await wait_for(pilot, lambda: screen.turns.reply is not None
+                       and bool(screen.turns.reply.content), what="the first reply text")
+        view = screen.turns.reply
         assert view is not None
         await pilot.press("escape")
         assert view.status == "cancelled"
-        await wait_for(pilot, lambda: screen.streaming is None, what="the worker to stop")
+        await wait_for(pilot, lambda: screen.turns.reply is None, what="the worker to stop")
         cid = screen.conversation_id
 
         def stored_status() -> str:
@@ -292,7 +292,7 @@ async def test_reroute_answers_with_the_skill_and_records_the_correction(
         skills.highlighted = [skills.get_option_at_index(i).id
                               for i in range(skills.option_count)].index("summarize")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: screen.streaming is None and screen.turn == 1,
+        await wait_for(pilot, lambda: screen.turns.reply is None and screen.turns.started == 1,
                        timeout=600, what="the re-routed turn")
         await wait_for(pilot, lambda: screen.detail is not None
                        and len(screen.detail.messages) == 3, what="the stored new reply")
@@ -325,7 +325,7 @@ async def test_regenerate_adds_a_sibling_reply(tui_daemon: TuiDaemon) -> None:
         await wait_for(pilot, lambda: screen.query_one(Transcript).last_reply() is not None,
                        what="the conversation")
         await pilot.press("ctrl+g")
-        await wait_for(pilot, lambda: screen.streaming is None and screen.turn == 1,
+        await wait_for(pilot, lambda: screen.turns.reply is None and screen.turns.started == 1,
                        timeout=600, what="the regenerate turn")
         said = " ".join(notices(app))
         assert "Traceback" not in said and "POST /api/turns" not in said
@@ -488,7 +488,7 @@ async def test_daemon_errors_are_notifications_not_tracebacks(tui_daemon: TuiDae
         prompt.text = "hello"
         await pilot.press("enter")
         await wait_for(pilot, lambda: notices(app), what="the error notice")
-        await wait_for(pilot, lambda: screen.streaming is None, what="the turn to end")
+        await wait_for(pilot, lambda: screen.turns.reply is None, what="the turn to end")
         said = " ".join(notices(app))
         assert "no-such-model" in said and "Traceback" not in said
 

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from textual.content import Content
 from textual.pilot import Pilot
 from textual.widgets import Markdown, Static
 
@@ -20,6 +21,7 @@ from assistant.tui.api import (
     ConversationDetail,
     ConversationSummary,
     ModelEntry,
+    SkillEntry,
     StoredMessage,
     TuiApi,
 )
@@ -54,6 +56,7 @@ class PlaybackApi(TuiApi):
         self.summary_above = summary_above
         self.gate = threading.Event()  # a {"type": "wait"} event waits for it
         self.gate.set()
+        self.lists = 0  # how many times the UI asked for the conversation list
 
     def connect(self, timeout: float | None = None) -> dict[str, Any]:
         return {"status": "ready"}
@@ -61,7 +64,12 @@ class PlaybackApi(TuiApi):
     def models(self) -> list[ModelEntry]:
         return [ModelEntry("smollm2-135m", "chat", True, 2048)]
 
+    def skills(self) -> list[SkillEntry]:
+        return [SkillEntry(name, f"the {name} skill")
+                for name in ("chat", "qa", "summarize", "translate")]
+
     def conversations(self, limit: int = 200) -> list[ConversationSummary]:
+        self.lists += 1
         return [ConversationSummary(CID, self.detail.title, False, False, "2024-01-01", 0)]
 
     def conversation(self, conversation_id: str) -> ConversationDetail:
@@ -111,7 +119,7 @@ async def send(pilot: Pilot[None], screen: ChatScreen, text: str) -> None:
     screen.query_one(PromptInput).text = text
     screen.query_one(PromptInput).focus()
     await pilot.press("enter")
-    await wait_for(pilot, lambda: screen.streaming is not None, what="the turn", timeout=20)
+    await wait_for(pilot, lambda: screen.turns.reply is not None, what="the turn", timeout=20)
 
 
 def roles(screen: ChatScreen) -> list[str]:
@@ -179,7 +187,7 @@ async def test_a_summary_event_shows_the_block_above_the_turns_kept(
         assert summary.border_title == "Summary of earlier turns"
         assert summary.message_id == "s-new"
         api.gate.set()
-        await wait_for(pilot, lambda: screen.streaming is None, what="the reply")
+        await wait_for(pilot, lambda: screen.turns.reply is None, what="the reply")
         await wait_for(pilot, lambda: screen.query_one(Transcript).views()[-1].message_id
                        == "a-new", what="the stored copy")
         views = screen.query_one(Transcript).views()
@@ -200,10 +208,10 @@ async def test_unknown_events_and_odd_values_are_ignored(isolated_env: dict[str,
     api.gate.clear()
     async with playing(api, open_conversation=False) as (app, screen, pilot):
         await send(pilot, screen, "hello")
-        view = screen.streaming
+        view = screen.turns.reply
         assert view is not None
         api.gate.set()
-        await wait_for(pilot, lambda: screen.streaming is None, what="the reply")
+        await wait_for(pilot, lambda: screen.turns.reply is None, what="the reply")
         assert view.content == "still fine"
         assert view.status == "complete"
         assert not errors(app)
@@ -220,7 +228,7 @@ async def test_text_shows_while_the_reply_streams_and_is_markdown_when_done(
     api.gate.clear()
     async with playing(api, open_conversation=False) as (_app, screen, pilot):
         await send(pilot, screen, "hello")
-        view = screen.streaming
+        view = screen.turns.reply
         assert view is not None
         # Within a few frames, as plain text: no Markdown is parsed while the reply streams.
         await wait_for(pilot, lambda: view.content == "Some **bold**", timeout=2,
@@ -228,7 +236,7 @@ async def test_text_shows_while_the_reply_streams_and_is_markdown_when_done(
         assert not view.query(Markdown)
         assert "Some **bold**" in str(view.query_one(".body", Static).render())
         api.gate.set()
-        await wait_for(pilot, lambda: screen.streaming is None, what="the reply")
+        await wait_for(pilot, lambda: screen.turns.reply is None, what="the reply")
         assert view.content == "Some **bold** text."
         assert len(view.query(Markdown)) == 1
 
@@ -245,13 +253,13 @@ async def test_opening_a_conversation_while_a_reply_streams_stops_it_cleanly(
     api.gate.clear()
     async with playing(api) as (app, screen, pilot):
         await send(pilot, screen, "third question")
-        view = screen.streaming
+        view = screen.turns.reply
         assert view is not None
         await wait_for(pilot, lambda: view.content == "partial", timeout=5, what="the text")
         screen.post_message(ConversationChosen(CID))
         await wait_for(pilot, lambda: not view.is_attached, what="the stored copy shown")
         api.gate.set()
-        await wait_for(pilot, lambda: screen.streaming is None, what="the turn to end")
+        await wait_for(pilot, lambda: screen.turns.reply is None, what="the turn to end")
         await pilot.pause(0.3)
         assert roles(screen) == ["user", "assistant", "user", "assistant"]
         assert not errors(app)
@@ -273,7 +281,7 @@ async def test_odd_values_in_route_and_done_events_leave_the_status_bar_working(
     async with playing(api, open_conversation=False) as (app, screen, pilot):
         screen.query_one(PromptInput).text = "hello"
         await pilot.press("enter")
-        await wait_for(pilot, lambda: screen.streaming is None and screen.turn == 1,
+        await wait_for(pilot, lambda: screen.turns.reply is None and screen.turns.started == 1,
                        what="the reply")
         status = screen.query_one(StatusBar).status
         assert (status.skill, status.method, status.score) == ("", "3", None)
@@ -304,14 +312,14 @@ async def test_the_status_bar_shows_the_context_the_daemon_says(
         assert bar.render_status().endswith("ctx 0/2048")
         screen.query_one(PromptInput).text = "hello"
         await pilot.press("enter")
-        await wait_for(pilot, lambda: screen.streaming is None and screen.turn == 1,
+        await wait_for(pilot, lambda: screen.turns.reply is None and screen.turns.started == 1,
                        what="the reply")
         assert bar.status.context_size == 8192
         assert bar.render_status().endswith("/8192")
         api.events = [ROUTE, {"type": "delta", "text": "hi"}, DONE]  # a context it cannot tell
         screen.query_one(PromptInput).text = "again"
         await pilot.press("enter")
-        await wait_for(pilot, lambda: screen.streaming is None and screen.turn == 2,
+        await wait_for(pilot, lambda: screen.turns.reply is None and screen.turns.started == 2,
                        what="the second reply")
         assert bar.status.context_size is None
         assert "/" not in bar.render_status().partition("ctx")[2]
@@ -320,4 +328,48 @@ async def test_the_status_bar_shows_the_context_the_daemon_says(
                        what="the model to load")
         assert bar.status.context_size == 3072
         assert bar.render_status().endswith("/3072")
+        assert not errors(app)
+
+
+@pytest.mark.asyncio
+async def test_a_turn_asks_for_the_conversation_list_once(isolated_env: dict[str, str]) -> None:
+    """When a turn ends the list is asked for once (a new conversation, another order); showing
+    the stored copy of the conversation does not ask again."""
+    api = PlaybackApi(isolated_env, conversation(*HISTORY),
+                      [ROUTE, {"type": "delta", "text": "third answer"}, {"type": "wait"}, DONE])
+    api.gate.clear()
+    async with playing(api) as (app, screen, pilot):
+        await wait_for(pilot, lambda: api.lists >= 1, what="the first list")
+        await pilot.pause(0.3)
+        before = api.lists
+        await send(pilot, screen, "third question")
+        api.gate.set()
+        await wait_for(pilot, lambda: screen.turns.reply is None, what="the reply")
+        await wait_for(pilot, lambda: screen.query_one(Transcript).views()[-1].message_id
+                       == "a-new", what="the stored copy")
+        await pilot.pause(0.3)
+        assert api.lists - before == 1
+        assert not errors(app)
+
+
+@pytest.mark.asyncio
+async def test_a_skill_description_is_shown_as_text_not_markup(
+    isolated_env: dict[str, str],
+) -> None:
+    from assistant.tui.widgets.prompt import Completions
+
+    class BracketsApi(PlaybackApi):
+        def skills(self) -> list[SkillEntry]:
+            return [SkillEntry("translate", "[fr] to [en], [bold]word for word[/bold]")]
+
+    api = BracketsApi(isolated_env, conversation(), [])
+    async with playing(api, open_conversation=False) as (app, screen, pilot):
+        screen.query_one(PromptInput).focus()
+        await pilot.press("slash", "t", "r")
+        box = screen.query_one(Completions)
+        assert box.display and box.option_count == 1
+        prompt = box.get_option_at_index(0).prompt
+        # What the list shows: a str prompt is read as markup, Content is shown as it is.
+        shown = prompt if isinstance(prompt, Content) else Content.from_markup(str(prompt))
+        assert shown.plain == "/translate  [fr] to [en], [bold]word for word[/bold]"
         assert not errors(app)

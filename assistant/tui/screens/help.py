@@ -26,12 +26,12 @@ PROMPT_KEYS = (
 class HelpScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,f1,q", "close", "Close")]
 
-    def __init__(self, keys: dict[str, str]) -> None:
+    def __init__(self, keymap: dict[str, str]) -> None:
         super().__init__(classes="dialog")
-        self.keys = keys
+        self.keymap = keymap
 
     def compose(self) -> ComposeResult:
-        rows = [(display_key(key_of(a.id, self.keys)), a.description) for a in ACTIONS]
+        rows = [(display_key(key_of(a.id, self.keymap)), a.description) for a in ACTIONS]
         rows += list(PROMPT_KEYS)
         width = max(len(k) for k, _ in rows) + 2
         text = "\n".join(f"{k:<{width}}{d}" for k, d in rows)

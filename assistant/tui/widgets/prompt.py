@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from textual import events
+from textual.content import Content
 from textual.widgets import OptionList, TextArea
 from textual.widgets.option_list import Option
 
+from assistant.tui.api import SkillEntry
 from assistant.tui.messages import PromptSubmitted
 
 
@@ -18,12 +21,6 @@ class SlashCommand:
     local: bool  # handled by the UI, not sent to the daemon
 
 
-SKILL_COMMANDS = {
-    "chat": "talk with the chat model",
-    "translate": "translate the text that follows",
-    "summarize": "summarize the text that follows",
-    "qa": "answer from your documents",
-}
 LOCAL_COMMANDS = {
     "model": "switch the chat model (/model NAME, or a list)",
     "docs": "add documents for the qa skill",
@@ -35,11 +32,11 @@ LOCAL_COMMANDS = {
 }
 
 
-def slash_commands(skills: list[str]) -> list[SlashCommand]:
-    names = dict(SKILL_COMMANDS)
-    for skill in skills:
-        names.setdefault(skill, f"use the {skill} skill")
-    commands = [SlashCommand(n, h, False) for n, h in sorted(names.items())]
+def slash_commands(skills: Sequence[SkillEntry]) -> list[SlashCommand]:
+    """A command per skill the daemon lists (``/<skill> TEXT`` skips routing), by name, then
+    the commands the UI handles itself."""
+    commands = [SlashCommand(s.name, s.description or f"use the {s.name} skill", False)
+                for s in sorted(skills, key=lambda s: s.name)]
     commands += [SlashCommand(n, h, True) for n, h in LOCAL_COMMANDS.items()]
     return commands
 
@@ -63,6 +60,10 @@ class PromptInput(TextArea):
         self.commands: list[SlashCommand] = slash_commands([])
         self.placeholder = "Message · Enter sends · Ctrl+J new line · / commands · F1 keys"
 
+    def offer_skills(self, skills: Sequence[SkillEntry]) -> None:
+        """Complete ``/<skill>`` for each of ``skills`` (the daemon's), besides the UI's own."""
+        self.commands = slash_commands(skills)
+
     @property
     def completions(self) -> Completions | None:
         try:
@@ -70,7 +71,7 @@ class PromptInput(TextArea):
         except Exception:
             return None
 
-    def matches(self) -> list[SlashCommand]:
+    def matching_commands(self) -> list[SlashCommand]:
         text = self.text
         if not text.startswith("/") or " " in text or "\n" in text:
             return []
@@ -81,12 +82,14 @@ class PromptInput(TextArea):
         box = self.completions
         if box is None:
             return
-        found = self.matches()
+        found = self.matching_commands()
         box.clear_options()
         if not found or (len(found) == 1 and f"/{found[0].name}" == self.text):
             box.display = False
             return
-        box.add_options([Option(f"/{c.name}  [dim]{c.help}[/]", id=c.name) for c in found])
+        # A plugin's description is text, not markup: "[fr]" must not be read as a style.
+        box.add_options([Option(Content.assemble(f"/{c.name}  ", (c.help, "dim")), id=c.name)
+                         for c in found])
         box.highlighted = 0
         box.display = True
 

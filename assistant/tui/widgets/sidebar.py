@@ -39,6 +39,11 @@ class Sidebar(Vertical):
         self.current = current
         self._render_list()
 
+    def select(self, conversation_id: str | None) -> None:
+        """Highlight the open conversation in the list as it is (no new list is asked for)."""
+        self.current = conversation_id
+        self._render_list()
+
     def _render_list(self) -> None:
         words = self.query_one("#filter", Input).value.lower().split()
         box = self.query_one(ConversationList)
@@ -69,7 +74,3 @@ class Sidebar(Vertical):
         event.stop()
         if event.option.id is not None:
             self.post_message(ConversationChosen(event.option.id))
-
-
-
-

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from textual.widgets import Static
+
+from assistant.tui.api import StoredMessage, context_size
 
 
 @dataclass(frozen=True)
@@ -17,6 +20,13 @@ class Status:
     tokens_per_s: float | None = None
     context_used: int = 0
     context_size: int | None = None  # the daemon's figure; None when it cannot tell
+
+
+def event_number(value: object) -> float | None:
+    """A number an event carries, or None: a malformed value must not break the status bar."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
 
 
 class StatusBar(Static):
@@ -32,6 +42,37 @@ class StatusBar(Static):
         self.status = status
         # One line whatever it says: a repaint, never a layout of the whole screen.
         self.update(self.render_status(), layout=False)
+
+    def show_progress(self, event: dict[str, Any]) -> None:
+        """A ``progress`` event: its message, and how far along when it has a total."""
+        done, total = event.get("done"), event.get("total")
+        amount = f" {done}/{total}" if total else ""
+        self.set(state=f"{event.get('message', 'working')}{amount}")
+
+    def show_route(self, event: dict[str, Any]) -> None:
+        """A turn's ``route`` event: the skill, how it was chosen, the score."""
+        self.set(skill=str(event.get("skill") or ""), method=str(event.get("method") or ""),
+                 score=event_number(event.get("score")))
+
+    def show_done(self, event: dict[str, Any]) -> None:
+        """A turn's ``done`` event: decode speed, context used, and the daemon's context."""
+        usage, timings = event.get("usage"), event.get("timings")
+        usage = usage if isinstance(usage, dict) else {}
+        timings = timings if isinstance(timings, dict) else {}
+        used = [event_number(usage.get(k)) or 0.0 for k in ("prompt_tokens", "completion_tokens")]
+        self.set(tokens_per_s=event_number(timings.get("tokens_per_s")),
+                 context_used=int(sum(used)), context_size=context_size(event.get("context")))
+
+    def show_reply(self, reply: StoredMessage | None) -> None:
+        """The route, speed and context of a stored reply (the last of a conversation opened);
+        none for a conversation without one."""
+        if reply is None:
+            self.set(skill="", method="", score=None, tokens_per_s=None, context_used=0)
+            return
+        route = reply.route or {}
+        self.set(skill=reply.skill or "", method=str(route.get("method", "")),
+                 score=route.get("score"), tokens_per_s=reply.timings.get("tokens_per_s"),
+                 context_used=reply.prompt_tokens + reply.completion_tokens)
 
     def render_status(self) -> str:
         s = self.status

@@ -206,6 +206,17 @@ class Transcript(VerticalScroll):
         self.scroll_end(animate=False)
         return view
 
+    async def add_summary(self, view: SummaryView, covers: object,
+                          question: MessageView | None) -> None:
+        """A summary the daemon just wrote: it stands for the first ``covers`` messages of the
+        path and goes above the rest; without a usable count, above ``question``. (The store's
+        copy, loaded when the turn ends, puts it right in any case.)"""
+        views = self.views()
+        before = question
+        if isinstance(covers, int) and 0 <= covers < len(views) - 1:
+            before = views[covers]
+        await self.add(view, before=before)
+
     def last_reply(self) -> MessageView | None:
         replies = [v for v in self.views() if v.role == "assistant"]
         return replies[-1] if replies else None
@@ -213,6 +224,30 @@ class Transcript(VerticalScroll):
     def last_user(self) -> MessageView | None:
         mine = [v for v in self.views() if v.role == "user"]
         return mine[-1] if mine else None
+
+    def last_code_block(self) -> str | None:
+        for view in reversed(self.views()):
+            code = last_code_block(view.content)
+            if code is not None:
+                return code
+        return None
+
+    def summary_to_toggle(self) -> tuple[str, bool] | None:
+        """The summary F7 acts on, and whether it is to be undone: the last one in force (what
+        the store gives the model: complete, not undone) or, with none in force, the last one
+        undone. None without a summary. The blocks shown, not the store's copy: a summary
+        event's block is here before that copy is loaded again."""
+        in_force: str | None = None
+        undone: str | None = None
+        for view in self.views():
+            if isinstance(view, SummaryView) and view.message_id:
+                if view.status == "complete":
+                    in_force = view.message_id
+                else:
+                    undone = view.message_id
+        if in_force is not None:
+            return in_force, True
+        return (undone, False) if undone is not None else None
 
     def focus_message(self, message_id: str) -> None:
         for view in self.views():

@@ -1,5 +1,5 @@
-"""The chat screen, in layers: :mod:`.conversation`, :mod:`.turns`, :mod:`.documents`,
-:mod:`.screen`."""
+"""The chat screen (:mod:`.screen`) and the objects it hands the work to: :mod:`.turn_stream`,
+:mod:`.conversations`, :mod:`.documents`."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""The third layer of the chat screen: documents for qa. Ctrl+D asks for paths, a worker
-streams them to the daemon (``POST /api/documents``) with its progress in the status bar, and
-the outcome is told in notifications: the files added, updated or unchanged in one, each file
-the daemon could not add in one of its own, with its reason.
+"""Documents for qa: Ctrl+D asks for paths, a worker streams them to the daemon
+(``POST /api/documents``) with its progress in the status bar, and the outcome is told in
+notifications: the files added, updated or unchanged in one, each file the daemon could not add
+in one of its own, with its reason.
 """
 
 from __future__ import annotations
@@ -9,81 +9,63 @@ from __future__ import annotations
 import glob
 import os
 import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from textual import work
+from textual.message import Message
+from textual.screen import Screen
 
 from assistant.errors import AssistantError
-from assistant.tui.messages import DaemonFailed, DocumentsAdded, TurnProgressed
-from assistant.tui.screens.chat.turns import TurnScreen
-from assistant.tui.widgets.status import StatusBar
+from assistant.tui.api import TuiApi
+from assistant.tui.messages import DaemonFailed, DocumentsAdded, DocumentsProgressed
 
 # A folder of many files must not bury the screen in notifications.
 MAX_FAILURE_NOTICES = 5
 MAX_NAMES = 8
 
 
-class DocumentsScreen(TurnScreen):
-    """Adds documents for qa through the daemon and says what became of each file."""
+class DocumentsAdder:
+    """Asks for paths, adds them through the daemon and tells what became of each file.
+    ``screen`` shows the dialog and the notifications, runs the worker and is sent its
+    :class:`DocumentsProgressed`, :class:`DaemonFailed` and :class:`DocumentsAdded`."""
 
-    def action_documents(self) -> None:
+    def __init__(self, screen: Screen[None], api: TuiApi) -> None:
+        self._screen = screen
+        self._api = api
+
+    def ask(self) -> None:
         from assistant.tui.screens.dialogs import AskScreen
 
         def done(answer: str | None) -> None:
             if answer:
-                self.add_documents(document_paths(answer))
+                self.add(document_paths(answer))
 
-        self.app.push_screen(AskScreen("Documents to add for qa (paths, space-separated):",
-                                       placeholder="~/notes/*.md"), done)
+        self._screen.app.push_screen(
+            AskScreen("Documents to add for qa (paths, space-separated):",
+                      placeholder="~/notes/*.md"), done)
 
-    @work(thread=True, group="documents")
-    def add_documents(self, paths: list[Path]) -> None:
-        outcomes: list[dict[str, Any]] = []
-        try:
-            for event in self.api.add_documents(paths):
-                kind = event.get("type")
-                if kind == "progress":
-                    self.post_message(TurnProgressed(self.turn, event))
-                elif kind == "document":
-                    outcomes.append(event)
-                elif kind == "error":
-                    self.post_message(DaemonFailed(
-                        f"adding documents failed: {event.get('message')}"))
-                    break
-        except AssistantError as exc:
-            self.post_message(DaemonFailed(exc.message, exc.hint))
-        finally:
-            self.post_message(DocumentsAdded(outcomes))
+    def add(self, paths: list[Path]) -> None:
+        self._screen.run_worker(partial(add_documents, self._screen.post_message, self._api,
+                                        paths), name="documents", group="documents",
+                                thread=True)
 
-    def on_documents_added(self, message: DocumentsAdded) -> None:
-        if self.streaming is None:
-            self.query_one(StatusBar).set(state="ready")
-        stored: list[str] = []
-        failed = 0
-        for event in message.outcomes:
-            path, reason = str(event.get("path") or ""), str(event.get("message") or "")
-            if event.get("status") == "failed":
-                failed += 1
-                if failed <= MAX_FAILURE_NOTICES:
-                    said = reason if path and path in reason else f"{path}: {reason or 'failed'}"
-                    self.notify_error(said, title="document not added")
-            elif event.get("status") in ("added", "updated"):
-                chunks = event.get("chunks", 0)
-                again = ", updated" if event.get("status") == "updated" else ""
-                stored.append(
-                    f"{Path(path).name} ({chunks} chunk{'' if chunks == 1 else 's'}{again})")
-            else:
-                stored.append(f"{Path(path).name} (unchanged)")
-        if failed > MAX_FAILURE_NOTICES:
-            self.notify_error(f"{failed - MAX_FAILURE_NOTICES} more files were not added.",
-                              "`assistant docs add PATH` lists every one.",
-                              title="documents not added")
-        if len(stored) > MAX_NAMES:
-            stored[MAX_NAMES - 1:] = [f"{len(stored) - MAX_NAMES + 1} more"]
-        if stored:
-            self.app.notify("Documents for qa: " + ", ".join(stored) + ".", title="documents",
-                            timeout=5, markup=False)
+    def tell(self, outcomes: list[dict[str, Any]]) -> None:
+        """The notifications for the ``document`` events of one request."""
+        said = report(outcomes)
+        app = self._screen.app
+        for failure in said.failures:
+            app.notify(failure, title="document not added", severity="error", timeout=8,
+                       markup=False)
+        if said.more_failed:
+            app.notify(f"{said.more_failed} more files were not added.\n"
+                       "`assistant docs add PATH` lists every one.",
+                       title="documents not added", severity="error", timeout=8, markup=False)
+        if said.stored:
+            app.notify("Documents for qa: " + ", ".join(said.stored) + ".", title="documents",
+                       timeout=5, markup=False)
 
 
 def document_paths(answer: str) -> list[Path]:
@@ -101,3 +83,54 @@ def document_paths(answer: str) -> list[Path]:
             c in expanded for c in "*?[") else []
         paths += [Path(m) for m in matches] or [Path(expanded)]
     return paths
+
+
+def add_documents(post: Callable[[Message], object], api: TuiApi, paths: list[Path]) -> None:
+    """A worker: send ``paths`` to the daemon, its progress and outcomes as messages."""
+    outcomes: list[dict[str, Any]] = []
+    try:
+        for event in api.add_documents(paths):
+            kind = event.get("type")
+            if kind == "progress":
+                post(DocumentsProgressed(event))
+            elif kind == "document":
+                outcomes.append(event)
+            elif kind == "error":
+                post(DaemonFailed(f"adding documents failed: {event.get('message')}"))
+                break
+    except AssistantError as exc:
+        post(DaemonFailed(exc.message, exc.hint))
+    finally:
+        post(DocumentsAdded(outcomes))
+
+
+@dataclass
+class DocumentsReport:
+    """What became of the files, as the notifications say it."""
+
+    stored: list[str] = field(default_factory=list)  # "notes.md (3 chunks)", "a.md (unchanged)"
+    failures: list[str] = field(default_factory=list)  # one notice each, at most MAX_...
+    more_failed: int = 0  # failed files beyond those named
+
+
+def report(outcomes: list[dict[str, Any]]) -> DocumentsReport:
+    said = DocumentsReport()
+    failed = 0
+    for event in outcomes:
+        path, reason = str(event.get("path") or ""), str(event.get("message") or "")
+        if event.get("status") == "failed":
+            failed += 1
+            if failed <= MAX_FAILURE_NOTICES:
+                said.failures.append(
+                    reason if path and path in reason else f"{path}: {reason or 'failed'}")
+        elif event.get("status") in ("added", "updated"):
+            chunks = event.get("chunks", 0)
+            again = ", updated" if event.get("status") == "updated" else ""
+            said.stored.append(
+                f"{Path(path).name} ({chunks} chunk{'' if chunks == 1 else 's'}{again})")
+        else:
+            said.stored.append(f"{Path(path).name} (unchanged)")
+    said.more_failed = max(0, failed - MAX_FAILURE_NOTICES)
+    if len(said.stored) > MAX_NAMES:
+        said.stored[MAX_NAMES - 1:] = [f"{len(said.stored) - MAX_NAMES + 1} more"]
+    return said

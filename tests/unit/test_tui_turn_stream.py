@@ -1,0 +1,81 @@
+"""The turn stream on its own, on a bare screen with a transcript: its worker reports the events
+of turn ``started`` by message, shows the reply text, and stopping it closes the stream (which
+closes the connection: the daemon cancels the turn). No daemon; tests/tui drive the whole UI.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from textual.app import App, ComposeResult
+from textual.screen import Screen
+
+from assistant.tui.messages import TurnEnded, TurnRouted
+from assistant.tui.screens.chat.turn_stream import TurnStream
+from assistant.tui.widgets.transcript import MessageView, Transcript
+from tests.tui.conftest import wait_for
+
+
+class _Host(Screen[None]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.turns = TurnStream(self)
+        self.routed: list[int] = []
+        self.ended: list[int] = []
+
+    def compose(self) -> ComposeResult:
+        yield Transcript()
+
+    def on_turn_routed(self, message: TurnRouted) -> None:
+        self.routed.append(message.number)
+
+    async def on_turn_ended(self, message: TurnEnded) -> None:
+        await self.turns.end(message.number)
+        self.ended.append(message.number)
+
+
+class _HostApp(App[None]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.host = _Host()
+
+    def on_mount(self) -> None:
+        self.push_screen(self.host)
+
+
+@pytest.mark.asyncio
+async def test_stopping_a_turn_closes_its_stream_and_shows_no_more_text() -> None:
+    gate, closed = threading.Event(), threading.Event()
+    asked: list[dict[str, Any]] = []
+
+    def open_stream(**fields: Any) -> Iterator[dict[str, Any]]:
+        asked.append(fields)
+        try:
+            yield {"type": "route", "skill": "chat"}
+            yield {"type": "delta", "text": "first words"}
+            gate.wait(10)
+            yield {"type": "delta", "text": " never shown"}
+            yield {"type": "done", "status": "complete"}
+        finally:
+            closed.set()
+
+    app = _HostApp()
+    async with app.run_test() as pilot:
+        host = app.host
+        reply = await host.query_one(Transcript).add(MessageView("assistant", status="streaming"))
+        host.turns.start(None, reply, open_stream, {"conversation_id": "c1"})
+        assert host.turns.started == 1 and host.turns.reply_to(1) is reply
+        await wait_for(pilot, lambda: reply.content == "first words", timeout=5,
+                       what="the text, a frame later")
+        assert host.routed == [1] and asked == [{"conversation_id": "c1"}]
+        assert host.turns.cancel() is reply
+        assert host.turns.cancelled and reply.status == "cancelled"
+        gate.set()
+        await wait_for(pilot, lambda: host.ended == [1], timeout=5, what="the end of the turn")
+        assert closed.is_set()
+        assert reply.content == "first words"
+        assert not host.turns.running and host.turns.reply_to(1) is None
+        assert host.turns.cancel() is None  # nothing left to stop
