@@ -49,6 +49,9 @@ class ChatRequest(BaseModel):
     top_p: float = Field(0.95, gt=0, le=1)
     stop: str | list[str] | None = None
     seed: int | None = None
+    frequency_penalty: float = Field(0.0, ge=-2, le=2)
+    presence_penalty: float = Field(0.0, ge=-2, le=2)
+    repeat_penalty: float = Field(1.0, gt=0, le=2)  # llama.cpp's, as its own server takes it
     stream_options: dict[str, Any] | None = None
 
     def params(self) -> GenerationParams:
@@ -58,6 +61,8 @@ class ChatRequest(BaseModel):
         return GenerationParams(
             max_tokens=self.max_completion_tokens or self.max_tokens,
             temperature=self.temperature, top_p=self.top_p, stop=tuple(stop), seed=self.seed,
+            frequency_penalty=self.frequency_penalty, presence_penalty=self.presence_penalty,
+            repeat_penalty=self.repeat_penalty,
         )
 
     def chat_messages(self) -> list[ChatMessage]:

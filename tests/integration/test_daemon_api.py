@@ -73,6 +73,20 @@ def test_openai_sdk_stop_sequence(daemon: RunningDaemon) -> None:
     assert reply.choices[0].finish_reason == "stop"
 
 
+def test_openai_sdk_penalties_reach_the_sampler(daemon: RunningDaemon) -> None:
+    """frequency and presence penalties are honoured, not dropped: at temperature 0 a
+    strong penalty changes what a reply asked to repeat itself says."""
+    ask = {"model": CHAT_MODEL, "max_tokens": 30, "temperature": 0,
+           "messages": [{"role": "user", "content": "Say the word 'yes' twenty times."}]}
+    plain = sdk(daemon).chat.completions.create(**ask)  # type: ignore[call-overload]
+    penalized = sdk(daemon).chat.completions.create(  # type: ignore[call-overload]
+        **ask, frequency_penalty=2.0, presence_penalty=2.0)
+    assert plain.choices[0].message.content != penalized.choices[0].message.content
+    with daemon.http() as http:
+        bad = http.post("/v1/chat/completions", json={**ask, "frequency_penalty": 3})
+    assert bad.status_code == 400 and "frequency_penalty" in bad.text
+
+
 def test_openai_sdk_embeddings(daemon: RunningDaemon) -> None:
     result = sdk(daemon).embeddings.create(model=EMBED_MODEL,
                                            input=["a cat", "a kitten", "tax law"])
