@@ -20,6 +20,7 @@ class Status:
     tokens_per_s: float | None = None
     context_used: int = 0
     context_size: int | None = None  # the daemon's figure; None when it cannot tell
+    answered_by: str = ""  # the model the last reply came from (a skill may use its own)
 
 
 def event_number(value: object) -> float | None:
@@ -52,7 +53,7 @@ class StatusBar(Static):
     def show_route(self, event: dict[str, Any]) -> None:
         """A turn's ``route`` event: the skill, how it was chosen, the score."""
         self.set(skill=str(event.get("skill") or ""), method=str(event.get("method") or ""),
-                 score=event_number(event.get("score")))
+                 score=event_number(event.get("score")), answered_by="")
 
     def show_done(self, event: dict[str, Any]) -> None:
         """A turn's ``done`` event: decode speed, context used, and the daemon's context."""
@@ -60,19 +61,23 @@ class StatusBar(Static):
         usage = usage if isinstance(usage, dict) else {}
         timings = timings if isinstance(timings, dict) else {}
         used = [event_number(usage.get(k)) or 0.0 for k in ("prompt_tokens", "completion_tokens")]
+        model = event.get("model")
         self.set(tokens_per_s=event_number(timings.get("tokens_per_s")),
-                 context_used=int(sum(used)), context_size=context_size(event.get("context")))
+                 context_used=int(sum(used)), context_size=context_size(event.get("context")),
+                 answered_by=model if isinstance(model, str) else "")
 
     def show_reply(self, reply: StoredMessage | None) -> None:
         """The route, speed and context of a stored reply (the last of a conversation opened);
         none for a conversation without one."""
         if reply is None:
-            self.set(skill="", method="", score=None, tokens_per_s=None, context_used=0)
+            self.set(skill="", method="", score=None, tokens_per_s=None, context_used=0,
+                     answered_by="")
             return
         route = reply.route or {}
         self.set(skill=reply.skill or "", method=str(route.get("method", "")),
                  score=route.get("score"), tokens_per_s=reply.timings.get("tokens_per_s"),
-                 context_used=reply.prompt_tokens + reply.completion_tokens)
+                 context_used=reply.prompt_tokens + reply.completion_tokens,
+                 answered_by=reply.model or "")
 
     def render_status(self) -> str:
         s = self.status
@@ -82,6 +87,8 @@ class StatusBar(Static):
         if s.skill:
             route = f"{s.skill} ({s.method}"
             route += f" {s.score:.2f})" if s.score is not None else ")"
+            if s.answered_by and s.answered_by != s.model:
+                route += f" by {s.answered_by}"  # the skill's own model answered
             parts.append(route)
         if s.tokens_per_s is not None:
             parts.append(f"{s.tokens_per_s:.1f} tok/s")
