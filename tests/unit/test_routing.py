@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 
 from assistant.cli.routing import evaluate
@@ -59,8 +58,10 @@ def test_correction_persists_and_changes_routing(tmp_path: Path) -> None:
 
 
 def _models_dir() -> Path:
-    # Same rule as tests/conftest.py; evaluated at collection, before its fixtures run.
-    return Path(os.environ.get("ASSISTANT_TEST_MODELS_DIR", DATA.parents[2] / ".models"))
+    # Read by tests/conftest.py at import: its fixture has removed ASSISTANT_* by now.
+    from tests.conftest import TEST_MODELS_DIR
+
+    return TEST_MODELS_DIR
 
 
 def test_routing_accuracy_on_labelled_set() -> None:
