@@ -156,3 +156,17 @@ async def test_a_context_that_cannot_count_keeps_the_map_reduce_plan() -> None:
     await run_skill_text(Summarize(), Turn("Summarize", args={"text": ARTICLE}),
                          fake_context(backend), timeout=60)
     assert len(backend.calls) == len(ctx.backend.calls)
+
+
+@pytest.mark.asyncio
+async def test_candidates_keep_the_one_line_summary_closest_to_the_others() -> None:
+    """[skills.summarize] candidates: the greedy summary and sampled ones, the one sharing
+    most with the rest by ROUGE-L kept (a minimum-Bayes-risk choice)."""
+    backend = CountingBackend(["Bridge closed.",
+                               "The council closed the old bridge for repairs.",
+                               "The council closed the bridge for eight months of repairs.",
+                               "Shops fear losing customers."], context=4096)
+    ctx = fake_context(backend, config={"candidates": 4})
+    text, _ = await run_skill_text(Summarize(), Turn(
+        "summarize", args={"text": ARTICLE, "style": "one line"}), ctx, timeout=60)
+    assert text == "The council closed the old bridge for repairs." and len(backend.calls) == 4
