@@ -77,7 +77,8 @@ def test_openai_sdk_penalties_reach_the_sampler(daemon: RunningDaemon) -> None:
     """frequency and presence penalties are honoured, not dropped: at temperature 0 a
     strong penalty changes what a reply asked to repeat itself says."""
     ask = {"model": CHAT_MODEL, "max_tokens": 30, "temperature": 0,
-           "messages": [{"role": "user", "content": "Say the word 'yes' twenty times."}]}
+           "messages": [{"role": "user", "content": "Repeat after me: hello hello hello "
+                                                    "hello hello hello hello hello"}]}
     plain = sdk(daemon).chat.completions.create(**ask)  # type: ignore[call-overload]
     penalized = sdk(daemon).chat.completions.create(  # type: ignore[call-overload]
         **ask, frequency_penalty=2.0, presence_penalty=2.0)
