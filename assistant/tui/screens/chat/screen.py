@@ -68,7 +68,6 @@ class ChatScreen(Screen[None]):
         self.last_route: dict[str, Any] | None = None
         self.connected = False
         self.chat_model = api.settings.models.default
-        self.model_picked = False  # the user chose the chat model (F-key / /model)
         self.skills: list[SkillEntry] = []
         self.turns = TurnStream(self)
         self.stored = StoredConversations(self, api)
@@ -192,9 +191,8 @@ class ChatScreen(Screen[None]):
                     else transcript.last_user())
         reply = await transcript.add(MessageView("assistant", status="streaming"))
         self.query_one(StatusBar).set(state="generating…")
-        fields: dict[str, Any] = {"conversation_id": self.conversation_id}
-        if self.model_picked:  # else each skill answers with its own model, or the default
-            fields["model"] = self.chat_model
+        fields: dict[str, Any] = {"conversation_id": self.conversation_id,
+                                  "model": self.chat_model}
         if self.max_tokens:
             fields["max_tokens"] = self.max_tokens
         self.turns.start(question, reply, open_stream, fields)
@@ -445,7 +443,6 @@ class ChatScreen(Screen[None]):
         def done(entry: ModelEntry | None) -> None:
             if entry is not None:
                 self.chat_model = entry.name
-                self.model_picked = True
                 self.query_one(StatusBar).set(model=entry.name, context_size=entry.context)
                 self.app.notify(f"Now chatting with {entry.name}.", timeout=3)
 
