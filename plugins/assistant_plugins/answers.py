@@ -14,9 +14,8 @@ from typing import Any
 
 from assistant.eval.metrics import normalize_answer
 from assistant.text import STOP_WORDS
+from assistant.text.words import word_spans
 
-_CJK = "\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7af"
-_TOKEN = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+")
 # The question word first, or after a leading clause ("According to my notes, when…").
 _FACTOID = re.compile(
     r"(?:^|[,，:：;]\s*)(?:who|whom|whose|when|where|which|what|how (?:many|much|long|old|far|"
@@ -44,12 +43,8 @@ def is_factoid(question: str) -> bool:
 
 def _tokens(text: str) -> list[tuple[str, int, int]]:
     """(normalized word, start, end) of ``text``'s words, articles left out as SQuAD does."""
-    out = []
-    for match in _TOKEN.finditer(text):
-        word = normalize_answer(match.group())
-        if word:
-            out.append((word, match.start(), match.end()))
-    return out
+    return [(word, start, end) for raw, start, end in word_spans(text)
+            if (word := normalize_answer(raw))]
 
 
 def snap(answer: str, passages: Sequence[dict[str, Any]], question: str = "") -> str:
