@@ -2,12 +2,14 @@
 
 ``POST /api/documents`` with ``{"paths": [...]}`` (absolute paths of files or folders, as the
 user's own programs see them; the daemon runs as the same user) answers a stream of
-server-sent events, so a client can show ingestion as it goes:
+server-sent events (:data:`assistant.wire.IngestEvent`), so a client can show ingestion as it
+goes:
 
 - ``progress``: ``done``, ``total`` (chunks embedded of the current file), ``message``;
 - ``document``: one per file, ``path``, ``status`` (``added`` / ``updated`` / ``unchanged`` /
   ``failed``), ``chunks``, ``message``, ``document_id``;
-- ``done``: ``added``, ``updated``, ``unchanged``, ``failed`` counts.
+- ``done``: ``added``, ``updated``, ``unchanged``, ``failed`` counts;
+- ``error``: ``code`` (``ingestion_failed``), ``message``, when it stopped half way.
 
 Each file is stored whole or not at all. ``GET /api/documents`` lists the index;
 ``DELETE /api/documents/{id}`` removes a document and its chunks.
@@ -31,6 +33,7 @@ from assistant.daemon.model_manager import ModelManager
 from assistant.daemon.sse import encode
 from assistant.errors import AssistantError, RequestError, StorageUnavailable
 from assistant.store import Store
+from assistant.wire import Document, Error, IngestDone, Progress
 
 router = APIRouter(prefix="/api", tags=["documents"])
 
@@ -102,7 +105,7 @@ async def _ingest(models: ModelManager, embedding: str, store: Store,
                   paths: list[Path]) -> AsyncIterator[bytes]:
     from assistant.documents.ingest import Outcome, add_file, expand
 
-    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    queue: asyncio.Queue[Progress | Document] = asyncio.Queue()
     counts = {"added": 0, "updated": 0, "unchanged": 0, "failed": 0}
 
     async def embed(texts: list[str]) -> list[list[float]]:
@@ -113,28 +116,30 @@ async def _ingest(models: ModelManager, embedding: str, store: Store,
         for number, path in enumerate(files, 1):
             def progress(done: int, total: int, name: str = path.name,
                          number: int = number) -> None:
-                queue.put_nowait({"type": "progress", "done": done, "total": total,
-                                  "message": f"{name} ({number}/{len(files)})"})
+                queue.put_nowait(Progress(type="progress", done=done, total=total,
+                                          message=f"{name} ({number}/{len(files)})"))
 
             try:
                 outcome = await add_file(store, path, embed, progress)
             except AssistantError as exc:  # the embedder or the store failed: say, go on
                 outcome = Outcome(path, "failed", message=exc.message)
             counts[outcome.status] += 1
-            queue.put_nowait({"type": "document", "path": str(outcome.path),
-                              "status": outcome.status, "chunks": outcome.chunks,
-                              "message": outcome.message, "document_id": outcome.document_id})
+            queue.put_nowait(Document(type="document", path=str(outcome.path),
+                                      status=outcome.status, chunks=outcome.chunks,
+                                      message=outcome.message,
+                                      document_id=outcome.document_id))
         if not files:
-            queue.put_nowait({"type": "document", "path": " ".join(map(str, paths)),
-                              "status": "failed", "chunks": 0, "document_id": "",
-                              "message": "no supported files there (.txt, .md, .html, .pdf)"})
+            queue.put_nowait(Document(type="document", path=" ".join(map(str, paths)),
+                                      status="failed", chunks=0, document_id="",
+                                      message="no supported files there (.txt, .md, .html, .pdf)"))
             counts["failed"] += 1
 
     try:
         async for event in while_running(asyncio.create_task(run()), queue):
             yield encode(event)
     except Exception as exc:  # the stream has begun: end it with an error event
-        yield encode({"type": "error", "code": "ingestion_failed", "message": str(exc)})
+        yield encode(Error(type="error", code="ingestion_failed", message=str(exc)))
         return
-    yield encode({"type": "done", **counts})
+    yield encode(IngestDone(type="done", added=counts["added"], updated=counts["updated"],
+                            unchanged=counts["unchanged"], failed=counts["failed"]))
 

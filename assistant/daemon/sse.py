@@ -1,29 +1,28 @@
 """Server-sent events: the one encoder of the daemon's native event streams.
 
 Every stream (a turn, a re-route, document ingestion) is a series of ``event: <type>`` /
-``data: <json>`` frames; :func:`stream_response` answers with one.
+``data: <json>`` frames of the events typed in :mod:`assistant.wire`; :func:`stream_response`
+answers with one, and the client reads them back with :func:`assistant.wire.parse_event`.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi.responses import StreamingResponse
 
 from assistant.models.backend import close_stream
+from assistant.wire import TurnEvent, WireEvent
 
-Event = dict[str, Any]
 
-
-def encode(event: Event) -> bytes:
+def encode(event: WireEvent) -> bytes:
     """One event as an SSE frame, named after its ``type``."""
     data = json.dumps(event, ensure_ascii=False)
     return f"event: {event['type']}\ndata: {data}\n\n".encode()
 
 
-def stream_response(events: AsyncIterator[Event], first: Event | None = None,
+def stream_response(events: AsyncIterator[TurnEvent], first: TurnEvent | None = None,
                     ) -> StreamingResponse:
     """Stream ``events`` (after ``first``, an event already pulled so that its errors were
     HTTP errors); the source is closed when the client goes away."""

@@ -1,12 +1,12 @@
 """One user turn, end to end: store it, route it, run the skill, stream events, finalize.
 
-Events are dicts with a ``type``: ``route`` first, then ``progress``, ``notice``, ``summary``
-and ``delta`` pieces, and last ``done`` (status complete or cancelled) or ``error``. The user's
-message is committed before anything runs; the reply is created ``streaming``, its partial text
-saved as it grows, and finalized exactly once, also when the client goes away
-(:class:`~assistant.daemon.reply.ReplyRecorder`). A regenerate, an edit and a re-route (a
-regenerate with the skill the user chose, ``method="correction"``) are the same turn with
-another first step.
+Events are :data:`assistant.wire.TurnEvent` dicts: ``route`` first, then ``progress``,
+``notice``, ``summary`` and ``delta`` pieces, and last ``done`` (status complete or cancelled)
+or ``error``. The user's message is committed before anything runs; the reply is created
+``streaming``, its partial text saved as it grows, and finalized exactly once, also when the
+client goes away (:class:`~assistant.daemon.reply.ReplyRecorder`). A regenerate, an edit and
+a re-route (a regenerate with the skill the user chose, ``method="correction"``) are the same
+turn with another first step.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
+from assistant import wire
 from assistant.context import BackendContext
 from assistant.daemon.compaction import CompactionFailed, Compactor, chat_messages
 from assistant.daemon.events import while_running
@@ -72,12 +73,12 @@ class _Begun:
     path: list[Message] = field(default_factory=list)  # root → the user message
     replaces: str | None = None
 
-    def ids(self) -> dict[str, str]:
+    def ids(self) -> wire.TurnIds:
         if self.stored is None:
             return {}
-        ids = {"conversation_id": self.stored.conversation_id,
-               "message_id": self.stored.assistant_message.id,
-               "user_message_id": self.stored.user_message.id}
+        ids = wire.TurnIds(conversation_id=self.stored.conversation_id,
+                           message_id=self.stored.assistant_message.id,
+                           user_message_id=self.stored.user_message.id)
         if self.replaces is not None:
             ids["replaces"] = self.replaces
         return ids
@@ -102,7 +103,7 @@ class _Running:
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
-    def ids(self) -> dict[str, str]:
+    def ids(self) -> wire.TurnIds:
         return self.begun.ids()
 
     @property
@@ -161,7 +162,7 @@ class TurnService:
 
     # -- a turn ------------------------------------------------------------------------------
 
-    async def run(self, request: TurnRequest) -> AsyncIterator[dict[str, Any]]:
+    async def run(self, request: TurnRequest) -> AsyncIterator[wire.TurnEvent]:
         """The events of one turn: check, begin (commit the user's side), route, fit the
         context, run the skill, finalize the reply, report."""
         store = self._store_for(request)
@@ -212,16 +213,16 @@ class TurnService:
         return _Begun(stored.user_message.content, stored, path, replaces=request.regenerate)
 
     async def _answer(self, state: _Running, store: Store | None,
-                      ) -> AsyncIterator[dict[str, Any]]:
+                      ) -> AsyncIterator[wire.TurnEvent]:
         """Route, fit the context, tell the plugins, run the skill."""
         request, begun, ids = state.request, state.begun, state.ids
         decision = state.decision = await self.route(begun.utterance, request)
         route = decision.to_dict()
-        yield {"type": "route", **route, **ids}
+        yield _route_event(decision, ids)
         state.skill_model, instead = await self.skill_model(
             decision.skill, request.model, state.model)
         if instead:
-            yield {"type": "notice", "message": instead, "level": "warning"}
+            yield wire.Notice(type="notice", message=instead, level="warning")
         history = list(request.history or [])
         if store is not None and begun.stored is not None and request.history is None:
             fit = self._fit_context(store, begun, decision.skill, state.skill_model,
@@ -235,7 +236,7 @@ class TurnService:
             conversation_id=ids.get("conversation_id"), skill=decision.skill, route=route,
             args={"params": request.params})
         for notice in await self.plugins.acall("before_turn", turn=turn):
-            yield {"type": "notice", "message": notice, "level": "warning"}
+            yield wire.Notice(type="notice", message=notice, level="warning")
         ctx = BackendContext(
             Metered(self.models, state.usage.add), state.model,
             embedding_model=self.settings.models.embedding, history=history,
@@ -248,12 +249,12 @@ class TurnService:
             async for event in events:
                 if isinstance(event, DeltaEvent):
                     await state.recorder.add(event.text)
-                    yield {"type": "delta", "text": event.text}
+                    yield wire.Delta(type="delta", text=event.text)
                 elif isinstance(event, Progress):
-                    yield {"type": "progress", "done": event.done, "total": event.total,
-                           "message": event.message}
+                    yield wire.Progress(type="progress", done=event.done, total=event.total,
+                                        message=event.message)
                 elif isinstance(event, Notice):
-                    yield {"type": "notice", "message": event.message, "level": event.level}
+                    yield wire.Notice(type="notice", message=event.message, level=event.level)
                 elif isinstance(event, ErrorEvent):
                     state.error, state.error_code = event.message, event.code
                 elif isinstance(event, Done):
@@ -270,23 +271,22 @@ class TurnService:
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             timings=state.timings)
 
-    async def _report(self, state: _Running) -> AsyncIterator[dict[str, Any]]:
+    async def _report(self, state: _Running) -> AsyncIterator[wire.TurnEvent]:
         """``after_turn``, then the last event: ``done`` or ``error``."""
         decision, usage, ids = state.decision, state.usage, state.ids
         assert decision is not None
         reply = Reply(state.recorder.text, state.status, decision.skill)  # type: ignore[arg-type]
         for notice in await self.plugins.acall("after_turn", turn=state.turn, reply=reply):
-            yield {"type": "notice", "message": notice, "level": "warning"}
+            yield wire.Notice(type="notice", message=notice, level="warning")
         if state.status == "error":
-            yield {"type": "error", "code": state.error_code, "message": state.error, **ids}
+            yield wire.Error(type="error", code=state.error_code, message=state.error, **ids)
             return
         ran_with = state.answered_by
-        yield {"type": "done", "status": state.status, "model": ran_with,
-               "skill": decision.skill,
-               "usage": {"prompt_tokens": usage.prompt_tokens,
-                         "completion_tokens": usage.completion_tokens},
-               "context": await self.models.context_length(ran_with),
-               "timings": state.timings, **ids}
+        yield wire.TurnDone(
+            type="done", status=state.status, model=ran_with, skill=decision.skill,
+            usage=wire.TokenUsage(prompt_tokens=usage.prompt_tokens,
+                                  completion_tokens=usage.completion_tokens),
+            context=await self.models.context_length(ran_with), timings=state.timings, **ids)
 
     async def skill_model(self, skill: str, requested: str | None, default: str
                           ) -> tuple[str, str | None]:
@@ -318,7 +318,7 @@ class TurnService:
 
     async def _fit_context(
         self, store: Store, begun: _Begun, skill: str, model: str, params: GenerationParams,
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncIterator[wire.Progress | wire.Notice | wire.Summary]:
         """Compact the conversation if it no longer fits: yields progress and ``summary``, and
         puts the summary into ``begun.path`` where the store put it."""
         found = self.plugins.skills.get(skill)
@@ -335,11 +335,11 @@ class TurnService:
                 store.add_summary, before, text, model=chat_model, completion_tokens=tokens,
                 timings={"summary_s": round(seconds, 3)})
 
-        events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        events: asyncio.Queue[wire.Progress] = asyncio.Queue()
 
         async def progress(done: int, total: int, message: str) -> None:
-            await events.put({"type": "progress", "done": done, "total": total,
-                              "message": message})
+            await events.put(wire.Progress(type="progress", done=done, total=total,
+                                           message=message))
 
         conversation = path[-1].conversation_id
         compactor = Compactor(self.models, chat_model, n_ctx, add_summary=add_summary,
@@ -352,9 +352,9 @@ class TurnService:
             result = job.result()
         except CompactionFailed as exc:  # nothing was stored; the turn goes on uncompacted
             log.warning("compaction failed", extra={"error": exc.message})
-            yield {"type": "notice", "level": "warning",
-                   "message": f"The conversation outgrew the context but could not be "
-                              f"summarized ({exc.message}); older turns may not fit."}
+            yield wire.Notice(type="notice", level="warning",
+                              message=f"The conversation outgrew the context but could not be "
+                                      f"summarized ({exc.message}); older turns may not fit.")
             return
         except AssistantError as exc:  # no such model, a host gone…: the skill will say so
             log.info("context not counted", extra={"error": exc.message})
@@ -365,10 +365,10 @@ class TurnService:
                 "tokens_after": result.tokens_after})
             # The store put the summary just above the first kept message.
             begun.path = [*path[:result.covers], result.summary, *path[result.covers:]]
-            yield {"type": "summary", "message_id": result.summary.id,
-                   "text": result.summary.content, "covers": result.covers,
-                   "tokens_before": result.tokens_before, "tokens_after": result.tokens_after,
-                   "context": n_ctx}
+            yield wire.Summary(type="summary", message_id=result.summary.id,
+                               text=result.summary.content, covers=result.covers,
+                               tokens_before=result.tokens_before,
+                               tokens_after=result.tokens_after, context=n_ctx)
 
     async def openai_turn(
         self, messages: list[ChatMessage], params: GenerationParams
@@ -392,3 +392,11 @@ class TurnService:
                               else "cancelled", prompt_tokens=event["usage"]["prompt_tokens"],
                               completion_tokens=event["usage"]["completion_tokens"])
         yield final
+
+
+def _route_event(decision: RouteDecision, ids: wire.TurnIds) -> wire.Route:
+    """The ``route`` event: the decision's fields, in its order, then the turn's ids."""
+    return wire.Route(
+        type="route", method=decision.method, skill=decision.skill, score=decision.score,
+        runner_up=decision.runner_up, runner_up_score=decision.runner_up_score,
+        explanation=decision.explanation, text=decision.text, scores=decision.scores, **ids)
