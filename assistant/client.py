@@ -2,7 +2,9 @@
 
 ``ensure_daemon`` starts the daemon in the background when none answers and waits until it is
 healthy. HTTP errors come back as :mod:`assistant.errors` exceptions, so callers render them
-like any other domain error.
+like any other domain error. Streams (a turn, a re-route, ingestion) come back as the typed
+events of :mod:`assistant.wire`; an event this client cannot use is skipped
+(:func:`assistant.wire.parse_event`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 
@@ -22,6 +25,16 @@ from assistant.config import Settings
 from assistant.error_codes import from_http
 from assistant.errors import AssistantError, DaemonError, DaemonNotRunning
 from assistant.locations import runtime_dir, socket_path
+from assistant.wire import (
+    INGEST_EVENTS,
+    TURN_EVENTS,
+    EventKinds,
+    IngestEvent,
+    TurnEvent,
+    parse_event,
+)
+
+E = TypeVar("E")
 
 
 def raise_for_error(response: httpx.Response) -> None:
@@ -141,24 +154,34 @@ class Client:
         raise_for_error(response)
         return response.json()
 
-    def stream_turn(self, text: str, **fields: Any) -> Iterator[dict[str, Any]]:
+    def stream_turn(self, text: str, **fields: Any) -> Iterator[TurnEvent]:
         """The events of one turn: route, progress, delta…, then done or error."""
         body = {"text": text, **{k: v for k, v in fields.items() if v is not None}}
-        yield from self.stream("/api/turns", body)
+        yield from self.stream("/api/turns", body, TURN_EVENTS)
 
-    def add_documents(self, paths: list[Path]) -> Iterator[dict[str, Any]]:
+    def stream_reroute(self, message_id: str, skill: str, **fields: Any) -> Iterator[TurnEvent]:
+        """Answer the turn of reply ``message_id`` again with ``skill`` (the daemon records the
+        correction): the events of a turn."""
+        body = {"skill": skill, **{k: v for k, v in fields.items() if v is not None}}
+        yield from self.stream(f"/api/messages/{quote(message_id, safe='')}/reroute", body,
+                               TURN_EVENTS)
+
+    def add_documents(self, paths: list[Path]) -> Iterator[IngestEvent]:
         """Index files or folders for qa: progress and document events, then done."""
         yield from self.stream("/api/documents",
-                               {"paths": [os.path.abspath(p.expanduser()) for p in paths]})
+                               {"paths": [os.path.abspath(p.expanduser()) for p in paths]},
+                               INGEST_EVENTS)
 
-    def stream(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """POST ``body`` and yield the server-sent events of the answer."""
+    def stream(self, path: str, body: dict[str, Any], kinds: EventKinds[E]) -> Iterator[E]:
+        """POST ``body`` and yield the server-sent events of the answer, of ``kinds``."""
         with self.http.stream("POST", path, json=body) as response:
             if response.status_code >= 400:
                 response.read()
                 raise_for_error(response)
-            for _event, data in iter_sse(response.iter_lines()):
-                yield json.loads(data)
+            for name, data in iter_sse(response.iter_lines()):
+                event = parse_event(name, data, kinds)
+                if event is not None:
+                    yield event
 
 
 def _last_error(log_path: Path) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 import click
@@ -11,6 +12,7 @@ import click
 from assistant.cli import AppContext, pass_app
 from assistant.config import Settings
 from assistant.errors import AssistantError
+from assistant.wire import TurnEvent
 
 
 @click.command()
@@ -46,26 +48,27 @@ def ask(app: AppContext, words: tuple[str, ...], skill: str | None,
         click.echo(json.dumps(result, ensure_ascii=False))
 
 
-def _consume(events: Any, echo: bool) -> dict[str, Any]:
+def _consume(events: Iterable[TurnEvent], echo: bool) -> dict[str, Any]:
     text: list[str] = []
     result: dict[str, Any] = {}
     for event in events:
-        kind = event["type"]
-        if kind == "delta":
+        if event["type"] == "delta":
             text.append(event["text"])
             if echo:
                 click.echo(event["text"], nl=False)
-        elif kind == "route":
+        elif event["type"] == "route":
             result["route"] = event
-        elif kind == "progress" and echo:
-            click.echo(f"[{event.get('message', '')}]", err=True)
-        elif kind == "summary" and echo:
-            click.echo(f"[the conversation outgrew the context: {event.get('covers')} earlier "
-                       f"messages are now this summary (undo: assistant history undo "
-                       f"{event.get('message_id')})]\n{event.get('text', '')}\n", err=True)
-        elif kind == "done":
+        elif event["type"] == "progress":
+            if echo:
+                click.echo(f"[{event['message']}]", err=True)
+        elif event["type"] == "summary":
+            if echo:
+                click.echo(f"[the conversation outgrew the context: {event['covers']} earlier "
+                           f"messages are now this summary (undo: assistant history undo "
+                           f"{event['message_id']})]\n{event['text']}\n", err=True)
+        elif event["type"] == "done":
             result["done"] = event
-        elif kind == "error":
+        elif event["type"] == "error":
             if echo and text:
                 click.echo()
             raise AssistantError(event["message"])

@@ -7,9 +7,6 @@ turn again with SKILL as a new branch beside the old reply, streamed like `assis
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import Any
-from urllib.parse import quote
 
 import click
 
@@ -30,23 +27,11 @@ def reroute(app: AppContext, message_id: str, skill: str, max_tokens: int | None
             as_json: bool) -> None:
     """Answer the turn of reply MESSAGE_ID again with SKILL, and route such turns there."""
     from assistant.cli.chat import _consume
-    from assistant.client import Client, iter_sse, raise_for_error
+    from assistant.client import Client
 
-    body: dict[str, Any] = {"skill": skill}
-    if max_tokens is not None:
-        body["max_tokens"] = max_tokens
     with Client(app.settings) as client:
         client.ensure_daemon()
-
-        def events() -> Iterator[dict[str, Any]]:
-            with client.http.stream("POST", f"/api/messages/{quote(message_id, safe='')}/reroute",
-                                    json=body) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise_for_error(response)
-                for _event, data in iter_sse(response.iter_lines()):
-                    yield json.loads(data)
-
-        result = _consume(events(), echo=not as_json)
+        events = client.stream_reroute(message_id, skill, max_tokens=max_tokens)
+        result = _consume(events, echo=not as_json)
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False))

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from assistant.client import Client
 from assistant.config import Settings
 from assistant.errors import AssistantError, DaemonError, RequestError
+from assistant.wire import IngestEvent, TurnEvent
 
 
 class Unsupported(AssistantError):
@@ -212,25 +212,21 @@ class TuiApi:
 
     # -- turns ---------------------------------------------------------------------------------
 
-    def stream_turn(self, text: str, **fields: Any) -> Iterator[dict[str, Any]]:
+    def stream_turn(self, text: str, **fields: Any) -> Iterator[TurnEvent]:
         return self.client.stream_turn(text, **fields)
 
     def stream_regenerate(self, message_id: str, text: str,
-                          **fields: Any) -> Iterator[dict[str, Any]]:
+                          **fields: Any) -> Iterator[TurnEvent]:
         """A new reply beside ``message_id`` (an assistant message), routed afresh."""
         return self._extended_turn(text, "regenerate", message_id, **fields)
 
     def stream_reroute(self, message_id: str, skill: str, *,
-                       max_tokens: int | None = None) -> Iterator[dict[str, Any]]:
+                       max_tokens: int | None = None) -> Iterator[TurnEvent]:
         """A new reply by ``skill`` beside ``message_id`` (an assistant message), in that reply's
         conversation and with its model. The daemon records the correction: the same words go
         to ``skill`` from now on, as after ``assistant reroute``."""
-        body: dict[str, Any] = {"skill": skill}
-        if max_tokens is not None:
-            body["max_tokens"] = max_tokens
         try:
-            yield from self.client.stream(f"/api/messages/{quote(message_id, safe='')}/reroute",
-                                          body)
+            yield from self.client.stream_reroute(message_id, skill, max_tokens=max_tokens)
         except RequestError as exc:
             # An unknown message is a 404 naming its id; an unknown route names nothing.
             if exc.status == 404 and exc.param is None:
@@ -239,12 +235,12 @@ class TuiApi:
                     "This needs a newer daemon.") from None
             raise
 
-    def stream_edit(self, message_id: str, text: str, **fields: Any) -> Iterator[dict[str, Any]]:
+    def stream_edit(self, message_id: str, text: str, **fields: Any) -> Iterator[TurnEvent]:
         """A new user message beside ``message_id`` with ``text``, and its reply: a branch."""
         return self._extended_turn(text, "edit", message_id, **fields)
 
     def _extended_turn(self, text: str, kind: str, message_id: str,
-                       **fields: Any) -> Iterator[dict[str, Any]]:
+                       **fields: Any) -> Iterator[TurnEvent]:
         try:
             yield from self.client.stream_turn(text, **{kind: message_id}, **fields)
         except RequestError as exc:
@@ -254,7 +250,7 @@ class TuiApi:
                     "field)", "This needs a newer daemon.") from None
             raise
 
-    def add_documents(self, paths: list[Path]) -> Iterator[dict[str, Any]]:
+    def add_documents(self, paths: list[Path]) -> Iterator[IngestEvent]:
         """Ingestion events for ``paths``, for the qa skill: progress, document…, done."""
         yield from self.client.add_documents(paths)
 

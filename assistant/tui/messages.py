@@ -1,5 +1,7 @@
 """Messages the UI's workers and widgets post: small dataclasses named in the past tense.
 
+Those made of a daemon stream's events carry them as typed in :mod:`assistant.wire`.
+
 A turn's messages carry the turn's ``number`` (see :class:`~assistant.tui.screens.chat.
 turn_stream.TurnStream`): one from a turn that is already over is ignored.
 """
@@ -12,6 +14,7 @@ from typing import Any
 from textual.message import Message
 
 from assistant.tui.api import ConversationDetail, ConversationSummary, SkillEntry, StoredMessage
+from assistant.wire import Document, Notice, Progress, Route, Summary, TurnDone
 
 
 @dataclass
@@ -64,7 +67,7 @@ class PromptSubmitted(Message):
 @dataclass
 class TurnRouted(Message):
     number: int
-    event: dict[str, Any]
+    event: Route
 
 
 @dataclass
@@ -72,7 +75,7 @@ class TurnSummarized(Message):
     """The daemon folded older turns into a summary before replying (a ``summary`` event)."""
 
     number: int
-    event: dict[str, Any]
+    event: Summary
 
 
 @dataclass
@@ -80,13 +83,13 @@ class TurnProgressed(Message):
     """A ``progress`` or ``notice`` event of a turn."""
 
     number: int
-    event: dict[str, Any]
+    event: Progress | Notice
 
 
 @dataclass
 class TurnFinished(Message):
     number: int
-    event: dict[str, Any]
+    event: TurnDone
 
 
 @dataclass
@@ -107,14 +110,14 @@ class TurnEnded(Message):
 class DocumentsProgressed(Message):
     """A ``progress`` event of ``POST /api/documents``."""
 
-    event: dict[str, Any]
+    event: Progress
 
 
 @dataclass
 class DocumentsAdded(Message):
     """``POST /api/documents`` ended: its ``document`` events, one per file, in order."""
 
-    outcomes: list[dict[str, Any]]
+    outcomes: list[Document]
 
 
 @dataclass

@@ -1,11 +1,13 @@
 """What the UI makes of the events of a turn and of stored messages, exactly and fast: the app
 talks to a :class:`TuiApi` that plays back fixed events and keeps the conversation the way the
-daemon stores it, instead of to a daemon. Summaries, text shown while it streams, and events,
+daemon stores it, instead of to a daemon. The events are read as the client reads them
+(:func:`assistant.wire.parse_event`). Summaries, text shown while it streams, and events,
 values and roles the UI does not know.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -29,6 +31,7 @@ from assistant.tui.app import AssistantApp
 from assistant.tui.screens.chat import ChatScreen
 from assistant.tui.widgets.prompt import PromptInput
 from assistant.tui.widgets.transcript import SummaryView, Transcript
+from assistant.wire import TURN_EVENTS, TurnEvent, parse_event
 from tests.tui.conftest import wait_for
 
 CID = "c-played"
@@ -54,7 +57,7 @@ class PlaybackApi(TuiApi):
         self.detail = detail
         self.events = events
         self.summary_above = summary_above
-        self.gate = threading.Event()  # a {"type": "wait"} event waits for it
+        self.gate = threading.Event()  # the playback stops at WAIT until it is set
         self.gate.set()
         self.lists = 0  # how many times the UI asked for the conversation list
 
@@ -75,17 +78,20 @@ class PlaybackApi(TuiApi):
     def conversation(self, conversation_id: str) -> ConversationDetail:
         return self.detail
 
-    def stream_turn(self, text: str, **fields: Any) -> Iterator[dict[str, Any]]:
+    def stream_turn(self, text: str, **fields: Any) -> Iterator[TurnEvent]:
         reply: list[str] = []
         summary: StoredMessage | None = None
-        for event in self.events:
-            if isinstance(event, dict) and event.get("type") == "wait":
+        for raw in self.events:
+            if raw == WAIT:
                 assert self.gate.wait(30), "the test never opened the gate"
                 continue
-            if isinstance(event, dict) and event.get("type") == "delta":
-                reply.append(str(event.get("text") or ""))
-            if isinstance(event, dict) and event.get("type") == "summary" and event.get("text"):
-                summary = stored(str(event["message_id"]), None, "summary", event["text"])
+            event = played(raw)
+            if event is None:
+                continue
+            if event["type"] == "delta":
+                reply.append(event["text"])
+            if event["type"] == "summary":
+                summary = stored(event["message_id"], None, "summary", event["text"])
             yield event
         self._store(text, "".join(reply), summary)
 
@@ -98,6 +104,13 @@ class PlaybackApi(TuiApi):
         path += [stored("u-new", parent, "user", text),
                  stored("a-new", "u-new", "assistant", reply)]
         self.detail = conversation(*path)
+
+
+def played(raw: object) -> TurnEvent | None:
+    """``raw`` as the client gives it to the UI: sent as the daemon sends an event, read back
+    as the client reads one (None: skipped)."""
+    name = raw.get("type") if isinstance(raw, dict) else None
+    return parse_event(str(name or "message"), json.dumps(raw), TURN_EVENTS)
 
 
 @asynccontextmanager
@@ -130,10 +143,13 @@ def errors(app: AssistantApp) -> list[str]:
     return [str(n.message) for n in app._notifications if n.severity == "error"]
 
 
-ROUTE = {"type": "route", "skill": "chat", "method": "semantic", "score": 0.7,
-         "message_id": "a-new", "conversation_id": CID}
-DONE = {"type": "done", "status": "complete", "usage": {"prompt_tokens": 9,
-        "completion_tokens": 2}, "timings": {"tokens_per_s": 40.0}}
+WAIT = {"type": "wait"}  # not an event: the playback waits for the test's gate
+ROUTE = {"type": "route", "method": "semantic", "skill": "chat", "score": 0.7,
+         "runner_up": None, "runner_up_score": 0.0, "explanation": "", "text": "",
+         "scores": {"chat": 0.7}, "message_id": "a-new", "conversation_id": CID}
+DONE = {"type": "done", "status": "complete", "model": "smollm2-135m", "skill": "chat",
+        "usage": {"prompt_tokens": 9, "completion_tokens": 2}, "context": None,
+        "timings": {"tokens_per_s": 40.0}}
 HISTORY = (stored("u1", None, "user", "first question"),
            stored("a1", "u1", "assistant", "first answer"),
            stored("u2", "a1", "user", "second question"),
@@ -171,9 +187,10 @@ async def test_stored_summaries_are_blocks_and_unknown_roles_are_left_out(
 async def test_a_summary_event_shows_the_block_above_the_turns_kept(
     isolated_env: dict[str, str],
 ) -> None:
-    events = [ROUTE, {"type": "progress", "message": "summarizing earlier turns"},
+    events = [ROUTE, {"type": "progress", "done": 0, "total": 1,
+                      "message": "summarizing earlier turns"},
               {"type": "summary", "message_id": "s-new", "text": "Two questions, answered.",
-               "covers": 2}, {"type": "wait"},
+               "covers": 2, "tokens_before": 900, "tokens_after": 200, "context": 2048}, WAIT,
               {"type": "delta", "text": "third"}, {"type": "delta", "text": " answer"}, DONE]
     api = PlaybackApi(isolated_env, conversation(*HISTORY), events, summary_above="u2")
     api.gate.clear()
@@ -200,10 +217,11 @@ async def test_a_summary_event_shows_the_block_above_the_turns_kept(
 
 @pytest.mark.asyncio
 async def test_unknown_events_and_odd_values_are_ignored(isolated_env: dict[str, str]) -> None:
+    """The client skips them (:mod:`assistant.wire`): the UI never sees them."""
     events = [ROUTE, {"type": "a-future-event", "x": 1}, "not an object", {"no": "type"},
               {"type": "summary"}, {"type": "summary", "text": None, "covers": "many"},
               {"type": "delta", "text": None}, {"type": "delta", "text": "still fine"},
-              {"type": "progress"}, {"type": "wait"}, DONE]
+              {"type": "progress"}, WAIT, DONE]
     api = PlaybackApi(isolated_env, conversation(), events)
     api.gate.clear()
     async with playing(api, open_conversation=False) as (app, screen, pilot):
@@ -222,7 +240,7 @@ async def test_unknown_events_and_odd_values_are_ignored(isolated_env: dict[str,
 async def test_text_shows_while_the_reply_streams_and_is_markdown_when_done(
     isolated_env: dict[str, str],
 ) -> None:
-    events = [ROUTE, {"type": "delta", "text": "Some **bold**"}, {"type": "wait"},
+    events = [ROUTE, {"type": "delta", "text": "Some **bold**"}, WAIT,
               {"type": "delta", "text": " text."}, DONE]
     api = PlaybackApi(isolated_env, conversation(), events)
     api.gate.clear()
@@ -247,7 +265,7 @@ async def test_opening_a_conversation_while_a_reply_streams_stops_it_cleanly(
 ) -> None:
     from assistant.tui.messages import ConversationChosen
 
-    events = [ROUTE, {"type": "delta", "text": "partial"}, {"type": "wait"},
+    events = [ROUTE, {"type": "delta", "text": "partial"}, WAIT,
               {"type": "delta", "text": " more"}, DONE]
     api = PlaybackApi(isolated_env, conversation(*HISTORY), events)
     api.gate.clear()
@@ -267,16 +285,15 @@ async def test_opening_a_conversation_while_a_reply_streams_stops_it_cleanly(
 
 
 @pytest.mark.asyncio
-async def test_odd_values_in_route_and_done_events_leave_the_status_bar_working(
+async def test_route_and_done_events_with_odd_values_are_skipped_and_the_bar_goes_on(
     isolated_env: dict[str, str],
 ) -> None:
     from assistant.tui.widgets.status import StatusBar
 
-    events = [{"type": "route", "skill": None, "method": 3, "score": "high", "scores": [1, 2],
-               "message_id": 7, "conversation_id": None},
+    events = [{**ROUTE, "skill": None, "method": 3, "score": "high", "message_id": 7},
               {"type": "delta", "text": "ok"},
-              {"type": "done", "status": None, "usage": {"prompt_tokens": "many",
-               "completion_tokens": 2}, "timings": "fast"}]
+              {**DONE, "status": None, "usage": {"prompt_tokens": "many",
+                                                 "completion_tokens": 2}, "timings": "fast"}]
     api = PlaybackApi(isolated_env, conversation(), events)
     async with playing(api, open_conversation=False) as (app, screen, pilot):
         screen.query_one(PromptInput).text = "hello"
@@ -284,9 +301,19 @@ async def test_odd_values_in_route_and_done_events_leave_the_status_bar_working(
         await wait_for(pilot, lambda: screen.turns.reply is None and screen.turns.started == 1,
                        what="the reply")
         status = screen.query_one(StatusBar).status
-        assert (status.skill, status.method, status.score) == ("", "3", None)
-        assert (status.tokens_per_s, status.context_used) == (None, 2)
+        assert (status.skill, status.method, status.score) == ("", "", None)
+        assert (status.tokens_per_s, status.context_used) == (None, 0)
         assert screen.query_one(Transcript).last_reply().content == "ok"  # type: ignore[union-attr]
+        # Well-formed events of a turn not stored (no conversation to load afterwards).
+        unstored = {k: v for k, v in ROUTE.items() if not k.endswith("_id")}
+        api.events = [unstored, {"type": "delta", "text": "fine"}, DONE]
+        screen.query_one(PromptInput).text = "again"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.turns.reply is None and screen.turns.started == 2,
+                       what="the second reply")
+        status = screen.query_one(StatusBar).status
+        assert (status.skill, status.method, status.score) == ("chat", "semantic", 0.7)
+        assert (status.tokens_per_s, status.context_used) == (40.0, 11)
         assert not errors(app)
 
 
@@ -336,7 +363,7 @@ async def test_a_turn_asks_for_the_conversation_list_once(isolated_env: dict[str
     """When a turn ends the list is asked for once (a new conversation, another order); showing
     the stored copy of the conversation does not ask again."""
     api = PlaybackApi(isolated_env, conversation(*HISTORY),
-                      [ROUTE, {"type": "delta", "text": "third answer"}, {"type": "wait"}, DONE])
+                      [ROUTE, {"type": "delta", "text": "third answer"}, WAIT, DONE])
     api.gate.clear()
     async with playing(api) as (app, screen, pilot):
         await wait_for(pilot, lambda: api.lists >= 1, what="the first list")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from textual.app import ComposeResult
@@ -12,7 +13,7 @@ from textual.widgets import Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 
-def describe_route(route: dict[str, Any]) -> str:
+def describe_route(route: Mapping[str, Any]) -> str:
     lines = [
         f"skill        {route.get('skill', '?')}",
         f"method       {route.get('method', '?')}",
@@ -37,7 +38,7 @@ class RouteScreen(ModalScreen[str | None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close", "Close")]
 
-    def __init__(self, route: dict[str, Any], skills: list[str]) -> None:
+    def __init__(self, route: Mapping[str, Any], skills: list[str]) -> None:
         super().__init__(classes="dialog")
         self.route = route
         self.skills = skills

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
 
 from textual.widgets import Static
 
 from assistant.tui.api import StoredMessage, context_size
+from assistant.wire import Progress, Route, TurnDone
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,8 @@ class Status:
 
 
 def event_number(value: object) -> float | None:
-    """A number an event carries, or None: a malformed value must not break the status bar."""
+    """A number of a dict an event carries (whose items the client does not check), or None:
+    a malformed value must not break the status bar."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
@@ -44,27 +45,22 @@ class StatusBar(Static):
         # One line whatever it says: a repaint, never a layout of the whole screen.
         self.update(self.render_status(), layout=False)
 
-    def show_progress(self, event: dict[str, Any]) -> None:
+    def show_progress(self, event: Progress) -> None:
         """A ``progress`` event: its message, and how far along when it has a total."""
-        done, total = event.get("done"), event.get("total")
-        amount = f" {done}/{total}" if total else ""
-        self.set(state=f"{event.get('message', 'working')}{amount}")
+        amount = f" {event['done']}/{event['total']}" if event["total"] else ""
+        self.set(state=f"{event['message']}{amount}")
 
-    def show_route(self, event: dict[str, Any]) -> None:
+    def show_route(self, event: Route) -> None:
         """A turn's ``route`` event: the skill, how it was chosen, the score."""
-        self.set(skill=str(event.get("skill") or ""), method=str(event.get("method") or ""),
-                 score=event_number(event.get("score")), answered_by="")
+        self.set(skill=event["skill"], method=event["method"], score=float(event["score"]),
+                 answered_by="")
 
-    def show_done(self, event: dict[str, Any]) -> None:
+    def show_done(self, event: TurnDone) -> None:
         """A turn's ``done`` event: decode speed, context used, and the daemon's context."""
-        usage, timings = event.get("usage"), event.get("timings")
-        usage = usage if isinstance(usage, dict) else {}
-        timings = timings if isinstance(timings, dict) else {}
-        used = [event_number(usage.get(k)) or 0.0 for k in ("prompt_tokens", "completion_tokens")]
-        model = event.get("model")
-        self.set(tokens_per_s=event_number(timings.get("tokens_per_s")),
-                 context_used=int(sum(used)), context_size=context_size(event.get("context")),
-                 answered_by=model if isinstance(model, str) else "")
+        usage = event["usage"]
+        self.set(tokens_per_s=event_number(event["timings"].get("tokens_per_s")),
+                 context_used=usage["prompt_tokens"] + usage["completion_tokens"],
+                 context_size=context_size(event["context"]), answered_by=event["model"])
 
     def show_reply(self, reply: StoredMessage | None) -> None:
         """The route, speed and context of a stored reply (the last of a conversation opened);

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from textual.message import Message
 from textual.screen import Screen
@@ -21,6 +20,7 @@ from textual.screen import Screen
 from assistant.errors import AssistantError
 from assistant.tui.api import TuiApi
 from assistant.tui.messages import DaemonFailed, DocumentsAdded, DocumentsProgressed
+from assistant.wire import Document
 
 # A folder of many files must not bury the screen in notifications.
 MAX_FAILURE_NOTICES = 5
@@ -52,7 +52,7 @@ class DocumentsAdder:
                                         paths), name="documents", group="documents",
                                 thread=True)
 
-    def tell(self, outcomes: list[dict[str, Any]]) -> None:
+    def tell(self, outcomes: list[Document]) -> None:
         """The notifications for the ``document`` events of one request."""
         said = report(outcomes)
         app = self._screen.app
@@ -87,16 +87,15 @@ def document_paths(answer: str) -> list[Path]:
 
 def add_documents(post: Callable[[Message], object], api: TuiApi, paths: list[Path]) -> None:
     """A worker: send ``paths`` to the daemon, its progress and outcomes as messages."""
-    outcomes: list[dict[str, Any]] = []
+    outcomes: list[Document] = []
     try:
         for event in api.add_documents(paths):
-            kind = event.get("type")
-            if kind == "progress":
+            if event["type"] == "progress":
                 post(DocumentsProgressed(event))
-            elif kind == "document":
+            elif event["type"] == "document":
                 outcomes.append(event)
-            elif kind == "error":
-                post(DaemonFailed(f"adding documents failed: {event.get('message')}"))
+            elif event["type"] == "error":
+                post(DaemonFailed(f"adding documents failed: {event['message']}"))
                 break
     except AssistantError as exc:
         post(DaemonFailed(exc.message, exc.hint))
@@ -113,19 +112,19 @@ class DocumentsReport:
     more_failed: int = 0  # failed files beyond those named
 
 
-def report(outcomes: list[dict[str, Any]]) -> DocumentsReport:
+def report(outcomes: list[Document]) -> DocumentsReport:
     said = DocumentsReport()
     failed = 0
     for event in outcomes:
-        path, reason = str(event.get("path") or ""), str(event.get("message") or "")
-        if event.get("status") == "failed":
+        path, reason = event["path"], event["message"]
+        if event["status"] == "failed":
             failed += 1
             if failed <= MAX_FAILURE_NOTICES:
                 said.failures.append(
                     reason if path and path in reason else f"{path}: {reason or 'failed'}")
-        elif event.get("status") in ("added", "updated"):
-            chunks = event.get("chunks", 0)
-            again = ", updated" if event.get("status") == "updated" else ""
+        elif event["status"] in ("added", "updated"):
+            chunks = event["chunks"]
+            again = ", updated" if event["status"] == "updated" else ""
             said.stored.append(
                 f"{Path(path).name} ({chunks} chunk{'' if chunks == 1 else 's'}{again})")
         else:

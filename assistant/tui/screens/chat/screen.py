@@ -11,7 +11,7 @@ open conversation (its id, the store's copy, its last route), the chat model and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
@@ -45,11 +45,12 @@ from assistant.tui.messages import (
 )
 from assistant.tui.screens.chat.conversations import StoredConversations
 from assistant.tui.screens.chat.documents import DocumentsAdder
-from assistant.tui.screens.chat.turn_stream import OpenStream, TurnStream, event_text
+from assistant.tui.screens.chat.turn_stream import OpenStream, TurnStream
 from assistant.tui.widgets.prompt import Completions, PromptInput
 from assistant.tui.widgets.sidebar import ConversationList, Sidebar
 from assistant.tui.widgets.status import StatusBar
 from assistant.tui.widgets.transcript import MessageView, SummaryView, Transcript
+from assistant.wire import TurnEvent
 
 BUSY = "A reply is still being written; Esc stops it."
 
@@ -65,7 +66,8 @@ class ChatScreen(Screen[None]):
         self.keymap = keymap or {}  # the user's [tui.keys], for the help screen
         self.conversation_id = conversation_id  # None: a new conversation, until its first turn
         self.detail: ConversationDetail | None = None  # the store's copy, last loaded
-        self.last_route: dict[str, Any] | None = None
+        # The last turn's route: its event, or the stored reply's (the same fields).
+        self.last_route: Mapping[str, Any] | None = None
         self.connected = False
         self.chat_model = api.settings.models.default
         self.skills: list[SkillEntry] = []
@@ -204,7 +206,7 @@ class ChatScreen(Screen[None]):
         self.query_one(StatusBar).show_route(event)
         # A new conversation joins the sidebar when the turn ends: asking the daemon for the
         # list now would take CPU from the reply being decoded.
-        new = event_text(event.get("conversation_id"))
+        new = event.get("conversation_id")
         if new and new != self.conversation_id:
             self.conversation_id = new
 
@@ -212,15 +214,13 @@ class ChatScreen(Screen[None]):
         if self.turns.reply_to(message.number) is None:
             return
         event = message.event
-        view = SummaryView(str(event.get("text") or ""),
-                           message_id=event_text(event.get("message_id")))
-        await self.query_one(Transcript).add_summary(view, event.get("covers"),
-                                                     self.turns.question)
+        view = SummaryView(event["text"], message_id=event["message_id"])
+        await self.query_one(Transcript).add_summary(view, event["covers"], self.turns.question)
 
     def on_turn_progressed(self, message: TurnProgressed) -> None:
         event = message.event
-        if event.get("type") == "notice":
-            self.app.notify(str(event.get("message")), severity="warning", markup=False)
+        if event["type"] == "notice":
+            self.app.notify(event["message"], severity="warning", markup=False)
             return
         self.query_one(StatusBar).show_progress(event)
 
@@ -271,7 +271,7 @@ class ChatScreen(Screen[None]):
         if skill is None:
             open_stream = partial(self.api.stream_regenerate, message_id, text)
         else:
-            def open_stream(**fields: Any) -> Iterator[dict[str, Any]]:
+            def open_stream(**fields: Any) -> Iterator[TurnEvent]:
                 return self.api.stream_reroute(message_id, skill,
                                                max_tokens=fields.get("max_tokens"))
         await reply.remove()

@@ -1,11 +1,11 @@
 """The turn being answered: its worker, the reply text not shown yet, and the flag that stops it.
 
-A turn's worker thread reads the daemon's events and reports them to the screen by message
-(route, summary, progress, done, error: :mod:`assistant.tui.messages`); an event type the UI
-does not know is ignored. Reply text is the exception: the worker adds it to a buffer that a
-timer moves to the screen every ``FRAME_S``, so the UI wakes a few times a second while a reply
-streams, not once per token. The model decodes on the same cores, and every cycle the UI spends
-is taken from it.
+A turn's worker thread reads the daemon's events (:data:`assistant.wire.TurnEvent`; the client
+has skipped those it cannot read) and reports them to the screen by message (route, summary,
+progress, done, error: :mod:`assistant.tui.messages`). Reply text is the exception: the worker
+adds it to a buffer that a timer moves to the screen every ``FRAME_S``, so the UI wakes a few
+times a second while a reply streams, not once per token. The model decodes on the same cores,
+and every cycle the UI spends is taken from it.
 """
 
 from __future__ import annotations
@@ -29,11 +29,12 @@ from assistant.tui.messages import (
     TurnSummarized,
 )
 from assistant.tui.widgets.transcript import MessageView
+from assistant.wire import Route, TurnDone, TurnEvent
 
 FRAME_S = 0.2
 
 # Opens a turn's stream of events with the fields every turn has (conversation, model, ...).
-OpenStream = Callable[..., Iterator[dict[str, Any]]]
+OpenStream = Callable[..., Iterator[TurnEvent]]
 
 
 class PendingText:
@@ -100,24 +101,24 @@ class TurnStream:
         """The reply view of turn ``number`` while it is the latest and not ended; else None."""
         return self.reply if number == self.started else None
 
-    def routed(self, number: int, event: dict[str, Any]) -> bool:
+    def routed(self, number: int, event: Route) -> bool:
         """A ``route`` event: the reply gets its message id and its skill. False when turn
         ``number`` is not the one streaming."""
         reply = self.reply_to(number)
         if reply is None:
             return False
-        reply.message_id = event_text(event.get("message_id"))
-        reply.set_header(skill=str(event.get("skill") or "") or None)
+        reply.message_id = event.get("message_id")
+        reply.set_header(skill=event["skill"] or None)
         return True
 
-    def finished(self, number: int, event: dict[str, Any]) -> str | None:
+    def finished(self, number: int, event: TurnDone) -> str | None:
         """A ``done`` event: the rest of the text, and the reply's final status, returned;
         None when turn ``number`` is not the one streaming."""
         reply = self.reply_to(number)
         if reply is None:
             return None
         self.show_pending()
-        status = str(event.get("status") or "complete")
+        status = event["status"] or "complete"
         reply.set_header(status=status)
         return status
 
@@ -163,19 +164,18 @@ def read_events(post: Callable[[Message], object], number: int, open_stream: Ope
             for event in events:
                 if cancel.is_set():
                     break
-                kind = event.get("type") if isinstance(event, dict) else None
-                if kind == "delta":
-                    pending.add(str(event.get("text") or ""))
-                elif kind == "route":
+                if event["type"] == "delta":
+                    pending.add(event["text"])
+                elif event["type"] == "route":
                     post(TurnRouted(number, event))
-                elif kind == "summary":
+                elif event["type"] == "summary":
                     post(TurnSummarized(number, event))
-                elif kind in {"progress", "notice"}:
+                elif event["type"] == "progress" or event["type"] == "notice":
                     post(TurnProgressed(number, event))
-                elif kind == "done":
+                elif event["type"] == "done":
                     post(TurnFinished(number, event))
-                elif kind == "error":
-                    post(TurnFailed(number, str(event.get("message"))))
+                elif event["type"] == "error":
+                    post(TurnFailed(number, event["message"]))
         finally:
             # Closing the stream closes the connection: the daemon cancels the turn.
             close = getattr(events, "close", None)
@@ -187,7 +187,3 @@ def read_events(post: Callable[[Message], object], number: int, open_stream: Ope
         post(TurnFailed(number, f"lost the daemon: {exc}"))
     finally:
         post(TurnEnded(number))
-
-
-def event_text(value: object) -> str | None:
-    return None if value is None else str(value)
