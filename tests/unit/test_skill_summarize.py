@@ -170,3 +170,21 @@ async def test_candidates_keep_the_one_line_summary_closest_to_the_others() -> N
     text, _ = await run_skill_text(Summarize(), Turn(
         "summarize", args={"text": ARTICLE, "style": "one line"}), ctx, timeout=60)
     assert text == "The council closed the old bridge for repairs." and len(backend.calls) == 4
+
+
+@pytest.mark.asyncio
+async def test_a_one_line_summary_asks_after_the_text_and_in_the_language_asked() -> None:
+    """One line: the text first, then the plain ask (the prompt chosen on xsum-dev-60); the
+    language is named only when it is not the text's."""
+    backend = CountingBackend(["The council closed the bridge."], context=4096)
+    await run_skill_text(Summarize(), Turn(
+        "summarize", args={"text": ARTICLE, "style": "one line"}), fake_context(backend),
+        timeout=60)
+    user = backend.calls[0][-1].content
+    assert user.startswith(ARTICLE[:200])
+    assert user.endswith("Summarize the text above in one sentence.")
+    backend = CountingBackend(["Le conseil a fermé le pont."], context=4096)
+    await run_skill_text(Summarize(), Turn(
+        "summarize in French", args={"text": ARTICLE, "style": "one line"}),
+        fake_context(backend), timeout=60)
+    assert backend.calls[0][-1].content.endswith("in one sentence. Write it in French (français).")
