@@ -46,8 +46,6 @@ class DaemonStatus:
         return {
             "status": self.state, "version": __version__,
             "models": [r["name"] for r in self.models.status()],
-            # The model a turn that names none chats with (a skill may answer with its own).
-            "default_model": self.models.settings.models.default,
             "state_cache": self.cached_host_info().get("state_cache", {}),
         }
 

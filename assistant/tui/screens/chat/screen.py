@@ -70,8 +70,6 @@ class ChatScreen(Screen[None]):
         self.last_route: Mapping[str, Any] | None = None
         self.connected = False
         self.chat_model = api.settings.models.default
-        self.model_picked = False  # the user chose chat_model (/model, ctrl+m)
-        self.daemon_default: str | None = None  # the daemon's default model, once connected
         self.skills: list[SkillEntry] = []
         self.turns = TurnStream(self)
         self.stored = StoredConversations(self, api)
@@ -112,8 +110,6 @@ class ChatScreen(Screen[None]):
 
     def on_daemon_connected(self, message: DaemonConnected) -> None:
         self.connected = True
-        default = message.health.get("default_model")
-        self.daemon_default = default if isinstance(default, str) else None
         self.skills = message.skills
         self.query_one(PromptInput).offer_skills(message.skills)
         state = "ready" if message.health.get("status") == "ready" else str(
@@ -197,20 +193,11 @@ class ChatScreen(Screen[None]):
                     else transcript.last_user())
         reply = await transcript.add(MessageView("assistant", status="streaming"))
         self.query_one(StatusBar).set(state="generating…")
-        fields: dict[str, Any] = {"conversation_id": self.conversation_id}
-        if self.names_model():
-            fields["model"] = self.chat_model
+        fields: dict[str, Any] = {"conversation_id": self.conversation_id,
+                                  "model": self.chat_model}
         if self.max_tokens:
             fields["max_tokens"] = self.max_tokens
         self.turns.start(question, reply, open_stream, fields)
-
-    def names_model(self) -> bool:
-        """Whether a turn names the chat model. Not when it is the daemon's own default and the
-        user did not pick it: then each skill answers with its configured model
-        (``[skills.X] model``), as for any client that names none. A model picked here, or a
-        TUI whose default is not the daemon's (another config), or a daemon that does not say
-        its default: named."""
-        return self.model_picked or self.chat_model != self.daemon_default
 
     def on_turn_routed(self, message: TurnRouted) -> None:
         if not self.turns.routed(message.number, message.event):
@@ -456,7 +443,6 @@ class ChatScreen(Screen[None]):
         def done(entry: ModelEntry | None) -> None:
             if entry is not None:
                 self.chat_model = entry.name
-                self.model_picked = True
                 self.query_one(StatusBar).set(model=entry.name, context_size=entry.context)
                 self.app.notify(f"Now chatting with {entry.name}.", timeout=3)
 
