@@ -173,7 +173,9 @@ class Client:
                                INGEST_EVENTS)
 
     def stream(self, path: str, body: dict[str, Any], kinds: EventKinds[E]) -> Iterator[E]:
-        """POST ``body`` and yield the server-sent events of the answer, of ``kinds``."""
+        """POST ``body`` and yield the server-sent events of the answer, of ``kinds``; a
+        stream that ends without its ``done`` or ``error`` event is an error, never taken for
+        a complete answer."""
         with self.http.stream("POST", path, json=body) as response:
             if response.status_code >= 400:
                 response.read()
@@ -182,6 +184,10 @@ class Client:
                 event = parse_event(name, data, kinds)
                 if event is not None:
                     yield event
+                    if name in ("done", "error"):
+                        return
+        raise DaemonError(f"the daemon's {kinds.name} stream stopped early (no done or "
+                          "error event)", f"See {runtime_dir(self.settings) / 'daemon.log'}.")
 
 
 def _last_error(log_path: Path) -> str:

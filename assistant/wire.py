@@ -58,18 +58,21 @@ class TurnIds(TypedDict, total=False):
     replaces: str  # a regenerate or a re-route: the reply answered again
 
 
-class Route(TurnIds):
-    """Where the turn goes and why; the first event of a turn."""
-
-    type: Literal["route"]
+class _RouteDetails(TurnIds, total=False):
     method: str  # explicit / correction / semantic / fallback
-    skill: str
     score: float
     runner_up: str | None
     runner_up_score: float
     explanation: str
     text: str  # what the skill is given (an explicit command's words without the command)
     scores: dict[str, float]
+
+
+class Route(_RouteDetails):
+    """Where the turn goes and why; the first event of a turn."""
+
+    type: Literal["route"]
+    skill: str
 
 
 class Progress(TypedDict):
@@ -113,11 +116,7 @@ class TokenUsage(TypedDict):
     completion_tokens: int
 
 
-class TurnDone(TurnIds):
-    """The turn ended: complete, or cancelled with its partial text stored."""
-
-    type: Literal["done"]
-    status: str  # complete / cancelled
+class _DoneDetails(TurnIds, total=False):
     model: str  # the model that answered
     skill: str
     usage: TokenUsage
@@ -125,11 +124,21 @@ class TurnDone(TurnIds):
     timings: dict[str, float]
 
 
-class Error(TurnIds):
+class TurnDone(_DoneDetails):
+    """The turn ended: complete, or cancelled with its partial text stored."""
+
+    type: Literal["done"]
+    status: str  # complete / cancelled
+
+
+class _ErrorDetails(TurnIds, total=False):
+    code: str
+
+
+class Error(_ErrorDetails):
     """The stream ended in an error (a turn's carries its ids, ingestion's none)."""
 
     type: Literal["error"]
-    code: str
     message: str
 
 
@@ -169,11 +178,7 @@ class EventKinds(Generic[E]):
     types: Mapping[str, Any]  # type -> its TypedDict
 
 
-TURN_EVENTS: EventKinds[TurnEvent] = EventKinds("turn", {
-    "route": Route, "progress": Progress, "notice": Notice, "summary": Summary,
-    "delta": Delta, "done": TurnDone, "error": Error})
-INGEST_EVENTS: EventKinds[IngestEvent] = EventKinds("ingestion", {
-    "progress": Progress, "document": Document, "done": IngestDone, "error": Error})
+
 
 
 def parse_event(name: str, data: str, kinds: EventKinds[E]) -> E | None:
@@ -186,7 +191,7 @@ def parse_event(name: str, data: str, kinds: EventKinds[E]) -> E | None:
         event = None
     kind = event.get("type") if isinstance(event, dict) else None
     shape = kinds.types.get(kind) if isinstance(kind, str) else None
-    if shape is not None and name == kind and _fits(event, shape):
+    if shape is not None and name == kind and _fits(_without_odd_options(event, shape), shape):
         return cast(E, event)
     why = ("not a JSON object with a type" if kind is None
            else f"no {kinds.name} event has type {kind!r}" if shape is None
@@ -199,6 +204,19 @@ def parse_event(name: str, data: str, kinds: EventKinds[E]) -> E | None:
 @cache
 def _fields(shape: Any) -> dict[str, Any]:
     return get_type_hints(shape)
+
+
+def _without_odd_options(event: dict[str, Any], shape: Any) -> dict[str, Any]:
+    """``event`` without its optional fields of the wrong type (dropped in place): a detail
+    that does not fit costs the detail, not the event (a ``done`` lost would leave a reply
+    streaming forever)."""
+    fields = _fields(shape)
+    for key in list(event):
+        if (key in fields and key not in shape.__required_keys__
+                and not _fits(event[key], fields[key])):
+            log.debug("event field dropped", extra={"event": event.get("type"), "field": key})
+            del event[key]
+    return event
 
 
 def _fits(value: object, hint: Any) -> bool:
@@ -220,3 +238,12 @@ def _fits(value: object, hint: Any) -> bool:
         fields = _fields(hint)
         return all(_fits(v, fields[k]) for k, v in value.items() if k in fields)
     return isinstance(value, origin or hint)
+
+
+def _by_type(union: Any) -> dict[str, Any]:
+    """Each event of ``union`` by its ``type``: the unions above are the one list."""
+    return {get_args(_fields(shape)["type"])[0]: shape for shape in get_args(union)}
+
+
+TURN_EVENTS: EventKinds[TurnEvent] = EventKinds("turn", _by_type(TurnEvent))
+INGEST_EVENTS: EventKinds[IngestEvent] = EventKinds("ingestion", _by_type(IngestEvent))

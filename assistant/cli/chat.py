@@ -61,6 +61,10 @@ def _consume(events: Iterable[TurnEvent], echo: bool) -> dict[str, Any]:
         elif event["type"] == "progress":
             if echo:
                 click.echo(f"[{event['message']}]", err=True)
+        elif event["type"] == "notice":
+            result.setdefault("notices", []).append(event["message"])
+            if echo:  # not part of the reply: on stderr, as progress is
+                click.echo(f"[{event['level']}: {event['message']}]", err=True)
         elif event["type"] == "summary":
             if echo:
                 click.echo(f"[the conversation outgrew the context: {event['covers']} earlier "

@@ -30,6 +30,12 @@ router = APIRouter()
 class RerouteBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     skill: str = Field(min_length=1, max_length=64)
+    model: str | None = Field(None, max_length=256,
+                              description="the model that answers, whatever the skill")
+    chat_model: str | None = Field(
+        None, max_length=256,
+        description="the model when the skill has none of its own (default: the "
+                    "conversation's)")
     max_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(0.7, ge=0, le=2)
     seed: int | None = None
@@ -45,11 +51,12 @@ async def reroute(message_id: str, body: RerouteBody, store: StoreDep,
                            code="not_reroutable", param="message_id")
     user = await asyncio.to_thread(store.message, reply.parent_id)
     await turns.correct(user.content, body.skill)
-    # The conversation's model, not the old reply's: that is the model its skill answered
-    # with, and the new skill may answer with its own.
+    # The new skill answers with its own model, if it has one, unless the caller names one;
+    # else with the conversation's (not the old reply's: that may be the old skill's own).
     conversation = (await asyncio.to_thread(store.conversations, [reply.conversation_id]))[0]
     events = turns.run(TurnRequest(
-        text=user.content, skill=body.skill, method="correction", model=conversation.model,
+        text=user.content, skill=body.skill, method="correction", model=body.model,
+        chat_model=body.chat_model or conversation.model,
         regenerate=message_id,
         params=GenerationParams(max_tokens=body.max_tokens, temperature=body.temperature,
                                 seed=body.seed),

@@ -56,7 +56,9 @@ class TurnRequest:
     # How a skill named by the client was chosen: asked for, or a correction of the router
     # (a re-route: a regenerate with the skill the user says the turn should have gone to).
     method: Literal["explicit", "correction"] = "explicit"
-    model: str | None = None
+    model: str | None = None  # answers the turn, whatever the skill (the caller's choice)
+    # Answers when ``model`` names none and the skill has no model of its own: a UI's chat model.
+    chat_model: str | None = None
     params: GenerationParams = field(default_factory=GenerationParams)
     persist: bool = True
     history: list[ChatMessage] | None = None
@@ -168,7 +170,7 @@ class TurnService:
         store = self._store_for(request)
         if request.skill is not None:
             self.check_skill(request.skill)  # a 400 before any write
-        model = request.model or self.settings.models.default
+        model = request.model or request.chat_model or self.settings.models.default
         begun = await self._begin(store, request, model)
         state = _Running(request, begun, model,
                          ReplyRecorder(store, begun.ids().get("message_id")))
@@ -384,13 +386,16 @@ class TurnService:
             if event["type"] == "delta":
                 yield Delta(event["text"])
             elif event["type"] == "error":
-                if event["code"] == "context_length_exceeded":
-                    raise RequestError(event["message"], code=event["code"], param="messages")
+                if event.get("code") == "context_length_exceeded":
+                    raise RequestError(event["message"], code="context_length_exceeded",
+                                       param="messages")
                 raise AssistantError(event["message"])
             elif event["type"] == "done":
+                usage = event.get("usage") or wire.TokenUsage(prompt_tokens=0,
+                                                               completion_tokens=0)
                 final = Delta("", finish_reason="stop" if event["status"] == "complete"
-                              else "cancelled", prompt_tokens=event["usage"]["prompt_tokens"],
-                              completion_tokens=event["usage"]["completion_tokens"])
+                              else "cancelled", prompt_tokens=usage["prompt_tokens"],
+                              completion_tokens=usage["completion_tokens"])
         yield final
 
 

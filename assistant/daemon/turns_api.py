@@ -21,7 +21,11 @@ class TurnBody(BaseModel):
     text: str = Field("", max_length=1_000_000)
     conversation_id: str | None = Field(None, max_length=64)
     skill: str | None = Field(None, max_length=64)
-    model: str | None = Field(None, max_length=256)
+    model: str | None = Field(None, max_length=256,
+                              description="the model that answers, whatever the skill")
+    chat_model: str | None = Field(
+        None, max_length=256,
+        description="the model for chat and for a skill with no model of its own")
     max_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(0.7, ge=0, le=2)
     seed: int | None = None
@@ -50,7 +54,7 @@ async def skills(turns: TurnsDep) -> dict[str, Any]:
 async def turn(body: TurnBody, turns: TurnsDep) -> StreamingResponse:
     turn_request = TurnRequest(
         text=body.text, conversation_id=body.conversation_id, skill=body.skill,
-        model=body.model, regenerate=body.regenerate, edit=body.edit,
+        model=body.model, chat_model=body.chat_model, regenerate=body.regenerate, edit=body.edit,
         params=GenerationParams(max_tokens=body.max_tokens, temperature=body.temperature,
                                 seed=body.seed),
     )

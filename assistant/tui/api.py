@@ -213,20 +213,30 @@ class TuiApi:
     # -- turns ---------------------------------------------------------------------------------
 
     def stream_turn(self, text: str, **fields: Any) -> Iterator[TurnEvent]:
-        return self.client.stream_turn(text, **fields)
+        try:
+            yield from self.client.stream_turn(text, **fields)
+        except RequestError as exc:
+            if not _no_chat_model(exc, fields):
+                raise
+            # A daemon older than chat_model: the chat model answers every turn, as it did.
+            fields["model"] = fields.pop("chat_model")
+            yield from self.client.stream_turn(text, **fields)
 
     def stream_regenerate(self, message_id: str, text: str,
                           **fields: Any) -> Iterator[TurnEvent]:
         """A new reply beside ``message_id`` (an assistant message), routed afresh."""
         return self._extended_turn(text, "regenerate", message_id, **fields)
 
-    def stream_reroute(self, message_id: str, skill: str, *,
-                       max_tokens: int | None = None) -> Iterator[TurnEvent]:
+    def stream_reroute(self, message_id: str, skill: str, *, max_tokens: int | None = None,
+                       model: str | None = None, chat_model: str | None = None,
+                       ) -> Iterator[TurnEvent]:
         """A new reply by ``skill`` beside ``message_id`` (an assistant message), in that reply's
-        conversation and with its model. The daemon records the correction: the same words go
-        to ``skill`` from now on, as after ``assistant reroute``."""
+        conversation; ``model`` answers whatever the skill, else the skill's own model, else
+        ``chat_model`` (the conversation's when None). The daemon records the correction: the
+        same words go to ``skill`` from now on, as after ``assistant reroute``."""
         try:
-            yield from self.client.stream_reroute(message_id, skill, max_tokens=max_tokens)
+            yield from self.client.stream_reroute(message_id, skill, max_tokens=max_tokens,
+                                                  model=model, chat_model=chat_model)
         except RequestError as exc:
             # An unknown message is a 404 naming its id; an unknown route names nothing.
             if exc.status == 404 and exc.param is None:
@@ -242,7 +252,7 @@ class TuiApi:
     def _extended_turn(self, text: str, kind: str, message_id: str,
                        **fields: Any) -> Iterator[TurnEvent]:
         try:
-            yield from self.client.stream_turn(text, **{kind: message_id}, **fields)
+            yield from self.stream_turn(text, **{kind: message_id}, **fields)
         except RequestError as exc:
             if exc.code in {"invalid_request", "extra_forbidden"} and kind in exc.message:
                 raise Unsupported(
@@ -259,3 +269,8 @@ def _raise(response: Any) -> None:
     from assistant.client import raise_for_error
 
     raise_for_error(response)
+
+
+def _no_chat_model(exc: RequestError, fields: dict[str, Any]) -> bool:
+    """Whether a daemon refused the turn for not knowing ``chat_model`` (an older one)."""
+    return "chat_model" in fields and exc.status == 400 and exc.param == "chat_model"

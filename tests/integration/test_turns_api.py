@@ -119,9 +119,24 @@ def test_a_skill_answers_with_its_own_model_and_the_reply_says_which(
             conv = http.get(f"/api/conversations/{events[0]['conversation_id']}").json()
         reply = next(m for m in conv["messages"] if m["id"] == events[0]["message_id"])
         assert reply["model"] == "small-copy"
-        # A model the request names wins over the skill's.
+        # A model the request names wins over the skill's; a chat model (a UI's) does not.
         asked = turn(running, text="Hello again.", skill="chat", model=CHAT_MODEL)[-1]
         assert asked["type"] == "done" and asked["model"] == CHAT_MODEL
+        ui = turn(running, text="Hello once more.", skill="chat", chat_model=CHAT_MODEL)
+        assert ui[-1]["type"] == "done" and ui[-1]["model"] == "small-copy"
+        # A re-route to chat answers with chat's own model, not the conversation's…
+        with running.http(300) as http:
+            rerouted = [json.loads(line[5:]) for line in http.post(
+                f"/api/messages/{ui[0]['message_id']}/reroute",
+                json={"skill": "chat", "max_tokens": 6, "temperature": 0}).iter_lines()
+                if line.startswith("data:")]
+            assert rerouted[-1]["type"] == "done" and rerouted[-1]["model"] == "small-copy"
+            # … unless the caller names one.
+            named = [json.loads(line[5:]) for line in http.post(
+                f"/api/messages/{rerouted[0]['message_id']}/reroute",
+                json={"skill": "chat", "model": CHAT_MODEL, "max_tokens": 6,
+                      "temperature": 0}).iter_lines() if line.startswith("data:")]
+            assert named[-1]["type"] == "done" and named[-1]["model"] == CHAT_MODEL
         events = turn(running, text="/translate fr Good morning.", max_tokens=12)
         notices = [e["message"] for e in events if e["type"] == "notice"]
         assert any("no-such-model" in n and CHAT_MODEL in n for n in notices), notices

@@ -355,6 +355,18 @@ async def test_branch_switcher_switches_the_active_branch(tui_daemon: TuiDaemon)
 @pytest.mark.asyncio
 async def test_switch_model_lists_and_loads(tui_daemon: TuiDaemon) -> None:
     async with chat(tui_daemon) as (app, screen, pilot):
+        sent: list[dict[str, Any]] = []
+        start = screen.turns.start
+
+        def recording(question: Any, reply: Any, open_stream: Any, fields: dict[str, Any]
+                      ) -> None:
+            sent.append(dict(fields))
+            start(question, reply, open_stream, fields)
+
+        screen.turns.start = recording  # type: ignore[method-assign]
+        # Not picked: the chat model answers chat and skills without a model of their own.
+        await ask(pilot, screen, "Hello")
+        assert sent[-1]["chat_model"] == screen.chat_model and "model" not in sent[-1]
         await pilot.press("ctrl+l")
         from assistant.tui.screens.models import ModelScreen
 
@@ -370,6 +382,8 @@ async def test_switch_model_lists_and_loads(tui_daemon: TuiDaemon) -> None:
         status = screen.query_one(StatusBar).status
         assert (status.model, status.context_size) == ("smollm2-135m", 2048)  # the daemon's
         assert any("Now chatting with smollm2-135m" in n for n in notices(app))
+        await ask(pilot, screen, "Hello again")  # picked: it answers every turn
+        assert sent[-1]["model"] == sent[-1]["chat_model"] == "smollm2-135m"
 
 
 @pytest.mark.asyncio

@@ -77,11 +77,33 @@ def test_the_frames_are_the_json_of_the_event_as_built() -> None:
     assert list(route.items()) == list({"type": "route", **DECISION.to_dict(), **IDS}.items())
 
 
-def test_optional_fields_are_the_ids_only() -> None:
-    assert wire.TurnDone.__optional_keys__ == wire.TurnIds.__optional_keys__
-    assert wire.Route.__optional_keys__ == {
-        "conversation_id", "message_id", "user_message_id", "replaces"}
-    assert "context" in wire.TurnDone.__required_keys__  # required, and may be null
+def test_the_required_fields_are_what_every_consumer_reads() -> None:
+    """The rest may be missing (an older daemon's) or odd (a plugin backend's) without the
+    event being lost: a ``done`` skipped would leave a reply streaming forever."""
+    assert wire.TurnDone.__required_keys__ == {"type", "status"}
+    assert wire.Route.__required_keys__ == {"type", "skill"}
+    assert wire.Error.__required_keys__ == {"type", "message"}
+    assert set(wire.TURN_EVENTS.types) == {"route", "progress", "notice", "summary", "delta",
+                                           "done", "error"}
+
+
+@pytest.mark.parametrize(("name", "data", "dropped"), [
+    ("route", {**TURN[0], "score": "high"}, "score"),
+    ("done", {**TURN[7], "usage": {"prompt_tokens": "many", "completion_tokens": 2}}, "usage"),
+    ("done", {**TURN[7], "timings": "fast"}, "timings"),
+    ("done", {**TURN[7], "message_id": 7}, "message_id"),
+    ("error", {"type": "error", "code": 500, "message": "boom"}, "code"),
+], ids=str)
+def test_an_odd_optional_field_costs_the_field_not_the_event(
+        name: str, data: dict[str, Any], dropped: str) -> None:
+    event = wire.parse_event(name, json.dumps(data), wire.TURN_EVENTS)
+    assert event is not None and dropped not in event
+    assert {**event, dropped: data[dropped]} == data
+
+
+def test_an_older_daemons_done_without_the_newer_fields_is_read() -> None:
+    old = {"type": "done", "status": "complete", "conversation_id": "c1"}
+    assert wire.parse_event("done", json.dumps(old), wire.TURN_EVENTS) == old
 
 
 def frame(data: object) -> str:
@@ -98,10 +120,8 @@ DELTA = {"type": "delta", "text": "hi"}
     ("delta", {"text": "no type"}),
     ("delta", {"type": "delta"}),  # a required field missing
     ("delta", {"type": "delta", "text": None}),  # of the wrong type
-    ("route", {**TURN[0], "score": "high"}),
-    ("done", {**TURN[7], "usage": {"prompt_tokens": "many", "completion_tokens": 2}}),
-    ("done", {**TURN[7], "timings": "fast"}),
-    ("done", {**TURN[7], "message_id": 7}),  # an optional field of the wrong type
+    ("route", {**TURN[0], "skill": None}),  # a required field of the wrong type
+    ("done", {"type": "done", "model": "m"}),  # no status
     ("progress", {"type": "progress", "done": True, "total": 1, "message": ""}),
     ("notice", DELTA),  # the frame's name is not its type
     ("document", dict(INGEST[1])),  # not an event of a turn
@@ -155,3 +175,21 @@ async def test_every_event_of_a_real_turn_and_ingestion_is_read(
         assert events[-1]["type"] == last
     assert {e["type"] for e in read(ingest.content, wire.INGEST_EVENTS)} == {
         "progress", "document", "done"}
+
+
+def test_a_stream_that_ends_without_done_or_error_is_an_error(isolated_env: dict[str, str]
+                                                              ) -> None:
+    from assistant.errors import DaemonError
+
+    body = encode(TURN[0]) + encode(TURN[6])  # the daemon died mid-reply
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+    with Client(load_settings(environ=isolated_env)) as client:
+        client.http = httpx.Client(transport=httpx.MockTransport(answer),
+                                   base_url="http://assistant")
+        seen: list[Any] = []
+        with pytest.raises(DaemonError, match="turn stream stopped early"):
+            seen.extend(client.stream_turn("hello"))
+        assert seen == [TURN[0], TURN[6]]

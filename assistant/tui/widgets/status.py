@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from textual.widgets import Static
 
 from assistant.tui.api import StoredMessage, context_size
-from assistant.wire import Progress, Route, TurnDone
+from assistant.wire import Progress, Route, TokenUsage, TurnDone
 
 
 @dataclass(frozen=True)
@@ -52,15 +52,17 @@ class StatusBar(Static):
 
     def show_route(self, event: Route) -> None:
         """A turn's ``route`` event: the skill, how it was chosen, the score."""
-        self.set(skill=event["skill"], method=event["method"], score=float(event["score"]),
-                 answered_by="")
+        score = event.get("score")
+        self.set(skill=event["skill"], method=event.get("method", ""),
+                 score=None if score is None else float(score), answered_by="")
 
     def show_done(self, event: TurnDone) -> None:
         """A turn's ``done`` event: decode speed, context used, and the daemon's context."""
-        usage = event["usage"]
-        self.set(tokens_per_s=event_number(event["timings"].get("tokens_per_s")),
+        usage = event.get("usage") or TokenUsage(prompt_tokens=0, completion_tokens=0)
+        self.set(tokens_per_s=event_number(event.get("timings", {}).get("tokens_per_s")),
                  context_used=usage["prompt_tokens"] + usage["completion_tokens"],
-                 context_size=context_size(event["context"]), answered_by=event["model"])
+                 context_size=context_size(event.get("context")),
+                 answered_by=event.get("model", ""))
 
     def show_reply(self, reply: StoredMessage | None) -> None:
         """The route, speed and context of a stored reply (the last of a conversation opened);

@@ -70,6 +70,7 @@ class ChatScreen(Screen[None]):
         self.last_route: Mapping[str, Any] | None = None
         self.connected = False
         self.chat_model = api.settings.models.default
+        self.model_picked = False  # chosen with /model or ctrl+l: then it answers every turn
         self.skills: list[SkillEntry] = []
         self.turns = TurnStream(self)
         self.stored = StoredConversations(self, api)
@@ -193,8 +194,12 @@ class ChatScreen(Screen[None]):
                     else transcript.last_user())
         reply = await transcript.add(MessageView("assistant", status="streaming"))
         self.query_one(StatusBar).set(state="generating…")
+        # The chat model answers chat and any skill without a model of its own; once the user
+        # picked it, every turn (docs/tui.md).
         fields: dict[str, Any] = {"conversation_id": self.conversation_id,
-                                  "model": self.chat_model}
+                                  "chat_model": self.chat_model}
+        if self.model_picked:
+            fields["model"] = self.chat_model
         if self.max_tokens:
             fields["max_tokens"] = self.max_tokens
         self.turns.start(question, reply, open_stream, fields)
@@ -272,8 +277,9 @@ class ChatScreen(Screen[None]):
             open_stream = partial(self.api.stream_regenerate, message_id, text)
         else:
             def open_stream(**fields: Any) -> Iterator[TurnEvent]:
-                return self.api.stream_reroute(message_id, skill,
-                                               max_tokens=fields.get("max_tokens"))
+                return self.api.stream_reroute(
+                    message_id, skill, max_tokens=fields.get("max_tokens"),
+                    model=fields.get("model"), chat_model=fields.get("chat_model"))
         await reply.remove()
         await self._start_turn(None, open_stream)
 
@@ -443,6 +449,7 @@ class ChatScreen(Screen[None]):
         def done(entry: ModelEntry | None) -> None:
             if entry is not None:
                 self.chat_model = entry.name
+                self.model_picked = True
                 self.query_one(StatusBar).set(model=entry.name, context_size=entry.context)
                 self.app.notify(f"Now chatting with {entry.name}.", timeout=3)
 
