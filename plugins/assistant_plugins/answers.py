@@ -34,6 +34,11 @@ _REASON = re.compile(
     re.I)
 # Words that change an answer's meaning; kept when an answer is snapped.
 _NEGATIONS = {"not", "no", "never", "without", "none", "nor", "不", "没", "未"}
+_NUMBER = re.compile(r"\$?\s*(\d[\d,]*(?:\.\d+)?)")
+_SMALL = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+          "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+          "eighteen", "nineteen", "twenty")
+_SCALES = ((1e9, "billion"), (1e6, "million"), (1e3, "thousand"))
 
 
 def is_factoid(question: str) -> bool:
@@ -47,22 +52,51 @@ def _tokens(text: str) -> list[tuple[str, int, int]]:
             if (word := normalize_answer(raw))]
 
 
+def number_as_written(answer: str, texts: Sequence[str]) -> str | None:
+    """How the best passage writing the number ``answer`` writes it: a model answering "7" or
+    "5000000" rewrote "seven" or "$5 million". None when ``answer`` is not a number alone, or
+    no passage holds it in any of these forms."""
+    match = _NUMBER.fullmatch(answer.strip())
+    if match is None:
+        return None
+    value = float(match.group(1).replace(",", ""))
+    forms = []
+    for scale, word in _SCALES:
+        if value >= scale and round(value / scale, 2) * scale == value:
+            forms.append(rf"{re.escape(f'{value / scale:g}')}\s+{word}")
+    if value == int(value):
+        forms.append(f"{int(value):,}".replace(",", ",?"))
+        if value < len(_SMALL):
+            forms.append(_SMALL[int(value)])
+    else:
+        forms.append(re.escape(f"{value:g}"))
+    pattern = re.compile(rf"\$?(?<![\w.,])(?:{'|'.join(forms)})(?![\w]|[.,]\d)", re.I)
+    for text in texts:
+        if (found := pattern.search(text)) is not None:
+            return found.group()
+    return None
+
+
 def snap(answer: str, passages: Sequence[dict[str, Any]], question: str = "") -> str:
     """``answer`` as a span of ``passages`` (best first), when one says the same more briefly.
 
-    Unchanged when a passage holds it word for word, or when it has no word beyond the
+    A number alone is the passages' own way of writing it (:func:`number_as_written`).
+    Else unchanged when a passage holds it word for word, or when it has no word beyond the
     question's and the stop words. Else the shortest span of a passage holding every such word
     (negations count), at most two words longer than the answer: asked how long the warranty
     is, "It is said to last for 2 years, it lasts two years" is not snapped (no span holds
     all), "It lasts for two years" becomes "lasts two years". Else unchanged: the model said
     something the passages do not hold in so many words.
     """
+    texts = [str(p.get("text", "")) for p in passages]
+    number = number_as_written(answer, texts)
+    if number is not None:
+        return number
     tokens = _tokens(answer)
     wanted = [w for w, _, _ in tokens]
     if not wanted:
         return answer
     normal = " ".join(wanted)
-    texts = [str(p.get("text", "")) for p in passages]
     if any(normal in " ".join(w for w, _, _ in _tokens(t)) for t in texts):
         return answer
     asked = {w for w, _, _ in _tokens(question)}

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from assistant_plugins.answers import is_factoid, snap
+from assistant_plugins.answers import is_factoid, number_as_written, snap
 from assistant_plugins.qa import DECLINE, QA, Citations, ground
 
 from assistant.skills import Turn
@@ -163,3 +163,19 @@ async def test_a_factual_answer_is_snapped_to_the_words_of_its_source() -> None:
 ])
 def test_questions_asking_for_a_fact_get_the_short_form(question: str, factoid: bool) -> None:
     assert is_factoid(question) is factoid
+
+
+def test_a_number_is_snapped_to_the_way_its_passage_writes_it() -> None:
+    """The model rewrites numbers ("7" for "seven"): no span of words holds them, so they are
+    matched by value, in the best passage that writes them."""
+    texts = ["A 30-second ad cost $5 million, up from 4.5 million.",
+             "The Panthers forced seven turnovers; 1,024 fans came."]
+    assert number_as_written("7", texts) == "seven"
+    assert number_as_written("5000000", texts) == "$5 million"
+    assert number_as_written("$4,500,000", texts) == "4.5 million"
+    assert number_as_written("1024", texts) == "1,024"
+    assert number_as_written("3", texts) is None  # not the 3 of "30"
+    assert number_as_written("seven turnovers", texts) is None  # not a number alone
+    hits = [{"text": t, "document": "d.md", "location": "", "source": "d.md"} for t in texts]
+    assert snap("7", hits, "How many turnovers?") == "seven"
+
