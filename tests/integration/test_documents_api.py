@@ -11,6 +11,7 @@ import pytest
 from assistant.client import Client
 from assistant.config import load_settings
 from assistant.errors import RequestError
+from assistant.wire import INGEST_EVENTS
 from tests.integration.conftest import RunningDaemon
 
 pytestmark = pytest.mark.integration
@@ -56,7 +57,8 @@ def test_documents_are_ingested_with_progress_listed_and_removed(
         assert len(client.get("/api/documents")["documents"]) == 1
 
         with pytest.raises(RequestError) as info:
-            list(client.stream("/api/documents", {"paths": ["relative/notes"]}))
+            list(client.stream("/api/documents", {"paths": ["relative/notes"]},
+                               INGEST_EVENTS))
         assert "absolute" in info.value.message
 
         # a FIFO named like a text file, a symlink loop, an over-long name: each file fails
