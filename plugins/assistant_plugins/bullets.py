@@ -3,8 +3,9 @@ language asked for, whatever a small model's habits.
 
 The model is asked first. A reply in another language is asked again naming the language, a
 reply short of points (or looping) again with llama.cpp's penalties. Points still missing are
-the text's own most central sentences (:func:`~assistant_plugins.salience.central`); points
-still in another language are translated.
+the model's own points in another language, else the text's own most central sentences
+(:func:`~assistant_plugins.salience.central`; headings left out); points still in another
+language are translated.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ async def bullet_summary(
     ``text`` (in ``lang``) in ``target``, and notices on how they were made."""
     want = count or 3
     items: list[str] = []
+    foreign: list[str] = []  # the model's points in another language: translated if needed
     notices: list[Notice] = []
     asked_language = False
     for attempt in range(3):
@@ -42,6 +44,7 @@ async def bullet_summary(
         reply = await generate_text(ctx, prompt, params)
         found = bullet_items(reply, lambda t: ctx.sentences(t, target))
         if found and not in_language(found, target, ctx):
+            foreign += [i for i in found if not in_language([i], target, ctx)]
             if not asked_language:
                 asked_language = True
                 # Said in the system message: the user's may already fill the context.
@@ -50,13 +53,21 @@ async def bullet_summary(
                                                 "language of the text."), *prompt[1:]]
                 continue
             found = [i for i in found if in_language([i], target, ctx)]
+            if not found:
+                break  # asked twice: penalties will not change the language
         keys = {_key(i) for i in items}
         items += [i for i in found if _key(i) not in keys]
         if len(items) >= want:
             break
         params = penalized(params)
+    if len(items) < want and foreign:  # the model's own points beat the text's sentences
+        keys = {_key(i) for i in items}
+        items += [i for i in dict.fromkeys(foreign) if _key(i) not in keys][:want - len(items)]
+        notices.append(Notice("The model wrote its points in another language: they are "
+                              "translated.", "info"))
     if len(items) < want:
-        extra = await central(ctx.sentences(text, lang), want - len(items) + 2, ctx)
+        sentences = [s for s in ctx.sentences(text, lang) if not s.lstrip().startswith("#")]
+        extra = await central(sentences, want - len(items) + 2, ctx)
         keys = {_key(i) for i in items}
         items += [s for s in extra if _key(s) not in keys][:want - len(items)]
         notices.append(Notice("Some points are sentences of the text itself: the model gave "

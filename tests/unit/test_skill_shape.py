@@ -109,6 +109,26 @@ async def test_three_bullets_in_english_however_the_model_answers() -> None:
     assert "every bullet in English" in backend.calls[1][0].content  # the retry names it
 
 
+@pytest.mark.asyncio
+async def test_points_the_model_keeps_writing_in_another_language_are_translated() -> None:
+    """Asked twice for English and answering in Chinese both times: its own points, translated,
+    not sentences of the text (nor its headings)."""
+    backend = FakeBackend([
+        "- 大语言模型基于Transformer架构。\n- BERT和GPT是常见的模型。\n- 模型先预训练再微调。\n",
+        "- 大语言模型基于Transformer架构。\n- 评估指标包括困惑度。\n",
+        "Large language models are built on the Transformer.",
+        "BERT and GPT are common models.",
+        "Models are pretrained, then fine-tuned.",
+    ])
+    text, _ = await run_skill_text(Summarize(), Turn(
+        "Summarize this document in English in three bullet points",
+        args={"text": CHINESE}), fake_context(backend), timeout=60)
+    assert text.splitlines() == ["- Large language models are built on the Transformer.",
+                                 "- BERT and GPT are common models.",
+                                 "- Models are pretrained, then fine-tuned."]
+    assert len(backend.calls) == 5  # two asks, no third once the language was named
+
+
 @pytest.mark.parametrize("request_text", [
     "请简短一点总结", "Summarize the two bulletins below", "会议在下午三点开始", "2.5 points"])
 def test_no_bullet_count_where_none_is_asked(request_text: str) -> None:
