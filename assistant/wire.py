@@ -191,7 +191,8 @@ def parse_event(name: str, data: str, kinds: EventKinds[E]) -> E | None:
         event = None
     kind = event.get("type") if isinstance(event, dict) else None
     shape = kinds.types.get(kind) if isinstance(kind, str) else None
-    if shape is not None and name == kind and _fits(_without_odd_options(event, shape), shape):
+    if shape is not None and name == kind and _required_fit(_without_odd_options(event, shape),
+                                                            shape):
         return cast(E, event)
     why = ("not a JSON object with a type" if kind is None
            else f"no {kinds.name} event has type {kind!r}" if shape is None
@@ -217,6 +218,14 @@ def _without_odd_options(event: dict[str, Any], shape: Any) -> dict[str, Any]:
             log.debug("event field dropped", extra={"event": event.get("type"), "field": key})
             del event[key]
     return event
+
+
+def _required_fit(event: dict[str, Any], shape: Any) -> bool:
+    """Whether ``event``, its odd optional fields already dropped, has every required field of
+    ``shape`` with its type (the optional ones left were checked by the drop)."""
+    fields = _fields(shape)
+    return all(key in event and _fits(event[key], fields[key])
+               for key in shape.__required_keys__)
 
 
 def _fits(value: object, hint: Any) -> bool:
