@@ -6,9 +6,22 @@ STAMP := $(VENV)/.installed
 # Models the test suite uses live here, outside any test's data dir, so they download once.
 TEST_MODELS_DIR ?= $(CURDIR)/.models
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
-# A portable AVX2 build of llama.cpp: the native build (-march=native) picks up AMX/AVX-512
-# paths that die with SIGILL on these virtual machines.
-export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+# llama.cpp's CPU code is built once per CPU generation (x64, haswell = AVX2, skylakex and zen4
+# = AVX-512, sapphirerapids = AMX, …) and the model host loads the fastest one this CPU and its
+# OS can run (assistant/models/cpu.py): one build runs at full speed on any x86-64 machine.
+# Not -march=native: it died with SIGILL on virtual machines whose CPUID reports AVX-512 or AMX
+# their kernel never enabled, and a venv built on one machine may run on another. Not the
+# portable AVX2 build alone: it read prompts at 0.6x the speed on AVX-512 machines (issue 17).
+# Measured on an AVX-512 EPYC, qwen 0.5B prompt read, one run: zen4 variant 206-218 tok/s,
+# -march=native 185-197, AVX2 128-138.
+# The version is pyproject.toml's pin, so the two cannot drift apart.
+LLAMA_CPP := $(shell grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml)
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON
+# The built wheel is kept by version and flags (pip's own wheel cache ignores CMAKE_ARGS), so
+# another clone, a `make clean` or a CI run on the same machine installs it without compiling.
+LLAMA_KEY := $(shell printf '%s' '$(LLAMA_CPP) $(LLAMA_CMAKE_ARGS) $(shell uname -m)' | sha256sum | cut -c1-16)
+LLAMA_WHEELS ?= $(HOME)/.cache/assistant/wheels/$(LLAMA_KEY)
+LLAMA_STAMP := $(VENV)/.llama-$(LLAMA_KEY)
 
 .PHONY: run install test test-models test-tools lint bench quality clean audit
 
@@ -24,8 +37,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 
-# Re-installs only when the project's metadata changed; pip keeps the built llama-cpp-python wheel.
-$(STAMP): pyproject.toml | $(BIN)/python
+# Compiles llama-cpp-python (about 10 minutes on two cores: 17 CPU-minutes) only when no wheel of this version
+# and these flags was built before.
+$(LLAMA_STAMP): | $(BIN)/python
+	@ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || \
+		CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' $(BIN)/python -m pip wheel --quiet --no-deps \
+		--no-cache-dir --no-binary llama-cpp-python -w $(LLAMA_WHEELS) '$(LLAMA_CPP)'
+	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps \
+		$(LLAMA_WHEELS)/llama_cpp_python-*.whl
+	rm -f $(VENV)/.llama-*
+	touch $@
+
+# Re-installs only when the project's metadata changed.
+$(STAMP): pyproject.toml $(LLAMA_STAMP) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 

@@ -89,6 +89,10 @@ def start_daemon(runtime: Path, data: Path) -> subprocess.Popen[bytes]:
 def run() -> list[Row]:
     import llama_cpp
 
+    from assistant.models import cpu
+
+    cpu.load()  # the raw side runs the CPU variant the daemon's model host chooses
+
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="asb-", dir="/tmp") as tmp:
         proc = start_daemon(Path(tmp) / "run", Path(tmp) / "data")

@@ -72,6 +72,9 @@ def status(app: AppContext, as_json: bool) -> None:
     click.echo(f"status     {info['status']}")
     click.echo(f"version    {info['version']} (llama.cpp via llama-cpp-python "
                f"{info.get('llama_cpp') or 'not started'})")
+    cpu = info.get("cpu_variant")
+    click.echo("cpu        " + (f"{cpu['variant'] or 'built in'} ({cpu['reason']})" if cpu
+                                else "no chat model loaded yet"))
     click.echo(f"pid        {info['pid']}   uptime {info['uptime_s']:.0f} s")
     click.echo(f"socket     {info['socket']}" + (f"   tcp {info['tcp']}" if info["tcp"] else ""))
     click.echo(f"queue      {info['queue_depth']}")

@@ -185,7 +185,7 @@ _SHOW_KEYS = (
     ("context_length", "context"), ("embedding_length", "embedding length"),
     ("embedding_dimension", "embedding dimension"), ("quantization", "quantization"),
     ("chat_template", "template"), ("size_bytes", "size"), ("tokenizer_path", "tokenizer"),
-    ("inputs", "inputs"), ("installed", "installed"),
+    ("inputs", "inputs"), ("installed", "installed"), ("cpu_variant", "cpu variant"),
 )
 
 

@@ -135,6 +135,7 @@ class ModelManager(Backend):
                 info = await self.host.call(
                     "load", model=name, path=str(record.path),
                     n_ctx=self._planned_context(record.facts), n_threads=self.threads,
+                    cpu_variant=m.cpu_variant,
                     state_dir=str(data_dir(self.settings) / "states") if m.state_disk_mb else None,
                     state_ram_bytes=m.state_ram_mb << 20, state_disk_bytes=m.state_disk_mb << 20,
                 )

@@ -154,9 +154,11 @@ def serve(settings: Settings) -> None:
     from assistant.daemon.logs import configure_logging
     from assistant.daemon.protocol import GuardedH11Protocol
     from assistant.daemon.sockets import bind_tcp, bind_unix
+    from assistant.models.cpu import planned
     from assistant.plugins import load_plugins
 
     configure_logging(settings.daemon.log_level)
+    planned(settings.models.cpu_variant)  # a variant this machine cannot run stops the start
     files = RuntimeFiles(settings)
     with single_instance(files):
         # Plugins load before the socket exists, so that strict mode stops a broken start.

@@ -43,14 +43,18 @@ class DaemonStatus:
         self._host_info_task: asyncio.Task[None] | None = None
 
     def health(self) -> dict[str, Any]:
+        host = self.cached_host_info()
         return {
             "status": self.state, "version": __version__,
             "models": [r["name"] for r in self.models.status()],
-            "state_cache": self.cached_host_info().get("state_cache", {}),
+            "state_cache": host.get("state_cache", {}),
+            "cpu_variant": host.get("cpu_variant"),
         }
 
     async def status(self) -> dict[str, Any]:
         info = await self.host_info()
+        if info:  # /health's copy is fresh too
+            self._host_info, self._host_info_at = info, time.monotonic()
         models = self.models
         return {
             "status": self.state, "version": __version__, "pid": os.getpid(),
@@ -59,6 +63,7 @@ class DaemonStatus:
             "models": models.status(),
             "queue_depth": sum(q.depth for q in models.queues.values()),
             "host_pid": models.host.pid, "llama_cpp": info.get("llama_cpp"),
+            "cpu_variant": info.get("cpu_variant"),
             "state_cache": info.get("state_cache", {}),
             "threads": models.threads, "problems": self.problems,
         }

@@ -19,6 +19,9 @@ def perplexity(model_path: str, text: str, max_tokens: int = 2048, n_ctx: int = 
     import numpy as np
     from llama_cpp import Llama
 
+    from assistant.models import cpu
+
+    cpu.load()
     llm = Llama(model_path=model_path, n_ctx=n_ctx, logits_all=True, verbose=False,
                 n_threads=len(os.sched_getaffinity(0)))
     tokens = llm.tokenize(text.encode("utf-8"), add_bos=True)[:max_tokens]

@@ -27,6 +27,7 @@ from typing import IO, Any
 
 from assistant.errors import UnsafePath
 from assistant.locations import inside
+from assistant.models import cpu
 from assistant.models.kv_cache import StateCache
 from assistant.models.llama import LlamaRunner
 from assistant.models.onnx import OnnxEmbedder
@@ -53,6 +54,8 @@ class Host:
         self.out = out
         self.chat_models: dict[str, LlamaRunner] = {}
         self.embedders: dict[str, OnnxEmbedder] = {}
+        # llama.cpp's CPU variant, loaded before the first chat model (cpu.load)
+        self.cpu: dict[str, Any] | None = None
         self.cancelled: set[str] = set()
         # Set at shutdown: a reply stops at its next token, a prompt read within the graph
         # node it is computing, as a cancel stops them.
@@ -69,6 +72,7 @@ class Host:
         elif op in {"ping", "info"}:  # answered at once, even while a reply is generating
             self.out.send({"id": request["id"], "ok": {
                 "pid": os.getpid(), "llama_cpp": LlamaRunner.library_version(),
+                "cpu_variant": self.cpu,
                 "chat_models": sorted(self.chat_models), "embedders": sorted(self.embedders),
                 "state_cache": {n: r.states.stats() for n, r in list(self.chat_models.items())},
             }})
@@ -100,6 +104,8 @@ class Host:
         if op == "load":
             name = request["model"]
             if name not in self.chat_models:
+                if self.cpu is None:
+                    self.cpu = cpu.load(str(request.get("cpu_variant", "auto")))
                 state_dir = _state_dir(request.get("state_dir"))
                 ram = int(request.get("state_ram_bytes", 1 << 30))
                 disk = int(request.get("state_disk_bytes", 4 << 30))

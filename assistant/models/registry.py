@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from assistant.config import Settings
-from assistant.errors import ModelError, ModelIntegrityError, ModelNotFound
+from assistant.errors import ConfigError, ModelError, ModelIntegrityError, ModelNotFound
 from assistant.locations import data_dir, open_own
 from assistant.models import catalog, install
 from assistant.models.catalog import CatalogEntry
@@ -346,6 +346,13 @@ def describe(settings: Settings, name: str) -> dict[str, Any]:
             description=status.description, problem=status.problem,
         )
         info.setdefault("size_bytes", status.size_bytes)
+        if status.kind == "chat":
+            from assistant.models.cpu import planned
+
+            try:
+                info["cpu_variant"] = planned(settings.models.cpu_variant)
+            except ConfigError as exc:
+                info["cpu_variant"] = f"refused: {exc.message}"
         return info
     resolve(settings, name)  # raises ModelNotFound with the hint
     raise ModelNotFound(f"no model named '{name}'.")

@@ -1,0 +1,106 @@
+"""Prompt reading at the CPU's speed: the daemon's llama.cpp CPU variant against the baseline.
+
+Two daemons run the same GGUF file with the same threads and context: one as configured
+(``models.cpu_variant = "auto"``: the best variant this CPU and OS can run), one forced to
+``haswell``, the portable AVX2 build this project shipped before. They take turns, one request
+at a time, so that neither slows the other. Each request is a new ~1,000-token prompt with
+``max_tokens = 1``: its time is the prompt read. The target (≥ 1.4×) holds where the variant
+chosen has AVX-512; elsewhere the ratio is reported alone.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from benchmarks import Row
+
+MODELS_DIR = Path(
+    os.environ.get("ASSISTANT_TEST_MODELS_DIR", Path(__file__).parents[1] / ".models"))
+MODEL, FILE = "qwen2.5-coder-0.5b", "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+THREADS = len(os.sched_getaffinity(0))
+ROUNDS = 5
+BASELINE = "haswell"
+AVX512 = {"skylakex", "cannonlake", "cascadelake", "icelake", "cooperlake", "zen4",
+          "sapphirerapids"}
+
+
+def prompt(i: int) -> list[dict[str, str]]:
+    facts = " ".join(f"Item {i}-{n} weighs {(n * 37 + i) % 101} grams and costs {n % 13} euros."
+                     for n in range(70))
+    return [{"role": "user", "content": f"List {i}. {facts} Which item is the heaviest?"}]
+
+
+def start(tmp: Path, variant: str) -> tuple[subprocess.Popen[bytes], httpx.Client]:
+    runtime = tmp / variant / "run"
+    env = {**os.environ, "ASSISTANT_RUNTIME_DIR": str(runtime),
+           "ASSISTANT_DATA_DIR": str(tmp / variant / "data"),
+           "ASSISTANT_MODELS_DIR": str(MODELS_DIR), "ASSISTANT_DAEMON__THREADS": str(THREADS),
+           "ASSISTANT_MODELS__CONTEXT_LENGTH": "2048", "ASSISTANT_MODELS__STATE_DISK_MB": "0",
+           "ASSISTANT_MODELS__STATE_RAM_MB": "0", "ASSISTANT_MODELS__CPU_VARIANT": variant,
+           "ASSISTANT_LOG_LEVEL": "warning"}
+    proc = subprocess.Popen([sys.executable, "-m", "assistant", "serve"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sock = runtime / "assistant.sock"
+    deadline = time.monotonic() + 60
+    while not sock.exists():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"daemon ({variant}) did not start")
+        time.sleep(0.05)
+    http = httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)),
+                        base_url="http://assistant", timeout=600)
+    return proc, http
+
+
+def read_prompt(http: httpx.Client, i: int) -> float:
+    """Prompt tokens read per second for a new prompt."""
+    started = time.perf_counter()
+    response = http.post("/v1/chat/completions", json={
+        "model": MODEL, "messages": prompt(i), "max_tokens": 1, "temperature": 0})
+    response.raise_for_status()
+    return int(response.json()["usage"]["prompt_tokens"]) / (time.perf_counter() - started)
+
+
+def run() -> list[Row]:
+    from assistant.models import cpu
+
+    if not cpu.installed():
+        return [Row("prompt read: llama.cpp built without CPU variants", 0, 0, "", "skip")]
+    if not (MODELS_DIR / FILE).exists():
+        return [Row(f"{MODEL}: not installed", 0, 0, "", "skip")]
+    with tempfile.TemporaryDirectory(prefix="asb-", dir="/tmp") as tmp:
+        daemons: dict[str, tuple[subprocess.Popen[bytes], httpx.Client]] = {}
+        try:
+            for variant in ("auto", BASELINE):
+                daemons[variant] = start(Path(tmp), variant)
+            speeds: dict[str, list[float]] = {v: [] for v in daemons}
+            for _, http in daemons.values():
+                read_prompt(http, 99)  # load the model, page its weights in
+            for i in range(ROUNDS):
+                for variant, (_, http) in daemons.items():
+                    speeds[variant].append(read_prompt(http, i))
+            chosen = daemons["auto"][1].get("/api/status").json().get("cpu_variant") or {}
+        finally:
+            for proc, http in daemons.values():
+                http.close()
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(30)
+    name = chosen.get("variant") or "built in"
+    ours, base = statistics.median(speeds["auto"]), statistics.median(speeds[BASELINE])
+    target_applies = name in AVX512
+    return [Row(f"{MODEL}: prompt read, {name} ÷ {BASELINE}", ours, base, "tok/s",
+                "ratio ≥ 1.4 (AVX-512)" if target_applies else "reported (no AVX-512)",
+                ours / base >= 1.4 if target_applies else None)]
+
+
+if __name__ == "__main__":
+    for row in run():
+        print(row.line())
