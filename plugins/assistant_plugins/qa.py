@@ -35,6 +35,11 @@ from assistant_plugins.budget import context_tokens, estimate_tokens
 from assistant_plugins.repetition import CUT, LoopGuard, generate_text, guarded
 
 DECLINE = "I cannot find this in your documents."
+# Asked for a fact, passages whose best sentence matches the question this much worse than the
+# best passage's are left out: a small model takes its answer from a distractor ("Levi's
+# Stadium" for where the Panthers practised). On SQuAD's Super Bowl 50 article (every 4th
+# question, top 4), 0.3 dropped 93 of 390 passages, none holding an answer the others did not.
+FOCUS = 0.3
 # The model is not asked to cite: a small one cites poorly and may then forget the answer
 # (reply "[2]" alone). The skill cites itself, the passage that holds what the model said.
 SYSTEM = (
@@ -170,11 +175,24 @@ class Citations:
         return rest + f" [{n}]"
 
 
+def focused(passages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``passages`` (best first) without those matching the question far worse than the
+    best (:data:`FOCUS`, by the search's ``match``; all kept when it gives none)."""
+    matches = [s for p in passages if isinstance(s := p.get("match"), (int, float))]
+    if len(passages) < 2 or len(matches) < len(passages):
+        return passages
+    floor = max(matches) - FOCUS
+    return [p for p, s in zip(passages, matches, strict=True) if s >= floor]
+
+
 def snap_cited(answer: str, passages: Sequence[dict[str, Any]], question: str) -> str:
-    """``answer`` snapped to its passage's words (:func:`snap`), the model's ``[n]`` kept."""
+    """``answer`` snapped to its passage's words (:func:`snap`), the model's ``[n]`` kept; the
+    passages it cites are looked at first ("5000000 [2]" is written as [2] writes it)."""
     markers = "".join(m.group() for m in _MARKER.finditer(answer))
     claim = re.sub(r"\s+([.,;:!?])", r"\1", _MARKER.sub("", answer)).strip()
-    snapped = snap(claim, passages, question)
+    cited = [int(n) for m in _MARKER.finditer(answer) for n in re.findall(r"\d+", m.group(1))]
+    first = [passages[n - 1] for n in dict.fromkeys(cited) if 1 <= n <= len(passages)]
+    snapped = snap(claim, [*first, *(p for p in passages if p not in first)], question)
     if snapped == claim:
         return answer
     return f"{snapped} {markers}" if markers else snapped
@@ -281,7 +299,10 @@ class QA(Skill):
             yield DeltaEvent(DECLINE)
             return
         k = int(ctx.config.get("k", 4))
+        factoid = is_factoid(question)
         passages = await ctx.documents.search(question, k)
+        if factoid:  # a fact is in one place: distractors only mislead
+            passages = focused(passages)
         if not passages:
             yield DeltaEvent(DECLINE + " (No passage of your documents matches this "
                                        "question.)")
@@ -290,7 +311,6 @@ class QA(Skill):
         sources, used = sources_block(passages, budget)
         passages = passages[:used]
         history = list(ctx.history)[-4:]
-        factoid = is_factoid(question)
         messages = [
             ChatMessage("system", SHORT if factoid else SYSTEM),
             *history,

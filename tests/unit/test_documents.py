@@ -252,6 +252,12 @@ async def test_hybrid_search_finds_the_right_chunk_and_nothing_for_unrelated(
     assert hits[0]["text"].startswith("The warranty") and hits[0]["n"] == 1
     assert hits[0]["source"] == "facts.md, line 1"
     assert await search.search("quantum chromodynamics lattice gauge", 3) == []
+    # Far from every embedding, but holding three of the question's four own words: found.
+    named = await HybridSearch(store, fake_embed, min_similarity=1.1).search(
+        "At what address is the Baker Street office?", 3)
+    assert [h["text"][:24] for h in named] == ["Our office is at 12 Bake"]
+    assert await HybridSearch(store, fake_embed, min_similarity=1.1).search(
+        "Which office serves the Friday soup?", 3) == []  # two of four: not enough
 
 
 @pytest.mark.asyncio
@@ -263,6 +269,7 @@ async def test_hits_are_ranked_by_their_sentence_that_best_matches_the_question(
     question = "When was the Panthers franchise founded?"
     ranked = await by_sentence(question, [diluted, answering], fake_embed, sentences)
     assert [h["document"] for h in ranked] == ["b.txt", "a.txt"]
+    assert ranked[0]["match"] > ranked[1]["match"]  # qa leaves out passages matching far worse
     assert await by_sentence(question, [diluted], fake_embed, sentences) == [diluted]
 
 

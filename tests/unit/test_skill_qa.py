@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from assistant_plugins.answers import is_factoid, number_as_written, snap
-from assistant_plugins.qa import DECLINE, QA, Citations, ground
+from assistant_plugins.qa import DECLINE, FOCUS, QA, Citations, focused, ground, snap_cited
 
 from assistant.skills import Turn
 from assistant.testing import FakeBackend, fake_context, run_skill_text
@@ -179,3 +179,26 @@ def test_a_number_is_snapped_to_the_way_its_passage_writes_it() -> None:
     hits = [{"text": t, "document": "d.md", "location": "", "source": "d.md"} for t in texts]
     assert snap("7", hits, "How many turnovers?") == "seven"
 
+
+def test_a_number_is_written_as_the_passage_the_model_cites_writes_it() -> None:
+    hits = [{"text": "An ad cost $5 million on average."},
+            {"text": "The base rate was $5,000,000, a record."}]
+    assert snap_cited("5000000 [2]", hits, "What did an ad cost?") == "$5,000,000 [2]"
+    assert snap_cited("5000000 [1]", hits, "What did an ad cost?") == "$5 million [1]"
+    assert snap_cited("5000000", hits, "What did an ad cost?") == "$5 million"
+
+
+@pytest.mark.asyncio
+async def test_passages_matching_far_worse_than_the_best_are_not_shown_to_the_model() -> None:
+    hits = [{**HITS[0], "match": 1.2}, {**HITS[1], "match": 1.2 - FOCUS / 2},
+            {"text": "Soup is served on Fridays.", "document": "menu.md", "location": "",
+             "source": "menu.md", "match": 1.2 - FOCUS * 2}]
+    assert focused(hits) == hits[:2]
+    assert focused([{k: v for k, v in h.items() if k != "match"} for h in hits]) == [
+        {k: v for k, v in h.items() if k != "match"} for h in hits]  # no scores: all kept
+    backend = FakeBackend(["It lasts two years."])
+    ctx = fake_context(backend)
+    ctx.documents = Docs(hits)
+    await run_skill_text(QA(), Turn("How long is the warranty?"), ctx)
+    prompt = backend.calls[0][-1].content
+    assert "[2] (notes.md, line 4)" in prompt and "Soup" not in prompt
