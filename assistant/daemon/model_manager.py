@@ -21,7 +21,7 @@ from assistant.config import Settings
 from assistant.daemon.queue import ModelQueue
 from assistant.errors import ModelError, ModelLoadError, ModelNotFound, RequestError
 from assistant.locations import data_dir
-from assistant.models import registry
+from assistant.models import registry, structured
 from assistant.models.backend import (
     Backend,
     ChatMessage,
@@ -58,6 +58,8 @@ def thread_count(settings: Settings) -> int:
 
 
 class ModelManager(Backend):
+    grammars = True  # the model host enforces them; a plugin backend is asked (chat)
+
     def __init__(self, settings: Settings, host: HostProcess | None = None) -> None:
         self.settings = settings
         self.host = host or HostProcess()
@@ -207,7 +209,14 @@ class ModelManager(Backend):
     async def chat(
         self, model: str, messages: list[ChatMessage], params: GenerationParams
     ) -> AsyncIterator[Delta]:
+        if params.json_schema is not None:
+            structured.check(params.json_schema)  # a skill's schema, as a request's is
         if model in self.backends:
+            if params.constrained and not self.backends[model].grammars:
+                raise RequestError(
+                    f"model {model!r} cannot enforce a JSON schema or grammar while decoding",
+                    code="unsupported_parameter",
+                    param="response_format" if params.json_schema is not None else "grammar")
             async for delta in self.backends[model].chat(model, messages, params):
                 yield delta
             return
@@ -228,6 +237,8 @@ class ModelManager(Backend):
                         "cache_tag": params.cache_tag, "repeat_penalty": params.repeat_penalty,
                         "frequency_penalty": params.frequency_penalty,
                         "presence_penalty": params.presence_penalty,
+                        "top_k": params.top_k, "min_p": params.min_p,
+                        "json_schema": params.json_schema, "grammar": params.grammar,
                     },
                 )
                 try:
@@ -334,6 +345,8 @@ class ModelManager(Backend):
 
 
 def _request_error(model: str, exc: HostError) -> Exception:
+    if exc.kind == "GrammarRefused":
+        return RequestError(exc.message, param="grammar")
     if exc.kind == "ContextLengthExceeded":
         return RequestError(
             f"{exc.message} (model {model!r})", code="context_length_exceeded", param="messages"

@@ -21,6 +21,7 @@ from assistant.daemon import deps
 from assistant.daemon.model_manager import ModelManager
 from assistant.errors import AssistantError, RequestError
 from assistant.models.backend import ChatMessage, Delta, GenerationParams, close_stream
+from assistant.models.structured import schema_for
 
 router = APIRouter()
 
@@ -28,9 +29,10 @@ ROUTED_MODEL = "assistant"
 
 
 class Message(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")
     role: Literal["system", "user", "assistant", "developer"]
     content: str | list[dict[str, Any]] | None = ""
+    name: str | None = None  # accepted; the chat template has no place for it
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -38,8 +40,21 @@ class Message(BaseModel):
         return self.content or ""
 
 
+# Fields taken and ignored, and why (docs/api.md lists every field).
+IGNORED = {
+    "user": "no accounts to attribute a request to",
+    "metadata": "completions are not stored",
+    "store": "completions are not stored",
+    "service_tier": "one tier",
+    "safety_identifier": "no accounts to attribute a request to",
+    "prompt_cache_key": "every prompt's prefix is reused without a key",
+}
+
+
 class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # Every field is looked at: one this daemon does not honour is refused by name
+    # (unsupported_parameter), never silently dropped.
+    model_config = ConfigDict(extra="allow")
     model: str = Field(min_length=1, max_length=256)
     messages: list[Message] = Field(min_length=1)
     stream: bool = False
@@ -51,8 +66,53 @@ class ChatRequest(BaseModel):
     seed: int | None = None
     frequency_penalty: float = Field(0.0, ge=-2, le=2)
     presence_penalty: float = Field(0.0, ge=-2, le=2)
-    repeat_penalty: float = Field(1.0, gt=0, le=2)  # llama.cpp's, as its own server takes it
+    # llama.cpp's own, as its server takes them: 0 turns top_k and min_p off.
+    repeat_penalty: float = Field(1.0, gt=0, le=2)
+    top_k: int = Field(40, ge=0, le=1000)
+    min_p: float = Field(0.05, ge=0, le=1)
     stream_options: dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    grammar: str | None = Field(None, min_length=1, max_length=100_000)  # llama.cpp's GBNF
+    # Accepted at the value that asks for nothing more.
+    n: int = Field(1, ge=1)
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    logit_bias: dict[str, float] | None = None
+
+    def refuse_unsupported(self) -> None:
+        """A 400 ``unsupported_parameter`` naming the first field asked for that this daemon
+        cannot honour yet."""
+        asked = [
+            ("n", self.n != 1, "only n = 1 is supported"),
+            ("logprobs", bool(self.logprobs), "log probabilities are not returned yet"),
+            ("top_logprobs", bool(self.top_logprobs), "log probabilities are not returned yet"),
+            ("tools", bool(self.tools), "tool calls are not supported yet"),
+            ("tool_choice", self.tool_choice not in (None, "none", "auto"),
+             "tool calls are not supported yet"),
+            ("logit_bias", bool(self.logit_bias), "logit_bias is not supported yet"),
+        ]
+        # A field sent as null or empty asks for nothing.
+        asked += [(key, value not in (None, [], {}, ""), "not supported")
+                  for key, value in (self.model_extra or {}).items() if key not in IGNORED]
+        asked += [(f"messages[{i}].{key}", value not in (None, [], {}, ""), "not supported")
+                  for i, m in enumerate(self.messages)
+                  for key, value in (m.model_extra or {}).items()]
+        for name, refused, why in asked:
+            if refused:
+                raise RequestError(f"{name}: {why}", code="unsupported_parameter",
+                                   param=name.split("[")[0])
+        if self.grammar is not None and self.response_format is not None:
+            raise RequestError("grammar and response_format: give one, not both",
+                               param="grammar")
+        if self.model == ROUTED_MODEL and (self.grammar or schema_for(self.response_format)):
+            raise RequestError(
+                f"response_format and grammar: model {ROUTED_MODEL!r} routes the turn to a "
+                "skill, which answers in its own form; name a chat model instead",
+                code="unsupported_parameter",
+                param="grammar" if self.grammar else "response_format")
 
     def params(self) -> GenerationParams:
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
@@ -62,7 +122,8 @@ class ChatRequest(BaseModel):
             max_tokens=self.max_completion_tokens or self.max_tokens,
             temperature=self.temperature, top_p=self.top_p, stop=tuple(stop), seed=self.seed,
             frequency_penalty=self.frequency_penalty, presence_penalty=self.presence_penalty,
-            repeat_penalty=self.repeat_penalty,
+            repeat_penalty=self.repeat_penalty, top_k=self.top_k, min_p=self.min_p,
+            json_schema=schema_for(self.response_format), grammar=self.grammar,
         )
 
     def chat_messages(self) -> list[ChatMessage]:
@@ -133,6 +194,7 @@ async def chat_completions(body: ChatRequest, request: Request,
                            services: deps.ServicesDep) -> Any:
     models = services.models
     _check_model(models, body.model)
+    body.refuse_unsupported()
     params = body.params()
     if body.model == ROUTED_MODEL:  # only a routed turn waits for start-up (routing warm)
         turns = await deps.started(services)

@@ -35,9 +35,21 @@ class GenerationParams:
     repeat_penalty: float = 1.0
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
+    # llama.cpp's truncation before top_p (its server takes both as extra fields).
+    top_k: int = 40
+    min_p: float = 0.05
+    # Structured output, enforced while decoding: the reply follows this JSON schema (checked
+    # by :func:`assistant.models.structured.check`), or this llama.cpp GBNF grammar. A backend
+    # that cannot enforce them says so with ``grammars = False`` and is never given them.
+    json_schema: dict[str, Any] | None = None
+    grammar: str | None = None
     # The conversation a generation belongs to: saved model states are labelled with it, so
     # deleting the conversation deletes them. Set by the daemon, not by skills.
     cache_tag: str | None = None
+
+    @property
+    def constrained(self) -> bool:
+        return self.json_schema is not None or self.grammar is not None
 
 
 @dataclass
@@ -79,6 +91,10 @@ async def closing_stream(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterato
 
 class Backend(ABC):
     """Runs models. One backend may serve several model names."""
+
+    # Whether :meth:`chat` enforces ``GenerationParams.json_schema`` and ``grammar``; a request
+    # carrying them to a backend that does not is refused, never answered unconstrained.
+    grammars: bool = False
 
     @abstractmethod
     def models(self) -> list[ModelInfo]:

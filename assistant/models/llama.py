@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import ctypes
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from typing import Any
 
 import llama_cpp
 import numpy as np
+from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 
 from assistant.models.kv_cache import StateCache, common_prefix, scope_key
 from assistant.models.template import ChatTemplate
@@ -184,6 +186,28 @@ class LlamaRunner:
                 self._dirty = True
         return kept, llm.n_tokens - start
 
+    def _grammar(self, params: dict[str, Any]) -> LlamaGrammar | None:
+        """The grammar the reply must follow (``grammar``, GBNF, or ``json_schema``), checked
+        here: llama-cpp-python adds a grammar llama.cpp refused to its sampler as a null
+        pointer, which crashes the process at the first token."""
+        text = params.get("grammar")
+        schema = params.get("json_schema")
+        if text is None and schema is None:
+            return None
+        if text is None:
+            try:
+                text = json_schema_to_gbnf(json.dumps(schema))
+            except Exception as exc:  # the converter asserts and raises as it goes
+                raise GrammarRefused(f"response_format: the JSON schema cannot be turned "
+                                     f"into a grammar: {exc}") from None
+        grammar = LlamaGrammar.from_string(text, verbose=False)
+        sampler = llama_cpp.llama_sampler_init_grammar(
+            self.llm._model.vocab, text.encode(), grammar._root.encode())
+        if not sampler:
+            raise GrammarRefused("grammar: llama.cpp cannot parse it (GBNF, with a root rule)")
+        llama_cpp.llama_sampler_free(sampler)
+        return grammar
+
     def tokens_for(self, messages: list[dict[str, str]]) -> list[int]:
         prompt = self.template.render(messages)
         return self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
@@ -203,6 +227,7 @@ class LlamaRunner:
             )
         room = n_ctx - len(tokens)
         max_tokens = min(int(params.get("max_tokens") or room), room)
+        grammar = self._grammar(params)
         if cancelled():  # cancelled while it waited for the worker: read no prompt at all
             yield Piece("", finish_reason="cancelled", prompt_tokens=len(tokens))
             return
@@ -232,10 +257,12 @@ class LlamaRunner:
         self._dirty = True
         generator = self.llm.generate(
             tokens, temp=float(params.get("temperature", 0.7)),
-            top_p=float(params.get("top_p", 0.95)), top_k=40, min_p=0.05,
+            top_p=float(params.get("top_p", 0.95)),
             repeat_penalty=float(params.get("repeat_penalty", 1.0)),
             frequency_penalty=float(params.get("frequency_penalty", 0.0)),
             presence_penalty=float(params.get("presence_penalty", 0.0)), reset=True,
+            top_k=int(params.get("top_k", 40)), min_p=float(params.get("min_p", 0.05)),
+            grammar=grammar,
         )
         try:
             for token in generator:
@@ -281,6 +308,10 @@ class LlamaRunner:
 
 class ContextLengthExceeded(ValueError):
     pass
+
+
+class GrammarRefused(ValueError):
+    """A grammar llama.cpp cannot parse, or a schema it cannot turn into one."""
 
 
 class _Abort:
