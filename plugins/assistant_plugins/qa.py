@@ -54,6 +54,13 @@ SHORT = (
     "number, a date, a few words), written as it is in the source, not a sentence. If the "
     f"sources do not answer the question, reply exactly: {DECLINE}"
 )
+# Asked "who" of a passage that names two sides, a small reader often answers with the side the
+# question names ("Who did Denver beat …?" → "Denver Broncos"). Such an answer is put back to it
+# once, named. SQuAD Super Bowl 50, every 4th question: it fired on 3 (all wrong), turned 2
+# right and changed no other answer.
+AGAIN = " (The answer is not {claim}: the question names {claim}.)"
+_WHO = re.compile(r"\s*(who|whom|whose)\b", re.IGNORECASE)
+_NAME = re.compile(r"[^\W\d_][\w'-]*")
 _WORD = re.compile(r"\w+")
 _MARKER = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _PARTIAL_MARKER = re.compile(r"\[[\d,;\s]*$")
@@ -173,6 +180,16 @@ class Citations:
         n = ground(self.text, self.passages, (), self.question)
         self.numbers.append(n)
         return rest + f" [{n}]"
+
+
+def names_the_subject(answer: str, question: str) -> bool:
+    """Whether ``answer`` to a who-question holds a capitalised word the question names after
+    its first word (the question's own subject or object, not its answer)."""
+    if not _WHO.match(question):
+        return False
+    named = {w.lower() for w in _NAME.findall(question)[1:] if w[0].isupper()}
+    return any(w[0].isupper() and w.lower() in named
+               for w in _NAME.findall(_MARKER.sub("", answer)))
 
 
 def focused(passages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -319,10 +336,19 @@ class QA(Skill):
         citations = Citations(passages, question)
         guard = LoopGuard()
         if factoid:  # a few words: read whole, then held to the passages' own words
-            answer = (await generate_text(ctx, messages, GenerationParams(
-                temperature=0.0, max_tokens=64), guard)).strip()
+            short = GenerationParams(temperature=0.0, max_tokens=64)
+            answer = (await generate_text(ctx, messages, short, guard)).strip()
             if not declined(answer):
                 answer = snap_cited(answer, passages, question)
+            if names_the_subject(answer, question):
+                claim = _MARKER.sub("", answer).strip()
+                again = (await generate_text(ctx, [
+                    *messages[:-1], ChatMessage("user", messages[-1].content + AGAIN.format(
+                        claim=claim))], short, guard)).strip()
+                if again and not declined(again):
+                    again = snap_cited(again, passages, question)
+                    if not names_the_subject(again, question):
+                        answer = again
             shown = citations.feed(answer)
             if shown:
                 yield DeltaEvent(shown)

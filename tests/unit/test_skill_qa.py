@@ -7,7 +7,16 @@ from typing import Any
 
 import pytest
 from assistant_plugins.answers import is_factoid, number_as_written, snap
-from assistant_plugins.qa import DECLINE, FOCUS, QA, Citations, focused, ground, snap_cited
+from assistant_plugins.qa import (
+    DECLINE,
+    FOCUS,
+    QA,
+    Citations,
+    focused,
+    ground,
+    names_the_subject,
+    snap_cited,
+)
 
 from assistant.skills import Turn
 from assistant.testing import FakeBackend, fake_context, run_skill_text
@@ -202,3 +211,29 @@ async def test_passages_matching_far_worse_than_the_best_are_not_shown_to_the_mo
     await run_skill_text(QA(), Turn("How long is the warranty?"), ctx)
     prompt = backend.calls[0][-1].content
     assert "[2] (notes.md, line 4)" in prompt and "Soup" not in prompt
+
+
+def test_an_answer_naming_what_the_who_question_names_is_spotted() -> None:
+    assert names_the_subject("Denver Broncos [2]", "Who did Denver beat in the final?")
+    assert names_the_subject("General Manager", "Who is the General Manager for the Broncos?")
+    assert not names_the_subject("New England Patriots", "Who did Denver beat in the final?")
+    assert not names_the_subject("Lombardi Trophy", "Who is the trophy named for?")
+    assert not names_the_subject("Who", "Who did Denver beat?")  # the question's first word
+    assert not names_the_subject("Denver", "Where did Denver play?")  # not a who-question
+
+
+@pytest.mark.asyncio
+async def test_an_answer_naming_the_question_s_subject_is_asked_again_once() -> None:
+    hits = [{"text": "Denver beat the New England Patriots 20-18.", "document": "game.md",
+             "location": "line 2", "source": "game.md, line 2"}]
+    backend = FakeBackend(["Denver", "New England Patriots"])
+    ctx = fake_context(backend)
+    ctx.documents = Docs(hits)
+    text, _ = await run_skill_text(QA(), Turn("Who did Denver beat?"), ctx)
+    assert text.startswith("New England Patriots [1]")
+    assert "The answer is not Denver" in backend.calls[1][-1].content
+    stubborn = FakeBackend(["Denver", "Denver"])  # the same again: the first answer stands
+    ctx = fake_context(stubborn)
+    ctx.documents = Docs(hits)
+    text, _ = await run_skill_text(QA(), Turn("Who did Denver beat?"), ctx)
+    assert text.startswith("Denver [1]") and len(stubborn.calls) == 2
