@@ -209,8 +209,10 @@ class ModelManager(Backend):
     async def chat(
         self, model: str, messages: list[ChatMessage], params: GenerationParams
     ) -> AsyncIterator[Delta]:
-        if params.json_schema is not None:
-            structured.check(params.json_schema)  # a skill's schema, as a request's is
+        if params.json_schema is not None:  # a skill's, checked as a request's is
+            structured.check(params.json_schema)
+        if params.grammar is not None:
+            structured.check_grammar(params.grammar)
         if model in self.backends:
             if params.constrained and not self.backends[model].grammars:
                 raise RequestError(
@@ -345,8 +347,8 @@ class ModelManager(Backend):
 
 
 def _request_error(model: str, exc: HostError) -> Exception:
-    if exc.kind == "GrammarRefused":
-        return RequestError(exc.message, param="grammar")
+    if exc.kind == "GrammarRefused":  # its message starts with the field at fault
+        return RequestError(exc.message, param=exc.message.split(":", 1)[0])
     if exc.kind == "ContextLengthExceeded":
         return RequestError(
             f"{exc.message} (model {model!r})", code="context_length_exceeded", param="messages"

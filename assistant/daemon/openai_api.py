@@ -21,7 +21,7 @@ from assistant.daemon import deps
 from assistant.daemon.model_manager import ModelManager
 from assistant.errors import AssistantError, RequestError
 from assistant.models.backend import ChatMessage, Delta, GenerationParams, close_stream
-from assistant.models.structured import schema_for
+from assistant.models.structured import check_grammar, schema_for
 
 router = APIRouter()
 
@@ -49,32 +49,37 @@ IGNORED = {
     "safety_identifier": "no accounts to attribute a request to",
     "prompt_cache_key": "every prompt's prefix is reused without a key",
 }
+# Fields of other servers, taken at the value that changes nothing here: llama.cpp's server
+# (mirostat off, typical_p and tfs_z 1, cache_prompt: prefixes are always reused) and OpenAI's
+# text-only modalities.
+NEUTRAL: dict[str, Any] = {"mirostat": 0, "typical_p": 1, "tfs_z": 1, "cache_prompt": True,
+                           "modalities": ["text"]}
 
 
 class ChatRequest(BaseModel):
     # Every field is looked at: one this daemon does not honour is refused by name
-    # (unsupported_parameter), never silently dropped.
+    # (unsupported_parameter), never silently dropped. Null asks for the default.
     model_config = ConfigDict(extra="allow")
     model: str = Field(min_length=1, max_length=256)
     messages: list[Message] = Field(min_length=1)
-    stream: bool = False
+    stream: bool | None = False
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(0.7, ge=0, le=2)
-    top_p: float = Field(0.95, gt=0, le=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
     stop: str | list[str] | None = None
     seed: int | None = None
-    frequency_penalty: float = Field(0.0, ge=-2, le=2)
-    presence_penalty: float = Field(0.0, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
     # llama.cpp's own, as its server takes them: 0 turns top_k and min_p off.
-    repeat_penalty: float = Field(1.0, gt=0, le=2)
-    top_k: int = Field(40, ge=0, le=1000)
-    min_p: float = Field(0.05, ge=0, le=1)
+    repeat_penalty: float | None = Field(None, gt=0, le=2)
+    top_k: int | None = Field(None, ge=0, le=1000)
+    min_p: float | None = Field(None, ge=0, le=1)
     stream_options: dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
-    grammar: str | None = Field(None, min_length=1, max_length=100_000)  # llama.cpp's GBNF
+    grammar: str | None = Field(None, min_length=1)  # llama.cpp's GBNF
     # Accepted at the value that asks for nothing more.
-    n: int = Field(1, ge=1)
+    n: int | None = Field(None, ge=1)
     logprobs: bool | None = None
     top_logprobs: int | None = None
     tools: list[dict[str, Any]] | None = None
@@ -86,7 +91,7 @@ class ChatRequest(BaseModel):
         """A 400 ``unsupported_parameter`` naming the first field asked for that this daemon
         cannot honour yet."""
         asked = [
-            ("n", self.n != 1, "only n = 1 is supported"),
+            ("n", self.n not in (None, 1), "only n = 1 is supported"),
             ("logprobs", bool(self.logprobs), "log probabilities are not returned yet"),
             ("top_logprobs", bool(self.top_logprobs), "log probabilities are not returned yet"),
             ("tools", bool(self.tools), "tool calls are not supported yet"),
@@ -94,36 +99,49 @@ class ChatRequest(BaseModel):
              "tool calls are not supported yet"),
             ("logit_bias", bool(self.logit_bias), "logit_bias is not supported yet"),
         ]
-        # A field sent as null or empty asks for nothing.
-        asked += [(key, value not in (None, [], {}, ""), "not supported")
+        # A field sent as null or empty, or at its neutral value, asks for nothing.
+        asked += [(key, value not in (None, [], {}, "") and NEUTRAL.get(key, ...) != value,
+                   "not supported")
                   for key, value in (self.model_extra or {}).items() if key not in IGNORED]
-        asked += [(f"messages[{i}].{key}", value not in (None, [], {}, ""), "not supported")
-                  for i, m in enumerate(self.messages)
-                  for key, value in (m.model_extra or {}).items()]
+        for i, m in enumerate(self.messages):
+            asked += [(f"messages[{i}].{key}", value not in (None, [], {}, ""), "not supported")
+                      for key, value in (m.model_extra or {}).items()]
+            parts = m.content if isinstance(m.content, list) else []
+            asked += [(f"messages[{i}].content", p.get("type") != "text",
+                       f"content of type {p.get('type')!r} is not supported (text only)")
+                      for p in parts]
         for name, refused, why in asked:
             if refused:
                 raise RequestError(f"{name}: {why}", code="unsupported_parameter",
                                    param=name.split("[")[0])
-        if self.grammar is not None and self.response_format is not None:
+        formatted = (self.response_format or {}).get("type", "text") != "text"
+        if self.grammar is not None and formatted:
             raise RequestError("grammar and response_format: give one, not both",
                                param="grammar")
-        if self.model == ROUTED_MODEL and (self.grammar or schema_for(self.response_format)):
+        if self.stop and (self.grammar is not None or formatted):
+            raise RequestError("stop: a stop string would cut a reply the grammar or schema "
+                               "shapes (its end is the grammar's); leave stop out",
+                               param="stop")
+        if self.model == ROUTED_MODEL and (self.grammar is not None or formatted):
             raise RequestError(
                 f"response_format and grammar: model {ROUTED_MODEL!r} routes the turn to a "
                 "skill, which answers in its own form; name a chat model instead",
                 code="unsupported_parameter",
-                param="grammar" if self.grammar else "response_format")
+                param="grammar" if self.grammar is not None else "response_format")
+        if self.grammar is not None:
+            check_grammar(self.grammar)
 
     def params(self) -> GenerationParams:
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         if len(stop) > 8:
             raise RequestError("stop: at most 8 stop sequences", param="stop")
+        sampling = {key: value for key in (
+            "temperature", "top_p", "frequency_penalty", "presence_penalty", "repeat_penalty",
+            "top_k", "min_p") if (value := getattr(self, key)) is not None}
         return GenerationParams(
-            max_tokens=self.max_completion_tokens or self.max_tokens,
-            temperature=self.temperature, top_p=self.top_p, stop=tuple(stop), seed=self.seed,
-            frequency_penalty=self.frequency_penalty, presence_penalty=self.presence_penalty,
-            repeat_penalty=self.repeat_penalty, top_k=self.top_k, min_p=self.min_p,
-            json_schema=schema_for(self.response_format), grammar=self.grammar,
+            max_tokens=self.max_completion_tokens or self.max_tokens, stop=tuple(stop),
+            seed=self.seed, json_schema=schema_for(self.response_format), grammar=self.grammar,
+            **sampling,
         )
 
     def chat_messages(self) -> list[ChatMessage]:

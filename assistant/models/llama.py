@@ -198,8 +198,8 @@ class LlamaRunner:
             try:
                 text = json_schema_to_gbnf(json.dumps(schema))
             except Exception as exc:  # the converter asserts and raises as it goes
-                raise GrammarRefused(f"response_format: the JSON schema cannot be turned "
-                                     f"into a grammar: {exc}") from None
+                raise GrammarRefused("response_format: the JSON schema cannot be turned "
+                                     f"into a grammar: {str(exc)[:200]}") from None
         grammar = LlamaGrammar.from_string(text, verbose=False)
         sampler = llama_cpp.llama_sampler_init_grammar(
             self.llm._model.vocab, text.encode(), grammar._root.encode())
