@@ -16,7 +16,8 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 # -march=native 185-197, AVX2 128-138.
 # The version is pyproject.toml's pin, so the two cannot drift apart.
 LLAMA_CPP := $(shell grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml)
-LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON
+# A CMAKE_ARGS (or LLAMA_CMAKE_ARGS) of your own, e.g. for a GPU build, replaces these.
+LLAMA_CMAKE_ARGS ?= $(or $(CMAKE_ARGS),-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON)
 # The built wheel is kept by version and flags (pip's own wheel cache ignores CMAKE_ARGS), so
 # another clone, a `make clean` or a CI run on the same machine installs it without compiling.
 LLAMA_KEY := $(shell printf '%s' '$(LLAMA_CPP) $(LLAMA_CMAKE_ARGS) $(shell uname -m)' | sha256sum | cut -c1-16)

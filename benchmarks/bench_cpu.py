@@ -53,11 +53,21 @@ def start(tmp: Path, variant: str) -> tuple[subprocess.Popen[bytes], httpx.Clien
     deadline = time.monotonic() + 60
     while not sock.exists():
         if time.monotonic() > deadline or proc.poll() is not None:
+            stop(proc)
             raise RuntimeError(f"daemon ({variant}) did not start")
         time.sleep(0.05)
     http = httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)),
                         base_url="http://assistant", timeout=600)
     return proc, http
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def read_prompt(http: httpx.Client, i: int) -> float:
@@ -91,8 +101,7 @@ def run() -> list[Row]:
         finally:
             for proc, http in daemons.values():
                 http.close()
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(30)
+                stop(proc)
     name = chosen.get("variant") or "built in"
     ours, base = statistics.median(speeds["auto"]), statistics.median(speeds[BASELINE])
     target_applies = name in AVX512

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from assistant.errors import ConfigError
+from assistant.errors import ConfigError, ModelLoadError
 
 _BASE = frozenset({"sse4_2"})
 _AVX = _BASE | {"avx"}
@@ -255,6 +255,6 @@ def _load(forced: str) -> dict[str, Any]:
             reason = choice.reason + (f"; {', '.join(failed)} did not load" if failed else "")
             return {"variant": choice.variant, "reason": reason}
         failed.append(str(choice.variant))
-    raise ConfigError("no CPU variant of llama.cpp loaded on this machine"
+    raise ModelLoadError("no CPU variant of llama.cpp loaded on this machine"
                       + (f" (tried {', '.join(failed)})" if failed else ""),
                       "Rebuild with `make install` on it.")

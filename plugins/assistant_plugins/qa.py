@@ -61,6 +61,7 @@ SHORT = (
 AGAIN = " (The answer is not {claim}: the question names {claim}.)"
 _WHO = re.compile(r"\s*(who|whom|whose)\b", re.IGNORECASE)
 _NAME = re.compile(r"[^\W\d_][\w'-]*")
+_TOKEN = re.compile(r"[^\W\d_][\w'-]*|[^\w\s]")
 _WORD = re.compile(r"\w+")
 _MARKER = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _PARTIAL_MARKER = re.compile(r"\[[\d,;\s]*$")
@@ -183,13 +184,21 @@ class Citations:
 
 
 def names_the_subject(answer: str, question: str) -> bool:
-    """Whether ``answer`` to a who-question holds a capitalised word the question names after
-    its first word (the question's own subject or object, not its answer)."""
-    if not _WHO.match(question):
+    """Whether the first name in ``answer`` to a who-question holds a word the question names
+    after its first word ("Denver Broncos" to "Who did the Broncos beat?"; not "John Elway,
+    General Manager" to "Who is the General Manager?"). A name is a run of capitalised words;
+    stop words do not count ("The Broncos" is "Broncos")."""
+    if not _WHO.match(question) or declined(answer):
         return False
     named = {w.lower() for w in _NAME.findall(question)[1:] if w[0].isupper()}
-    return any(w[0].isupper() and w.lower() in named
-               for w in _NAME.findall(_MARKER.sub("", answer)))
+    first: list[str] = []
+    for token in _TOKEN.findall(_MARKER.sub("", answer)):
+        if not token[0].isupper():  # a lower-case word or a mark ends the first name
+            if first:
+                break
+        elif token.lower() not in STOP_WORDS:
+            first.append(token.lower())
+    return any(w in named for w in first)
 
 
 def focused(passages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -342,10 +351,11 @@ class QA(Skill):
                 answer = snap_cited(answer, passages, question)
             if names_the_subject(answer, question):
                 claim = _MARKER.sub("", answer).strip()
+                retry = LoopGuard()  # a retry that loops is dropped, and so is its cut
                 again = (await generate_text(ctx, [
                     *messages[:-1], ChatMessage("user", messages[-1].content + AGAIN.format(
-                        claim=claim))], short, guard)).strip()
-                if again and not declined(again):
+                        claim=claim))], short, retry)).strip()
+                if again and not declined(again) and not retry.looped:
                     again = snap_cited(again, passages, question)
                     if not names_the_subject(again, question):
                         answer = again

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from assistant.errors import ConfigError
+from assistant.errors import ConfigError, ModelLoadError
 from assistant.models import cpu
 
 ZEN4 = ("fpu sse sse2 ssse3 sse4_1 sse4_2 avx f16c fma avx2 bmi1 bmi2 avx512f avx512dq "
@@ -148,7 +148,7 @@ def test_a_variant_that_fails_to_load_falls_back_to_the_next_and_loads_once(
 def test_nothing_loadable_is_an_error_and_a_linked_build_needs_nothing(
         monkeypatch: pytest.MonkeyPatch) -> None:
     fake_llama_cpp(monkeypatch, FakeGgml(refuse={"zen4", "haswell", "x64"}))
-    with pytest.raises(ConfigError, match=r"tried zen4, haswell, x64"):
+    with pytest.raises(ModelLoadError, match=r"tried zen4, haswell, x64"):
         cpu.load()
     linked = FakeGgml(refuse=set(), cpu_linked=True)
     fake_llama_cpp(monkeypatch, linked)

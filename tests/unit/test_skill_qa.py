@@ -219,6 +219,11 @@ def test_an_answer_naming_what_the_who_question_names_is_spotted() -> None:
     assert not names_the_subject("New England Patriots", "Who did Denver beat in the final?")
     assert not names_the_subject("Lombardi Trophy", "Who is the trophy named for?")
     assert not names_the_subject("Who", "Who did Denver beat?")  # the question's first word
+    assert names_the_subject("The Broncos", "Who did the Broncos beat?")  # "The": a stop word
+    assert names_the_subject("the Denver Broncos", "Who did the Broncos beat?")
+    assert not names_the_subject("John Elway, General Manager",
+                                 "Who is the General Manager for the Broncos?")
+    assert not names_the_subject(DECLINE, "Who did I meet in Paris?")
     assert not names_the_subject("Denver", "Where did Denver play?")  # not a who-question
 
 
