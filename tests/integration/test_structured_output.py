@@ -79,6 +79,11 @@ REFUSED: list[tuple[dict[str, Any], str, str]] = [
      "tools", "tool calls"),
     ({"logit_bias": {"1": 5}}, "logit_bias", "logit_bias"),
     ({"extra_body": {"mirostat": 2}}, "mirostat", "mirostat: not supported"),
+    ({"response_format": {"type": "json_object"}, "stop": ["}"]}, "stop", "would cut"),
+    ({"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}]}]},
+     "messages", "content of type 'image_url'"),
 ]
 
 
@@ -90,7 +95,11 @@ def test_what_cannot_be_honoured_is_a_400_naming_it(daemon: RunningDaemon) -> No
         assert isinstance(error, dict) and error["param"] == param, (kwargs, error)
         assert mentions in error["message"], (kwargs, error)
     # The host is still up: a refused grammar never reaches the sampler as a null pointer.
-    assert ask(daemon, max_tokens=3, user="someone").choices[0].message.content is not None
+    # Null asks for the default; other servers' fields at their neutral values are taken.
+    taken = ask(daemon, max_tokens=3, user="someone", extra_body={
+        "n": None, "temperature": None, "mirostat": 0, "cache_prompt": True,
+        "modalities": ["text"]})
+    assert taken.choices[0].message.content is not None
 
 
 def test_the_routed_model_refuses_a_schema_rather_than_dropping_it(
