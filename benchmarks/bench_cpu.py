@@ -10,11 +10,9 @@ chosen has AVX-512; elsewhere the ratio is reported alone.
 
 from __future__ import annotations
 
-import os
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,11 +20,9 @@ from pathlib import Path
 import httpx
 
 from benchmarks import Row
+from benchmarks.bench_daemon import MODELS_DIR, start_daemon
 
-MODELS_DIR = Path(
-    os.environ.get("ASSISTANT_TEST_MODELS_DIR", Path(__file__).parents[1] / ".models"))
 MODEL, FILE = "qwen2.5-coder-0.5b", "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
-THREADS = len(os.sched_getaffinity(0))
 ROUNDS = 5
 BASELINE = "haswell"
 AVX512 = {"skylakex", "cannonlake", "cascadelake", "icelake", "cooperlake", "zen4",
@@ -41,22 +37,10 @@ def prompt(i: int) -> list[dict[str, str]]:
 
 def start(tmp: Path, variant: str) -> tuple[subprocess.Popen[bytes], httpx.Client]:
     runtime = tmp / variant / "run"
-    env = {**os.environ, "ASSISTANT_RUNTIME_DIR": str(runtime),
-           "ASSISTANT_DATA_DIR": str(tmp / variant / "data"),
-           "ASSISTANT_MODELS_DIR": str(MODELS_DIR), "ASSISTANT_DAEMON__THREADS": str(THREADS),
-           "ASSISTANT_MODELS__CONTEXT_LENGTH": "2048", "ASSISTANT_MODELS__STATE_DISK_MB": "0",
-           "ASSISTANT_MODELS__STATE_RAM_MB": "0", "ASSISTANT_MODELS__CPU_VARIANT": variant,
-           "ASSISTANT_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen([sys.executable, "-m", "assistant", "serve"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sock = runtime / "assistant.sock"
-    deadline = time.monotonic() + 60
-    while not sock.exists():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            stop(proc)
-            raise RuntimeError(f"daemon ({variant}) did not start")
-        time.sleep(0.05)
-    http = httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)),
+    proc = start_daemon(runtime, tmp / variant / "data", {
+        "ASSISTANT_MODELS__CONTEXT_LENGTH": "2048", "ASSISTANT_MODELS__STATE_DISK_MB": "0",
+        "ASSISTANT_MODELS__STATE_RAM_MB": "0", "ASSISTANT_MODELS__CPU_VARIANT": variant})
+    http = httpx.Client(transport=httpx.HTTPTransport(uds=str(runtime / "assistant.sock")),
                         base_url="http://assistant", timeout=600)
     return proc, http
 

@@ -71,16 +71,21 @@ def daemon_round(http: httpx.Client, model: str, i: int) -> tuple[float, float]:
     return first - started, (count - 1) / (last - first)
 
 
-def start_daemon(runtime: Path, data: Path) -> subprocess.Popen[bytes]:
+def start_daemon(runtime: Path, data: Path,
+                 env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """``assistant serve`` on ``runtime``'s socket, once it listens; ``env`` adds settings."""
     env = {**os.environ, "ASSISTANT_RUNTIME_DIR": str(runtime), "ASSISTANT_DATA_DIR": str(data),
            "ASSISTANT_MODELS_DIR": str(MODELS_DIR), "ASSISTANT_DAEMON__THREADS": str(THREADS),
-           "ASSISTANT_MODELS__CONTEXT_LENGTH": str(CONTEXT), "ASSISTANT_LOG_LEVEL": "warning"}
+           "ASSISTANT_MODELS__CONTEXT_LENGTH": str(CONTEXT), "ASSISTANT_LOG_LEVEL": "warning",
+           **(env or {})}
     proc = subprocess.Popen([sys.executable, "-m", "assistant", "serve"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sock = runtime / "assistant.sock"
     deadline = time.monotonic() + 60
     while not sock.exists():
         if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            proc.wait()
             raise RuntimeError("daemon did not start")
         time.sleep(0.05)
     return proc

@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 
 from benchmarks import Row
-from benchmarks.bench_cpu import FILE, MODEL, MODELS_DIR, start, stop
+from benchmarks.bench_cpu import FILE, MODEL, start, stop
+from benchmarks.bench_daemon import MODELS_DIR
 
 ROUNDS = 3
 MAX_TOKENS = 160

@@ -218,6 +218,11 @@ def load(forced: str = "auto") -> dict[str, Any]:
     return _loaded
 
 
+def in_use() -> dict[str, Any] | None:
+    """What :func:`load` loaded into this process, or ``None`` before it ran."""
+    return _loaded
+
+
 def _libggml() -> ctypes.CDLL:
     """The libggml whose backend registry libllama reads. The wheel holds two copies of it
     (``libggml.so`` and ``libggml.so.0``, files, not links) and ``llama_cpp._ggml`` opens the

@@ -54,8 +54,6 @@ class Host:
         self.out = out
         self.chat_models: dict[str, LlamaRunner] = {}
         self.embedders: dict[str, OnnxEmbedder] = {}
-        # llama.cpp's CPU variant, loaded before the first chat model (cpu.load)
-        self.cpu: dict[str, Any] | None = None
         self.cancelled: set[str] = set()
         # Set at shutdown: a reply stops at its next token, a prompt read within the graph
         # node it is computing, as a cancel stops them.
@@ -72,7 +70,7 @@ class Host:
         elif op in {"ping", "info"}:  # answered at once, even while a reply is generating
             self.out.send({"id": request["id"], "ok": {
                 "pid": os.getpid(), "llama_cpp": LlamaRunner.library_version(),
-                "cpu_variant": self.cpu,
+                "cpu_variant": cpu.in_use(),
                 "chat_models": sorted(self.chat_models), "embedders": sorted(self.embedders),
                 "state_cache": {n: r.states.stats() for n, r in list(self.chat_models.items())},
             }})
@@ -104,8 +102,7 @@ class Host:
         if op == "load":
             name = request["model"]
             if name not in self.chat_models:
-                if self.cpu is None:
-                    self.cpu = cpu.load(str(request.get("cpu_variant", "auto")))
+                cpu.load(str(request.get("cpu_variant", "auto")))  # once, before the first
                 state_dir = _state_dir(request.get("state_dir"))
                 ram = int(request.get("state_ram_bytes", 1 << 30))
                 disk = int(request.get("state_disk_bytes", 4 << 30))
