@@ -3,7 +3,8 @@
 One daemon runs qwen2.5-coder-0.5b. Each round asks for the same long JSON list twice, once
 with ``response_format`` ``json_schema`` (each chosen token checked against the grammar,
 ``assistant.models.grammar_sampling``) and once without, streamed; the rate is the tokens
-after the first over the time after the first, so prompt reading is left out. Rounds alternate the order. Target: ≥ 0.7 (issue 16).
+after the first over the time after the first, so prompt reading is left out. Rounds alternate
+the order. Target: ≥ 0.7 (issue 16).
 """
 
 from __future__ import annotations

@@ -13,8 +13,10 @@ way when it is given a grammar; without one, nothing changes.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +31,8 @@ _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float3
 
 class GrammarFirst:
     """A sampler chain and a grammar, with ``sample(ctx, idx)`` as ``LlamaSampler`` has."""
+
+    grammar: Any = None  # set first in __init__: __del__ may run after it failed
 
     def __init__(self, chain: Any, model: Any, grammar: LlamaGrammar, n_vocab: int) -> None:
         self.chain = chain  # a LlamaSampler without the grammar; freed with it
@@ -62,16 +66,20 @@ class GrammarFirst:
         llama_cpp.llama_sampler_apply(self.grammar, ctypes.byref(one))
         return not math.isinf(float(self._one["logit"][0]))
 
+    def _choose(self, cur: llama_cpp.llama_token_data_array, *samplers: Any) -> int:
+        """Apply ``samplers`` to ``cur`` in turn; the token the last one selected."""
+        for sampler in samplers:
+            llama_cpp.llama_sampler_apply(sampler, ctypes.byref(cur))
+        if not 0 <= cur.selected < cur.size:  # llama.cpp asserts the same
+            raise RuntimeError(f"the sampler chain selected no token ({cur.selected})")
+        return int(cur.data[cur.selected].id)  # a sampler may replace the buffer
+
     def sample(self, ctx: Any, idx: int) -> int:
-        data, cur = self._candidates(ctx, idx)
-        llama_cpp.llama_sampler_apply(self.chain.sampler, ctypes.byref(cur))
-        token = int(data["id"][cur.selected])
+        token = self._choose(self._candidates(ctx, idx)[1], self.chain.sampler)
         if not self._fits(token):
             self.rejected += 1
-            data, cur = self._candidates(ctx, idx)
-            llama_cpp.llama_sampler_apply(self.grammar, ctypes.byref(cur))
-            llama_cpp.llama_sampler_apply(self.chain.sampler, ctypes.byref(cur))
-            token = int(data["id"][cur.selected])
+            token = self._choose(self._candidates(ctx, idx)[1], self.grammar,
+                                 self.chain.sampler)
         llama_cpp.llama_sampler_accept(self.grammar, token)
         llama_cpp.llama_sampler_accept(self.chain.sampler, token)
         return token
@@ -83,17 +91,21 @@ class GrammarFirst:
         self.chain.close()
 
     def __del__(self) -> None:
-        self.close()
+        with contextlib.suppress(Exception):  # at interpreter exit llama_cpp may be gone
+            self.close()
 
 
 def grammar_first(llm: Any) -> None:
     """Make ``llm`` (a ``llama_cpp.Llama``) sample under a grammar with :class:`GrammarFirst`."""
-    build: Callable[..., Any] = llm._init_sampler
+    build: Callable[..., Any] = type(llm)._init_sampler
+    owner = weakref.ref(llm)  # no cycle: a dropped Llama is freed at once, as before
 
     def init_sampler(*args: Any, grammar: LlamaGrammar | None = None, **kw: Any) -> Any:
-        chain = build(*args, grammar=None, **kw)
+        this = owner()
+        assert this is not None  # called by the Llama itself
+        chain = build(this, *args, grammar=None, **kw)
         if grammar is None:
             return chain
-        return GrammarFirst(chain, llm._model, grammar, llm.n_vocab())
+        return GrammarFirst(chain, this._model, grammar, this.n_vocab())
 
     llm._init_sampler = init_sampler

@@ -1,6 +1,6 @@
 """Sampling with the grammar checked on the chosen token first (``grammar_sampling``) gives
-the reply the grammar in the sampler chain gives, greedy, on the real smollm2; sampled, the reply still
-follows the schema (issue 16)."""
+the reply the grammar in the sampler chain gives, greedy, on the real smollm2; sampled, the
+reply still follows the schema (issue 16)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ prompt = llm.tokenize(("<|im_start|>user\nDescribe a fictional person as JSON: n
                       special=True)
 
 def reply(temp=0.0):
+    llm.n_tokens = 0  # read the whole prompt each time: a reused prefix could shift the logits
     grammar = LlamaGrammar.from_string(json_schema_to_gbnf(json.dumps(schema)), verbose=False)
     out = []
     for token in llm.generate(prompt, temp=temp, grammar=grammar, reset=True):
