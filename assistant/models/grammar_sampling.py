@@ -7,8 +7,8 @@ asks the grammar about that one token, and only when the grammar refuses it samp
 the grammar applied to every token. Greedy, the token is the same; sampling, it is what the
 llama.cpp server does.
 
-:func:`grammar_first` wraps a ``Llama``'s ``_init_sampler`` so ``Llama.generate`` samples this
-way when it is given a grammar; without one, nothing changes.
+:class:`GrammarFirstLlama` is a ``Llama`` whose ``generate`` samples this way when it is given
+a grammar; without one, nothing changes.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import math
-import weakref
-from collections.abc import Callable
 from typing import Any
 
 import llama_cpp
@@ -51,14 +49,13 @@ class GrammarFirst:
             data=data.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token_data)),
             size=len(data), selected=-1, sorted=False)
 
-    def _candidates(self, ctx: Any, idx: int
-                    ) -> tuple[np.ndarray, llama_cpp.llama_token_data_array]:
+    def _candidates(self, ctx: Any, idx: int) -> llama_cpp.llama_token_data_array:
         """Every token with its logit at ``idx`` of the last batch, as llama.cpp takes them."""
         logits = llama_cpp.llama_get_logits_ith(ctx.ctx, idx)
-        self._all["id"] = self._ids
+        self._all["id"] = self._ids  # samplers sort the buffer in place: refill it whole
         self._all["logit"] = np.ctypeslib.as_array(logits, shape=(self.n_vocab,))
         self._all["p"] = 0.0
-        return self._all, self._array(self._all)
+        return self._array(self._all)
 
     def _fits(self, token: int) -> bool:
         self._one["id"], self._one["logit"], self._one["p"] = token, 0.0, 0.0
@@ -75,10 +72,10 @@ class GrammarFirst:
         return int(cur.data[cur.selected].id)  # a sampler may replace the buffer
 
     def sample(self, ctx: Any, idx: int) -> int:
-        token = self._choose(self._candidates(ctx, idx)[1], self.chain.sampler)
+        token = self._choose(self._candidates(ctx, idx), self.chain.sampler)
         if not self._fits(token):
             self.rejected += 1
-            token = self._choose(self._candidates(ctx, idx)[1], self.grammar,
+            token = self._choose(self._candidates(ctx, idx), self.grammar,
                                  self.chain.sampler)
         llama_cpp.llama_sampler_accept(self.grammar, token)
         llama_cpp.llama_sampler_accept(self.chain.sampler, token)
@@ -95,17 +92,15 @@ class GrammarFirst:
             self.close()
 
 
-def grammar_first(llm: Any) -> None:
-    """Make ``llm`` (a ``llama_cpp.Llama``) sample under a grammar with :class:`GrammarFirst`."""
-    build: Callable[..., Any] = type(llm)._init_sampler
-    owner = weakref.ref(llm)  # no cycle: a dropped Llama is freed at once, as before
+class GrammarFirstLlama(llama_cpp.Llama):
+    """A ``Llama`` whose ``generate`` samples under a grammar with :class:`GrammarFirst`
+    (``grammar_first = False`` puts the grammar back in the chain, as llama-cpp-python does)."""
 
-    def init_sampler(*args: Any, grammar: LlamaGrammar | None = None, **kw: Any) -> Any:
-        this = owner()
-        assert this is not None  # called by the Llama itself
-        chain = build(this, *args, grammar=None, **kw)
-        if grammar is None:
-            return chain
-        return GrammarFirst(chain, this._model, grammar, this.n_vocab())
+    grammar_first = True
 
-    llm._init_sampler = init_sampler
+    def _init_sampler(self, **kw: Any) -> Any:  # type: ignore[override]  # all by name
+        grammar: LlamaGrammar | None = kw.get("grammar")
+        if grammar is None or not self.grammar_first:
+            return super()._init_sampler(**kw)
+        chain = super()._init_sampler(**{**kw, "grammar": None})
+        return GrammarFirst(chain, self._model, grammar, self.n_vocab())

@@ -23,7 +23,7 @@ import llama_cpp
 import numpy as np
 from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 
-from assistant.models.grammar_sampling import grammar_first
+from assistant.models.grammar_sampling import GrammarFirstLlama
 from assistant.models.kv_cache import StateCache, common_prefix, scope_key
 from assistant.models.template import ChatTemplate
 
@@ -48,11 +48,10 @@ class LlamaRunner:
         state_ram_bytes: int = 1 << 30, state_disk_bytes: int = 4 << 30,
     ) -> None:
         self.path = path
-        self.llm = llama_cpp.Llama(
+        self.llm = GrammarFirstLlama(
             model_path=path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
             n_batch=512, verbose=False,
         )
-        grammar_first(self.llm)
         metadata: dict[str, str] = dict(self.llm.metadata)
         self.template = ChatTemplate.from_metadata(metadata, self._token_text)
         info = os.stat(path)

@@ -21,11 +21,11 @@ import json, sys
 import llama_cpp
 from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 from assistant.models import cpu
-from assistant.models.grammar_sampling import GrammarFirst, grammar_first
+from assistant.models.grammar_sampling import GrammarFirstLlama
 
 cpu.load()
 schema = json.loads(sys.argv[2])
-llm = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=1024, n_threads=2, verbose=False)
+llm = GrammarFirstLlama(model_path=sys.argv[1], n_ctx=1024, n_threads=2, verbose=False)
 prompt = llm.tokenize(("<|im_start|>user\nDescribe a fictional person as JSON: name, age, "
                        "three hobbies.<|im_end|>\n<|im_start|>assistant\n").encode(),
                       special=True)
@@ -40,8 +40,9 @@ def reply(temp=0.0):
         out.append(token)
     return llm.detokenize(out).decode()
 
+llm.grammar_first = False
 chained = reply()
-grammar_first(llm)
+llm.grammar_first = True
 first = reply()
 rejected = llm._sampler.rejected
 llm.set_seed(7)
