@@ -19,6 +19,8 @@ if TYPE_CHECKING:
         Delta,
         GenerationParams,
         ModelInfo,
+        Tool,
+        ToolCall,
     )
     from assistant.skills import (
         DeltaEvent,
@@ -48,6 +50,8 @@ _EXPORTS = {
     "Reply": "assistant.skills",
     "Skill": "assistant.skills",
     "SkillContext": "assistant.skills",
+    "Tool": "assistant.models.backend",
+    "ToolCall": "assistant.models.backend",
     "Turn": "assistant.skills",
     "hookimpl": "assistant.hookspecs",
 }
@@ -67,6 +71,8 @@ __all__ = [
     "Reply",
     "Skill",
     "SkillContext",
+    "Tool",
+    "ToolCall",
     "Turn",
     "__version__",
     "hookimpl",

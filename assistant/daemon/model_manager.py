@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -28,6 +29,7 @@ from assistant.models.backend import (
     Delta,
     GenerationParams,
     ModelInfo,
+    ToolCall,
     close_stream,
 )
 from assistant.models.host_process import HostError, HostProcess
@@ -59,6 +61,7 @@ def thread_count(settings: Settings) -> int:
 
 class ModelManager(Backend):
     grammars = True  # the model host enforces them; a plugin backend is asked (chat)
+    tools = True
 
     def __init__(self, settings: Settings, host: HostProcess | None = None) -> None:
         self.settings = settings
@@ -219,6 +222,9 @@ class ModelManager(Backend):
                     f"model {model!r} cannot enforce a JSON schema or grammar while decoding",
                     code="unsupported_parameter",
                     param="response_format" if params.json_schema is not None else "grammar")
+            if params.tools and not self.backends[model].tools:
+                raise RequestError(f"model {model!r} cannot call tools",
+                                   code="unsupported_parameter", param="tools")
             async for delta in self.backends[model].chat(model, messages, params):
                 yield delta
             return
@@ -232,7 +238,7 @@ class ModelManager(Backend):
             try:
                 replies = self.host.stream(
                     "chat", model=model,
-                    messages=[{"role": m.role, "content": m.content} for m in messages],
+                    messages=[_host_message(m) for m in messages],
                     params={
                         "max_tokens": params.max_tokens, "temperature": params.temperature,
                         "top_p": params.top_p, "stop": list(params.stop), "seed": params.seed,
@@ -241,12 +247,17 @@ class ModelManager(Backend):
                         "presence_penalty": params.presence_penalty,
                         "top_k": params.top_k, "min_p": params.min_p,
                         "json_schema": params.json_schema, "grammar": params.grammar,
+                        "tools": [dataclasses.asdict(t) for t in params.tools],
+                        "tool_choice": params.tool_choice, "forced_tool": params.forced_tool,
+                        "parallel_tool_calls": params.parallel_tool_calls,
                     },
                 )
                 try:
                     async for reply in replies:
                         if "delta" in reply:
                             yield Delta(reply["delta"])
+                        elif "tool_call" in reply:
+                            yield Delta("", tool_calls=(ToolCall(**reply["tool_call"]),))
                         elif "done" in reply:
                             done = reply["done"]
                             yield Delta(
@@ -344,6 +355,19 @@ class ModelManager(Backend):
             }
             for r in self.resident.values() if r.generation == self.host.generation
         ]
+
+
+def _host_message(message: ChatMessage) -> dict[str, Any]:
+    """``message`` as the model host renders it: OpenAI's shape for calls and results."""
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function",
+             "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    return out
 
 
 def _request_error(model: str, exc: HostError) -> Exception:

@@ -17,10 +17,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from assistant.daemon import deps
+from assistant.daemon import deps, openai_tools
 from assistant.daemon.model_manager import ModelManager
 from assistant.errors import AssistantError, RequestError
-from assistant.models.backend import ChatMessage, Delta, GenerationParams, close_stream
+from assistant.models.backend import (
+    ChatMessage,
+    Delta,
+    GenerationParams,
+    ToolCall,
+    close_stream,
+)
 from assistant.models.structured import check_grammar, schema_for
 
 router = APIRouter()
@@ -30,9 +36,11 @@ ROUTED_MODEL = "assistant"
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="allow")
-    role: Literal["system", "user", "assistant", "developer"]
+    role: Literal["system", "user", "assistant", "developer", "tool"]
     content: str | list[dict[str, Any]] | None = ""
     name: str | None = None  # accepted; the chat template has no place for it
+    tool_calls: list[Any] | None = None  # an assistant's calls
+    tool_call_id: str | None = None  # the call a tool message answers
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -94,9 +102,6 @@ class ChatRequest(BaseModel):
             ("n", self.n not in (None, 1), "only n = 1 is supported"),
             ("logprobs", bool(self.logprobs), "log probabilities are not returned yet"),
             ("top_logprobs", bool(self.top_logprobs), "log probabilities are not returned yet"),
-            ("tools", bool(self.tools), "tool calls are not supported yet"),
-            ("tool_choice", self.tool_choice not in (None, "none", "auto"),
-             "tool calls are not supported yet"),
             ("logit_bias", bool(self.logit_bias), "logit_bias is not supported yet"),
         ]
         # A field sent as null or empty, or at its neutral value, asks for nothing.
@@ -115,6 +120,7 @@ class ChatRequest(BaseModel):
                 raise RequestError(f"{name}: {why}", code="unsupported_parameter",
                                    param=name.split("[")[0])
         formatted = (self.response_format or {}).get("type", "text") != "text"
+        self._check_tools(formatted)
         if self.grammar is not None and formatted:
             raise RequestError("grammar and response_format: give one, not both",
                                param="grammar")
@@ -131,23 +137,55 @@ class ChatRequest(BaseModel):
         if self.grammar is not None:
             check_grammar(self.grammar)
 
+    def _check_tools(self, formatted: bool) -> None:
+        tools = openai_tools.parse_tools(self.tools)
+        choice, forced = openai_tools.parse_choice(self.tool_choice, tools)
+        calls_tools = bool(tools) and choice != "none"
+        history = [i for i, m in enumerate(self.messages) if m.role == "tool" or m.tool_calls]
+        if self.model == ROUTED_MODEL and (calls_tools or history):
+            raise RequestError(
+                f"tools: model {ROUTED_MODEL!r} routes the turn to a skill, which calls no "
+                "tools; name a chat model instead", code="unsupported_parameter",
+                param="tools" if calls_tools else "messages")
+        if calls_tools and (self.grammar is not None or formatted):
+            raise RequestError("tools and response_format or grammar: a reply is either "
+                               "calls or shaped text; give one", param="tools")
+        if choice == "required":
+            openai_tools.check_enforceable(tools, forced)
+            if self.stop:
+                raise RequestError("stop: a stop string would cut the required call; leave "
+                                   "stop out", param="stop")
+        for i, m in enumerate(self.messages):
+            if m.role == "tool" and not m.tool_call_id:
+                raise RequestError(f"messages[{i}].tool_call_id: a tool message names the "
+                                   "call it answers", param="messages")
+            if m.tool_calls and m.role != "assistant":
+                raise RequestError(f"messages[{i}].tool_calls: only an assistant message "
+                                   "makes calls", param="messages")
+            openai_tools.parse_calls(i, m.tool_calls)
+
     def params(self) -> GenerationParams:
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         if len(stop) > 8:
             raise RequestError("stop: at most 8 stop sequences", param="stop")
+        tools = openai_tools.parse_tools(self.tools)
+        choice, forced = openai_tools.parse_choice(self.tool_choice, tools)
         sampling = {key: value for key in (
             "temperature", "top_p", "frequency_penalty", "presence_penalty", "repeat_penalty",
             "top_k", "min_p") if (value := getattr(self, key)) is not None}
         return GenerationParams(
             max_tokens=self.max_completion_tokens or self.max_tokens, stop=tuple(stop),
             seed=self.seed, json_schema=schema_for(self.response_format), grammar=self.grammar,
-            **sampling,
+            tools=tools, tool_choice=choice, forced_tool=forced,
+            parallel_tool_calls=self.parallel_tool_calls is not False, **sampling,
         )
 
     def chat_messages(self) -> list[ChatMessage]:
         return [
-            ChatMessage("system" if m.role == "developer" else m.role, m.text())
-            for m in self.messages
+            ChatMessage("system" if m.role == "developer" else m.role, m.text(),
+                        tool_calls=openai_tools.parse_calls(i, m.tool_calls),
+                        tool_call_id=m.tool_call_id)
+            for i, m in enumerate(self.messages)
         ]
 
 
@@ -238,13 +276,14 @@ async def chat_completions(body: ChatRequest, request: Request,
 
 async def _collect(request: Request, first: Delta, stream: AsyncIterator[Delta],
                    completion_id: str, created: int, model: str) -> dict[str, Any]:
-    async def gather() -> tuple[str, Delta]:
-        parts = [first.text]
+    async def gather() -> tuple[str, list[ToolCall], Delta]:
+        parts, calls = [first.text], list(first.tool_calls)
         last = first
         async for delta in stream:
             parts.append(delta.text)
+            calls.extend(delta.tool_calls)
             last = delta
-        return "".join(parts), last
+        return "".join(parts), calls, last
 
     task = asyncio.ensure_future(gather())
     try:
@@ -253,15 +292,19 @@ async def _collect(request: Request, first: Delta, stream: AsyncIterator[Delta],
             if not task.done() and await request.is_disconnected():
                 task.cancel()
                 break
-        text, last = await task
+        text, calls, last = await task
     finally:
         if not task.done():
             task.cancel()
         await close_stream(stream)
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if calls:
+        message["content"] = text or None
+        message["tool_calls"] = [_call(c) for c in calls]
     return {
         "id": completion_id, "object": "chat.completion", "created": created, "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "finish_reason": _finish(last.finish_reason)}],
+        "choices": [{"index": 0, "message": message,
+                     "finish_reason": _finish(last.finish_reason, bool(calls))}],
         "usage": _usage(last),
     }
 
@@ -276,14 +319,23 @@ async def _sse_chunks(first: Delta, stream: AsyncIterator[Delta], completion_id:
 
     yield chunk({"role": "assistant", "content": ""}, None)
     last = first
+    calls = 0
     try:
         pending: Delta | None = first
         while pending is not None:
             last = pending
             if pending.text:
                 yield chunk({"content": pending.text}, None)
+            for call in pending.tool_calls:
+                # The call's head, then its arguments: the pieces OpenAI's SDK joins by index.
+                head = _call(call)
+                head["function"]["arguments"] = ""
+                yield chunk({"tool_calls": [{"index": calls, **head}]}, None)
+                yield chunk({"tool_calls": [
+                    {"index": calls, "function": {"arguments": call.arguments}}]}, None)
+                calls += 1
             if pending.finish_reason is not None:
-                yield chunk({}, _finish(pending.finish_reason))
+                yield chunk({}, _finish(pending.finish_reason, calls > 0))
             pending = await anext(stream, None)
     except AssistantError as exc:
         payload = {"error": {"message": exc.message, "type": "server_error",
@@ -298,8 +350,15 @@ async def _sse_chunks(first: Delta, stream: AsyncIterator[Delta], completion_id:
     yield b"data: [DONE]\n\n"
 
 
-def _finish(reason: str | None) -> str:
-    return "length" if reason == "length" else "stop"
+def _call(call: ToolCall) -> dict[str, Any]:
+    return {"id": call.id, "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments}}
+
+
+def _finish(reason: str | None, called: bool = False) -> str:
+    if reason == "length":
+        return "length"
+    return "tool_calls" if called else "stop"
 
 
 def _usage(last: Delta) -> dict[str, int]:

@@ -13,14 +13,35 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function the model called: OpenAI's ``tool_calls`` item."""
+
+    id: str
+    name: str
+    arguments: str  # JSON text of an object, as OpenAI sends it
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function the model may call: OpenAI's ``tools`` item."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
 
 
 @dataclass(frozen=True)
 class ChatMessage:
     role: Role
     content: str
+    # An assistant message's calls, and a ``tool`` message's answer to one of them.
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +64,15 @@ class GenerationParams:
     # that cannot enforce them says so with ``grammars = False`` and is never given them.
     json_schema: dict[str, Any] | None = None
     grammar: str | None = None
+    # Functions the model may call (a backend with ``tools = False`` is never given any).
+    # ``tool_choice``: ``auto`` (the model decides), ``none`` (it answers in text) or
+    # ``required`` (it calls one or more; ``forced_tool`` names the one it must call). A
+    # required call is enforced while decoding, so its arguments follow the function's
+    # ``parameters``.
+    tools: tuple[Tool, ...] = ()
+    tool_choice: Literal["auto", "none", "required"] = "auto"
+    forced_tool: str | None = None
+    parallel_tool_calls: bool = True
     # The conversation a generation belongs to: saved model states are labelled with it, so
     # deleting the conversation deletes them. Set by the daemon, not by skills.
     cache_tag: str | None = None
@@ -51,13 +81,19 @@ class GenerationParams:
     def constrained(self) -> bool:
         return self.json_schema is not None or self.grammar is not None
 
+    @property
+    def calls_tools(self) -> bool:
+        return bool(self.tools) and self.tool_choice != "none"
+
 
 @dataclass
 class Delta:
-    """A piece of generated text. The last one of a stream carries ``finish_reason``."""
+    """A piece of generated text, or calls the model made. The last one of a stream carries
+    ``finish_reason``."""
 
     text: str
     finish_reason: Literal["stop", "length", "cancelled"] | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
     prompt_tokens: int = 0
     completion_tokens: int = 0
     timings: dict[str, float] = field(default_factory=dict)
@@ -95,6 +131,8 @@ class Backend(ABC):
     # Whether :meth:`chat` enforces ``GenerationParams.json_schema`` and ``grammar``; a request
     # carrying them to a backend that does not is refused, never answered unconstrained.
     grammars: bool = False
+    # Whether :meth:`chat` takes ``GenerationParams.tools`` and answers with ``Delta.tool_calls``.
+    tools: bool = False
 
     @abstractmethod
     def models(self) -> list[ModelInfo]:

@@ -159,6 +159,8 @@ class Host:
         for piece in stream:
             if piece.text:
                 self.out.send({"id": rid, "delta": piece.text})
+            for call in piece.tool_calls:
+                self.out.send({"id": rid, "tool_call": call})
             if piece.finish_reason is not None:
                 self.out.send({"id": rid, "done": {
                     "finish_reason": piece.finish_reason,

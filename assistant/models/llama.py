@@ -23,6 +23,7 @@ import llama_cpp
 import numpy as np
 from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 
+from assistant.models import tool_calls
 from assistant.models.grammar_sampling import GrammarFirstLlama
 from assistant.models.kv_cache import StateCache, common_prefix, scope_key
 from assistant.models.template import ChatTemplate
@@ -40,6 +41,7 @@ class Piece:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    tool_calls: list[dict[str, str]] = field(default_factory=list)
 
 
 class LlamaRunner:
@@ -209,18 +211,26 @@ class LlamaRunner:
         llama_cpp.llama_sampler_free(sampler)
         return grammar
 
-    def tokens_for(self, messages: list[dict[str, str]]) -> list[int]:
-        prompt = self.template.render(messages)
+    def tokens_for(self, messages: list[dict[str, Any]],
+                   tools: list[dict[str, Any]] | None = None) -> list[int]:
+        prompt = self.template.render(messages, tools=tools)
         return self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
 
-    def count(self, messages: list[dict[str, str]]) -> int:
+    def count(self, messages: list[dict[str, Any]]) -> int:
         return len(self.tokens_for(messages))
 
     def chat(
-        self, messages: list[dict[str, str]], params: dict[str, Any],
+        self, messages: list[dict[str, Any]], params: dict[str, Any],
         cancelled: Callable[[], bool],
     ) -> Iterator[Piece]:
-        tokens = self.tokens_for(messages)
+        choice = params.get("tool_choice") or "auto"
+        tools = (params.get("tools") or []) if choice != "none" else []
+        parallel = bool(params.get("parallel_tool_calls", True))
+        reader = tool_calls.CallReader({t["name"] for t in tools}) if tools else None
+        if tools and choice == "required":  # a call is due: its form is the grammar's
+            params = {**params, "grammar": tool_calls.call_grammar(
+                tools, params.get("forced_tool"), parallel)}
+        tokens = self.tokens_for(messages, tools)
         n_ctx = self.llm.n_ctx()
         if len(tokens) >= n_ctx:
             raise ContextLengthExceeded(
@@ -278,10 +288,12 @@ class LlamaRunner:
                     first_token_at = time.perf_counter()
                 pending += decoder.decode(self.llm.detokenize([token], special=False))
                 emit, pending, hit = _split_on_stops(pending, stops)
-                if emit:
-                    yield Piece(emit)
+                yield from _pieces(emit, reader)
                 if hit:
                     finish, stop_hit = "stop", True
+                    break
+                if reader is not None and reader.calls and not parallel:
+                    finish = "stop"  # one call was asked for: it is made
                     break
                 if produced >= max_tokens:
                     break
@@ -289,8 +301,9 @@ class LlamaRunner:
             generator.close()
         if not stop_hit:
             pending += decoder.decode(b"", final=True)
-            if pending:
-                yield Piece(pending)
+            yield from _pieces(pending, reader)
+        if reader is not None:
+            yield from _pieces("", reader, end=True)
         ended = time.perf_counter()
         decode_s = ended - (first_token_at or ended)
         yield Piece(
@@ -347,6 +360,17 @@ class _Abort:
         finally:
             llama_cpp.llama_set_abort_callback(self._ctx, self._none, None)
             self._check = None
+
+
+def _pieces(text: str, reader: tool_calls.CallReader | None,
+            end: bool = False) -> Iterator[Piece]:
+    """``text`` as pieces to send: as it is, or as the text and calls ``reader`` finds."""
+    if reader is None:
+        if text:
+            yield Piece(text)
+        return
+    for item in reader.end() if end else reader.feed(text):
+        yield Piece(item) if isinstance(item, str) else Piece("", tool_calls=[item])
 
 
 def _split_on_stops(text: str, stops: list[str]) -> tuple[str, str, bool]:

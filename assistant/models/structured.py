@@ -65,7 +65,20 @@ def schema_for(response_format: Mapping[str, Any] | None) -> dict[str, Any] | No
     return dict(schema)
 
 
-def check(schema: Any, where: str = "schema", depth: int = 0) -> None:
+def check(schema: Any, where: str = "schema", param: str = _PARAM) -> None:
+    """A :class:`RequestError` for ``param`` unless the grammar enforces all of ``schema``
+    (see :func:`_check`); ``where`` names the schema in the message."""
+    try:
+        _check(schema, where, 0)
+    except _Unenforceable as exc:
+        raise RequestError(f"{param}: {exc}", param=param) from None
+
+
+class _Unenforceable(ValueError):
+    pass
+
+
+def _check(schema: Any, where: str, depth: int) -> None:
     """Refuse ``schema`` unless the grammar enforces all of it, at any depth: every keyword
     one the converter turns into rules *in the combination given* (it takes the first of
     ``$ref``, ``anyOf``/``oneOf``, a list of types, ``const``, ``enum``, object, array,
@@ -130,7 +143,7 @@ def _node(schema: Mapping[str, Any], rules: set[str], kind: Any, where: str,
             _refuse(f"{where}.required must list properties of {where}.properties "
                     f"(not {missing or required!r})")
         if isinstance(extra, Mapping):
-            check(extra, f"{where}.additionalProperties", depth + 1)
+            _check(extra, f"{where}.additionalProperties", depth + 1)
         _only(rules, {"type", "properties", "required", "additionalProperties"}, where)
     elif kind in (None, "object") and "allOf" in schema:
         parts = schema["allOf"]
@@ -144,7 +157,7 @@ def _node(schema: Mapping[str, Any], rules: set[str], kind: Any, where: str,
             _list(schema["prefixItems"], f"{where}.prefixItems", depth)
             _only(rules, {"type", "prefixItems"}, where)
         else:
-            check(schema["items"], f"{where}.items", depth + 1)
+            _check(schema["items"], f"{where}.items", depth + 1)
             _bounds(schema, ("minItems", "maxItems"), where)
             _only(rules, {"type", "items", "minItems", "maxItems"}, where)
     elif kind in (None, "string") and "pattern" in schema:
@@ -230,15 +243,15 @@ def _list(parts: Any, where: str, depth: int) -> None:
     if not isinstance(parts, list) or not parts or len(parts) > MAX_ITEMS:
         _refuse(f"{where} must be a non-empty list of at most {MAX_ITEMS} schemas")
     for i, sub in enumerate(parts):
-        check(sub, f"{where}[{i}]", depth + 1)
+        _check(sub, f"{where}[{i}]", depth + 1)
 
 
 def _each(subs: Any, where: str, depth: int) -> None:
     if not isinstance(subs, Mapping):
         _refuse(f"{where} must be an object")
     for name, sub in subs.items():
-        check(sub, f"{where}.{name}", depth + 1)
+        _check(sub, f"{where}.{name}", depth + 1)
 
 
 def _refuse(message: str) -> NoReturn:
-    raise RequestError(f"response_format: {message}", param=_PARAM)
+    raise _Unenforceable(message)

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
+
+from assistant.models import tool_calls
 
 MAX_TEMPLATE_BYTES = 64 * 1024
 RENDER_TIMEOUT_S = 3.0
@@ -38,15 +41,18 @@ class ChatTemplate:
             raise TemplateError(
                 f"the model's chat template is over {MAX_TEMPLATE_BYTES // 1024} KB; refused"
             )
-        from jinja2 import TemplateSyntaxError
+        from jinja2 import TemplateSyntaxError, meta
         env = _environment()
         # Templates get data and the few helpers real templates use; lipsum, cycler and joiner
         # (whose __globals__ lead to os) are gone.
         kept = {name: env.globals[name] for name in ("range", "dict", "namespace")}
         env.globals.clear()
         env.globals.update(kept, raise_exception=_raise_exception)
+        env.filters["tojson"] = _tojson
         try:
             self._template = env.from_string(source)
+            # Whether it offers functions itself (qwen2.5's does); else tool_calls does.
+            self.knows_tools = "tools" in meta.find_undeclared_variables(env.parse(source))
         except TemplateSyntaxError as exc:
             raise TemplateError(f"the model's chat template does not parse: {exc}") from None
         self.bos_token = bos_token
@@ -69,15 +75,29 @@ class ChatTemplate:
             source_name="gguf" if source else "chatml-fallback",
         )
 
-    def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
+    def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True,
+               tools: list[dict[str, Any]] | None = None) -> str:
+        """The prompt for ``messages``, offering ``tools`` (name, description, parameters).
+
+        A template that knows tools gets them, and the calls of earlier assistant messages
+        with their arguments as objects (as Hugging Face's templates expect); any other gets
+        :func:`~assistant.models.tool_calls.fallback_messages`.
+        """
         from jinja2 import TemplateError as JinjaError
         from jinja2.exceptions import SecurityError
 
+        extra: dict[str, Any] = {}
+        if self.knows_tools:
+            messages = [_with_argument_objects(m) for m in messages]
+            if tools:
+                extra["tools"] = tool_calls.as_template_tools(tools)
+        elif tools or any(m.get("tool_calls") or m["role"] == "tool" for m in messages):
+            messages = tool_calls.fallback_messages(messages, tools)
         try:
             with _deadline(RENDER_TIMEOUT_S):
                 text: str = self._template.render(
                     messages=messages, add_generation_prompt=add_generation_prompt,
-                    bos_token=self.bos_token, eos_token=self.eos_token,
+                    bos_token=self.bos_token, eos_token=self.eos_token, **extra,
                 )
             return text
         except _RenderTimeout:
@@ -89,6 +109,24 @@ class ChatTemplate:
             raise TemplateError(f"the chat template tried something unsafe: {exc}") from None
         except JinjaError as exc:
             raise TemplateError(f"the model's chat template failed: {exc}") from None
+
+
+def _with_argument_objects(message: dict[str, Any]) -> dict[str, Any]:
+    calls = message.get("tool_calls")
+    if not calls:
+        return message
+    return {**message, "tool_calls": [
+        {**c, "function": {**c["function"],
+                           "arguments": tool_calls.arguments_object(c["function"]["arguments"])}}
+        for c in calls]}
+
+
+def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
+            separators: tuple[str, str] | None = None, sort_keys: bool = False) -> str:
+    """Hugging Face's ``tojson``, which chat templates are written for (Jinja's own escapes
+    ``<``, ``>``, ``&`` and ``'`` for HTML)."""
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
+                      sort_keys=sort_keys)
 
 
 def _raise_exception(message: str) -> None:

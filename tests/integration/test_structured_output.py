@@ -75,8 +75,6 @@ REFUSED: list[tuple[dict[str, Any], str, str]] = [
     ({"extra_body": {"grammar": "root ::= ("}}, "grammar", "cannot parse"),
     ({"n": 2}, "n", "n = 1"),
     ({"logprobs": True}, "logprobs", "log probabilities"),
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
-     "tools", "tool calls"),
     ({"logit_bias": {"1": 5}}, "logit_bias", "logit_bias"),
     ({"extra_body": {"mirostat": 2}}, "mirostat", "mirostat: not supported"),
     ({"response_format": {"type": "json_object"}, "stop": ["}"]}, "stop", "would cut"),
