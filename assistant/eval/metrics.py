@@ -105,16 +105,24 @@ def declined(text: str) -> bool:
     return bool(_DECLINED.search(text))
 
 
+def bootstrap(values: Sequence[float], samples: int = 2000, seed: int = 0
+              ) -> tuple[float, float, float]:
+    """The mean of ``values`` and its 95 % bootstrap interval (low, high): items resampled
+    with replacement."""
+    import random
+
+    if not values:
+        raise ValueError("bootstrap needs a non-empty list")
+    rng = random.Random(seed)
+    n = len(values)
+    means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(samples))
+    return sum(values) / n, means[int(0.025 * samples)], means[int(0.975 * samples) - 1]
+
+
 def paired_bootstrap(a: Sequence[float], b: Sequence[float], samples: int = 2000,
                      seed: int = 0) -> tuple[float, float, float]:
     """The mean of ``a - b`` over paired items and its 95 % bootstrap interval (low, high):
     items resampled with replacement, the same items for both systems."""
-    import random
-
     if len(a) != len(b) or not a:
         raise ValueError("paired_bootstrap needs two equally long, non-empty lists")
-    diffs = [x - y for x, y in zip(a, b, strict=True)]
-    rng = random.Random(seed)
-    n = len(diffs)
-    means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(samples))
-    return sum(diffs) / n, means[int(0.025 * samples)], means[int(0.975 * samples) - 1]
+    return bootstrap([x - y for x, y in zip(a, b, strict=True)], samples, seed)

@@ -1,0 +1,273 @@
+"""Tool use over OpenAI's chat-completions API: does the model call the right function, with
+arguments that parse, follow the function's ``parameters`` and say what the user asked?
+
+A set is a pool of tools (OpenAI ``tools`` entries, a JSON list) and cases (JSON Lines)::
+
+    {"id": "weather-paris", "prompt": "What's the weather like in Paris right now?",
+     "tools": "all",                               # or the names offered: choosing matters
+     "calls": [{"name": "get_weather", "arguments": {"city": {"contains": "Paris"}}}]}
+
+Argument checks hold whatever the surface form (:mod:`assistant.eval.tool_checks`); arguments
+not checked may be anything the schema allows. A reply is right when its calls name exactly
+the functions expected (as many of each, in any order), every call's arguments parse as a JSON
+object that follows its function's schema, and the calls pair with the expected ones so that
+every check passes. Each case is asked in two modes: ``constrained`` (``tool_choice``
+``"required"``: a grammar makes the model call a function offered, with arguments that follow
+its schema) and ``auto`` (the model may answer in prose or write a call that breaks).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from assistant.errors import AssistantError
+from assistant.eval.data import EvalDataError, load_items
+from assistant.eval.json_schema import known, problems
+from assistant.eval.metrics import bootstrap, paired_bootstrap
+from assistant.eval.tool_checks import CHECKS, describe, passes
+
+MODES = {"constrained": "required", "auto": "auto"}  # mode → tool_choice
+LABELS = {"constrained": "required (constrained)", "auto": "auto (not constrained)"}
+MAX_TOKENS = 256
+
+
+class RequestRefused(AssistantError):
+    """The API answered a request with an error status (``status``)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Expected:
+    name: str
+    checks: Mapping[str, Mapping[str, Any]]  # argument → {check kind: expected}
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    prompt: str
+    tools: tuple[str, ...]  # the names offered
+    calls: tuple[Expected, ...]
+
+
+@dataclass(frozen=True)
+class ToolSet:
+    tools: Mapping[str, Mapping[str, Any]]  # name → OpenAI tool entry
+    cases: Sequence[Case]
+
+    def request(self, case: Case, mode: str, model: str,
+                max_tokens: int = MAX_TOKENS) -> dict[str, Any]:
+        """The chat-completions body for ``case``: greedy, its tools, ``mode``'s tool_choice."""
+        return {"model": model, "messages": [{"role": "user", "content": case.prompt}],
+                "tools": [self.tools[name] for name in case.tools],
+                "tool_choice": MODES[mode], "temperature": 0, "max_tokens": max_tokens}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    case: str
+    mode: str
+    right_function: bool  # the functions expected, as many of each, and no other
+    valid_calls: int  # calls whose arguments parse and follow their function's schema
+    correct: bool  # right function, valid arguments and every check passed
+    why: str = ""  # the first thing wrong
+    calls: tuple[tuple[str, str], ...] = ()  # (name, arguments) as the API returned them
+    content: str | None = None
+    finish_reason: str | None = None
+    refused: str | None = None  # the API's error, when it refused the request
+    seconds: float = 0.0
+
+    @property
+    def valid(self) -> bool | None:
+        """Every call's arguments follow its schema; ``None`` when no call was made."""
+        return self.valid_calls == len(self.calls) if self.calls else None
+
+
+def load(cases: Path, tools: Path) -> ToolSet:
+    """The set in ``cases`` (JSON Lines) over the pool of ``tools`` (a JSON list)."""
+    try:
+        pool = {t["function"]["name"]: t for t in json.loads(tools.read_text(encoding="utf-8"))}
+        for tool in pool.values():
+            known(tool["function"]["parameters"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EvalDataError(f"{tools}: not a JSON list of OpenAI tools whose parameters this "
+                            f"check knows ({exc})") from None
+    loaded = []
+    for n, item in enumerate(load_items(cases), 1):
+        try:
+            loaded.append(_case(item, pool))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EvalDataError(f"{cases}, line {n}: not a tool-use case ({exc})") from None
+    return ToolSet(pool, loaded)
+
+
+def _case(item: Mapping[str, Any], pool: Mapping[str, Any]) -> Case:
+    offered = tuple(pool) if item["tools"] == "all" else tuple(item["tools"])
+    calls = tuple(Expected(c["name"], c.get("arguments", {})) for c in item["calls"])
+    for name in [*offered, *(c.name for c in calls)]:
+        if name not in pool or name not in offered:
+            raise ValueError(f"tool {name!r} is not in the pool or not offered")
+    for call in calls:
+        properties = pool[call.name]["function"]["parameters"]["properties"]
+        for argument, check in call.checks.items():
+            if argument not in properties or len(check) != 1 or next(iter(check)) not in CHECKS:
+                raise ValueError(f"{call.name}.{argument}: check {check!r}")
+    return Case(str(item["id"]), str(item["prompt"]), offered, calls)
+
+
+def score(case: Case, tools: Mapping[str, Mapping[str, Any]], mode: str,
+          message: Mapping[str, Any], finish_reason: str | None = None) -> Verdict:
+    """The verdict on one reply: ``message`` is OpenAI's ``choices[0].message``."""
+    calls = tuple((str(c["function"]["name"]), str(c["function"]["arguments"]))
+                  for c in message.get("tool_calls") or ())
+    content = message.get("content")
+    got, wanted = sorted(name for name, _ in calls), sorted(e.name for e in case.calls)
+    parsed: list[tuple[str, dict[str, Any]]] = []
+    broken: list[str] = []
+    for name, text in calls:
+        arguments, problem = _arguments(name, text, case, tools)
+        parsed.append((name, arguments or {}))
+        broken += [problem] if problem else []
+    mismatch = _mismatch(case.calls, parsed) if got == wanted else ""
+    if not calls:
+        why = f"no tool call; replied {(content or '')[:80]!r}"
+    elif got != wanted:
+        why = f"called {got}, expected {wanted}"
+    else:
+        why = broken[0] if broken else mismatch
+    return Verdict(case.id, mode, got == wanted, len(calls) - len(broken),
+                   got == wanted and not broken and not mismatch, why, calls, content,
+                   finish_reason)
+
+
+def _arguments(name: str, text: str, case: Case, tools: Mapping[str, Mapping[str, Any]]
+               ) -> tuple[dict[str, Any] | None, str]:
+    if name not in case.tools:
+        return None, f"{name} was not offered"
+    try:
+        arguments = json.loads(text)
+    except ValueError:
+        return None, f"arguments of {name} are not JSON: {text[:80]!r}"
+    if not isinstance(arguments, dict):
+        return None, f"arguments of {name} are not an object: {text[:80]!r}"
+    found = problems(arguments, tools[name]["function"]["parameters"])
+    return arguments, f"arguments of {name}: {found[0]}" if found else ""
+
+
+def _mismatch(expected: Sequence[Expected], calls: Sequence[tuple[str, dict[str, Any]]]
+              ) -> str:
+    """Empty when the calls pair with the expected ones, name with name, so that every check
+    passes; else the first check failed (of the first pairing)."""
+    first = ""
+    for order in itertools.permutations(calls):
+        pairs = list(zip(expected, order, strict=True))
+        if any(name != e.name for e, (name, _) in pairs):
+            continue
+        failed = [describe(e.name, argument, check, arguments.get(argument))
+                  for e, (_, arguments) in pairs for argument, check in e.checks.items()
+                  if not passes(arguments.get(argument), check)]
+        if not failed:
+            return ""
+        first = first or failed[0]
+    return first
+
+
+Send = Callable[[dict[str, Any]], Mapping[str, Any]]
+
+
+def run(send: Send, tool_set: ToolSet, model: str, mode: str) -> list[Verdict]:
+    """Every case of ``tool_set`` in ``mode``, one request at a time through ``send``."""
+    verdicts = []
+    for case in tool_set.cases:
+        started = time.perf_counter()
+        try:
+            reply = send(tool_set.request(case, mode, model))
+        except RequestRefused as exc:
+            verdicts.append(Verdict(case.id, mode, False, 0, False, f"refused: {exc}",
+                                    refused=str(exc)))
+            continue
+        choice = reply["choices"][0]
+        verdict = score(case, tool_set.tools, mode, choice["message"], choice.get("finish_reason"))
+        verdicts.append(replace(verdict, seconds=time.perf_counter() - started))
+    return verdicts
+
+
+def openai_send(client: Any) -> Send:
+    """``client.chat.completions.create`` (an ``openai.OpenAI``) as a :data:`Send`: the reply
+    as a dict, an error status as :class:`RequestRefused`."""
+    import openai
+
+    def send(body: dict[str, Any]) -> Mapping[str, Any]:
+        try:
+            reply: Mapping[str, Any] = client.chat.completions.create(**body).model_dump()
+        except openai.APIStatusError as exc:
+            error = exc.body.get("message") if isinstance(exc.body, dict) else None
+            raise RequestRefused(exc.status_code, str(error or exc.message)) from None
+        return reply
+
+    return send
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One mode's figures; a share is (mean, low, high), with its 95 % bootstrap interval."""
+
+    mode: str
+    n: int
+    right_function: tuple[float, float, float]
+    correct: tuple[float, float, float]  # right function, valid arguments, checks passed
+    calls: int  # calls made, over every case
+    valid_calls: int  # of which the arguments parse and follow the schema
+    no_call: int  # cases answered without a call (prose, or a call the API did not parse)
+    refused: int  # requests the API answered with an error
+    seconds: float
+
+
+def summarize(verdicts: Sequence[Verdict]) -> Summary:
+    return Summary(
+        verdicts[0].mode, len(verdicts),
+        bootstrap([float(v.right_function) for v in verdicts]),
+        bootstrap([float(v.correct) for v in verdicts]),
+        sum(len(v.calls) for v in verdicts), sum(v.valid_calls for v in verdicts),
+        sum(not v.calls and v.refused is None for v in verdicts),
+        sum(v.refused is not None for v in verdicts), sum(v.seconds for v in verdicts))
+
+
+def table(constrained: Sequence[Verdict], auto: Sequence[Verdict]) -> str:
+    """The report, in Markdown: each mode's shares, then constrained − auto over the same
+    cases with its paired bootstrap interval."""
+    if [v.case for v in constrained] != [v.case for v in auto]:
+        raise ValueError("the two modes must score the same cases in the same order")
+    lines = ["| tool_choice | n | right function | right function, valid arguments, checks "
+             "passed | calls with valid arguments | no call | refused | seconds |",
+             "|---|---|---|---|---|---|---|---|"]
+    for verdicts in (constrained, auto):
+        s = summarize(verdicts)
+        lines.append(f"| {LABELS[s.mode]} | {s.n} | {_share(s.right_function)} | "
+                     f"{_share(s.correct)} | {s.valid_calls} of {s.calls} | {s.no_call} | "
+                     f"{s.refused} | {s.seconds:.0f} |")
+    differences = [paired_bootstrap([float(getattr(v, key)) for v in constrained],
+                                    [float(getattr(v, key)) for v in auto])
+                   for key in ("right_function", "correct")]
+    lines.append(f"| required − auto, paired | {len(auto)} | {_share(differences[0], '+')} | "
+                 f"{_share(differences[1], '+')} | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def _share(figures: tuple[float, float, float], sign: str = "") -> str:
+    mean, low, high = figures
+    return f"{mean:{sign}.3f} [{low:{sign}.3f}, {high:{sign}.3f}]"
+
+
+def failures(verdicts: Sequence[Verdict]) -> list[str]:
+    """One line per case scored wrong: its id, mode and the first thing wrong."""
+    return [f"{v.mode:<11} {v.case:<22} {v.why}" for v in verdicts if not v.correct]
