@@ -6,9 +6,10 @@
         text, events = await run_skill_text(MySkill(), "hello")
         assert "hello" in text
 
-``FakeBackend`` is deterministic: it replies ``echo: <last user message>`` in word-sized deltas
-(or a scripted reply) and embeds text as hashed bag-of-words vectors. It is a real
-:class:`Backend`, registered as a real plugin by :class:`FakeModelPlugin`.
+``FakeBackend`` is deterministic: it replies ``echo: <last user message>`` (to a raw completion,
+``echo: <prompt>``) in word-sized deltas (or a scripted reply) and embeds text as hashed
+bag-of-words vectors. It is a real :class:`Backend`, registered as a real plugin by
+:class:`FakeModelPlugin`.
 
 :func:`in_process_daemon` runs the real app, store and plugins in the test's own event loop,
 with a :class:`FakeBackend` registered as a plugin instead of the model host: fast tests of
@@ -69,6 +70,7 @@ class FakeBackend(Backend):
         self.replies = list(replies)
         self.name = name
         self.calls: list[list[ChatMessage]] = []
+        self.prompts: list[str] = []  # the raw prompts given to complete
 
     def models(self) -> list[ModelInfo]:
         return [ModelInfo(self.name, "chat", 2048, owned_by="tests"),
@@ -78,17 +80,26 @@ class FakeBackend(Backend):
         self, model: str, messages: list[ChatMessage], params: GenerationParams
     ) -> AsyncIterator[Delta]:
         self.calls.append(list(messages))
-        if self.replies:
-            reply = self.replies.pop(0)
-        else:
-            last = next((m.content for m in reversed(messages) if m.role == "user"), "")
-            reply = f"echo: {last}"
+        last = next((m.content for m in reversed(messages) if m.role == "user"), "")
+        async for delta in self._reply(last, sum(len(m.content) for m in messages), params):
+            yield delta
+
+    async def complete(
+        self, model: str, prompt: str, params: GenerationParams
+    ) -> AsyncIterator[Delta]:
+        self.prompts.append(prompt)
+        async for delta in self._reply(prompt, len(prompt), params):
+            yield delta
+
+    async def _reply(self, text: str, prompt_tokens: int, params: GenerationParams,
+                     ) -> AsyncIterator[Delta]:
+        reply = self.replies.pop(0) if self.replies else f"echo: {text}"
         words = re.findall(r"\S+\s*", reply) or [""]
         if params.max_tokens is not None:
             words = words[: params.max_tokens]
         for word in words:
             yield Delta(word)
-        yield Delta("", finish_reason="stop", prompt_tokens=sum(len(m.content) for m in messages),
+        yield Delta("", finish_reason="stop", prompt_tokens=prompt_tokens,
                     completion_tokens=len(words))
 
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:

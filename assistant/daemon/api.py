@@ -1,9 +1,10 @@
 """The daemon's HTTP application: error rendering, health and status routes.
 
-The OpenAI-compatible routes are in openai_api.py, the native turn API in turns_api.py, and the
-middleware around them all (body limit, redaction, token) in middleware.py. Every error leaves
-as JSON ``{"error": {"message", "type", "code", "param"}}`` (OpenAI's shape) with a 4xx status
-for anything the client can fix; no traceback or absolute path is ever sent.
+The OpenAI-compatible routes are in openai_api.py and completions_api.py, the native turn API
+in turns_api.py, and the middleware around them all (body limit, redaction, token) in
+middleware.py. Every error leaves as JSON ``{"error": {"message", "type", "code", "param"}}``
+(OpenAI's shape) with a 4xx status for anything the client can fix; no traceback or absolute
+path is ever sent.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.types import ASGIApp
 
 from assistant import __version__
 from assistant.daemon import (
+    completions_api,
     documents_api,
     history_api,
     openai_api,
@@ -118,6 +120,7 @@ def build_app(services: Services) -> FastAPI:
     async def unload(name: str, models: ModelsDep) -> dict[str, Any]:
         return {"name": name, "unloaded": await models.unload(name)}
 
-    for module in (openai_api, turns_api, history_api, reroute_api, documents_api):
+    for module in (openai_api, completions_api, turns_api, history_api, reroute_api,
+                   documents_api):
         app.include_router(module.router)
     return app

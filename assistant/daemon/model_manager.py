@@ -212,46 +212,58 @@ class ModelManager(Backend):
     async def chat(
         self, model: str, messages: list[ChatMessage], params: GenerationParams
     ) -> AsyncIterator[Delta]:
+        self._check_params(model, params)
+        if model in self.backends:
+            async for delta in self.backends[model].chat(model, messages, params):
+                yield delta
+            return
+        async for delta in self._generate(
+            model, "chat", "messages", params,
+            messages=[_host_message(m) for m in messages],
+        ):
+            yield delta
+
+    async def complete(
+        self, model: str, prompt: str, params: GenerationParams
+    ) -> AsyncIterator[Delta]:
+        self._check_params(model, params)
+        if model in self.backends:
+            async for delta in self.backends[model].complete(model, prompt, params):
+                yield delta
+            return
+        async for delta in self._generate(model, "complete", "prompt", params, prompt=prompt):
+            yield delta
+
+    def _check_params(self, model: str, params: GenerationParams) -> None:
         if params.json_schema is not None:  # a skill's, checked as a request's is
             structured.check(params.json_schema)
         if params.grammar is not None:
             structured.check_grammar(params.grammar)
-        if model in self.backends:
-            if params.constrained and not self.backends[model].grammars:
-                raise RequestError(
-                    f"model {model!r} cannot enforce a JSON schema or grammar while decoding",
-                    code="unsupported_parameter",
-                    param="response_format" if params.json_schema is not None else "grammar")
-            if params.tools and not self.backends[model].tools:
-                raise RequestError(f"model {model!r} cannot call tools",
-                                   code="unsupported_parameter", param="tools")
-            async for delta in self.backends[model].chat(model, messages, params):
-                yield delta
-            return
+        if model in self.backends and params.constrained and not self.backends[model].grammars:
+            raise RequestError(
+                f"model {model!r} cannot enforce a JSON schema or grammar while decoding",
+                code="unsupported_parameter",
+                param="response_format" if params.json_schema is not None else "grammar")
+        if model in self.backends and params.tools and not self.backends[model].tools:
+            raise RequestError(f"model {model!r} cannot call tools",
+                               code="unsupported_parameter", param="tools")
+
+    async def _generate(
+        self, model: str, op: str, prompt_field: str, params: GenerationParams, **prompt: Any,
+    ) -> AsyncIterator[Delta]:
+        """Run ``op`` (``chat`` or ``complete``) in the model host on ``prompt`` (its fields of
+        the request, which ``prompt_field`` names in errors), in a slot of ``model``'s queue."""
         async with self.queue(model).slot():
             resident = await self.load(model)
             if resident.kind != "chat":
                 raise RequestError(
-                    f"model {model!r} is an embedding model; it cannot chat", param="model"
+                    f"model {model!r} is an embedding model; it cannot generate text",
+                    param="model",
                 )
             resident.in_use += 1
             try:
-                replies = self.host.stream(
-                    "chat", model=model,
-                    messages=[_host_message(m) for m in messages],
-                    params={
-                        "max_tokens": params.max_tokens, "temperature": params.temperature,
-                        "top_p": params.top_p, "stop": list(params.stop), "seed": params.seed,
-                        "cache_tag": params.cache_tag, "repeat_penalty": params.repeat_penalty,
-                        "frequency_penalty": params.frequency_penalty,
-                        "presence_penalty": params.presence_penalty,
-                        "top_k": params.top_k, "min_p": params.min_p,
-                        "json_schema": params.json_schema, "grammar": params.grammar,
-                        "tools": [dataclasses.asdict(t) for t in params.tools],
-                        "tool_choice": params.tool_choice, "forced_tool": params.forced_tool,
-                        "parallel_tool_calls": params.parallel_tool_calls,
-                    },
-                )
+                replies = self.host.stream(op, model=model, params=_host_params(params),
+                                           **prompt)
                 try:
                     async for reply in replies:
                         if "delta" in reply:
@@ -267,7 +279,7 @@ class ModelManager(Backend):
                                 timings=done["timings"],
                             )
                 except HostError as exc:
-                    raise _request_error(model, exc) from None
+                    raise _request_error(model, exc, prompt_field) from None
                 finally:
                     await close_stream(replies)
             finally:
@@ -310,7 +322,7 @@ class ModelManager(Backend):
         await self.load(model)
         result = await self.host.call(
             "count", model=model,
-            messages=[{"role": m.role, "content": m.content} for m in messages],
+            messages=[_host_message(m) for m in messages],
         )
         return int(result["tokens"])
 
@@ -370,12 +382,29 @@ def _host_message(message: ChatMessage) -> dict[str, Any]:
     return out
 
 
-def _request_error(model: str, exc: HostError) -> Exception:
-    if exc.kind == "GrammarRefused":  # its message starts with the field at fault
+def _host_params(params: GenerationParams) -> dict[str, Any]:
+    """``params`` as the model host's ``chat`` and ``complete`` take them."""
+    return {
+        "max_tokens": params.max_tokens, "temperature": params.temperature,
+        "top_p": params.top_p, "stop": list(params.stop), "seed": params.seed,
+        "cache_tag": params.cache_tag, "repeat_penalty": params.repeat_penalty,
+        "frequency_penalty": params.frequency_penalty,
+        "presence_penalty": params.presence_penalty,
+        "top_k": params.top_k, "min_p": params.min_p,
+        "json_schema": params.json_schema, "grammar": params.grammar,
+        "tools": [dataclasses.asdict(t) for t in params.tools],
+        "tool_choice": params.tool_choice, "forced_tool": params.forced_tool,
+        "parallel_tool_calls": params.parallel_tool_calls,
+    }
+
+
+def _request_error(model: str, exc: HostError, prompt_field: str = "messages") -> Exception:
+    if exc.kind in {"GrammarRefused", "PromptRefused"}:  # the message starts with the field
         return RequestError(exc.message, param=exc.message.split(":", 1)[0])
     if exc.kind == "ContextLengthExceeded":
         return RequestError(
-            f"{exc.message} (model {model!r})", code="context_length_exceeded", param="messages"
+            f"{exc.message} (model {model!r})", code="context_length_exceeded",
+            param=prompt_field,
         )
     if exc.kind == "HostCrashed":
         return ModelLoadError(

@@ -1,16 +1,19 @@
 """OpenAI-compatible routes: /v1/chat/completions, /v1/models, /v1/embeddings.
 
 The official ``openai`` SDK works against these unchanged. The model name ``assistant`` routes
-the last user message through the skills and stores the turn, like the native API.
+the last user message through the skills and stores the turn, like the native API. The request
+fields, the streamed chunks and the gathering of a whole reply serve ``/v1/completions`` too
+(:mod:`assistant.daemon.completions_api`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
@@ -64,15 +67,20 @@ NEUTRAL: dict[str, Any] = {"mirostat": 0, "typical_p": 1, "tfs_z": 1, "cache_pro
                            "modalities": ["text"]}
 
 
-class ChatRequest(BaseModel):
-    # Every field is looked at: one this daemon does not honour is refused by name
-    # (unsupported_parameter), never silently dropped. Null asks for the default.
+Asked = tuple[str, bool, str]  # a field, whether its value is refused, and why
+
+
+class GenerationRequest(BaseModel):
+    """The fields /v1/chat/completions and /v1/completions share.
+
+    Every field is looked at: one this daemon does not honour is refused by name
+    (unsupported_parameter), never silently dropped. Null asks for the default.
+    """
+
     model_config = ConfigDict(extra="allow")
     model: str = Field(min_length=1, max_length=256)
-    messages: list[Message] = Field(min_length=1)
     stream: bool | None = False
     max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
     stop: str | list[str] | None = None
@@ -84,30 +92,75 @@ class ChatRequest(BaseModel):
     top_k: int | None = Field(None, ge=0, le=1000)
     min_p: float | None = Field(None, ge=0, le=1)
     stream_options: dict[str, Any] | None = None
-    response_format: dict[str, Any] | None = None
     grammar: str | None = Field(None, min_length=1)  # llama.cpp's GBNF
     # Accepted at the value that asks for nothing more.
     n: int | None = Field(None, ge=1)
-    logprobs: bool | None = None
-    top_logprobs: int | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
-    parallel_tool_calls: bool | None = None
     logit_bias: dict[str, float] | None = None
 
-    def refuse_unsupported(self) -> None:
+    @property
+    def include_usage(self) -> bool:
+        return bool((self.stream_options or {}).get("include_usage"))
+
+    def refuse(self, asked: list[Asked]) -> None:
         """A 400 ``unsupported_parameter`` naming the first field asked for that this daemon
-        cannot honour yet."""
+        cannot honour yet: of the shared ones, then of ``asked`` (the request's own), then
+        any field sent that no request declares."""
         asked = [
             ("n", self.n not in (None, 1), "only n = 1 is supported"),
-            ("logprobs", bool(self.logprobs), "log probabilities are not returned yet"),
-            ("top_logprobs", bool(self.top_logprobs), "log probabilities are not returned yet"),
             ("logit_bias", bool(self.logit_bias), "logit_bias is not supported yet"),
+            *asked,
         ]
         # A field sent as null or empty, or at its neutral value, asks for nothing.
         asked += [(key, value not in (None, [], {}, "") and NEUTRAL.get(key, ...) != value,
                    "not supported")
                   for key, value in (self.model_extra or {}).items() if key not in IGNORED]
+        for name, refused, why in asked:
+            if refused:
+                raise RequestError(f"{name}: {why}", code="unsupported_parameter",
+                                   param=name.split("[")[0])
+
+    def check_shape(self, formatted: bool = False) -> None:
+        """A 400 for a stop string beside a grammar or a ``response_format`` (``formatted``),
+        or a grammar llama.cpp cannot parse."""
+        if self.stop and (self.grammar is not None or formatted):
+            raise RequestError("stop: a stop string would cut a reply the grammar or schema "
+                               "shapes (its end is the grammar's); leave stop out",
+                               param="stop")
+        if self.grammar is not None:
+            check_grammar(self.grammar)
+
+    def generation_params(self, max_tokens: int | None,
+                          json_schema: dict[str, Any] | None = None) -> GenerationParams:
+        stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        if len(stop) > 8:
+            raise RequestError("stop: at most 8 stop sequences", param="stop")
+        sampling = {key: value for key in (
+            "temperature", "top_p", "frequency_penalty", "presence_penalty", "repeat_penalty",
+            "top_k", "min_p") if (value := getattr(self, key)) is not None}
+        return GenerationParams(
+            max_tokens=max_tokens, stop=tuple(stop), seed=self.seed, json_schema=json_schema,
+            grammar=self.grammar, **sampling,
+        )
+
+
+class ChatRequest(GenerationRequest):
+    messages: list[Message] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    response_format: dict[str, Any] | None = None
+    # Accepted at the value that asks for nothing more.
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+
+    def refuse_unsupported(self) -> None:
+        """A 400 ``unsupported_parameter`` naming the first field asked for that this daemon
+        cannot honour yet."""
+        asked = [
+            ("logprobs", bool(self.logprobs), "log probabilities are not returned yet"),
+            ("top_logprobs", bool(self.top_logprobs), "log probabilities are not returned yet"),
+        ]
         for i, m in enumerate(self.messages):
             asked += [(f"messages[{i}].{key}", value not in (None, [], {}, ""), "not supported")
                       for key, value in (m.model_extra or {}).items()]
@@ -115,27 +168,19 @@ class ChatRequest(BaseModel):
             asked += [(f"messages[{i}].content", p.get("type") != "text",
                        f"content of type {p.get('type')!r} is not supported (text only)")
                       for p in parts]
-        for name, refused, why in asked:
-            if refused:
-                raise RequestError(f"{name}: {why}", code="unsupported_parameter",
-                                   param=name.split("[")[0])
+        self.refuse(asked)
         formatted = (self.response_format or {}).get("type", "text") != "text"
         self._check_tools(formatted)
         if self.grammar is not None and formatted:
             raise RequestError("grammar and response_format: give one, not both",
                                param="grammar")
-        if self.stop and (self.grammar is not None or formatted):
-            raise RequestError("stop: a stop string would cut a reply the grammar or schema "
-                               "shapes (its end is the grammar's); leave stop out",
-                               param="stop")
         if self.model == ROUTED_MODEL and (self.grammar is not None or formatted):
             raise RequestError(
                 f"response_format and grammar: model {ROUTED_MODEL!r} routes the turn to a "
                 "skill, which answers in its own form; name a chat model instead",
                 code="unsupported_parameter",
                 param="grammar" if self.grammar is not None else "response_format")
-        if self.grammar is not None:
-            check_grammar(self.grammar)
+        self.check_shape(formatted)
 
     def _check_tools(self, formatted: bool) -> None:
         tools = openai_tools.parse_tools(self.tools)
@@ -165,20 +210,13 @@ class ChatRequest(BaseModel):
             openai_tools.parse_calls(i, m.tool_calls)
 
     def params(self) -> GenerationParams:
-        stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
-        if len(stop) > 8:
-            raise RequestError("stop: at most 8 stop sequences", param="stop")
         tools = openai_tools.parse_tools(self.tools)
         choice, forced = openai_tools.parse_choice(self.tool_choice, tools)
-        sampling = {key: value for key in (
-            "temperature", "top_p", "frequency_penalty", "presence_penalty", "repeat_penalty",
-            "top_k", "min_p") if (value := getattr(self, key)) is not None}
-        return GenerationParams(
-            max_tokens=self.max_completion_tokens or self.max_tokens, stop=tuple(stop),
-            seed=self.seed, json_schema=schema_for(self.response_format), grammar=self.grammar,
+        return dataclasses.replace(
+            self.generation_params(self.max_completion_tokens or self.max_tokens,
+                                   schema_for(self.response_format)),
             tools=tools, tool_choice=choice, forced_tool=forced,
-            parallel_tool_calls=self.parallel_tool_calls is not False, **sampling,
-        )
+            parallel_tool_calls=self.parallel_tool_calls is not False)
 
     def chat_messages(self) -> list[ChatMessage]:
         return [
@@ -216,7 +254,7 @@ async def embeddings(body: EmbeddingRequest, models: deps.ModelsDep) -> dict[str
     texts = [body.input] if isinstance(body.input, str) else body.input
     if len(texts) > 2048:
         raise RequestError("input: at most 2048 texts per request", param="input")
-    _check_model(models, body.model)
+    check_model(models, body.model)
     vectors = await models.embed(body.model, texts)
     encode = _base64_floats if body.encoding_format == "base64" else list
     return {
@@ -237,7 +275,7 @@ def _base64_floats(vector: list[float]) -> str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
 
 
-def _check_model(models: ModelManager, name: str) -> None:
+def check_model(models: ModelManager, name: str) -> None:
     if name != ROUTED_MODEL and not models.knows(name):
         raise RequestError(
             f"model {name!r} does not exist; `assistant models list` shows what is installed",
@@ -249,33 +287,41 @@ def _check_model(models: ModelManager, name: str) -> None:
 async def chat_completions(body: ChatRequest, request: Request,
                            services: deps.ServicesDep) -> Any:
     models = services.models
-    _check_model(models, body.model)
+    check_model(models, body.model)
     body.refuse_unsupported()
     params = body.params()
     if body.model == ROUTED_MODEL:  # only a routed turn waits for start-up (routing warm)
         turns = await deps.started(services)
         stream = turns.openai_turn(body.chat_messages(), params)
-        model_name = ROUTED_MODEL
     else:
         await models.check_max_tokens(body.model, params)
         stream = models.chat(body.model, body.chat_messages(), params)
-        model_name = body.model
-    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
-    created = int(time.time())
+    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
+            "created": int(time.time()), "model": body.model}
     # Pull the first piece before answering, so that a full queue, a prompt over the context
     # or a model that fails to load is an HTTP error, not a broken stream.
     first = await anext(stream)
     if body.stream:
-        include_usage = bool((body.stream_options or {}).get("include_usage"))
-        return StreamingResponse(
-            _sse_chunks(first, stream, completion_id, created, model_name, include_usage),
-            media_type="text/event-stream", headers={"Cache-Control": "no-cache"},
-        )
-    return await _collect(request, first, stream, completion_id, created, model_name)
+        return sse_response(first, stream, {**head, "object": "chat.completion.chunk"},
+                            _chat_delta, body.include_usage,
+                            opening={"role": "assistant", "content": ""})
+    text, calls, last = await collect(request, first, stream)
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if calls:
+        message.update(content=text or None, tool_calls=[_call(c) for c in calls])
+    return {**head, "choices": [{"index": 0, "message": message,
+                                 "finish_reason": finish_reason(last, bool(calls))}],
+            "usage": usage(last)}
 
 
-async def _collect(request: Request, first: Delta, stream: AsyncIterator[Delta],
-                   completion_id: str, created: int, model: str) -> dict[str, Any]:
+def _chat_delta(text: str, finish: str | None) -> dict[str, Any]:
+    return {"index": 0, "delta": {"content": text} if text else {}, "finish_reason": finish}
+
+
+async def collect(request: Request, first: Delta, stream: AsyncIterator[Delta],
+                  ) -> tuple[str, list[ToolCall], Delta]:
+    """The whole text of ``stream`` (after ``first``), the calls it made and its last delta.
+    A client that goes away stops the generation."""
     async def gather() -> tuple[str, list[ToolCall], Delta]:
         parts, calls = [first.text], list(first.tool_calls)
         last = first
@@ -292,32 +338,35 @@ async def _collect(request: Request, first: Delta, stream: AsyncIterator[Delta],
             if not task.done() and await request.is_disconnected():
                 task.cancel()
                 break
-        text, calls, last = await task
+        return await task
     finally:
         if not task.done():
             task.cancel()
         await close_stream(stream)
-    message: dict[str, Any] = {"role": "assistant", "content": text}
-    if calls:
-        message["content"] = text or None
-        message["tool_calls"] = [_call(c) for c in calls]
-    return {
-        "id": completion_id, "object": "chat.completion", "created": created, "model": model,
-        "choices": [{"index": 0, "message": message,
-                     "finish_reason": _finish(last.finish_reason, bool(calls))}],
-        "usage": _usage(last),
-    }
 
 
-async def _sse_chunks(first: Delta, stream: AsyncIterator[Delta], completion_id: str,
-                      created: int, model: str, include_usage: bool) -> AsyncIterator[bytes]:
-    def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
-        payload = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                   "model": model,
-                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-        return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+Choice = Callable[[str, str | None], dict[str, Any]]
+"""A streamed chunk's choice, made of its text and finish_reason (None but in the last)."""
 
-    yield chunk({"role": "assistant", "content": ""}, None)
+
+def sse_response(first: Delta, stream: AsyncIterator[Delta], head: dict[str, Any],
+                 choice: Choice, include_usage: bool, opening: dict[str, Any] | None = None,
+                 ) -> StreamingResponse:
+    """``stream`` (after ``first``) as OpenAI's server-sent chunks, each ``head`` (id, object,
+    created, model) with one ``choice``; ``opening``, a first chunk's delta; the usage in a
+    chunk of its own when asked; then ``[DONE]``."""
+    return StreamingResponse(_sse_chunks(first, stream, head, choice, include_usage, opening),
+                             media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+async def _sse_chunks(first: Delta, stream: AsyncIterator[Delta], head: dict[str, Any],
+                      choice: Choice, include_usage: bool, opening: dict[str, Any] | None,
+                      ) -> AsyncIterator[bytes]:
+    def chunk(**payload: Any) -> bytes:
+        return f"data: {json.dumps({**head, **payload}, ensure_ascii=False)}\n\n".encode()
+
+    if opening is not None:
+        yield chunk(choices=[{"index": 0, "delta": opening, "finish_reason": None}])
     last = first
     calls = 0
     try:
@@ -325,17 +374,18 @@ async def _sse_chunks(first: Delta, stream: AsyncIterator[Delta], completion_id:
         while pending is not None:
             last = pending
             if pending.text:
-                yield chunk({"content": pending.text}, None)
+                yield chunk(choices=[choice(pending.text, None)])
             for call in pending.tool_calls:
                 # The call's head, then its arguments: the pieces OpenAI's SDK joins by index.
-                head = _call(call)
-                head["function"]["arguments"] = ""
-                yield chunk({"tool_calls": [{"index": calls, **head}]}, None)
-                yield chunk({"tool_calls": [
-                    {"index": calls, "function": {"arguments": call.arguments}}]}, None)
+                head_delta = _call(call)
+                head_delta["function"]["arguments"] = ""
+                for delta in ({"index": calls, **head_delta},
+                              {"index": calls, "function": {"arguments": call.arguments}}):
+                    yield chunk(choices=[{"index": 0, "delta": {"tool_calls": [delta]},
+                                          "finish_reason": None}])
                 calls += 1
             if pending.finish_reason is not None:
-                yield chunk({}, _finish(pending.finish_reason, calls > 0))
+                yield chunk(choices=[choice("", finish_reason(pending, calls > 0))])
             pending = await anext(stream, None)
     except AssistantError as exc:
         payload = {"error": {"message": exc.message, "type": "server_error",
@@ -344,10 +394,14 @@ async def _sse_chunks(first: Delta, stream: AsyncIterator[Delta], completion_id:
     finally:
         await close_stream(stream)
     if include_usage:
-        usage = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                 "model": model, "choices": [], "usage": _usage(last)}
-        yield f"data: {json.dumps(usage)}\n\n".encode()
+        yield chunk(choices=[], usage=usage(last))
     yield b"data: [DONE]\n\n"
+
+
+def finish_reason(last: Delta, called: bool = False) -> str:
+    if last.finish_reason == "length":
+        return "length"
+    return "tool_calls" if called else "stop"
 
 
 def _call(call: ToolCall) -> dict[str, Any]:
@@ -355,12 +409,6 @@ def _call(call: ToolCall) -> dict[str, Any]:
             "function": {"name": call.name, "arguments": call.arguments}}
 
 
-def _finish(reason: str | None, called: bool = False) -> str:
-    if reason == "length":
-        return "length"
-    return "tool_calls" if called else "stop"
-
-
-def _usage(last: Delta) -> dict[str, int]:
+def usage(last: Delta) -> dict[str, int]:
     return {"prompt_tokens": last.prompt_tokens, "completion_tokens": last.completion_tokens,
             "total_tokens": last.prompt_tokens + last.completion_tokens}

@@ -34,7 +34,8 @@ SAVE_EVERY_S = 0.5
 
 
 class Metered(Backend):
-    """Passes chat through to ``inner`` and adds up the usage of every generation."""
+    """Passes chat and completions through to ``inner`` and adds up the usage of every
+    generation."""
 
     def __init__(self, inner: Backend, on_done: Callable[[str, Delta], None]) -> None:
         self.inner = inner
@@ -43,10 +44,18 @@ class Metered(Backend):
     def models(self) -> list[ModelInfo]:
         return self.inner.models()
 
-    async def chat(
+    def chat(
         self, model: str, messages: list[ChatMessage], params: GenerationParams
     ) -> AsyncIterator[Delta]:
-        async with closing_stream(self.inner.chat(model, messages, params)) as stream:
+        return self._metered(model, self.inner.chat(model, messages, params))
+
+    def complete(
+        self, model: str, prompt: str, params: GenerationParams
+    ) -> AsyncIterator[Delta]:
+        return self._metered(model, self.inner.complete(model, prompt, params))
+
+    async def _metered(self, model: str, deltas: AsyncIterator[Delta]) -> AsyncIterator[Delta]:
+        async with closing_stream(deltas) as stream:
             async for delta in stream:
                 if delta.finish_reason is not None:
                     self.on_done(model, delta)

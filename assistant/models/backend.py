@@ -13,6 +13,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from assistant.errors import RequestError
+
 Role = Literal["system", "user", "assistant", "tool"]
 T = TypeVar("T")
 
@@ -143,6 +145,17 @@ class Backend(ABC):
         self, model: str, messages: list[ChatMessage], params: GenerationParams
     ) -> AsyncIterator[Delta]:
         """Stream the reply to ``messages``. Closing the iterator cancels the generation."""
+
+    def complete(
+        self, model: str, prompt: str, params: GenerationParams
+    ) -> AsyncIterator[Delta]:
+        """Stream the continuation of ``prompt``, raw text given to the model as it is (no
+        chat template), as :meth:`chat` streams a reply (``/v1/completions``). A backend that
+        cannot complete raw text keeps this default, which refuses the request."""
+        raise RequestError(
+            f"model {model!r} cannot complete raw text; use /v1/chat/completions with it",
+            code="unsupported_parameter", param="model",
+        )
 
     @abstractmethod
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:

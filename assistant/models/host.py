@@ -7,6 +7,7 @@ A hostile or broken model file can only kill this process; the daemon restarts i
 Requests carry ``id`` and ``op``. Replies carry the same ``id`` and either ``ok`` with a result,
 a stream of ``delta`` pieces ending in ``done``, or ``error`` ({type, message}). Chat models run
 on one worker thread and embedding models on another, so routing never waits for a long reply.
+``complete`` is ``chat`` for a raw ``prompt`` (no chat template), with the same replies.
 ``cancel`` (``target``: a request id) ends that chat early, while it reads its prompt too: its
 ``done`` has finish_reason ``cancelled``; cancelled during the prompt read, it has the prompt's
 full ``prompt_tokens``, no completion tokens, and in ``timings`` the prompt tokens it evaluated
@@ -137,7 +138,7 @@ class Host:
             return {"removed": sum(r.forget(tag) for r in self.chat_models.values())}
         if op == "count":
             return {"tokens": self._chat_model(request).count(request["messages"])}
-        if op == "chat":
+        if op in {"chat", "complete"}:
             self._chat(request)
             return None
         raise ValueError(f"unknown operation {op!r}")
@@ -152,10 +153,15 @@ class Host:
         rid = str(request["id"])
         runner = self._chat_model(request)
         started = time.perf_counter()
-        stream = runner.chat(
-            request["messages"], request.get("params", {}),
-            cancelled=lambda: self.stopping or rid in self.cancelled,
-        )
+        params = request.get("params", {})
+
+        def cancelled() -> bool:
+            return self.stopping or rid in self.cancelled
+
+        if request["op"] == "complete":
+            stream = runner.complete(request["prompt"], params, cancelled=cancelled)
+        else:
+            stream = runner.chat(request["messages"], params, cancelled=cancelled)
         for piece in stream:
             if piece.text:
                 self.out.send({"id": rid, "delta": piece.text})

@@ -219,18 +219,44 @@ class LlamaRunner:
     def count(self, messages: list[dict[str, Any]]) -> int:
         return len(self.tokens_for(messages))
 
+    def prompt_tokens(self, prompt: str) -> list[int]:
+        """A raw prompt's tokens, read as llama.cpp's server reads one: the model's start token
+        when its metadata asks for one, then the text with no special tokens (a user's text
+        must never become control tokens)."""
+        tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=False)
+        bos = self.llm.token_bos()
+        if self.llm._model.add_bos_token() and bos >= 0:
+            tokens.insert(0, bos)
+        if not tokens:
+            raise PromptRefused("prompt: empty, and this model starts from no token of its "
+                                "own; give some text")
+        return tokens
+
     def chat(
         self, messages: list[dict[str, Any]], params: dict[str, Any],
         cancelled: Callable[[], bool],
     ) -> Iterator[Piece]:
         choice = params.get("tool_choice") or "auto"
         tools = (params.get("tools") or []) if choice != "none" else []
-        parallel = bool(params.get("parallel_tool_calls", True))
         reader = tool_calls.CallReader({t["name"] for t in tools}) if tools else None
         if tools and choice == "required":  # a call is due: its form is the grammar's
             params = {**params, "grammar": tool_calls.call_grammar(
-                tools, params.get("forced_tool"), parallel)}
-        tokens = self.tokens_for(messages, tools)
+                tools, params.get("forced_tool"), bool(params.get("parallel_tool_calls", True)))}
+        yield from self._generate(self.tokens_for(messages, tools), params, cancelled, reader)
+
+    def complete(
+        self, prompt: str, params: dict[str, Any], cancelled: Callable[[], bool],
+    ) -> Iterator[Piece]:
+        """Continue ``prompt``, raw text with no chat template."""
+        yield from self._generate(self.prompt_tokens(prompt), params, cancelled)
+
+    def _generate(
+        self, tokens: list[int], params: dict[str, Any], cancelled: Callable[[], bool],
+        reader: tool_calls.CallReader | None = None,
+    ) -> Iterator[Piece]:
+        """Read ``tokens`` (reusing what the context holds) and sample the reply to them;
+        ``reader`` finds the calls in it, when tools are offered."""
+        parallel = bool(params.get("parallel_tool_calls", True))
         n_ctx = self.llm.n_ctx()
         if len(tokens) >= n_ctx:
             raise ContextLengthExceeded(
@@ -326,6 +352,10 @@ class ContextLengthExceeded(ValueError):
 
 class GrammarRefused(ValueError):
     """A grammar llama.cpp cannot parse, or a schema it cannot turn into one."""
+
+
+class PromptRefused(ValueError):
+    """A raw prompt that cannot be completed; the message starts with the field at fault."""
 
 
 class _Abort:
