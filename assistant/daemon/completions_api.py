@@ -8,6 +8,7 @@ name, never dropped.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from typing import Any
@@ -40,7 +41,7 @@ class CompletionRequest(GenerationRequest):
     best_of: int | None = Field(None, ge=1)
     echo: bool | None = None
     suffix: str | None = None
-    logprobs: int | None = Field(None, ge=0)
+    logprobs: int | None = Field(None, ge=0, le=5)  # the likeliest tokens shown with each
 
     def refuse_unsupported(self) -> None:
         """A 400 ``unsupported_parameter`` naming the first field asked for that this daemon
@@ -55,7 +56,6 @@ class CompletionRequest(GenerationRequest):
             ("best_of", self.best_of not in (None, 1), "only best_of = 1 is supported"),
             ("echo", bool(self.echo), "the prompt is not echoed back"),
             ("suffix", bool(self.suffix), "text after the insertion point is not supported"),
-            ("logprobs", bool(self.logprobs), "log probabilities are not returned yet"),
         ])
         self.check_shape()
 
@@ -67,7 +67,9 @@ class CompletionRequest(GenerationRequest):
         return only if isinstance(only, str) else None
 
     def params(self) -> GenerationParams:
-        return self.generation_params(self.max_tokens or DEFAULT_MAX_TOKENS)
+        return dataclasses.replace(
+            self.generation_params(self.max_tokens or DEFAULT_MAX_TOKENS),
+            logprobs=self.logprobs is not None, top_logprobs=self.logprobs or 0)
 
 
 @router.post("/v1/completions", response_model=None)
@@ -85,10 +87,27 @@ async def completions(body: CompletionRequest, request: Request,
     first = await anext(stream)
     if body.stream:
         return sse_response(first, stream, head, _choice, body.include_usage)
-    text, _, last = await collect(request, first, stream)
-    return {**head, "choices": [_choice(text, finish_reason(last))], "usage": usage(last)}
+    replies = await collect(request, first, stream)
+    return {**head, "usage": usage(replies), "choices": [
+        _choice(i, r.text, finish_reason(r.end), r.logprobs) for i, r in enumerate(replies)]}
 
 
-def _choice(text: str, finish: str | None) -> dict[str, Any]:
-    return {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+def _choice(index: int, text: str, finish: str | None,
+            logprobs: list[dict[str, Any]] | None) -> dict[str, Any]:
+    return {"index": index, "text": text, "finish_reason": finish,
+            "logprobs": _legacy(logprobs) if logprobs is not None else None}
+
+
+def _legacy(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Chat's ``logprobs.content`` items in this route's older shape: parallel lists, the
+    alternatives as token → logprob, and each token's offset in the completion."""
+    offsets, at = [], 0
+    for entry in entries:
+        offsets.append(at)
+        at += len(entry["token"])
+    return {"tokens": [e["token"] for e in entries],
+            "token_logprobs": [e["logprob"] for e in entries],
+            "top_logprobs": [{t["token"]: t["logprob"] for t in e["top_logprobs"]}
+                             for e in entries],
+            "text_offset": offsets}
 

@@ -60,8 +60,8 @@ def thread_count(settings: Settings) -> int:
 
 
 class ModelManager(Backend):
-    grammars = True  # the model host enforces them; a plugin backend is asked (chat)
-    tools = True
+    # The model host honours all of these; a plugin backend is asked (_check_params).
+    grammars = tools = choices = logprobs = logit_bias = True
 
     def __init__(self, settings: Settings, host: HostProcess | None = None) -> None:
         self.settings = settings
@@ -239,14 +239,11 @@ class ModelManager(Backend):
             structured.check(params.json_schema)
         if params.grammar is not None:
             structured.check_grammar(params.grammar)
-        if model in self.backends and params.constrained and not self.backends[model].grammars:
-            raise RequestError(
-                f"model {model!r} cannot enforce a JSON schema or grammar while decoding",
-                code="unsupported_parameter",
-                param="response_format" if params.json_schema is not None else "grammar")
-        if model in self.backends and params.tools and not self.backends[model].tools:
-            raise RequestError(f"model {model!r} cannot call tools",
-                               code="unsupported_parameter", param="tools")
+        backend = self.backends.get(model)
+        for feature, asked, param, what in _FEATURES:
+            if backend is not None and asked(params) and not getattr(backend, feature):
+                raise RequestError(f"model {model!r} cannot {what}",
+                                   code="unsupported_parameter", param=param)
 
     async def _generate(
         self, model: str, op: str, prompt_field: str, params: GenerationParams, **prompt: Any,
@@ -266,17 +263,20 @@ class ModelManager(Backend):
                                            **prompt)
                 try:
                     async for reply in replies:
+                        index = int(reply.get("index", 0))
                         if "delta" in reply:
-                            yield Delta(reply["delta"])
+                            yield Delta(reply["delta"], index=index,
+                                        logprobs=reply.get("logprobs"))
                         elif "tool_call" in reply:
-                            yield Delta("", tool_calls=(ToolCall(**reply["tool_call"]),))
-                        elif "done" in reply:
-                            done = reply["done"]
+                            yield Delta("", tool_calls=(ToolCall(**reply["tool_call"]),),
+                                        index=index)
+                        elif "done" in reply or "finished" in reply:  # the last reply, or one
+                            done = reply.get("done") or reply["finished"]
                             yield Delta(
-                                "", finish_reason=done["finish_reason"],
+                                "", finish_reason=done["finish_reason"], index=index,
                                 prompt_tokens=done["prompt_tokens"],
                                 completion_tokens=done["completion_tokens"],
-                                timings=done["timings"],
+                                timings=done["timings"], logprobs=done.get("logprobs"),
                             )
                 except HostError as exc:
                     raise _request_error(model, exc, prompt_field) from None
@@ -369,6 +369,19 @@ class ModelManager(Backend):
         ]
 
 
+# What a plugin backend must say it honours before it is given these: its flag, whether the
+# request asks for it, the field a refusal names, and what the model cannot do.
+_FEATURES: tuple[tuple[str, Callable[[GenerationParams], bool], str, str], ...] = (
+    ("grammars", lambda p: p.json_schema is not None, "response_format",
+     "enforce a JSON schema while decoding"),
+    ("grammars", lambda p: p.grammar is not None, "grammar", "enforce a grammar while decoding"),
+    ("tools", lambda p: bool(p.tools), "tools", "call tools"),
+    ("choices", lambda p: p.n > 1, "n", "give more than one reply"),
+    ("logprobs", lambda p: p.logprobs, "logprobs", "report log probabilities"),
+    ("logit_bias", lambda p: bool(p.logit_bias), "logit_bias", "take a logit_bias"),
+)
+
+
 def _host_message(message: ChatMessage) -> dict[str, Any]:
     """``message`` as the model host renders it: OpenAI's shape for calls and results."""
     out: dict[str, Any] = {"role": message.role, "content": message.content}
@@ -395,11 +408,14 @@ def _host_params(params: GenerationParams) -> dict[str, Any]:
         "tools": [dataclasses.asdict(t) for t in params.tools],
         "tool_choice": params.tool_choice, "forced_tool": params.forced_tool,
         "parallel_tool_calls": params.parallel_tool_calls,
+        "n": params.n, "logprobs": params.logprobs, "top_logprobs": params.top_logprobs,
+        "logit_bias": {str(k): v for k, v in (params.logit_bias or {}).items()},
     }
 
 
 def _request_error(model: str, exc: HostError, prompt_field: str = "messages") -> Exception:
-    if exc.kind in {"GrammarRefused", "PromptRefused"}:  # the message starts with the field
+    # These messages start with the field at fault.
+    if exc.kind in {"GrammarRefused", "PromptRefused", "ParamRefused"}:
         return RequestError(exc.message, param=exc.message.split(":", 1)[0])
     if exc.kind == "ContextLengthExceeded":
         return RequestError(

@@ -35,6 +35,8 @@ from assistant.models.structured import check_grammar, schema_for
 router = APIRouter()
 
 ROUTED_MODEL = "assistant"
+MAX_CHOICES = 8  # n
+MAX_BIAS = 300  # logit_bias entries, as OpenAI allows
 
 
 class Message(BaseModel):
@@ -93,9 +95,8 @@ class GenerationRequest(BaseModel):
     min_p: float | None = Field(None, ge=0, le=1)
     stream_options: dict[str, Any] | None = None
     grammar: str | None = Field(None, min_length=1)  # llama.cpp's GBNF
-    # Accepted at the value that asks for nothing more.
-    n: int | None = Field(None, ge=1)
-    logit_bias: dict[str, float] | None = None
+    n: int | None = Field(None, ge=1, le=MAX_CHOICES)  # replies to the prompt, read once
+    logit_bias: dict[str, float] | None = None  # token id → added to its logit
 
     @property
     def include_usage(self) -> bool:
@@ -105,11 +106,11 @@ class GenerationRequest(BaseModel):
         """A 400 ``unsupported_parameter`` naming the first field asked for that this daemon
         cannot honour yet: of the shared ones, then of ``asked`` (the request's own), then
         any field sent that no request declares."""
-        asked = [
-            ("n", self.n not in (None, 1), "only n = 1 is supported"),
-            ("logit_bias", bool(self.logit_bias), "logit_bias is not supported yet"),
-            *asked,
-        ]
+        if self.model == ROUTED_MODEL:
+            asked = [("n", (self.n or 1) > 1, f"model {ROUTED_MODEL!r} gives one reply"),
+                     ("logit_bias", bool(self.logit_bias),
+                      f"model {ROUTED_MODEL!r} routes the turn to a skill, which sets its "
+                      "own sampling"), *asked]
         # A field sent as null or empty, or at its neutral value, asks for nothing.
         asked += [(key, value not in (None, [], {}, "") and NEUTRAL.get(key, ...) != value,
                    "not supported")
@@ -134,12 +135,20 @@ class GenerationRequest(BaseModel):
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         if len(stop) > 8:
             raise RequestError("stop: at most 8 stop sequences", param="stop")
+        bias: dict[int, float] = {}
+        for key, value in (self.logit_bias or {}).items():
+            if not key.strip().isdigit() or not -100 <= value <= 100:
+                raise RequestError("logit_bias: keys are token ids and values from -100 to "
+                                   f"100 (not {key!r}: {value!r})", param="logit_bias")
+            bias[int(key)] = float(value)
+        if len(bias) > MAX_BIAS:
+            raise RequestError(f"logit_bias: at most {MAX_BIAS} tokens", param="logit_bias")
         sampling = {key: value for key in (
             "temperature", "top_p", "frequency_penalty", "presence_penalty", "repeat_penalty",
             "top_k", "min_p") if (value := getattr(self, key)) is not None}
         return GenerationParams(
             max_tokens=max_tokens, stop=tuple(stop), seed=self.seed, json_schema=json_schema,
-            grammar=self.grammar, **sampling,
+            grammar=self.grammar, n=self.n or 1, logit_bias=bias or None, **sampling,
         )
 
 
@@ -147,9 +156,8 @@ class ChatRequest(GenerationRequest):
     messages: list[Message] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     response_format: dict[str, Any] | None = None
-    # Accepted at the value that asks for nothing more.
     logprobs: bool | None = None
-    top_logprobs: int | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
@@ -158,9 +166,11 @@ class ChatRequest(GenerationRequest):
         """A 400 ``unsupported_parameter`` naming the first field asked for that this daemon
         cannot honour yet."""
         asked = [
-            ("logprobs", bool(self.logprobs), "log probabilities are not returned yet"),
-            ("top_logprobs", bool(self.top_logprobs), "log probabilities are not returned yet"),
+            ("logprobs", bool(self.logprobs) and self.model == ROUTED_MODEL,
+             f"model {ROUTED_MODEL!r} routes the turn to a skill, which reports none"),
         ]
+        if self.top_logprobs and not self.logprobs:
+            raise RequestError("top_logprobs: needs logprobs true", param="top_logprobs")
         for i, m in enumerate(self.messages):
             asked += [(f"messages[{i}].{key}", value not in (None, [], {}, ""), "not supported")
                       for key, value in (m.model_extra or {}).items()]
@@ -216,7 +226,8 @@ class ChatRequest(GenerationRequest):
             self.generation_params(self.max_completion_tokens or self.max_tokens,
                                    schema_for(self.response_format)),
             tools=tools, tool_choice=choice, forced_tool=forced,
-            parallel_tool_calls=self.parallel_tool_calls is not False)
+            parallel_tool_calls=self.parallel_tool_calls is not False,
+            logprobs=bool(self.logprobs), top_logprobs=self.top_logprobs or 0)
 
     def chat_messages(self) -> list[ChatMessage]:
         return [
@@ -305,31 +316,60 @@ async def chat_completions(body: ChatRequest, request: Request,
         return sse_response(first, stream, {**head, "object": "chat.completion.chunk"},
                             _chat_delta, body.include_usage,
                             opening={"role": "assistant", "content": ""})
-    text, calls, last = await collect(request, first, stream)
-    message: dict[str, Any] = {"role": "assistant", "content": text}
-    if calls:
-        message.update(content=text or None, tool_calls=[_call(c) for c in calls])
-    return {**head, "choices": [{"index": 0, "message": message,
-                                 "finish_reason": finish_reason(last, bool(calls))}],
-            "usage": usage(last)}
+    replies = await collect(request, first, stream)
+    return {**head, "choices": [_chat_choice(i, r) for i, r in enumerate(replies)],
+            "usage": usage(replies)}
 
 
-def _chat_delta(text: str, finish: str | None) -> dict[str, Any]:
-    return {"index": 0, "delta": {"content": text} if text else {}, "finish_reason": finish}
+def _chat_choice(index: int, reply: Gathered) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+    if reply.calls:
+        message.update(content=reply.text or None, tool_calls=[_call(c) for c in reply.calls])
+    return {"index": index, "message": message,
+            "logprobs": {"content": reply.logprobs} if reply.logprobs is not None else None,
+            "finish_reason": finish_reason(reply.end, bool(reply.calls))}
+
+
+def _chat_delta(index: int, text: str, finish: str | None,
+                logprobs: list[dict[str, Any]] | None) -> dict[str, Any]:
+    choice: dict[str, Any] = {"index": index, "delta": {"content": text} if text else {},
+                              "finish_reason": finish}
+    if logprobs:
+        choice["logprobs"] = {"content": logprobs}
+    return choice
+
+
+@dataclasses.dataclass
+class Gathered:
+    """One reply of a stream, whole: its text, calls and logprobs (None when not asked
+    for), and the delta that ended it."""
+
+    text: str = ""
+    calls: list[ToolCall] = dataclasses.field(default_factory=list)
+    logprobs: list[dict[str, Any]] | None = None
+    end: Delta = dataclasses.field(default_factory=lambda: Delta(""))
 
 
 async def collect(request: Request, first: Delta, stream: AsyncIterator[Delta],
-                  ) -> tuple[str, list[ToolCall], Delta]:
-    """The whole text of ``stream`` (after ``first``), the calls it made and its last delta.
-    A client that goes away stops the generation."""
-    async def gather() -> tuple[str, list[ToolCall], Delta]:
-        parts, calls = [first.text], list(first.tool_calls)
-        last = first
+                  ) -> list[Gathered]:
+    """The replies of ``stream`` (after ``first``), whole, in order. A client that goes away
+    stops the generation."""
+    async def gather() -> list[Gathered]:
+        replies: dict[int, Gathered] = {}
+
+        def add(delta: Delta) -> None:
+            reply = replies.setdefault(delta.index, Gathered())
+            reply.text += delta.text
+            reply.calls.extend(delta.tool_calls)
+            if delta.logprobs is not None:
+                reply.logprobs = (reply.logprobs or []) + delta.logprobs
+            if delta.finish_reason is not None:
+                reply.end = delta
+
+        add(first)
         async for delta in stream:
-            parts.append(delta.text)
-            calls.extend(delta.tool_calls)
-            last = delta
-        return "".join(parts), calls, last
+            add(delta)
+        return [replies[i] for i in sorted(replies)]
 
     task = asyncio.ensure_future(gather())
     try:
@@ -345,8 +385,9 @@ async def collect(request: Request, first: Delta, stream: AsyncIterator[Delta],
         await close_stream(stream)
 
 
-Choice = Callable[[str, str | None], dict[str, Any]]
-"""A streamed chunk's choice, made of its text and finish_reason (None but in the last)."""
+Choice = Callable[[int, str, str | None, list[dict[str, Any]] | None], dict[str, Any]]
+"""A streamed chunk's choice, made of its reply's index, its text, finish_reason (None but in
+the reply's last) and the logprobs of its tokens (None when not asked for)."""
 
 
 def sse_response(first: Delta, stream: AsyncIterator[Delta], head: dict[str, Any],
@@ -365,27 +406,32 @@ async def _sse_chunks(first: Delta, stream: AsyncIterator[Delta], head: dict[str
     def chunk(**payload: Any) -> bytes:
         return f"data: {json.dumps({**head, **payload}, ensure_ascii=False)}\n\n".encode()
 
-    if opening is not None:
-        yield chunk(choices=[{"index": 0, "delta": opening, "finish_reason": None}])
-    last = first
-    calls = 0
+    ends: list[Delta] = []
+    calls: dict[int, int] = {}  # calls made so far, by reply
     try:
         pending: Delta | None = first
         while pending is not None:
-            last = pending
-            if pending.text:
-                yield chunk(choices=[choice(pending.text, None)])
+            index = pending.index
+            if index not in calls:
+                calls[index] = 0
+                if opening is not None:
+                    yield chunk(choices=[{"index": index, "delta": opening,
+                                          "finish_reason": None}])
+            if pending.text or (pending.logprobs and pending.finish_reason is None):
+                yield chunk(choices=[choice(index, pending.text, None, pending.logprobs)])
             for call in pending.tool_calls:
                 # The call's head, then its arguments: the pieces OpenAI's SDK joins by index.
                 head_delta = _call(call)
                 head_delta["function"]["arguments"] = ""
-                for delta in ({"index": calls, **head_delta},
-                              {"index": calls, "function": {"arguments": call.arguments}}):
-                    yield chunk(choices=[{"index": 0, "delta": {"tool_calls": [delta]},
+                for delta in ({"index": calls[index], **head_delta},
+                              {"index": calls[index], "function": {"arguments": call.arguments}}):
+                    yield chunk(choices=[{"index": index, "delta": {"tool_calls": [delta]},
                                           "finish_reason": None}])
-                calls += 1
+                calls[index] += 1
             if pending.finish_reason is not None:
-                yield chunk(choices=[choice("", finish_reason(pending, calls > 0))])
+                ends.append(pending)
+                yield chunk(choices=[choice(index, "", finish_reason(pending, calls[index] > 0),
+                                            pending.logprobs)])
             pending = await anext(stream, None)
     except AssistantError as exc:
         payload = {"error": {"message": exc.message, "type": "server_error",
@@ -394,7 +440,7 @@ async def _sse_chunks(first: Delta, stream: AsyncIterator[Delta], head: dict[str
     finally:
         await close_stream(stream)
     if include_usage:
-        yield chunk(choices=[], usage=usage(last))
+        yield chunk(choices=[], usage=usage([Gathered(end=end) for end in ends]))
     yield b"data: [DONE]\n\n"
 
 
@@ -409,6 +455,9 @@ def _call(call: ToolCall) -> dict[str, Any]:
             "function": {"name": call.name, "arguments": call.arguments}}
 
 
-def usage(last: Delta) -> dict[str, int]:
-    return {"prompt_tokens": last.prompt_tokens, "completion_tokens": last.completion_tokens,
-            "total_tokens": last.prompt_tokens + last.completion_tokens}
+def usage(replies: list[Gathered]) -> dict[str, int]:
+    """Tokens of the prompt (read once) and of every reply."""
+    prompt = max((r.end.prompt_tokens for r in replies), default=0)
+    completion = sum(r.end.completion_tokens for r in replies)
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion}

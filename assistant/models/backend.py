@@ -75,6 +75,14 @@ class GenerationParams:
     tool_choice: Literal["auto", "none", "required"] = "auto"
     forced_tool: str | None = None
     parallel_tool_calls: bool = True
+    # Replies to the one prompt (read once), and what a backend reports of each token: its
+    # log-probability and the ``top_logprobs`` likeliest alternatives; ``logit_bias`` adds to
+    # the logits of token ids before sampling. A backend takes them if ``choices``,
+    # ``logprobs`` and ``logit_bias`` say so.
+    n: int = 1
+    logprobs: bool = False
+    top_logprobs: int = 0
+    logit_bias: dict[int, float] | None = None
     # The conversation a generation belongs to: saved model states are labelled with it, so
     # deleting the conversation deletes them. Set by the daemon, not by skills.
     cache_tag: str | None = None
@@ -96,6 +104,9 @@ class Delta:
     text: str
     finish_reason: Literal["stop", "length", "cancelled"] | None = None
     tool_calls: tuple[ToolCall, ...] = ()
+    index: int = 0  # the reply it belongs to, of ``GenerationParams.n``; each ends on its own
+    # OpenAI's ``logprobs.content`` items for the tokens of this piece (when asked for)
+    logprobs: list[dict[str, Any]] | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     timings: dict[str, float] = field(default_factory=dict)
@@ -135,6 +146,10 @@ class Backend(ABC):
     grammars: bool = False
     # Whether :meth:`chat` takes ``GenerationParams.tools`` and answers with ``Delta.tool_calls``.
     tools: bool = False
+    # Whether it honours ``GenerationParams.n`` above 1, ``logprobs`` and ``logit_bias``.
+    choices: bool = False
+    logprobs: bool = False
+    logit_bias: bool = False
 
     @abstractmethod
     def models(self) -> list[ModelInfo]:

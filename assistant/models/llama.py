@@ -12,9 +12,10 @@ import codecs
 import contextlib
 import ctypes
 import json
+import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,8 @@ class Piece:
     completion_tokens: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     tool_calls: list[dict[str, str]] = field(default_factory=list)
+    index: int = 0  # the reply it belongs to, of params["n"]
+    logprobs: list[dict[str, Any]] | None = None
 
 
 class LlamaRunner:
@@ -238,11 +241,11 @@ class LlamaRunner:
     ) -> Iterator[Piece]:
         choice = params.get("tool_choice") or "auto"
         tools = (params.get("tools") or []) if choice != "none" else []
-        reader = tool_calls.CallReader({t["name"] for t in tools}) if tools else None
         if tools and choice == "required":  # a call is due: its form is the grammar's
             params = {**params, "grammar": tool_calls.call_grammar(
                 tools, params.get("forced_tool"), bool(params.get("parallel_tool_calls", True)))}
-        yield from self._generate(self.tokens_for(messages, tools), params, cancelled, reader)
+        yield from self._generate(self.tokens_for(messages, tools), params, cancelled,
+                                  {t["name"] for t in tools})
 
     def complete(
         self, prompt: str, params: dict[str, Any], cancelled: Callable[[], bool],
@@ -252,19 +255,18 @@ class LlamaRunner:
 
     def _generate(
         self, tokens: list[int], params: dict[str, Any], cancelled: Callable[[], bool],
-        reader: tool_calls.CallReader | None = None,
+        tool_names: set[str] | None = None,
     ) -> Iterator[Piece]:
-        """Read ``tokens`` (reusing what the context holds) and sample the reply to them;
-        ``reader`` finds the calls in it, when tools are offered."""
-        parallel = bool(params.get("parallel_tool_calls", True))
+        """Read ``tokens`` (reusing what the context holds) and sample ``params["n"]`` replies
+        to them, one after the other: each starts from the prompt the context still holds, so
+        the prompt is read once. Calls to ``tool_names`` are found in each."""
         n_ctx = self.llm.n_ctx()
         if len(tokens) >= n_ctx:
             raise ContextLengthExceeded(
                 f"the prompt takes {len(tokens)} tokens; the context holds {n_ctx}"
             )
-        room = n_ctx - len(tokens)
-        max_tokens = min(int(params.get("max_tokens") or room), room)
         grammar = self._grammar(params)
+        bias = self._logit_bias(params)
         if cancelled():  # cancelled while it waited for the worker: read no prompt at all
             yield Piece("", finish_reason="cancelled", prompt_tokens=len(tokens))
             return
@@ -272,22 +274,49 @@ class LlamaRunner:
         self._tag = str(params.get("cache_tag") or "")
         started = time.perf_counter()
         reused, evaluated = self._read_prompt(tokens, cancelled)
-        if self.llm.n_tokens < len(tokens):  # cancelled while it read the prompt
-            yield Piece("", finish_reason="cancelled", prompt_tokens=len(tokens), timings={
-                "prompt_s": time.perf_counter() - started, "decode_s": 0.0,
-                "tokens_per_s": 0.0, "cached_tokens": float(reused),
-                "evaluated_tokens": float(evaluated),
-            })
-            self.save_state()  # the batches read are exact: the next turn starts after them
-            return
+        timings = {"cached_tokens": float(reused), "evaluated_tokens": float(evaluated)}
+        for index in range(max(1, int(params.get("n") or 1))):
+            if index:  # back to the prompt: the last reply's tokens are dropped
+                self._read_prompt(tokens, cancelled)
+                started = time.perf_counter()
+            if self.llm.n_tokens < len(tokens):  # cancelled while it read the prompt
+                yield Piece("", finish_reason="cancelled", prompt_tokens=len(tokens), timings={
+                    "prompt_s": time.perf_counter() - started, "decode_s": 0.0,
+                    "tokens_per_s": 0.0, **timings}, index=index)
+                break
+            reader = tool_calls.CallReader(tool_names) if tool_names else None
+            end = yield from self._reply(tokens, params, cancelled, grammar, bias, reader,
+                                         index)
+            end.timings.update(timings, prompt_s=end.timings["prompt_s"] + (
+                end.timings.pop("started") - started))
+            yield end
+            if end.finish_reason == "cancelled":
+                break
+        # After the reply is out: keep this conversation's state for its next turn or a restart.
+        self.save_state()
+
+    def _reply(
+        self, tokens: list[int], params: dict[str, Any], cancelled: Callable[[], bool],
+        grammar: LlamaGrammar | None, bias: Callable[..., Any] | None,
+        reader: tool_calls.CallReader | None, index: int,
+    ) -> Generator[Piece, None, Piece]:
+        """Sample one reply to ``tokens``, which the context holds: its pieces, and (returned)
+        the piece that ends it."""
+        room = self.llm.n_ctx() - len(tokens)
+        max_tokens = min(int(params.get("max_tokens") or room), room)
+        parallel = bool(params.get("parallel_tool_calls", True))
+        top = int(params.get("top_logprobs") or 0) if params.get("logprobs") else -1
         # The sampler takes the context's seed: set it on every request, or one client's
-        # seed would fix the sampling of every later request.
+        # seed would fix the sampling of every later request. Each reply has its own.
         seed = params.get("seed")
-        self.llm.set_seed(int(seed) if seed is not None else llama_cpp.LLAMA_DEFAULT_SEED)
+        self.llm.set_seed(int(seed) + index if seed is not None
+                          else llama_cpp.LLAMA_DEFAULT_SEED)
         stops: list[str] = [s for s in params.get("stop") or [] if s]
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        started = time.perf_counter()
         first_token_at = 0.0
         pending = ""  # text held back while it could still become a stop string
+        logprobs: list[dict[str, Any]] = []  # of tokens whose text is not sent yet
         produced = 0
         finish = "length"
         stop_hit = False
@@ -300,6 +329,7 @@ class LlamaRunner:
             presence_penalty=float(params.get("presence_penalty", 0.0)), reset=True,
             top_k=int(params.get("top_k", 40)), min_p=float(params.get("min_p", 0.05)),
             grammar=grammar,
+            logits_processor=llama_cpp.LogitsProcessorList([bias]) if bias else None,
         )
         try:
             for token in generator:
@@ -312,9 +342,14 @@ class LlamaRunner:
                 produced += 1
                 if not first_token_at:
                     first_token_at = time.perf_counter()
-                pending += decoder.decode(self.llm.detokenize([token], special=False))
+                raw = self.llm.detokenize([token], special=False)
+                if top >= 0:
+                    logprobs.append(self._logprob(token, raw, top))
+                pending += decoder.decode(raw)
                 emit, pending, hit = _split_on_stops(pending, stops)
-                yield from _pieces(emit, reader)
+                for piece in _pieces(emit, reader, index):
+                    piece.logprobs, logprobs = logprobs or None, []
+                    yield piece
                 if hit:
                     finish, stop_hit = "stop", True
                     break
@@ -327,23 +362,63 @@ class LlamaRunner:
             generator.close()
         if not stop_hit:
             pending += decoder.decode(b"", final=True)
-            yield from _pieces(pending, reader)
+            yield from _pieces(pending, reader, index)
         if reader is not None:
-            yield from _pieces("", reader, end=True)
+            yield from _pieces("", reader, index, end=True)
         ended = time.perf_counter()
         decode_s = ended - (first_token_at or ended)
-        yield Piece(
+        return Piece(
             "", finish_reason=finish, prompt_tokens=len(tokens), completion_tokens=produced,
-            timings={
+            index=index, logprobs=logprobs or None, timings={
+                "started": started,
                 "prompt_s": (first_token_at or ended) - started,
                 "decode_s": decode_s,
                 "tokens_per_s": (produced - 1) / decode_s if produced > 1 and decode_s else 0.0,
-                "cached_tokens": float(reused),
-                "evaluated_tokens": float(evaluated),
             },
         )
-        # After the reply is out: keep this conversation's state for its next turn or a restart.
-        self.save_state()
+
+    def _logit_bias(self, params: dict[str, Any]) -> Callable[..., Any] | None:
+        """``params["logit_bias"]`` (token id → a number added to its logit) as a logits
+        processor; an id outside the vocabulary is refused."""
+        bias = params.get("logit_bias") or {}
+        if not bias:
+            return None
+        n_vocab = self.llm.n_vocab()
+        ids = np.array([int(k) for k in bias], dtype=np.int64)
+        wrong = [int(i) for i in ids if not 0 <= i < n_vocab]
+        if wrong:
+            raise ParamRefused(f"logit_bias: token {wrong[0]} is not in this model's vocabulary "
+                               f"(ids 0 to {n_vocab - 1})")
+        values = np.array(list(bias.values()), dtype=np.float32)
+
+        def add(_input_ids: Any, logits: Any) -> Any:
+            logits[ids] += values
+            return logits
+
+        return add
+
+    def _logprob(self, token: int, raw: bytes, top: int) -> dict[str, Any]:
+        """OpenAI's ``logprobs.content`` item for ``token``, just sampled: its log-probability
+        under the model (before temperature, penalties, bias and grammar) and the ``top``
+        likeliest tokens'."""
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1),
+                                       shape=(self.llm.n_vocab(),)).astype(np.float64)
+        peak = logits.max()
+        total = peak + math.log(float(np.exp(logits - peak).sum()))
+        entry = _token_entry(raw, float(logits[token] - total))
+        if top:
+            best = np.argpartition(-logits, top)[:top]
+            best = best[np.argsort(-logits[best], kind="stable")]
+            entry["top_logprobs"] = [
+                _token_entry(self.llm.detokenize([int(t)], special=False),
+                             float(logits[t] - total)) for t in best]
+        else:
+            entry["top_logprobs"] = []
+        return entry
+
+
+def _token_entry(raw: bytes, logprob: float) -> dict[str, Any]:
+    return {"token": raw.decode("utf-8", "replace"), "logprob": logprob, "bytes": list(raw)}
 
 
 class ContextLengthExceeded(ValueError):
@@ -352,6 +427,10 @@ class ContextLengthExceeded(ValueError):
 
 class GrammarRefused(ValueError):
     """A grammar llama.cpp cannot parse, or a schema it cannot turn into one."""
+
+
+class ParamRefused(ValueError):
+    """A request's value the model cannot take; the message starts with the field at fault."""
 
 
 class PromptRefused(ValueError):
@@ -392,15 +471,17 @@ class _Abort:
             self._check = None
 
 
-def _pieces(text: str, reader: tool_calls.CallReader | None,
+def _pieces(text: str, reader: tool_calls.CallReader | None, index: int,
             end: bool = False) -> Iterator[Piece]:
-    """``text`` as pieces to send: as it is, or as the text and calls ``reader`` finds."""
+    """``text`` as pieces of reply ``index`` to send: as it is, or as the text and calls
+    ``reader`` finds."""
     if reader is None:
         if text:
-            yield Piece(text)
+            yield Piece(text, index=index)
         return
     for item in reader.end() if end else reader.feed(text):
-        yield Piece(item) if isinstance(item, str) else Piece("", tool_calls=[item])
+        yield (Piece(item, index=index) if isinstance(item, str)
+               else Piece("", tool_calls=[item], index=index))
 
 
 def _split_on_stops(text: str, stops: list[str]) -> tuple[str, str, bool]:

@@ -53,12 +53,9 @@ REFUSED: list[tuple[dict[str, Any], str, str]] = [
     ({"prompt": [1, 2, 3]}, "prompt", "token arrays"),
     ({"prompt": ""}, "prompt", "empty"),  # smollm2 starts from no token of its own
     ({"prompt": "word " * 3000}, "prompt", "the context holds 2048"),
-    ({"n": 2}, "n", "n = 1"),
     ({"best_of": 2}, "best_of", "best_of = 1"),
     ({"echo": True}, "echo", "not echoed"),
     ({"suffix": "\n"}, "suffix", "insertion"),
-    ({"logprobs": 1}, "logprobs", "log probabilities"),
-    ({"logit_bias": {"1": 5}}, "logit_bias", "logit_bias"),
     ({"extra_body": {"grammar": "root ::= ("}}, "grammar", "cannot parse"),
     ({"extra_body": {"mirostat": 2}}, "mirostat", "not supported"),
 ]

@@ -73,9 +73,6 @@ REFUSED: list[tuple[dict[str, Any], str, str]] = [
         "type": "string", "format": "email"}}}}, "response_format", "'email'"),
     ({"response_format": {"type": "yaml"}}, "response_format", "'yaml'"),
     ({"extra_body": {"grammar": "root ::= ("}}, "grammar", "cannot parse"),
-    ({"n": 2}, "n", "n = 1"),
-    ({"logprobs": True}, "logprobs", "log probabilities"),
-    ({"logit_bias": {"1": 5}}, "logit_bias", "logit_bias"),
     ({"extra_body": {"mirostat": 2}}, "mirostat", "mirostat: not supported"),
     ({"response_format": {"type": "json_object"}, "stop": ["}"]}, "stop", "would cut"),
     ({"messages": [{"role": "user", "content": [

@@ -24,7 +24,7 @@ async def complete(daemon: InProcessDaemon, **body: Any) -> Any:
 
 async def test_a_raw_prompt_is_completed_as_it_is(fake_daemon: InProcessDaemon) -> None:
     response = await complete(fake_daemon, prompt=["Once upon <|im_start|>"], user="me",
-                              n=1, best_of=1, echo=False, logprobs=0, suffix=None)
+                              n=1, best_of=1, echo=False, logprobs=None, suffix=None)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["object"] == "text_completion" and body["id"].startswith("cmpl-")
@@ -69,12 +69,14 @@ REFUSED: list[tuple[dict[str, Any], str, str]] = [
     ({"prompt": [1, 2, 3]}, "prompt", "token arrays"),
     ({"prompt": [[1, 2]]}, "prompt", "token arrays"),
     ({"prompt": []}, "prompt", "one text prompt"),
-    ({"n": 2}, "n", "n = 1"),
+    ({"n": 2}, "n", "cannot give more than one reply"),  # the fake model's limits
     ({"best_of": 3}, "best_of", "best_of = 1"),
     ({"echo": True}, "echo", "not echoed"),
     ({"suffix": "}"}, "suffix", "insertion"),
-    ({"logprobs": 2}, "logprobs", "log probabilities"),
-    ({"logit_bias": {"50256": -100}}, "logit_bias", "logit_bias"),
+    ({"logprobs": 2}, "logprobs", "cannot report log probabilities"),
+    ({"logit_bias": {"50256": -100}}, "logit_bias", "cannot take a logit_bias"),
+    ({"logit_bias": {"the": 1}}, "logit_bias", "keys are token ids"),
+    ({"logprobs": 6}, "logprobs", "less than or equal to 5"),
     ({"tools": [{"type": "function"}]}, "tools", "not supported"),  # a chat field
     ({"frobnicate": 1}, "frobnicate", "not supported"),
     ({"grammar": 'root ::= "a"', "stop": ["a"]}, "stop", "would cut"),
