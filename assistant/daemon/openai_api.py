@@ -205,7 +205,7 @@ class ChatRequest(GenerationRequest):
         if calls_tools and (self.grammar is not None or formatted):
             raise RequestError("tools and response_format or grammar: a reply is either "
                                "calls or shaped text; give one", param="tools")
-        if choice == "required":
+        if choice == "required" or (calls_tools and any(t.strict for t in tools)):
             openai_tools.check_enforceable(tools, forced)
             if self.stop:
                 raise RequestError("stop: a stop string would cut the required call; leave "

@@ -47,7 +47,10 @@ def parse_tools(tools: list[Any] | None) -> tuple[Tool, ...]:
             raise RequestError(f"{where}.function: description must be text and parameters "
                                "a JSON schema object", param="tools")
         _check_refs(parameters, f"{where}.function.parameters")
-        out.append(Tool(name, description, dict(parameters)))
+        strict = function.get("strict")
+        if strict not in (None, True, False):
+            raise RequestError(f"{where}.function.strict must be true or false", param="tools")
+        out.append(Tool(name, description, dict(parameters), bool(strict)))
     return tuple(out)
 
 
@@ -74,8 +77,9 @@ def parse_choice(choice: Any, tools: tuple[Tool, ...]) -> tuple[
 
 
 def check_enforceable(tools: tuple[Tool, ...], forced: str | None) -> None:
-    """Refuse a function whose ``parameters`` a grammar cannot enforce: a call that is
-    required, or named, is shaped by one, so its arguments must validate."""
+    """Refuse a function whose ``parameters`` a grammar cannot enforce where a call must
+    follow them: a required or named call is shaped by one, and so, with ``auto``, is a call
+    the model begins, if every function's schema can be enforced (``strict`` asks for that)."""
     for i, tool in enumerate(tools):
         if forced is None or tool.name == forced:
             check(tool.parameters, f"tools[{i}].function.parameters", param="tools")

@@ -35,6 +35,7 @@ class Tool:
     name: str
     description: str = ""
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
+    strict: bool = False  # OpenAI's: the arguments must follow ``parameters`` exactly
 
 
 @dataclass(frozen=True)

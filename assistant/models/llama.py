@@ -241,11 +241,15 @@ class LlamaRunner:
     ) -> Iterator[Piece]:
         choice = params.get("tool_choice") or "auto"
         tools = (params.get("tools") or []) if choice != "none" else []
+        parallel = bool(params.get("parallel_tool_calls", True))
+        calls = None  # the grammar of calls, once the model has begun one
         if tools and choice == "required":  # a call is due: its form is the grammar's
             params = {**params, "grammar": tool_calls.call_grammar(
-                tools, params.get("forced_tool"), bool(params.get("parallel_tool_calls", True)))}
+                tools, params.get("forced_tool"), parallel)}
+        elif tools and tool_calls.enforceable(tools):
+            calls = self._grammar({"grammar": tool_calls.call_grammar(tools, None, parallel)})
         yield from self._generate(self.tokens_for(messages, tools), params, cancelled,
-                                  {t["name"] for t in tools})
+                                  {t["name"] for t in tools}, calls)
 
     def complete(
         self, prompt: str, params: dict[str, Any], cancelled: Callable[[], bool],
@@ -255,11 +259,12 @@ class LlamaRunner:
 
     def _generate(
         self, tokens: list[int], params: dict[str, Any], cancelled: Callable[[], bool],
-        tool_names: set[str] | None = None,
+        tool_names: set[str] | None = None, calls: LlamaGrammar | None = None,
     ) -> Iterator[Piece]:
         """Read ``tokens`` (reusing what the context holds) and sample ``params["n"]`` replies
         to them, one after the other: each starts from the prompt the context still holds, so
-        the prompt is read once. Calls to ``tool_names`` are found in each."""
+        the prompt is read once. Calls to ``tool_names`` are found in each, and the rest of a
+        call the model begins is sampled under ``calls``, the grammar of calls, if given."""
         n_ctx = self.llm.n_ctx()
         if len(tokens) >= n_ctx:
             raise ContextLengthExceeded(
@@ -286,7 +291,7 @@ class LlamaRunner:
                 break
             reader = tool_calls.CallReader(tool_names) if tool_names else None
             end = yield from self._reply(tokens, params, cancelled, grammar, bias, reader,
-                                         index)
+                                         index, calls)
             end.timings.update(timings, prompt_s=end.timings["prompt_s"] + (
                 end.timings.pop("started") - started))
             yield end
@@ -298,10 +303,16 @@ class LlamaRunner:
     def _reply(
         self, tokens: list[int], params: dict[str, Any], cancelled: Callable[[], bool],
         grammar: LlamaGrammar | None, bias: Callable[..., Any] | None,
-        reader: tool_calls.CallReader | None, index: int,
+        reader: tool_calls.CallReader | None, index: int, calls: LlamaGrammar | None = None,
     ) -> Generator[Piece, None, Piece]:
         """Sample one reply to ``tokens``, which the context holds: its pieces, and (returned)
-        the piece that ends it."""
+        the piece that ends it.
+
+        When ``reader`` sees a call begin and ``calls`` is given, the call is made again under
+        that grammar from where it began (the text before it kept, read again as the prompt's
+        end), so that it names an offered function and its arguments validate, as llama.cpp's
+        server does with a lazy grammar.
+        """
         room = self.llm.n_ctx() - len(tokens)
         max_tokens = min(int(params.get("max_tokens") or room), room)
         parallel = bool(params.get("parallel_tool_calls", True))
@@ -321,18 +332,21 @@ class LlamaRunner:
         finish = "length"
         stop_hit = False
         self._dirty = True
-        generator = self.llm.generate(
-            tokens, temp=float(params.get("temperature", 0.7)),
-            top_p=float(params.get("top_p", 0.95)),
-            repeat_penalty=float(params.get("repeat_penalty", 1.0)),
-            frequency_penalty=float(params.get("frequency_penalty", 0.0)),
-            presence_penalty=float(params.get("presence_penalty", 0.0)), reset=True,
-            top_k=int(params.get("top_k", 40)), min_p=float(params.get("min_p", 0.05)),
-            grammar=grammar,
-            logits_processor=llama_cpp.LogitsProcessorList([bias]) if bias else None,
-        )
+        def sampling(prompt: list[int], grammar: LlamaGrammar | None) -> Generator[int, Any, None]:
+            return self.llm.generate(
+                prompt, temp=float(params.get("temperature", 0.7)),
+                top_p=float(params.get("top_p", 0.95)),
+                repeat_penalty=float(params.get("repeat_penalty", 1.0)),
+                frequency_penalty=float(params.get("frequency_penalty", 0.0)),
+                presence_penalty=float(params.get("presence_penalty", 0.0)), reset=True,
+                top_k=int(params.get("top_k", 40)), min_p=float(params.get("min_p", 0.05)),
+                grammar=grammar,
+                logits_processor=llama_cpp.LogitsProcessorList([bias]) if bias else None,
+            )
+
+        generator = sampling(tokens, grammar)
         try:
-            for token in generator:
+            while (token := next(generator, None)) is not None:
                 if cancelled():
                     finish = "cancelled"
                     break
@@ -358,6 +372,14 @@ class LlamaRunner:
                     break
                 if produced >= max_tokens:
                     break
+                before = reader.starting() if calls is not None and reader else None
+                if before is not None and reader is not None:  # a call begins: under grammar
+                    reader.restart()
+                    generator.close()
+                    prefix = self.llm.tokenize(before.encode(), add_bos=False, special=False)
+                    generator = sampling(tokens + prefix, calls)
+                    produced, calls, pending, logprobs = len(prefix), None, "", []
+                    decoder.reset()
         finally:
             generator.close()
         if not stop_hit:

@@ -12,6 +12,7 @@ results of earlier turns into plain text in the same format, so every chat model
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -83,6 +84,19 @@ def arguments_object(arguments: Any) -> Any:
         return arguments
 
 
+def enforceable(tools: list[dict[str, Any]]) -> bool:
+    """Whether a grammar can enforce every function's ``parameters``."""
+    from assistant.errors import RequestError
+    from assistant.models.structured import check
+
+    try:
+        for tool in tools:
+            check(tool.get("parameters") or {"type": "object"})
+    except RequestError:
+        return False
+    return True
+
+
 def call_grammar(tools: list[dict[str, Any]], forced: str | None, parallel: bool) -> str:
     """A llama.cpp grammar for a reply that is only calls: one (``parallel`` false) or more
     ``<tool_call>`` blocks, each naming one of ``tools`` (``forced``: that one) with arguments
@@ -140,9 +154,13 @@ class CallReader:
 
     A block that is not JSON naming one of the functions offered with object arguments is
     not a call: it stays in the text, as the model wrote it. Small models often write the
-    call's JSON without the tags (qwen2.5-coder-0.5b does): a reply that begins with such an
-    object is a call too, and so is each one that follows it before any other text.
-    Whitespace around calls is dropped (text that merely separates them is not an answer).
+    call's JSON without the tags, bare or in a Markdown code block (qwen2.5-coder-0.5b does
+    both): a reply that begins with such an object is a call too, and so is each one that
+    follows it before any other text. Whitespace around calls is dropped (text that merely
+    separates them is not an answer).
+
+    :meth:`starting` tells when a call has begun, so that the rest of it can be sampled under
+    a grammar (:meth:`restart`).
     """
 
     def __init__(self, names: set[str]) -> None:
@@ -153,25 +171,55 @@ class CallReader:
         self._blank = ""  # trailing whitespace held back: shown only if more text follows
         self._after_call = False
         self._bare = True  # no text yet: an untagged object may still be a call
+        self._fence = False  # a call in a code block was read: its closing ``` is next
+        self._fed = ""  # all the text given
+
+    def starting(self) -> str | None:
+        """The text before a call that has begun but is not complete (None if none has):
+        inside ``<tool_call>``, or an untagged object that has begun ``{"name":``."""
+        if self._inside:
+            return self._fed[: len(self._fed) - len(self._buffer) - len(OPEN)]
+        if self._bare:
+            start = _bare_start(self._buffer.lstrip())
+            if start is not None and CALL_HEAD.match(self._buffer.lstrip()[start:]):
+                return self._fed[: len(self._fed) - len(self._buffer)]
+        return None
+
+    def restart(self) -> None:
+        """Forget the call begun (:meth:`starting`): the text given next makes it again."""
+        self._fed = self._fed[: len(self._fed) - len(self._buffer)
+                              - (len(OPEN) if self._inside else 0)]
+        self._buffer = ""
+        self._inside = False
 
     def feed(self, text: str) -> Iterator[str | dict[str, str]]:
         self._buffer += text
+        self._fed += text
         while True:
+            if self._fence:
+                head = self._buffer.lstrip()
+                if len(head) < 3 and "```".startswith(head):
+                    return  # not yet known
+                self._fence = False
+                if head.startswith("```"):
+                    self._buffer = head[3:]
             if self._bare and not self._inside:
                 head = self._buffer.lstrip()
-                if not head.startswith("{"):
-                    if not head or _partial_suffix(head, OPEN) == len(head):
-                        return  # not yet known
+                start = _bare_start(head)
+                if start is None:
+                    if _undecided(head):
+                        return
                     self._bare = False
                     continue
-                end = _object_end(head)
+                end = _object_end(head[start:])
                 if end is None:
                     return  # wait for the rest of the object
-                call = self._parse(head[:end])
+                call = self._parse(head[start:start + end])
                 if call is None:
                     self._bare = False
                     continue
-                self._buffer = head[end:]
+                self._buffer = head[start + end:]
+                self._fence = start > 0
                 yield self._made(call)
                 continue
             if self._inside:
@@ -198,6 +246,8 @@ class CallReader:
         """What is left once the reply has ended: a block the model did not close is still a
         call if it is complete JSON (it may stop right after the object)."""
         rest, self._buffer = self._buffer, ""
+        if self._fence and rest.strip() in ("", "`", "``"):
+            rest = ""  # the code block a call was in, not closed
         if self._inside:
             self._inside = False
             yield from self._block(rest, closed=False)
@@ -248,6 +298,31 @@ class CallReader:
             return None
         return {"id": f"call_{uuid.uuid4().hex[:24]}", "name": value["name"],
                 "arguments": json.dumps(arguments, ensure_ascii=False)}
+
+
+CALL_HEAD = re.compile(r'\{\s*"name"\s*:')
+_FENCE = re.compile(r"```(?:json)?[ \t]*\n\s*")
+
+
+def _bare_start(head: str) -> int | None:
+    """Where the object an untagged call would be begins in ``head`` (stripped): at once, or
+    after a code block's opening line; None if ``head`` does not begin so."""
+    if head.startswith("{"):
+        return 0
+    fence = _FENCE.match(head)
+    if fence and head[fence.end():].startswith("{"):
+        return fence.end()
+    return None
+
+
+def _undecided(head: str) -> bool:
+    """Whether ``head`` (stripped), which does not begin an untagged call yet, still may."""
+    if not head or _partial_suffix(head, OPEN) == len(head):
+        return True
+    if not head.startswith("`"):
+        return False
+    fence = _FENCE.match(head)
+    return not head[fence.end():] if fence else "\n" not in head and len(head) < 12
 
 
 def _object_end(text: str) -> int | None:

@@ -84,6 +84,35 @@ def test_a_tool_result_goes_back_and_the_model_answers(daemon: RunningDaemon) ->
         assert auto.message.content
 
 
+def test_a_call_the_model_begins_under_auto_is_finished_under_the_grammar(
+        daemon: RunningDaemon) -> None:
+    # Earlier turns show calls without a unit, so smollm2 begins one without it; the schema
+    # requires a unit. Once the call has begun, the grammar of calls takes over.
+    kelvin = {"type": "function", "function": {
+        "name": "get_weather", "parameters": {"type": "object", "properties": {
+            "city": {"type": "string", "maxLength": 20}, "unit": {"enum": ["kelvin"]}},
+            "required": ["city", "unit"], "additionalProperties": False}}}
+    shots: list[Any] = []
+    for i, city in enumerate(["Rome", "Lima"]):
+        shots += [{"role": "user", "content": f"What is the weather in {city}?"},
+                  {"role": "assistant", "content": "", "tool_calls": [{
+                      "id": f"c{i}", "type": "function", "function": {
+                          "name": "get_weather", "arguments": json.dumps({"city": city})}}]}]
+    asked = [*shots, {"role": "user", "content": "What is the weather in Paris?"}]
+    shaped = ask(daemon, messages=asked, tools=[kelvin], tool_choice="auto").choices[0]
+    assert shaped.finish_reason == "tool_calls"
+    assert [(c.function.name, json.loads(c.function.arguments))
+            for c in shaped.message.tool_calls] == [("get_weather",
+                                                    {"city": "Paris", "unit": "kelvin"})]
+    # A function whose schema no grammar can enforce (minimum) beside it: calls are read as
+    # the model writes them, so this one lacks the unit.
+    timer = {"type": "function", "function": {"name": "set_timer", "parameters": {
+        "type": "object", "properties": {"minutes": {"type": "integer", "minimum": 1}}}}}
+    loose = ask(daemon, messages=asked, tools=[kelvin, timer], tool_choice="auto").choices[0]
+    assert [json.loads(c.function.arguments) for c in loose.message.tool_calls] == [
+        {"city": "Paris"}]
+
+
 REFUSED: list[tuple[dict[str, Any], str, str]] = [
     ({"tool_choice": {"type": "function", "function": {"name": "fly"}}}, "tool_choice",
      "'fly' is not one of the tools"),
@@ -92,6 +121,9 @@ REFUSED: list[tuple[dict[str, Any], str, str]] = [
         "type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}}}}],
       "tool_choice": "required"}, "tools", "tools[0].function.parameters.properties.n.minimum"),
     ({"tool_choice": "required", "stop": ["x"]}, "stop", "stop"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "strict": True, "parameters": {
+        "type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}}}}]},
+     "tools", "tools[0].function.parameters.properties.n.minimum"),
     ({"response_format": {"type": "json_object"}}, "tools", "give one"),
     ({"model": "assistant"}, "tools", "routes the turn"),
     ({"messages": [*ASK, {"role": "tool", "content": "18"}]}, "messages", "tool_call_id"),

@@ -50,6 +50,10 @@ def read(pieces: list[str], names: frozenset[str] = frozenset({"get_weather"})) 
     (["<to", "ol is a word"], ["<tool is a word"]),
     (["{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Ro"],
      ["{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Ro"]),
+    # In a Markdown code block, as qwen2.5-coder writes it; another code block is text.
+    (["``", "`json\n", "{\n  \"name\": \"get_weather\",\n  \"arguments\": {}\n}\n`", "``\n"],
+     [("get_weather", {})]),
+    (["```python\nprint(1)\n```"], ["```python\nprint(1)\n```"]),
 ])
 def test_calls_are_found_as_the_reply_streams(pieces: list[str], expected: list[Any]) -> None:
     assert read(pieces) == expected
@@ -139,3 +143,35 @@ def test_tool_choice_defaults_as_openai_does() -> None:
     named = {"type": "function", "function": {"name": "f"}}
     assert openai_tools.parse_choice(named, tools) == ("required", "f")
     assert tools[0].parameters == {"type": "object", "properties": {}}
+
+
+def test_a_call_begun_is_told_and_made_again_from_where_it_began() -> None:
+    reader = CallReader({"get_weather"})
+    assert list(reader.feed("Let me see. <tool_")) == ["Let me see."]
+    assert reader.starting() is None  # not yet a call
+    assert list(reader.feed("call>\n{\"name\": \"get_wea")) == []
+    assert reader.starting() == "Let me see. "
+    reader.restart()  # the grammar makes the call again, from its tag
+    assert [c if isinstance(c, str) else c["name"] for c in reader.feed(
+        "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {}}\n</tool_call>")] == [
+        "get_weather"]
+    bare = CallReader({"get_weather"})
+    assert list(bare.feed("  {\"na")) == [] and bare.starting() is None
+    assert list(bare.feed("me\": \"x")) == [] and bare.starting() == ""
+    fenced = CallReader({"get_weather"})
+    assert list(fenced.feed("```json\n{ \"name\":")) == [] and fenced.starting() == ""
+    prose = CallReader({"get_weather"})
+    assert list(prose.feed("The {\"name\": x}")) == ["The {\"name\": x}"]
+    assert prose.starting() is None
+
+
+def test_strict_asks_for_a_schema_a_grammar_can_enforce() -> None:
+    tools = openai_tools.parse_tools([{"type": "function", "function": {
+        "name": "f", "strict": True,
+        "parameters": {"type": "object", "properties": {"n": {"type": "integer"}}}}}])
+    assert tools[0].strict
+    openai_tools.check_enforceable(tools, None)
+    loose = openai_tools.parse_tools([{"type": "function", "function": {
+        "name": "f", "strict": True, "parameters": {"type": "integer", "minimum": 0}}}])
+    with pytest.raises(RequestError, match="minimum"):
+        openai_tools.check_enforceable(loose, None)
