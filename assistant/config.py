@@ -63,6 +63,7 @@ class ModelsSettings(_Section):
     state_ram_mb: int = Field(1024, ge=0)
     state_disk_mb: int = Field(4096, ge=0)
     cpu_variant: str = Field("auto", pattern=r"^[a-z0-9_.]+$")
+    tool_call_grammar: bool = True
 
 
 class StoreSettings(_Section):

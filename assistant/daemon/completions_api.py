@@ -17,15 +17,8 @@ from fastapi import APIRouter, Request
 from pydantic import Field
 
 from assistant.daemon import deps
-from assistant.daemon.openai_api import (
-    ROUTED_MODEL,
-    GenerationRequest,
-    check_model,
-    collect,
-    finish_reason,
-    sse_response,
-    usage,
-)
+from assistant.daemon.openai_api import ROUTED_MODEL, GenerationRequest, check_model
+from assistant.daemon.openai_stream import collect, finish_reason, sse_response, usage
 from assistant.models.backend import GenerationParams
 
 router = APIRouter()
@@ -86,7 +79,7 @@ async def completions(body: CompletionRequest, request: Request,
     # or a model that fails to load is an HTTP error, not a broken stream.
     first = await anext(stream)
     if body.stream:
-        return sse_response(first, stream, head, _choice, body.include_usage)
+        return sse_response(first, stream, head, _choice, body.streaming)
     replies = await collect(request, first, stream)
     return {**head, "usage": usage(replies), "choices": [
         _choice(i, r.text, finish_reason(r.end), r.logprobs) for i, r in enumerate(replies)]}

@@ -239,6 +239,11 @@ class ModelManager(Backend):
             structured.check(params.json_schema)
         if params.grammar is not None:
             structured.check_grammar(params.grammar)
+        if (not self.settings.models.tool_call_grammar and params.tool_choice == "auto"
+                and any(t.strict for t in params.tools)):
+            raise RequestError("tools: strict calls under tool_choice 'auto' need "
+                               "models.tool_call_grammar, which this daemon's settings turn "
+                               "off", code="unsupported_parameter", param="tools")
         backend = self.backends.get(model)
         for feature, asked, param, what in _FEATURES:
             if backend is not None and asked(params) and not getattr(backend, feature):
@@ -259,8 +264,9 @@ class ModelManager(Backend):
                 )
             resident.in_use += 1
             try:
-                replies = self.host.stream(op, model=model, params=_host_params(params),
-                                           **prompt)
+                host_params = {**_host_params(params),
+                               "call_grammar": self.settings.models.tool_call_grammar}
+                replies = self.host.stream(op, model=model, params=host_params, **prompt)
                 try:
                     async for reply in replies:
                         index = int(reply.get("index", 0))

@@ -8,27 +8,29 @@ fields, the streamed chunks and the gathering of a whole reply serve ``/v1/compl
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from assistant.daemon import deps, openai_tools
 from assistant.daemon.model_manager import ModelManager
-from assistant.errors import AssistantError, RequestError
+from assistant.daemon.openai_stream import (
+    Gathered,
+    StreamOptions,
+    call_json,
+    collect,
+    finish_reason,
+    sse_response,
+    usage,
+)
+from assistant.errors import RequestError
 from assistant.models.backend import (
     ChatMessage,
-    Delta,
     GenerationParams,
-    ToolCall,
-    close_stream,
 )
 from assistant.models.structured import check_grammar, schema_for
 
@@ -99,8 +101,10 @@ class GenerationRequest(BaseModel):
     logit_bias: dict[str, float] | None = None  # token id → added to its logit
 
     @property
-    def include_usage(self) -> bool:
-        return bool((self.stream_options or {}).get("include_usage"))
+    def streaming(self) -> StreamOptions:
+        options = self.stream_options or {}
+        return StreamOptions(bool(options.get("include_usage")),
+                             bool(options.get("include_obfuscation")))
 
     def refuse(self, asked: list[Asked]) -> None:
         """A 400 ``unsupported_parameter`` naming the first field asked for that this daemon
@@ -111,6 +115,11 @@ class GenerationRequest(BaseModel):
                      ("logit_bias", bool(self.logit_bias),
                       f"model {ROUTED_MODEL!r} routes the turn to a skill, which sets its "
                       "own sampling"), *asked]
+        asked += [(f"stream_options.{key}", value is not None, "not supported")
+                  for key, value in (self.stream_options or {}).items()
+                  if key not in {"include_usage", "include_obfuscation"}]
+        if self.stream_options and not self.stream:
+            raise RequestError("stream_options: only with stream true", param="stream_options")
         # A field sent as null or empty, or at its neutral value, asks for nothing.
         asked += [(key, value not in (None, [], {}, "") and NEUTRAL.get(key, ...) != value,
                    "not supported")
@@ -314,7 +323,7 @@ async def chat_completions(body: ChatRequest, request: Request,
     first = await anext(stream)
     if body.stream:
         return sse_response(first, stream, {**head, "object": "chat.completion.chunk"},
-                            _chat_delta, body.include_usage,
+                            _chat_delta, body.streaming,
                             opening={"role": "assistant", "content": ""})
     replies = await collect(request, first, stream)
     return {**head, "choices": [_chat_choice(i, r) for i, r in enumerate(replies)],
@@ -324,7 +333,7 @@ async def chat_completions(body: ChatRequest, request: Request,
 def _chat_choice(index: int, reply: Gathered) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": reply.text}
     if reply.calls:
-        message.update(content=reply.text or None, tool_calls=[_call(c) for c in reply.calls])
+        message.update(content=reply.text or None, tool_calls=[call_json(c) for c in reply.calls])
     return {"index": index, "message": message,
             "logprobs": {"content": reply.logprobs} if reply.logprobs is not None else None,
             "finish_reason": finish_reason(reply.end, bool(reply.calls))}
@@ -337,127 +346,3 @@ def _chat_delta(index: int, text: str, finish: str | None,
     if logprobs:
         choice["logprobs"] = {"content": logprobs}
     return choice
-
-
-@dataclasses.dataclass
-class Gathered:
-    """One reply of a stream, whole: its text, calls and logprobs (None when not asked
-    for), and the delta that ended it."""
-
-    text: str = ""
-    calls: list[ToolCall] = dataclasses.field(default_factory=list)
-    logprobs: list[dict[str, Any]] | None = None
-    end: Delta = dataclasses.field(default_factory=lambda: Delta(""))
-
-
-async def collect(request: Request, first: Delta, stream: AsyncIterator[Delta],
-                  ) -> list[Gathered]:
-    """The replies of ``stream`` (after ``first``), whole, in order. A client that goes away
-    stops the generation."""
-    async def gather() -> list[Gathered]:
-        replies: dict[int, Gathered] = {}
-
-        def add(delta: Delta) -> None:
-            reply = replies.setdefault(delta.index, Gathered())
-            reply.text += delta.text
-            reply.calls.extend(delta.tool_calls)
-            if delta.logprobs is not None:
-                reply.logprobs = (reply.logprobs or []) + delta.logprobs
-            if delta.finish_reason is not None:
-                reply.end = delta
-
-        add(first)
-        async for delta in stream:
-            add(delta)
-        return [replies[i] for i in sorted(replies)]
-
-    task = asyncio.ensure_future(gather())
-    try:
-        while not task.done():
-            await asyncio.wait({task}, timeout=0.1)
-            if not task.done() and await request.is_disconnected():
-                task.cancel()
-                break
-        return await task
-    finally:
-        if not task.done():
-            task.cancel()
-        await close_stream(stream)
-
-
-Choice = Callable[[int, str, str | None, list[dict[str, Any]] | None], dict[str, Any]]
-"""A streamed chunk's choice, made of its reply's index, its text, finish_reason (None but in
-the reply's last) and the logprobs of its tokens (None when not asked for)."""
-
-
-def sse_response(first: Delta, stream: AsyncIterator[Delta], head: dict[str, Any],
-                 choice: Choice, include_usage: bool, opening: dict[str, Any] | None = None,
-                 ) -> StreamingResponse:
-    """``stream`` (after ``first``) as OpenAI's server-sent chunks, each ``head`` (id, object,
-    created, model) with one ``choice``; ``opening``, a first chunk's delta; the usage in a
-    chunk of its own when asked; then ``[DONE]``."""
-    return StreamingResponse(_sse_chunks(first, stream, head, choice, include_usage, opening),
-                             media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-
-
-async def _sse_chunks(first: Delta, stream: AsyncIterator[Delta], head: dict[str, Any],
-                      choice: Choice, include_usage: bool, opening: dict[str, Any] | None,
-                      ) -> AsyncIterator[bytes]:
-    def chunk(**payload: Any) -> bytes:
-        return f"data: {json.dumps({**head, **payload}, ensure_ascii=False)}\n\n".encode()
-
-    ends: list[Delta] = []
-    calls: dict[int, int] = {}  # calls made so far, by reply
-    try:
-        pending: Delta | None = first
-        while pending is not None:
-            index = pending.index
-            if index not in calls:
-                calls[index] = 0
-                if opening is not None:
-                    yield chunk(choices=[{"index": index, "delta": opening,
-                                          "finish_reason": None}])
-            if pending.text or (pending.logprobs and pending.finish_reason is None):
-                yield chunk(choices=[choice(index, pending.text, None, pending.logprobs)])
-            for call in pending.tool_calls:
-                # The call's head, then its arguments: the pieces OpenAI's SDK joins by index.
-                head_delta = _call(call)
-                head_delta["function"]["arguments"] = ""
-                for delta in ({"index": calls[index], **head_delta},
-                              {"index": calls[index], "function": {"arguments": call.arguments}}):
-                    yield chunk(choices=[{"index": index, "delta": {"tool_calls": [delta]},
-                                          "finish_reason": None}])
-                calls[index] += 1
-            if pending.finish_reason is not None:
-                ends.append(pending)
-                yield chunk(choices=[choice(index, "", finish_reason(pending, calls[index] > 0),
-                                            pending.logprobs)])
-            pending = await anext(stream, None)
-    except AssistantError as exc:
-        payload = {"error": {"message": exc.message, "type": "server_error",
-                             "code": "stream_error"}}
-        yield f"data: {json.dumps(payload)}\n\n".encode()
-    finally:
-        await close_stream(stream)
-    if include_usage:
-        yield chunk(choices=[], usage=usage([Gathered(end=end) for end in ends]))
-    yield b"data: [DONE]\n\n"
-
-
-def finish_reason(last: Delta, called: bool = False) -> str:
-    if last.finish_reason == "length":
-        return "length"
-    return "tool_calls" if called else "stop"
-
-
-def _call(call: ToolCall) -> dict[str, Any]:
-    return {"id": call.id, "type": "function",
-            "function": {"name": call.name, "arguments": call.arguments}}
-
-
-def usage(replies: list[Gathered]) -> dict[str, int]:
-    """Tokens of the prompt (read once) and of every reply."""
-    prompt = max((r.end.prompt_tokens for r in replies), default=0)
-    completion = sum(r.end.completion_tokens for r in replies)
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}

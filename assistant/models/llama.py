@@ -246,7 +246,7 @@ class LlamaRunner:
         if tools and choice == "required":  # a call is due: its form is the grammar's
             params = {**params, "grammar": tool_calls.call_grammar(
                 tools, params.get("forced_tool"), parallel)}
-        elif tools and tool_calls.enforceable(tools):
+        elif tools and params.get("call_grammar", True) and tool_calls.enforceable(tools):
             calls = self._grammar({"grammar": tool_calls.call_grammar(tools, None, parallel)})
         yield from self._generate(self.tokens_for(messages, tools), params, cancelled,
                                   {t["name"] for t in tools}, calls)

@@ -68,24 +68,24 @@ def _weather(**fields: Any) -> list[dict[str, Any]]:
     return [{**WEATHER, "function": {**WEATHER["function"], **fields}}]
 
 
-# n > 1, logprobs/top_logprobs and logit_bias are being implemented: until then they are a 400
-# naming them, after it a 200. Either passes, for these fields only ("either").
+# n > 1, logprobs/top_logprobs and logit_bias: the fake model declares none of them
+# (Backend.choices, logprobs, logit_bias), so it refuses them by name; the model host honours
+# them (tests/integration/test_openai_sampling.py).
+FAKE_LACKS = "the fake model declares none (the real one: test_openai_sampling.py)"
 SAMPLING: dict[str, Probes] = {
     "frequency_penalty": Probe(0.5, "honoured"),
-    "logit_bias": Probe({"50256": -100}, "either"),
+    "logit_bias": Probe({"50256": -100}, "refused", why=FAKE_LACKS),
     "max_tokens": Probe(2, "honoured"),
-    "n": Probe(2, "either"),
+    "n": Probe(2, "refused", why=FAKE_LACKS),
     "presence_penalty": Probe(0.5, "honoured"),
     "seed": Probe(7, "honoured"),
     "stop": Probe(["\n\n"], "honoured"),
     "stream": Probe(True, "honoured"),
     "stream_options": [
         Probe({"include_usage": True}, "honoured", {"stream": True}),
-        # OpenAI answers 400 to these two; the daemon takes them and does nothing.
-        Probe({"include_usage": True}, "silent", why="stream_options without stream"),
-        Probe({"include_usage": True, "include_obfuscation": True}, "silent",
-              {"stream": True, "stream_options": {"include_usage": True}},
-              why="no obfuscation padding is added to the chunks"),
+        Probe({"include_usage": True}, "refused", why="stream_options without stream"),
+        Probe({"include_usage": True, "include_obfuscation": True}, "honoured",
+              {"stream": True, "stream_options": {"include_usage": True}}),
     ],
     "temperature": Probe(0.2, "honoured"),
     "top_p": Probe(0.5, "honoured"),
@@ -96,7 +96,7 @@ CHAT: dict[str, Probes] = {
     "audio": Probe({"voice": "alloy", "format": "wav"}, "refused"),
     "function_call": Probe("auto", "refused"),
     "functions": Probe([WEATHER["function"]], "refused"),
-    "logprobs": Probe(True, "either"),
+    "logprobs": Probe(True, "refused", why=FAKE_LACKS),
     "max_completion_tokens": Probe(2, "honoured"),
     "metadata": Probe({"project": "walk"}, "ignored"),
     "modalities": Probe(["text", "audio"], "refused"),
@@ -111,8 +111,9 @@ CHAT: dict[str, Probes] = {
         Probe(SCHEMA, "honoured"),
         Probe(_schema(strict=True), "ignored", {"response_format": SCHEMA},
               why="every schema is enforced, strict or not (docs/api.md)"),
-        Probe(_schema(description="One short answer."), "silent",
-              {"response_format": SCHEMA}, why="the model is not shown the description"),
+        Probe(_schema(description="One short answer."), "ignored",
+              {"response_format": SCHEMA},
+              why="the grammar enforces the schema; the model is not shown it (docs/api.md)"),
     ],
     "safety_identifier": Probe("user-1", "ignored"),
     "service_tier": Probe("flex", "ignored"),
@@ -120,15 +121,14 @@ CHAT: dict[str, Probes] = {
     "tool_choice": [
         Probe({"type": "function", "function": {"name": "get_weather"}}, "honoured",
               {"tools": [WEATHER]}),
-        Probe("none", "silent", why="without tools, where OpenAI answers 400"),
+        Probe("none", "ignored", why="without tools it asks for nothing (docs/api.md)"),
     ],
     "tools": [
         Probe([WEATHER], "honoured"),
         Probe(_weather(description="The weather now."), "honoured", {"tools": [WEATHER]}),
-        Probe(_weather(strict=True), "silent", {"tools": [WEATHER]},
-              why="with tool_choice auto a call is parsed, not enforced, strict or not"),
+        Probe(_weather(strict=True), "honoured", {"tools": [WEATHER]}),
     ],
-    "top_logprobs": Probe(2, "either"),
+    "top_logprobs": Probe(2, "refused", why="needs logprobs true"),
     "verbosity": Probe("low", "refused"),
     "web_search_options": Probe({"search_context_size": "low"}, "refused"),
 }
@@ -136,7 +136,7 @@ COMPLETIONS: dict[str, Probes] = {
     **SAMPLING,
     "best_of": Probe(2, "refused"),
     "echo": Probe(True, "refused"),
-    "logprobs": Probe(2, "either"),
+    "logprobs": Probe(2, "refused", why=FAKE_LACKS),
     "suffix": Probe(" The end.", "refused"),
 }
 
