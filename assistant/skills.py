@@ -174,7 +174,10 @@ class Skill(ABC):
     ``threshold`` overrides the router's similarity threshold for this skill (``None``: default).
     ``uses_history`` says whether the skill gives the model the conversation so far
     (``ctx.history``); only for those does the daemon compact a conversation that no longer
-    fits the context into a summary.
+    fits the context into a summary. ``structured_output`` says whether its reply follows a
+    JSON schema or grammar the request gives (``ctx.params``: the skill generates with them);
+    a turn asking for one (OpenAI's ``response_format`` to model ``assistant``) that routes to
+    a skill without it is refused, never answered unshaped.
     """
 
     name: ClassVar[str]
@@ -182,6 +185,7 @@ class Skill(ABC):
     examples: ClassVar[Sequence[str]] = ()
     threshold: ClassVar[float | None] = None
     uses_history: ClassVar[bool] = True
+    structured_output: ClassVar[bool] = False
 
     @abstractmethod
     def run(self, turn: Turn, ctx: SkillContext) -> AsyncIterator[Event]:

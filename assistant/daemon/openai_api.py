@@ -193,12 +193,6 @@ class ChatRequest(GenerationRequest):
         if self.grammar is not None and formatted:
             raise RequestError("grammar and response_format: give one, not both",
                                param="grammar")
-        if self.model == ROUTED_MODEL and (self.grammar is not None or formatted):
-            raise RequestError(
-                f"response_format and grammar: model {ROUTED_MODEL!r} routes the turn to a "
-                "skill, which answers in its own form; name a chat model instead",
-                code="unsupported_parameter",
-                param="grammar" if self.grammar is not None else "response_format")
         self.check_shape(formatted)
 
     def _check_tools(self, formatted: bool) -> None:

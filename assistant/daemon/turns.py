@@ -381,6 +381,14 @@ class TurnService:
             raise RequestError("messages: the model 'assistant' needs a user message",
                                param="messages")
         request = TurnRequest(text=messages[at].content, params=params, history=messages[:at])
+        if params.constrained:  # before anything is stored: a skill that cannot is a 400
+            skill = (await self.route(request.text, request)).skill
+            if not getattr(self.plugins.skills.get(skill), "structured_output", False):
+                field = "response_format" if params.json_schema is not None else "grammar"
+                raise RequestError(
+                    f"{field}: the turn routes to skill {skill!r}, which cannot answer in a "
+                    "given form; name a chat model, or route to chat (\"/chat …\")",
+                    code="unsupported_parameter", param=field)
         final = Delta("", finish_reason="stop")
         async for event in self.run(request):
             if event["type"] == "delta":

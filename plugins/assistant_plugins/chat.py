@@ -18,6 +18,7 @@ DEFAULT_SYSTEM_PROMPT = "You are a helpful, concise assistant. Answer in the use
 class Chat(Skill):
     name = "chat"
     description = "General conversation; the fallback when no other skill fits."
+    structured_output = True  # it generates with ctx.params, the request's
     examples = (
         "Hi, how are you doing today?",
         "Tell me a joke about cats",
@@ -120,6 +121,7 @@ class Chat(Skill):
     )
 
     async def run(self, turn: Turn, ctx: SkillContext) -> AsyncIterator[Event]:
+        # ctx.params are the request's: a JSON schema or grammar it gives shapes the reply.
         system = str(ctx.config.get("system_prompt") or DEFAULT_SYSTEM_PROMPT)
         notes = [m.content for m in ctx.history if m.role == "system"]
         history = [m for m in ctx.history if m.role != "system"]

@@ -31,7 +31,7 @@ ASK = [{"role": "user", "content": "Describe a ship's cook as JSON: name, age an
 
 def ask(daemon: RunningDaemon, **kwargs: Any) -> Any:
     return sdk(daemon).chat.completions.create(
-        model=CHAT_MODEL, messages=kwargs.pop("messages", ASK),
+        model=kwargs.pop("model", CHAT_MODEL), messages=kwargs.pop("messages", ASK),
         max_tokens=kwargs.pop("max_tokens", 120), temperature=0, seed=1, **kwargs)
 
 
@@ -97,9 +97,17 @@ def test_what_cannot_be_honoured_is_a_400_naming_it(daemon: RunningDaemon) -> No
     assert taken.choices[0].message.content is not None
 
 
-def test_the_routed_model_refuses_a_schema_rather_than_dropping_it(
+def test_the_routed_model_shapes_a_chat_reply_and_refuses_other_skills(
         daemon: RunningDaemon) -> None:
+    schema = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}}
+    to_chat = [{"role": "user", "content": f"/chat {ASK[0]['content']}"}]
+    reply = ask(daemon, model="assistant", messages=to_chat, response_format=schema)
+    assert is_person(json.loads(reply.choices[0].message.content))
+    client = sdk(daemon).with_options(max_retries=0)
     with pytest.raises(openai.BadRequestError) as refused:
-        sdk(daemon).chat.completions.create(
-            model="assistant", messages=ASK, response_format={"type": "json_object"})
-    assert refused.value.body["param"] == "response_format"  # type: ignore[index]
+        client.chat.completions.create(
+            model="assistant", response_format={"type": "json_object"},
+            messages=[{"role": "user", "content": "/translate to French: good morning"}])
+    error = refused.value.body
+    assert isinstance(error, dict) and error["param"] == "response_format"
+    assert "skill 'translate'" in error["message"], error
