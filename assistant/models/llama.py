@@ -16,7 +16,6 @@ import math
 import os
 import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,26 +24,16 @@ import numpy as np
 from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 
 from assistant.models import tool_calls
+from assistant.models.abort import Abort
 from assistant.models.grammar_sampling import GrammarFirstLlama
 from assistant.models.kv_cache import StateCache, common_prefix, scope_key
+from assistant.models.pieces import Piece, pieces, split_on_stops, token_entry
 from assistant.models.template import ChatTemplate
 
 # Restoring a saved state pays off once it spares this many tokens over the live context.
 MIN_REUSE_GAIN = 32
 # Shorter sequences are cheaper to recompute than to save.
 MIN_SAVED_TOKENS = 64
-
-
-@dataclass
-class Piece:
-    text: str
-    finish_reason: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    timings: dict[str, float] = field(default_factory=dict)
-    tool_calls: list[dict[str, str]] = field(default_factory=list)
-    index: int = 0  # the reply it belongs to, of params["n"]
-    logprobs: list[dict[str, Any]] | None = None
 
 
 class LlamaRunner:
@@ -67,7 +56,7 @@ class LlamaRunner:
                                  state_ram_bytes, state_disk_bytes)
         self._dirty = False  # the live sequence has tokens no saved state holds
         self._tag = ""  # the conversation the live sequence belongs to (params["cache_tag"])
-        self._abort = _Abort(self.llm._ctx.ctx)
+        self._abort = Abort(self.llm._ctx.ctx)
 
     @staticmethod
     def library_version() -> str:
@@ -360,8 +349,8 @@ class LlamaRunner:
                 if top >= 0:
                     logprobs.append(self._logprob(token, raw, top))
                 pending += decoder.decode(raw)
-                emit, pending, hit = _split_on_stops(pending, stops)
-                for piece in _pieces(emit, reader, index):
+                emit, pending, hit = split_on_stops(pending, stops)
+                for piece in pieces(emit, reader, index):
                     piece.logprobs, logprobs = logprobs or None, []
                     yield piece
                 if hit:
@@ -384,9 +373,9 @@ class LlamaRunner:
             generator.close()
         if not stop_hit:
             pending += decoder.decode(b"", final=True)
-            yield from _pieces(pending, reader, index)
+            yield from pieces(pending, reader, index)
         if reader is not None:
-            yield from _pieces("", reader, index, end=True)
+            yield from pieces("", reader, index, end=True)
         ended = time.perf_counter()
         decode_s = ended - (first_token_at or ended)
         return Piece(
@@ -427,20 +416,16 @@ class LlamaRunner:
                                        shape=(self.llm.n_vocab(),)).astype(np.float64)
         peak = logits.max()
         total = peak + math.log(float(np.exp(logits - peak).sum()))
-        entry = _token_entry(raw, float(logits[token] - total))
+        entry = token_entry(raw, float(logits[token] - total))
         if top:
             best = np.argpartition(-logits, top)[:top]
             best = best[np.argsort(-logits[best], kind="stable")]
             entry["top_logprobs"] = [
-                _token_entry(self.llm.detokenize([int(t)], special=False),
+                token_entry(self.llm.detokenize([int(t)], special=False),
                              float(logits[t] - total)) for t in best]
         else:
             entry["top_logprobs"] = []
         return entry
-
-
-def _token_entry(raw: bytes, logprob: float) -> dict[str, Any]:
-    return {"token": raw.decode("utf-8", "replace"), "logprob": logprob, "bytes": list(raw)}
 
 
 class ContextLengthExceeded(ValueError):
@@ -457,66 +442,3 @@ class ParamRefused(ValueError):
 
 class PromptRefused(ValueError):
     """A raw prompt that cannot be completed; the message starts with the field at fault."""
-
-
-class _Abort:
-    """llama.cpp's abort callback for one context, polled after every graph node.
-
-    Armed only while a prompt is read. Each poll is a call into Python, after every node of a
-    decode's graph (about 600 for smollm2-135m): nothing next to a batch of prompt tokens,
-    which takes seconds, but a cost on every generated token, which takes milliseconds.
-    """
-
-    def __init__(self, ctx: Any) -> None:
-        self._ctx = ctx
-        self._check: Callable[[], bool] | None = None
-        self.fired = False
-        # Kept on the instance: llama.cpp holds only a pointer to it.
-        self._callback = llama_cpp.ggml_abort_callback(self._poll)
-        self._none = llama_cpp.ggml_abort_callback()  # NULL: no callback
-
-    def _poll(self, _data: Any) -> bool:
-        check = self._check
-        if check is not None and check():
-            self.fired = True
-            return True
-        return False
-
-    @contextlib.contextmanager
-    def armed(self, check: Callable[[], bool]) -> Iterator[None]:
-        self._check, self.fired = check, False
-        llama_cpp.llama_set_abort_callback(self._ctx, self._callback, None)
-        try:
-            yield
-        finally:
-            llama_cpp.llama_set_abort_callback(self._ctx, self._none, None)
-            self._check = None
-
-
-def _pieces(text: str, reader: tool_calls.CallReader | None, index: int,
-            end: bool = False) -> Iterator[Piece]:
-    """``text`` as pieces of reply ``index`` to send: as it is, or as the text and calls
-    ``reader`` finds."""
-    if reader is None:
-        if text:
-            yield Piece(text, index=index)
-        return
-    for item in reader.end() if end else reader.feed(text):
-        yield (Piece(item, index=index) if isinstance(item, str)
-               else Piece("", tool_calls=[item], index=index))
-
-
-def _split_on_stops(text: str, stops: list[str]) -> tuple[str, str, bool]:
-    """Split ``text`` into what is safe to emit, what to hold back, and whether a stop hit."""
-    if not stops:
-        return text, "", False
-    hits = [at for at in (text.find(stop) for stop in stops) if at >= 0]
-    if hits:
-        return text[: min(hits)], "", True
-    hold = 0
-    for stop in stops:
-        for k in range(min(len(stop) - 1, len(text)), 0, -1):
-            if text.endswith(stop[:k]):
-                hold = max(hold, k)
-                break
-    return text[: len(text) - hold], text[len(text) - hold:], False
