@@ -3,12 +3,14 @@
 ``make quality`` measures every skill on the public sets of ``../shared/eval`` and writes
 ``docs/quality.md`` from :class:`Comparison` rows: the skill's figure, the same model's asked
 plainly (the technique must never subtract) and the default chat model's asked plainly (what a
-user gets without the skill), with the commit and the date.
+user gets without the skill), with the commit and the date. The page's ``## `` sections,
+measured elsewhere, are kept.
 """
 
 from __future__ import annotations
 
 import datetime
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,8 +74,17 @@ def markdown(rows: list[Comparison], root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def kept(page: str) -> str:
+    """What a rewrite keeps of ``page``: its sections from the first ``## `` heading on (such
+    as *Tool use*, which ``python -m benchmarks tool_use`` measures), after a blank line."""
+    heading = re.search(r"^## ", page, re.MULTILINE)
+    return "\n" + page[heading.start():] if heading else ""
+
+
 def write(rows: list[Comparison], path: Path) -> None:
-    """Write the page atomically: a run that dies leaves the previous page whole."""
+    """Write the page atomically (a run that dies leaves the previous page whole), keeping the
+    sections this report does not write."""
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(markdown(rows, path.parent), encoding="utf-8")
+    tmp.write_text(markdown(rows, path.parent) + kept(old), encoding="utf-8")
     tmp.replace(path)

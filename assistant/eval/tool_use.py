@@ -11,9 +11,12 @@ Argument checks hold whatever the surface form (:mod:`assistant.eval.tool_checks
 not checked may be anything the schema allows. A reply is right when its calls name exactly
 the functions expected (as many of each, in any order), every call's arguments parse as a JSON
 object that follows its function's schema, and the calls pair with the expected ones so that
-every check passes. Each case is asked in two modes: ``constrained`` (``tool_choice``
-``"required"``: a grammar makes the model call a function offered, with arguments that follow
-its schema) and ``auto`` (the model may answer in prose or write a call that breaks).
+every check passes. Each case is asked in the three :data:`MODES`: ``required``
+(``tool_choice`` ``"required"``: a grammar from the first token makes the model call a function
+offered, with arguments that follow its schema), ``auto`` (``"auto"`` on a daemon as shipped:
+the model may answer in prose, and once it begins a call the call is made again under that
+grammar) and ``free`` (``"auto"`` on a daemon whose ``[models] tool_call_grammar`` is off: the
+calls as the model writes them, the baseline).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import itertools
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,9 +36,34 @@ from assistant.eval.json_schema import known, problems
 from assistant.eval.metrics import bootstrap, paired_bootstrap
 from assistant.eval.tool_checks import CHECKS, describe, passes
 
-MODES = {"constrained": "required", "auto": "auto"}  # mode → tool_choice
-LABELS = {"constrained": "required (constrained)", "auto": "auto (not constrained)"}
 MAX_TOKENS = 256
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How a case is asked: the request's ``tool_choice`` and the daemon's
+    ``[models] tool_call_grammar``."""
+
+    tool_choice: str
+    call_grammar: bool
+    label: str  # what the report calls it
+
+    @property
+    def daemon_env(self) -> dict[str, str]:
+        """The daemon's setting for this mode, said even when it is the default (so that the
+        caller's environment cannot change it)."""
+        return {"ASSISTANT_MODELS__TOOL_CALL_GRAMMAR": str(self.call_grammar).lower()}
+
+
+MODES = {
+    "required": Mode("required", True, 'required: tool_choice "required", grammar from the '
+                     "first token"),
+    "auto": Mode("auto", True, 'auto: tool_choice "auto", grammar once a call begins '
+                 "(the daemon's default)"),
+    "free": Mode("auto", False, 'free: tool_choice "auto", tool_call_grammar off '
+                 "(no grammar)"),
+}
+BASELINE = "free"  # the model unconstrained
 
 
 class RequestRefused(AssistantError):
@@ -69,7 +98,7 @@ class ToolSet:
         """The chat-completions body for ``case``: greedy, its tools, ``mode``'s tool_choice."""
         return {"model": model, "messages": [{"role": "user", "content": case.prompt}],
                 "tools": [self.tools[name] for name in case.tools],
-                "tool_choice": MODES[mode], "temperature": 0, "max_tokens": max_tokens}
+                "tool_choice": MODES[mode].tool_choice, "temperature": 0, "max_tokens": max_tokens}
 
 
 @dataclass(frozen=True)
@@ -201,6 +230,21 @@ def run(send: Send, tool_set: ToolSet, model: str, mode: str) -> list[Verdict]:
     return verdicts
 
 
+def run_modes(daemon: Callable[[Mapping[str, str]], AbstractContextManager[Send]],
+              tool_set: ToolSet, model: str) -> dict[str, list[Verdict]]:
+    """Every case in every mode, in :data:`MODES`' order. ``daemon(env)`` starts a daemon with
+    the settings ``env`` adds and yields a :data:`Send` to it; one is started for the modes
+    that share a setting of the call grammar."""
+    by_daemon: dict[bool, list[str]] = {}
+    for name, mode in MODES.items():
+        by_daemon.setdefault(mode.call_grammar, []).append(name)
+    verdicts: dict[str, list[Verdict]] = {}
+    for names in by_daemon.values():
+        with daemon(MODES[names[0]].daemon_env) as send:
+            verdicts.update({name: run(send, tool_set, model, name) for name in names})
+    return {name: verdicts[name] for name in MODES}
+
+
 def openai_send(client: Any) -> Send:
     """``client.chat.completions.create`` (an ``openai.OpenAI``) as a :data:`Send`: the reply
     as a dict, an error status as :class:`RequestRefused`."""
@@ -242,24 +286,29 @@ def summarize(verdicts: Sequence[Verdict]) -> Summary:
         sum(v.refused is not None for v in verdicts), sum(v.seconds for v in verdicts))
 
 
-def table(constrained: Sequence[Verdict], auto: Sequence[Verdict]) -> str:
-    """The report, in Markdown: each mode's shares, then constrained − auto over the same
-    cases with its paired bootstrap interval."""
-    if [v.case for v in constrained] != [v.case for v in auto]:
-        raise ValueError("the two modes must score the same cases in the same order")
-    lines = ["| tool_choice | n | right function | right function, valid arguments, checks "
-             "passed | calls with valid arguments | no call | refused | seconds |",
+def table(verdicts: Mapping[str, Sequence[Verdict]], baseline: str = BASELINE) -> str:
+    """The report, in Markdown: each mode's shares (``verdicts`` maps a mode of :data:`MODES`
+    to its verdicts), then each other mode − ``baseline`` over the same cases, with its paired
+    bootstrap interval."""
+    base = verdicts[baseline]
+    if any([v.case for v in vs] != [v.case for v in base] for vs in verdicts.values()):
+        raise ValueError("every mode must score the same cases in the same order")
+    lines = ["| mode | n | right function | right function, valid arguments, checks passed "
+             "| calls with valid arguments | no call | refused | seconds |",
              "|---|---|---|---|---|---|---|---|"]
-    for verdicts in (constrained, auto):
-        s = summarize(verdicts)
-        lines.append(f"| {LABELS[s.mode]} | {s.n} | {_share(s.right_function)} | "
+    for mode, vs in verdicts.items():
+        s = summarize(vs)
+        lines.append(f"| {MODES[mode].label} | {s.n} | {_share(s.right_function)} | "
                      f"{_share(s.correct)} | {s.valid_calls} of {s.calls} | {s.no_call} | "
                      f"{s.refused} | {s.seconds:.0f} |")
-    differences = [paired_bootstrap([float(getattr(v, key)) for v in constrained],
-                                    [float(getattr(v, key)) for v in auto])
-                   for key in ("right_function", "correct")]
-    lines.append(f"| required − auto, paired | {len(auto)} | {_share(differences[0], '+')} | "
-                 f"{_share(differences[1], '+')} | | | | |")
+    for mode, vs in verdicts.items():
+        if mode == baseline:
+            continue
+        differences = [_share(paired_bootstrap([float(getattr(v, key)) for v in vs],
+                                               [float(getattr(v, key)) for v in base]), "+")
+                       for key in ("right_function", "correct")]
+        lines.append(f"| {mode} − {baseline}, paired | {len(vs)} | {differences[0]} | "
+                     f"{differences[1]} | | | | |")
     return "\n".join(lines) + "\n"
 
 
@@ -270,4 +319,4 @@ def _share(figures: tuple[float, float, float], sign: str = "") -> str:
 
 def failures(verdicts: Sequence[Verdict]) -> list[str]:
     """One line per case scored wrong: its id, mode and the first thing wrong."""
-    return [f"{v.mode:<11} {v.case:<22} {v.why}" for v in verdicts if not v.correct]
+    return [f"{v.mode:<8} {v.case:<22} {v.why}" for v in verdicts if not v.correct]

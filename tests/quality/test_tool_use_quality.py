@@ -1,18 +1,23 @@
 """Quality (`make quality`): tool use on qwen2.5-coder-0.5b (issue 16). The project's 30
 cases (tests/data/eval/tool-use.jsonl) go to the real daemon's /v1/chat/completions through
-the openai SDK, greedy, each twice: constrained (``tool_choice="required"``) and not
-(``"auto"``). Scoring is :mod:`assistant.eval.tool_use`'s.
+the openai SDK, greedy, in three modes (:data:`assistant.eval.tool_use.MODES`): ``required``
+(``tool_choice="required"``, a grammar from the first token), ``auto`` (``"auto"``, a call the
+model begins made again under the grammar, as shipped) and ``free`` (``"auto"`` on a second
+daemon with ``[models] tool_call_grammar`` off: the model unconstrained). Scoring is
+:mod:`assistant.eval.tool_use`'s.
 
 The shares are printed (the table docs/quality.md takes; run with ``-s`` to see it, or
 ``python -m benchmarks tool_use``), not held to a bar. What is asserted is what the grammar
-guarantees: under ``"required"`` every reply calls a function offered, with arguments that
-parse and follow its schema.
+guarantees: under ``required`` every reply calls a function offered, with arguments that
+parse and follow its schema; under ``auto`` every call made does. ``free`` is only reported.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -28,24 +33,29 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "eval"
 Verdicts = dict[str, list[tool_use.Verdict]]
 
 
-@pytest.fixture(scope="module")
-def verdicts(tmp_path_factory: pytest.TempPathFactory) -> Verdicts:
-    """Both modes' verdicts, from one daemon on the shipped default model."""
-    if not (TEST_MODELS_DIR / FILE).exists():
-        pytest.fail(f"{FILE} missing in {TEST_MODELS_DIR}: run `make quality`, which pulls it")
-    tool_set = tool_use.load(DATA / "tool-use.jsonl", DATA / "tool-use-tools.json")
-    tmp = tmp_path_factory.mktemp("tool-use")
+@contextmanager
+def daemon(tmp: Path, settings: Mapping[str, str]) -> Iterator[tool_use.Send]:
+    """A daemon on the shipped default model with ``settings`` added, as a :data:`Send`."""
     runtime = Path(tempfile.mkdtemp(prefix="as-", dir="/tmp"))  # a socket path stays short
     env = daemon_environment(tmp / "data", runtime / "run", model=MODEL,
                              models_dir=TEST_MODELS_DIR,
-                             extra_env={"ASSISTANT_MODELS__CONTEXT_LENGTH": "4096"})
-    daemon = start_daemon(env, tmp / "daemon.log")
+                             extra_env={"ASSISTANT_MODELS__CONTEXT_LENGTH": "4096", **settings})
+    running = start_daemon(env, tmp / "daemon.log")
     try:
-        send = tool_use.openai_send(sdk(daemon))
-        return {mode: tool_use.run(send, tool_set, MODEL, mode) for mode in tool_use.MODES}
+        yield tool_use.openai_send(sdk(running))
     finally:
-        daemon.stop()
+        running.stop()
         shutil.rmtree(runtime, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def verdicts(tmp_path_factory: pytest.TempPathFactory) -> Verdicts:
+    """Every mode's verdicts: one daemon as shipped, one with the call grammar off."""
+    if not (TEST_MODELS_DIR / FILE).exists():
+        pytest.fail(f"{FILE} missing in {TEST_MODELS_DIR}: run `make quality`, which pulls it")
+    tool_set = tool_use.load(DATA / "tool-use.jsonl", DATA / "tool-use-tools.json")
+    return tool_use.run_modes(
+        lambda settings: daemon(tmp_path_factory.mktemp("tool-use"), settings), tool_set, MODEL)
 
 
 def answered(verdicts: Verdicts) -> Verdicts:
@@ -60,18 +70,24 @@ def answered(verdicts: Verdicts) -> Verdicts:
 
 
 def test_tool_use_shares_are_reported(verdicts: Verdicts) -> None:
-    constrained, auto = answered(verdicts)["constrained"], verdicts["auto"]
-    report = tool_use.table(constrained, auto)
-    print(f"\n{MODEL}, {len(auto)} tool-use cases, greedy\n\n{report}")
-    print("\n".join(tool_use.failures(constrained + auto)))
-    assert len(constrained) == len(auto) == 30
+    report = tool_use.table(answered(verdicts))
+    print(f"\n{MODEL}, {len(verdicts['free'])} tool-use cases, greedy\n\n{report}")
+    print("\n".join(tool_use.failures([v for vs in verdicts.values() for v in vs])))
+    assert [len(vs) for vs in verdicts.values()] == [30] * len(tool_use.MODES)
 
 
 def test_required_always_calls_an_offered_function_with_valid_arguments(
         verdicts: Verdicts) -> None:
-    constrained = answered(verdicts)["constrained"]
-    uncalled = [(v.case, v.content) for v in constrained if not v.calls]
+    required = answered(verdicts)["required"]
+    uncalled = [(v.case, v.content) for v in required if not v.calls]
     assert not uncalled, uncalled
-    invalid = [(v.case, v.why, v.calls) for v in constrained if not v.valid]
+    invalid = [(v.case, v.why, v.calls) for v in required if not v.valid]
     assert not invalid, invalid
-    assert {v.finish_reason for v in constrained} == {"tool_calls"}
+    assert {v.finish_reason for v in required} == {"tool_calls"}
+
+
+def test_auto_calls_an_offered_function_with_valid_arguments_whenever_it_calls(
+        verdicts: Verdicts) -> None:
+    called = [v for v in answered(verdicts)["auto"] if v.calls]
+    invalid = [(v.case, v.why, v.calls) for v in called if not v.valid]
+    assert not invalid, invalid

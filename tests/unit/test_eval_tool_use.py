@@ -1,9 +1,11 @@
 """assistant.eval.tool_use and its parts, on hand-made OpenAI replies: the set loads, the
-schema check and the argument checks, the verdicts, the runner and the report."""
+schema check and the argument checks, the verdicts, the runners and the report."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +190,7 @@ def test_run_asks_each_case_with_the_mode_s_tool_choice_and_records_refusals() -
             raise tool_use.RequestRefused(400, "tools: tool calls are not supported yet")
         return _reply(("set_timer", {"minutes": 10}))
 
-    verdicts = tool_use.run(send, SET, "qwen2.5-coder-0.5b", "constrained")
+    verdicts = tool_use.run(send, SET, "qwen2.5-coder-0.5b", "required")
     assert len(sent) == 30 and {b["tool_choice"] for b in sent} == {"required"}
     assert sent[0]["temperature"] == 0 and sent[0]["model"] == "qwen2.5-coder-0.5b"
     assert [t["function"]["name"] for t in sent[2]["tools"]] == [
@@ -200,7 +202,29 @@ def test_run_asks_each_case_with_the_mode_s_tool_choice_and_records_refusals() -
     assert verdicts[1].finish_reason == "tool_calls"
 
 
-def test_the_report_shares_intervals_and_paired_difference() -> None:
+def test_run_modes_asks_required_and_auto_of_one_daemon_and_free_of_another() -> None:
+    daemons: list[tuple[dict[str, str], list[str]]] = []
+
+    @contextmanager
+    def daemon(settings: Mapping[str, str]) -> Iterator[tool_use.Send]:
+        asked: list[str] = []
+        daemons.append((dict(settings), asked))
+
+        def send(body: dict[str, Any]) -> dict[str, Any]:
+            asked.append(body["tool_choice"])
+            return _reply(("set_timer", {"minutes": 10}))
+
+        yield send
+
+    verdicts = tool_use.run_modes(daemon, SET, "m")
+    assert list(verdicts) == ["required", "auto", "free"]
+    assert [v.mode for v in verdicts["free"]] == ["free"] * 30
+    assert daemons == [({"ASSISTANT_MODELS__TOOL_CALL_GRAMMAR": "true"},
+                        ["required"] * 30 + ["auto"] * 30),
+                       ({"ASSISTANT_MODELS__TOOL_CALL_GRAMMAR": "false"}, ["auto"] * 30)]
+
+
+def test_the_report_has_a_row_per_mode_and_each_mode_against_the_baseline_paired() -> None:
     ids = [c.id for c in SET.cases]
 
     def verdicts(mode: str, right: int, correct: int) -> list[tool_use.Verdict]:
@@ -208,18 +232,29 @@ def test_the_report_shares_intervals_and_paired_difference() -> None:
                                  calls=(("f", "{}"),) if n < right else ())
                 for n, i in enumerate(ids)]
 
-    constrained, auto = verdicts("constrained", 30, 24), verdicts("auto", 21, 15)
-    summary = tool_use.summarize(constrained)
+    modes = {"required": verdicts("required", 30, 24), "auto": verdicts("auto", 25, 20),
+             "free": verdicts("free", 21, 15)}
+    summary = tool_use.summarize(modes["required"])
     assert summary.right_function[0] == 1.0 and summary.correct[0] == pytest.approx(0.8)
     low, high = summary.correct[1:]
     assert low < 0.8 < high
-    text = tool_use.table(constrained, auto)
-    assert "| required (constrained) | 30 | 1.000 [1.000, 1.000] | 0.800 [" in text
-    assert "| auto (not constrained) | 30 | 0.700 [" in text and "| 21 of 21 | 9 | 0 |" in text
-    assert "| required − auto, paired | 30 | +0.300 [+" in text
-    assert len(tool_use.failures(auto)) == 15
+    text = tool_use.table(modes)
+    rows = [line for line in text.splitlines() if not line.startswith(("| mode ", "|---"))]
+    assert rows[0].startswith(
+        '| required: tool_choice "required", grammar from the first token | 30 | '
+        "1.000 [1.000, 1.000] | 0.800 [")
+    assert rows[1].startswith('| auto: tool_choice "auto", grammar once a call begins '
+                              "(the daemon's default) | 30 | 0.833 [")
+    assert rows[2].startswith('| free: tool_choice "auto", tool_call_grammar off (no grammar) '
+                              "| 30 | 0.700 [") and "| 21 of 21 | 9 | 0 |" in rows[2]
+    assert rows[3].startswith("| required − free, paired | 30 | +0.300 [+")
+    assert rows[4].startswith("| auto − free, paired | 30 | +0.133 [")
+    assert len(rows) == 5
+    assert tool_use.table(modes, baseline="auto").splitlines()[-1].startswith(
+        "| free − auto, paired | 30 | -0.133 [")
+    assert len(tool_use.failures(modes["free"])) == 15
     with pytest.raises(ValueError, match="same cases"):
-        tool_use.table(constrained, auto[::-1])
+        tool_use.table({**modes, "auto": modes["auto"][::-1]})
 
 
 def test_bootstrap_of_one_list() -> None:
