@@ -79,22 +79,33 @@ async def completions(body: CompletionRequest, request: Request,
     # or a model that fails to load is an HTTP error, not a broken stream.
     first = await anext(stream)
     if body.stream:
-        return sse_response(first, stream, head, _choice, body.streaming)
+        return sse_response(first, stream, head, _Choices(), body.streaming)
     replies = await collect(request, first, stream)
     return {**head, "usage": usage(replies), "choices": [
-        _choice(i, r.text, finish_reason(r.end), r.logprobs) for i, r in enumerate(replies)]}
+        _Choices()(i, r.text, finish_reason(r.end), r.logprobs)
+        for i, r in enumerate(replies)]}
 
 
-def _choice(index: int, text: str, finish: str | None,
-            logprobs: list[dict[str, Any]] | None) -> dict[str, Any]:
-    return {"index": index, "text": text, "finish_reason": finish,
-            "logprobs": _legacy(logprobs) if logprobs is not None else None}
+class _Choices:
+    """A reply's choice objects, chunk after chunk: each token's ``text_offset`` counts from
+    the start of its reply, across chunks."""
+
+    def __init__(self) -> None:
+        self.offsets: dict[int, int] = {}
+
+    def __call__(self, index: int, text: str, finish: str | None,
+                 logprobs: list[dict[str, Any]] | None) -> dict[str, Any]:
+        start = self.offsets.get(index, 0)
+        if logprobs is not None:
+            self.offsets[index] = start + sum(len(e["token"]) for e in logprobs)
+        return {"index": index, "text": text, "finish_reason": finish,
+                "logprobs": _legacy(logprobs, start) if logprobs is not None else None}
 
 
-def _legacy(entries: list[dict[str, Any]]) -> dict[str, Any]:
+def _legacy(entries: list[dict[str, Any]], at: int = 0) -> dict[str, Any]:
     """Chat's ``logprobs.content`` items in this route's older shape: parallel lists, the
     alternatives as token → logprob, and each token's offset in the completion."""
-    offsets, at = [], 0
+    offsets = []
     for entry in entries:
         offsets.append(at)
         at += len(entry["token"])

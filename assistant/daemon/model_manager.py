@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from assistant.config import Settings
+from assistant.daemon import openai_tools
 from assistant.daemon.queue import ModelQueue
 from assistant.errors import ModelError, ModelLoadError, ModelNotFound, RequestError
 from assistant.locations import data_dir
@@ -239,6 +240,8 @@ class ModelManager(Backend):
             structured.check(params.json_schema)
         if params.grammar is not None:
             structured.check_grammar(params.grammar)
+        if params.calls_tools:
+            openai_tools.check_params(params)
         if (not self.settings.models.tool_call_grammar and params.tool_choice == "auto"
                 and any(t.strict for t in params.tools)):
             raise RequestError("tools: strict calls under tool_choice 'auto' need "
@@ -381,7 +384,7 @@ _FEATURES: tuple[tuple[str, Callable[[GenerationParams], bool], str, str], ...] 
     ("grammars", lambda p: p.json_schema is not None, "response_format",
      "enforce a JSON schema while decoding"),
     ("grammars", lambda p: p.grammar is not None, "grammar", "enforce a grammar while decoding"),
-    ("tools", lambda p: bool(p.tools), "tools", "call tools"),
+    ("tools", lambda p: p.calls_tools, "tools", "call tools"),
     ("choices", lambda p: p.n > 1, "n", "give more than one reply"),
     ("logprobs", lambda p: p.logprobs, "logprobs", "report log probabilities"),
     ("logit_bias", lambda p: bool(p.logit_bias), "logit_bias", "take a logit_bias"),

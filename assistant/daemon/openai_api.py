@@ -146,7 +146,8 @@ class GenerationRequest(BaseModel):
             raise RequestError("stop: at most 8 stop sequences", param="stop")
         bias: dict[int, float] = {}
         for key, value in (self.logit_bias or {}).items():
-            if not key.strip().isdigit() or not -100 <= value <= 100:
+            if not (key.isascii() and key.isdigit() and len(key) <= 9) or not (
+                    -100 <= value <= 100):
                 raise RequestError("logit_bias: keys are token ids and values from -100 to "
                                    f"100 (not {key!r}: {value!r})", param="logit_bias")
             bias[int(key)] = float(value)
@@ -189,15 +190,15 @@ class ChatRequest(GenerationRequest):
                       for p in parts]
         self.refuse(asked)
         formatted = (self.response_format or {}).get("type", "text") != "text"
-        self._check_tools(formatted)
+        self._check_tools()
         if self.grammar is not None and formatted:
             raise RequestError("grammar and response_format: give one, not both",
                                param="grammar")
         self.check_shape(formatted)
 
-    def _check_tools(self, formatted: bool) -> None:
+    def _check_tools(self) -> None:
         tools = openai_tools.parse_tools(self.tools)
-        choice, forced = openai_tools.parse_choice(self.tool_choice, tools)
+        choice, _ = openai_tools.parse_choice(self.tool_choice, tools)
         calls_tools = bool(tools) and choice != "none"
         history = [i for i, m in enumerate(self.messages) if m.role == "tool" or m.tool_calls]
         if self.model == ROUTED_MODEL and (calls_tools or history):
@@ -205,22 +206,20 @@ class ChatRequest(GenerationRequest):
                 f"tools: model {ROUTED_MODEL!r} routes the turn to a skill, which calls no "
                 "tools; name a chat model instead", code="unsupported_parameter",
                 param="tools" if calls_tools else "messages")
-        if calls_tools and (self.grammar is not None or formatted):
-            raise RequestError("tools and response_format or grammar: a reply is either "
-                               "calls or shaped text; give one", param="tools")
-        if choice == "required" or (calls_tools and any(t.strict for t in tools)):
-            openai_tools.check_enforceable(tools, forced)
-            if self.stop:
-                raise RequestError("stop: a stop string would cut the required call; leave "
-                                   "stop out", param="stop")
+        # The rest (schemas a grammar must enforce, tools beside a schema, stop beside a
+        # required call) is checked for every caller, skills too: ModelManager.chat.
+        made: set[str] = set()  # the ids of the last assistant message's calls
         for i, m in enumerate(self.messages):
-            if m.role == "tool" and not m.tool_call_id:
-                raise RequestError(f"messages[{i}].tool_call_id: a tool message names the "
-                                   "call it answers", param="messages")
             if m.tool_calls and m.role != "assistant":
                 raise RequestError(f"messages[{i}].tool_calls: only an assistant message "
                                    "makes calls", param="messages")
-            openai_tools.parse_calls(i, m.tool_calls)
+            if m.role == "assistant":
+                made = {c.id for c in openai_tools.parse_calls(i, m.tool_calls)}
+            if m.role == "tool" and m.tool_call_id not in made:
+                raise RequestError(
+                    f"messages[{i}].tool_call_id: a tool message answers a call of the "
+                    f"assistant message before it ({', '.join(sorted(made)) or 'none'}), "
+                    f"not {m.tool_call_id!r}", param="messages")
 
     def params(self) -> GenerationParams:
         tools = openai_tools.parse_tools(self.tools)

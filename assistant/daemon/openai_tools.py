@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from assistant.errors import RequestError
-from assistant.models.backend import Tool, ToolCall
+from assistant.models.backend import GenerationParams, Tool, ToolCall
 from assistant.models.structured import check
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # OpenAI's rule for a function's name
@@ -46,7 +46,7 @@ def parse_tools(tools: list[Any] | None) -> tuple[Tool, ...]:
         if not isinstance(description, str) or not isinstance(parameters, Mapping):
             raise RequestError(f"{where}.function: description must be text and parameters "
                                "a JSON schema object", param="tools")
-        _check_refs(parameters, f"{where}.function.parameters")
+        _check_refs(parameters, f"{where}.function.parameters", _def_names(parameters))
         strict = function.get("strict")
         if strict not in (None, True, False):
             raise RequestError(f"{where}.function.strict must be true or false", param="tools")
@@ -74,6 +74,25 @@ def parse_choice(choice: Any, tools: tuple[Tool, ...]) -> tuple[
         raise RequestError(f"tool_choice: {name!r} is not one of the tools offered",
                            param="tool_choice")
     return "required", str(name)
+
+
+def check_params(params: GenerationParams) -> None:
+    """What a generation offering tools may not ask besides, whoever asks (a request, a
+    skill): a named function not offered, a schema or grammar too (a reply is calls or
+    shaped text), a stop string that would cut a required call, schemas no grammar can
+    enforce where calls must follow them."""
+    if params.forced_tool is not None and params.forced_tool not in {t.name for t in params.tools}:
+        raise RequestError(f"tool_choice: {params.forced_tool!r} is not one of the tools "
+                           "offered", param="tool_choice")
+    if params.constrained:
+        raise RequestError("tools and response_format or grammar: a reply is either calls or "
+                           "shaped text; give one", param="tools")
+    required = params.tool_choice == "required" or params.forced_tool is not None
+    if required and params.stop:
+        raise RequestError("stop: a stop string would cut the required call; leave stop out",
+                           param="stop")
+    if required or any(t.strict for t in params.tools):
+        check_enforceable(params.tools, params.forced_tool)
 
 
 def check_enforceable(tools: tuple[Tool, ...], forced: str | None) -> None:
@@ -108,18 +127,37 @@ def parse_calls(index: int, calls: list[Any] | None) -> tuple[ToolCall, ...]:
     return tuple(out)
 
 
-def _check_refs(schema: Any, where: str) -> None:
-    """Only references to the schema's own ``$defs``/``definitions``: they are renamed when
-    several functions' schemas are joined into one grammar."""
+def _check_refs(schema: Any, where: str, names: set[str]) -> None:
+    """Only references to the schema's own ``$defs``/``definitions`` (``names``), which are
+    renamed when several functions' schemas are joined into one grammar."""
     if isinstance(schema, list):
         for i, sub in enumerate(schema):
-            _check_refs(sub, f"{where}[{i}]")
+            _check_refs(sub, f"{where}[{i}]", names)
     elif isinstance(schema, Mapping):
         ref = schema.get("$ref")
-        if ref is not None and not (isinstance(ref, str)
-                                    and ref.startswith(("#/$defs/", "#/definitions/"))):
-            raise RequestError(f"{where}.$ref: only \"#/$defs/…\" references are supported",
-                               code="unsupported_parameter", param="tools")
+        if ref is not None:
+            target = next((ref[len(root):] for root in ("#/$defs/", "#/definitions/")
+                           if isinstance(ref, str) and ref.startswith(root)), None)
+            if target is None:
+                raise RequestError(f"{where}.$ref: only \"#/$defs/…\" references are "
+                                   "supported", code="unsupported_parameter", param="tools")
+            if target not in names:
+                raise RequestError(f"{where}.$ref: {ref!r} refers to no definition",
+                                   param="tools")
         for key, sub in schema.items():
             if key != "$ref":
-                _check_refs(sub, f"{where}.{key}")
+                _check_refs(sub, f"{where}.{key}", names)
+
+
+def _def_names(schema: Any) -> set[str]:
+    """The names of every ``$defs``/``definitions`` entry in ``schema``, at any depth."""
+    if isinstance(schema, list):
+        return set().union(*(_def_names(s) for s in schema))
+    if not isinstance(schema, Mapping):
+        return set()
+    names: set[str] = set()
+    for key, sub in schema.items():
+        if key in ("$defs", "definitions") and isinstance(sub, Mapping):
+            names |= set(sub)
+        names |= _def_names(sub)
+    return names

@@ -64,6 +64,7 @@ class TurnRequest:
     history: list[ChatMessage] | None = None
     regenerate: str | None = None  # an assistant message id: answer its question again
     edit: str | None = None  # a user message id: ask ``text`` in its place, on a new branch
+    routed: RouteDecision | None = None  # where the turn goes, when decided before it runs
 
 
 @dataclass
@@ -144,6 +145,8 @@ class TurnService:
 
     async def route(self, text: str, request: TurnRequest) -> RouteDecision:
         """Where ``text`` goes: the client's skill, else the router, else chat."""
+        if request.routed is not None:
+            return request.routed
         skill = request.skill
         if skill is not None:
             if request.method == "correction":
@@ -382,7 +385,8 @@ class TurnService:
                                param="messages")
         request = TurnRequest(text=messages[at].content, params=params, history=messages[:at])
         if params.constrained:  # before anything is stored: a skill that cannot is a 400
-            skill = (await self.route(request.text, request)).skill
+            request.routed = await self.route(request.text, request)
+            skill = request.routed.skill
             if not getattr(self.plugins.skills.get(skill), "structured_output", False):
                 field = "response_format" if params.json_schema is not None else "grammar"
                 raise RequestError(

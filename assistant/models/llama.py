@@ -203,6 +203,23 @@ class LlamaRunner:
         llama_cpp.llama_sampler_free(sampler)
         return grammar
 
+    def _calls_grammar(self, tools: list[dict[str, Any]], forced: str | None,
+                       parallel: bool) -> tuple[str, LlamaGrammar]:
+        """The grammar of calls to ``tools``, as text and parsed; :class:`GrammarRefused`
+        naming ``tools`` when their schemas cannot make one."""
+        try:
+            text = tool_calls.call_grammar(tools, forced, parallel)
+        except Exception as exc:  # the converter asserts as it goes
+            raise GrammarRefused("tools: the functions' parameters cannot be turned into a "
+                                 f"grammar: {str(exc)[:200]}") from None
+        try:
+            grammar = self._grammar({"grammar": text})
+        except GrammarRefused:
+            raise GrammarRefused("tools: llama.cpp cannot parse the grammar the functions' "
+                                 "parameters make (a $ref that refers to itself?)") from None
+        assert grammar is not None
+        return text, grammar
+
     def tokens_for(self, messages: list[dict[str, Any]],
                    tools: list[dict[str, Any]] | None = None) -> list[int]:
         prompt = self.template.render(messages, tools=tools)
@@ -233,10 +250,15 @@ class LlamaRunner:
         parallel = bool(params.get("parallel_tool_calls", True))
         calls = None  # the grammar of calls, once the model has begun one
         if tools and choice == "required":  # a call is due: its form is the grammar's
-            params = {**params, "grammar": tool_calls.call_grammar(
-                tools, params.get("forced_tool"), parallel)}
+            text, _ = self._calls_grammar(tools, params.get("forced_tool"), parallel)
+            params = {**params, "grammar": text}
         elif tools and params.get("call_grammar", True) and tool_calls.enforceable(tools):
-            calls = self._grammar({"grammar": tool_calls.call_grammar(tools, None, parallel)})
+            try:
+                _, calls = self._calls_grammar(tools, None, parallel)
+            except GrammarRefused:
+                if any(t.get("strict") for t in tools):
+                    raise
+                calls = None  # calls are read as the model writes them
         yield from self._generate(self.tokens_for(messages, tools), params, cancelled,
                                   {t["name"] for t in tools}, calls)
 
@@ -349,7 +371,9 @@ class LlamaRunner:
                 if top >= 0:
                     logprobs.append(self._logprob(token, raw, top))
                 pending += decoder.decode(raw)
-                emit, pending, hit = split_on_stops(pending, stops)
+                # A stop string ends the text, not a call: inside one, it is part of the call.
+                live = stops if reader is None or not reader.in_call else []
+                emit, pending, hit = split_on_stops(pending, live)
                 for piece in pieces(emit, reader, index):
                     piece.logprobs, logprobs = logprobs or None, []
                     yield piece

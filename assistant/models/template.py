@@ -124,9 +124,23 @@ def _with_argument_objects(message: dict[str, Any]) -> dict[str, Any]:
 def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
             separators: tuple[str, str] | None = None, sort_keys: bool = False) -> str:
     """Hugging Face's ``tojson``, which chat templates are written for (Jinja's own escapes
-    ``<``, ``>``, ``&`` and ``'`` for HTML)."""
-    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
-                      sort_keys=sort_keys)
+    ``<``, ``>``, ``&`` and ``'`` for HTML). A template is untrusted: an indent or separators
+    of any size would build huge strings in one C call, past the render's deadline."""
+    from jinja2.exceptions import SecurityError
+
+    small_int = isinstance(indent, int) and not isinstance(indent, bool) and 0 <= indent <= 16
+    if not (indent is None or small_int or (isinstance(indent, str) and len(indent) <= 16)):
+        raise SecurityError(f"tojson: indent {str(indent)[:20]!r} is not 0 to 16 (or text of "
+                            "at most 16 characters)")
+    if separators is not None and not (
+            isinstance(separators, list | tuple) and len(separators) == 2
+            and all(isinstance(x, str) and len(x) <= 4 for x in separators)):
+        raise SecurityError("tojson: separators must be two strings of at most 4 characters")
+    try:
+        return json.dumps(value, ensure_ascii=bool(ensure_ascii), indent=indent,
+                          separators=separators, sort_keys=bool(sort_keys))
+    except (TypeError, ValueError) as exc:
+        raise SecurityError(f"tojson: {exc}") from None
 
 
 def _raise_exception(message: str) -> None:

@@ -173,6 +173,7 @@ class CallReader:
         self._bare = True  # no text yet: an untagged object may still be a call
         self._fence = False  # a call in a code block was read: its closing ``` is next
         self._fed = ""  # all the text given
+        self._scan: _ObjectScan | None = None  # the untagged object being read
 
     def starting(self) -> str | None:
         """The text before a call that has begun but is not complete (None if none has):
@@ -184,6 +185,12 @@ class CallReader:
             if start is not None and CALL_HEAD.match(self._buffer.lstrip()[start:]):
                 return self._fed[: len(self._fed) - len(self._buffer)]
         return None
+
+    @property
+    def in_call(self) -> bool:
+        """Whether the text given last is inside a call (or an untagged object that may be
+        one): stop strings do not apply there."""
+        return self._inside or self._scan is not None
 
     def restart(self) -> None:
         """Forget the call begun (:meth:`starting`): the text given next makes it again."""
@@ -211,9 +218,13 @@ class CallReader:
                         return
                     self._bare = False
                     continue
-                end = _object_end(head[start:])
+                at = len(self._buffer) - len(head) + start
+                if self._scan is None or self._scan.at != at:
+                    self._scan = _ObjectScan(at)
+                end = self._scan.end(head[start:])
                 if end is None:
                     return  # wait for the rest of the object
+                self._scan = None
                 call = self._parse(head[start:start + end])
                 if call is None:
                     self._bare = False
@@ -286,7 +297,8 @@ class CallReader:
             value = json.loads(body)
         except ValueError:
             return None
-        if not isinstance(value, dict) or value.get("name") not in self.names:
+        name = value.get("name") if isinstance(value, dict) else None
+        if not isinstance(name, str) or name not in self.names:
             return None
         arguments = value.get("arguments", value.get("parameters", {}))
         if isinstance(arguments, str):  # some models write the arguments as JSON text
@@ -325,27 +337,38 @@ def _undecided(head: str) -> bool:
     return not head[fence.end():] if fence else "\n" not in head and len(head) < 12
 
 
-def _object_end(text: str) -> int | None:
-    """Where the JSON object ``text`` begins with ends, or None while it is open."""
-    depth = 0
-    quoted = escaped = False
-    for i, char in enumerate(text):
-        if quoted:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
+class _ObjectScan:
+    """Where a JSON object ends, read as its text grows: each character is looked at once
+    (a reply of thousands of tokens must not be scanned again at each one)."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at  # where the object begins in the reader's buffer
+        self._seen = 0
+        self._depth = 0
+        self._quoted = self._escaped = False
+
+    def end(self, text: str) -> int | None:
+        """Where the object ``text`` begins with ends, or None while it is open; ``text`` is
+        the object's text so far, longer at each call."""
+        for i in range(self._seen, len(text)):
+            char = text[i]
+            if self._quoted:
+                if self._escaped:
+                    self._escaped = False
+                elif char == "\\":
+                    self._escaped = True
+                elif char == '"':
+                    self._quoted = False
             elif char == '"':
-                quoted = False
-        elif char == '"':
-            quoted = True
-        elif char in "{[":
-            depth += 1
-        elif char in "}]":
-            depth -= 1
-            if depth == 0:
-                return i + 1
-    return None
+                self._quoted = True
+            elif char in "{[":
+                self._depth += 1
+            elif char in "}]":
+                self._depth -= 1
+                if self._depth == 0:
+                    return i + 1
+        self._seen = len(text)
+        return None
 
 
 def _partial_suffix(text: str, marker: str) -> int:

@@ -127,6 +127,13 @@ REFUSED: list[tuple[dict[str, Any], str, str]] = [
     ({"response_format": {"type": "json_object"}}, "tools", "give one"),
     ({"model": "assistant"}, "tools", "routes the turn"),
     ({"messages": [*ASK, {"role": "tool", "content": "18"}]}, "messages", "tool_call_id"),
+    ({"messages": [*ASK, {"role": "assistant", "tool_calls": [{"type": "function", "id": "c1",
+      "function": {"name": "get_weather", "arguments": "{}"}}]},
+      {"role": "tool", "tool_call_id": "c2", "content": "18"}]}, "messages", "not 'c2'"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"a": {"$ref": "#/$defs/x"}},
+        "$defs": {"x": {"$ref": "#/$defs/x"}}}}}], "tool_choice": "required"},
+     "tools", "cannot parse the grammar"),
     ({"messages": [*ASK, {"role": "assistant", "tool_calls": [{"type": "function", "id": "c",
       "function": {"name": "get_weather", "arguments": "not json"}}]}]}, "messages",
      "messages[1].tool_calls[0].function"),

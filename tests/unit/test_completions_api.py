@@ -76,6 +76,8 @@ REFUSED: list[tuple[dict[str, Any], str, str]] = [
     ({"logprobs": 2}, "logprobs", "cannot report log probabilities"),
     ({"logit_bias": {"50256": -100}}, "logit_bias", "cannot take a logit_bias"),
     ({"logit_bias": {"the": 1}}, "logit_bias", "keys are token ids"),
+    ({"logit_bias": {"²": 1}}, "logit_bias", "keys are token ids"),
+    ({"logit_bias": {"1" * 5000: 1}}, "logit_bias", "keys are token ids"),
     ({"logprobs": 6}, "logprobs", "less than or equal to 5"),
     ({"tools": [{"type": "function"}]}, "tools", "not supported"),  # a chat field
     ({"frobnicate": 1}, "frobnicate", "not supported"),

@@ -48,6 +48,9 @@ def read(pieces: list[str], names: frozenset[str] = frozenset({"get_weather"})) 
     (["<tool_call>{\"name\": \"launch\", \"arguments\": {}}</tool_call>"],
      ["<tool_call>{\"name\": \"launch\", \"arguments\": {}}</tool_call>"]),
     (["<to", "ol is a word"], ["<tool is a word"]),
+    (["<tool_call>{\"name\": [\"get_weather\"], \"arguments\": {}}</tool_call>"],
+     ["<tool_call>{\"name\": [\"get_weather\"], \"arguments\": {}}</tool_call>"]),
+    (["{\"name\": {}, \"arguments\": {}}"], ["{\"name\": {}, \"arguments\": {}}"]),
     (["{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Ro"],
      ["{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Ro"]),
     # In a Markdown code block, as qwen2.5-coder writes it; another code block is text.
@@ -126,6 +129,9 @@ def test_the_call_grammar_parses_in_llama_cpp_and_keeps_definitions_apart() -> N
     ([{"type": "function", "function": {"name": "f", "parameters": {
         "$ref": "https://example.com/s.json"}}}], None, "only \"#/$defs/"),
     ([], "required", "needs tools"),
+    ([{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"p": {"$ref": "#/$defs/Missing"}}}}}], None,
+     "refers to no definition"),
     ([{"type": "function", "function": {"name": "f"}}], {"type": "allowed_tools"},
      "give 'auto'"),
 ])
@@ -175,3 +181,26 @@ def test_strict_asks_for_a_schema_a_grammar_can_enforce() -> None:
         "name": "f", "strict": True, "parameters": {"type": "integer", "minimum": 0}}}])
     with pytest.raises(RequestError, match="minimum"):
         openai_tools.check_enforceable(loose, None)
+
+
+@pytest.mark.timeout(30)
+def test_a_long_reply_is_read_once_not_again_at_each_piece() -> None:
+    # An open object of 200,000 characters, fed as a model streams it: a reader that scanned
+    # the whole object at each piece would take minutes.
+    reader = CallReader({"get_weather"})
+    assert list(reader.feed('{"name": "get_weather", "arguments": {"text": "')) == []
+    for _ in range(20_000):
+        assert list(reader.feed("abcdefghi ")) == []
+    calls = list(reader.feed('"}}'))
+    assert [c["name"] for c in calls if isinstance(c, dict)] == ["get_weather"]
+
+
+def test_a_template_cannot_make_tojson_build_huge_strings() -> None:
+    from assistant.models.template import TemplateError
+
+    for source in ("{{ messages | tojson(indent=2000000000) }}",
+                   "{{ messages | tojson(separators=[',' * 100000, ':']) }}",
+                   "{{ {1: 2, 'a': 3} | tojson(sort_keys=true) }}"):
+        template = ChatTemplate(source, bos_token="", eos_token="", source_name="test")
+        with pytest.raises(TemplateError, match="tojson"):
+            template.render([{"role": "user", "content": "hi"}])
