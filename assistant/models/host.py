@@ -162,12 +162,7 @@ class Host:
             stream = runner.complete(request["prompt"], params, cancelled=cancelled)
         else:
             stream = runner.chat(request["messages"], params, cancelled=cancelled)
-        ended: dict[str, Any] | None = None  # a reply's end: "done" if no other follows
         for piece in stream:
-            if ended is not None:
-                ended["finished"] = ended.pop("done")
-                self.out.send(ended)
-                ended = None
             at = {"id": rid, "index": piece.index} if piece.index else {"id": rid}
             if piece.text or (piece.logprobs and piece.finish_reason is None):
                 self.out.send({**at, "delta": piece.text,
@@ -175,15 +170,14 @@ class Host:
             for call in piece.tool_calls:
                 self.out.send({**at, "tool_call": call})
             if piece.finish_reason is not None:
-                ended = {**at, "done": {
+                # The last reply's end is "done", sent at once (before the state is saved).
+                self.out.send({**at, "done" if piece.last else "finished": {
                     "finish_reason": piece.finish_reason,
                     "prompt_tokens": piece.prompt_tokens,
                     "completion_tokens": piece.completion_tokens,
                     "timings": {**piece.timings, "total_s": time.perf_counter() - started},
                     **({"logprobs": piece.logprobs} if piece.logprobs else {}),
-                }}
-        if ended is not None:
-            self.out.send(ended)
+                }})
 
 
 def _state_dir(path: str | None) -> str | None:

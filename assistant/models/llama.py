@@ -291,7 +291,8 @@ class LlamaRunner:
         started = time.perf_counter()
         reused, evaluated = self._read_prompt(tokens, cancelled)
         timings = {"cached_tokens": float(reused), "evaluated_tokens": float(evaluated)}
-        for index in range(max(1, int(params.get("n") or 1))):
+        count = max(1, int(params.get("n") or 1))
+        for index in range(count):
             if index:  # back to the prompt: the last reply's tokens are dropped
                 self._read_prompt(tokens, cancelled)
                 started = time.perf_counter()
@@ -305,6 +306,7 @@ class LlamaRunner:
                                          index, calls)
             end.timings.update(timings, prompt_s=end.timings["prompt_s"] + (
                 end.timings.pop("started") - started))
+            end.last = index == count - 1 or end.finish_reason == "cancelled"
             yield end
             if end.finish_reason == "cancelled":
                 break

@@ -19,6 +19,7 @@ class Piece:
     timings: dict[str, float] = field(default_factory=dict)
     tool_calls: list[dict[str, str]] = field(default_factory=list)
     index: int = 0  # the reply it belongs to, of params["n"]
+    last: bool = True  # with finish_reason: no reply follows (the request's "done")
     logprobs: list[dict[str, Any]] | None = None
 
 
