@@ -267,8 +267,11 @@ class ModelManager(Backend):
                 )
             resident.in_use += 1
             try:
-                host_params = {**_host_params(params),
-                               "call_grammar": self.settings.models.tool_call_grammar}
+                # Calls begun under auto are shaped when the setting allows and a grammar can
+                # enforce every function's schema.
+                host_params = {**_host_params(params), "call_grammar": (
+                    self.settings.models.tool_call_grammar
+                    and openai_tools.enforceable(params.tools))}
                 replies = self.host.stream(op, model=model, params=host_params, **prompt)
                 try:
                     async for reply in replies:

@@ -9,6 +9,7 @@ fields, the streamed chunks and the gathering of a whole reply serve ``/v1/compl
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import uuid
 from typing import Any, Literal
@@ -28,10 +29,7 @@ from assistant.daemon.openai_stream import (
     usage,
 )
 from assistant.errors import RequestError
-from assistant.models.backend import (
-    ChatMessage,
-    GenerationParams,
-)
+from assistant.models.backend import ChatMessage, GenerationParams, Tool
 from assistant.models.structured import check_grammar, schema_for
 
 router = APIRouter()
@@ -196,9 +194,15 @@ class ChatRequest(GenerationRequest):
                                param="grammar")
         self.check_shape(formatted)
 
-    def _check_tools(self) -> None:
+    @functools.cached_property
+    def offered(self) -> tuple[tuple[Tool, ...], Literal["auto", "none", "required"],
+                               str | None]:
+        """The tools, ``tool_choice`` and the function it names, checked (once)."""
         tools = openai_tools.parse_tools(self.tools)
-        choice, _ = openai_tools.parse_choice(self.tool_choice, tools)
+        return (tools, *openai_tools.parse_choice(self.tool_choice, tools))
+
+    def _check_tools(self) -> None:
+        tools, choice, _ = self.offered
         calls_tools = bool(tools) and choice != "none"
         history = [i for i, m in enumerate(self.messages) if m.role == "tool" or m.tool_calls]
         if self.model == ROUTED_MODEL and (calls_tools or history):
@@ -222,8 +226,7 @@ class ChatRequest(GenerationRequest):
                     f"not {m.tool_call_id!r}", param="messages")
 
     def params(self) -> GenerationParams:
-        tools = openai_tools.parse_tools(self.tools)
-        choice, forced = openai_tools.parse_choice(self.tool_choice, tools)
+        tools, choice, forced = self.offered
         return dataclasses.replace(
             self.generation_params(self.max_completion_tokens or self.max_tokens,
                                    schema_for(self.response_format)),

@@ -95,6 +95,15 @@ def check_params(params: GenerationParams) -> None:
         check_enforceable(params.tools, params.forced_tool)
 
 
+def enforceable(tools: tuple[Tool, ...]) -> bool:
+    """Whether a grammar can enforce every function's ``parameters``."""
+    try:
+        check_enforceable(tools, None)
+    except RequestError:
+        return False
+    return True
+
+
 def check_enforceable(tools: tuple[Tool, ...], forced: str | None) -> None:
     """Refuse a function whose ``parameters`` a grammar cannot enforce where a call must
     follow them: a required or named call is shaped by one, and so, with ``auto``, is a call

@@ -204,9 +204,9 @@ class LlamaRunner:
         return grammar
 
     def _calls_grammar(self, tools: list[dict[str, Any]], forced: str | None,
-                       parallel: bool) -> tuple[str, LlamaGrammar]:
-        """The grammar of calls to ``tools``, as text and parsed; :class:`GrammarRefused`
-        naming ``tools`` when their schemas cannot make one."""
+                       parallel: bool) -> LlamaGrammar:
+        """The grammar of calls to ``tools``; :class:`GrammarRefused` naming ``tools`` when
+        their schemas cannot make one."""
         try:
             text = tool_calls.call_grammar(tools, forced, parallel)
         except Exception as exc:  # the converter asserts as it goes
@@ -218,7 +218,7 @@ class LlamaRunner:
             raise GrammarRefused("tools: llama.cpp cannot parse the grammar the functions' "
                                  "parameters make (a $ref that refers to itself?)") from None
         assert grammar is not None
-        return text, grammar
+        return grammar
 
     def tokens_for(self, messages: list[dict[str, Any]],
                    tools: list[dict[str, Any]] | None = None) -> list[int]:
@@ -248,19 +248,18 @@ class LlamaRunner:
         choice = params.get("tool_choice") or "auto"
         tools = (params.get("tools") or []) if choice != "none" else []
         parallel = bool(params.get("parallel_tool_calls", True))
-        calls = None  # the grammar of calls, once the model has begun one
+        grammar = calls = None  # the reply's grammar; that of calls, once one has begun
         if tools and choice == "required":  # a call is due: its form is the grammar's
-            text, _ = self._calls_grammar(tools, params.get("forced_tool"), parallel)
-            params = {**params, "grammar": text}
-        elif tools and params.get("call_grammar", True) and tool_calls.enforceable(tools):
+            grammar = self._calls_grammar(tools, params.get("forced_tool"), parallel)
+        elif tools and params.get("call_grammar"):  # the daemon: on, and schemas enforceable
             try:
-                _, calls = self._calls_grammar(tools, None, parallel)
+                calls = self._calls_grammar(tools, None, parallel)
             except GrammarRefused:
                 if any(t.get("strict") for t in tools):
                     raise
                 calls = None  # calls are read as the model writes them
         yield from self._generate(self.tokens_for(messages, tools), params, cancelled,
-                                  {t["name"] for t in tools}, calls)
+                                  {t["name"] for t in tools}, calls, grammar)
 
     def complete(
         self, prompt: str, params: dict[str, Any], cancelled: Callable[[], bool],
@@ -271,17 +270,19 @@ class LlamaRunner:
     def _generate(
         self, tokens: list[int], params: dict[str, Any], cancelled: Callable[[], bool],
         tool_names: set[str] | None = None, calls: LlamaGrammar | None = None,
+        grammar: LlamaGrammar | None = None,
     ) -> Iterator[Piece]:
         """Read ``tokens`` (reusing what the context holds) and sample ``params["n"]`` replies
         to them, one after the other: each starts from the prompt the context still holds, so
         the prompt is read once. Calls to ``tool_names`` are found in each, and the rest of a
-        call the model begins is sampled under ``calls``, the grammar of calls, if given."""
+        call the model begins is sampled under ``calls``, the grammar of calls, if given.
+        ``grammar`` (or the one ``params`` give) shapes the whole reply."""
         n_ctx = self.llm.n_ctx()
         if len(tokens) >= n_ctx:
             raise ContextLengthExceeded(
                 f"the prompt takes {len(tokens)} tokens; the context holds {n_ctx}"
             )
-        grammar = self._grammar(params)
+        grammar = grammar or self._grammar(params)
         bias = self._logit_bias(params)
         if cancelled():  # cancelled while it waited for the worker: read no prompt at all
             yield Piece("", finish_reason="cancelled", prompt_tokens=len(tokens))

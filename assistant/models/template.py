@@ -49,12 +49,13 @@ class ChatTemplate:
         env.globals.clear()
         env.globals.update(kept, raise_exception=_raise_exception)
         env.filters["tojson"] = _tojson
-        try:
-            self._template = env.from_string(source)
-            # Whether it offers functions itself (qwen2.5's does); else tool_calls does.
-            self.knows_tools = "tools" in meta.find_undeclared_variables(env.parse(source))
+        try:  # parsed once: compiled, and searched for the variables it reads
+            parsed = env.parse(source)
+            self._template = env.from_string(parsed)
         except TemplateSyntaxError as exc:
             raise TemplateError(f"the model's chat template does not parse: {exc}") from None
+        # Whether it offers functions itself (qwen2.5's does); else tool_calls does.
+        self.knows_tools = "tools" in meta.find_undeclared_variables(parsed)
         self.bos_token = bos_token
         self.eos_token = eos_token
         self.source_name = source_name

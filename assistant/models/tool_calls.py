@@ -84,24 +84,11 @@ def arguments_object(arguments: Any) -> Any:
         return arguments
 
 
-def enforceable(tools: list[dict[str, Any]]) -> bool:
-    """Whether a grammar can enforce every function's ``parameters``."""
-    from assistant.errors import RequestError
-    from assistant.models.structured import check
-
-    try:
-        for tool in tools:
-            check(tool.get("parameters") or {"type": "object"})
-    except RequestError:
-        return False
-    return True
-
-
 def call_grammar(tools: list[dict[str, Any]], forced: str | None, parallel: bool) -> str:
     """A llama.cpp grammar for a reply that is only calls: one (``parallel`` false) or more
     ``<tool_call>`` blocks, each naming one of ``tools`` (``forced``: that one) with arguments
-    that follow its ``parameters``. Schemas are checked beforehand
-    (:func:`assistant.models.structured.check`); ``$defs`` are gathered at the root, renamed
+    that follow its ``parameters``. Schemas are checked beforehand (in the daemon:
+    ``assistant.daemon.openai_tools``); ``$defs`` are gathered at the root, renamed
     per function, so that two functions' definitions cannot clash."""
     from llama_cpp.llama_grammar import SchemaConverter
 

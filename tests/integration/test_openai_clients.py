@@ -89,12 +89,13 @@ def test_langchain_structured_output_is_a_valid_pydantic_model(served: Served) -
 
 # -- instructor ----------------------------------------------------------------------------
 
-def test_instructor_json_schema_mode_returns_a_validated_model(served: Served) -> None:
+@pytest.mark.parametrize("mode", ["JSON_SCHEMA", "TOOLS"])
+def test_instructor_returns_a_validated_model(served: Served, mode: str) -> None:
     import instructor
 
     client = instructor.from_openai(
         openai.OpenAI(base_url=served.base_url, api_key=served.token, max_retries=0),
-        mode=instructor.Mode.JSON_SCHEMA)
+        mode=instructor.Mode[mode])
     person = client.chat.completions.create(
         model=CHAT_MODEL, response_model=Person, messages=ASK,  # type: ignore[arg-type]
         max_tokens=MAX_TOKENS, temperature=0, seed=1, max_retries=0)
@@ -189,18 +190,6 @@ def test_langchain_function_calling_and_a_bind_tools_loop(served: Served) -> Non
     # With the default `auto` the model chooses: an answer, or another well-formed call.
     assert isinstance(answer, AIMessage)
     assert answer.content or all(c["name"] == "get_weather" for c in answer.tool_calls), answer
-
-
-def test_instructor_tools_mode_returns_a_validated_model(served: Served) -> None:
-    import instructor
-
-    client = instructor.from_openai(
-        openai.OpenAI(base_url=served.base_url, api_key=served.token, max_retries=0),
-        mode=instructor.Mode.TOOLS)
-    person = client.chat.completions.create(
-        model=CHAT_MODEL, response_model=Person, messages=ASK,  # type: ignore[arg-type]
-        max_tokens=MAX_TOKENS, temperature=0, seed=1, max_retries=0)
-    assert isinstance(person, Person), person
 
 
 FUNCTIONS = f"""
