@@ -60,7 +60,9 @@ def stop(app: AppContext) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 @pass_app
 def status(app: AppContext, as_json: bool) -> None:
-    """Version, uptime, loaded models, queue depth, socket and llama.cpp version."""
+    """Version, uptime, loaded models and their memory, queue depth, socket and llama.cpp
+    version."""
+    from assistant.cli.models import memory_text
     from assistant.client import Client
 
     with Client(app.settings) as client:
@@ -82,6 +84,9 @@ def status(app: AppContext, as_json: bool) -> None:
     models = info["models"] or []
     click.echo("models     " + (", ".join(
         f"{m['name']} ({m['kind']}, idle {m['idle_s']:.0f} s)" for m in models) or "none loaded"))
+    for m in models:
+        if m.get("memory"):  # an older daemon's status has none
+            click.echo(f"memory     {m['name']}: {memory_text(m['memory'])}")
     for name, cache in (info.get("state_cache") or {}).items():
         ram, disk = cache["ram_bytes"] / 2**20, cache["disk_bytes"] / 2**20
         click.echo(f"states     {name}: {cache['entries']} saved ({ram:.0f} MB RAM, "

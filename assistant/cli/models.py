@@ -39,6 +39,18 @@ def _size(nbytes: int | None) -> str:
     return f"{value:.1f} GB"
 
 
+def memory_text(memory: dict[str, int]) -> str:
+    """A model's planned memory (``Footprint.summary()``) in MiB, the memory budget's unit."""
+    def mib(key: str) -> str:
+        return f"{memory[key] / 2**20:.0f} MiB"
+
+    if not memory.get("sequences"):  # an embedding model: its file alone
+        return mib("total_bytes")
+    return (f"{mib('total_bytes')} = file {mib('file_bytes')} + KV cache {mib('kv_bytes')} "
+            f"({memory['sequences']} × {memory['context']} tokens) + saved states "
+            f"{mib('state_bytes')}")
+
+
 class _LineProgress:
     """Plain lines, for logs and pipes (``make``, CI)."""
 
@@ -185,7 +197,8 @@ _SHOW_KEYS = (
     ("context_length", "context"), ("embedding_length", "embedding length"),
     ("embedding_dimension", "embedding dimension"), ("quantization", "quantization"),
     ("chat_template", "template"), ("size_bytes", "size"), ("tokenizer_path", "tokenizer"),
-    ("inputs", "inputs"), ("installed", "installed"), ("cpu_variant", "cpu variant"),
+    ("inputs", "inputs"), ("installed", "installed"), ("memory", "planned memory"),
+    ("cpu_variant", "cpu variant"),
 )
 
 
@@ -210,6 +223,8 @@ def show_cmd(app: AppContext, name: str, as_json: bool) -> None:
             value = f"{_size(value)} ({value} bytes)"
         elif key == "parameters":
             value = f"{value:,}"
+        elif key == "memory":
+            value = memory_text(value)
         elif isinstance(value, bool):
             value = "yes" if value else "no"
         elif isinstance(value, list):

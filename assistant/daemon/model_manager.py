@@ -2,7 +2,9 @@
 
 Models load on first use (or at start, ``models.preload``), stay for ``keep_alive`` seconds
 after their last use (0: unload at once; -1: pinned), and are evicted least recently used first
-when loading another would pass ``memory_budget_mb``. Each model has its own queue.
+when loading another would pass ``memory_budget_mb``: each counts what it will take (its file,
+and a chat model's KV cache for ``parallel`` sequences and its saved states; see
+``models/footprint.py``). Each model has its own queue.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from assistant.daemon import openai_tools
 from assistant.daemon.queue import ModelQueue
 from assistant.errors import ModelError, ModelLoadError, ModelNotFound, RequestError
 from assistant.locations import data_dir
-from assistant.models import registry, structured
+from assistant.models import footprint, registry, structured
 from assistant.models.backend import (
     Backend,
     ChatMessage,
@@ -33,6 +35,7 @@ from assistant.models.backend import (
     ToolCall,
     close_stream,
 )
+from assistant.models.footprint import Footprint
 from assistant.models.host_process import HostError, HostProcess
 
 log = logging.getLogger("assistant.models")
@@ -42,7 +45,7 @@ log = logging.getLogger("assistant.models")
 class Resident:
     name: str
     kind: str
-    size_bytes: int
+    memory: Footprint  # what the memory budget counts for it
     generation: int
     info: dict[str, Any]
     loaded_at: float = field(default_factory=time.time)
@@ -132,15 +135,16 @@ class ModelManager(Backend):
 
     async def _load(self, name: str) -> Resident:
         record = registry.resolve(self.settings, name)
+        m = self.settings.models
         size = int(record.facts.get("size_bytes") or record.path.stat().st_size)
-        await self._make_room(size, keep=name)
+        memory = footprint.plan(record.kind, record.facts, size, m)
+        await self._make_room(memory.total_bytes, keep=name)
         started = time.perf_counter()
         try:
             if record.kind == "chat":
-                m = self.settings.models
                 info = await self.host.call(
                     "load", model=name, path=str(record.path),
-                    n_ctx=self._planned_context(record.facts), n_threads=self.threads,
+                    n_ctx=memory.context, parallel=m.parallel, n_threads=self.threads,
                     cpu_variant=m.cpu_variant,
                     state_dir=str(data_dir(self.settings) / "states") if m.state_disk_mb else None,
                     state_ram_bytes=m.state_ram_mb << 20, state_disk_bytes=m.state_disk_mb << 20,
@@ -157,14 +161,14 @@ class ModelManager(Backend):
             ) from None
         log.info("model loaded", extra={"model": name, "seconds": time.perf_counter() - started})
         return Resident(
-            name=name, kind=record.kind, size_bytes=size, generation=self.host.generation,
-            info=info, keep_alive=self.settings.models.keep_alive,
+            name=name, kind=record.kind, memory=memory, generation=self.host.generation,
+            info=info, keep_alive=m.keep_alive,
         )
 
     async def _make_room(self, size: int, keep: str) -> None:
         budget = self.settings.models.memory_budget_mb * 1024 * 1024
         while True:
-            used = sum(r.size_bytes for r in self.resident.values() if r.name != keep)
+            used = sum(r.memory.total_bytes for r in self.resident.values() if r.name != keep)
             if used + size <= budget:
                 return
             idle = [r for r in self.resident.values() if r.in_use == 0 and r.name != keep]
@@ -352,7 +356,7 @@ class ModelManager(Backend):
                 return None
         resident = self._live(model)
         if resident is not None and resident.info.get("n_ctx"):
-            return int(resident.info["n_ctx"])  # loaded with _planned_context
+            return int(resident.info["n_ctx"])  # loaded with footprint.planned_context
         try:
             record = registry.resolve(self.settings, model)
         except ModelNotFound:
@@ -360,19 +364,15 @@ class ModelManager(Backend):
         except ModelError as exc:  # a damaged file: the listing must still answer
             log.warning("model unreadable", extra={"model": model, "error": exc.message})
             return None
-        return (self._planned_context(record.facts) or None) if record.kind == "chat" else None
-
-    def _planned_context(self, facts: dict[str, Any]) -> int:
-        """The context a chat model is loaded with: ``models.context_length`` (0: the model's
-        own) capped by the trained context, which llama.cpp would allocate past and waste."""
-        known = [int(n) for n in (self.settings.models.context_length,
-                                  facts.get("context_length")) if n]
-        return min(known) if known else 0
+        if record.kind != "chat":
+            return None
+        return footprint.planned_context(self.settings.models, record.facts) or None
 
     def status(self) -> list[dict[str, Any]]:
         return [
             {
-                "name": r.name, "kind": r.kind, "size_bytes": r.size_bytes,
+                "name": r.name, "kind": r.kind, "size_bytes": r.memory.file_bytes,
+                "memory": r.memory.summary(),
                 "in_use": r.in_use, "keep_alive": r.keep_alive,
                 "idle_s": round(time.monotonic() - r.last_used, 1),
                 "queue": self.queue(r.name).depth,

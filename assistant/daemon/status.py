@@ -44,9 +44,11 @@ class DaemonStatus:
 
     def health(self) -> dict[str, Any]:
         host = self.cached_host_info()
+        resident = self.models.status()
         return {
             "status": self.state, "version": __version__,
-            "models": [r["name"] for r in self.models.status()],
+            "models": [r["name"] for r in resident],
+            "memory": {r["name"]: r["memory"]["total_bytes"] for r in resident},
             "state_cache": host.get("state_cache", {}),
             "cpu_variant": host.get("cpu_variant"),
         }

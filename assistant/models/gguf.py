@@ -75,6 +75,11 @@ class GGUFFacts:
     context_length: int | None
     embedding_length: int | None
     block_count: int | None
+    # Attention heads and their key and value widths: what the KV cache's size follows.
+    head_count: int | None
+    head_count_kv: int | None
+    key_length: int | None
+    value_length: int | None
     quantization: str | None
     file_type: int | None
     parameters: int
@@ -330,6 +335,10 @@ def _facts(
         context_length=_int(meta, f"{arch}.context_length"),
         embedding_length=_int(meta, f"{arch}.embedding_length"),
         block_count=_int(meta, f"{arch}.block_count"),
+        head_count=_int(meta, f"{arch}.attention.head_count"),
+        head_count_kv=_int(meta, f"{arch}.attention.head_count_kv"),
+        key_length=_int(meta, f"{arch}.attention.key_length"),
+        value_length=_int(meta, f"{arch}.attention.value_length"),
         quantization=quantization,
         file_type=file_type,
         parameters=sum(t[1] for t in tensors),

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from assistant.config import Settings
 from assistant.errors import ConfigError, ModelError, ModelIntegrityError, ModelNotFound
 from assistant.locations import data_dir, open_own
-from assistant.models import catalog, install
+from assistant.models import catalog, footprint, install
 from assistant.models.catalog import CatalogEntry
 
 Kind = Literal["chat", "embedding"]
@@ -29,7 +29,7 @@ Origin = Literal["catalog", "local"]
 REGISTRY_VERSION = 1
 MAX_TOKENIZER_BYTES = 64 << 20
 # Bumped when the readers learn new facts, so that cached facts are read again.
-FACTS_VERSION = 1
+FACTS_VERSION = 2  # 2: attention heads and key and value widths (the KV cache's size)
 
 
 @dataclass(frozen=True)
@@ -346,6 +346,9 @@ def describe(settings: Settings, name: str) -> dict[str, Any]:
             description=status.description, problem=status.problem,
         )
         info.setdefault("size_bytes", status.size_bytes)
+        if status.installed:
+            info["memory"] = footprint.plan(status.kind, status.facts, status.size_bytes,
+                                            settings.models).summary()
         if status.kind == "chat":
             from assistant.models.cpu import planned
 

@@ -54,8 +54,10 @@ def test_keep_alive_zero_unloads_after_the_request(
 def test_memory_budget_evicts_the_least_recently_used(
     daemon_env: dict[str, str], tmp_path: Path
 ) -> None:
-    # 110 MiB holds the 98 MB chat model or the 23 MB embedder, not both.
-    env = {**daemon_env, "ASSISTANT_MODELS__MEMORY_BUDGET_MB": "110",
+    # 150 MiB holds the chat model (94 MiB of file and 45 MiB of KV cache for 2048 tokens) or
+    # the 22 MiB embedder, not both; by their files alone both would fit.
+    env = {**daemon_env, "ASSISTANT_MODELS__MEMORY_BUDGET_MB": "150",
+           "ASSISTANT_MODELS__PARALLEL": "1", "ASSISTANT_MODELS__STATE_RAM_MB": "0",
            "ASSISTANT_MODELS__PRELOAD": "[]"}
     daemon = start_daemon(env, tmp_path / "d.log")
     try:
@@ -63,6 +65,9 @@ def test_memory_budget_evicts_the_least_recently_used(
             http.post(f"/api/models/{EMBED_MODEL}/load").raise_for_status()
             time.sleep(0.05)
             http.post(f"/api/models/{CHAT_MODEL}/load").raise_for_status()
-        assert loaded(daemon) == {CHAT_MODEL}
+            [chat] = http.get("/api/status").json()["models"]
+        assert chat["name"] == CHAT_MODEL
+        # 2048 tokens × 30 layers × 3 KV heads × (64 + 64) widths × 2 bytes
+        assert chat["memory"]["kv_bytes"] == 2048 * 30 * 3 * 128 * 2
     finally:
         daemon.stop()

@@ -18,6 +18,7 @@ from assistant.daemon.services import Services
 from assistant.errors import RequestError
 from assistant.models import registry
 from assistant.models.backend import GenerationParams
+from assistant.models.footprint import Footprint
 from assistant.plugins import PluginHost
 from assistant.testing import FAKE_MODEL, FakeBackend
 from tests.unit.test_models_registry import build_gguf  # trained context: 1024
@@ -40,7 +41,8 @@ async def test_the_configured_context_capped_by_the_trained_one(
 @pytest.mark.asyncio
 async def test_a_loaded_model_answers_with_what_the_host_gave_it(tmp_path: Path) -> None:
     models = manager(tmp_path, 4096)
-    models.resident["Tiny.F16"] = Resident("Tiny.F16", "chat", 1, models.host.generation,
+    models.resident["Tiny.F16"] = Resident("Tiny.F16", "chat", Footprint(1),
+                                           models.host.generation,
                                            {"n_ctx": 2048, "n_ctx_train": 32768})
     assert await models.context_length("Tiny.F16") == 2048
 

@@ -33,6 +33,8 @@ def build(
     writer.add_context_length(2048)
     writer.add_embedding_length(64)
     writer.add_block_count(1)
+    writer.add_head_count(4)
+    writer.add_head_count_kv(2)
     if file_type is not None:
         writer.add_file_type(file_type)
     if template is not None:
@@ -61,6 +63,8 @@ def test_reads_the_facts_of_a_built_file(tmp_path: Path) -> None:
     assert facts.name == "tiny test model"
     assert facts.context_length == 2048
     assert facts.embedding_length == 64
+    assert (facts.block_count, facts.head_count, facts.head_count_kv) == (1, 4, 2)
+    assert (facts.key_length, facts.value_length) == (None, None)  # embedding_length / heads
     assert facts.quantization == "Q4_1"
     assert facts.parameters == 64 + 5 * 64 + 128 * 64
     assert facts.tensor_count == 3

@@ -22,6 +22,8 @@ gguf = pytest.importorskip("gguf")
 def build_gguf(path: Path) -> Path:
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_context_length(1024)
+    writer.add_block_count(2)
+    writer.add_head_count(4)
     writer.add_file_type(1)
     writer.add_chat_template("{{ messages }}")
     writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float16))
@@ -179,6 +181,17 @@ def test_facts_are_cached_by_size_and_mtime(
     assert calls == [path.resolve()]
     registry.list_models(settings)  # cached again
     assert len(calls) == 1
+
+
+def test_facts_an_older_reader_cached_are_read_again(settings: Settings, tmp_path: Path) -> None:
+    registry.add(settings, build_gguf(tmp_path / "m.gguf"), name="mine")
+    data = json.loads(registry_file(settings).read_text())
+    facts = data["models"]["mine"]["facts"]
+    del facts["head_count"]
+    facts["facts_version"] = 1  # before the KV cache's size was read
+    registry_file(settings).write_text(json.dumps(data))
+    again = registry.resolve(settings, "mine").facts
+    assert again["head_count"] == 4 and again["facts_version"] == registry.FACTS_VERSION
 
 
 def test_a_vanished_file_is_reported(settings: Settings, tmp_path: Path) -> None:
