@@ -1,0 +1,254 @@
+"""Several streams decoding at once (issue 17): daemons with ``models.parallel`` set.
+
+Same GGUF file, threads and context as bench_daemon, all in one run; each figure is the median
+of its rounds, and the rounds of a row alternate its two sides so load on the machine hits both.
+
+1. One stream through a daemon with ``parallel = 4`` ÷ raw llama-cpp-python, taking turns:
+   decode rate, the chunks after the first over the time after the first (prompt read left
+   out). Target ≥ 0.95.
+2. N streams sent at once to a daemon with ``parallel = N`` (N = 4 on the first daemon, N = 8
+   on a second one started after it): all streams' completion tokens (``usage``) ÷ the wall
+   time from the first request sent to the last stream's end, ÷ the same figure for one stream
+   alone on the same daemon (its tokens ÷ request sent to stream end). Both sides include
+   their prompt reads (~50 tokens each with the template); replies are stories of up to 96
+   tokens at temperature 0. Targets ≥ 1.3 at 4, ≥ 1.8 at 8.
+3. Time to first token of a ~475-token prompt sent while 3 stories stream (``parallel = 4``)
+   against the same kind of prompt alone on the same daemon. It is sent once all 3 stream, or
+   1 s after the first does (a host that runs one reply at a time streams only one). The row's
+   baseline is alone + 0.5 s (target: ratio ≤ 1); a line below gives late − alone and
+   late ÷ alone.
+
+Every prompt starts with its own words, so neither shared prefixes nor saved states help any
+stream. Every request fits in 2048 ÷ its daemon's ``parallel`` tokens, so the figures hold
+whether the engine gives each sequence the whole context or a share of it. Until the model host
+batches sequences it runs them one at a time: row 2's ratios stay near 1 and the late request
+waits for the others. ``BENCH_PARALLEL_MODEL=smollm2-135m`` runs it on the small model.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks import Row
+from benchmarks.bench_cpu import stop
+from benchmarks.bench_daemon import CONTEXT, MAX_TOKENS, MODELS, MODELS_DIR, THREADS, start_daemon
+
+MODEL = os.environ.get("BENCH_PARALLEL_MODEL", "qwen2.5-coder-0.5b")
+ROUNDS = 3
+ROUNDS_AT_8 = 2
+LATE_TOKENS = 8
+TOPICS = ["lighthouse", "bakery", "comet", "violin", "glacier", "market", "submarine", "orchard",
+          "clocktower", "desert caravan", "robot gardener", "lost kite", "river ferry",
+          "mountain library", "paper dragon", "night train"]
+
+Messages = list[dict[str, str]]
+
+
+def story(i: int) -> Messages:
+    topic = TOPICS[i % len(TOPICS)]
+    return [{"role": "user", "content": f"{topic.capitalize()} {i}: write a long story about "
+                                        f"a {topic}, with many details."}]
+
+
+def inventory(i: int) -> Messages:
+    """A new ~475-token prompt (with the template) that asks for a short answer."""
+    facts = " ".join(f"Item {n} weighs {100 + (n * 37 + i) % 900} grams and costs {n % 10} euros."
+                     for n in range(10, 37))
+    return [{"role": "user", "content": f"Inventory {i}. {facts} Which item is the heaviest?"}]
+
+
+@dataclass
+class Stream:
+    """One streamed reply's clock readings (``time.perf_counter``) and ``usage``."""
+
+    sent: float
+    first: float = 0.0
+    last: float = 0.0
+    end: float = 0.0
+    chunks: int = 0
+    tokens: int = 0
+    prompt_tokens: int = 0
+
+    @property
+    def ttft(self) -> float:
+        return self.first - self.sent
+
+    @property
+    def decode_rate(self) -> float:
+        return (self.chunks - 1) / (self.last - self.first)
+
+    @property
+    def rate(self) -> float:
+        return self.tokens / (self.end - self.sent)
+
+
+def stream(socket: Path, messages: Messages, max_tokens: int = MAX_TOKENS,
+           on_first: Callable[[], None] | None = None) -> Stream:
+    body = {"model": MODEL, "messages": messages, "max_tokens": max_tokens, "temperature": 0,
+            "stream": True, "stream_options": {"include_usage": True}}
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(socket)),
+                      base_url="http://assistant", timeout=600) as http:
+        s = Stream(sent=time.perf_counter())
+        with http.stream("POST", "/v1/chat/completions", json=body) as response:
+            response.raise_for_status()
+            for line in response.iter_lines():
+                if not line.startswith("data: {"):
+                    continue
+                chunk = json.loads(line[6:])
+                if chunk.get("usage"):
+                    s.tokens = int(chunk["usage"]["completion_tokens"])
+                    s.prompt_tokens = int(chunk["usage"]["prompt_tokens"])
+                choices = chunk["choices"]
+                if choices and choices[0]["delta"].get("content"):
+                    s.last = time.perf_counter()
+                    s.chunks += 1
+                    if not s.first:
+                        s.first = s.last
+                        if on_first is not None:
+                            on_first()
+        s.end = time.perf_counter()
+    return s
+
+
+def raw_decode(llm: Any, messages: Messages) -> float:
+    first = last = 0.0
+    count = 0
+    for chunk in llm.create_chat_completion(messages=messages, max_tokens=MAX_TOKENS,
+                                            temperature=0, stream=True):
+        if chunk["choices"][0]["delta"].get("content"):
+            last = time.perf_counter()
+            first = first or last
+            count += 1
+    return (count - 1) / (last - first)
+
+
+def together(socket: Path, prompts: list[Messages]) -> float:
+    """Completion tokens per second of streams sent at once: all tokens ÷ first sent to last end."""
+    with ThreadPoolExecutor(len(prompts)) as pool:
+        sent = time.perf_counter()
+        done = list(pool.map(lambda m: stream(socket, m), prompts))
+    return sum(s.tokens for s in done) / (max(s.end for s in done) - sent)
+
+
+def behind(socket: Path, streamers: list[Messages], late: Messages) -> tuple[Stream, int]:
+    """``late`` sent while ``streamers`` stream, and how many of them had started by then."""
+    ready = threading.Condition()
+    started = 0
+
+    def on_first() -> None:
+        nonlocal started
+        with ready:
+            started += 1
+            ready.notify_all()
+
+    with ThreadPoolExecutor(len(streamers)) as pool:
+        futures = [pool.submit(stream, socket, m, MAX_TOKENS, on_first) for m in streamers]
+        with ready:
+            ready.wait_for(lambda: started > 0 or any(f.done() for f in futures), timeout=600)
+            ready.wait_for(lambda: started == len(streamers), timeout=1.0)
+            streaming = started
+        reply = stream(socket, late, LATE_TOKENS)
+        for future in futures:
+            future.result()
+    return reply, streaming
+
+
+def rounded(values: Iterable[float]) -> str:
+    return " ".join(f"{v:.1f}" for v in values)
+
+
+@contextmanager
+def daemon(tmp: Path, parallel: int) -> Iterator[Path]:
+    """A daemon with ``models.parallel = parallel``; yields its socket, stops it on the way out."""
+    runtime = tmp / f"parallel-{parallel}"
+    proc = start_daemon(runtime / "run", runtime / "data",
+                        {"ASSISTANT_MODELS__PARALLEL": str(parallel)})
+    try:
+        yield runtime / "run" / "assistant.sock"
+    finally:
+        stop(proc)
+
+
+def run() -> list[Row | str]:
+    import llama_cpp
+
+    from assistant.models import cpu
+
+    path = MODELS_DIR / MODELS[MODEL]
+    if not path.exists():
+        return [Row(f"{MODEL}: not installed", 0, 0, "", "skip")]
+    cpu.load()  # the raw side runs the CPU variant the daemon's model host chooses
+    fresh = itertools.count()
+    raw: list[float] = []
+    alone: list[Stream] = []
+    four: list[float] = []
+    ttft_alone: list[Stream] = []
+    late: list[tuple[Stream, int]] = []
+    alone_8: list[float] = []
+    eight: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="asb-", dir="/tmp") as tmp:
+        with daemon(Path(tmp), 4) as socket:
+            llm = llama_cpp.Llama(str(path), n_ctx=CONTEXT, n_threads=THREADS,
+                                  n_threads_batch=THREADS, verbose=False)
+            try:
+                raw_decode(llm, story(next(fresh)))  # page in weights, load in the daemon
+                stream(socket, story(next(fresh)))
+                for _ in range(ROUNDS):
+                    raw.append(raw_decode(llm, story(next(fresh))))
+                    alone.append(stream(socket, story(next(fresh))))
+                    four.append(together(socket, [story(next(fresh)) for _ in range(4)]))
+            finally:
+                llm.close()
+            for _ in range(ROUNDS):
+                ttft_alone.append(stream(socket, inventory(next(fresh)), LATE_TOKENS))
+                late.append(behind(socket, [story(next(fresh)) for _ in range(3)],
+                                   inventory(next(fresh))))
+        with daemon(Path(tmp), 8) as socket:
+            stream(socket, story(next(fresh)))
+            for _ in range(ROUNDS_AT_8):
+                alone_8.append(stream(socket, story(next(fresh))).rate)
+                eight.append(together(socket, [story(next(fresh)) for _ in range(8)]))
+
+    tps_raw = statistics.median(raw)
+    tps_ours = statistics.median(s.decode_rate for s in alone)
+    one = statistics.median(s.rate for s in alone)
+    one_8 = statistics.median(alone_8)
+    agg_4, agg_8 = statistics.median(four), statistics.median(eight)
+    t_alone = statistics.median(s.ttft for s in ttft_alone)
+    t_late = statistics.median(s.ttft for s, _ in late)
+    return [
+        Row(f"{MODEL}: 1 stream at parallel 4", tps_ours, tps_raw, "tok/s", "ratio ≥ 0.95",
+            tps_ours / tps_raw >= 0.95),
+        Row(f"{MODEL}: 4 streams ÷ 1, parallel 4", agg_4, one, "tok/s", "ratio ≥ 1.3",
+            agg_4 / one >= 1.3),
+        Row(f"{MODEL}: 8 streams ÷ 1, parallel 8", agg_8, one_8, "tok/s", "ratio ≥ 1.8",
+            agg_8 / one_8 >= 1.8),
+        f"    rounds, tok/s: 1 stream {rounded(s.rate for s in alone)}; 4 streams "
+        f"{rounded(four)}; 1 stream at parallel 8 {rounded(alone_8)}; 8 streams {rounded(eight)}",
+        Row(f"{MODEL}: TTFT behind 3 ÷ alone+0.5 s", t_late, t_alone + 0.5, "s", "ratio ≤ 1.0",
+            t_late - t_alone <= 0.5),
+        f"    late TTFT {t_late:.2f} s, alone {t_alone:.2f} s "
+        f"({statistics.median(s.prompt_tokens for s in ttft_alone):.0f} prompt tokens): "
+        f"late − alone {t_late - t_alone:+.2f} s (target ≤ 0.5), late ÷ alone "
+        f"{t_late / t_alone:.2f}; streams started when sent: "
+        f"{', '.join(f'{n}/3' for _, n in late)}",
+    ]
+
+
+if __name__ == "__main__":
+    for row in run():
+        print(row if isinstance(row, str) else row.line(), flush=True)
