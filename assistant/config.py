@@ -57,7 +57,7 @@ class ModelsSettings(_Section):
     keep_alive: int = Field(1800, ge=-1)
     memory_budget_mb: int = Field(8192, ge=64)
     context_length: int = Field(4096, ge=0)
-    parallel: int = Field(1, ge=1, le=64)
+    parallel: int = Field(4, ge=1, le=64)
     queue: int = Field(64, ge=0, le=100_000)
     pip_args: list[str] = []
     state_ram_mb: int = Field(1024, ge=0)

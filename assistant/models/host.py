@@ -5,8 +5,11 @@ given (C libraries that print are pointed at stderr first, so nothing corrupts t
 A hostile or broken model file can only kill this process; the daemon restarts it.
 
 Requests carry ``id`` and ``op``. Replies carry the same ``id`` and either ``ok`` with a result,
-a stream of ``delta`` pieces ending in ``done``, or ``error`` ({type, message}). Chat models run
-on one worker thread and embedding models on another, so routing never waits for a long reply.
+a stream of ``delta`` pieces ending in ``done``, or ``error`` ({type, message}). Loading and
+unloading chat models runs on one worker thread, embedding on another, so routing never waits
+for a long reply; each ``chat`` runs on a thread of its own, and up to a model's ``parallel``
+of them decode together in one batch (:mod:`assistant.models.batch`), the rest waiting for a
+free sequence.
 ``complete`` is ``chat`` for a raw ``prompt`` (no chat template), with the same replies.
 ``cancel`` (``target``: a request id) ends that chat early, while it reads its prompt too: its
 ``done`` has finish_reason ``cancelled``; cancelled during the prompt read, it has the prompt's
@@ -61,6 +64,7 @@ class Host:
         self.stopping = False
         self.chat_jobs: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.embed_jobs: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.chats: set[threading.Thread] = set()  # requests running, each on its thread
 
     # -- dispatch -----------------------------------------------------------------------------
 
@@ -77,26 +81,34 @@ class Host:
             }})
         elif op in {"embed", "load_embedding", "unload_embedding"}:
             self.embed_jobs.put(request)
+        elif op in {"chat", "complete"}:
+            thread = threading.Thread(target=self.run, args=(request,), daemon=True)
+            self.chats.add(thread)
+            thread.start()
         else:
             self.chat_jobs.put(request)
 
     def worker(self, jobs: queue.Queue[dict[str, Any] | None]) -> None:
         while (request := jobs.get()) is not None:
-            rid = request.get("id")
-            try:
-                result = self.handle(request)
-                if result is not None:
-                    self.out.send({"id": rid, "ok": result})
-            except Exception as exc:  # reported to the daemon, which decides what the user sees
-                message = redact(str(exc)) or type(exc).__name__
-                if isinstance(exc, TemplateError) and request.get("model"):
-                    message = f"model {request['model']!r}: {message}"
-                self.out.send({"id": rid, "error": {
-                    "type": type(exc).__name__, "message": message,
-                }})
-                traceback.print_exc(file=sys.stderr)
-            finally:
-                self.cancelled.discard(str(rid))
+            self.run(request)
+
+    def run(self, request: dict[str, Any]) -> None:
+        rid = request.get("id")
+        try:
+            result = self.handle(request)
+            if result is not None:
+                self.out.send({"id": rid, "ok": result})
+        except Exception as exc:  # reported to the daemon, which decides what the user sees
+            message = redact(str(exc)) or type(exc).__name__
+            if isinstance(exc, TemplateError) and request.get("model"):
+                message = f"model {request['model']!r}: {message}"
+            self.out.send({"id": rid, "error": {
+                "type": type(exc).__name__, "message": message,
+            }})
+            traceback.print_exc(file=sys.stderr)
+        finally:
+            self.cancelled.discard(str(rid))
+            self.chats.discard(threading.current_thread())
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any] | None:
         op = request["op"]
@@ -109,6 +121,7 @@ class Host:
                 disk = int(request.get("state_disk_bytes", 4 << 30))
                 loaded = LlamaRunner(
                     request["path"], n_ctx=request["n_ctx"], n_threads=request["n_threads"],
+                    parallel=int(request.get("parallel", 1)),
                     state_dir=state_dir, state_ram_bytes=ram, state_disk_bytes=disk,
                 )
                 scope = loaded.states.directory  # <state_dir>/<model scope>: no link out either
@@ -226,8 +239,9 @@ def main() -> None:
                 "type": type(exc).__name__, "message": str(exc) or type(exc).__name__}})
     host.chat_jobs.put(None)
     host.embed_jobs.put(None)
-    for thread in workers:
-        thread.join(timeout=5)
+    deadline = time.monotonic() + 5
+    for thread in [*workers, *list(host.chats)]:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 if __name__ == "__main__":

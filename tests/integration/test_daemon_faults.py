@@ -112,6 +112,45 @@ def test_model_host_killed_mid_stream(daemon: RunningDaemon) -> None:
         assert status(daemon)["host_pid"] != host_pid
 
 
+def test_model_host_killed_mid_batch_fails_every_stream(daemon: RunningDaemon) -> None:
+    """Three replies decoding in one batch (parallel = 4) when the host dies: each stream ends
+    with an error event, none hangs, and the next request gets a new host."""
+    with daemon.http() as http:
+        http.post("/v1/chat/completions", json={**LONG, "stream": False, "max_tokens": 1})
+        host_pid = status(daemon)["host_pid"]
+        assert isinstance(host_pid, int)
+
+    async def one(client: httpx.AsyncClient, i: int, going: asyncio.Event) -> tuple[int, str]:
+        deltas, last = 0, ""
+        body = {**LONG, "messages": [{"role": "user", "content": f"Story {i}: a long one."}]}
+        async with client.stream("POST", "/v1/chat/completions", json=body) as resp:
+            async for line in resp.aiter_lines():
+                if line.startswith("data: {"):
+                    last = line
+                    deltas += '"content"' in line
+                    if deltas >= 2:
+                        going.set()
+        return deltas, last
+
+    async def run() -> list[tuple[int, str]]:
+        async with daemon.async_http(timeout=300) as client:
+            events = [asyncio.Event() for _ in range(3)]
+            tasks = [asyncio.create_task(one(client, i, e)) for i, e in enumerate(events)]
+            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), 300)
+            os.kill(host_pid, signal.SIGKILL)
+            return await asyncio.wait_for(asyncio.gather(*tasks), 120)
+
+    results = asyncio.run(run())
+    for deltas, last in results:
+        assert deltas >= 2
+        assert json.loads(last[6:])["error"]["code"] == "stream_error", last
+    with daemon.http() as http:
+        reply = http.post("/v1/chat/completions", json={
+            "model": CHAT_MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]})
+        assert reply.status_code == 200, reply.text
+    assert status(daemon)["host_pid"] != host_pid
+
+
 def test_sigterm_during_three_streams_exits_cleanly(
     daemon_env: dict[str, str], tmp_path: Path
 ) -> None:

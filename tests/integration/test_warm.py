@@ -16,6 +16,10 @@ pytestmark = pytest.mark.integration
 FACTS = " ".join(f"Fact {i}: the number {i} squared is {i * i}." for i in range(40))
 A = [{"role": "user", "content": FACTS + " Which fact mentions 7?"}]
 B = [{"role": "user", "content": "Tell me about cats. " * 30}]
+# The default models.parallel: so many other conversations take every sequence of the model.
+PARALLEL = 4
+OTHERS = [[{"role": "user", "content": f"Tell me about {animal}. " * 30}]
+          for animal in ("cats", "dogs", "owls", "eels")][:PARALLEL]
 
 
 def chat(daemon: RunningDaemon, messages: list[dict[str, str]]) -> str:
@@ -41,7 +45,8 @@ def test_switching_back_restores_the_state_and_replies_as_recomputation_does(
         first = chat(warm, A)
         followup = [*A, {"role": "assistant", "content": first},
                     {"role": "user", "content": "And 8?"}]
-        chat(warm, B)  # another conversation takes the model's context
+        for other in OTHERS:  # other conversations take every sequence, A's last
+            chat(warm, other)
         restored = chat(warm, followup)
         stats = cache(warm)
         assert stats["hits"] >= 1, stats

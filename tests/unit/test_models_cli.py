@@ -72,7 +72,7 @@ def test_add_show_rm_a_local_model(own_models_dir: Path, tmp_path: Path) -> None
     assert info["chat_template"] is False and info["parameters"] == 32
     code, out, _ = run("models", "show", "tiny")
     assert "context:" in out and "4096" in out and "qwen2" in out
-    assert "planned memory:" in out and "KV cache 0 MiB (1 × 4096 tokens)" in out  # no heads
+    assert "planned memory:" in out and "KV cache 0 MiB (4 × 4096 tokens)" in out  # no heads
     code, out, _ = run("models", "list")
     assert "tiny" in out
     code, out, _ = run("models", "rm", "tiny")

@@ -1,0 +1,354 @@
+"""Continuous batching: up to ``parallel`` sequences of one chat model decode in one context.
+
+One scheduler thread owns the llama.cpp context. Each request runs on its own thread: it takes a
+:class:`Slot` (a sequence id of the context, with the tokens its KV cache holds), starts a
+:class:`Job` on it, and reads the job's tokens as they come. Every step of the scheduler is one
+``llama_decode`` of a batch holding the next token of every sequence that is generating and, in
+the room left, a chunk of the prompt of every sequence that is reading one; a new request joins
+the running batch at the next step. While others generate, a prompt is read in chunks of
+:data:`BUSY_CHUNK` tokens so that their streams go on; alone, in ``n_batch`` batches, as before.
+
+Each job samples with its own chain (temperature, top_p, seed, penalties, grammar, logit bias:
+llama.cpp's samplers, made per request), stops at its own limit and end of generation, and is
+cancelled on its own. The scheduler feeds each sampled token back at once, so a stream never
+waits for its request thread; a job its reader stopped (a stop string, a call found) leaves the
+batch at the next step. The KV cache of a slot always holds exactly ``slot.tokens``: the next
+request on it reuses their longest common prefix with its prompt, and a saved state of a
+conversation (:class:`~assistant.models.kv_cache.StateCache`) is restored into a free slot when it
+shares more. The context and the state cache are only touched under :attr:`Engine.lock`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import queue
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import llama_cpp
+import numpy as np
+
+from assistant.models.abort import Abort
+from assistant.models.kv_cache import StateCache, common_prefix
+
+# Restoring a saved state pays off once it spares this many tokens over a live sequence.
+MIN_REUSE_GAIN = 32
+# Shorter sequences are cheaper to recompute than to save.
+MIN_SAVED_TOKENS = 64
+# Prompt tokens read per step while other sequences generate: each step costs them a token's
+# wait, so a long prompt is read in pieces that keep their streams going.
+BUSY_CHUNK = 128
+
+# What a job reports to its reader: ("read", kept, evaluated, complete), ("token", id, logprob
+# item or None), ("end", reason) with reason eog, limit, full or cancelled, ("error", exception).
+Event = tuple[Any, ...]
+
+
+@dataclass(eq=False)
+class Slot:
+    seq: int
+    tokens: list[int] = field(default_factory=list)  # what the KV cache holds, from position 0
+    tag: str = ""  # the conversation it belongs to (params["cache_tag"])
+    dirty: bool = False  # holds tokens no saved state holds
+    busy: bool = False
+    used: float = 0.0
+    forgotten: bool = False  # its conversation was deleted while it ran: never save it
+
+
+class Job:
+    """One generation on a slot: read what the slot lacks of the prompt, then sample."""
+
+    def __init__(self, slot: Slot, sampler: Any, limit: int, cancelled: Callable[[], bool],
+                 logprob: Callable[[int, int], dict[str, Any]] | None) -> None:
+        self.slot = slot
+        self.sampler = sampler
+        self.limit = limit
+        self.cancelled = cancelled
+        self.logprob = logprob
+        self.pending: list[int] = []  # tokens to decode next
+        self.reading = True
+        self.kept = 0
+        self.evaluated = 0
+        self.sampled = 0
+        self.stopped = False  # its reader is done with it
+        self.done = False
+        self.out: queue.SimpleQueue[Event] = queue.SimpleQueue()
+
+    def end(self, reason: str) -> None:
+        if self.reading:
+            self.out.put(("read", self.kept, self.evaluated, False))
+        self.out.put(("end", reason))
+        self.done = True
+
+    def fail(self, exc: BaseException) -> None:
+        self.out.put(("error", exc))
+        self.done = True
+
+
+class Engine:
+    def __init__(self, llm: Any, parallel: int, n_ctx: int, states: StateCache) -> None:
+        self.llm = llm  # a Llama whose context has n_seq_max = parallel
+        self.ctx = llm._ctx.ctx
+        self.n_ctx = n_ctx  # per sequence
+        self.n_batch = int(llm.n_batch)
+        self.states = states
+        self.slots = [Slot(seq) for seq in range(parallel)]
+        self.jobs: list[Job] = []
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self.stopping = False  # the host is shutting down: every job ends as cancelled
+        self._abort = Abort(self.ctx)
+        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        self._partial = not (llm._is_recurrent or llm._is_hybrid)  # can drop part of a seq
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="batch", daemon=True)
+        self._thread.start()
+
+    # -- slots -------------------------------------------------------------------------------
+
+    def acquire(self, prompt: list[int], tag: str, cancelled: Callable[[], bool]) -> Slot | None:
+        """A free slot, made the best start for ``prompt``; None if cancelled while waiting."""
+        with self.changed:
+            while not (free := [s for s in self.slots if not s.busy]):
+                if cancelled() or self.stopping:
+                    return None
+                self.changed.wait(0.1)
+            slot = self._choose(free, prompt)
+            slot.busy, slot.forgotten = True, False
+            if slot.tag != tag:
+                slot.tag = tag
+            return slot
+
+    def release(self, slot: Slot) -> None:
+        """The request is done with ``slot``: keep its state for the conversation's next turn."""
+        with self.changed:
+            self.jobs = [j for j in self.jobs if j.slot is not slot]
+            if slot.forgotten:
+                self._clear(slot)
+            else:
+                self.save(slot)
+            slot.busy, slot.used = False, time.monotonic()
+            self.changed.notify_all()
+
+    def _choose(self, free: list[Slot], prompt: list[int]) -> Slot:
+        wanted = np.array(prompt, dtype=np.int32)
+        shared = {s.seq: common_prefix(np.array(s.tokens, dtype=np.int32), wanted) for s in free}
+        live = max(free, key=lambda s: (shared[s.seq], -s.used))
+        entry, length = self.states.best(wanted)
+        if entry is not None and length >= shared[live.seq] + MIN_REUSE_GAIN:
+            target = min(free, key=lambda s: (len(s.tokens) > 0, s.used))
+            data = self.states.load(entry)
+            if data is not None and self._restore(target, entry.tokens, data):
+                self.states.touch(entry)
+                self.states.hits += 1
+                return target
+        if shared[live.seq] >= MIN_REUSE_GAIN:
+            return live
+        if len(prompt) >= MIN_SAVED_TOKENS:
+            self.states.misses += 1
+        # Nothing worth reusing: the slot least recently used, its state saved first.
+        target = min(free, key=lambda s: (len(s.tokens) > 0, s.used))
+        self.save(target)
+        return target
+
+    def _restore(self, slot: Slot, tokens: np.ndarray, data: bytes) -> bool:
+        self.save(slot)  # the conversation it held
+        self._clear(slot)
+        buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        if not llama_cpp.llama_state_seq_set_data(self.ctx, buffer, len(data), slot.seq):
+            self._clear(slot)  # unusable: recompute
+            return False
+        slot.tokens = [int(t) for t in tokens]
+        return True
+
+    def _clear(self, slot: Slot) -> None:
+        llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(self.ctx), slot.seq, -1, -1)
+        slot.tokens, slot.dirty, slot.tag = [], False, ""
+
+    def save(self, slot: Slot) -> None:
+        """Keep ``slot``'s KV state (RAM, then disk) so that a return to it is cheap."""
+        n = len(slot.tokens)
+        if not slot.dirty or n < MIN_SAVED_TOKENS or slot.forgotten:
+            return
+        with self.lock:
+            memory = llama_cpp.llama_get_memory(self.ctx)
+            if memory is not None and \
+                    llama_cpp.llama_memory_seq_pos_max(memory, slot.seq) != n - 1:
+                return  # the cache does not hold exactly the slot's tokens: never save a lie
+            size = llama_cpp.llama_state_seq_get_size(self.ctx, slot.seq)
+            buffer = (ctypes.c_uint8 * size)()
+            written = llama_cpp.llama_state_seq_get_data(self.ctx, buffer, size, slot.seq)
+            if written:
+                self.states.put(np.array(slot.tokens, dtype=np.int32),
+                                bytes(memoryview(buffer)[:written]), slot.tag)
+                slot.dirty = False
+
+    def forget(self, tag: str) -> int:
+        """Drop conversation ``tag``'s saved states and the slots that hold it."""
+        with self.lock:
+            removed = self.states.forget(tag)
+            for slot in self.slots:
+                if tag and slot.tag == tag:
+                    if slot.busy:
+                        slot.forgotten = True
+                    else:
+                        self._clear(slot)
+            return removed
+
+    # -- generation --------------------------------------------------------------------------
+
+    def run(self, slot: Slot, prompt: list[int], sampler: Any, limit: int,
+            cancelled: Callable[[], bool],
+            logprob: Callable[[int, int], dict[str, Any]] | None = None) -> Iterator[Event]:
+        """Read ``prompt`` into ``slot`` (what it holds of it is kept) and sample up to
+        ``limit`` tokens with ``sampler``: the job's events, until its end. Closing the
+        iterator stops the job."""
+        job = Job(slot, sampler, max(1, limit), cancelled, logprob)
+        with self.changed:
+            self.jobs = [j for j in self.jobs if j.slot is not slot]
+            self._start(job, prompt)
+            self.jobs.append(job)
+            self.changed.notify_all()
+        try:
+            while True:
+                event = job.out.get()
+                yield event
+                if event[0] in {"end", "error"}:
+                    return
+        finally:
+            with self.lock:  # the scheduler samples only under the lock: after this, never
+                job.stopped = True
+                if job in self.jobs:
+                    self.jobs.remove(job)
+
+    def _start(self, job: Job, prompt: list[int]) -> None:
+        slot = job.slot
+        n = len(prompt)
+        live = common_prefix(np.array(slot.tokens, dtype=np.int32), np.array(prompt, np.int32))
+        start = min(live, n - 1)  # the last prompt token is read again: sampling needs logits
+        if start < len(slot.tokens):
+            memory = llama_cpp.llama_get_memory(self.ctx)
+            if not (self._partial and llama_cpp.llama_memory_seq_rm(memory, slot.seq, start, -1)):
+                self._clear(slot)
+                start = 0
+            slot.tokens = slot.tokens[:start]
+        job.kept, job.pending = start, list(prompt[start:])
+
+    def _loop(self) -> None:
+        while True:
+            with self.changed:
+                while not self._closed and not any(j.pending for j in self.jobs):
+                    self.changed.wait()
+                if self._closed:
+                    return
+                try:
+                    self._step()
+                except Exception as exc:  # a bug must end the jobs, not the scheduler
+                    traceback.print_exc(file=sys.stderr)
+                    for job in self.jobs:
+                        job.fail(exc)
+                    self.jobs = []
+
+    def _step(self) -> None:
+        """One decode: every generating job's next token, and prompt chunks in the room left."""
+        for job in self.jobs:
+            if not job.done and (job.cancelled() or self.stopping):
+                job.end("cancelled")
+        self.jobs = [j for j in self.jobs if not j.done and not j.stopped]
+        generating = [j for j in self.jobs if not j.reading and j.pending]
+        reading = [j for j in self.jobs if j.reading and j.pending]
+        room = self.n_batch - len(generating)
+        chunk = BUSY_CHUNK if generating else self.n_batch
+        plan: list[tuple[Job, list[int]]] = [(j, j.pending) for j in generating]
+        for job in reading:
+            take = min(len(job.pending), room, chunk)
+            if take <= 0:
+                break
+            plan.append((job, job.pending[:take]))
+            room -= take
+        if not plan:
+            return
+        rows = self._fill(plan)
+        if generating:
+            code = llama_cpp.llama_decode(self.ctx, self._batch)
+        else:  # only prompts: a cancel may stop the read inside this batch
+            with self._abort.armed(lambda: self.stopping or all(j.cancelled() for j, _ in plan)):
+                code = llama_cpp.llama_decode(self.ctx, self._batch)
+        if code != 0:
+            self._failed(plan, code)
+            return
+        for (job, fed), row in zip(plan, rows, strict=True):
+            slot = job.slot
+            slot.tokens.extend(fed)
+            slot.dirty = True
+            job.pending = job.pending[len(fed):]
+            if job.reading:
+                job.evaluated += len(fed)
+                if job.pending:
+                    continue
+                job.reading = False
+                job.out.put(("read", job.kept, job.evaluated, True))
+            self._sample(job, row)
+
+    def _fill(self, plan: list[tuple[Job, list[int]]]) -> list[int]:
+        """Put ``plan`` in the batch; the row of each job's last token, whose logits are kept."""
+        batch = self._batch
+        rows: list[int] = []
+        i = 0
+        for job, fed in plan:
+            base = len(job.slot.tokens)
+            for k, token in enumerate(fed):
+                batch.token[i] = token
+                batch.pos[i] = base + k
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = job.slot.seq
+                batch.logits[i] = k == len(fed) - 1 and (not job.reading or len(fed) ==
+                                                         len(job.pending))
+                i += 1
+            rows.append(i - 1)
+        batch.n_tokens = i
+        return rows
+
+    def _failed(self, plan: list[tuple[Job, list[int]]], code: int) -> None:
+        """A decode that did not happen: the batch leaves no trace in the cache."""
+        memory = llama_cpp.llama_get_memory(self.ctx)
+        for job, _fed in plan:
+            slot = job.slot
+            if not (self._partial and
+                    llama_cpp.llama_memory_seq_rm(memory, slot.seq, len(slot.tokens), -1)):
+                self._clear(slot)
+            if code == 2 and self._abort.fired:
+                job.end("cancelled")
+            else:
+                job.fail(RuntimeError(f"llama_decode returned {code}"))
+
+    def _sample(self, job: Job, row: int) -> None:
+        token = int(job.sampler.sample(self.llm._ctx, row))
+        item = job.logprob(token, row) if job.logprob is not None else None
+        job.sampled += 1
+        job.out.put(("token", token, item))
+        if llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token):
+            job.end("eog")
+        elif job.sampled >= job.limit:
+            job.end("limit")
+        elif len(job.slot.tokens) >= self.n_ctx:
+            job.end("full")
+        else:
+            job.pending = [token]
+
+    # -- the end -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self.changed:
+            self.stopping = True
+            for slot in self.slots:
+                self.save(slot)
+            self._closed = True
+            self.changed.notify_all()
+        self._thread.join(timeout=10)
+        llama_cpp.llama_batch_free(self._batch)
