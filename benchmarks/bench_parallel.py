@@ -22,11 +22,11 @@ of its rounds, and the rounds of a row alternate its two sides so load on the ma
    baseline is alone + 0.5 s (target: ratio ≤ 1); a line below gives late − alone and
    late ÷ alone.
 
-Every prompt starts with its own words, so neither shared prefixes nor saved states help any
-stream. Every request fits in 2048 ÷ its daemon's ``parallel`` tokens, so the figures hold
-whether the engine gives each sequence the whole context or a share of it. Until the model host
-batches sequences it runs them one at a time: row 2's ratios stay near 1 and the late request
-waits for the others. ``BENCH_PARALLEL_MODEL=smollm2-135m`` runs it on the small model.
+The story prompts share their first words (with the chat template, about 30 tokens), on both
+sides of every row alike; the late prompts start with their own words. Each sequence has the
+whole context (2048 tokens). The model host decodes up to ``parallel`` replies in one batch
+(``assistant/models/batch.py``). ``BENCH_PARALLEL_MODEL=smollm2-135m`` runs it on the small
+model.
 """
 
 from __future__ import annotations
@@ -63,9 +63,11 @@ Messages = list[dict[str, str]]
 
 
 def story(i: int) -> Messages:
-    topic = TOPICS[i % len(TOPICS)]
-    return [{"role": "user", "content": f"{topic.capitalize()} {i}: write a long story about "
-                                        f"a {topic}, with many details."}]
+    """A story prompt qwen2.5-coder answers at length (asked "<Topic> 7: write a long story
+    about a <topic>.", it declines 6 of the 16 topics in 13 tokens, and the streams that end
+    early spoil the figures)."""
+    return [{"role": "user", "content": f"Write a long story about a {TOPICS[i % len(TOPICS)]}, "
+                                        f"chapter {i}."}]
 
 
 def inventory(i: int) -> Messages:

@@ -301,7 +301,7 @@ class ModelManager(Backend):
             finally:
                 resident.in_use -= 1
                 resident.last_used = time.monotonic()
-                if resident.keep_alive == 0:
+                if resident.keep_alive == 0 and resident.in_use == 0:
                     await self.unload(model)
 
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:

@@ -20,6 +20,7 @@ shares more. The context and the state cache are only touched under :attr:`Engin
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import queue
 import sys
@@ -101,6 +102,11 @@ class Engine:
         self.jobs: list[Job] = []
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
+        # Request threads waiting for the lock: the scheduler lets them in between steps (a
+        # lock is not fair, and it would take it back at once while replies run).
+        self._waiting = 0
+        self._count = threading.Lock()
+        self._states_lock = threading.Lock()  # the state cache, also used outside self.lock
         self.stopping = False  # the host is shutting down: every job ends as cancelled
         self._abort = Abort(self.ctx)
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
@@ -113,51 +119,55 @@ class Engine:
 
     def acquire(self, prompt: list[int], tag: str, cancelled: Callable[[], bool]) -> Slot | None:
         """A free slot, made the best start for ``prompt``; None if cancelled while waiting."""
-        with self.changed:
-            while not (free := [s for s in self.slots if not s.busy]):
+        with self.turn():
+            while not (free := [s for s in self.slots if not s.busy]) or self.stopping:
                 if cancelled() or self.stopping:
                     return None
                 self.changed.wait(0.1)
             slot = self._choose(free, prompt)
-            slot.busy, slot.forgotten = True, False
-            if slot.tag != tag:
-                slot.tag = tag
+            slot.busy, slot.forgotten, slot.tag = True, False, tag
             return slot
 
     def release(self, slot: Slot) -> None:
         """The request is done with ``slot``: keep its state for the conversation's next turn."""
-        with self.changed:
+        with self.turn():
             self.jobs = [j for j in self.jobs if j.slot is not slot]
             if slot.forgotten:
                 self._clear(slot)
+                slot.tag = ""
+                state = None
             else:
-                self.save(slot)
+                state = self._state(slot)
             slot.busy, slot.used = False, time.monotonic()
             self.changed.notify_all()
+        if state is not None:  # written out of the lock: the other streams go on meanwhile
+            with self._states_lock:
+                self.states.put(*state)
 
     def _choose(self, free: list[Slot], prompt: list[int]) -> Slot:
         wanted = np.array(prompt, dtype=np.int32)
         shared = {s.seq: common_prefix(np.array(s.tokens, dtype=np.int32), wanted) for s in free}
         live = max(free, key=lambda s: (shared[s.seq], -s.used))
-        entry, length = self.states.best(wanted)
-        if entry is not None and length >= shared[live.seq] + MIN_REUSE_GAIN:
-            target = min(free, key=lambda s: (len(s.tokens) > 0, s.used))
-            data = self.states.load(entry)
-            if data is not None and self._restore(target, entry.tokens, data):
-                self.states.touch(entry)
-                self.states.hits += 1
-                return target
-        if shared[live.seq] >= MIN_REUSE_GAIN:
-            return live
-        if len(prompt) >= MIN_SAVED_TOKENS:
-            self.states.misses += 1
+        with self._states_lock:
+            entry, length = self.states.best(wanted)
+            if entry is not None and length >= shared[live.seq] + MIN_REUSE_GAIN:
+                target = min(free, key=lambda s: (len(s.tokens) > 0, s.used))
+                data = self.states.load(entry)
+                if data is not None and self._restore(target, entry.tokens, data):
+                    self.states.touch(entry)
+                    self.states.hits += 1
+                    return target
+            if shared[live.seq] >= MIN_REUSE_GAIN:
+                return live
+            if len(prompt) >= MIN_SAVED_TOKENS:
+                self.states.misses += 1
         # Nothing worth reusing: the slot least recently used, its state saved first.
         target = min(free, key=lambda s: (len(s.tokens) > 0, s.used))
         self.save(target)
         return target
 
     def _restore(self, slot: Slot, tokens: np.ndarray, data: bytes) -> bool:
-        self.save(slot)  # the conversation it held
+        self.save(slot, locked=True)  # the conversation it held
         self._clear(slot)
         buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
         if not llama_cpp.llama_state_seq_set_data(self.ctx, buffer, len(data), slot.seq):
@@ -167,38 +177,61 @@ class Engine:
         return True
 
     def _clear(self, slot: Slot) -> None:
+        """Empty ``slot``'s sequence; it keeps its conversation's tag."""
         llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(self.ctx), slot.seq, -1, -1)
-        slot.tokens, slot.dirty, slot.tag = [], False, ""
+        slot.tokens, slot.dirty = [], False
 
-    def save(self, slot: Slot) -> None:
-        """Keep ``slot``'s KV state (RAM, then disk) so that a return to it is cheap."""
+    def _state(self, slot: Slot) -> tuple[np.ndarray, bytes, str] | None:
+        """``slot``'s KV state to save (tokens, state, tag), taken under the lock; None when
+        there is nothing worth saving."""
         n = len(slot.tokens)
         if not slot.dirty or n < MIN_SAVED_TOKENS or slot.forgotten:
-            return
+            return None
+        memory = llama_cpp.llama_get_memory(self.ctx)
+        if memory is not None and llama_cpp.llama_memory_seq_pos_max(memory, slot.seq) != n - 1:
+            return None  # the cache does not hold exactly the slot's tokens: never save a lie
+        size = llama_cpp.llama_state_seq_get_size(self.ctx, slot.seq)
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(self.ctx, buffer, size, slot.seq)
+        if not written:
+            return None
+        slot.dirty = False
+        return np.array(slot.tokens, dtype=np.int32), bytes(memoryview(buffer)[:written]), slot.tag
+
+    def save(self, slot: Slot, locked: bool = False) -> None:
+        """Keep ``slot``'s KV state (RAM, then disk) so that a return to it is cheap."""
         with self.lock:
-            memory = llama_cpp.llama_get_memory(self.ctx)
-            if memory is not None and \
-                    llama_cpp.llama_memory_seq_pos_max(memory, slot.seq) != n - 1:
-                return  # the cache does not hold exactly the slot's tokens: never save a lie
-            size = llama_cpp.llama_state_seq_get_size(self.ctx, slot.seq)
-            buffer = (ctypes.c_uint8 * size)()
-            written = llama_cpp.llama_state_seq_get_data(self.ctx, buffer, size, slot.seq)
-            if written:
-                self.states.put(np.array(slot.tokens, dtype=np.int32),
-                                bytes(memoryview(buffer)[:written]), slot.tag)
-                slot.dirty = False
+            state = self._state(slot)
+        if state is not None:
+            if locked:  # the caller holds the state cache's lock
+                self.states.put(*state)
+            else:
+                with self._states_lock:
+                    self.states.put(*state)
 
     def forget(self, tag: str) -> int:
         """Drop conversation ``tag``'s saved states and the slots that hold it."""
-        with self.lock:
-            removed = self.states.forget(tag)
+        with self.turn():
+            with self._states_lock:
+                removed = self.states.forget(tag)
             for slot in self.slots:
                 if tag and slot.tag == tag:
                     if slot.busy:
                         slot.forgotten = True
                     else:
                         self._clear(slot)
+                        slot.tag = ""
             return removed
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        """The lock, for a request thread: the scheduler lets it in at the next step."""
+        with self._count:
+            self._waiting += 1
+        with self.changed:
+            with self._count:
+                self._waiting -= 1
+            yield
 
     # -- generation --------------------------------------------------------------------------
 
@@ -209,10 +242,13 @@ class Engine:
         ``limit`` tokens with ``sampler``: the job's events, until its end. Closing the
         iterator stops the job."""
         job = Job(slot, sampler, max(1, limit), cancelled, logprob)
-        with self.changed:
+        with self.turn():
             self.jobs = [j for j in self.jobs if j.slot is not slot]
-            self._start(job, prompt)
-            self.jobs.append(job)
+            if self.stopping:
+                job.end("cancelled")
+            else:
+                self._start(job, prompt)
+                self.jobs.append(job)
             self.changed.notify_all()
         try:
             while True:
@@ -221,7 +257,7 @@ class Engine:
                 if event[0] in {"end", "error"}:
                     return
         finally:
-            with self.lock:  # the scheduler samples only under the lock: after this, never
+            with self.turn():  # the scheduler samples only under the lock: after this, never
                 job.stopped = True
                 if job in self.jobs:
                     self.jobs.remove(job)
@@ -229,6 +265,8 @@ class Engine:
     def _start(self, job: Job, prompt: list[int]) -> None:
         slot = job.slot
         n = len(prompt)
+        if not n:
+            raise ValueError("an empty prompt: nothing to read")
         live = common_prefix(np.array(slot.tokens, dtype=np.int32), np.array(prompt, np.int32))
         start = min(live, n - 1)  # the last prompt token is read again: sampling needs logits
         if start < len(slot.tokens):
@@ -253,6 +291,8 @@ class Engine:
                     for job in self.jobs:
                         job.fail(exc)
                     self.jobs = []
+            if self._waiting:  # out of the lock for a moment: a request thread takes it
+                time.sleep(0.0005)
 
     def _step(self) -> None:
         """One decode: every generating job's next token, and prompt chunks in the room left."""
@@ -274,7 +314,7 @@ class Engine:
         if not plan:
             return
         rows = self._fill(plan)
-        if generating:
+        if generating or not self._partial:  # a recurrent model cannot drop half a batch
             code = llama_cpp.llama_decode(self.ctx, self._batch)
         else:  # only prompts: a cancel may stop the read inside this batch
             with self._abort.armed(lambda: self.stopping or all(j.cancelled() for j, _ in plan)):
@@ -282,10 +322,10 @@ class Engine:
         if code != 0:
             self._failed(plan, code)
             return
+        due: list[tuple[Job, int]] = []  # jobs whose logits are in, and their rows
         for (job, fed), row in zip(plan, rows, strict=True):
-            slot = job.slot
-            slot.tokens.extend(fed)
-            slot.dirty = True
+            job.slot.tokens.extend(fed)
+            job.slot.dirty = True
             job.pending = job.pending[len(fed):]
             if job.reading:
                 job.evaluated += len(fed)
@@ -293,7 +333,14 @@ class Engine:
                     continue
                 job.reading = False
                 job.out.put(("read", job.kept, job.evaluated, True))
-            self._sample(job, row)
+            due.append((job, row))
+        for job, row in due:
+            try:
+                self._sample(job, row)
+            except Exception as exc:  # this request's sampler: it alone fails
+                traceback.print_exc(file=sys.stderr)
+                job.pending = []
+                job.fail(exc)
 
     def _fill(self, plan: list[tuple[Job, list[int]]]) -> list[int]:
         """Put ``plan`` in the batch; the row of each job's last token, whose logits are kept."""
@@ -343,12 +390,25 @@ class Engine:
 
     # -- the end -----------------------------------------------------------------------------
 
-    def close(self) -> None:
-        with self.changed:
+    def close(self, timeout: float = 30.0) -> bool:
+        """End every job (as cancelled), wait for the requests to let their slots go, keep
+        every sequence's state, and stop. False if a request still held a slot after
+        ``timeout``: the context must then be left alone, not freed."""
+        deadline = time.monotonic() + timeout
+        with self.turn():
             self.stopping = True
-            for slot in self.slots:
-                self.save(slot)
+            for job in self.jobs:
+                job.end("cancelled")
+            self.jobs = []
+            while any(s.busy for s in self.slots) and time.monotonic() < deadline:
+                self.changed.wait(0.1)
+            idle = not any(s.busy for s in self.slots)
+            if idle:
+                for slot in self.slots:
+                    self.save(slot)
             self._closed = True
             self.changed.notify_all()
         self._thread.join(timeout=10)
-        llama_cpp.llama_batch_free(self._batch)
+        if idle:
+            llama_cpp.llama_batch_free(self._batch)
+        return idle

@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
@@ -100,8 +101,11 @@ class LlamaRunner:
         }
 
     def close(self) -> None:
-        self.engine.close()  # keeps every sequence's state
-        self.llm.close()
+        if self.engine.close():  # ends the replies under way, keeps every sequence's state
+            self.llm.close()
+        else:  # a request still holds a sequence: freeing the context under it would crash
+            print(f"model {self.path}: a reply did not end; its context is left to the "
+                  "process's end", file=sys.stderr, flush=True)
 
     def forget(self, tag: str) -> int:
         """Drop conversation ``tag``'s saved states, and the sequences that hold it."""
@@ -337,9 +341,11 @@ class LlamaRunner:
                     break
                 before = reader.starting() if calls is not None and reader else None
                 if before is not None and reader is not None:  # a call begins: under grammar
+                    prefix = self.llm.tokenize(before.encode(), add_bos=False, special=False)
+                    if len(prefix) >= max_tokens:  # no room left to make the call again
+                        break
                     reader.restart()
                     events.close()
-                    prefix = self.llm.tokenize(before.encode(), add_bos=False, special=False)
                     events = sampling(tokens + prefix, calls, max_tokens - len(prefix))
                     produced, calls, pending, logprobs = len(prefix), None, "", []
                     decoder.reset()
