@@ -148,6 +148,10 @@ class Engine:
         wanted = np.array(prompt, dtype=np.int32)
         shared = {s.seq: common_prefix(np.array(s.tokens, dtype=np.int32), wanted) for s in free}
         live = max(free, key=lambda s: (shared[s.seq], -s.used))
+        if shared[live.seq] + MIN_REUSE_GAIN > len(prompt):
+            # No saved state can beat it: do not wait for one being written (the state of
+            # the reply just sent, when this is its follow-up).
+            return live
         with self._states_lock:
             entry, length = self.states.best(wanted)
             if entry is not None and length >= shared[live.seq] + MIN_REUSE_GAIN:
