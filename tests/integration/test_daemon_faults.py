@@ -122,7 +122,9 @@ def test_model_host_killed_mid_batch_fails_every_stream(daemon: RunningDaemon) -
 
     async def one(client: httpx.AsyncClient, i: int, going: asyncio.Event) -> tuple[int, str]:
         deltas, last = 0, ""
-        body = {**LONG, "messages": [{"role": "user", "content": f"Story {i}: a long one."}]}
+        # Neither end-of-text token (smollm2's 0 and 2): no stream may end before the kill.
+        body = {**LONG, "logit_bias": {"0": -100, "2": -100},
+                "messages": [{"role": "user", "content": f"Story {i}: a long one."}]}
         async with client.stream("POST", "/v1/chat/completions", json=body) as resp:
             async for line in resp.aiter_lines():
                 if line.startswith("data: {"):
