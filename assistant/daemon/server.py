@@ -128,7 +128,8 @@ def _routing_cache(settings: Settings) -> Path | None:
 async def stop(services: Services) -> None:
     with contextlib.suppress(Exception):
         await services.plugins.acall("shutdown", daemon=services)
-    await services.models.host.stop()
+    # The host saves the model state of each conversation it holds before it exits.
+    await services.models.host.stop(timeout=15.0)
     if services.store is not None:
         services.store.close()
 

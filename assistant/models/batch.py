@@ -44,6 +44,9 @@ MIN_SAVED_TOKENS = 64
 # Prompt tokens read per step while other sequences generate: each step costs them a token's
 # wait, so a long prompt is read in pieces that keep their streams going.
 BUSY_CHUNK = 128
+# A sequence's state is saved when the scheduler has been idle this long (seconds), when its
+# slot goes to another conversation, and at the end: never between a reply and its follow-up.
+IDLE_SAVE = 1.0
 
 # What a job reports to its reader: ("read", kept, evaluated, complete), ("token", id, logprob
 # item or None), ("end", reason) with reason eog, limit, full or cancelled, ("error", exception).
@@ -106,7 +109,10 @@ class Engine:
         # lock is not fair, and it would take it back at once while replies run).
         self._waiting = 0
         self._count = threading.Lock()
-        self._states_lock = threading.Lock()  # the state cache, also used outside self.lock
+        # The state cache and the buffer states are copied out into, also used outside
+        # self.lock; taken after self.lock, never before it.
+        self._states_lock = threading.RLock()
+        self._spare = (ctypes.c_uint8 * 0)()  # reused: a fresh buffer of tens of MB is slow
         self.stopping = False  # the host is shutting down: every job ends as cancelled
         self._abort = Abort(self.ctx)
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
@@ -124,57 +130,77 @@ class Engine:
                 if cancelled() or self.stopping:
                     return None
                 self.changed.wait(0.1)
-            slot = self._choose(free, prompt)
+            slot = self._choose(free, prompt, tag)
             slot.busy, slot.forgotten, slot.tag = True, False, tag
             return slot
 
     def release(self, slot: Slot) -> None:
-        """The request is done with ``slot``: keep its state for the conversation's next turn."""
+        """The request is done with ``slot``. Its sequence stays as it is for the
+        conversation's next turn; its state is saved later (see :data:`IDLE_SAVE`)."""
         with self.turn():
             self.jobs = [j for j in self.jobs if j.slot is not slot]
             if slot.forgotten:
                 self._clear(slot)
                 slot.tag = ""
-                state = None
-            else:
-                state = self._state(slot)
             slot.busy, slot.used = False, time.monotonic()
             self.changed.notify_all()
-        if state is not None:  # written out of the lock: the other streams go on meanwhile
-            with self._states_lock:
-                self.states.put(*state)
 
-    def _choose(self, free: list[Slot], prompt: list[int]) -> Slot:
+    def _choose(self, free: list[Slot], prompt: list[int], tag: str) -> Slot:
         wanted = np.array(prompt, dtype=np.int32)
         shared = {s.seq: common_prefix(np.array(s.tokens, dtype=np.int32), wanted) for s in free}
         live = max(free, key=lambda s: (shared[s.seq], -s.used))
-        if shared[live.seq] + MIN_REUSE_GAIN > len(prompt):
-            # No saved state can beat it: do not wait for one being written (the state of
-            # the reply just sent, when this is its follow-up).
-            return live
-        with self._states_lock:
-            entry, length = self.states.best(wanted)
-            if entry is not None and length >= shared[live.seq] + MIN_REUSE_GAIN:
-                target = min(free, key=lambda s: (len(s.tokens) > 0, s.used))
-                data = self.states.load(entry)
-                if data is not None and self._restore(target, entry.tokens, data):
-                    self.states.touch(entry)
-                    self.states.hits += 1
-                    return target
-            if shared[live.seq] >= MIN_REUSE_GAIN:
-                return live
-            if len(prompt) >= MIN_SAVED_TOKENS:
-                self.states.misses += 1
-        # Nothing worth reusing: the slot least recently used, its state saved first.
-        target = min(free, key=lambda s: (len(s.tokens) > 0, s.used))
-        self.save(target)
-        return target
+        n = shared[live.seq]
+        # Past that, a saved state may beat the live sequence (not when this is the follow-up
+        # of the reply just sent: then nothing is looked up).
+        if n + MIN_REUSE_GAIN <= len(prompt):
+            with self._states_lock:
+                entry, length = self.states.best(wanted)
+                if entry is not None and length >= n + MIN_REUSE_GAIN:
+                    target = self._vacant(free)
+                    data = self.states.load(entry)
+                    if data is not None and self._restore(target, entry.tokens, data):
+                        self.states.touch(entry)
+                        self.states.hits += 1
+                        return target
+                if n < MIN_REUSE_GAIN and len(prompt) >= MIN_SAVED_TOKENS:
+                    self.states.misses += 1
+        if n < MIN_REUSE_GAIN:  # nothing worth reusing
+            target = self._vacant(free)
+            self.save(target)  # the conversation it held
+            return target
+        return self._share(live, n, [s for s in free if s is not live], tag)
 
-    def _restore(self, slot: Slot, tokens: np.ndarray, data: bytes) -> bool:
-        self.save(slot, locked=True)  # the conversation it held
+    def _share(self, live: Slot, n: int, others: list[Slot], tag: str) -> Slot:
+        """A slot holding ``live``'s first ``n`` tokens, for a prompt that parts from it
+        there, such that what ``live`` holds past them is not lost unsaved: when it belongs
+        to another conversation or is long, the prefix is shared into another free sequence
+        (cells of the shared KV buffer belong to both), or failing that, it is saved first."""
+        keep = live.dirty and (live.tag != tag or len(live.tokens) - n >= MIN_REUSE_GAIN)
+        if not keep or n == len(live.tokens):
+            return live
+        if self._partial and others:
+            target = self._vacant(others)
+            self.save(target)  # the conversation it held
+            self._clear(target)
+            memory = llama_cpp.llama_get_memory(self.ctx)
+            llama_cpp.llama_memory_seq_cp(memory, live.seq, target.seq, 0, n)
+            target.tokens, target.dirty = live.tokens[:n], True
+            return target
+        self.save(live)
+        return live
+
+    @staticmethod
+    def _vacant(free: list[Slot]) -> Slot:
+        """The free slot to take for a new conversation: an empty one, else the least
+        recently used."""
+        return min(free, key=lambda s: (len(s.tokens) > 0, s.used))
+
+    def _restore(self, slot: Slot, tokens: np.ndarray, data: memoryview) -> bool:
+        self.save(slot)  # the conversation it held
         self._clear(slot)
-        buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
-        if not llama_cpp.llama_state_seq_set_data(self.ctx, buffer, len(data), slot.seq):
+        source = np.frombuffer(data, dtype=np.uint8)  # read in place, not copied
+        pointer = source.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
+        if not llama_cpp.llama_state_seq_set_data(self.ctx, pointer, len(source), slot.seq):
             self._clear(slot)  # unusable: recompute
             return False
         slot.tokens = [int(t) for t in tokens]
@@ -185,9 +211,10 @@ class Engine:
         llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(self.ctx), slot.seq, -1, -1)
         slot.tokens, slot.dirty = [], False
 
-    def _state(self, slot: Slot) -> tuple[np.ndarray, bytes, str] | None:
-        """``slot``'s KV state to save (tokens, state, tag), taken under the lock; None when
-        there is nothing worth saving."""
+    def _state(self, slot: Slot) -> tuple[np.ndarray, memoryview, str] | None:
+        """``slot``'s KV state to save (tokens, state, tag), copied out under both locks into
+        the spare buffer, which stays the caller's until it lets the state cache's lock go;
+        None when there is nothing worth saving."""
         n = len(slot.tokens)
         if not slot.dirty or n < MIN_SAVED_TOKENS or slot.forgotten:
             return None
@@ -195,23 +222,39 @@ class Engine:
         if memory is not None and llama_cpp.llama_memory_seq_pos_max(memory, slot.seq) != n - 1:
             return None  # the cache does not hold exactly the slot's tokens: never save a lie
         size = llama_cpp.llama_state_seq_get_size(self.ctx, slot.seq)
-        buffer = (ctypes.c_uint8 * size)()
-        written = llama_cpp.llama_state_seq_get_data(self.ctx, buffer, size, slot.seq)
+        if len(self._spare) < size:
+            self._spare = (ctypes.c_uint8 * int(size * 1.25))()
+        written = llama_cpp.llama_state_seq_get_data(self.ctx, self._spare, size, slot.seq)
         if not written:
             return None
         slot.dirty = False
-        return np.array(slot.tokens, dtype=np.int32), bytes(memoryview(buffer)[:written]), slot.tag
+        return (np.array(slot.tokens, dtype=np.int32), memoryview(self._spare)[:written],
+                slot.tag)
 
-    def save(self, slot: Slot, locked: bool = False) -> None:
+    def save(self, slot: Slot) -> None:
         """Keep ``slot``'s KV state (RAM, then disk) so that a return to it is cheap."""
-        with self.lock:
+        with self.lock, self._states_lock:
             state = self._state(slot)
-        if state is not None:
-            if locked:  # the caller holds the state cache's lock
+            if state is not None:
                 self.states.put(*state)
-            else:
-                with self._states_lock:
-                    self.states.put(*state)
+
+    def _save_idle(self) -> None:
+        """Save the state of one sequence no request holds, the latest used first; the scheduler
+        holds the lock and lets it go while the state is written."""
+        unsaved = [s for s in self.slots if s.dirty and not s.busy]
+        if not unsaved:
+            return
+        slot = max(unsaved, key=lambda s: s.used)
+        with self._states_lock:
+            state = self._state(slot)
+            if state is None:
+                slot.dirty = False  # not worth saving (too short, or not exact)
+                return
+            self.lock.release()  # the copy is out: requests may go on while it is written
+            try:
+                self.states.put(*state)
+            finally:
+                self.lock.acquire()
 
     def forget(self, tag: str) -> int:
         """Drop conversation ``tag``'s saved states and the slots that hold it."""
@@ -285,7 +328,9 @@ class Engine:
         while True:
             with self.changed:
                 while not self._closed and not any(j.pending for j in self.jobs):
-                    self.changed.wait()
+                    unsaved = any(s.dirty and not s.busy for s in self.slots)
+                    if not self.changed.wait(IDLE_SAVE if unsaved else None):
+                        self._save_idle()  # idle for IDLE_SAVE: keep one conversation's state
                 if self._closed:
                     return
                 try:
@@ -413,6 +458,7 @@ class Engine:
             self._closed = True
             self.changed.notify_all()
         self._thread.join(timeout=10)
+        self._abort.close()
         if idle:
             llama_cpp.llama_batch_free(self._batch)
         return idle

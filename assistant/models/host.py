@@ -242,6 +242,11 @@ def main() -> None:
     deadline = time.monotonic() + 5
     for thread in [*workers, *list(host.chats)]:
         thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    for runner in list(host.chat_models.values()):
+        try:
+            runner.close()  # saves the state of every conversation it holds, for the next start
+        except Exception as exc:
+            print(f"closing model {runner.path}: {exc}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ _MAGIC = b"ASKV3\n"
 @dataclass
 class Entry:
     tokens: np.ndarray  # int32, the prefix this state holds
-    data: bytes | None  # the state in RAM, or None when it is only on disk
+    data: memoryview | None  # the state in RAM, or None when it is only on disk
     path: Path | None
     size: int
     tag: str = ""  # the conversation it belongs to, when the daemon said; forget() goes by it
@@ -80,9 +80,15 @@ class StateCache:
                 found, length = entry, n
         return found, length
 
-    def put(self, tokens: np.ndarray, data: bytes, tag: str = "") -> None:
+    def put(self, tokens: np.ndarray, data: bytes | memoryview, tag: str = "") -> None:
+        """Keep ``data``, the state of ``tokens``: copied (the caller may reuse its buffer),
+        in RAM when the budget holds it, and on disk."""
         key = hashlib.sha256(tokens.tobytes()).hexdigest()[:32]
-        entry = Entry(tokens.copy(), data, None, len(data), tag)
+        size = memoryview(data).nbytes
+        # numpy copies without the GIL: the host's other threads go on meanwhile.
+        kept = memoryview(np.frombuffer(data, dtype=np.uint8).copy().data) \
+            if size <= self.ram_budget else None
+        entry = Entry(tokens.copy(), kept, None, size, tag)
         # Added before its ancestors go: stats() runs on another thread and must never see
         # the conversation missing.
         self.entries[key] = entry
@@ -94,10 +100,12 @@ class StateCache:
                     common_prefix(old.tokens, tokens) == len(old.tokens):
                 self._drop(old_key)
         if self.directory is not None:
-            self._spill(key, entry)
+            self._spill(key, entry, data)
+        if entry.data is None and entry.path is None:  # held nowhere
+            self.entries.pop(key, None)
         self._trim_ram()
 
-    def load(self, entry: Entry) -> bytes | None:
+    def load(self, entry: Entry) -> memoryview | None:
         if entry.data is not None:
             return entry.data
         if entry.path is None:
@@ -105,7 +113,7 @@ class StateCache:
         try:
             tokens, data = _decode(entry.path.read_bytes())
         except (OSError, ValueError, struct.error):
-            tokens, data = np.empty(0, dtype=np.int32), b""
+            tokens, data = np.empty(0, dtype=np.int32), memoryview(b"")
         if not data or not np.array_equal(tokens, entry.tokens):
             self._forget(entry)  # unreadable or not what the index said: never use it
             return None
@@ -164,14 +172,16 @@ class StateCache:
 
     # -- disk --------------------------------------------------------------------------------
 
-    def _spill(self, key: str, entry: Entry) -> None:
-        # Written at once, after the reply was sent: page-cache speed, and nothing to race.
-        assert self.directory is not None and entry.data is not None
+    def _spill(self, key: str, entry: Entry, data: bytes | memoryview) -> None:
+        # Page-cache speed; the state is written from the caller's buffer, not joined to its
+        # head first (a copy of tens of megabytes).
+        assert self.directory is not None
         path = self.directory / f"{key}.kv"
         tmp = path.with_suffix(".tmp")
         try:
             with open_own(tmp, "wb") as fh:
-                fh.write(_encode(entry.tokens, entry.data, entry.tag))
+                fh.write(_head(entry.tokens, data, entry.tag))
+                fh.write(data)
             os.replace(tmp, path)
         except (OSError, UnsafePath):  # kept in RAM only
             return
@@ -212,11 +222,13 @@ class StateCache:
 _HEAD = struct.Struct("<IIII")
 
 
-def _encode(tokens: np.ndarray, data: bytes, tag: str = "") -> bytes:
+def _head(tokens: np.ndarray, data: bytes | memoryview, tag: str = "") -> bytes:
+    """What a state file holds before the state itself."""
     tokens = tokens.astype(np.int32)
     label = tag.encode("utf-8")
-    head = _HEAD.pack(len(tokens), len(data), zlib.crc32(data), len(label))
-    return _MAGIC + head + label + tokens.tobytes() + data
+    head = _HEAD.pack(len(tokens), memoryview(data).nbytes, zlib.crc32(data),
+                      len(label))
+    return _MAGIC + head + label + tokens.tobytes()
 
 
 def _read_head(fh: BinaryIO) -> tuple[int, int, str] | None:
@@ -228,14 +240,14 @@ def _read_head(fh: BinaryIO) -> tuple[int, int, str] | None:
     return count, size, fh.read(label).decode("utf-8")
 
 
-def _decode(raw: bytes) -> tuple[np.ndarray, bytes]:
+def _decode(raw: bytes) -> tuple[np.ndarray, memoryview]:
     if not raw.startswith(_MAGIC):
         raise ValueError("not a saved state")
     start = len(_MAGIC)
     count, size, crc, label = _HEAD.unpack(raw[start:start + _HEAD.size])
     start += _HEAD.size + label
-    tokens = np.frombuffer(raw[start:start + 4 * count], dtype=np.int32)
-    data = raw[start + 4 * count:]
+    tokens = np.frombuffer(raw, dtype=np.int32, count=count, offset=start)
+    data = memoryview(raw)[start + 4 * count:]  # a view: no copy of the state
     if len(data) != size:
         raise ValueError("truncated state file")
     if zlib.crc32(data) != crc:
