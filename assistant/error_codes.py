@@ -19,12 +19,15 @@ from assistant.errors import (
     AssistantError,
     ChatTemplateError,
     DaemonError,
+    InputError,
     MalformedImport,
     ModelError,
     ModelLoadError,
     ModelNotFound,
     QueueFull,
     RequestError,
+    SkillFailed,
+    SkillUnavailable,
     StorageError,
     StorageUnavailable,
 )
@@ -57,6 +60,12 @@ TABLE: tuple[ErrorCode, ...] = (
     ErrorCode(DaemonError, 503, "unavailable", "server_busy", retry_after="1"),
     ErrorCode(StorageUnavailable, 503, "storage_unavailable", "storage_error", retry_after="5"),
     ErrorCode(MalformedImport, 400, "invalid_import"),
+    ErrorCode(InputError, 400, "unsupported_input"),
+    ErrorCode(SkillUnavailable, 503, "skill_unavailable", "server_error",
+              hint="`assistant plugins list` says why; `assistant plugins enable NAME` "
+                   "re-arms it."),
+    ErrorCode(SkillFailed, 500, "skill_failed", "server_error",
+              hint="The daemon's log (daemon.log in the runtime dir) has the traceback."),
     ErrorCode(StorageError, 500, "storage_error", "storage_error"),
     ErrorCode(AssistantError, 500, "assistant_error", "server_error"),
 )
@@ -78,7 +87,7 @@ def http_error(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
         return INTERNAL.status, error_body(INTERNAL_MESSAGE, INTERNAL.code, INTERNAL.kind), {}
     entry = next(e for e in TABLE if isinstance(exc, e.error))
     headers = {}
-    if isinstance(exc, QueueFull):
+    if isinstance(exc, QueueFull | SkillUnavailable):
         headers["Retry-After"] = str(exc.retry_after)
     elif entry.retry_after is not None:
         headers["Retry-After"] = entry.retry_after
@@ -100,5 +109,25 @@ def from_http(status: int, body: Any, headers: Mapping[str, str],
         return RequestError(message, status=status, code=code or "error",
                             param=param if isinstance(param, str) else None)
     if entry.error is QueueFull:
-        return QueueFull(message, int(headers.get("retry-after", "1")))
+        return QueueFull(message, _seconds(headers.get("retry-after")))
+    if entry.error is SkillUnavailable:
+        return SkillUnavailable(message, entry.hint, _seconds(headers.get("retry-after")))
     return entry.error(message, entry.hint)
+
+
+def from_event(event: Mapping[str, Any]) -> AssistantError:
+    """The error a stream's ``error`` event stands for: its ``status`` (500 when absent),
+    ``code``, ``message``, ``param`` and ``retry_after``, read through :data:`TABLE`."""
+    status = event.get("status")
+    body = {"error": {"message": str(event.get("message", "")), "code": event.get("code"),
+                      "param": event.get("param")}}
+    retry = event.get("retry_after")
+    return from_http(status if isinstance(status, int) else 500, body,
+                     {"retry-after": str(retry)} if retry is not None else {})
+
+
+def _seconds(value: str | None) -> int:
+    try:
+        return max(1, int(value or "1"))
+    except ValueError:
+        return 1

@@ -13,10 +13,14 @@
      │    ├── DaemonNotRunning
      │    └── QueueFull
      ├── RequestError              a request the API refuses (status, code, field)
+     ├── InputError                input the caller gave that cannot be used (a file that
+     │                             cannot be read): the caller's, never a plugin's failure
      ├── StorageError              the conversation store cannot be used
      │    ├── StorageUnavailable   disk full, read-only: retry later
      │    └── MalformedImport      an import file that cannot be read; nothing stored
      └── PluginError               a plugin failed to load or misbehaved
+          ├── SkillFailed          a skill's own code raised or ran past its timeout
+          └── SkillUnavailable     the skill is set aside by its circuit breaker for now
 
 CLI and TUI render these once, at the edge; nothing below them prints.
 """
@@ -102,6 +106,11 @@ class RequestError(AssistantError):
         self.param = param
 
 
+class InputError(AssistantError):
+    """Input the caller gave that cannot be used as it is: a file that cannot be read, a
+    format no reader supports. The caller can fix it; it never counts against a plugin."""
+
+
 class StorageError(AssistantError):
     pass
 
@@ -116,3 +125,16 @@ class MalformedImport(StorageError):
 
 class PluginError(AssistantError):
     pass
+
+
+class SkillFailed(PluginError):
+    """A skill's own code raised, or ran past the skill timeout."""
+
+
+class SkillUnavailable(PluginError):
+    """A skill failed too often and is set aside until ``retry_after`` seconds have passed
+    (then one turn tries it again) or someone runs ``assistant plugins enable``."""
+
+    def __init__(self, message: str, hint: str | None = None, retry_after: int = 60) -> None:
+        super().__init__(message, hint)
+        self.retry_after = retry_after

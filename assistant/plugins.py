@@ -1,17 +1,20 @@
-"""The plugin manager: discovery, registration, isolation of failures, the circuit breaker.
+"""The plugin manager: discovery, registration, isolation of failures, the circuit breakers.
 
 Plugins are found through the entry-point group ``assistant``; the bundled ones (chat,
 translate, summarize, qa in ``assistant_plugins``) register through the same group. A plugin
 that fails to import or register is recorded as ``failed`` and the rest load on; an event hook
-that raises is reported and the other implementations still run; a plugin that fails
-``max_failures`` times in a row is ``disabled`` until restart. Strict mode makes every one of
-these a :class:`PluginError`.
+that raises is reported and the other implementations still run. Each skill, and each plugin's
+hooks, has its own :class:`~assistant.breaker.Breaker`: ``max_failures`` failures of its own code
+in a row set it aside (``disabled``) until a cooldown passes, ``assistant plugins enable`` or a
+restart; the caller's and the infrastructure's failures never count. Strict mode makes every
+plugin failure a :class:`PluginError`.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import traceback
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -20,8 +23,9 @@ from typing import Any, Literal
 import pluggy
 
 from assistant import hookspecs
+from assistant.breaker import Breaker, fault_of
 from assistant.config import PluginsSettings, Settings
-from assistant.errors import PluginError
+from assistant.errors import PluginError, RequestError, SkillUnavailable
 from assistant.models.backend import Backend
 from assistant.skills import Done, ErrorEvent, Event, Skill, SkillContext, Turn, execute
 
@@ -45,7 +49,10 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
     skills: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
-    failures: int = 0
+    failures: int = 0  # of its hooks, in a row
+    # Each skill's breaker (state, failures, last error and traceback, retry_in_s), and the
+    # hooks' as "hooks": filled in by PluginHost.info().
+    health: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,6 +73,8 @@ class PluginHost:
         self.skill_plugin: dict[str, str] = {}
         self.backends: list[Backend] = []
         self.plugins: dict[str, PluginInfo] = {}
+        self.breakers: dict[str, Breaker] = {}  # per skill
+        self.hook_breakers: dict[str, Breaker] = {}  # per plugin
         self.entry_points_loaded = False
 
     # -- loading -------------------------------------------------------------------------
@@ -155,27 +164,86 @@ class PluginHost:
 
     # -- health --------------------------------------------------------------------------
 
+    def breaker(self, skill: str) -> Breaker:
+        """The circuit breaker of ``skill``."""
+        if skill not in self.breakers:
+            self.breakers[skill] = Breaker(skill, self.settings.max_failures,
+                                           self.settings.cooldown)
+        return self.breakers[skill]
+
+    def hook_breaker(self, plugin: str) -> Breaker:
+        """The circuit breaker of ``plugin``'s event hooks (its skills have their own)."""
+        if plugin not in self.hook_breakers:
+            self.hook_breakers[plugin] = Breaker(f"{plugin} hooks", self.settings.max_failures,
+                                                 self.settings.cooldown)
+        return self.hook_breakers[plugin]
+
     def active(self, plugin: str) -> bool:
+        """Whether ``plugin``'s event hooks are called: loaded, and its hooks not disabled."""
         info = self.plugins.get(plugin)
-        return info is None or info.status == "loaded"
+        if info is None:
+            return True
+        return info.status != "failed" and self.hook_breaker(plugin).allows()
 
     def record_success(self, plugin: str) -> None:
+        """A hook of ``plugin`` ran without raising."""
         if plugin in self.plugins:
+            self.hook_breaker(plugin).succeeded()
             self.plugins[plugin].failures = 0
 
-    def record_failure(self, plugin: str, error: str) -> None:
-        """Count a runtime failure; past ``max_failures`` in a row the plugin is disabled."""
+    def record_failure(self, plugin: str, error: str, exc: BaseException | None = None) -> None:
+        """Count a hook's failure; past ``max_failures`` in a row the plugin's hooks are
+        disabled (its skills keep their own breakers)."""
         info = self.plugins.get(plugin)
         if info is None:
             return
-        info.failures += 1
-        info.error = error
-        if info.failures >= self.settings.max_failures and info.status == "loaded":
-            info.status = "disabled"
-            log.warning("plugin %s disabled after %d failures in a row", plugin, info.failures)
+        breaker = self.hook_breaker(plugin)
+        if breaker.failed(error, _traceback(exc)):
+            log.warning("the hooks of plugin %s are %s", plugin, breaker.why(),
+                        extra={"plugin": plugin})
+        info.failures, info.error = breaker.failures, error
         if self.settings.strict:
             raise PluginError(f"plugin '{plugin}' failed: {error}",
                               "Strict mode is on (ASSISTANT_PLUGINS_STRICT).")
+
+    def enable(self, name: str) -> list[str]:
+        """Re-arm the breakers of skill ``name``, or of every skill and the hooks of plugin
+        ``name``; returns what was re-armed."""
+        if name in self.skills:
+            self.breaker(name).reset()
+            return [name]
+        info = self.plugins.get(name)
+        if info is None:
+            known = ", ".join(sorted({*self.plugins, *self.skills}))
+            raise RequestError(f"no plugin or skill named {name!r}; known: {known}",
+                               status=404, code="not_found", param="name")
+        if info.status == "failed":
+            raise RequestError(f"plugin {name!r} did not load ({info.error}); fix it and "
+                               "restart the daemon", status=409, code="plugin_failed",
+                               param="name")
+        self.hook_breaker(name).reset()
+        info.failures = 0
+        for skill in info.skills:
+            self.breaker(skill).reset()
+        return [*info.skills, f"{name} hooks"]
+
+    def problems(self) -> list[str]:
+        """What is wrong with the plugins now, one line each (``/api/status`` problems)."""
+        out = []
+        for info in self.info():
+            if info.status == "failed":
+                out.append(f"plugin '{info.name}' failed to load: {info.error}")
+                continue
+            hooks = self.hook_breaker(info.name)
+            if not hooks.allows():
+                out.append(f"the hooks of plugin '{info.name}' are {hooks.why()}; "
+                           f"`assistant plugins enable {info.name}` re-arms them")
+            for skill in info.skills:
+                breaker = self.breaker(skill)
+                if not breaker.allows():
+                    out.append(f"skill '{skill}' (plugin '{info.name}') is {breaker.why()}; "
+                               f"`assistant plugins enable {skill}` re-arms it")
+        return out
 
     # -- calling -------------------------------------------------------------------------
 
@@ -203,6 +271,8 @@ class PluginHost:
                     await result[1]
                 except Exception as exc:
                     notices.append(self._hook_failed(plugin, hook, exc))
+                else:
+                    self.record_success(plugin)
         return notices
 
     def _call(self, hook: str, kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -215,44 +285,91 @@ class PluginHost:
             except Exception as exc:
                 out.append((self._hook_failed(impl.plugin_name, hook, exc), None))
             else:
+                if not inspect.isawaitable(result):
+                    self.record_success(impl.plugin_name)
                 out.append(("", (impl.plugin_name, result)))
         return out
 
     def _hook_failed(self, plugin: str, hook: str, exc: Exception) -> str:
         message = f"plugin '{plugin}' failed in {hook}: {_describe(exc)}"
-        log.warning(message)
-        self.record_failure(plugin, message)
+        log.error(message, exc_info=exc, extra={"plugin": plugin, "hook": hook})
+        self.record_failure(plugin, message, exc)
         return message
 
     # -- skills --------------------------------------------------------------------------
 
     def available_skills(self) -> dict[str, Skill]:
-        """Skills of plugins that are neither failed nor disabled."""
-        return {n: s for n, s in self.skills.items() if self.active(self.skill_plugin[n])}
+        """Skills a turn may go to: their plugin loaded, their breaker not open."""
+        return {n: s for n, s in self.skills.items() if self.breaker(n).allows()}
+
+    def unavailable(self, skill: str) -> SkillUnavailable:
+        """The error for a turn that must go to ``skill`` while its breaker is open."""
+        breaker = self.breaker(skill)
+        retry = breaker.retry_in()
+        return SkillUnavailable(
+            f"skill '{skill}' is {breaker.why()}",
+            f"`assistant plugins enable {skill}` re-arms it; `assistant plugins list` shows "
+            "the last error.", retry_after=max(1, round(retry or 60)))
 
     async def run_skill(self, name: str, turn: Turn, ctx: SkillContext) -> AsyncIterator[Event]:
-        """Run a skill under the timeout, counting its failures toward the circuit breaker."""
-        skill = self.available_skills().get(name)
-        if skill is None:
-            yield ErrorEvent(f"skill '{name}' is not available; see `assistant plugins list`.")
+        """Run a skill under the timeout; only its own failures count toward its breaker."""
+        skill = self.skills.get(name)
+        if skill is None or not self.breaker(name).allows():
+            error = (self.unavailable(name) if skill is not None else
+                     SkillUnavailable(f"skill '{name}' is not available; see "
+                                      "`assistant plugins list`."))
+            yield ErrorEvent(error.message, "skill_unavailable", error)
             yield Done("error")
             return
         plugin = self.skill_plugin[name]
         final = "complete"
-        error = ""
+        failed: ErrorEvent | None = None
         async for event in execute(skill, turn, ctx, self.settings.skill_timeout):
             if isinstance(event, ErrorEvent):
-                error = event.message
+                failed = event
             if isinstance(event, Done):
                 final = event.status
             yield event
+        fault = "skill" if failed is None or failed.error is None else fault_of(failed.error)
         if final == "complete":
-            self.record_success(plugin)
+            self.breaker(name).succeeded()
+        elif fault != "skill":  # the caller's or the infrastructure's: not the skill's
+            assert failed is not None
+            log.info("skill %s ended with the %s's error: %s", name, fault, failed.message,
+                     extra={"skill": name, "plugin": plugin, "fault": fault})
         else:
-            self.record_failure(plugin, error or f"skill '{name}' timed out")
+            self._skill_failed(name, plugin, failed)
+
+    def _skill_failed(self, name: str, plugin: str, failed: ErrorEvent | None) -> None:
+        exc = failed.error if failed is not None else None
+        message = failed.message if failed is not None else f"skill '{name}' timed out"
+        log.error("skill %s of plugin %s failed: %s", name, plugin, message,
+                  exc_info=exc, extra={"skill": name, "plugin": plugin})
+        breaker = self.breaker(name)
+        if breaker.failed(message, _traceback(exc)):
+            log.warning("skill %s of plugin %s is %s", name, plugin, breaker.why(),
+                        extra={"skill": name, "plugin": plugin})
+        if self.settings.strict:
+            raise PluginError(f"plugin '{plugin}' failed: {message}",
+                              "Strict mode is on (ASSISTANT_PLUGINS_STRICT).")
 
     def info(self) -> list[PluginInfo]:
+        """Every plugin, bundled first, with the health of its skills and hooks now."""
+        for info in self.plugins.values():
+            if info.status == "failed":
+                continue
+            hooks = self.hook_breaker(info.name)
+            info.status = "loaded" if hooks.allows() else "disabled"
+            info.health = {s: self.breaker(s).to_dict() for s in info.skills}
+            if info.hooks:
+                info.health["hooks"] = hooks.to_dict()
         return sorted(self.plugins.values(), key=lambda p: (not p.bundled, p.name))
+
+
+def _traceback(exc: BaseException | None) -> str | None:
+    if exc is None:
+        return None
+    return "".join(traceback.format_exception(exc)).rstrip()
 
 
 _host: PluginHost | None = None

@@ -182,6 +182,12 @@ class Router:
             return match.group(1).lower(), match.group(2).strip()
         return None
 
+    @staticmethod
+    def command(text: str) -> str | None:
+        """The skill a ``/skill …`` or ``@skill …`` at the start of ``text`` names, known or not."""
+        match = _COMMAND.match(text)
+        return match.group(1).lower() if match else None
+
     async def scores(self, text: str) -> dict[str, float]:
         """Each skill's semantic score for ``text``, best first."""
         import numpy as np

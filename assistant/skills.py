@@ -14,7 +14,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
-from assistant.errors import RequestError
+from assistant.breaker import fault_of
+from assistant.error_codes import http_error
+from assistant.errors import AssistantError, RequestError
 from assistant.models.backend import ChatMessage, GenerationParams
 
 Status = Literal["complete", "cancelled", "error"]
@@ -51,10 +53,17 @@ class Notice:
 
 @dataclass(frozen=True)
 class ErrorEvent:
-    """The skill failed; the reply so far is kept with status ``error``."""
+    """The turn failed; the reply so far is kept with status ``error``.
+
+    ``code`` is the error table's (:mod:`assistant.error_codes`): ``skill_failed`` for the
+    skill's own failure, the model's when it refused (``context_length_exceeded``…). ``error``
+    is the exception the skill raised, when one did: whose fault it was is read from it
+    (:func:`assistant.breaker.fault_of`).
+    """
 
     message: str
-    code: str = "skill_failed"  # a model's own code when it refused, e.g. context_length_exceeded
+    code: str = "skill_failed"
+    error: BaseException | None = field(default=None, compare=False, repr=False)
     type: ClassVar[str] = "error"
 
 
@@ -237,12 +246,7 @@ async def execute(
                 yield event
         if failure:
             status = "error"
-            exc = failure[0]
-            code = getattr(exc, "code", None)
-            if isinstance(exc, RequestError) and isinstance(code, str):
-                yield ErrorEvent(f"skill '{skill.name}' failed: {exc.message}", code)
-            else:
-                yield ErrorEvent(f"skill '{skill.name}' failed: {type(exc).__name__}: {exc}")
+            yield error_event(skill.name, failure[0])
         yield Done(status)
     finally:
         ctx._sink = None
@@ -250,6 +254,15 @@ async def execute(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+def error_event(skill: str, exc: BaseException) -> ErrorEvent:
+    """The event for ``exc`` raised by ``skill``: the caller's and the infrastructure's errors
+    keep their own message and code (the skill did not fail); the skill's own name it."""
+    if fault_of(exc) == "skill" or not isinstance(exc, AssistantError):
+        return ErrorEvent(f"skill '{skill}' failed: {type(exc).__name__}: {exc}", error=exc)
+    code = exc.code if isinstance(exc, RequestError) else http_error(exc)[1]["error"]["code"]
+    return ErrorEvent(exc.message, code, error=exc)
 
 
 async def collect(events: AsyncIterator[Event]) -> tuple[str, list[Event]]:

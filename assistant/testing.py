@@ -216,9 +216,12 @@ class InProcessDaemon:
 @contextlib.asynccontextmanager
 async def in_process_daemon(
     settings: Settings, backend: FakeBackend | None = None, *, token: str | None = None,
+    plugins: Mapping[str, object] | None = None,
 ) -> AsyncIterator[InProcessDaemon]:
     """Build the daemon as ``assistant serve`` does, with ``backend`` (a :class:`FakeBackend`
-    by default) registered as a plugin, start it, and stop it afterwards.
+    by default) registered as a plugin, start it, and stop it afterwards. ``plugins`` (name →
+    a module or object of ``@hookimpl`` functions) are registered beside the installed ones,
+    as if installed: the plugin under test, without installing it.
 
     ``settings`` should point at temp dirs (the ``assistant_env`` fixture) and name the fake
     models: ``models.default`` ``fake`` and ``models.embedding`` ``fake-embed``.
@@ -228,10 +231,12 @@ async def in_process_daemon(
     from assistant.daemon.status import Access
 
     backend = backend or FakeBackend()
-    plugins = PluginHost(settings.plugins)  # a host of its own: the fake is not left behind
-    plugins.load_entry_points()
-    plugins.register(FakeModelPlugin(backend), "fake-model")
-    services = build(settings, plugins, access=Access(token=token))
+    host = PluginHost(settings.plugins)  # a host of its own: the fake is not left behind
+    host.load_entry_points()
+    host.register(FakeModelPlugin(backend), "fake-model")
+    for name, plugin in (plugins or {}).items():
+        host.register(plugin, name)
+    services = build(settings, host, access=Access(token=token))
     app = build_app(services)
     await start(services)
     try:

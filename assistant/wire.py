@@ -132,7 +132,10 @@ class TurnDone(_DoneDetails):
 
 
 class _ErrorDetails(TurnIds, total=False):
-    code: str
+    code: str  # the error table's (assistant.error_codes), e.g. context_length_exceeded
+    status: int  # the HTTP status the error stands for: 4xx the caller's, 503 worth retrying
+    retry_after: int  # seconds, with a 503
+    param: str  # the request field at fault, when one is
 
 
 class Error(_ErrorDetails):

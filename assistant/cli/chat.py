@@ -11,6 +11,7 @@ import click
 
 from assistant.cli import AppContext, pass_app
 from assistant.config import Settings
+from assistant.error_codes import from_event
 from assistant.errors import AssistantError
 from assistant.wire import TurnEvent
 
@@ -46,6 +47,18 @@ def ask(app: AppContext, words: tuple[str, ...], skill: str | None,
         result = _consume(events, echo=not as_json)
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False))
+    _require_complete(result)
+
+
+def _require_complete(result: dict[str, Any]) -> None:
+    """A reply that did not complete (a skill cut by its timeout) is a failure: exit 1."""
+    status = result.get("done", {}).get("status", "complete")
+    if status == "complete":
+        return
+    notices = result.get("notices") or []
+    why = f": {notices[-1]}" if notices else ""
+    raise AssistantError(f"the reply is not complete ({status}){why}",
+                         "Its partial text, if any, is stored in the conversation.")
 
 
 def _consume(events: Iterable[TurnEvent], echo: bool) -> dict[str, Any]:
@@ -75,7 +88,7 @@ def _consume(events: Iterable[TurnEvent], echo: bool) -> dict[str, Any]:
         elif event["type"] == "error":
             if echo and text:
                 click.echo()
-            raise AssistantError(event["message"])
+            raise from_event(event)  # the caller's error, the daemon's, or the skill's
     if echo:
         click.echo()
     result["text"] = "".join(text)

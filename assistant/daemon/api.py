@@ -25,6 +25,7 @@ from assistant.daemon import (
     documents_api,
     history_api,
     openai_api,
+    plugins_api,
     reroute_api,
     turns_api,
 )
@@ -121,6 +122,6 @@ def build_app(services: Services) -> FastAPI:
         return {"name": name, "unloaded": await models.unload(name)}
 
     for module in (openai_api, completions_api, turns_api, history_api, reroute_api,
-                   documents_api):
+                   documents_api, plugins_api):
         app.include_router(module.router)
     return app

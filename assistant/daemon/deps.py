@@ -18,6 +18,7 @@ from assistant.daemon.services import Services
 from assistant.daemon.status import DaemonStatus
 from assistant.daemon.turns import TurnService
 from assistant.errors import DaemonError, StorageUnavailable
+from assistant.plugins import PluginHost
 from assistant.store.repository import Store
 
 
@@ -35,6 +36,10 @@ def settings(parts: ServicesDep) -> Settings:
 
 def models(parts: ServicesDep) -> ModelManager:
     return parts.models
+
+
+def plugins(parts: ServicesDep) -> PluginHost:
+    return parts.plugins
 
 
 def daemon_status(parts: ServicesDep) -> DaemonStatus:
@@ -67,6 +72,7 @@ async def turns(parts: ServicesDep) -> TurnService:
 
 SettingsDep = Annotated[Settings, Depends(settings)]
 ModelsDep = Annotated[ModelManager, Depends(models)]
+PluginsDep = Annotated[PluginHost, Depends(plugins)]
 StatusDep = Annotated[DaemonStatus, Depends(daemon_status)]
 StoreDep = Annotated[Store, Depends(store)]
 TurnsDep = Annotated[TurnService, Depends(turns)]

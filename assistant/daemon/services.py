@@ -35,7 +35,7 @@ class Services:
         self.models = models
         self.plugins = plugins
         self.access = access or Access()
-        self.status = DaemonStatus(models, files.socket, self.access)
+        self.status = DaemonStatus(models, files.socket, self.access, plugins.problems)
         self.store: Store | None = None
         self.turns: TurnService | None = None
         self.started = asyncio.Event()

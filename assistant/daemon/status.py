@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,24 +30,37 @@ class Access:
 
 class DaemonStatus:
     """The daemon's state (``starting`` → ``ready`` or ``degraded``), its problems, and the
-    model host's own account of itself."""
+    model host's own account of itself.
 
-    def __init__(self, models: ModelManager, socket: Path, access: Access) -> None:
+    ``problems`` holds what went wrong at start-up; ``live_problems`` says what is wrong now
+    (a skill its breaker set aside): both are reported, and either makes the state
+    ``degraded``.
+    """
+
+    def __init__(self, models: ModelManager, socket: Path, access: Access,
+                 live_problems: Callable[[], list[str]] = list) -> None:
         self.models = models
         self.socket = socket
         self.access = access
         self.state = "starting"
         self.started_at = time.time()
         self.problems: list[str] = []
+        self.live_problems = live_problems
         self._host_info: dict[str, Any] = {}
         self._host_info_at = 0.0
         self._host_info_task: asyncio.Task[None] | None = None
+
+    def current(self) -> tuple[str, list[str]]:
+        """The state and every problem, now."""
+        problems = [*self.problems, *self.live_problems()]
+        state = "degraded" if self.state == "ready" and problems else self.state
+        return state, problems
 
     def health(self) -> dict[str, Any]:
         host = self.cached_host_info()
         resident = self.models.status()
         return {
-            "status": self.state, "version": __version__,
+            "status": self.current()[0], "version": __version__,
             "models": [r["name"] for r in resident],
             "memory": {r["name"]: r["memory"]["total_bytes"] for r in resident},
             "state_cache": host.get("state_cache", {}),
@@ -58,8 +72,9 @@ class DaemonStatus:
         if info:  # /health's copy is fresh too
             self._host_info, self._host_info_at = info, time.monotonic()
         models = self.models
+        state, problems = self.current()
         return {
-            "status": self.state, "version": __version__, "pid": os.getpid(),
+            "status": state, "version": __version__, "pid": os.getpid(),
             "uptime_s": round(time.time() - self.started_at, 1),
             "socket": str(self.socket), "tcp": self.access.tcp_address,
             "models": models.status(),
@@ -67,7 +82,7 @@ class DaemonStatus:
             "host_pid": models.host.pid, "llama_cpp": info.get("llama_cpp"),
             "cpu_variant": info.get("cpu_variant"),
             "state_cache": info.get("state_cache", {}),
-            "threads": models.threads, "problems": self.problems,
+            "threads": models.threads, "problems": problems,
         }
 
     async def host_info(self) -> dict[str, Any]:

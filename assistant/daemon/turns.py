@@ -4,7 +4,9 @@ Events are :data:`assistant.wire.TurnEvent` dicts: ``route`` first, then ``progr
 ``notice``, ``summary`` and ``delta`` pieces, and last ``done`` (status complete or cancelled)
 or ``error``. The user's message is committed before anything runs; the reply is created
 ``streaming``, its partial text saved as it grows, and finalized exactly once, also when the
-client goes away (:class:`~assistant.daemon.reply.ReplyRecorder`). A regenerate, an edit and
+client goes away (:class:`~assistant.daemon.reply.ReplyRecorder`); ``after_turn`` runs exactly
+once for each ``before_turn``, also then. A turn routed to a skill whose circuit breaker is open
+goes to the fallback skill with a notice saying why. A regenerate, an edit and
 a re-route (a regenerate with the skill the user chose, ``method="correction"``) are the same
 turn with another first step.
 """
@@ -16,14 +18,23 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from assistant import wire
+from assistant.breaker import fault_of
 from assistant.context import BackendContext
 from assistant.daemon.compaction import CompactionFailed, Compactor, chat_messages
 from assistant.daemon.events import while_running
 from assistant.daemon.reply import Metered, ReplyRecorder, Usage
-from assistant.errors import AssistantError, ModelError, RequestError, StorageUnavailable
+from assistant.error_codes import from_event, http_error
+from assistant.errors import (
+    AssistantError,
+    ModelError,
+    RequestError,
+    SkillFailed,
+    SkillUnavailable,
+    StorageUnavailable,
+)
 from assistant.models.backend import ChatMessage, Delta, GenerationParams, closing_stream
 from assistant.routing import RouteDecision, Router
 from assistant.skills import (
@@ -101,8 +112,8 @@ class _Running:
     skill_model: str = ""  # the model the skill answers with (TurnService.skill_model)
     turn: Turn | None = None
     status: str = "cancelled"
-    error: str = ""
-    error_code: str = "skill_failed"
+    error: ErrorEvent | None = None
+    after_turn: list[str] | None = None  # after_turn's notices, once it has run
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -131,13 +142,33 @@ class TurnService:
 
     # -- routing -----------------------------------------------------------------------------
 
-    def check_skill(self, skill: str) -> None:
-        """A 400 ``unknown_skill`` unless ``skill`` can run."""
-        available = self.plugins.available_skills()
-        if skill not in available:
-            known = ", ".join(sorted(available))
-            raise RequestError(f"skill: no skill named {skill!r}; available: {known}",
-                               param="skill", code="unknown_skill")
+    def check_skill(self, skill: str, command: bool = False) -> None:
+        """A 400 ``unknown_skill`` unless a skill named ``skill`` is registered (one set aside
+        by its breaker is known: the turn falls back with a notice)."""
+        if skill in self.plugins.skills:
+            return
+        known = ", ".join(sorted(self.plugins.skills))
+        if command:
+            raise RequestError(
+                f"text: no skill named {skill!r} (the message starts with a command); "
+                f"available: {known}. To send the words as they are, put something before it.",
+                param="text", code="unknown_skill")
+        raise RequestError(f"skill: no skill named {skill!r}; available: {known}",
+                           param="skill", code="unknown_skill")
+
+    def around_disabled(self, decision: RouteDecision) -> tuple[RouteDecision, str | None]:
+        """``decision``, or the fallback skill and a notice when the decided skill's breaker is
+        open; :class:`~assistant.errors.SkillUnavailable` when the fallback's is open too."""
+        skill, fallback = decision.skill, self.router.fallback
+        if skill not in self.plugins.skills or self.plugins.breaker(skill).allows():
+            return decision, None
+        if skill == fallback or fallback not in self.plugins.available_skills():
+            raise self.plugins.unavailable(skill)
+        why = f"skill '{skill}' is {self.plugins.breaker(skill).why()}"
+        instead = RouteDecision("fallback", fallback, 0.0, skill, decision.score,
+                                f"{why}; falling back to {fallback}", decision.text,
+                                decision.scores)
+        return instead, f"{why}; {fallback} answers instead."
 
     async def correct(self, text: str, skill: str) -> None:
         """Remember that ``text`` belongs to ``skill``: similar turns follow it from now on."""
@@ -171,8 +202,12 @@ class TurnService:
         """The events of one turn: check, begin (commit the user's side), route, fit the
         context, run the skill, finalize the reply, report."""
         store = self._store_for(request)
-        if request.skill is not None:
-            self.check_skill(request.skill)  # a 400 before any write
+        if request.skill is not None:  # a 400 before any write
+            self.check_skill(request.skill)
+        elif request.routed is None and not request.regenerate:
+            command = self.router.command(request.text)
+            if command is not None:
+                self.check_skill(command, command=True)
         model = request.model or request.chat_model or self.settings.models.default
         begun = await self._begin(store, request, model)
         state = _Running(request, begun, model,
@@ -181,11 +216,13 @@ class TurnService:
             async with closing_stream(self._answer(state, store)) as events:
                 async for event in events:
                     yield event
-        except Exception as exc:
-            state.status, state.error = "error", str(exc)
+        except Exception:
+            state.status = "error"
             raise
         finally:
             await self._finalize(state)
+            # Also when the client went away or the turn raised: before_turn ran, so does this.
+            await self._after_turn(state)
         async for event in self._report(state):
             yield event
 
@@ -221,9 +258,12 @@ class TurnService:
                       ) -> AsyncIterator[wire.TurnEvent]:
         """Route, fit the context, tell the plugins, run the skill."""
         request, begun, ids = state.request, state.begun, state.ids
-        decision = state.decision = await self.route(begun.utterance, request)
+        decision, set_aside = self.around_disabled(await self.route(begun.utterance, request))
+        state.decision = decision
         route = decision.to_dict()
         yield _route_event(decision, ids)
+        if set_aside:
+            yield wire.Notice(type="notice", message=set_aside, level="warning")
         state.skill_model, instead = await self.skill_model(
             decision.skill, request.model, state.model)
         if instead:
@@ -261,7 +301,7 @@ class TurnService:
                 elif isinstance(event, Notice):
                     yield wire.Notice(type="notice", message=event.message, level=event.level)
                 elif isinstance(event, ErrorEvent):
-                    state.error, state.error_code = event.message, event.code
+                    state.error = event
                 elif isinstance(event, Done):
                     state.status = event.status
 
@@ -276,15 +316,23 @@ class TurnService:
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             timings=state.timings)
 
+    async def _after_turn(self, state: _Running) -> None:
+        """``after_turn``, once, when ``before_turn`` ran (``state.turn`` is set then)."""
+        if state.turn is None or state.after_turn is not None or state.decision is None:
+            return
+        state.after_turn = []
+        reply = Reply(state.recorder.text, state.status,  # type: ignore[arg-type]
+                      state.decision.skill)
+        state.after_turn = await self.plugins.acall("after_turn", turn=state.turn, reply=reply)
+
     async def _report(self, state: _Running) -> AsyncIterator[wire.TurnEvent]:
-        """``after_turn``, then the last event: ``done`` or ``error``."""
+        """``after_turn``'s notices, then the last event: ``done`` or ``error``."""
         decision, usage, ids = state.decision, state.usage, state.ids
         assert decision is not None
-        reply = Reply(state.recorder.text, state.status, decision.skill)  # type: ignore[arg-type]
-        for notice in await self.plugins.acall("after_turn", turn=state.turn, reply=reply):
+        for notice in state.after_turn or []:
             yield wire.Notice(type="notice", message=notice, level="warning")
         if state.status == "error":
-            yield wire.Error(type="error", code=state.error_code, message=state.error, **ids)
+            yield _error_event(state.error, ids)
             return
         ran_with = state.answered_by
         yield wire.TurnDone(
@@ -398,10 +446,7 @@ class TurnService:
             if event["type"] == "delta":
                 yield Delta(event["text"])
             elif event["type"] == "error":
-                if event.get("code") == "context_length_exceeded":
-                    raise RequestError(event["message"], code="context_length_exceeded",
-                                       param="messages")
-                raise AssistantError(event["message"])
+                raise from_event(event)  # the caller's 400, the infrastructure's 503…
             elif event["type"] == "done":
                 usage = event.get("usage") or wire.TokenUsage(prompt_tokens=0,
                                                                completion_tokens=0)
@@ -409,6 +454,24 @@ class TurnService:
                               else "cancelled", prompt_tokens=usage["prompt_tokens"],
                               completion_tokens=usage["completion_tokens"])
         yield final
+
+
+def _error_event(error: ErrorEvent | None, ids: wire.TurnIds) -> wire.Error:
+    """The ``error`` event: the code and HTTP status of whose fault it was (the caller's 4xx,
+    the infrastructure's 503 with ``retry_after``, the skill's 500)."""
+    message = error.message if error is not None else "the skill ended without a reply"
+    exc = error.error if error is not None else None
+    if not isinstance(exc, AssistantError) or (fault_of(exc) == "skill"
+                                               and not isinstance(exc, SkillUnavailable)):
+        exc = SkillFailed(message)
+    status, body, headers = http_error(exc)
+    event = cast(wire.Error, {"type": "error", "code": body["error"]["code"],
+                              "message": message, "status": status, **ids})
+    if body["error"].get("param"):
+        event["param"] = body["error"]["param"]
+    if "Retry-After" in headers:
+        event["retry_after"] = int(headers["Retry-After"])
+    return event
 
 
 def _route_event(decision: RouteDecision, ids: wire.TurnIds) -> wire.Route:

@@ -44,10 +44,12 @@ class TurnBody(BaseModel):
 
 @router.get("/api/skills")
 async def skills(turns: TurnsDep) -> dict[str, Any]:
-    """The skills a turn can be routed to, with their descriptions (for completion menus)."""
-    available = turns.plugins.available_skills()
-    return {"skills": [{"name": name, "description": skill.description}
-                       for name, skill in sorted(available.items())]}
+    """Every skill, with its description (for completion menus) and its breaker's state:
+    ``available``, ``retrying`` (the next turn is a trial) or ``disabled`` (turns go to chat)."""
+    host = turns.plugins
+    return {"skills": [{"name": name, "description": skill.description,
+                        "state": host.breaker(name).state}
+                       for name, skill in sorted(host.skills.items())]}
 
 
 @router.post("/api/turns")

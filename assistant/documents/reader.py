@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
-from assistant.errors import AssistantError
+from assistant.errors import InputError
 
 SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
 
 
-class DocumentError(AssistantError):
+class DocumentError(InputError):
     """A file that cannot be added to the document index."""
 
 

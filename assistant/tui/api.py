@@ -153,7 +153,7 @@ class TuiApi:
             if exc.status == 404 and exc.param is None:  # no such route, not a missing thing
                 return []
             raise
-        return [SkillEntry(str(r["name"]), str(r.get("description") or "")) for r in rows]
+        return [SkillEntry(str(r["name"]), _described(r)) for r in rows]
 
     def models(self) -> list[ModelEntry]:
         data = self.client.get("/v1/models")["data"]
@@ -274,3 +274,11 @@ def _raise(response: Any) -> None:
 def _no_chat_model(exc: RequestError, fields: dict[str, Any]) -> bool:
     """Whether a daemon refused the turn for not knowing ``chat_model`` (an older one)."""
     return "chat_model" in fields and exc.status == 400 and exc.param == "chat_model"
+
+
+def _described(row: dict[str, Any]) -> str:
+    """A skill's description; one set aside by its breaker says so (turns go to chat)."""
+    description = str(row.get("description") or "")
+    if row.get("state") == "disabled":
+        return f"(disabled: turns go to chat) {description}".strip()
+    return description

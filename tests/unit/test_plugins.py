@@ -10,8 +10,16 @@ import click
 import pytest
 
 from assistant import hookimpl
+from assistant.breaker import fault_of
 from assistant.config import PluginsSettings, load_settings
-from assistant.errors import PluginError
+from assistant.documents.reader import DocumentError
+from assistant.errors import (
+    ModelLoadError,
+    PluginError,
+    QueueFull,
+    RequestError,
+    StorageUnavailable,
+)
 from assistant.plugins import PluginHost, load_plugins, reset_plugins
 from assistant.skills import DeltaEvent, Done, ErrorEvent, Event, Notice, Reply, Skill, Turn
 from assistant.testing import FakeBackend, FakeModelPlugin, fake_context
@@ -180,7 +188,7 @@ def test_hanging_skill_is_cancelled_with_notice() -> None:
     assert events[0] == DeltaEvent("partial ")
     assert isinstance(events[1], Notice) and "cancelled" in events[1].message
     assert events[-1] == Done("cancelled")
-    assert host.plugins["hangs"].failures == 1
+    assert host.breaker("hang").failures == 1
 
 
 def test_raising_skill_yields_error_event() -> None:
@@ -191,19 +199,152 @@ def test_raising_skill_yields_error_event() -> None:
     assert events[-1] == Done("error")
 
 
-def test_circuit_breaker_disables_after_max_failures() -> None:
+def test_circuit_breaker_disables_only_the_failing_skill() -> None:
     host = PluginHost(settings(max_failures=3))
     host.register(skill_plugin(Boom(), Echo()), "flaky")
     for _ in range(2):
         run(host, "boom")
-    run(host, "echo")  # a success resets the count
-    assert host.plugins["flaky"].failures == 0
-    for _ in range(3):
-        run(host, "boom")
-    assert host.plugins["flaky"].status == "disabled"
-    assert host.available_skills() == {}
-    events = run(host, "echo")
-    assert isinstance(events[0], ErrorEvent) and events[-1] == Done("error")
+    run(host, "echo")  # another skill's success does not re-arm boom's count
+    assert host.breaker("boom").failures == 2
+    run(host, "boom")
+    assert host.breaker("boom").state == "disabled"
+    assert list(host.available_skills()) == ["echo"]  # the plugin's other skill stays
+    assert run(host, "echo")[0] == DeltaEvent("hi")
+    events = run(host, "boom")
+    assert isinstance(events[0], ErrorEvent) and events[0].code == "skill_unavailable"
+    assert "disabled after 3 failures" in events[0].message and events[-1] == Done("error")
+    (info,) = host.info()
+    assert info.status == "loaded" and info.health["boom"]["state"] == "disabled"
+    assert "ValueError: kaboom" in info.health["boom"]["traceback"]
+    assert info.health["echo"]["state"] == "available"
+    assert any("skill 'boom'" in p and "plugins enable boom" in p for p in host.problems())
+
+
+def test_a_skill_failure_logs_its_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    host = PluginHost()
+    host.register(skill_plugin(Boom()), "booms")
+    run(host, "boom")
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "boom" in record.getMessage() and "booms" in record.getMessage()
+    assert record.exc_info is not None and record.exc_info[0] is ValueError
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_disabled_skill_is_tried_again_after_the_cooldown_and_enable_rearms_it() -> None:
+    host = PluginHost(settings(max_failures=2, cooldown=30))
+    host.register(skill_plugin(Boom(), Echo()), "flaky")
+    clock = Clock()
+    host.breaker("boom").clock = clock
+    run(host, "boom"), run(host, "boom")
+    assert host.breaker("boom").state == "disabled"
+    assert host.breaker("boom").retry_in() == 30
+    clock.now += 30
+    assert host.breaker("boom").state == "retrying" and "boom" in host.available_skills()
+    events = run(host, "boom")  # the trial fails: disabled again, for twice as long
+    assert "kaboom" in events[0].message  # type: ignore[union-attr]
+    assert host.breaker("boom").state == "disabled" and host.breaker("boom").retry_in() == 60
+    assert host.enable("boom") == ["boom"]
+    assert host.breaker("boom").state == "available" and host.breaker("boom").failures == 0
+    run(host, "boom"), run(host, "boom")
+    assert host.enable("flaky") == ["boom", "echo", "flaky hooks"]
+    assert "boom" in host.available_skills()
+    with pytest.raises(RequestError, match="no plugin or skill named 'nope'"):
+        host.enable("nope")
+
+
+def test_cooldown_zero_keeps_a_skill_disabled_until_enabled() -> None:
+    host = PluginHost(settings(max_failures=1, cooldown=0))
+    host.register(skill_plugin(Boom()), "booms")
+    clock = Clock()
+    host.breaker("boom").clock = clock
+    run(host, "boom")
+    clock.now += 10 ** 6
+    assert host.breaker("boom").state == "disabled" and host.breaker("boom").retry_in() is None
+    assert "until `assistant plugins enable`" in host.breaker("boom").why()
+
+
+class TooLong(Skill):
+    """A skill whose model refuses the prompt, as the model manager does."""
+
+    name = "long"
+
+    async def run(self, turn: Turn, ctx) -> AsyncIterator[Event]:  # type: ignore[no-untyped-def]
+        raise RequestError("the prompt is 9000 tokens, beyond the context of 2048",
+                           code="context_length_exceeded", param="messages")
+        yield DeltaEvent("")
+
+
+class HostDied(Skill):
+    """A skill whose model host stopped under it, as the model manager reports it."""
+
+    name = "crashy"
+
+    async def run(self, turn: Turn, ctx) -> AsyncIterator[Event]:  # type: ignore[no-untyped-def]
+        yield DeltaEvent("half ")
+        raise ModelLoadError("the model host stopped while running 'fake'; it is restarting",
+                             "Try the request again.")
+
+
+class BadFile(Skill):
+    """A skill given a file that cannot be read."""
+
+    name = "reader"
+
+    async def run(self, turn: Turn, ctx) -> AsyncIterator[Event]:  # type: ignore[no-untyped-def]
+        raise DocumentError("/tmp/x.pdf: is not a readable PDF (EOF marker not found)")
+        yield DeltaEvent("")
+
+
+@pytest.mark.parametrize(("skill", "code", "fault"), [
+    (TooLong(), "context_length_exceeded", "caller"),
+    (BadFile(), "unsupported_input", "caller"),
+    (HostDied(), "model_unavailable", "infrastructure"),
+])
+def test_the_callers_and_the_infrastructures_errors_never_count(
+        skill: Skill, code: str, fault: str) -> None:
+    host = PluginHost(settings(max_failures=2))
+    host.register(skill_plugin(skill), "p")
+    for _ in range(5):
+        events = run(host, skill.name)
+        error = next(e for e in events if isinstance(e, ErrorEvent))
+        assert error.code == code and "failed:" not in error.message
+        assert error.error is not None and fault_of(error.error) == fault
+    assert host.breaker(skill.name).failures == 0
+    assert host.breaker(skill.name).state == "available" and host.problems() == []
+
+
+def test_fault_of_reads_the_error_table() -> None:
+    assert fault_of(RequestError("x", code="unsupported_parameter")) == "caller"
+    assert fault_of(ModelLoadError("host stopped")) == "infrastructure"
+    assert fault_of(QueueFull("busy")) == "infrastructure"
+    assert fault_of(StorageUnavailable("disk full")) == "infrastructure"
+    assert fault_of(ValueError("bug")) == "skill"
+    assert fault_of(PluginError("bug")) == "skill"
+
+
+def test_a_raising_hook_counts_against_its_plugins_hooks_only() -> None:
+    host = PluginHost(settings(max_failures=2))
+
+    @hookimpl
+    def before_turn(turn):  # type: ignore[no-untyped-def]
+        raise RuntimeError("hook bug")
+
+    host.register(skill_plugin(Echo()), "both")
+    host.register(types.SimpleNamespace(before_turn=before_turn), "both-hooks")
+    host.call("before_turn", turn=Turn("x"))
+    host.call("before_turn", turn=Turn("x"))
+    assert not host.active("both-hooks") and host.call("before_turn", turn=Turn("x")) == []
+    assert "echo" in host.available_skills()
+    assert {i.name: i.status for i in host.info()} == {"both": "loaded",
+                                                       "both-hooks": "disabled"}
+    assert host.enable("both-hooks") == ["both-hooks hooks"] and host.active("both-hooks")
 
 
 # -- one test per hook (tests/unit/test_docs.py checks these exist) -----------------------------

@@ -1,0 +1,235 @@
+"""Whose failure counts, through the daemon's API: the caller's and the model host's never do; a
+skill that keeps failing is set aside alone, turns meant for it go to chat with a notice, and
+the daemon says so (``/api/plugins``, ``/api/status``, ``/api/skills``) until it is re-armed.
+
+The real app, store, plugins and router on the fake model (issues 18, 20 and 21).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import types
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from assistant import hookimpl
+from assistant.config import load_settings
+from assistant.daemon.turns import TurnRequest
+from assistant.errors import ModelLoadError, RequestError
+from assistant.models.backend import ChatMessage, Delta, GenerationParams
+from assistant.skills import DeltaEvent, Event, Skill, SkillContext, Turn
+from assistant.testing import FakeBackend, InProcessDaemon, in_process_daemon
+
+pytestmark = pytest.mark.asyncio
+
+LONG = "word " * 400
+
+
+class Failing(FakeBackend):
+    """The fake model refusing a prompt past 1,000 characters, as llama.cpp's host does, and
+    stopping like a killed model host when told to."""
+
+    host_down = False
+
+    async def chat(self, model: str, messages: list[ChatMessage], params: GenerationParams,
+                   ) -> AsyncIterator[Delta]:
+        if self.host_down:
+            raise ModelLoadError(f"the model host stopped while running {model!r}; it is "
+                                 "restarting", "Try the request again.")
+        if sum(len(m.content) for m in messages) > 1000:
+            raise RequestError(f"the prompt is 2,000 tokens, beyond the context of 1,024 "
+                               f"(model {model!r})", code="context_length_exceeded",
+                               param="messages")
+        async for delta in super().chat(model, messages, params):
+            yield delta
+
+
+class Units(Skill):
+    """A deterministic skill with a bug."""
+
+    name = "units"
+    description = "convert units"
+    examples = ("convert 5 miles to km", "how many grams in a pound", "convert 3 feet to m")
+
+    async def run(self, turn: Turn, ctx: SkillContext) -> AsyncIterator[Event]:
+        raise RuntimeError("conversion table missing")
+        yield DeltaEvent("")
+
+
+class Shout(Skill):
+    """The same plugin's other skill, which works."""
+
+    name = "shout"
+    examples = ("shout this please",)
+
+    async def run(self, turn: Turn, ctx: SkillContext) -> AsyncIterator[Event]:
+        yield DeltaEvent(turn.text.upper())
+
+
+class Slow(Skill):
+    name = "slow"
+
+    async def run(self, turn: Turn, ctx: SkillContext) -> AsyncIterator[Event]:
+        yield DeltaEvent("partial")
+        await asyncio.sleep(3600)
+
+
+def plugin(*skills: Skill, **hooks: Callable[..., Any]) -> object:
+    @hookimpl
+    def register_skills(register):  # type: ignore[no-untyped-def]
+        for skill in skills:
+            register(skill)
+
+    return types.SimpleNamespace(register_skills=register_skills, **hooks)
+
+
+@pytest.fixture
+def env(isolated_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASSISTANT_MODELS_DIR", str(tmp_path / "no-models"))
+    monkeypatch.setenv("ASSISTANT_MODEL", "fake")
+    monkeypatch.setenv("ASSISTANT_MODELS__EMBEDDING", "fake-embed")
+    monkeypatch.setenv("ASSISTANT_PLUGINS__MAX_FAILURES", "3")
+
+
+@pytest_asyncio.fixture
+async def daemon(env: None) -> AsyncIterator[InProcessDaemon]:
+    async with in_process_daemon(load_settings(), Failing(),
+                                 plugins={"units-plugin": plugin(Units(), Shout())}) as d:
+        yield d
+
+
+def last(events: list[dict[str, Any]]) -> dict[str, Any]:
+    return events[-1]
+
+
+# -- issue 21, item 1: the caller's own errors ---------------------------------------------
+
+async def test_over_long_turns_are_the_callers_400s_and_never_disable_chat(
+        daemon: InProcessDaemon) -> None:
+    for _ in range(5):
+        events = await daemon.events("/api/turns", {"text": "/chat " + LONG})
+        error = last(events)
+        assert error["type"] == "error" and error["code"] == "context_length_exceeded"
+        assert error["status"] == 400 and error["param"] == "messages"
+        assert "failed" not in error["message"]
+    async with daemon.http() as http:
+        for _ in range(5):
+            response = await http.post("/v1/chat/completions", json={
+                "model": "assistant", "messages": [{"role": "user", "content": "/chat " + LONG}]})
+            assert response.status_code == 400
+            assert response.json()["error"]["code"] == "context_length_exceeded"
+        skills = (await http.get("/api/skills")).json()["skills"]
+        status = (await http.get("/api/status")).json()
+        ok = await http.post("/v1/chat/completions", json={
+            "model": "assistant", "messages": [{"role": "user", "content": "/chat hello"}]})
+    assert {s["name"]: s["state"] for s in skills}["chat"] == "available"
+    assert status["problems"] == [] and daemon.services.plugins.breaker("chat").failures == 0
+    assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"] == "echo: hello"
+
+
+# -- issue 18: the model host's crashes ------------------------------------------------------
+
+async def test_model_host_crashes_are_503s_and_never_disable_chat(
+        daemon: InProcessDaemon) -> None:
+    assert isinstance(daemon.backend, Failing)
+    daemon.backend.host_down = True
+    for _ in range(5):
+        error = last(await daemon.events("/api/turns", {"text": "/chat hi"}))
+        assert error["code"] == "model_unavailable" and error["status"] == 503
+        assert "host stopped" in error["message"] and "failed" not in error["message"]
+    async with daemon.http() as http:
+        response = await http.post("/v1/chat/completions", json={
+            "model": "assistant", "messages": [{"role": "user", "content": "hi"}]})
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "model_unavailable"
+        daemon.backend.host_down = False  # the host restarted
+        ok = await http.post("/v1/chat/completions", json={
+            "model": "assistant", "messages": [{"role": "user", "content": "/chat hi"}]})
+    assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"] == "echo: hi"
+    assert daemon.services.plugins.breaker("chat").state == "available"
+
+
+# -- issue 20: a failing skill is visible, set aside alone, and re-armed -------------------
+
+async def test_a_failing_skill_is_set_aside_alone_shown_and_re_armed(
+        daemon: InProcessDaemon, caplog: pytest.LogCaptureFixture) -> None:
+    for _ in range(3):
+        error = last(await daemon.events("/api/turns", {"text": "@units 5 miles in km"}))
+        assert error["code"] == "skill_failed" and error["status"] == 500
+        assert "RuntimeError: conversion table missing" in error["message"]
+    logged = [r for r in caplog.records if r.levelname == "ERROR" and r.exc_info]
+    assert logged and "units" in logged[0].getMessage() and "units-plugin" in logged[0].getMessage()
+
+    events = await daemon.events("/api/turns", {"text": "@units 5 miles in km"})
+    route, notices = events[0], [e for e in events if e["type"] == "notice"]
+    assert route["skill"] == "chat" and route["method"] == "fallback"
+    assert route["runner_up"] == "units" and "disabled after 3 failures" in route["explanation"]
+    assert any("units" in n["message"] and "chat answers instead" in n["message"]
+               for n in notices)
+    assert last(events)["status"] == "complete"
+    shout = await daemon.events("/api/turns", {"text": "@shout hey"})
+    assert "".join(e["text"] for e in shout if e["type"] == "delta") == "HEY"
+
+    async with daemon.http() as http:
+        listed = (await http.get("/api/plugins")).json()
+        status = (await http.get("/api/status")).json()
+        skills = (await http.get("/api/skills")).json()["skills"]
+        enabled = await http.post("/api/plugins/units/enable")
+        unknown = await http.post("/api/plugins/nope/enable")
+        after = (await http.get("/api/status")).json()
+    info = next(p for p in listed["plugins"] if p["name"] == "units-plugin")
+    assert info["health"]["units"]["state"] == "disabled"
+    assert info["health"]["units"]["failures"] == 3
+    assert "RuntimeError: conversion table missing" in info["health"]["units"]["traceback"]
+    assert info["health"]["shout"]["state"] == "available"
+    assert status["status"] == "degraded"
+    assert any("skill 'units'" in p and "plugins enable units" in p for p in status["problems"])
+    assert {s["name"]: s["state"] for s in skills}["units"] == "disabled"
+    assert enabled.status_code == 200 and enabled.json()["enabled"] == ["units"]
+    assert unknown.status_code == 404 and "units" in unknown.json()["error"]["message"]
+    assert after["problems"] == [] and after["status"] == "ready"
+    again = await daemon.events("/api/turns", {"text": "@units 5 miles in km"})
+    assert again[0]["skill"] == "units" and last(again)["code"] == "skill_failed"
+
+
+async def test_an_unknown_command_is_an_error_naming_the_skills(daemon: InProcessDaemon) -> None:
+    async with daemon.http() as http:
+        response = await http.post("/api/turns", json={"text": "@unitz 5 miles in km"})
+        openai = await http.post("/v1/chat/completions", json={
+            "model": "assistant", "messages": [{"role": "user", "content": "/unitz 5 mi"}]})
+        listed = (await http.get("/api/conversations")).json()["conversations"]
+    assert response.status_code == 400 and openai.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "unknown_skill" and "'unitz'" in error["message"]
+    assert "units" in error["message"] and "chat" in error["message"]
+    assert listed == []  # refused before anything was stored
+
+
+async def test_after_turn_runs_once_when_the_client_goes_away(env: None) -> None:
+    seen: list[str] = []
+
+    @hookimpl
+    def before_turn(turn):  # type: ignore[no-untyped-def]
+        seen.append("before")
+
+    @hookimpl
+    def after_turn(turn, reply):  # type: ignore[no-untyped-def]
+        seen.append(f"after {reply.status}")
+
+    plugins = {"slow": plugin(Slow(), before_turn=before_turn, after_turn=after_turn)}
+    async with in_process_daemon(load_settings(), plugins=plugins) as daemon:
+        turns = daemon.services.turns
+        assert turns is not None
+        events = turns.run(TurnRequest("go", skill="slow"))
+        async for event in events:
+            if event["type"] == "delta":
+                break
+        await events.aclose()  # what the SSE response does when the client disconnects
+        assert seen == ["before", "after cancelled"]
+        done = [e async for e in turns.run(TurnRequest("go", skill="chat"))]
+    assert done[-1]["status"] == "complete"
+    assert seen == ["before", "after cancelled", "before", "after complete"]
