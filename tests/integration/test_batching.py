@@ -115,15 +115,19 @@ def test_four_at_once_reply_as_one_by_one_and_overlap(
 def test_cancelling_one_stream_leaves_the_others_complete(
     host: Host, alone: dict[str, Tokens]
 ) -> None:
-    rids = {topic: host.send("chat", model="smollm2", messages=ask(topic), params=GREEDY)
-            for topic in TOPICS}
     victim = TOPICS[1]
+    # So that it cannot end before the cancel reaches it: long, and smollm2's end-of-text
+    # tokens (0 and 2) biased away.
+    long = {**GREEDY, "max_tokens": 1000, "logit_bias": {"0": -100, "2": -100}}
+    rids = {topic: host.send("chat", model="smollm2", messages=ask(topic),
+                             params=long if topic == victim else GREEDY)
+            for topic in TOPICS}
     heads = {topic: first_delta(host, rid) for topic, rid in rids.items()}
     host.write({"id": "c1", "op": "cancel", "target": rids[victim]})
     results = {topic: collect(host, rid, heads[topic][0]) for topic, rid in rids.items()}
     tokens, done = results[victim]
     assert done["finish_reason"] == "cancelled"
-    assert done["completion_tokens"] < GREEDY["max_tokens"]
+    assert done["completion_tokens"] < long["max_tokens"]
     for topic in TOPICS:
         if topic != victim:
             tokens, done = results[topic]
