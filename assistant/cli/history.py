@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -239,14 +241,40 @@ def export(
     if bool(conversation_ids) == everything:
         raise click.UsageError("Give conversation IDs or --all (not both).")
     with open_store(app) as store:
-        text = store.export(None if everything else list(conversation_ids), format=fmt)
-    if output is None:
-        click.echo(text, nl=False)
-        return
-    tmp = output.with_name(output.name + ".part")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(output)
-    click.echo(f"Wrote {output}.", err=True)
+        chunks = store.export_chunks(None if everything else list(conversation_ids),
+                                     format=fmt)
+        if output is None:
+            for chunk in chunks:
+                click.echo(chunk, nl=False)
+            return
+        write_private(output, chunks)
+    click.echo(f"Wrote {one_line(output)}.", err=True)
+
+
+def write_private(output: Path, chunks: Iterable[str]) -> None:
+    """Write ``chunks`` to ``output``, readable by its owner only (0600), all or nothing.
+
+    The temporary file beside it is made by :func:`tempfile.mkstemp`: a new random name,
+    opened ``O_CREAT | O_EXCL | O_NOFOLLOW`` with mode 0600, so a file or symlink planted
+    there (``out.json.part`` → a victim) is never opened, let alone written through. The
+    rename then replaces ``output`` itself, a symlink included, never what it points to.
+    """
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".part",
+                                    dir=output.parent)
+    except OSError as exc:
+        raise RequestError(f"Cannot write {output}: {exc.strerror}.") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+        os.replace(name, output)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        if isinstance(exc, OSError):
+            raise RequestError(f"Cannot write {output}: {exc.strerror}.") from None
+        raise
 
 
 @history.command("import")

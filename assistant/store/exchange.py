@@ -14,7 +14,7 @@ import dataclasses
 import json
 import math
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -69,23 +69,33 @@ def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
     }
 
 
-def export_document(conversations: Iterable[Conversation]) -> dict[str, Any]:
-    return {
-        "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
-        "exported": format_time(datetime.now(UTC)),
-        "conversations": [conversation_to_dict(c) for c in conversations],
-    }
+def export_header() -> dict[str, Any]:
+    return {"format": FORMAT_NAME, "version": FORMAT_VERSION,
+            "exported": format_time(datetime.now(UTC))}
+
+
+def json_chunks(conversations: Iterable[Conversation]) -> Iterator[str]:
+    """Our JSON export, one conversation per piece: the text of ``json.dumps`` of the whole
+    document with ``indent=2``, without holding it (or every conversation) at once."""
+    head = json.dumps(export_header(), ensure_ascii=False, indent=2)
+    yield head[:-2] + ',\n  "conversations": ['  # head ends "\n}"
+    empty = True
+    for conv in conversations:
+        text = json.dumps(conversation_to_dict(conv), ensure_ascii=False, indent=2)
+        # Strings hold their newlines escaped: each raw one is a line of the layout.
+        yield ("\n    " if empty else ",\n    ") + text.replace("\n", "\n    ")
+        empty = False
+    yield ("]" if empty else "\n  ]") + "\n}\n"
 
 
 def to_json(conversations: Iterable[Conversation]) -> str:
-    return json.dumps(export_document(conversations), ensure_ascii=False, indent=2) + "\n"
+    return "".join(json_chunks(conversations))
 
 
-def to_markdown(conversations: Iterable[Conversation]) -> str:
-    """The active path of each conversation, for reading; other branches are noted, not shown."""
-    parts = []
-    for conv in conversations:
+def markdown_chunks(conversations: Iterable[Conversation]) -> Iterator[str]:
+    """The active path of each conversation, for reading; other branches are noted, not
+    shown. One conversation per piece."""
+    for i, conv in enumerate(conversations):
         lines = [f"# {conv.title or 'Untitled'}", ""]
         lines.append(f"*{format_time(conv.created)}* · `{conv.id}`")
         branches = sum(1 for m in conv.messages if len(conv.children(m.id)) > 1)
@@ -100,8 +110,11 @@ def to_markdown(conversations: Iterable[Conversation]) -> str:
             if extra:
                 heading += f" ({', '.join(extra)})"
             lines += [f"## {heading}", "", msg.content, ""]
-        parts.append("\n".join(lines))
-    return "\n---\n\n".join(parts)
+        yield ("\n---\n\n" if i else "") + "\n".join(lines)
+
+
+def to_markdown(conversations: Iterable[Conversation]) -> str:
+    return "".join(markdown_chunks(conversations))
 
 
 # -- in ----------------------------------------------------------------------------------------
