@@ -50,11 +50,16 @@ class DaemonSettings(_Section):
     start_timeout: float = Field(60.0, gt=0)
 
 
+# Seconds an idle model stays loaded: -1 keeps it until unloaded; past a year is a mistake.
+KEEP_ALIVE_MIN = -1
+KEEP_ALIVE_MAX = 365 * 24 * 3600
+
+
 class ModelsSettings(_Section):
     default: str = Field("qwen2.5-coder-0.5b", min_length=1)
     embedding: str = Field("minilm-l6", min_length=1)
     preload: list[str] = []
-    keep_alive: int = Field(1800, ge=-1)
+    keep_alive: int = Field(1800, ge=KEEP_ALIVE_MIN, le=KEEP_ALIVE_MAX)
     memory_budget_mb: int = Field(8192, ge=64)
     context_length: int = Field(4096, ge=0)
     parallel: int = Field(4, ge=1, le=64)

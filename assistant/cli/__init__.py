@@ -76,9 +76,12 @@ class AssistantGroup(click.Group):
         try:
             return super().invoke(ctx)
         except AssistantError as exc:
-            click.echo(f"error: {exc.message}", err=True)
+            from assistant.cli.terminal import block
+
+            # A message may quote what the user or a file gave (an id, a path, a title).
+            click.echo(f"error: {block(exc.message)}", err=True)
             if exc.hint:
-                click.echo(exc.hint, err=True)
+                click.echo(block(exc.hint), err=True)
             ctx.exit(exc.exit_code)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from assistant.cli import AppContext, pass_app
+from assistant.cli.terminal import block
 from assistant.config import Settings
 from assistant.error_codes import from_event
 from assistant.errors import AssistantError
@@ -68,21 +69,22 @@ def _consume(events: Iterable[TurnEvent], echo: bool) -> dict[str, Any]:
         if event["type"] == "delta":
             text.append(event["text"])
             if echo:
-                click.echo(event["text"], nl=False)
+                # A reply may be steered (by a document, a page) into writing escape codes.
+                click.echo(block(event["text"]), nl=False)
         elif event["type"] == "route":
             result["route"] = event
         elif event["type"] == "progress":
             if echo:
-                click.echo(f"[{event['message']}]", err=True)
+                click.echo(f"[{block(event['message'])}]", err=True)
         elif event["type"] == "notice":
             result.setdefault("notices", []).append(event["message"])
             if echo:  # not part of the reply: on stderr, as progress is
-                click.echo(f"[{event['level']}: {event['message']}]", err=True)
+                click.echo(f"[{event['level']}: {block(event['message'])}]", err=True)
         elif event["type"] == "summary":
             if echo:
                 click.echo(f"[the conversation outgrew the context: {event['covers']} earlier "
                            f"messages are now this summary (undo: assistant history undo "
-                           f"{event['message_id']})]\n{event['text']}\n", err=True)
+                           f"{event['message_id']})]\n{block(event['text'])}\n", err=True)
         elif event["type"] == "done":
             result["done"] = event
         elif event["type"] == "error":

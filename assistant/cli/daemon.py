@@ -7,6 +7,7 @@ import json
 import click
 
 from assistant.cli import AppContext, pass_app
+from assistant.config import KEEP_ALIVE_MAX, KEEP_ALIVE_MIN
 
 
 @click.command()
@@ -98,7 +99,8 @@ def status(app: AppContext, as_json: bool) -> None:
 
 @click.command("load")
 @click.argument("name")
-@click.option("--keep-alive", type=int, help="Seconds to stay loaded when idle; -1 pins it.")
+@click.option("--keep-alive", type=click.IntRange(KEEP_ALIVE_MIN, KEEP_ALIVE_MAX),
+              help="Seconds to stay loaded when idle; -1 pins it.")
 @pass_app
 def load_model(app: AppContext, name: str, keep_alive: int | None) -> None:
     """Load a model into the daemon now (the daemon starts if needed)."""

@@ -15,6 +15,7 @@ import click
 
 from assistant.cli import AppContext, pass_app
 from assistant.cli.history import open_store
+from assistant.cli.terminal import one_line
 from assistant.errors import RequestError
 
 
@@ -48,16 +49,17 @@ def add(app: AppContext, paths: tuple[Path, ...]) -> None:
     err = sys.stderr
     with open_store(app) as store, click.progressbar(
             files, label="indexing", show_pos=True, file=err,
-            item_show_func=lambda p: p.name if p else "") as bar:
+            item_show_func=lambda p: one_line(p.name) if p else "") as bar:
         for path in bar:
             outcome = asyncio.run(add_file(store, path, embed))
             if outcome.status in ("added", "updated"):
-                lines.append(f"{outcome.status} {outcome.path} ({outcome.chunks} chunks)")
+                lines.append(f"{outcome.status} {one_line(outcome.path)} "
+                             f"({outcome.chunks} chunks)")
             elif outcome.status == "unchanged":
-                lines.append(f"unchanged {outcome.path}")
+                lines.append(f"unchanged {one_line(outcome.path)}")
             else:
                 failed += 1
-                lines.append(f"skipped: {outcome.message}")
+                lines.append(f"skipped: {one_line(outcome.message)}")
     for line in lines:
         click.echo(line, err=True)
     if failed:
@@ -77,7 +79,7 @@ def list_command(app: AppContext, as_json: bool) -> None:
                                    "chunks": d.chunks, "sha256": d.sha256,
                                    "added": d.added.isoformat()}, ensure_ascii=False))
         else:
-            click.echo(f"{d.id[:8]}  {d.chunks:4d} chunks  {d.path}")
+            click.echo(f"{one_line(d.id[:8])}  {d.chunks:4d} chunks  {one_line(d.path)}")
     if not rows and not as_json:
         click.echo("No documents yet: `assistant docs add PATH…`.", err=True)
 
@@ -93,4 +95,4 @@ def rm(app: AppContext, ident: str) -> None:
     if not gone:
         raise RequestError(f"No document with id or path {ident}.", status=404, code="not_found")
     for d in gone:
-        click.echo(f"removed {d.path}")
+        click.echo(f"removed {one_line(d.path)}")

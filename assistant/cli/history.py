@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING
 import click
 
 from assistant.cli import AppContext, pass_app
+from assistant.cli.terminal import block, one_line
 from assistant.errors import RequestError
 
 if TYPE_CHECKING:
@@ -82,7 +85,8 @@ def list_command(
             }, ensure_ascii=False))
             continue
         marks = ("📌 " if row.pinned else "") + ("[archived] " if row.archived else "")
-        click.echo(f"{row.id}  {_when(row.updated)}  {row.message_count:>4}  {marks}{row.title}")
+        click.echo(f"{one_line(row.id)}  {_when(row.updated)}  {row.message_count:>4}  "
+                   f"{marks}{one_line(row.title)}")
     if not rows and not as_json:
         click.echo("No conversations.", err=True)
 
@@ -99,7 +103,8 @@ def show(app: AppContext, conversation_id: str, tree: bool, as_json: bool) -> No
             click.echo(store.export([conversation_id], format="json"), nl=False)
             return
         conv = store.get_conversation(conversation_id)
-    click.echo(click.style(conv.title, bold=True) + f"  ({conv.id}, {_when(conv.created)})")
+    click.echo(click.style(one_line(conv.title), bold=True)
+               + f"  ({one_line(conv.id)}, {_when(conv.created)})")
     active = {m.id for m in conv.active_path}
 
     def render(message_id: str | None, depth: int) -> None:
@@ -111,8 +116,10 @@ def show(app: AppContext, conversation_id: str, tree: bool, as_json: bool) -> No
             if msg.status != "complete":
                 label += f" · {msg.status}"
             indent = "  " * depth if tree else ""
-            click.echo(f"\n{indent}{marker}[{label}] {msg.id}")
-            for line in (msg.content or "").splitlines() or [""]:
+            click.echo(f"\n{indent}{marker}[{one_line(label)}] {one_line(msg.id)}")
+            # Split on newlines only: str.splitlines would also break at NEL, VT, FF and the
+            # Unicode separators, which block() shows as escapes instead.
+            for line in block(msg.content or "").split("\n"):
                 click.echo(f"{indent}  {line}")
             render(msg.id, depth + 1)
 
@@ -161,7 +168,7 @@ def undo(app: AppContext, message_id: str, redo: bool) -> None:
     """
     with open_store(app) as store:
         message = store.set_summary_undone(message_id, undone=not redo)
-    click.echo(f"summary {message.id}: {'in force' if redo else 'undone'}")
+    click.echo(f"summary {one_line(message.id)}: {'in force' if redo else 'undone'}")
 
 
 @history.command("delete")
@@ -174,7 +181,8 @@ def delete(app: AppContext, conversation_id: str, yes: bool) -> None:
         conv = store.get_conversation(conversation_id)
         if not yes:
             click.confirm(
-                f"Delete \"{conv.title}\" and its {len(conv.messages)} messages?", abort=True
+                f"Delete \"{one_line(conv.title)}\" and its {len(conv.messages)} messages?",
+                abort=True,
             )
         store.delete(conversation_id)
     _forget_states(app, conversation_id)
@@ -201,14 +209,18 @@ def _forget_states(app: AppContext, conversation_id: str) -> None:
 @pass_app
 def search(app: AppContext, query: tuple[str, ...], skill: str | None, limit: int) -> None:
     """Search every message, best matches first."""
-    highlight = ("\x1b[1;33m", "\x1b[0m") if sys.stdout.isatty() else ("**", "**")
+    # The store marks matches with two private-use characters, put in only after the snippet
+    # is made safe to print (the style's own escape codes would be escaped with the rest).
+    marks = ("\ue000", "\ue001")
+    start, end = ("\x1b[1;33m", "\x1b[0m") if sys.stdout.isatty() else ("**", "**")
     with open_store(app) as store:
-        hits = store.search(" ".join(query), skill=skill, limit=limit, highlight=highlight)
+        hits = store.search(" ".join(query), skill=skill, limit=limit, highlight=marks)
     for hit in hits:
         label = hit.role + (f" · {hit.skill}" if hit.skill else "")
-        click.echo(f"{hit.conversation_id}  {_when(hit.created)}  {hit.conversation_title}"
-                   f"  [{label}]")
-        click.echo(f"    {' '.join(hit.snippet.split())}")
+        click.echo(f"{one_line(hit.conversation_id)}  {_when(hit.created)}  "
+                   f"{one_line(hit.conversation_title)}  [{one_line(label)}]")
+        snippet = one_line(" ".join(hit.snippet.split()))
+        click.echo("    " + snippet.replace(marks[0], start).replace(marks[1], end))
     if not hits:
         click.echo("No matches.", err=True)
 
@@ -229,14 +241,40 @@ def export(
     if bool(conversation_ids) == everything:
         raise click.UsageError("Give conversation IDs or --all (not both).")
     with open_store(app) as store:
-        text = store.export(None if everything else list(conversation_ids), format=fmt)
-    if output is None:
-        click.echo(text, nl=False)
-        return
-    tmp = output.with_name(output.name + ".part")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(output)
-    click.echo(f"Wrote {output}.", err=True)
+        chunks = store.export_chunks(None if everything else list(conversation_ids),
+                                     format=fmt)
+        if output is None:
+            for chunk in chunks:
+                click.echo(chunk, nl=False)
+            return
+        write_private(output, chunks)
+    click.echo(f"Wrote {one_line(output)}.", err=True)
+
+
+def write_private(output: Path, chunks: Iterable[str]) -> None:
+    """Write ``chunks`` to ``output``, readable by its owner only (0600), all or nothing.
+
+    The temporary file beside it is made by :func:`tempfile.mkstemp`: a new random name,
+    opened ``O_CREAT | O_EXCL | O_NOFOLLOW`` with mode 0600, so a file or symlink planted
+    there (``out.json.part`` → a victim) is never opened, let alone written through. The
+    rename then replaces ``output`` itself, a symlink included, never what it points to.
+    """
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".part",
+                                    dir=output.parent)
+    except OSError as exc:
+        raise RequestError(f"Cannot write {output}: {exc.strerror}.") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+        os.replace(name, output)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        if isinstance(exc, OSError):
+            raise RequestError(f"Cannot write {output}: {exc.strerror}.") from None
+        raise
 
 
 @history.command("import")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from assistant.cli import AppContext, pass_app
+from assistant.cli.terminal import one_line
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -187,7 +188,7 @@ def list_cmd(app: AppContext, as_json: bool) -> None:
     for row in rows:
         cells = [c.rjust(w) if i in right else c.ljust(w)
                  for i, (c, w) in enumerate(zip(row, widths, strict=True))]
-        click.echo("  ".join(cells).rstrip())
+        click.echo(one_line("  ".join(cells).rstrip()))
     click.echo("\n* default (chat and embedding)")
 
 
@@ -214,7 +215,7 @@ def show_cmd(app: AppContext, name: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
         return
-    click.echo(info["name"])
+    click.echo(one_line(info["name"]))
     for key, label in _SHOW_KEYS:
         value = info.get(key)
         if value is None:
@@ -229,7 +230,7 @@ def show_cmd(app: AppContext, name: str, as_json: bool) -> None:
             value = "yes" if value else "no"
         elif isinstance(value, list):
             value = ", ".join(str(v) for v in value)
-        click.echo(f"  {label + ':':<22}{value}")
+        click.echo(f"  {label + ':':<22}{one_line(value)}")  # a model file's own words
     if not info.get("installed"):
         click.echo(f"\nNot installed: run `assistant models pull {name}`.")
 

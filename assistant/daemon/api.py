@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
@@ -29,7 +29,7 @@ from assistant.daemon import (
     reroute_api,
     turns_api,
 )
-from assistant.daemon.deps import ModelsDep, StatusDep
+from assistant.daemon.deps import ModelsDep, StatusDep, text_only
 from assistant.daemon.middleware import BodyLimit, RedactErrors, TokenGuard
 from assistant.daemon.services import Services
 from assistant.error_codes import error_body, http_error
@@ -97,7 +97,8 @@ def with_middleware(app: ASGIApp, services: Services) -> ASGIApp:
 
 def build_app(services: Services) -> FastAPI:
     """The routes, getting ``services`` through :mod:`assistant.daemon.deps`."""
-    app = FastAPI(title="assistant", version=__version__, docs_url=None, redoc_url=None)
+    app = FastAPI(title="assistant", version=__version__, docs_url=None, redoc_url=None,
+                  dependencies=[Depends(text_only)])
     app.state.services = services
     install_error_handlers(app)
 

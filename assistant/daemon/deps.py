@@ -8,6 +8,7 @@ test may hand a route module its parts with ``app.dependency_overrides``.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -17,7 +18,8 @@ from assistant.daemon.model_manager import ModelManager
 from assistant.daemon.services import Services
 from assistant.daemon.status import DaemonStatus
 from assistant.daemon.turns import TurnService
-from assistant.errors import DaemonError, StorageUnavailable
+from assistant.errors import DaemonError, RequestError, StorageUnavailable
+from assistant.json_checks import first_problem
 from assistant.plugins import PluginHost
 from assistant.store.repository import Store
 
@@ -68,6 +70,32 @@ async def started(parts: Services) -> TurnService:
 
 async def turns(parts: ServicesDep) -> TurnService:
     return await started(parts)
+
+
+async def text_only(request: Request) -> None:
+    """400 for a JSON body holding a lone UTF-16 surrogate (``"\\ud800"``), naming the field.
+
+    Python's JSON reader lets one through and no UTF-8 encoder writes it: the store, the model
+    host's tokenizer or a terminal would fail later, as a 500 or a 503 that blames the model.
+    Every route with a declared body gets this check (``FastAPI(dependencies=…)``); the body
+    is read once and cached by the request, so the route reads the same bytes.
+    """
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return
+    if getattr(request.scope.get("route"), "body_field", None) is None:
+        return  # a route that reads its own body (the import) checks the text itself
+    body = await request.body()
+    if b"\\u" not in body:  # raw surrogate bytes are invalid UTF-8: the route refuses those
+        return
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):  # not JSON: the route's own parsing says so
+        return
+    problem = first_problem(doc)
+    if problem is not None:
+        field = problem[0] or None
+        raise RequestError(f"{field or 'the request body'} {problem[1]}; send UTF-8 text",
+                           param=field)
 
 
 SettingsDep = Annotated[Settings, Depends(settings)]

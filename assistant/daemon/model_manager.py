@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from assistant.config import Settings
+from assistant.config import KEEP_ALIVE_MAX, KEEP_ALIVE_MIN, Settings
 from assistant.daemon import openai_tools
 from assistant.daemon.queue import ModelQueue
 from assistant.errors import ModelError, ModelLoadError, ModelNotFound, RequestError
@@ -109,8 +109,16 @@ class ModelManager(Backend):
 
     # -- residency ---------------------------------------------------------------------------
 
+    def _known(self, name: str) -> None:
+        """ModelNotFound unless ``name`` is a model; checked before any state is kept for a
+        name, so that requests naming made-up models leave nothing behind (a lock and a
+        queue each, before)."""
+        if name not in self.backends:
+            registry.resolve(self.settings, name)
+
     def queue(self, name: str) -> ModelQueue:
         if name not in self.queues:
+            self._known(name)
             m = self.settings.models
             self.queues[name] = ModelQueue(name, m.parallel, m.queue)
         return self.queues[name]
@@ -123,6 +131,13 @@ class ModelManager(Backend):
         return resident
 
     async def load(self, name: str, keep_alive: int | None = None) -> Resident:
+        if keep_alive is not None and not KEEP_ALIVE_MIN <= keep_alive <= KEEP_ALIVE_MAX:
+            raise RequestError(
+                f"keep_alive: {keep_alive} is out of range; give seconds from 0 to "
+                f"{KEEP_ALIVE_MAX} (a year), or -1 to keep the model loaded until unloaded",
+                param="keep_alive")
+        if name not in self._locks:
+            self._known(name)
         async with self._locks.setdefault(name, asyncio.Lock()):
             resident = self._live(name)
             if resident is None:

@@ -1,4 +1,8 @@
-"""Adding files to the document index: read, chunk, embed, store (all or nothing per file)."""
+"""Adding files to the document index: read, chunk, embed, store (all or nothing per file).
+
+Whatever reading or splitting one file raises is that file's ``failed`` outcome, never the
+batch's: the files beside it are still indexed. A store or embedding model that cannot be used
+fails every file alike, so its error is raised, once."""
 
 from __future__ import annotations
 
@@ -71,8 +75,9 @@ async def add_file(
         document = await asyncio.to_thread(read_document, path)
     except DocumentError as exc:
         return Outcome(path, "failed", message=exc.message)
-    except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a name too long…
-        return Outcome(path, "failed", message=f"{path}: cannot be read ({exc})")
+    except Exception as exc:  # a symlink loop, a name too long, a parser's bug: this file's
+        return Outcome(path, "failed",
+                       message=f"{path}: cannot be read ({type(exc).__name__}: {exc})")
     repo = store.documents
     known = await asyncio.to_thread(repo.by_path, str(path))
     if known is not None and known.sha256 == document.sha256 and \
@@ -83,7 +88,12 @@ async def add_file(
         lang = detect_language(" ".join(s.text for s in document.sections[:5])[:2000])
         return chunk_sections(document.sections, lambda t: sentences(t, lang))
 
-    chunks = await asyncio.to_thread(split)
+    try:
+        chunks = await asyncio.to_thread(split)
+    except Exception as exc:  # text the sentence splitter cannot take fails this file only
+        return Outcome(path, "failed",
+                       message=f"{path}: cannot be split into passages "
+                               f"({type(exc).__name__}: {exc})")
     vectors: list[list[float]] = []
     for start in range(0, len(chunks), EMBED_BATCH):
         batch = chunks[start:start + EMBED_BATCH]

@@ -1,7 +1,8 @@
 """Reading a file into located text sections: pages of a PDF, paragraphs of everything else.
 
 Raises :class:`DocumentError` for what cannot be indexed: an unknown suffix, a binary or
-undecodable file, a PDF without a text layer, or a file with no text at all.
+undecodable file, a PDF the reader gives up on (whatever it raises, a safety limit
+included) or without a text layer, or a file with no text at all.
 """
 
 from __future__ import annotations
@@ -128,13 +129,17 @@ def _pdf(path: Path, data: bytes) -> list[Section]:
     import io
 
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import LimitReachedError
 
     try:
         reader = PdfReader(io.BytesIO(data))
         pages = [page.extract_text() or "" for page in reader.pages]
-    except (PdfReadError, ValueError, KeyError, OSError) as exc:
-        raise DocumentError(f"{path}: is not a readable PDF ({exc})") from None
+    except LimitReachedError as exc:  # a Flate bomb, a 3M-operator stream, a cycle
+        raise DocumentError(f"{path}: goes past a safety limit of the PDF reader ({exc})",
+                            "It may be crafted to exhaust memory; it was not indexed.") from None
+    except Exception as exc:  # pypdf raises many kinds on a broken file; each is this file's
+        raise DocumentError(
+            f"{path}: is not a readable PDF ({type(exc).__name__}: {exc})") from None
     if not any(p.strip() for p in pages):
         raise DocumentError(f"{path}: the PDF has no text layer (a scan?)",
                             "Run it through OCR first, then add the result.")

@@ -3,24 +3,35 @@
 Our JSON is lossless: every field of every message of the tree, ids and timestamps included,
 under a ``format``/``version`` header. Parsing validates everything before the store writes
 anything, and a problem is reported with the line (bad JSON) or the field path
-(``conversations[2].messages[5].status``) where it is.
+(``conversations[2].messages[5].status``) where it is: also text that is not text (a lone
+surrogate), a number that is not finite or past 64 bits, nesting past :data:`MAX_DEPTH`, and
+a time outside years 1 to 9999 once in UTC.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import uuid
-from collections.abc import Iterable
-from datetime import UTC, datetime
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from assistant.errors import MalformedImport
+from assistant.json_checks import MAX_INT, first_problem
 from assistant.store.records import ROLES, STATUSES, Conversation, Message
 from assistant.store.schema import format_time, parse_time
 
 FORMAT_NAME = "assistant-conversations"
 FORMAT_VERSION = 1
 _CHATGPT_NAMESPACE = uuid.UUID("8f0c4a4e-2c1b-4d64-9b7e-0d7f3f6f1a52")
+# Our format nests 4 levels (route and timings a few more), ChatGPT's about 8; the margin is
+# for plugins' route data. Past it the JSON encoders that write the value back may recurse out.
+MAX_DEPTH = 64
+# A day inside datetime's range, so that showing a time in any local zone cannot overflow.
+_EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 
 
 # -- out ---------------------------------------------------------------------------------------
@@ -58,23 +69,33 @@ def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
     }
 
 
-def export_document(conversations: Iterable[Conversation]) -> dict[str, Any]:
-    return {
-        "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
-        "exported": format_time(datetime.now(UTC)),
-        "conversations": [conversation_to_dict(c) for c in conversations],
-    }
+def export_header() -> dict[str, Any]:
+    return {"format": FORMAT_NAME, "version": FORMAT_VERSION,
+            "exported": format_time(datetime.now(UTC))}
+
+
+def json_chunks(conversations: Iterable[Conversation]) -> Iterator[str]:
+    """Our JSON export, one conversation per piece: the text of ``json.dumps`` of the whole
+    document with ``indent=2``, without holding it (or every conversation) at once."""
+    head = json.dumps(export_header(), ensure_ascii=False, indent=2)
+    yield head[:-2] + ',\n  "conversations": ['  # head ends "\n}"
+    empty = True
+    for conv in conversations:
+        text = json.dumps(conversation_to_dict(conv), ensure_ascii=False, indent=2)
+        # Strings hold their newlines escaped: each raw one is a line of the layout.
+        yield ("\n    " if empty else ",\n    ") + text.replace("\n", "\n    ")
+        empty = False
+    yield ("]" if empty else "\n  ]") + "\n}\n"
 
 
 def to_json(conversations: Iterable[Conversation]) -> str:
-    return json.dumps(export_document(conversations), ensure_ascii=False, indent=2) + "\n"
+    return "".join(json_chunks(conversations))
 
 
-def to_markdown(conversations: Iterable[Conversation]) -> str:
-    """The active path of each conversation, for reading; other branches are noted, not shown."""
-    parts = []
-    for conv in conversations:
+def markdown_chunks(conversations: Iterable[Conversation]) -> Iterator[str]:
+    """The active path of each conversation, for reading; other branches are noted, not
+    shown. One conversation per piece."""
+    for i, conv in enumerate(conversations):
         lines = [f"# {conv.title or 'Untitled'}", ""]
         lines.append(f"*{format_time(conv.created)}* · `{conv.id}`")
         branches = sum(1 for m in conv.messages if len(conv.children(m.id)) > 1)
@@ -89,8 +110,11 @@ def to_markdown(conversations: Iterable[Conversation]) -> str:
             if extra:
                 heading += f" ({', '.join(extra)})"
             lines += [f"## {heading}", "", msg.content, ""]
-        parts.append("\n".join(lines))
-    return "\n---\n\n".join(parts)
+        yield ("\n---\n\n" if i else "") + "\n".join(lines)
+
+
+def to_markdown(conversations: Iterable[Conversation]) -> str:
+    return "".join(markdown_chunks(conversations))
 
 
 # -- in ----------------------------------------------------------------------------------------
@@ -107,6 +131,17 @@ def parse(data: str | bytes, fmt: str = "auto") -> list[Conversation]:
         raise MalformedImport(
             f"Import failed: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}."
         ) from None
+    except RecursionError:
+        raise MalformedImport(
+            f"Import failed: the JSON is nested too deeply (an import may nest {MAX_DEPTH} "
+            "levels). Nothing was imported.") from None
+    except ValueError:  # Python reads integers of up to 4,300 digits
+        raise MalformedImport(
+            "Import failed: invalid JSON: a number has more than 4,300 digits. "
+            "Nothing was imported.") from None
+    problem = first_problem(doc, max_depth=MAX_DEPTH, numbers=True)
+    if problem is not None:
+        raise _bad(problem[0] or "(top level)", problem[1])
     if fmt == "auto":
         fmt = detect(doc)
     if fmt == "json":
@@ -161,9 +196,30 @@ class _Fields:
     def time(self, name: str) -> datetime:
         raw = self.text(name)
         try:
-            return parse_time(raw)
+            moment = parse_time(raw)
         except ValueError:
             raise _bad(self.path(name), f"is not an ISO-8601 timestamp: {raw!r}") from None
+        except OverflowError:  # 0001-01-01T00:00+14:00 is in year 0 in UTC
+            moment = _EARLIEST - timedelta(days=1)
+        if not _EARLIEST <= moment <= _LATEST:
+            raise _bad(self.path(name), f"is {raw!r}, outside years 1 to 9999")
+        return moment
+
+    def epoch(self, name: str, fallback: datetime) -> datetime:
+        """A Unix time (ChatGPT's ``create_time``); ``fallback`` when absent or null."""
+        value = self.get(name, (int, float), optional=True)
+        if value is None:
+            return fallback
+        try:
+            if not math.isfinite(value):
+                raise ValueError
+            moment = datetime.fromtimestamp(value, UTC)
+            if not _EARLIEST <= moment <= _LATEST:
+                raise ValueError
+        except (ValueError, OverflowError, OSError):
+            raise _bad(self.path(name), f"is {value!r}, not a Unix time in years 1 to 9999") \
+                from None
+        return moment
 
     def choice(self, name: str, allowed: tuple[str, ...]) -> str:
         value = self.text(name)
@@ -173,8 +229,8 @@ class _Fields:
 
     def count(self, name: str) -> int:
         value = self.get(name, (int,))
-        if value < 0:
-            raise _bad(self.path(name), "must not be negative")
+        if not 0 <= value <= MAX_INT:
+            raise _bad(self.path(name), f"must be from 0 to {MAX_INT}, not {value}")
         return int(value)
 
 
@@ -233,13 +289,9 @@ def _ours(doc: Any) -> list[Conversation]:
     return result
 
 
-def _epoch(value: Any, fallback: datetime) -> datetime:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, UTC)
-    return fallback
-
-
 def _chatgpt_text(content: Any) -> str:
+    """The text of a message's ``content``: its string ``parts`` (images and other assets are
+    objects among them, left out), else its ``text``."""
     if not isinstance(content, dict):
         return ""
     if isinstance(content.get("parts"), list):
@@ -259,17 +311,19 @@ def _chatgpt(doc: Any) -> list[Conversation]:
         f = _Fields(item, f"[{i}]")
         conv_id = str(f.get("conversation_id", (str,), optional=True) or f.text("id"))
         mapping = f.get("mapping", (dict,))
-        created = _epoch(item.get("create_time"), datetime.fromtimestamp(0, UTC))
-        updated = _epoch(item.get("update_time"), created)
+        created = f.epoch("create_time", datetime.fromtimestamp(0, UTC))
+        updated = f.epoch("update_time", created)
+        title = f.optional_text("title") or ""
+        archived = bool(f.get("is_archived", (bool,), optional=True))
+        model = f.optional_text("default_model_slug")
+        current = f.optional_text("current_node")
+        nodes: dict[str, tuple[str | None, list[str], Message | None]] = {}
         for node_id, node in mapping.items():
-            nf = _Fields(node, f"{f.path('mapping')}.{node_id}")
-            nf.get("children", (list,), optional=True)
-            nf.get("parent", (str,), optional=True)
-            if nf.get("message", (dict,), optional=True) is not None:
-                _Fields(node["message"], nf.path("message")).get("author", (dict,))
+            nodes[node_id] = _chatgpt_node(
+                _Fields(node, f"{f.path('mapping')}.{node_id}"), conv_id, node_id, created)
         kept: dict[str, str | None] = {}  # node id → our id of it or its nearest kept ancestor
         messages: list[Message] = []
-        roots = [n for n, node in mapping.items() if node.get("parent") not in mapping]
+        roots = [n for n, (parent, _, _) in nodes.items() if parent not in nodes]
         stack = list(reversed(roots))
         visited: set[str] = set()
         while stack:
@@ -277,36 +331,50 @@ def _chatgpt(doc: Any) -> list[Conversation]:
             if node_id in visited:  # a malformed mapping may loop
                 continue
             visited.add(node_id)
-            node = mapping[node_id]
-            parent = kept.get(node.get("parent")) if node.get("parent") else None
-            message = node.get("message")
-            role = (message or {}).get("author", {}).get("role")
-            text = _chatgpt_text((message or {}).get("content"))
-            if role in ("user", "assistant") and text:
-                our_id = uuid.uuid5(_CHATGPT_NAMESPACE, f"{conv_id}/{node_id}").hex
-                meta = message.get("metadata") if isinstance(message.get("metadata"), dict) \
-                    else {}
-                messages.append(Message(
-                    id=our_id, conversation_id=conv_id, parent_id=parent, role=role,
-                    content=text,
-                    status="incomplete" if message.get("status") == "in_progress" else "complete",
-                    created=_epoch(message.get("create_time"), created),
-                    model=meta.get("model_slug") if role == "assistant" else None,
-                ))
-                kept[node_id] = our_id
+            parent_node, children, message = nodes[node_id]
+            parent = kept.get(parent_node) if parent_node else None
+            if message is not None:
+                message = dataclasses.replace(message, parent_id=parent)
+                messages.append(message)
+                kept[node_id] = message.id
             else:
                 kept[node_id] = parent
-            children = [c for c in node.get("children") or [] if c in mapping]
-            stack.extend(reversed(children))
-        current = item.get("current_node")
-        leaf = kept.get(current) if isinstance(current, str) else None
+            stack.extend(reversed([c for c in children if c in nodes]))
+        leaf = kept.get(current) if current is not None else None
         if leaf is None and messages:
             leaf = messages[-1].id
         result.append(Conversation(
-            id=conv_id, title=str(item.get("title") or ""), created=created, updated=updated,
-            archived=bool(item.get("is_archived", False)),
-            model=item.get("default_model_slug") if isinstance(
-                item.get("default_model_slug"), str) else None,
-            active_leaf_id=leaf, messages=tuple(messages),
+            id=conv_id, title=title, created=created, updated=updated, archived=archived,
+            model=model, active_leaf_id=leaf, messages=tuple(messages),
         ))
     return result
+
+
+def _chatgpt_node(
+    nf: _Fields, conv_id: str, node_id: str, created: datetime,
+) -> tuple[str | None, list[str], Message | None]:
+    """A node's parent, children and, when it is a user or assistant turn with text, its
+    message (parent filled in later)."""
+    children = nf.get("children", (list,), optional=True) or []
+    for k, child in enumerate(children):
+        if not isinstance(child, str):
+            raise _bad(f"{nf.path('children')}[{k}]",
+                       f"must be a node id (a string), not {type(child).__name__}")
+    parent = nf.optional_text("parent")
+    raw = nf.get("message", (dict,), optional=True)
+    if raw is None:
+        return parent, children, None
+    mf = _Fields(raw, nf.path("message"))
+    role = _Fields(mf.get("author", (dict,)), mf.path("author")).optional_text("role")
+    text = _chatgpt_text(raw.get("content"))
+    if role not in ("user", "assistant") or not text:
+        return parent, children, None
+    metadata = mf.get("metadata", (dict,), optional=True) or {}
+    slug = _Fields(metadata, mf.path("metadata")).optional_text("model_slug")
+    return parent, children, Message(
+        id=uuid.uuid5(_CHATGPT_NAMESPACE, f"{conv_id}/{node_id}").hex,
+        conversation_id=conv_id, parent_id=None, role=role, content=text,
+        status="incomplete" if raw.get("status") == "in_progress" else "complete",
+        created=mf.epoch("create_time", created),
+        model=slug if role == "assistant" else None,
+    )

@@ -78,6 +78,14 @@ def message(conn: Connection, message_id: str) -> Message:
     return message_from_row(row)
 
 
+def conversation_ids(conn: Connection, ids: Sequence[str] | None) -> list[str]:
+    """The ids of those of ``ids`` that exist (all when None), oldest first."""
+    query = select(C.c.id).order_by(C.c.created, C.c.id)
+    if ids is not None:
+        query = query.where(C.c.id.in_(list(ids)))
+    return [r.id for r in conn.execute(query)]
+
+
 def conversations(conn: Connection, ids: Sequence[str] | None) -> list[Conversation]:
     query = select(C).order_by(C.c.created, C.c.id)
     messages = select(*MESSAGE_COLUMNS).order_by(M.c.seq)

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from assistant.store.documents import DocumentRepository
 
 CHECKPOINT_EVERY = 300.0  # seconds between background wal_checkpoint(TRUNCATE)s
+EXPORT_BATCH = 20  # conversations read at a time by export_chunks
 
 
 class Store:
@@ -356,17 +357,31 @@ class Store:
 
     def export(self, ids: Sequence[str] | None = None, *, format: str = "json") -> str:
         """Our lossless JSON (``format="json"``) or Markdown (``"md"``) of some or all."""
-        conversations = self.conversations(ids)
+        return "".join(self.export_chunks(ids, format=format))
+
+    def export_chunks(self, ids: Sequence[str] | None = None, *,
+                      format: str = "json") -> Iterator[str]:
+        """:meth:`export` in pieces, read :data:`EXPORT_BATCH` conversations at a time as the
+        pieces are taken, so that memory does not grow with the history. An unknown id or
+        format is raised here, before the first piece; a conversation deleted meanwhile is
+        left out."""
+        if format not in ("json", "md", "markdown"):
+            raise RequestError(f"Unknown export format {format!r}; use json or md.",
+                               param="format")
+        with self._read() as conn:
+            order = queries.conversation_ids(conn, ids)
         if ids is not None:
-            missing = set(ids) - {c.id for c in conversations}
+            missing = set(ids) - set(order)
             if missing:
                 raise not_found("conversation", sorted(missing)[0])
+
+        def conversations() -> Iterator[Conversation]:
+            for start in range(0, len(order), EXPORT_BATCH):
+                yield from self.conversations(order[start:start + EXPORT_BATCH])
+
         if format == "json":
-            return exchange.to_json(conversations)
-        if format in ("md", "markdown"):
-            return exchange.to_markdown(conversations)
-        raise RequestError(f"Unknown export format {format!r}; use json or md.",
-                           param="format")
+            return exchange.json_chunks(conversations())
+        return exchange.markdown_chunks(conversations())
 
     def import_data(self, data: str | bytes, *, format: str = "auto") -> ImportResult:
         """Import our JSON or ChatGPT's conversations.json in one transaction.
