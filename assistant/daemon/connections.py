@@ -49,8 +49,9 @@ class ConnectionLimits:
         return self.tcp + self.unix + listeners * 3 * ACCEPT_BATCH + FILES_RESERVE
 
     def within(self, open_files: int) -> ConnectionLimits:
-        """These limits, scaled down (both budgets alike, at least 16 each) to fit
-        ``open_files``; unchanged when they fit."""
+        """These limits, scaled down (both budgets alike) to fit ``open_files``; unchanged
+        when they fit. Each keeps at least 16 connections, even past ``open_files``: a daemon
+        that takes none would be no safer, only useless."""
         room = open_files - (self.open_files() - self.tcp - self.unix)
         wanted = self.tcp + self.unix
         if room >= wanted:
