@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from assistant.errors import ConfigError
 
@@ -48,6 +48,17 @@ class DaemonSettings(_Section):
     max_body_bytes: int = Field(1_048_576, ge=1024)
     shutdown_grace: float = Field(10.0, ge=0)
     start_timeout: float = Field(60.0, gt=0)
+    max_tcp_connections: int = Field(512, ge=1, le=100_000)
+    max_tcp_connections_per_peer: int = Field(256, ge=1, le=100_000)
+    max_unix_connections: int = Field(2048, ge=16, le=100_000)
+
+    @field_validator("max_tcp_connections_per_peer")
+    @classmethod
+    def _per_peer_within_total(cls, value: int, info: ValidationInfo) -> int:
+        total = info.data.get("max_tcp_connections")
+        if total is not None and value > total:
+            raise ValueError(f"it cannot be over max_tcp_connections ({total})")
+        return value
 
 
 # Seconds an idle model stays loaded: -1 keeps it until unloaded; past a year is a mistake.

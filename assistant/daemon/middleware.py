@@ -16,6 +16,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from assistant.daemon.connections import AUTHENTICATED
 from assistant.error_codes import error_body
 
 MAX_HEADERS = 100
@@ -151,6 +152,10 @@ class TokenGuard:
                 "missing or wrong bearer token", "unauthorized", "authentication_error"),
                 {"www-authenticate": "Bearer"})
             return
+        # A connection that has shown the token is closed last when the connections are full.
+        authenticated = (scope.get("extensions") or {}).get(AUTHENTICATED)
+        if authenticated is not None:
+            authenticated()
         await self.app(scope, receive, send)
 
 

@@ -1,15 +1,19 @@
-"""uvicorn's HTTP/1.1 protocol with two guards of our own, applied per connection.
+"""uvicorn's HTTP/1.1 protocol with three guards of our own, applied per connection.
 
 - The Unix socket's peer must be our own user (``SO_PEERCRED``): the socket is already 0600 in
   a 0700 directory, and this closes the connection should those permissions ever be widened.
 - A request's head and body must arrive within :data:`REQUEST_TIMEOUT_S` of the connection
   being ready for it; a slow (slowloris) client is cut off instead of holding a connection
   forever. uvicorn itself only times out idle keep-alive connections.
+- Each connection is counted in its listener's budget
+  (:class:`~assistant.daemon.connections.ConnectionBudget`): past it, an unauthenticated or
+  idle connection is closed to make room, or the new one is refused with a 503.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -17,7 +21,11 @@ import struct
 from typing import Any
 
 import h11
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from assistant.daemon.connections import AUTHENTICATED, ConnectionBudget
+from assistant.error_codes import error_body
 
 log = logging.getLogger("assistant.daemon")
 
@@ -33,20 +41,66 @@ def peer_uid(sock: socket.socket | None) -> int | None:
     return int(_UCRED.unpack(raw)[1])
 
 
+def guarded_protocol(budget: ConnectionBudget) -> type[GuardedH11Protocol]:
+    """The protocol class for uvicorn, its connections counted in ``budget``."""
+    return type("BudgetedH11Protocol", (GuardedH11Protocol,), {"budget": budget})
+
+
 class GuardedH11Protocol(H11Protocol):
+    budget: ConnectionBudget | None = None
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
         self._received = False
+        self.authenticated = False
+        app: ASGIApp = self.app
+
+        # The token is checked by the middleware; it tells this connection through the scope.
+        async def telling_the_connection(scope: Scope, receive: Receive, send: Send) -> None:
+            scope.setdefault("extensions", {})[AUTHENTICATED] = self._authenticated
+            await app(scope, receive, send)
+
+        self.app = telling_the_connection
+
+    @property
+    def busy(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _authenticated(self) -> None:
+        self.authenticated = True
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        uid = peer_uid(transport.get_extra_info("socket"))
+        sock = transport.get_extra_info("socket")
+        uid = peer_uid(sock)
         if uid is not None and uid != os.getuid():
             log.warning("refused a connection from another user", extra={"peer_uid": uid})
             transport.abort()
             return
+        if self.budget is not None:
+            unix = sock is not None and sock.family == socket.AF_UNIX
+            # The Unix socket's peer is its owner: the token is for TCP only.
+            self.authenticated = unix
+            peer = None if unix else str((transport.get_extra_info("peername") or ("?",))[0])
+            if not self.budget.admit(self, peer):
+                self._refuse()
+                return
         self._arm()
+
+    def _refuse(self) -> None:
+        body = json.dumps(error_body(
+            "too many connections are open and busy; retry shortly", "too_many_connections",
+            "server_busy")).encode()
+        head = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+                b"retry-after: 1\r\nconnection: close\r\n"
+                b"content-length: " + str(len(body)).encode() + b"\r\n\r\n")
+        self.transport.write(head + body)
+        self.transport.close()
+
+    def evict(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.abort()
 
     def _arm(self) -> None:
         self._disarm()
@@ -78,4 +132,6 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self.budget is not None:
+            self.budget.release(self)
         super().connection_lost(exc)

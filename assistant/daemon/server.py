@@ -2,7 +2,8 @@
 
 ``serve`` takes the runtime dir (:mod:`assistant.daemon.runtime`), loads the plugins, builds the
 model manager and the :class:`~assistant.daemon.services.Services` the routes get as
-dependencies, binds the sockets (:mod:`assistant.daemon.sockets`), and runs the app on uvicorn
+dependencies, binds the sockets (:mod:`assistant.daemon.sockets`), sets the connection budgets
+(:mod:`assistant.daemon.connections`), and runs the app on uvicorn
 with our guarded protocol (:mod:`assistant.daemon.protocol`) until SIGTERM or SIGINT; shutdown
 is graceful, and a second signal forces it. :func:`start`, run once the socket answers, opens
 the store and builds the router and the turn service.
@@ -21,6 +22,7 @@ from typing import Any
 
 from assistant import __version__
 from assistant.config import Settings
+from assistant.daemon.connections import ConnectionLimits
 from assistant.daemon.model_manager import ModelManager
 from assistant.daemon.runtime import RuntimeFiles, single_instance, write_token
 from assistant.daemon.services import Services
@@ -29,7 +31,7 @@ from assistant.errors import AssistantError
 from assistant.locations import data_dir, inside
 from assistant.plugins import PluginHost
 
-__all__ = ["build", "check_store_paths", "serve", "start", "stop"]
+__all__ = ["build", "check_store_paths", "connection_limits", "serve", "start", "stop"]
 
 log = logging.getLogger("assistant.daemon")
 
@@ -152,8 +154,9 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from assistant.daemon.api import create_app
+    from assistant.daemon.connections import ACCEPT_BATCH, ConnectionBudget
     from assistant.daemon.logs import configure_logging
-    from assistant.daemon.protocol import GuardedH11Protocol
+    from assistant.daemon.protocol import guarded_protocol
     from assistant.daemon.sockets import bind_tcp, bind_unix
     from assistant.models.cpu import planned
     from assistant.plugins import load_plugins
@@ -171,13 +174,37 @@ def serve(settings: Settings) -> None:
             sockets.append(tcp)
             access.tcp_address = settings.daemon.tcp
         services = build(settings, plugins, files, access)
+        budget = ConnectionBudget(connection_limits(settings, services.status.problems))
         config = uvicorn.Config(
-            create_app(services), http=GuardedH11Protocol, log_config=None, access_log=False,
-            lifespan="off",
+            create_app(services), http=guarded_protocol(budget), log_config=None,
+            access_log=False, lifespan="off", backlog=ACCEPT_BATCH,
             timeout_graceful_shutdown=max(1, int(settings.daemon.shutdown_grace)),
             timeout_keep_alive=5, h11_max_incomplete_event_size=64 * 1024,
         )
         asyncio.run(_run(services, _server_class()(config), sockets))
+
+
+def connection_limits(settings: Settings, problems: list[str]) -> ConnectionLimits:
+    """The configured connection budgets, with this process's open-file limit raised to hold
+    them; under a hard limit too low for that, smaller budgets, and a problem saying so."""
+    from assistant.daemon.connections import ConnectionLimits, open_file_limit
+
+    daemon = settings.daemon
+    wanted = ConnectionLimits(
+        tcp=daemon.max_tcp_connections if daemon.tcp else 0,
+        tcp_per_peer=daemon.max_tcp_connections_per_peer, unix=daemon.max_unix_connections)
+    open_files = open_file_limit(wanted.open_files())
+    limits = wanted.within(open_files)
+    log.info("connection budgets", extra={"tcp": limits.tcp, "tcp_per_peer": limits.tcp_per_peer,
+                                          "unix": limits.unix, "open_files": open_files})
+    if limits != wanted:
+        problem = (f"the open-file limit ({open_files}) is below the {wanted.open_files()} "
+                   f"the connection budgets need: holding at most {limits.tcp} TCP and "
+                   f"{limits.unix} Unix-socket connections; raise the hard limit "
+                   "(ulimit -Hn, LimitNOFILE=) or lower daemon.max_*_connections")
+        log.warning(problem)
+        problems.append(problem)
+    return limits
 
 
 def _server_class() -> Any:
