@@ -11,8 +11,8 @@ the memory budget counts one batch, a request past ``[embeddings]``'s limits is 
 How each fails on the code before (from reading it and the issue's measurements; these tests
 were not run against it): the limit messages name no setting and 8,193- and
 264,000-character inputs pass (200); 64 long texts in one run raise the host's peak RSS by
-1.3 GB (measured in-process; the bound is what the budget counts, 320 MiB); four long jobs at once all
-run (no 503); the host keeps computing the abandoned job.
+1.3 GB (measured in-process; the bound is what the budget counts, 320 MiB); four long jobs
+at once all run (no 503); the host keeps computing the abandoned job.
 """
 
 from __future__ import annotations
