@@ -82,6 +82,20 @@ class ModelsSettings(_Section):
     tool_call_grammar: bool = True
 
 
+class EmbeddingsSettings(_Section):
+    batch: int = Field(8, ge=1, le=256)
+    max_inputs: int = Field(2048, ge=1, le=100_000)
+    max_input_chars: int = Field(8192, ge=1)
+    max_total_chars: int = Field(262_144, ge=1)
+    queue: int = Field(8, ge=0, le=100_000)
+
+
+class SearchSettings(_Section):
+    max_query_chars: int = Field(1000, ge=1)
+    max_terms: int = Field(32, ge=1)
+    timeout: float = Field(5.0, gt=0)
+
+
 class StoreSettings(_Section):
     url: str = ""
 
@@ -104,7 +118,9 @@ class Settings(_Section):
     paths: PathsSettings = PathsSettings()
     daemon: DaemonSettings = DaemonSettings()
     models: ModelsSettings = ModelsSettings()
+    embeddings: EmbeddingsSettings = EmbeddingsSettings()
     store: StoreSettings = StoreSettings()
+    search: SearchSettings = SearchSettings()
     plugins: PluginsSettings = PluginsSettings()
     tui: TuiSettings = TuiSettings()
     skills: dict[str, dict[str, Any]] = {}

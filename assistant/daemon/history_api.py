@@ -11,6 +11,8 @@ for an unknown id.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import datetime
 from typing import Any, Literal
 
@@ -19,11 +21,13 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
-from assistant.daemon.deps import ModelsDep, StoreDep
+from assistant.daemon.deps import ModelsDep, SettingsDep, StoreDep
+from assistant.daemon.disconnect import unless_disconnected
 from assistant.errors import RequestError
 from assistant.store import Store
 from assistant.store.exchange import conversation_to_dict, message_to_dict
 from assistant.store.records import SearchHit
+from assistant.store.search import check_query
 
 router = APIRouter(prefix="/api", tags=["history"])
 
@@ -134,15 +138,24 @@ def redo_summary(store: StoreDep, message_id: str) -> Any:
 
 
 @router.get("/search")
-def search(
+async def search(
+    request: Request,
     store: StoreDep,
+    settings: SettingsDep,
     q: str = Query(..., min_length=1),
     skill: str | None = None,
     limit: int = Query(20, ge=1, le=200),
 ) -> Any:
-    """Ranked hits; matches in ``snippet`` are wrapped in ``<mark>``…``</mark>``."""
-    return {"hits": [_hit(h) for h in store.search(q, skill=skill, limit=limit,
-                                                   highlight=("<mark>", "</mark>"))]}
+    """Ranked hits; matches in ``snippet`` are wrapped in ``<mark>``…``</mark>``. ``q`` is
+    capped (``[search]``: 400 naming the limit); the search stops past ``search.timeout``
+    (400 ``search_timeout``) or when the client disconnects."""
+    limits = settings.search
+    check_query(q, max_chars=limits.max_query_chars, max_terms=limits.max_terms)
+    cancel = threading.Event()
+    hits = await unless_disconnected(request, asyncio.to_thread(
+        store.search, q, skill=skill, limit=limit, highlight=("<mark>", "</mark>"),
+        timeout=limits.timeout, cancel=cancel), on_disconnect=cancel.set)
+    return {"hits": [_hit(h) for h in hits]}
 
 
 def _export(store: Store, ids: list[str] | None, fmt: str) -> Response:

@@ -5,6 +5,12 @@ after their last use (0: unload at once; -1: pinned), and are evicted least rece
 when loading another would pass ``memory_budget_mb``: each counts what it will take (its file,
 and a chat model's KV cache for ``parallel`` sequences and its saved states; see
 ``models/footprint.py``). Each model has its own queue.
+
+Embedding jobs a client sends (``/v1/embeddings``) queue too: one runs at a time per model,
+``embeddings.queue`` wait, more get 503 with Retry-After. The daemon's own (routing a turn,
+document search and ingestion) are never refused: the host runs every embed job a batch at a
+time, in turn, so they wait for one batch of a client's job at most. A job whose caller stops
+waiting (its client left) is cancelled in the host before its next batch.
 """
 
 from __future__ import annotations
@@ -73,6 +79,7 @@ class ModelManager(Backend):
         self.threads = thread_count(settings)
         self.resident: dict[str, Resident] = {}
         self.queues: dict[str, ModelQueue] = {}
+        self.embed_queues: dict[str, ModelQueue] = {}  # clients' embedding jobs, per model
         self.backends: dict[str, Backend] = {}  # model name -> a plugin's backend
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -152,7 +159,8 @@ class ModelManager(Backend):
         record = registry.resolve(self.settings, name)
         m = self.settings.models
         size = int(record.facts.get("size_bytes") or record.path.stat().st_size)
-        memory = footprint.plan(record.kind, record.facts, size, m)
+        memory = footprint.plan(record.kind, record.facts, size, m,
+                                embed_batch=self.settings.embeddings.batch)
         await self._make_room(memory.total_bytes, keep=name)
         started = time.perf_counter()
         try:
@@ -320,14 +328,27 @@ class ModelManager(Backend):
                     await self.unload(model)
 
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
+        """The daemon's own embedding (routing, documents): never refused for a full queue."""
         if model in self.backends:
             return await self.backends[model].embed(model, texts)
+        return await self._embed(model, texts)
+
+    async def embed_request(self, model: str, texts: list[str]) -> list[list[float]]:
+        """A client's embedding job: in ``model``'s embedding queue (:class:`QueueFull` past
+        ``embeddings.queue`` waiting); cancelling the caller cancels the job in the host."""
+        limit = self.settings.embeddings.queue
+        queue = self.embed_queues.setdefault(model, ModelQueue(model, 1, limit))
+        async with queue.slot():
+            return await self.embed(model, texts)
+
+    async def _embed(self, model: str, texts: list[str]) -> list[list[float]]:
         resident = await self.load(model)
         if resident.kind != "embedding":
             raise RequestError(f"model {model!r} is not an embedding model", param="model")
         resident.in_use += 1
         try:
-            result = await self.host.call("embed", model=model, texts=texts)
+            result = await self.host.call("embed", cancellable=True, model=model, texts=texts,
+                                          batch=self.settings.embeddings.batch)
         except HostError as exc:
             raise _request_error(model, exc) from None
         finally:

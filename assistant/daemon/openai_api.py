@@ -17,7 +17,9 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from assistant.config import EmbeddingsSettings
 from assistant.daemon import deps, openai_tools
+from assistant.daemon.disconnect import unless_disconnected
 from assistant.daemon.model_manager import ModelManager
 from assistant.daemon.openai_stream import (
     Gathered,
@@ -266,12 +268,13 @@ async def list_models(models: deps.ModelsDep, status: deps.StatusDep) -> dict[st
 
 
 @router.post("/v1/embeddings")
-async def embeddings(body: EmbeddingRequest, models: deps.ModelsDep) -> dict[str, Any]:
+async def embeddings(body: EmbeddingRequest, request: Request,
+                     services: deps.ServicesDep) -> dict[str, Any]:
+    models = services.models
     texts = [body.input] if isinstance(body.input, str) else body.input
-    if len(texts) > 2048:
-        raise RequestError("input: at most 2048 texts per request", param="input")
+    check_embedding_input(texts, services.settings.embeddings)
     check_model(models, body.model)
-    vectors = await models.embed(body.model, texts)
+    vectors = await unless_disconnected(request, models.embed_request(body.model, texts))
     encode = _base64_floats if body.encoding_format == "base64" else list
     return {
         "object": "list", "model": body.model,
@@ -281,6 +284,27 @@ async def embeddings(body: EmbeddingRequest, models: deps.ModelsDep) -> dict[str
         ],
         "usage": {"prompt_tokens": 0, "total_tokens": 0},
     }
+
+
+def check_embedding_input(texts: list[str], limits: EmbeddingsSettings) -> None:
+    """A 400 naming ``input`` and the limit when ``texts`` pass one of ``[embeddings]``."""
+    hint = "split the input over several requests"
+    if len(texts) > limits.max_inputs:
+        raise RequestError(
+            f"input: {len(texts)} texts, more than the {limits.max_inputs} a request may carry "
+            f"(embeddings.max_inputs); {hint}", param="input")
+    longest = max(range(len(texts)), key=lambda i: len(texts[i]))
+    if len(texts[longest]) > limits.max_input_chars:
+        raise RequestError(
+            f"input[{longest}]: {len(texts[longest])} characters, more than the "
+            f"{limits.max_input_chars} one text may have (embeddings.max_input_chars); "
+            "shorten or split it (the model reads the first 256 tokens of a text)",
+            param="input")
+    total = sum(map(len, texts))
+    if total > limits.max_total_chars:
+        raise RequestError(
+            f"input: {total} characters in all, more than the {limits.max_total_chars} a "
+            f"request may carry (embeddings.max_total_chars); {hint}", param="input")
 
 
 def _base64_floats(vector: list[float]) -> str:

@@ -2,8 +2,9 @@
 
 The memory budget (``models.memory_budget_mb``) counts this. A chat model takes its file (the
 weights), its KV cache and up to ``models.state_ram_mb`` of saved conversation states; an
-embedding model takes its file. llama.cpp's compute buffer (about 100 MiB for smollm2, 300 MiB
-for the Qwen models, whose vocabulary is large) is not counted.
+embedding model takes its file and what one of its batches allocates while it runs
+(``embeddings.batch`` texts × :data:`EMBED_BYTES_PER_TEXT`). llama.cpp's compute buffer (about
+100 MiB for smollm2, 300 MiB for the Qwen models, whose vocabulary is large) is not counted.
 """
 
 from __future__ import annotations
@@ -16,6 +17,12 @@ from assistant.config import ModelsSettings
 
 # llama.cpp keeps keys and values as f16 unless told otherwise (type_k, type_v).
 KV_VALUE_BYTES = 2
+# What onnxruntime allocates per text of a batch of MiniLM-L6 at its 256-token limit (every
+# layer's attention maps and activations), from the host's peak RSS: one batch of 8 took
+# 82 MB, a job of 64 such texts in batches of 8 took 268 MB (onnxruntime's arena keeps part
+# of each batch), so 40 MiB a text of a batch is counted. The model host runs a job's texts
+# ``embeddings.batch`` at a time and one batch at a time, so a job never takes more.
+EMBED_BYTES_PER_TEXT = 40 << 20
 
 
 @dataclass(frozen=True)
@@ -28,10 +35,11 @@ class Footprint:
     state_bytes: int = 0
     context: int = 0
     sequences: int = 0
+    work_bytes: int = 0  # an embedding model's: what one batch allocates while it runs
 
     @property
     def total_bytes(self) -> int:
-        return self.file_bytes + self.kv_bytes + self.state_bytes
+        return self.file_bytes + self.kv_bytes + self.state_bytes + self.work_bytes
 
     def summary(self) -> dict[str, int]:
         return {**asdict(self), "total_bytes": self.total_bytes}
@@ -65,10 +73,11 @@ def planned_context(models: ModelsSettings, facts: Mapping[str, Any]) -> int:
 
 
 def plan(kind: str, facts: Mapping[str, Any], file_bytes: int,
-         models: ModelsSettings) -> Footprint:
-    """What a model of ``kind`` with these ``facts`` and file size takes under ``models``."""
+         models: ModelsSettings, *, embed_batch: int) -> Footprint:
+    """What a model of ``kind`` with these ``facts`` and file size takes under ``models``,
+    an embedding model running ``embed_batch`` texts at a time (``embeddings.batch``)."""
     if kind != "chat":
-        return Footprint(file_bytes)
+        return Footprint(file_bytes, work_bytes=embed_batch * EMBED_BYTES_PER_TEXT)
     context = planned_context(models, facts)
     return Footprint(
         file_bytes, kv_cache_bytes(facts, context, models.parallel), models.state_ram_mb << 20,

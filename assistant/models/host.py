@@ -10,6 +10,9 @@ unloading chat models runs on one worker thread, embedding on another, so routin
 for a long reply; each ``chat`` runs on a thread of its own, and up to a model's ``parallel``
 of them decode together in one batch (:mod:`assistant.models.batch`), the rest waiting for a
 free sequence.
+``embed`` (``texts``, ``batch``) runs ``batch`` texts at a time, in turn with the other embed
+jobs, so routing a turn waits for one batch of a long job at most, never for all of it; a
+``cancel`` naming it ends it before its next batch with the error ``Cancelled``.
 ``complete`` is ``chat`` for a raw ``prompt`` (no chat template), with the same replies.
 ``cancel`` (``target``: a request id) ends that chat early, while it reads its prompt too: its
 ``done`` has finish_reason ``cancelled``; cancelled during the prompt read, it has the prompt's
@@ -26,6 +29,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,7 +38,7 @@ from assistant.locations import inside
 from assistant.models import cpu
 from assistant.models.kv_cache import StateCache
 from assistant.models.llama import LlamaRunner
-from assistant.models.onnx import OnnxEmbedder
+from assistant.models.onnx import BATCH, OnnxEmbedder
 from assistant.models.template import TemplateError
 from assistant.redaction import redact
 
@@ -51,6 +55,15 @@ class _Output:
         with self._lock:
             self._stream.write(line)
             self._stream.flush()
+
+
+class _EmbedJob:
+    """An ``embed`` request under way: its batches still to run, and the vectors so far."""
+
+    def __init__(self, request: dict[str, Any], batches: Iterator[list[list[float]]]) -> None:
+        self.rid = str(request.get("id"))
+        self.batches = batches
+        self.vectors: list[list[float]] = []
 
 
 class Host:
@@ -91,6 +104,50 @@ class Host:
     def worker(self, jobs: queue.Queue[dict[str, Any] | None]) -> None:
         while (request := jobs.get()) is not None:
             self.run(request)
+
+    def embed_worker(self) -> None:
+        """Loads and unloads embedding models and runs embed jobs, a batch of each in turn."""
+        jobs: list[_EmbedJob] = []
+        while True:
+            while True:  # take every request waiting; wait for one when no job runs
+                try:
+                    request = self.embed_jobs.get(block=not jobs)
+                except queue.Empty:
+                    break
+                if request is None:
+                    return
+                if request.get("op") != "embed":
+                    self.run(request)
+                    continue
+                try:
+                    embedder = self.embedders[request["model"]]
+                    batch = int(request.get("batch") or BATCH)
+                    jobs.append(_EmbedJob(request, embedder.chunks(request["texts"], batch)))
+                except Exception as exc:
+                    self._embed_failed(str(request.get("id")), exc)
+            for job in list(jobs):
+                if not self._embed_step(job):
+                    jobs.remove(job)
+
+    def _embed_step(self, job: _EmbedJob) -> bool:
+        """Run ``job``'s next batch; False once it has answered (done, failed or cancelled)."""
+        try:
+            if self.stopping or job.rid in self.cancelled:
+                raise Cancelled(f"embedding request {job.rid} was cancelled")
+            job.vectors = next(job.batches)
+            return True
+        except StopIteration:
+            self.out.send({"id": job.rid, "ok": {"vectors": job.vectors}})
+        except Exception as exc:
+            self._embed_failed(job.rid, exc)
+        self.cancelled.discard(job.rid)
+        return False
+
+    def _embed_failed(self, rid: str, exc: Exception) -> None:
+        self.out.send({"id": rid, "error": {
+            "type": type(exc).__name__, "message": redact(str(exc)) or type(exc).__name__}})
+        if not isinstance(exc, Cancelled):
+            traceback.print_exc(file=sys.stderr)
 
     def run(self, request: dict[str, Any]) -> None:
         rid = request.get("id")
@@ -144,8 +201,6 @@ class Host:
         if op == "unload_embedding":
             self.embedders.pop(request["model"], None)
             return {}
-        if op == "embed":
-            return {"vectors": self.embedders[request["model"]].embed(request["texts"])}
         if op == "forget":  # a deleted conversation's saved states
             tag = str(request["tag"])
             return {"removed": sum(r.forget(tag) for r in self.chat_models.values())}
@@ -193,6 +248,10 @@ class Host:
                 }})
 
 
+class Cancelled(Exception):
+    """A job the daemon cancelled (its client went away)."""
+
+
 def _state_dir(path: str | None) -> str | None:
     """``path`` for saved states, or None (states kept in memory only) when it is a symlink
     leading out of the dir it sits in: the host must not write model states elsewhere."""
@@ -218,7 +277,7 @@ def main() -> None:
     host = Host(_Output(proto))
     workers = [
         threading.Thread(target=host.worker, args=(host.chat_jobs,), daemon=True),
-        threading.Thread(target=host.worker, args=(host.embed_jobs,), daemon=True),
+        threading.Thread(target=host.embed_worker, daemon=True),
     ]
     for thread in workers:
         thread.start()

@@ -105,16 +105,22 @@ class HostProcess:
         self._proc.stdin.write(json.dumps(message).encode() + b"\n")
         await self._proc.stdin.drain()
 
-    async def call(self, op: str, **fields: Any) -> dict[str, Any]:
-        """Send one request and wait for its one reply."""
+    async def call(self, op: str, *, cancellable: bool = False, **fields: Any) -> dict[str, Any]:
+        """Send one request and wait for its one reply. ``cancellable``: when the caller stops
+        waiting (its task is cancelled), the host is told to ``cancel`` the request."""
         rid = str(next(self._ids))
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._pending[rid] = queue
+        answered = False
         try:
             await self._send({"id": rid, "op": op, **fields})
             reply = await queue.get()
+            answered = True
         finally:
             self._pending.pop(rid, None)
+            if cancellable and not answered:
+                with contextlib.suppress(Exception):
+                    await self._send_raw({"id": f"c{rid}", "op": "cancel", "target": rid})
         if "error" in reply:
             raise host_error(reply["error"])
         result: dict[str, Any] = reply.get("ok", {})

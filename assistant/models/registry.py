@@ -347,8 +347,9 @@ def describe(settings: Settings, name: str) -> dict[str, Any]:
         )
         info.setdefault("size_bytes", status.size_bytes)
         if status.installed:
-            info["memory"] = footprint.plan(status.kind, status.facts, status.size_bytes,
-                                            settings.models).summary()
+            info["memory"] = footprint.plan(
+                status.kind, status.facts, status.size_bytes, settings.models,
+                embed_batch=settings.embeddings.batch).summary()
         if status.kind == "chat":
             from assistant.models.cpu import planned
 

@@ -43,7 +43,7 @@ from assistant.store.records import (
     SearchHit,
     Turn,
 )
-from assistant.store.search import run_search
+from assistant.store.search import Interrupted, run_search, stoppable
 
 if TYPE_CHECKING:
     from assistant.store.documents import DocumentRepository
@@ -316,9 +316,13 @@ class Store:
 
     def search(
         self, query: str, *, skill: str | None = None, limit: int = 20,
-        highlight: tuple[str, str] = ("**", "**"),
+        highlight: tuple[str, str] = ("**", "**"), timeout: float | None = None,
+        cancel: threading.Event | None = None,
     ) -> list[SearchHit]:
         """Messages matching ``query`` (words, all required; ``word*`` a prefix), best first.
+
+        SQLite stops the search after ``timeout`` seconds, or once ``cancel`` is set
+        (RequestError ``search_timeout``, or 499 when cancelled).
 
         With Chinese, Japanese or Korean in it, every term of ``query`` is a substring
         (:mod:`~assistant.store.cjk`). The snippet marks matches with ``highlight``.
@@ -327,8 +331,23 @@ class Store:
         most recently stored ones of them: bm25 separates little among that many, and it
         keeps search fast.
         """
-        with self._read() as conn:
-            return run_search(conn, query, skill=skill, limit=limit, highlight=highlight)
+        started = time.monotonic()
+
+        def stop() -> bool:
+            return bool((cancel is not None and cancel.is_set())
+                        or (timeout is not None and time.monotonic() - started > timeout))
+
+        try:
+            with self._read() as conn, stoppable(conn, stop):
+                return run_search(conn, query, skill=skill, limit=limit, highlight=highlight)
+        except Interrupted:
+            if cancel is not None and cancel.is_set():
+                raise RequestError("search: cancelled", status=499,
+                                   code="client_disconnected", param="q") from None
+            raise RequestError(
+                f"search: stopped after {timeout:g} s, its time budget (search.timeout); "
+                "search for fewer words, or longer ones than a short prefix*",
+                code="search_timeout", param="q") from None
 
     # -- editing --------------------------------------------------------------------------------
 

@@ -3,16 +3,24 @@ elsewhere. Called by :class:`~assistant.store.repository.Store` on its own conne
 
 A query with Chinese, Japanese or Korean in it searches the trigram index of the messages
 holding such text instead (substrings; see :mod:`assistant.store.cjk`), its snippets cut here.
+
+A query's cost grows with the square of its terms (each ``word*`` expands to every word it
+begins), so the API caps its length and terms (:func:`check_query`, ``[search]``), and runs it
+under :func:`stoppable`: SQLite gives up when the time budget is spent or the client has gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, text
+from sqlalchemy import exc as sa_exc
 
+from assistant.errors import RequestError
 from assistant.store import cjk
 from assistant.store.records import SearchHit
 from assistant.store.schema import parse_time
@@ -79,6 +87,48 @@ LIMIT :limit
 """
 _LIKE_SKILL = """AND (m.skill = :skill OR EXISTS (
     SELECT 1 FROM messages AS r WHERE r.parent_id = m.id AND r.skill = :skill))"""
+
+
+# SQLite asks whether to stop every this many virtual-machine instructions (about 1 ms).
+PROGRESS_STEPS = 10_000
+
+
+class Interrupted(Exception):
+    """SQLite stopped a statement because ``stop()`` turned true."""
+
+
+def check_query(query: str, *, max_chars: int, max_terms: int) -> None:
+    """A 400 naming ``q`` and the limit when ``query`` is longer than ``max_chars`` characters
+    or has more than ``max_terms`` words."""
+    if len(query) > max_chars:
+        raise RequestError(
+            f"q: {len(query)} characters, more than the {max_chars} a search may have "
+            "(search.max_query_chars); search for fewer words", param="q")
+    terms = len(_WORD.findall(query))
+    if terms > max_terms:
+        raise RequestError(
+            f"q: {terms} words, more than the {max_terms} a search may have "
+            "(search.max_terms); every word must match, so a few distinctive ones find as much",
+            param="q")
+
+
+@contextlib.contextmanager
+def stoppable(conn: Connection, stop: Callable[[], bool]) -> Iterator[None]:
+    """Statements on ``conn`` inside this block end with :class:`Interrupted` once ``stop()``
+    is true (SQLite's progress handler; other databases run to the end)."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    raw: Any = conn.connection.driver_connection
+    raw.set_progress_handler(lambda: 1 if stop() else 0, PROGRESS_STEPS)
+    try:
+        yield
+    except sa_exc.OperationalError as error:
+        if "interrupted" in str(error.orig) and stop():
+            raise Interrupted from None
+        raise
+    finally:
+        raw.set_progress_handler(None, 0)  # the connection goes back to the pool
 
 
 def fts_query(user_text: str) -> str:

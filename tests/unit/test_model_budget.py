@@ -54,9 +54,11 @@ def test_widths_the_file_gives_replace_the_default_and_missing_facts_count_nothi
     assert footprint.kv_cache_bytes({"block_count": 2, "embedding_length": 64}, 10) == 0
 
 
-def test_an_embedding_model_takes_its_file() -> None:
+def test_an_embedding_model_takes_its_file_and_one_batch() -> None:
     models = load_settings().models
-    assert footprint.plan("embedding", {}, 1000, models).total_bytes == 1000
+    planned = footprint.plan("embedding", {}, 1000, models, embed_batch=8)
+    assert planned.work_bytes == 8 * footprint.EMBED_BYTES_PER_TEXT
+    assert planned.total_bytes == 1000 + 8 * footprint.EMBED_BYTES_PER_TEXT
 
 
 # -- the budget --------------------------------------------------------------------------------
@@ -124,7 +126,8 @@ async def test_a_chat_model_is_loaded_for_parallel_sequences_and_says_what_it_ta
     assert (sent[0]["op"], sent[0]["n_ctx"], sent[0]["parallel"]) == ("load", 256, 4)
     size = (tmp_path / "a.gguf").stat().st_size
     memory = {"file_bytes": size, "kv_bytes": 4 * 128 * MIB, "state_bytes": 64 * MIB,
-              "context": 256, "sequences": 4, "total_bytes": size + 576 * MIB}
+              "context": 256, "sequences": 4, "work_bytes": 0,
+              "total_bytes": size + 576 * MIB}
     [status] = models.status()
     assert status["memory"] == memory and status["size_bytes"] == size
     health = DaemonStatus(models, tmp_path / "s.sock", Access()).health()

@@ -33,6 +33,7 @@ def client(store: Store) -> TestClient:
     app = FastAPI()
     install_error_handlers(app)
     app.dependency_overrides[deps.store] = lambda: store
+    app.dependency_overrides[deps.settings] = load_settings
     app.dependency_overrides[deps.models] = lambda: ModelManager(load_settings())
     app.include_router(router)
     return TestClient(app)

@@ -1,0 +1,112 @@
+"""Issue 21, finding 5: message search capped, given a time budget, stopped on disconnect.
+
+A query's cost grows with the square of its terms: 32 ``w*`` terms over 300 messages of 200
+random ``w`` words take about 8 s here (10,000 of them took 60–128 s in the issue), and
+nothing stopped a search whose client had left. Now ``q`` is capped at
+``search.max_query_chars`` (1,000) characters and ``search.max_terms`` (32) words, 400 naming
+the limit; SQLite's progress handler stops a search past ``search.timeout`` (400
+``search_timeout``) or once its client has disconnected.
+
+On the code before (from reading it; these tests were not run against it) the capped queries
+ran (200, or minutes for 10,000 terms), the 32-term search took its 8 s, and the abandoned
+one kept the daemon's CPU busy to its end.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from assistant.config import load_settings
+from assistant.daemon import deps
+from assistant.daemon.api import install_error_handlers
+from assistant.daemon.history_api import router
+from assistant.store import Store
+from assistant.testing import daemon_environment, start_daemon
+
+SLOW = " ".join(["w*"] * 32)  # within the caps, about 8 s unbounded on _fill's store
+
+
+def _fill(store: Store) -> None:
+    rng = random.Random(1)
+    for _ in range(300):
+        store.begin_turn(None, " ".join(f"w{rng.randrange(100_000)}" for _ in range(200)))
+
+
+@pytest.fixture
+def store() -> Iterator[Store]:
+    s = Store.open(load_settings())
+    yield s
+    s.close()
+
+
+def _client(store: Store, **search: float) -> TestClient:
+    app = FastAPI()
+    install_error_handlers(app)
+    app.dependency_overrides[deps.store] = lambda: store
+    app.dependency_overrides[deps.settings] = lambda: load_settings({"search": search})
+    app.include_router(router)
+    return TestClient(app)
+
+
+def test_query_length_and_terms_are_capped_with_a_400_naming_q(store: Store) -> None:
+    _fill(store)
+    client = _client(store)
+    for q, says in ((" ".join(["w*"] * 10_000), "29999 characters, more than the 1000"),
+                    (" ".join(["w"] * 33), "33 words, more than the 32")):
+        started = time.perf_counter()
+        reply = client.get("/api/search", params={"q": q})
+        assert time.perf_counter() - started < 1.0
+        assert reply.status_code == 400, reply.text
+        error = reply.json()["error"]
+        assert error["param"] == "q" and says in error["message"], error
+        assert "search.max_" in error["message"], error
+    assert client.get("/api/search", params={"q": " ".join(["w1"] * 32)}).status_code == 200
+
+
+def test_a_search_stops_at_its_time_budget(store: Store) -> None:
+    _fill(store)
+    client = _client(store, timeout=0.5)
+    started = time.perf_counter()
+    reply = client.get("/api/search", params={"q": SLOW})
+    took = time.perf_counter() - started
+    assert reply.status_code == 400, reply.text
+    error = reply.json()["error"]
+    assert error["code"] == "search_timeout" and "search.timeout" in error["message"], error
+    assert took < 1.5, f"the search ran {took:.1f} s past a 0.5 s budget"
+    # The connection is usable afterwards: the progress handler was taken off.
+    assert client.get("/api/search", params={"q": "w1*"}).status_code == 200
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100
+
+
+def test_a_search_stops_when_its_client_disconnects(tmp_path: Path,
+                                                    runtime_root: Path) -> None:
+    env = daemon_environment(tmp_path / "data", runtime_root / "run",
+                             extra_env={"ASSISTANT_SEARCH__TIMEOUT": "60"})
+    filled = Store.open(load_settings(environ=env))
+    _fill(filled)
+    filled.close()
+    daemon = start_daemon(env, tmp_path / "daemon.log")
+    try:
+        with pytest.raises(httpx.ReadTimeout), daemon.http(0.5) as http:
+            http.get("/api/search", params={"q": SLOW})
+        time.sleep(1.0)
+        busy = _cpu_s(daemon.proc.pid)
+        time.sleep(2.0)
+        burnt = _cpu_s(daemon.proc.pid) - busy
+        assert burnt < 0.3, f"the daemon used {burnt:.1f} s of CPU after its client left"
+        with daemon.http(10) as http:
+            assert http.get("/api/search", params={"q": "w1*"}).status_code == 200
+    finally:
+        daemon.stop()
