@@ -12,12 +12,16 @@ A failure has one of three owners (:func:`fault_of`):
   heals these itself (the host restarts on the next request).
 - ``skill``: anything else the skill's code raised, and a skill cut by the timeout.
 
-Only ``skill`` failures count. Each skill (and each plugin's hooks) has its own
+Only ``skill`` failures count. Each skill (and each hook of each plugin) has its own
 :class:`Breaker`: ``max_failures`` skill failures in a row disable it; after ``cooldown``
-seconds it is ``retrying`` — the next turn for it runs as a trial: success re-arms it, failure
-disables it again for twice as long (at most :data:`MAX_COOLDOWN`). ``assistant plugins
-enable`` re-arms it at once, and a restart forgets every breaker. Failures of the caller or the
-infrastructure neither count nor re-arm: they say nothing about the skill.
+seconds it is ``retrying`` — one turn for it runs as a trial while the others still fall back:
+success re-arms it, failure disables it again for twice as long (at most :data:`MAX_COOLDOWN`).
+``assistant plugins enable`` re-arms it at once, and a restart forgets every breaker. Failures
+of the caller or the infrastructure neither count nor re-arm: they say nothing about the skill.
+
+A turn is admitted with a :class:`Ticket` (:meth:`Breaker.admit`) and settles it once: the
+result of a turn admitted before the breaker last tripped or was re-armed says nothing about
+the skill now, and is ignored.
 """
 
 from __future__ import annotations
@@ -48,6 +52,15 @@ def fault_of(exc: BaseException) -> Fault:
 
 
 @dataclass
+class Ticket:
+    """One turn's admission to a skill: the breaker's epoch then, and whether it is the trial."""
+
+    epoch: int
+    trial: bool = False
+    settled: bool = False
+
+
+@dataclass
 class Breaker:
     """The failures in a row of one skill (or one plugin's hooks), and whether it may run."""
 
@@ -61,6 +74,8 @@ class Breaker:
     last_error: str | None = None
     last_traceback: str | None = None
     last_failure_at: float | None = None  # wall-clock time
+    epoch: int = 0  # bumped when it trips or is re-armed: older tickets' results are ignored
+    trial_running: bool = False  # a trial turn is running (only while retrying)
 
     @property
     def wait(self) -> float:
@@ -82,26 +97,68 @@ class Breaker:
         return max(0.0, self.opened_at + self.wait - self.clock())
 
     def allows(self) -> bool:
-        return self.state != "disabled"
+        """Whether a turn may run now: available, or retrying with no trial running."""
+        state = self.state
+        return state == "available" or (state == "retrying" and not self.trial_running)
 
-    def succeeded(self) -> None:
-        self.failures, self.trips, self.opened_at = 0, 0, None
+    def admit(self, force: bool = False) -> Ticket | None:
+        """Admit a turn: a ticket, the trial's while retrying; None when it must fall back.
+        ``force`` admits it even so (the last resort), not as the trial."""
+        state = self.state
+        if state == "available":
+            return Ticket(self.epoch)
+        if state == "retrying" and not self.trial_running:
+            self.trial_running = True
+            return Ticket(self.epoch, trial=True)
+        return Ticket(self.epoch) if force else None
 
-    def failed(self, error: str, traceback: str | None = None) -> bool:
+    def _settle(self, ticket: Ticket | None) -> bool:
+        """Settle ``ticket``; whether its result still speaks for the skill."""
+        if ticket is None:
+            return True
+        if ticket.settled:
+            return False
+        ticket.settled = True
+        if ticket.epoch != self.epoch:
+            return False
+        if ticket.trial:
+            self.trial_running = False
+        return True
+
+    def release(self, ticket: Ticket | None) -> None:
+        """The turn ended saying nothing about the skill (cancelled, the caller's or the
+        infrastructure's error): a trial's place goes to the next turn."""
+        self._settle(ticket)
+
+    def succeeded(self, ticket: Ticket | None = None) -> None:
+        if self._settle(ticket):
+            if self.opened_at is not None:
+                self.epoch += 1
+            self.failures, self.trips, self.opened_at = 0, 0, None
+            self.trial_running = False
+
+    def failed(self, error: str, traceback: str | None = None,
+               ticket: Ticket | None = None) -> bool:
         """Count a skill failure; True when it (re)disables the skill."""
+        if not self._settle(ticket):
+            return False
         self.failures += 1
         self.last_error, self.last_traceback = error, traceback
         self.last_failure_at = time.time()
-        if self.state == "retrying" or (self.opened_at is None
-                                        and self.failures >= self.max_failures):
+        if (ticket is not None and ticket.trial) or self.state == "retrying" or (
+                self.opened_at is None and self.failures >= self.max_failures):
             self.trips += 1
             self.opened_at = self.clock()
+            self.epoch += 1
+            self.trial_running = False
             return True
         return False
 
     def reset(self) -> None:
         """Re-arm: available, no failures counted (``assistant plugins enable``)."""
-        self.succeeded()
+        self.failures, self.trips, self.opened_at = 0, 0, None
+        self.epoch += 1
+        self.trial_running = False
 
     def why(self) -> str:
         """Why it is not available, for notices, errors and route explanations."""
@@ -115,4 +172,5 @@ class Breaker:
         retry = self.retry_in()
         return {"state": self.state, "failures": self.failures, "error": self.last_error,
                 "traceback": self.last_traceback, "failed_at": self.last_failure_at,
-                "retry_in_s": None if retry is None else round(retry, 1)}
+                "retry_in_s": None if retry is None else round(retry, 1),
+                "trial_running": self.trial_running}

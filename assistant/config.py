@@ -105,7 +105,7 @@ class PluginsSettings(_Section):
     strict: bool = False
     skill_timeout: float = Field(60.0, gt=0)
     max_failures: int = Field(5, ge=1)
-    cooldown: float = Field(60.0, ge=0)
+    cooldown: float = Field(60.0, ge=0, le=3600)
 
 
 class TuiSettings(_Section):

@@ -44,6 +44,10 @@ class BackendContext(SkillContext):
         # What the client asked for (max_tokens, temperature, seed) when a skill passes none.
         self.params = params or GenerationParams()
 
+    @property
+    def in_model_call(self) -> bool:
+        return any(getattr(b, "in_flight", 0) for b in (self.backend, self.embedding_backend))
+
     async def generate(
         self,
         messages: Sequence[ChatMessage],

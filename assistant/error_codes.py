@@ -17,8 +17,10 @@ from typing import Any
 
 from assistant.errors import (
     AssistantError,
+    BackendFailed,
     ChatTemplateError,
     DaemonError,
+    HostStopped,
     InputError,
     MalformedImport,
     ModelError,
@@ -44,16 +46,23 @@ class ErrorCode:
     param: str | None = None
     retry_after: str | None = None  # seconds, for a 503 worth retrying
     hint: str | None = None  # what the client's user is told to do
+    read_back: bool = True  # False: comes back as itself only with its own Retry-After
 
 
-# First match wins: a class comes before its parents. ModelLoadError and ModelError share a
-# code; read back, it is a ModelLoadError.
+# First match wins: a class comes before its parents. HostStopped, BackendFailed,
+# ModelLoadError and ModelError share a code; read back, it is a ModelLoadError, or the one
+# whose Retry-After it carries.
 TABLE: tuple[ErrorCode, ...] = (
     ErrorCode(QueueFull, 503, "queue_full", "server_busy"),
     # The model file's own template was refused: retrying cannot help, so not a 503.
     ErrorCode(ChatTemplateError, 400, "model_template_refused", param="model"),
     ErrorCode(ModelNotFound, 404, "model_not_found", param="model",
               hint="`assistant models list` shows what is installed."),
+    # The host restarts on the next request: worth retrying at once.
+    ErrorCode(HostStopped, 503, "model_unavailable", "model_error", retry_after="1",
+              read_back=False),
+    ErrorCode(BackendFailed, 503, "model_unavailable", "model_error", retry_after="5",
+              read_back=False),
     # A broken or unloadable model file: nothing the request can change.
     ErrorCode(ModelLoadError, 503, "model_unavailable", "model_error"),
     ErrorCode(ModelError, 503, "model_unavailable", "model_error"),
@@ -88,7 +97,8 @@ def http_error(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
     entry = next(e for e in TABLE if isinstance(exc, e.error))
     headers = {}
     if isinstance(exc, QueueFull | SkillUnavailable):
-        headers["Retry-After"] = str(exc.retry_after)
+        if exc.retry_after is not None:
+            headers["Retry-After"] = str(exc.retry_after)
     elif entry.retry_after is not None:
         headers["Retry-After"] = entry.retry_after
     return entry.status, error_body(exc.message, entry.code, entry.kind, entry.param), headers
@@ -104,14 +114,18 @@ def from_http(status: int, body: Any, headers: Mapping[str, str],
         param = error.get("param")
     except (KeyError, TypeError):
         message, code, param = fallback, "", None
-    entry = next((e for e in TABLE if e.code == code), None)
+    retry = headers.get("retry-after")
+    matches = [e for e in TABLE if e.code == code]
+    entry = next((e for e in matches if not e.read_back and e.retry_after == retry),
+                 next((e for e in matches if e.read_back), None))
     if entry is None:
         return RequestError(message, status=status, code=code or "error",
                             param=param if isinstance(param, str) else None)
     if entry.error is QueueFull:
         return QueueFull(message, _seconds(headers.get("retry-after")))
     if entry.error is SkillUnavailable:
-        return SkillUnavailable(message, entry.hint, _seconds(headers.get("retry-after")))
+        retry = headers.get("retry-after")
+        return SkillUnavailable(message, entry.hint, None if retry is None else _seconds(retry))
     return entry.error(message, entry.hint)
 
 

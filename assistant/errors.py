@@ -7,8 +7,10 @@
      │    ├── ModelNotFound
      │    ├── ModelIntegrityError  sha256 mismatch, or not a valid model file
      │    ├── ChatTemplateError    the model's chat template is refused (unsafe, too big, slow)
-     │    └── ModelLoadError
-     │         └── HostError       the model host reported an error (its exception's type)
+     │    ├── ModelLoadError
+     │    │    ├── HostError       the model host reported an error (its exception's type)
+     │    │    └── HostStopped     the model host stopped mid-request; it restarts: retry
+     │    └── BackendFailed        a plugin's model backend raised (a remote engine down)
      ├── DaemonError               the daemon cannot be reached, started or used
      │    ├── DaemonNotRunning
      │    └── QueueFull
@@ -64,6 +66,21 @@ class ModelIntegrityError(ModelError):
 
 class ModelLoadError(ModelError):
     pass
+
+
+class HostStopped(ModelLoadError):
+    """The model host stopped (crashed, killed) while serving the request; it restarts on the
+    next one, so the request is worth retrying at once."""
+
+
+class BackendFailed(ModelError):
+    """A plugin's model backend raised an error of its own (a remote engine unreachable):
+    the infrastructure's failure, counted against that plugin, never against a skill."""
+
+    def __init__(self, message: str, hint: str | None = None, plugin: str | None = None,
+                 ) -> None:
+        super().__init__(message, hint)
+        self.plugin = plugin
 
 
 class ChatTemplateError(ModelError):
@@ -135,6 +152,7 @@ class SkillUnavailable(PluginError):
     """A skill failed too often and is set aside until ``retry_after`` seconds have passed
     (then one turn tries it again) or someone runs ``assistant plugins enable``."""
 
-    def __init__(self, message: str, hint: str | None = None, retry_after: int = 60) -> None:
+    def __init__(self, message: str, hint: str | None = None,
+                 retry_after: int | None = 60) -> None:
         super().__init__(message, hint)
-        self.retry_after = retry_after
+        self.retry_after = retry_after  # None: only a re-arm helps (cooldown 0)

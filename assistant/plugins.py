@@ -3,11 +3,13 @@
 Plugins are found through the entry-point group ``assistant``; the bundled ones (chat,
 translate, summarize, qa in ``assistant_plugins``) register through the same group. A plugin
 that fails to import or register is recorded as ``failed`` and the rest load on; an event hook
-that raises is reported and the other implementations still run. Each skill, and each plugin's
-hooks, has its own :class:`~assistant.breaker.Breaker`: ``max_failures`` failures of its own code
-in a row set it aside (``disabled``) until a cooldown passes, ``assistant plugins enable`` or a
-restart; the caller's and the infrastructure's failures never count. Strict mode makes every
-plugin failure a :class:`PluginError`.
+that raises is reported and the other implementations still run. Each skill, and each hook of
+each plugin, has its own :class:`~assistant.breaker.Breaker`: ``max_failures`` failures of its
+own code in a row set it aside (``disabled``) until a cooldown passes, ``assistant plugins
+enable`` or a restart; the caller's and the infrastructure's failures never count. A plugin's
+model backend has one more, which only reports (its errors are the infrastructure's). Strict
+mode makes a plugin that fails to load, or a hook that raises, a :class:`PluginError`; a
+skill's failure stays an ``error`` event of its turn.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any, Literal
 import pluggy
 
 from assistant import hookspecs
-from assistant.breaker import Breaker, fault_of
+from assistant.breaker import Breaker, Ticket, fault_of
 from assistant.config import PluginsSettings, Settings
 from assistant.errors import PluginError, RequestError, SkillUnavailable
 from assistant.models.backend import Backend
@@ -35,6 +37,9 @@ GROUP = "assistant"
 BUNDLED_PACKAGE = "assistant_plugins"
 
 PluginStatus = Literal["loaded", "failed", "disabled"]
+
+# Hooks called once, at load: a failure there fails the plugin instead (no breaker).
+_REGISTRATION_HOOKS = frozenset({"register_skills", "register_models"})
 
 
 @dataclass
@@ -72,9 +77,11 @@ class PluginHost:
         self.skills: dict[str, Skill] = {}
         self.skill_plugin: dict[str, str] = {}
         self.backends: list[Backend] = []
+        self.backend_plugin: dict[int, str] = {}  # id of a backend -> its plugin
         self.plugins: dict[str, PluginInfo] = {}
         self.breakers: dict[str, Breaker] = {}  # per skill
-        self.hook_breakers: dict[str, Breaker] = {}  # per plugin
+        self.hook_breakers: dict[tuple[str, str], Breaker] = {}  # per (plugin, hook)
+        self.backend_breakers: dict[str, Breaker] = {}  # per plugin: reports, never gates
         self.entry_points_loaded = False
 
     # -- loading -------------------------------------------------------------------------
@@ -137,6 +144,7 @@ class PluginHost:
             if not isinstance(backend, Backend):
                 raise PluginError(f"register() expects a Backend, got {type(backend).__name__}")
             self.backends.append(backend)
+            self.backend_plugin[id(backend)] = info.name
             info.models.extend(m.name for m in backend.models())
 
         for hook, register in (("register_skills", add_skill), ("register_models", add_backend)):
@@ -171,61 +179,89 @@ class PluginHost:
                                            self.settings.cooldown)
         return self.breakers[skill]
 
-    def hook_breaker(self, plugin: str) -> Breaker:
-        """The circuit breaker of ``plugin``'s event hooks (its skills have their own)."""
-        if plugin not in self.hook_breakers:
-            self.hook_breakers[plugin] = Breaker(f"{plugin} hooks", self.settings.max_failures,
-                                                 self.settings.cooldown)
-        return self.hook_breakers[plugin]
+    def hook_breaker(self, plugin: str, hook: str) -> Breaker:
+        """The circuit breaker of ``plugin``'s implementation of event hook ``hook`` (its other
+        hooks and its skills have their own)."""
+        key = (plugin, hook)
+        if key not in self.hook_breakers:
+            self.hook_breakers[key] = Breaker(f"{plugin} {hook}", self.settings.max_failures,
+                                              self.settings.cooldown)
+        return self.hook_breakers[key]
 
-    def active(self, plugin: str) -> bool:
-        """Whether ``plugin``'s event hooks are called: loaded, and its hooks not disabled."""
+    def _hook_breakers(self, plugin: str) -> list[Breaker]:
+        info = self.plugins.get(plugin)
+        hooks = [h for h in (info.hooks if info else []) if h not in _REGISTRATION_HOOKS]
+        return [self.hook_breaker(plugin, h) for h in hooks]
+
+    def active(self, plugin: str, hook: str) -> bool:
+        """Whether ``plugin``'s ``hook`` is called: loaded, and that hook not disabled."""
         info = self.plugins.get(plugin)
         if info is None:
             return True
-        return info.status != "failed" and self.hook_breaker(plugin).allows()
+        return info.status != "failed" and self.hook_breaker(plugin, hook).allows()
 
-    def record_success(self, plugin: str) -> None:
-        """A hook of ``plugin`` ran without raising."""
+    def record_success(self, plugin: str, hook: str) -> None:
+        """``plugin``'s ``hook`` ran without raising: that hook's count starts again."""
         if plugin in self.plugins:
-            self.hook_breaker(plugin).succeeded()
-            self.plugins[plugin].failures = 0
+            self.hook_breaker(plugin, hook).succeeded()
+            self.plugins[plugin].failures = max(
+                (b.failures for b in self._hook_breakers(plugin)), default=0)
 
-    def record_failure(self, plugin: str, error: str, exc: BaseException | None = None) -> None:
-        """Count a hook's failure; past ``max_failures`` in a row the plugin's hooks are
-        disabled (its skills keep their own breakers)."""
+    def record_failure(self, plugin: str, hook: str, error: str,
+                       exc: BaseException | None = None) -> None:
+        """Count a hook's failure; past ``max_failures`` in a row that hook of the plugin is
+        disabled (its other hooks and its skills keep their own breakers)."""
         info = self.plugins.get(plugin)
         if info is None:
             return
-        breaker = self.hook_breaker(plugin)
+        breaker = self.hook_breaker(plugin, hook)
         if breaker.failed(error, _traceback(exc)):
-            log.warning("the hooks of plugin %s are %s", plugin, breaker.why(),
-                        extra={"plugin": plugin})
+            log.warning("hook %s of plugin %s is %s", hook, plugin, breaker.why(),
+                        extra={"plugin": plugin, "hook": hook})
         info.failures, info.error = breaker.failures, error
         if self.settings.strict:
             raise PluginError(f"plugin '{plugin}' failed: {error}",
                               "Strict mode is on (ASSISTANT_PLUGINS_STRICT).")
 
+    def backend_result(self, plugin: str, exc: BaseException | None) -> None:
+        """A model backend of ``plugin`` answered (``exc`` None) or raised ``exc``: shown in
+        ``/api/plugins`` and the problems, never a reason to set a skill aside."""
+        if plugin not in self.plugins:
+            return
+        breaker = self.backend_breakers.setdefault(
+            plugin, Breaker(f"{plugin} models", self.settings.max_failures,
+                            self.settings.cooldown))
+        if exc is None:
+            breaker.succeeded()
+        else:
+            breaker.failed(_describe(exc), _traceback(exc))
+
     def enable(self, name: str) -> list[str]:
-        """Re-arm the breakers of skill ``name``, or of every skill and the hooks of plugin
-        ``name``; returns what was re-armed."""
-        if name in self.skills:
-            self.breaker(name).reset()
-            return [name]
+        """Re-arm plugin ``name`` (every skill and hook of it), and skill ``name``; returns
+        what was re-armed."""
         info = self.plugins.get(name)
-        if info is None:
+        if info is None and name not in self.skills:
             known = ", ".join(sorted({*self.plugins, *self.skills}))
             raise RequestError(f"no plugin or skill named {name!r}; known: {known}",
                                status=404, code="not_found", param="name")
-        if info.status == "failed":
+        if info is not None and info.status == "failed" and name not in self.skills:
             raise RequestError(f"plugin {name!r} did not load ({info.error}); fix it and "
                                "restart the daemon", status=409, code="plugin_failed",
                                param="name")
-        self.hook_breaker(name).reset()
-        info.failures = 0
-        for skill in info.skills:
+        skills = [name] if name in self.skills else []
+        hooks: list[str] = []
+        if info is not None and info.status != "failed":
+            info.failures = 0
+            skills += [s for s in info.skills if s != name]
+            for breaker in self._hook_breakers(name):
+                breaker.reset()
+            if self._hook_breakers(name):
+                hooks = [f"{name} hooks"]
+            if name in self.backend_breakers:
+                self.backend_breakers[name].reset()
+        for skill in skills:
             self.breaker(skill).reset()
-        return [*info.skills, f"{name} hooks"]
+        return [*skills, *hooks]
 
     def problems(self) -> list[str]:
         """What is wrong with the plugins now, one line each (``/api/status`` problems)."""
@@ -234,10 +270,15 @@ class PluginHost:
             if info.status == "failed":
                 out.append(f"plugin '{info.name}' failed to load: {info.error}")
                 continue
-            hooks = self.hook_breaker(info.name)
-            if not hooks.allows():
-                out.append(f"the hooks of plugin '{info.name}' are {hooks.why()}; "
-                           f"`assistant plugins enable {info.name}` re-arms them")
+            for hook in info.hooks:
+                breaker = self.hook_breaker(info.name, hook)
+                if hook not in _REGISTRATION_HOOKS and not breaker.allows():
+                    out.append(f"hook {hook} of plugin '{info.name}' is {breaker.why()}; "
+                               f"`assistant plugins enable {info.name}` re-arms it")
+            models = self.backend_breakers.get(info.name)
+            if models is not None and models.failures >= models.max_failures:
+                out.append(f"the model backend of plugin '{info.name}' failed "
+                           f"{models.failures} times in a row (last: {models.last_error})")
             for skill in info.skills:
                 breaker = self.breaker(skill)
                 if not breaker.allows():
@@ -272,13 +313,13 @@ class PluginHost:
                 except Exception as exc:
                     notices.append(self._hook_failed(plugin, hook, exc))
                 else:
-                    self.record_success(plugin)
+                    self.record_success(plugin, hook)
         return notices
 
     def _call(self, hook: str, kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
         out: list[tuple[str, Any]] = []
         for impl in self._impls(hook):
-            if not self.active(impl.plugin_name):
+            if not self.active(impl.plugin_name, hook):
                 continue
             try:
                 result = impl.function(**{a: kwargs[a] for a in impl.argnames})
@@ -286,14 +327,14 @@ class PluginHost:
                 out.append((self._hook_failed(impl.plugin_name, hook, exc), None))
             else:
                 if not inspect.isawaitable(result):
-                    self.record_success(impl.plugin_name)
+                    self.record_success(impl.plugin_name, hook)
                 out.append(("", (impl.plugin_name, result)))
         return out
 
     def _hook_failed(self, plugin: str, hook: str, exc: Exception) -> str:
         message = f"plugin '{plugin}' failed in {hook}: {_describe(exc)}"
         log.error(message, exc_info=exc, extra={"plugin": plugin, "hook": hook})
-        self.record_failure(plugin, message, exc)
+        self.record_failure(plugin, hook, message, exc)
         return message
 
     # -- skills --------------------------------------------------------------------------
@@ -309,12 +350,26 @@ class PluginHost:
         return SkillUnavailable(
             f"skill '{skill}' is {breaker.why()}",
             f"`assistant plugins enable {skill}` re-arms it; `assistant plugins list` shows "
-            "the last error.", retry_after=max(1, round(retry or 60)))
+            "the last error.", retry_after=None if retry is None else max(1, round(retry)))
 
-    async def run_skill(self, name: str, turn: Turn, ctx: SkillContext) -> AsyncIterator[Event]:
-        """Run a skill under the timeout; only its own failures count toward its breaker."""
+    def admit(self, skill: str, force: bool = False) -> Ticket | None:
+        """A ticket for one turn of ``skill`` (see :meth:`Breaker.admit`), or None when its
+        breaker sets the turn aside."""
+        return self.breaker(skill).admit(force)
+
+    async def run_skill(self, name: str, turn: Turn, ctx: SkillContext,
+                        ticket: Ticket | None = None) -> AsyncIterator[Event]:
+        """Run a skill under the timeout; only its own failures count toward its breaker.
+
+        ``ticket`` is the turn's admission (:meth:`admit`); without one the turn is admitted
+        here. Whatever ends the run, the ticket is settled: a trial that is cancelled or ends
+        with the caller's or the infrastructure's error leaves its place to the next turn.
+        """
         skill = self.skills.get(name)
-        if skill is None or not self.breaker(name).allows():
+        breaker = self.breaker(name)
+        if ticket is None and skill is not None:
+            ticket = breaker.admit()
+        if skill is None or ticket is None:
             error = (self.unavailable(name) if skill is not None else
                      SkillUnavailable(f"skill '{name}' is not available; see "
                                       "`assistant plugins list`."))
@@ -322,47 +377,57 @@ class PluginHost:
             yield Done("error")
             return
         plugin = self.skill_plugin[name]
-        final = "complete"
+        final, timeout = "complete", None
         failed: ErrorEvent | None = None
-        async for event in execute(skill, turn, ctx, self.settings.skill_timeout):
-            if isinstance(event, ErrorEvent):
-                failed = event
-            if isinstance(event, Done):
-                final = event.status
-            yield event
-        fault = "skill" if failed is None or failed.error is None else fault_of(failed.error)
-        if final == "complete":
-            self.breaker(name).succeeded()
-        elif fault != "skill":  # the caller's or the infrastructure's: not the skill's
-            assert failed is not None
-            log.info("skill %s ended with the %s's error: %s", name, fault, failed.message,
-                     extra={"skill": name, "plugin": plugin, "fault": fault})
-        else:
-            self._skill_failed(name, plugin, failed)
+        try:
+            async for event in execute(skill, turn, ctx, self.settings.skill_timeout):
+                if isinstance(event, ErrorEvent):
+                    failed = event
+                if isinstance(event, Done):
+                    final, timeout = event.status, event.timeout
+                yield event
+            fault = ("infrastructure" if timeout == "model" else "skill"
+                     if failed is None or failed.error is None else fault_of(failed.error))
+            if final == "complete":
+                breaker.succeeded(ticket)
+            elif fault != "skill":  # the caller's or the infrastructure's: not the skill's
+                why = failed.message if failed is not None else "cut by the timeout while " \
+                    "waiting for the model"
+                log.info("skill %s ended with the %s's error: %s", name, fault, why,
+                         extra={"skill": name, "plugin": plugin, "fault": fault})
+            else:
+                self._skill_failed(name, plugin, failed, ticket)
+        finally:
+            breaker.release(ticket)  # unless settled above: the turn went away
 
-    def _skill_failed(self, name: str, plugin: str, failed: ErrorEvent | None) -> None:
+    def _skill_failed(self, name: str, plugin: str, failed: ErrorEvent | None,
+                      ticket: Ticket | None) -> None:
+        # Also in strict mode only logged: the turn's error event has said it already, and a
+        # raise here would cut the stream after the route event with no error event.
         exc = failed.error if failed is not None else None
         message = failed.message if failed is not None else f"skill '{name}' timed out"
         log.error("skill %s of plugin %s failed: %s", name, plugin, message,
                   exc_info=exc, extra={"skill": name, "plugin": plugin})
         breaker = self.breaker(name)
-        if breaker.failed(message, _traceback(exc)):
+        if breaker.failed(message, _traceback(exc), ticket):
             log.warning("skill %s of plugin %s is %s", name, plugin, breaker.why(),
                         extra={"skill": name, "plugin": plugin})
-        if self.settings.strict:
-            raise PluginError(f"plugin '{plugin}' failed: {message}",
-                              "Strict mode is on (ASSISTANT_PLUGINS_STRICT).")
 
     def info(self) -> list[PluginInfo]:
         """Every plugin, bundled first, with the health of its skills and hooks now."""
         for info in self.plugins.values():
             if info.status == "failed":
                 continue
-            hooks = self.hook_breaker(info.name)
-            info.status = "loaded" if hooks.allows() else "disabled"
+            hooks = self._hook_breakers(info.name)
+            info.status = "loaded" if all(h.allows() for h in hooks) else "disabled"
             info.health = {s: self.breaker(s).to_dict() for s in info.skills}
-            if info.hooks:
-                info.health["hooks"] = hooks.to_dict()
+            if hooks:  # the hook worst off stands for them all; "hook" names it
+                worst = max(hooks, key=lambda h: (not h.allows(), h.failures))
+                info.health["hooks"] = {**worst.to_dict(),
+                                        "hook": worst.name.split(" ", 1)[1]}
+            models = self.backend_breakers.get(info.name)
+            if models is not None:
+                info.health["models"] = models.to_dict()
         return sorted(self.plugins.values(), key=lambda p: (not p.bundled, p.name))
 
 

@@ -69,9 +69,12 @@ class ErrorEvent:
 
 @dataclass(frozen=True)
 class Done:
-    """The last event of every run."""
+    """The last event of every run. ``timeout`` says what the skill timeout cut: the skill's
+    own code (``"skill"``) or a wait for a model call of its context (``"model"``: a long
+    queue or generation, not the skill's failure)."""
 
     status: Status = "complete"
+    timeout: Literal["skill", "model"] | None = None
     type: ClassVar[str] = "done"
 
 
@@ -131,6 +134,12 @@ class SkillContext(ABC):
     documents: DocumentSearch | None
     config: dict[str, Any]
     _sink: Callable[[Event], None] | None = None
+
+    @property
+    def in_model_call(self) -> bool:
+        """Whether a model call of this context is running now: the skill timeout firing then
+        cut a wait for the model, not the skill's own code."""
+        return False
 
     @abstractmethod
     def generate(
@@ -229,16 +238,19 @@ async def execute(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     status: Status = "complete"
+    cut: Literal["skill", "model"] | None = None
     try:
         while True:
             remaining = deadline - loop.time()
             try:
                 event = await asyncio.wait_for(queue.get(), max(remaining, 0))
             except TimeoutError:
+                cut = "model" if ctx.in_model_call else "skill"
                 task.cancel()
                 status = "cancelled"
-                yield Notice(f"skill '{skill.name}' took longer than {timeout:g} s and was "
-                             "cancelled.", "warning")
+                waiting = " (waiting for the model)" if cut == "model" else ""
+                yield Notice(f"skill '{skill.name}' took longer than {timeout:g} s{waiting} "
+                             "and was cancelled.", "warning")
                 break
             if event is None:
                 break
@@ -247,7 +259,7 @@ async def execute(
         if failure:
             status = "error"
             yield error_event(skill.name, failure[0])
-        yield Done(status)
+        yield Done(status, cut)
     finally:
         ctx._sink = None
         if not task.done():

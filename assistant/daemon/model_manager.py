@@ -29,7 +29,15 @@ from typing import Any
 from assistant.config import KEEP_ALIVE_MAX, KEEP_ALIVE_MIN, Settings
 from assistant.daemon import openai_tools
 from assistant.daemon.queue import ModelQueue
-from assistant.errors import ModelError, ModelLoadError, ModelNotFound, RequestError
+from assistant.errors import (
+    AssistantError,
+    BackendFailed,
+    HostStopped,
+    ModelError,
+    ModelLoadError,
+    ModelNotFound,
+    RequestError,
+)
 from assistant.locations import data_dir
 from assistant.models import footprint, registry, structured
 from assistant.models.backend import (
@@ -40,6 +48,7 @@ from assistant.models.backend import (
     ModelInfo,
     ToolCall,
     close_stream,
+    closing_stream,
 )
 from assistant.models.footprint import Footprint
 from assistant.models.host_process import HostError, HostProcess
@@ -81,13 +90,50 @@ class ModelManager(Backend):
         self.queues: dict[str, ModelQueue] = {}
         self.embed_queues: dict[str, ModelQueue] = {}  # clients' embedding jobs, per model
         self.backends: dict[str, Backend] = {}  # model name -> a plugin's backend
+        self.backend_plugin: dict[str, str] = {}  # model name -> the plugin of its backend
+        # Told of each plugin backend's failure (plugin, error) or success (plugin, None):
+        # the plugin host's breaker of that plugin's models (set by the composition root).
+        self.on_backend_result: Callable[[str, BaseException | None], None] | None = None
         self._locks: dict[str, asyncio.Lock] = {}
 
     # -- plugin backends ---------------------------------------------------------------------
 
-    def add_backend(self, backend: Backend) -> None:
+    def add_backend(self, backend: Backend, plugin: str | None = None) -> None:
         for info in backend.models():
             self.backends[info.name] = backend
+            if plugin is not None:
+                self.backend_plugin[info.name] = plugin
+
+    def _backend_failed(self, model: str, exc: Exception) -> BackendFailed:
+        """A plugin backend's own error as the infrastructure's (503): a remote engine that
+        is down is not the fault of the skill that asked it."""
+        plugin = self.backend_plugin.get(model)
+        log.error("the backend of model %s (plugin %s) failed", model, plugin or "?",
+                  exc_info=exc, extra={"model": model, "plugin": plugin})
+        if plugin is not None and self.on_backend_result is not None:
+            self.on_backend_result(plugin, exc)
+        return BackendFailed(
+            f"model {model!r} failed in its backend (plugin {plugin or '?'}): "
+            f"{type(exc).__name__}: {exc}",
+            "Try again shortly; `assistant plugins list` shows the backend's last error.",
+            plugin=plugin)
+
+    def _backend_worked(self, model: str) -> None:
+        plugin = self.backend_plugin.get(model)
+        if plugin is not None and self.on_backend_result is not None:
+            self.on_backend_result(plugin, None)
+
+    async def _from_backend(self, model: str, deltas: AsyncIterator[Delta],
+                            ) -> AsyncIterator[Delta]:
+        try:
+            async with closing_stream(deltas) as stream:
+                async for delta in stream:
+                    yield delta
+        except AssistantError:
+            raise
+        except Exception as exc:
+            raise self._backend_failed(model, exc) from exc
+        self._backend_worked(model)
 
     def knows(self, name: str) -> bool:
         """Whether ``name`` is a model of a plugin backend or installed."""
@@ -242,7 +288,8 @@ class ModelManager(Backend):
     ) -> AsyncIterator[Delta]:
         self._check_params(model, params)
         if model in self.backends:
-            async for delta in self.backends[model].chat(model, messages, params):
+            deltas = self.backends[model].chat(model, messages, params)
+            async for delta in self._from_backend(model, deltas):
                 yield delta
             return
         async for delta in self._generate(
@@ -256,7 +303,8 @@ class ModelManager(Backend):
     ) -> AsyncIterator[Delta]:
         self._check_params(model, params)
         if model in self.backends:
-            async for delta in self.backends[model].complete(model, prompt, params):
+            deltas = self.backends[model].complete(model, prompt, params)
+            async for delta in self._from_backend(model, deltas):
                 yield delta
             return
         async for delta in self._generate(model, "complete", "prompt", params, prompt=prompt):
@@ -330,7 +378,12 @@ class ModelManager(Backend):
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
         """The daemon's own embedding (routing, documents): never refused for a full queue."""
         if model in self.backends:
-            return await self.backends[model].embed(model, texts)
+            try:
+                return await self.backends[model].embed(model, texts)
+            except AssistantError:
+                raise
+            except Exception as exc:
+                raise self._backend_failed(model, exc) from exc
         return await self._embed(model, texts)
 
     async def embed_request(self, model: str, texts: list[str]) -> list[list[float]]:
@@ -471,7 +524,7 @@ def _request_error(model: str, exc: HostError, prompt_field: str = "messages") -
             param=prompt_field,
         )
     if exc.kind == "HostCrashed":
-        return ModelLoadError(
+        return HostStopped(
             f"the model host stopped while running {model!r}; it is restarting",
             "Try the request again.",
         )

@@ -15,6 +15,7 @@ import uuid
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from assistant.config import EmbeddingsSettings
@@ -330,9 +331,13 @@ async def chat_completions(body: ChatRequest, request: Request,
     check_model(models, body.model)
     body.refuse_unsupported()
     params = body.params()
+    notices: list[str] = []
     if body.model == ROUTED_MODEL:  # only a routed turn waits for start-up (routing warm)
         turns = await deps.started(services)
-        stream = turns.openai_turn(body.chat_messages(), params)
+        # "model" names the router here, not the model a skill's refusal would be about.
+        carried = frozenset(body.model_fields_set - {"model"})
+        stream = turns.openai_turn(body.chat_messages(), params, carried=carried,
+                                   notices=notices)
     else:
         await models.check_max_tokens(body.model, params)
         stream = models.chat(body.model, body.chat_messages(), params)
@@ -341,13 +346,24 @@ async def chat_completions(body: ChatRequest, request: Request,
     # Pull the first piece before answering, so that a full queue, a prompt over the context
     # or a model that fails to load is an HTTP error, not a broken stream.
     first = await anext(stream)
+    headers = notice_header(notices)
     if body.stream:
         return sse_response(first, stream, {**head, "object": "chat.completion.chunk"},
                             _chat_delta, body.streaming,
-                            opening={"role": "assistant", "content": ""})
+                            opening={"role": "assistant", "content": ""}, headers=headers)
     replies = await collect(request, first, stream)
-    return {**head, "choices": [_chat_choice(i, r) for i, r in enumerate(replies)],
-            "usage": usage(replies)}
+    return JSONResponse({**head, "choices": [_chat_choice(i, r) for i, r in enumerate(replies)],
+                         "usage": usage(replies)}, headers=notice_header(notices))
+
+
+def notice_header(notices: list[str]) -> dict[str, str]:
+    """``X-Assistant-Notice``: the turn's notices so far, one line of printable ASCII (other
+    characters as ``\\uXXXX``), at most 2,000 characters."""
+    if not notices:
+        return {}
+    text = " | ".join(" ".join(n.split()) for n in notices)
+    safe = "".join(c if " " <= c <= "~" and c != "\\" else f"\\u{ord(c):04x}" for c in text)
+    return {"X-Assistant-Notice": safe[:2000]}
 
 
 def _chat_choice(index: int, reply: Gathered) -> dict[str, Any]:

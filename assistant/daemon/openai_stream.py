@@ -80,12 +80,14 @@ class StreamOptions:
 
 def sse_response(first: Delta, stream: AsyncIterator[Delta], head: dict[str, Any],
                  choice: Choice, options: StreamOptions,
-                 opening: dict[str, Any] | None = None) -> StreamingResponse:
+                 opening: dict[str, Any] | None = None,
+                 headers: dict[str, str] | None = None) -> StreamingResponse:
     """``stream`` (after ``first``) as OpenAI's server-sent chunks, each ``head`` (id, object,
     created, model) with one ``choice``; ``opening``, a first chunk's delta for each reply; as
-    ``options`` ask; then ``[DONE]``."""
+    ``options`` ask; then ``[DONE]``. ``headers`` go with the response's."""
     return StreamingResponse(_sse_chunks(first, stream, head, choice, options, opening),
-                             media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+                             media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", **(headers or {})})
 
 
 async def _sse_chunks(first: Delta, stream: AsyncIterator[Delta], head: dict[str, Any],

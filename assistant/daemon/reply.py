@@ -1,6 +1,8 @@
 """A turn's reply as it is produced: the usage of its generations and its stored record.
 
-:class:`Metered` wraps the backend a skill is given and adds up what every generation used;
+:class:`Metered` wraps the backend a skill is given: it adds up what every generation used,
+knows whether a model call is running (the skill timeout does not blame the skill for a wait
+on the model), and tells a refusal caused by the caller's request from one the skill caused;
 :class:`ReplyRecorder` keeps the text as it streams, saves it every :data:`SAVE_EVERY_S`, and
 finalizes the stored reply exactly once, also when the client goes away.
 """
@@ -15,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, RequestError, SkillFailed
 from assistant.models.backend import (
     Backend,
     ChatMessage,
@@ -34,12 +36,24 @@ SAVE_EVERY_S = 0.5
 
 
 class Metered(Backend):
-    """Passes chat and completions through to ``inner`` and adds up the usage of every
-    generation."""
+    """Passes chat, completions and embeddings through to ``inner`` and adds up the usage of
+    every generation.
 
-    def __init__(self, inner: Backend, on_done: Callable[[str, Delta], None]) -> None:
+    ``carried`` names the fields the turn's request carried and ``own_chars`` the length of
+    the text and history it gave: a model's refusal (a 4xx :class:`RequestError`) is the
+    caller's only when it names a field the request carried, or when the prompt past the
+    context is mostly the request's own text; otherwise the skill asked for something the
+    model refuses, and it is the skill's failure (:class:`SkillFailed`). ``carried`` None
+    leaves every refusal the caller's.
+    """
+
+    def __init__(self, inner: Backend, on_done: Callable[[str, Delta], None], *,
+                 carried: frozenset[str] | None = None, own_chars: int = 0) -> None:
         self.inner = inner
         self.on_done = on_done
+        self.carried = carried
+        self.own_chars = own_chars
+        self.in_flight = 0  # model calls awaiting the model now
 
     def models(self) -> list[ModelInfo]:
         return self.inner.models()
@@ -47,22 +61,47 @@ class Metered(Backend):
     def chat(
         self, model: str, messages: list[ChatMessage], params: GenerationParams
     ) -> AsyncIterator[Delta]:
-        return self._metered(model, self.inner.chat(model, messages, params))
+        size = sum(len(m.content) for m in messages)
+        return self._metered(model, self.inner.chat(model, messages, params), size)
 
     def complete(
         self, model: str, prompt: str, params: GenerationParams
     ) -> AsyncIterator[Delta]:
-        return self._metered(model, self.inner.complete(model, prompt, params))
+        return self._metered(model, self.inner.complete(model, prompt, params), len(prompt))
 
-    async def _metered(self, model: str, deltas: AsyncIterator[Delta]) -> AsyncIterator[Delta]:
+    async def _metered(self, model: str, deltas: AsyncIterator[Delta], size: int,
+                       ) -> AsyncIterator[Delta]:
         async with closing_stream(deltas) as stream:
-            async for delta in stream:
+            while True:
+                self.in_flight += 1  # only while waiting on the model, not on the skill
+                try:
+                    delta = await anext(stream)
+                except StopAsyncIteration:
+                    break
+                except RequestError as exc:
+                    raise self._refused(exc, size) from exc
+                finally:
+                    self.in_flight -= 1
                 if delta.finish_reason is not None:
                     self.on_done(model, delta)
                 yield delta
 
+    def _refused(self, exc: RequestError, size: int) -> AssistantError:
+        if self.carried is None or not 400 <= exc.status < 500:
+            return exc
+        if exc.code == "context_length_exceeded":
+            if self.own_chars * 2 >= size:  # mostly what the caller sent
+                return exc
+        elif exc.param is not None and exc.param in self.carried:
+            return exc
+        return SkillFailed(f"the model refused the skill's request: {exc.message}")
+
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
-        return await self.inner.embed(model, texts)
+        self.in_flight += 1
+        try:
+            return await self.inner.embed(model, texts)
+        finally:
+            self.in_flight -= 1
 
     async def count_tokens(self, model: str, messages: list[ChatMessage]) -> int:
         return await self.inner.count_tokens(model, messages)

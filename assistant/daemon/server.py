@@ -42,7 +42,8 @@ def build(settings: Settings, plugins: PluginHost, files: RuntimeFiles | None = 
     the plugin host and the status. The store and the turn service come with :func:`start`."""
     models = ModelManager(settings)
     for backend in plugins.backends:
-        models.add_backend(backend)
+        models.add_backend(backend, plugins.backend_plugin.get(id(backend)))
+    models.on_backend_result = plugins.backend_result
     return Services(settings, files or RuntimeFiles(settings), models, plugins, access)
 
 

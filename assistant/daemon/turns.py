@@ -14,14 +14,17 @@ turn with another first step.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, cast
 
+import anyio
+
 from assistant import wire
-from assistant.breaker import fault_of
+from assistant.breaker import Ticket, fault_of
 from assistant.context import BackendContext
 from assistant.daemon.compaction import CompactionFailed, Compactor, chat_messages
 from assistant.daemon.events import while_running
@@ -76,6 +79,10 @@ class TurnRequest:
     regenerate: str | None = None  # an assistant message id: answer its question again
     edit: str | None = None  # a user message id: ask ``text`` in its place, on a new branch
     routed: RouteDecision | None = None  # where the turn goes, when decided before it runs
+    text_field: str = "text"  # what the client calls ``text``, in errors (``messages`` on /v1)
+    # The fields the request carried: a model's refusal naming another field is the skill's
+    # doing (see reply.Metered); None: every refusal is the caller's.
+    carried: frozenset[str] | None = None
 
 
 @dataclass
@@ -114,6 +121,7 @@ class _Running:
     status: str = "cancelled"
     error: ErrorEvent | None = None
     after_turn: list[str] | None = None  # after_turn's notices, once it has run
+    notices: list[str] = field(default_factory=list)  # said right after the route event
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -142,33 +150,56 @@ class TurnService:
 
     # -- routing -----------------------------------------------------------------------------
 
-    def check_skill(self, skill: str, command: bool = False) -> None:
-        """A 400 ``unknown_skill`` unless a skill named ``skill`` is registered (one set aside
-        by its breaker is known: the turn falls back with a notice)."""
+    def check_skill(self, skill: str, request: TurnRequest | None = None) -> str | None:
+        """A 400 ``unknown_skill`` when the client's ``skill``, or a ``/name`` command at the
+        start of the text, names no registered skill (one set aside by its breaker is known:
+        the turn falls back with a notice). An unknown ``@name`` reads as a mention: the text
+        goes as it is, and the notice to say so is returned."""
         if skill in self.plugins.skills:
-            return
+            return None
+        close = difflib.get_close_matches(skill, list(self.plugins.skills), n=1)
         known = ", ".join(sorted(self.plugins.skills))
-        if command:
-            raise RequestError(
-                f"text: no skill named {skill!r} (the message starts with a command); "
-                f"available: {known}. To send the words as they are, put something before it.",
-                param="text", code="unknown_skill")
-        raise RequestError(f"skill: no skill named {skill!r}; available: {known}",
-                           param="skill", code="unknown_skill")
+        guess = f"did you mean {close[0]!r}? " if close else ""
+        if request is None:
+            raise RequestError(f"skill: no skill named {skill!r}; {guess}available: {known}",
+                               param="skill", code="unknown_skill")
+        if request.text.lstrip().startswith("@"):
+            return f"no skill {skill!r}; sent as text."
+        raise RequestError(
+            f"{request.text_field}: no skill named {skill!r} (the message starts with "
+            f"/{skill}); {guess}available: {known}. To send the words as they are, put "
+            "something before it.", param=request.text_field, code="unknown_skill")
 
-    def around_disabled(self, decision: RouteDecision) -> tuple[RouteDecision, str | None]:
-        """``decision``, or the fallback skill and a notice when the decided skill's breaker is
-        open; :class:`~assistant.errors.SkillUnavailable` when the fallback's is open too."""
+    def around_disabled(self, decision: RouteDecision,
+                        ) -> tuple[RouteDecision, str | None, Ticket | None]:
+        """``decision`` and the turn's admission to its skill; or, when the decided skill's
+        breaker sets the turn aside, the fallback skill and a notice saying why. The fallback
+        is the last resort: when its breaker is open too it runs all the same, with a notice
+        (a disabled chat must not make every turn an error). Without a fallback skill,
+        :class:`~assistant.errors.SkillUnavailable`."""
         skill, fallback = decision.skill, self.router.fallback
-        if skill not in self.plugins.skills or self.plugins.breaker(skill).allows():
-            return decision, None
-        if skill == fallback or fallback not in self.plugins.available_skills():
-            raise self.plugins.unavailable(skill)
+        if skill not in self.plugins.skills:
+            return decision, None, None  # the skill runner says it is not available
+        ticket = self.plugins.admit(skill)
+        if ticket is not None:
+            return decision, None, ticket
         why = f"skill '{skill}' is {self.plugins.breaker(skill).why()}"
-        instead = RouteDecision("fallback", fallback, 0.0, skill, decision.score,
-                                f"{why}; falling back to {fallback}", decision.text,
-                                decision.scores)
-        return instead, f"{why}; {fallback} answers instead."
+        if fallback not in self.plugins.skills:
+            raise self.plugins.unavailable(skill)
+        if skill != fallback:
+            ticket = self.plugins.admit(fallback)
+            if ticket is not None:
+                return (self._fallback(decision, f"{why}; falling back to {fallback}"),
+                        f"{why}; {fallback} answers instead.", ticket)
+            why += f", and so is '{fallback}'"
+        ticket = self.plugins.admit(fallback, force=True)
+        instead = decision if skill == fallback else self._fallback(
+            decision, f"{why}; {fallback} answers as the last resort")
+        return instead, f"{why}; {fallback} answers all the same, as the last resort.", ticket
+
+    def _fallback(self, decision: RouteDecision, explanation: str) -> RouteDecision:
+        return RouteDecision("fallback", self.router.fallback, 0.0, decision.skill,
+                             decision.score, explanation, decision.text, decision.scores)
 
     async def correct(self, text: str, skill: str) -> None:
         """Remember that ``text`` belongs to ``skill``: similar turns follow it from now on."""
@@ -202,16 +233,19 @@ class TurnService:
         """The events of one turn: check, begin (commit the user's side), route, fit the
         context, run the skill, finalize the reply, report."""
         store = self._store_for(request)
+        mention = None
         if request.skill is not None:  # a 400 before any write
             self.check_skill(request.skill)
         elif request.routed is None and not request.regenerate:
             command = self.router.command(request.text)
             if command is not None:
-                self.check_skill(command, command=True)
+                mention = self.check_skill(command, request)
         model = request.model or request.chat_model or self.settings.models.default
         begun = await self._begin(store, request, model)
         state = _Running(request, begun, model,
                          ReplyRecorder(store, begun.ids().get("message_id")))
+        if mention:
+            state.notices.append(mention)
         try:  # from here on the stored reply is finalized exactly once, whatever happens
             async with closing_stream(self._answer(state, store)) as events:
                 async for event in events:
@@ -220,9 +254,12 @@ class TurnService:
             state.status = "error"
             raise
         finally:
-            await self._finalize(state)
-            # Also when the client went away or the turn raised: before_turn ran, so does this.
-            await self._after_turn(state)
+            # Also when the client went away: Starlette cancels the response's task group,
+            # and anyio cancels again at every await of a cancelled scope, so an unshielded
+            # await here would end this block before after_turn (before_turn ran, so must it).
+            with anyio.CancelScope(shield=True):
+                await self._finalize(state)
+                await self._after_turn(state)
         async for event in self._report(state):
             yield event
 
@@ -257,13 +294,26 @@ class TurnService:
     async def _answer(self, state: _Running, store: Store | None,
                       ) -> AsyncIterator[wire.TurnEvent]:
         """Route, fit the context, tell the plugins, run the skill."""
+        request, begun = state.request, state.begun
+        decision, set_aside, ticket = self.around_disabled(
+            await self.route(begun.utterance, request))
+        if set_aside:
+            state.notices.append(set_aside)
+        try:
+            async with closing_stream(self._run_skill(state, store, decision, ticket)) as events:
+                async for event in events:
+                    yield event
+        finally:  # a turn that ends before its skill ran leaves a trial's place to another
+            self.plugins.breaker(decision.skill).release(ticket)
+
+    async def _run_skill(self, state: _Running, store: Store | None, decision: RouteDecision,
+                         ticket: Ticket | None) -> AsyncIterator[wire.TurnEvent]:
         request, begun, ids = state.request, state.begun, state.ids
-        decision, set_aside = self.around_disabled(await self.route(begun.utterance, request))
         state.decision = decision
         route = decision.to_dict()
         yield _route_event(decision, ids)
-        if set_aside:
-            yield wire.Notice(type="notice", message=set_aside, level="warning")
+        for notice in state.notices:
+            yield wire.Notice(type="notice", message=notice, level="warning")
         state.skill_model, instead = await self.skill_model(
             decision.skill, request.model, state.model)
         if instead:
@@ -282,15 +332,18 @@ class TurnService:
             args={"params": request.params})
         for notice in await self.plugins.acall("before_turn", turn=turn):
             yield wire.Notice(type="notice", message=notice, level="warning")
+        own = len(begun.utterance) + sum(len(m.content) for m in history)
         ctx = BackendContext(
-            Metered(self.models, state.usage.add), state.model,
+            Metered(self.models, state.usage.add, carried=request.carried, own_chars=own),
+            state.model,
             embedding_model=self.settings.models.embedding, history=history,
             documents=self.documents,
             config={**self.settings.skill_section(decision.skill),
                     "model": state.skill_model},
             params=request.params, cache_tag=ids.get("conversation_id"),
         )
-        async with closing_stream(self.plugins.run_skill(decision.skill, turn, ctx)) as events:
+        running = self.plugins.run_skill(decision.skill, turn, ctx, ticket)
+        async with closing_stream(running) as events:
             async for event in events:
                 if isinstance(event, DeltaEvent):
                     await state.recorder.add(event.text)
@@ -424,14 +477,20 @@ class TurnService:
                                tokens_after=result.tokens_after, context=n_ctx)
 
     async def openai_turn(
-        self, messages: list[ChatMessage], params: GenerationParams
+        self, messages: list[ChatMessage], params: GenerationParams, *,
+        carried: frozenset[str] | None = None, notices: list[str] | None = None,
     ) -> AsyncIterator[Delta]:
-        """The model ``assistant`` of the OpenAI API: route the last user message, store it."""
+        """The model ``assistant`` of the OpenAI API: route the last user message, store it.
+
+        ``carried`` names the request's fields; the turn's notices (a fallback, a mention
+        sent as text) are appended to ``notices`` as they come: OpenAI's chunks have no place
+        for them, so the API sends those said before the first piece as a header."""
         at = max((i for i, m in enumerate(messages) if m.role == "user"), default=None)
         if at is None:
             raise RequestError("messages: the model 'assistant' needs a user message",
                                param="messages")
-        request = TurnRequest(text=messages[at].content, params=params, history=messages[:at])
+        request = TurnRequest(text=messages[at].content, params=params, history=messages[:at],
+                              text_field="messages", carried=carried)
         if params.constrained:  # before anything is stored: a skill that cannot is a 400
             request.routed = await self.route(request.text, request)
             skill = request.routed.skill
@@ -445,6 +504,8 @@ class TurnService:
         async for event in self.run(request):
             if event["type"] == "delta":
                 yield Delta(event["text"])
+            elif event["type"] == "notice" and notices is not None:
+                notices.append(event["message"])
             elif event["type"] == "error":
                 raise from_event(event)  # the caller's 400, the infrastructure's 503…
             elif event["type"] == "done":

@@ -59,6 +59,7 @@ async def turn(body: TurnBody, turns: TurnsDep) -> StreamingResponse:
         model=body.model, chat_model=body.chat_model, regenerate=body.regenerate, edit=body.edit,
         params=GenerationParams(max_tokens=body.max_tokens, temperature=body.temperature,
                                 seed=body.seed),
+        carried=frozenset(body.model_fields_set),
     )
     events = turns.run(turn_request)
     # The first event (route) comes before the answer, so that an unavailable store or an

@@ -105,7 +105,7 @@ def test_five_host_crashes_in_a_row_leave_chat_available(
                                             {"text": STORY, "max_tokens": 1500})
                 error = json.loads(last)
                 assert error["type"] == "error" and error["code"] == "model_unavailable"
-                assert error["status"] == 503
+                assert error["status"] == 503 and error["retry_after"] == 1
         with daemon.http() as http:
             reply = http.post("/v1/chat/completions", json={
                 "model": "assistant", "max_tokens": 4,
@@ -164,8 +164,9 @@ def test_a_failing_plugin_skill_through_the_cli(tmp_path: Path, short_tmp: Path)
         shout = cli(env, "ask", "@shout hey there")
         assert shout.returncode == 0 and shout.stdout.strip() == "HEY THERE"
 
-        unknown = cli(env, "ask", "@unitz 5 miles in km")
+        unknown = cli(env, "ask", "/unitz 5 miles in km")
         assert unknown.returncode == 1 and "no skill named 'unitz'" in unknown.stderr
+        assert "did you mean 'units'?" in unknown.stderr
         cut = cli(env, "ask", "--skill", "slow", "go")
         assert cut.returncode == 1 and "not complete (cancelled)" in cut.stderr
         assert "took longer than 2 s" in cut.stderr

@@ -22,7 +22,8 @@ def test_each_error_travels_and_comes_back_as_its_kind(entry: object) -> None:
     status, body, headers = http_error(exc)
     assert status == entry.status and body["error"]["code"] == entry.code  # type: ignore[attr-defined]
     back = from_http(status, body, {k.lower(): v for k, v in headers.items()})
-    # ModelError shares ModelLoadError's code: read back, it is the more precise one
+    # ModelError shares ModelLoadError's code: read back, it is the more precise one (and
+    # HostStopped and BackendFailed come back as themselves by their Retry-After)
     assert type(back) is (ModelLoadError if error is ModelError else error)
     assert back.message == exc.message
     if error is QueueFull:

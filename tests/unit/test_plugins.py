@@ -8,12 +8,17 @@ from collections.abc import AsyncIterator
 
 import click
 import pytest
+from pydantic import ValidationError
 
 from assistant import hookimpl
-from assistant.breaker import fault_of
+from assistant.breaker import Breaker, fault_of
 from assistant.config import PluginsSettings, load_settings
+from assistant.daemon.model_manager import _request_error
 from assistant.documents.reader import DocumentError
+from assistant.error_codes import http_error
 from assistant.errors import (
+    HostError,
+    HostStopped,
     ModelLoadError,
     PluginError,
     QueueFull,
@@ -187,7 +192,7 @@ def test_hanging_skill_is_cancelled_with_notice() -> None:
     events = run(host, "hang")
     assert events[0] == DeltaEvent("partial ")
     assert isinstance(events[1], Notice) and "cancelled" in events[1].message
-    assert events[-1] == Done("cancelled")
+    assert events[-1] == Done("cancelled", timeout="skill")
     assert host.breaker("hang").failures == 1
 
 
@@ -253,7 +258,7 @@ def test_a_disabled_skill_is_tried_again_after_the_cooldown_and_enable_rearms_it
     assert host.enable("boom") == ["boom"]
     assert host.breaker("boom").state == "available" and host.breaker("boom").failures == 0
     run(host, "boom"), run(host, "boom")
-    assert host.enable("flaky") == ["boom", "echo", "flaky hooks"]
+    assert host.enable("flaky") == ["boom", "echo"]  # it has no event hooks
     assert "boom" in host.available_skills()
     with pytest.raises(RequestError, match="no plugin or skill named 'nope'"):
         host.enable("nope")
@@ -340,11 +345,118 @@ def test_a_raising_hook_counts_against_its_plugins_hooks_only() -> None:
     host.register(types.SimpleNamespace(before_turn=before_turn), "both-hooks")
     host.call("before_turn", turn=Turn("x"))
     host.call("before_turn", turn=Turn("x"))
-    assert not host.active("both-hooks") and host.call("before_turn", turn=Turn("x")) == []
+    assert not host.active("both-hooks", "before_turn")
+    assert host.call("before_turn", turn=Turn("x")) == []
     assert "echo" in host.available_skills()
     assert {i.name: i.status for i in host.info()} == {"both": "loaded",
                                                        "both-hooks": "disabled"}
-    assert host.enable("both-hooks") == ["both-hooks hooks"] and host.active("both-hooks")
+    assert host.enable("both-hooks") == ["both-hooks hooks"]
+    assert host.active("both-hooks", "before_turn")
+
+
+def test_another_hooks_success_does_not_re_arm_a_failing_hook() -> None:
+    host = PluginHost(settings(max_failures=3))
+
+    @hookimpl
+    def before_turn(turn):  # type: ignore[no-untyped-def]
+        raise RuntimeError("hook bug")
+
+    @hookimpl
+    def after_turn(turn, reply):  # type: ignore[no-untyped-def]
+        pass
+
+    host.register(types.SimpleNamespace(before_turn=before_turn, after_turn=after_turn), "two")
+    for _ in range(3):
+        host.call("before_turn", turn=Turn("x"))
+        host.call("after_turn", turn=Turn("x"), reply=Reply("", "complete", "chat"))
+    assert not host.active("two", "before_turn") and host.active("two", "after_turn")
+    (info,) = host.info()
+    assert info.status == "disabled" and info.health["hooks"]["hook"] == "before_turn"
+    assert any("hook before_turn of plugin 'two'" in p for p in host.problems())
+
+
+def test_enable_a_plugin_named_like_its_skill_re_arms_its_hooks_too() -> None:
+    host = PluginHost(settings(max_failures=1))
+
+    @hookimpl
+    def register_skills(register):  # type: ignore[no-untyped-def]
+        register(Boom())
+
+    @hookimpl
+    def before_turn(turn):  # type: ignore[no-untyped-def]
+        raise RuntimeError("hook bug")
+
+    host.register(types.SimpleNamespace(register_skills=register_skills,
+                                        before_turn=before_turn), "boom")
+    host.call("before_turn", turn=Turn("x"))
+    run(host, "boom")
+    assert not host.active("boom", "before_turn") and not host.breaker("boom").allows()
+    assert host.enable("boom") == ["boom", "boom hooks"]
+    assert host.active("boom", "before_turn") and host.breaker("boom").allows()
+
+
+def test_retrying_admits_one_trial_and_ignores_turns_from_before_the_trip() -> None:
+    clock = Clock()
+    breaker = Breaker("s", max_failures=1, cooldown=10, clock=clock)
+    early = breaker.admit()
+    assert early is not None and not early.trial
+    breaker.failed("boom", ticket=breaker.admit())
+    assert breaker.state == "disabled" and breaker.admit() is None
+    breaker.succeeded(early)  # a turn started before the trip ends well: says nothing now
+    assert breaker.state == "disabled"
+    clock.now += 10
+    trial = breaker.admit()
+    assert trial is not None and trial.trial
+    assert breaker.admit() is None and not breaker.allows()  # the others fall back
+    breaker.release(trial)  # the trial was cancelled: the next turn is the trial
+    again = breaker.admit()
+    assert again is not None and again.trial
+    breaker.succeeded(again)
+    assert breaker.state == "available" and breaker.failures == 0
+
+
+def test_a_cancelled_trial_turn_leaves_its_place_to_the_next() -> None:
+    host = PluginHost(settings(max_failures=1, cooldown=5))
+    host.register(skill_plugin(Hang(), Echo()), "hangs")
+    clock = Clock()
+    breaker = host.breaker("hang")
+    breaker.clock = clock
+    breaker.failed("boom")
+    clock.now += 5
+
+    async def go() -> None:
+        events = host.run_skill("hang", Turn("x"), fake_context())
+        await anext(events)  # the trial runs
+        assert breaker.trial_running and not breaker.allows()
+        await events.aclose()  # the client went away
+
+    asyncio.run(go())
+    assert not breaker.trial_running and breaker.allows() and breaker.state == "retrying"
+
+
+def test_strict_mode_ends_a_failed_skills_turn_with_its_error_event() -> None:
+    host = PluginHost(settings(strict=True))
+    host.register(skill_plugin(Boom()), "booms")
+    events = run(host, "boom")  # no PluginError cutting the stream
+    assert isinstance(events[-2], ErrorEvent) and "kaboom" in events[-2].message
+    assert events[-1] == Done("error") and host.breaker("boom").failures == 1
+
+
+def test_cooldown_zero_gives_no_retry_after_and_cooldown_is_capped() -> None:
+    host = PluginHost(settings(max_failures=1, cooldown=0))
+    host.register(skill_plugin(Boom()), "booms")
+    run(host, "boom")
+    error = host.unavailable("boom")
+    assert error.retry_after is None and "Retry-After" not in http_error(error)[2]
+    with pytest.raises(ValidationError, match="cooldown"):
+        settings(cooldown=7200)
+
+
+def test_a_model_host_crash_is_a_503_worth_retrying_at_once() -> None:
+    error = _request_error("m", HostError("HostCrashed", "the model host stopped"))
+    assert isinstance(error, HostStopped) and fault_of(error) == "infrastructure"
+    status, _, headers = http_error(error)
+    assert status == 503 and headers["Retry-After"] == "1"
 
 
 # -- one test per hook (tests/unit/test_docs.py checks these exist) -----------------------------

@@ -8,6 +8,7 @@ The real app, store, plugins and router on the fake model (issues 18, 20 and 21)
 from __future__ import annotations
 
 import asyncio
+import json
 import types
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest_asyncio
 from assistant import hookimpl
 from assistant.config import load_settings
 from assistant.daemon.turns import TurnRequest
-from assistant.errors import ModelLoadError, RequestError
+from assistant.errors import HostStopped, RequestError
 from assistant.models.backend import ChatMessage, Delta, GenerationParams
 from assistant.skills import DeltaEvent, Event, Skill, SkillContext, Turn
 from assistant.testing import FakeBackend, InProcessDaemon, in_process_daemon
@@ -34,12 +35,21 @@ class Failing(FakeBackend):
     stopping like a killed model host when told to."""
 
     host_down = False
+    remote_down = False  # a remote engine's backend: its own ConnectionError
+    slow = False  # a long queue: the model answers after an hour
 
     async def chat(self, model: str, messages: list[ChatMessage], params: GenerationParams,
                    ) -> AsyncIterator[Delta]:
         if self.host_down:
-            raise ModelLoadError(f"the model host stopped while running {model!r}; it is "
-                                 "restarting", "Try the request again.")
+            raise HostStopped(f"the model host stopped while running {model!r}; it is "
+                              "restarting", "Try the request again.")
+        if self.remote_down:
+            raise ConnectionError("[Errno 111] Connection refused")
+        if self.slow:
+            await asyncio.sleep(3600)
+        if params.grammar is not None:
+            raise RequestError("grammar: this model takes no grammar",
+                               code="unsupported_parameter", param="grammar")
         if sum(len(m.content) for m in messages) > 1000:
             raise RequestError(f"the prompt is 2,000 tokens, beyond the context of 1,024 "
                                f"(model {model!r})", code="context_length_exceeded",
@@ -78,6 +88,29 @@ class Slow(Skill):
         await asyncio.sleep(3600)
 
 
+class Stuffer(Skill):
+    """A skill that pads a short request past the context by itself."""
+
+    name = "stuffer"
+    examples = ("stuff it",)
+
+    async def run(self, turn: Turn, ctx: SkillContext) -> AsyncIterator[Event]:
+        async for piece in ctx.generate([ChatMessage("user", LONG + turn.text)]):
+            yield DeltaEvent(piece)
+
+
+class Grammarian(Skill):
+    """A skill that asks the model for something it refuses, the caller never asked."""
+
+    name = "grammarian"
+    examples = ("parse this",)
+
+    async def run(self, turn: Turn, ctx: SkillContext) -> AsyncIterator[Event]:
+        async for piece in ctx.generate([ChatMessage("user", turn.text)],
+                                        GenerationParams(grammar='root ::= "x"')):
+            yield DeltaEvent(piece)
+
+
 def plugin(*skills: Skill, **hooks: Callable[..., Any]) -> object:
     @hookimpl
     def register_skills(register):  # type: ignore[no-untyped-def]
@@ -97,8 +130,9 @@ def env(isolated_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.Monkey
 
 @pytest_asyncio.fixture
 async def daemon(env: None) -> AsyncIterator[InProcessDaemon]:
-    async with in_process_daemon(load_settings(), Failing(),
-                                 plugins={"units-plugin": plugin(Units(), Shout())}) as d:
+    plugins = {"units-plugin": plugin(Units(), Shout()),
+               "buggy-prompts": plugin(Stuffer(), Grammarian())}
+    async with in_process_daemon(load_settings(), Failing(), plugins=plugins) as d:
         yield d
 
 
@@ -141,11 +175,13 @@ async def test_model_host_crashes_are_503s_and_never_disable_chat(
         error = last(await daemon.events("/api/turns", {"text": "/chat hi"}))
         assert error["code"] == "model_unavailable" and error["status"] == 503
         assert "host stopped" in error["message"] and "failed" not in error["message"]
+        assert error["retry_after"] == 1
     async with daemon.http() as http:
         response = await http.post("/v1/chat/completions", json={
             "model": "assistant", "messages": [{"role": "user", "content": "hi"}]})
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "model_unavailable"
+        assert response.headers["retry-after"] == "1"
         daemon.backend.host_down = False  # the host restarted
         ok = await http.post("/v1/chat/completions", json={
             "model": "assistant", "messages": [{"role": "user", "content": "/chat hi"}]})
@@ -198,15 +234,155 @@ async def test_a_failing_skill_is_set_aside_alone_shown_and_re_armed(
 
 async def test_an_unknown_command_is_an_error_naming_the_skills(daemon: InProcessDaemon) -> None:
     async with daemon.http() as http:
-        response = await http.post("/api/turns", json={"text": "@unitz 5 miles in km"})
+        response = await http.post("/api/turns", json={"text": "/unitz 5 miles in km"})
         openai = await http.post("/v1/chat/completions", json={
             "model": "assistant", "messages": [{"role": "user", "content": "/unitz 5 mi"}]})
         listed = (await http.get("/api/conversations")).json()["conversations"]
     assert response.status_code == 400 and openai.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "unknown_skill" and "'unitz'" in error["message"]
-    assert "units" in error["message"] and "chat" in error["message"]
+    assert "did you mean 'units'?" in error["message"] and "chat" in error["message"]
+    assert error["param"] == "text"
+    assert openai.json()["error"]["param"] == "messages"
+    assert openai.json()["error"]["message"].startswith("messages: ")
     assert listed == []  # refused before anything was stored
+
+
+async def test_an_unknown_mention_is_sent_as_text_with_a_notice(daemon: InProcessDaemon) -> None:
+    events = await daemon.events("/api/turns", {"text": "@alice thanks for the review"})
+    notices = [e["message"] for e in events if e["type"] == "notice"]
+    assert events[0]["type"] == "route" and events[0]["text"] == "@alice thanks for the review"
+    assert "no skill 'alice'; sent as text." in notices
+    assert last(events)["status"] == "complete"
+
+
+# -- the breaker's edges: waits for the model, the last resort, remote engines -------------
+
+async def test_a_timeout_while_waiting_for_the_model_never_counts(
+        env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASSISTANT_PLUGINS__SKILL_TIMEOUT", "0.2")
+    backend = Failing()
+    backend.slow = True
+    async with in_process_daemon(load_settings(), backend) as daemon:
+        for _ in range(4):
+            events = await daemon.events("/api/turns", {"text": "/chat hi"})
+            assert last(events)["status"] == "cancelled"
+            assert any("waiting for the model" in e["message"]
+                       for e in events if e["type"] == "notice")
+        assert daemon.services.plugins.breaker("chat").failures == 0
+        backend.slow = False
+        ok = await daemon.events("/api/turns", {"text": "/chat hi"})
+    assert last(ok)["status"] == "complete"
+
+
+async def test_a_disabled_chat_still_answers_as_the_last_resort(daemon: InProcessDaemon) -> None:
+    plugins = daemon.services.plugins
+
+    def trip() -> None:
+        for skill in ("chat", "units"):
+            while plugins.breaker(skill).allows():
+                plugins.breaker(skill).failed("RuntimeError: boom")
+
+    trip()
+    chat = await daemon.events("/api/turns", {"text": "/chat hi"})
+    assert plugins.breaker("chat").allows()  # its answer re-armed it
+    trip()
+    units = await daemon.events("/api/turns", {"text": "@units 5 mi"})
+    trip()
+    async with daemon.http() as http:
+        openai = await http.post("/v1/chat/completions", json={
+            "model": "assistant", "messages": [{"role": "user", "content": "/chat hi"}]})
+    for events in (chat, units):
+        assert last(events)["status"] == "complete" and events[0]["skill"] == "chat"
+        assert any("last resort" in e["message"] for e in events if e["type"] == "notice")
+    assert openai.status_code == 200
+    assert "last resort" in openai.headers["x-assistant-notice"]
+
+
+async def test_a_remote_backends_error_is_a_503_and_never_a_skills_failure(
+        daemon: InProcessDaemon) -> None:
+    assert isinstance(daemon.backend, Failing)
+    daemon.backend.remote_down = True
+    for _ in range(4):
+        error = last(await daemon.events("/api/turns", {"text": "/chat hi"}))
+        assert error["status"] == 503 and error["code"] == "model_unavailable"
+        assert "ConnectionError" in error["message"] and "fake-model" in error["message"]
+        assert "retry_after" in error
+    async with daemon.http() as http:
+        response = await http.post("/v1/chat/completions", json={
+            "model": "assistant", "messages": [{"role": "user", "content": "/chat hi"}]})
+        listed = (await http.get("/api/plugins")).json()["plugins"]
+    assert response.status_code == 503 and "retry-after" in response.headers
+    assert daemon.services.plugins.breaker("chat").failures == 0
+    fake = next(p for p in listed if p["name"] == "fake-model")
+    assert fake["health"]["models"]["failures"] == 5
+    assert "ConnectionError" in fake["health"]["models"]["traceback"]
+
+
+async def test_a_skills_own_refused_model_call_is_the_skills_failure(
+        daemon: InProcessDaemon) -> None:
+    for skill in ("stuffer", "grammarian"):
+        error = last(await daemon.events("/api/turns", {"text": f"@{skill} go"}))
+        assert error["status"] == 500 and error["code"] == "skill_failed", error
+        assert "the model refused the skill's request" in error["message"]
+        assert daemon.services.plugins.breaker(skill).failures == 1
+
+
+async def test_the_fallback_notice_reaches_v1_as_a_header(daemon: InProcessDaemon) -> None:
+    for _ in range(3):
+        daemon.services.plugins.breaker("units").failed("RuntimeError: boom")
+    body = {"model": "assistant", "messages": [{"role": "user", "content": "@units 5 mi"}]}
+    async with daemon.http() as http:
+        whole = await http.post("/v1/chat/completions", json=body)
+        streamed = await http.post("/v1/chat/completions", json={**body, "stream": True})
+    for response in (whole, streamed):
+        assert response.status_code == 200
+        notice = response.headers["x-assistant-notice"]
+        assert "skill 'units' is disabled" in notice and "chat answers instead" in notice
+        assert notice.isascii() and "\n" not in notice
+
+
+async def test_after_turn_runs_once_when_a_real_client_disconnects(env: None) -> None:
+    """Through Starlette as uvicorn's h11 drives it (ASGI spec 2.3): the response's task group
+    is cancelled when ``http.disconnect`` arrives, and anyio keeps cancelling it."""
+    seen: list[str] = []
+
+    @hookimpl
+    def before_turn(turn):  # type: ignore[no-untyped-def]
+        seen.append("before")
+
+    @hookimpl
+    async def after_turn(turn, reply):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0)
+        seen.append(f"after {reply.status}")
+
+    plugins = {"slow": plugin(Slow(), before_turn=before_turn, after_turn=after_turn)}
+    async with in_process_daemon(load_settings(), plugins=plugins) as daemon:
+        body = json.dumps({"text": "go", "skill": "slow"}).encode()
+        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
+                 "http_version": "1.1", "method": "POST", "scheme": "http",
+                 "path": "/api/turns", "raw_path": b"/api/turns", "query_string": b"",
+                 "root_path": "", "client": ("127.0.0.1", 5000),
+                 "server": ("/tmp/assistant.sock", None),
+                 "headers": [(b"host", b"assistant"), (b"content-type", b"application/json"),
+                             (b"content-length", str(len(body)).encode())]}
+        streamed = asyncio.Event()
+        requested = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal requested
+            if not requested:
+                requested = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await streamed.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if b"event: delta" in message.get("body", b""):
+                streamed.set()
+
+        await asyncio.wait_for(daemon.asgi(scope, receive, send), 10)
+        assert seen == ["before", "after cancelled"]
 
 
 async def test_after_turn_runs_once_when_the_client_goes_away(env: None) -> None:
