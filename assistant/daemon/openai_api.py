@@ -31,6 +31,7 @@ from assistant.daemon.openai_stream import (
     sse_response,
     usage,
 )
+from assistant.daemon.openai_turn import openai_turn
 from assistant.errors import RequestError
 from assistant.models.backend import ChatMessage, GenerationParams, Tool
 from assistant.models.structured import check_grammar, schema_for
@@ -336,8 +337,8 @@ async def chat_completions(body: ChatRequest, request: Request,
         turns = await deps.started(services)
         # "model" names the router here, not the model a skill's refusal would be about.
         carried = frozenset(body.model_fields_set - {"model"})
-        stream = turns.openai_turn(body.chat_messages(), params, carried=carried,
-                                   notices=notices)
+        stream = openai_turn(turns, body.chat_messages(), params, carried=carried,
+                             notices=notices)
     else:
         await models.check_max_tokens(body.model, params)
         stream = models.chat(body.model, body.chat_messages(), params)

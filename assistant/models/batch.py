@@ -258,15 +258,20 @@ class Engine:
         if not unsaved:
             return
         slot = max(unsaved, key=lambda s: s.used)
-        with self._states_lock:
-            state = self._state(slot)
-            if state is None:
-                slot.dirty = False  # not worth saving (too short, or not exact)
-                return
-            self.lock.release()  # the copy is out: requests may go on while it is written
-            try:
+        released = False
+        try:
+            with self._states_lock:
+                state = self._state(slot)
+                if state is None:
+                    slot.dirty = False  # not worth saving (too short, or not exact)
+                    return
+                self.lock.release()  # the copy is out: requests may go on while it is written
+                released = True
                 self.states.put(*state)
-            finally:
+        finally:
+            # Taken back only once the state cache's lock is let go: a request holding this
+            # lock may be waiting for that one (to save a slot before it takes it).
+            if released:
                 self.lock.acquire()
 
     def forget(self, tag: str) -> int:
