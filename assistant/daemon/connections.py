@@ -50,16 +50,17 @@ class ConnectionLimits:
 
     def within(self, open_files: int) -> ConnectionLimits:
         """These limits, scaled down (both budgets alike) to fit ``open_files``; unchanged
-        when they fit. Each keeps at least 16 connections, even past ``open_files``: a daemon
-        that takes none would be no safer, only useless."""
+        when they fit. Each keeps at least 16 connections (or its configured budget, when
+        smaller), even past ``open_files``: a daemon that takes none would be no safer, only
+        useless."""
         room = open_files - (self.open_files() - self.tcp - self.unix)
         wanted = self.tcp + self.unix
         if room >= wanted:
             return self
         share = max(room, 0) / wanted
-        tcp = max(16, int(self.tcp * share)) if self.tcp else 0
+        tcp = min(self.tcp, max(16, int(self.tcp * share))) if self.tcp else 0
         return replace(self, tcp=tcp, tcp_per_peer=min(self.tcp_per_peer, tcp),
-                       unix=max(16, int(self.unix * share)))
+                       unix=min(self.unix, max(16, int(self.unix * share))))
 
 
 def open_file_limit(wanted: int) -> int:

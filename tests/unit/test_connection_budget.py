@@ -91,6 +91,15 @@ def test_the_open_files_needed_and_budgets_shrunk_to_fit() -> None:
     assert small.tcp_per_peer <= small.tcp < 512 and small.unix < 2048
 
 
+def test_shrinking_never_raises_a_budget_configured_below_its_floor() -> None:
+    """The floor of 16 connections was applied to budgets configured smaller (``max(16, …)``):
+    tcp = 4 under a tight open-file limit became 16."""
+    tiny = ConnectionLimits(tcp=4, tcp_per_peer=2, unix=8).within(10)
+    assert (tiny.tcp, tiny.tcp_per_peer, tiny.unix) == (4, 2, 8)
+    floored = ConnectionLimits(tcp=512, tcp_per_peer=256, unix=2048).within(10)
+    assert (floored.tcp, floored.unix) == (16, 16)
+
+
 def test_the_soft_limit_is_raised_never_lowered() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
