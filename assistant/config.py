@@ -94,6 +94,8 @@ class SearchSettings(_Section):
     max_query_chars: int = Field(1000, ge=1)
     max_terms: int = Field(32, ge=1)
     timeout: float = Field(5.0, gt=0)
+    concurrency: int = Field(2, ge=1, le=64)
+    queue: int = Field(8, ge=0, le=10_000)
 
 
 class StoreSettings(_Section):

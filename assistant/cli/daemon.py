@@ -7,6 +7,7 @@ import json
 import click
 
 from assistant.cli import AppContext, pass_app
+from assistant.cli.terminal import one_line
 from assistant.config import KEEP_ALIVE_MAX, KEEP_ALIVE_MIN
 
 
@@ -94,7 +95,7 @@ def status(app: AppContext, as_json: bool) -> None:
                    f"{disk:.0f} MB disk), {cache['hits']} hits, {cache['misses']} misses, "
                    f"{cache['evictions']} evictions")
     for problem in info.get("problems", []):
-        click.echo(f"problem    {problem}")
+        click.echo(f"problem    {one_line(problem)}")  # plugin and exception text
 
 
 @click.command("load")

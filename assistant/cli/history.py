@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -202,6 +203,21 @@ def _forget_states(app: AppContext, conversation_id: str) -> None:
     forget_on_disk(data_dir(app.settings) / "states", conversation_id)
 
 
+def highlighted(snippet: str, marks: tuple[str, str], start: str, end: str) -> str:
+    """``snippet`` safe to print, each match the store wrapped in ``marks`` (two private-use
+    characters) shown between ``start`` and ``end``. Only an opening mark closed before the
+    next one is a match; any other mark is the message's own text and printed as an escape,
+    so stored text cannot place the style's escape codes."""
+    def safe(text: str) -> str:
+        return one_line(text).replace(marks[0], "\\ue000").replace(marks[1], "\\ue001")
+
+    out, at = [], 0
+    for match in re.finditer(f"{marks[0]}([^{marks[0]}{marks[1]}]*){marks[1]}", snippet):
+        out += [safe(snippet[at:match.start()]), start, safe(match[1]), end]
+        at = match.end()
+    return "".join([*out, safe(snippet[at:])])
+
+
 @history.command("search")
 @click.argument("query", nargs=-1, required=True)
 @click.option("--skill", help="Only replies by this skill and the questions they answer.")
@@ -209,8 +225,6 @@ def _forget_states(app: AppContext, conversation_id: str) -> None:
 @pass_app
 def search(app: AppContext, query: tuple[str, ...], skill: str | None, limit: int) -> None:
     """Search every message, best matches first."""
-    # The store marks matches with two private-use characters, put in only after the snippet
-    # is made safe to print (the style's own escape codes would be escaped with the rest).
     marks = ("\ue000", "\ue001")
     start, end = ("\x1b[1;33m", "\x1b[0m") if sys.stdout.isatty() else ("**", "**")
     with open_store(app) as store:
@@ -219,8 +233,7 @@ def search(app: AppContext, query: tuple[str, ...], skill: str | None, limit: in
         label = hit.role + (f" · {hit.skill}" if hit.skill else "")
         click.echo(f"{one_line(hit.conversation_id)}  {_when(hit.created)}  "
                    f"{one_line(hit.conversation_title)}  [{one_line(label)}]")
-        snippet = one_line(" ".join(hit.snippet.split()))
-        click.echo("    " + snippet.replace(marks[0], start).replace(marks[1], end))
+        click.echo("    " + highlighted(" ".join(hit.snippet.split()), marks, start, end))
     if not hits:
         click.echo("No matches.", err=True)
 

@@ -31,6 +31,9 @@ FILES_RESERVE = 1024
 # The ASGI scope extension a request's connection puts its "the token was right" callback in.
 AUTHENTICATED = "assistant.authenticated"
 _REPORT_EVERY_S = 10.0
+# An unauthenticated connection younger than this is not closed to make room: a client's
+# brand-new connection has had no time yet to send its request and show the token.
+GRACE_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -50,16 +53,17 @@ class ConnectionLimits:
 
     def within(self, open_files: int) -> ConnectionLimits:
         """These limits, scaled down (both budgets alike) to fit ``open_files``; unchanged
-        when they fit. Each keeps at least 16 connections, even past ``open_files``: a daemon
-        that takes none would be no safer, only useless."""
+        when they fit. Each keeps at least 16 connections (or its configured budget, when
+        smaller), even past ``open_files``: a daemon that takes none would be no safer, only
+        useless."""
         room = open_files - (self.open_files() - self.tcp - self.unix)
         wanted = self.tcp + self.unix
         if room >= wanted:
             return self
         share = max(room, 0) / wanted
-        tcp = max(16, int(self.tcp * share)) if self.tcp else 0
+        tcp = min(self.tcp, max(16, int(self.tcp * share))) if self.tcp else 0
         return replace(self, tcp=tcp, tcp_per_peer=min(self.tcp_per_peer, tcp),
-                       unix=max(16, int(self.unix * share)))
+                       unix=min(self.unix, max(16, int(self.unix * share))))
 
 
 def open_file_limit(wanted: int) -> int:
@@ -90,8 +94,10 @@ class ConnectionBudget:
     """The connections open on each listener, oldest first; :meth:`admit` each new one,
     :meth:`release` it when it closes."""
 
-    def __init__(self, limits: ConnectionLimits) -> None:
+    def __init__(self, limits: ConnectionLimits, grace_s: float = GRACE_S) -> None:
         self.limits = limits
+        self.grace_s = grace_s
+        self._opened: dict[Connection, float] = {}
         self._unix: dict[Connection, None] = {}  # dicts keep insertion order: oldest first
         self._tcp: dict[Connection, None] = {}
         self._peers: dict[str, dict[Connection, None]] = {}
@@ -115,7 +121,7 @@ class ConnectionBudget:
                      (self._tcp, self.limits.tcp)]
         for pool, limit in pools:
             while len(pool) >= limit:
-                victim = _victim(pool)
+                victim = self._victim(pool)
                 if victim is None:
                     self.refused += 1
                     self._report()
@@ -124,6 +130,7 @@ class ConnectionBudget:
                 victim.evict()
                 self.evicted += 1
         self._where[conn] = peer
+        self._opened[conn] = time.monotonic()
         if peer is None:
             self._unix[conn] = None
         else:
@@ -137,6 +144,7 @@ class ConnectionBudget:
         if conn not in self._where:
             return
         peer = self._where.pop(conn)
+        self._opened.pop(conn, None)
         if peer is None:
             self._unix.pop(conn, None)
             return
@@ -160,12 +168,18 @@ class ConnectionBudget:
         self._report_at = now + _REPORT_EVERY_S
 
 
-def _victim(pool: dict[Connection, None]) -> Connection | None:
-    """The oldest connection that has not shown the token, else the oldest idle one."""
-    idle = None
-    for conn in pool:
-        if not conn.authenticated:
-            return conn
-        if idle is None and not conn.busy:
-            idle = conn
-    return idle
+    def _victim(self, pool: dict[Connection, None]) -> Connection | None:
+        """The oldest connection that has not shown the token in its first ``grace_s``; else,
+        when none is still within its grace, the oldest idle one. While new unauthenticated
+        connections pour in (a flood), the newcomer is refused rather than an owner's idle
+        keep-alive connection closed."""
+        young = time.monotonic() - self.grace_s
+        idle, waiting = None, False
+        for conn in pool:
+            if not conn.authenticated:
+                if self._opened.get(conn, 0.0) <= young:
+                    return conn
+                waiting = True
+            elif idle is None and not conn.busy:
+                idle = conn
+        return None if waiting else idle

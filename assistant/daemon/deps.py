@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 
 from assistant.config import Settings
 from assistant.daemon.model_manager import ModelManager
+from assistant.daemon.search_gate import SearchGate
 from assistant.daemon.services import Services
 from assistant.daemon.status import DaemonStatus
 from assistant.daemon.turns import TurnService
@@ -46,6 +47,10 @@ def plugins(parts: ServicesDep) -> PluginHost:
 
 def daemon_status(parts: ServicesDep) -> DaemonStatus:
     return parts.status
+
+
+def search_gate(parts: ServicesDep) -> SearchGate:
+    return parts.search
 
 
 def store(parts: ServicesDep) -> Store:
@@ -103,4 +108,5 @@ ModelsDep = Annotated[ModelManager, Depends(models)]
 PluginsDep = Annotated[PluginHost, Depends(plugins)]
 StatusDep = Annotated[DaemonStatus, Depends(daemon_status)]
 StoreDep = Annotated[Store, Depends(store)]
+SearchGateDep = Annotated[SearchGate, Depends(search_gate)]
 TurnsDep = Annotated[TurnService, Depends(turns)]

@@ -11,8 +11,8 @@ for an unknown id.
 
 from __future__ import annotations
 
-import asyncio
 import threading
+import time
 from datetime import datetime
 from typing import Any, Literal
 
@@ -21,7 +21,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
-from assistant.daemon.deps import ModelsDep, SettingsDep, StoreDep
+from assistant.daemon.deps import ModelsDep, SearchGateDep, SettingsDep, StoreDep
 from assistant.daemon.disconnect import unless_disconnected
 from assistant.errors import RequestError
 from assistant.store import Store
@@ -142,19 +142,22 @@ async def search(
     request: Request,
     store: StoreDep,
     settings: SettingsDep,
+    gate: SearchGateDep,
     q: str = Query(..., min_length=1),
     skill: str | None = None,
     limit: int = Query(20, ge=1, le=200),
 ) -> Any:
     """Ranked hits; matches in ``snippet`` are wrapped in ``<mark>``…``</mark>``. ``q`` is
     capped (``[search]``: 400 naming the limit); the search stops past ``search.timeout``
-    (400 ``search_timeout``) or when the client disconnects."""
+    (400 ``search_timeout``; the time it waited for a search thread counts) or when the
+    client disconnects; past ``search.queue`` waiting, 503 ``queue_full``."""
+    started = time.monotonic()
     limits = settings.search
     check_query(q, max_chars=limits.max_query_chars, max_terms=limits.max_terms)
     cancel = threading.Event()
-    hits = await unless_disconnected(request, asyncio.to_thread(
-        store.search, q, skill=skill, limit=limit, highlight=("<mark>", "</mark>"),
-        timeout=limits.timeout, cancel=cancel), on_disconnect=cancel.set)
+    hits = await unless_disconnected(request, gate.run(lambda: store.search(
+        q, skill=skill, limit=limit, highlight=("<mark>", "</mark>"),
+        timeout=limits.timeout, started=started, cancel=cancel)), on_disconnect=cancel.set)
     return {"hits": [_hit(h) for h in hits]}
 
 

@@ -95,6 +95,7 @@ class ModelManager(Backend):
         # the plugin host's breaker of that plugin's models (set by the composition root).
         self.on_backend_result: Callable[[str, BaseException | None], None] | None = None
         self._locks: dict[str, asyncio.Lock] = {}
+        self._loading: set[asyncio.Future[Resident]] = set()  # loads under way, held here
 
     # -- plugin backends ---------------------------------------------------------------------
 
@@ -191,15 +192,30 @@ class ModelManager(Backend):
                 param="keep_alive")
         if name not in self._locks:
             self._known(name)
+        # A caller cancelled mid-load (its client left) must not leave the model in the host
+        # unrecorded, uncounted by the budget and out of unload's reach: the load runs on
+        # without it and is recorded; keep_alive unloads it in time.
+        loading = asyncio.ensure_future(self._resident(name))
+        self._loading.add(loading)
+        loading.add_done_callback(self._loaded)
+        resident = await asyncio.shield(loading)
+        resident.last_used = time.monotonic()
+        if keep_alive is not None:
+            resident.keep_alive = keep_alive
+        return resident
+
+    async def _resident(self, name: str) -> Resident:
         async with self._locks.setdefault(name, asyncio.Lock()):
             resident = self._live(name)
             if resident is None:
                 resident = await self._load(name)
                 self.resident[name] = resident
-            resident.last_used = time.monotonic()
-            if keep_alive is not None:
-                resident.keep_alive = keep_alive
             return resident
+
+    def _loaded(self, loading: asyncio.Future[Resident]) -> None:
+        self._loading.discard(loading)
+        if not loading.cancelled():
+            loading.exception()  # retrieved: a load whose caller left has no one to raise to
 
     async def _load(self, name: str) -> Resident:
         record = registry.resolve(self.settings, name)

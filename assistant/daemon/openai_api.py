@@ -248,10 +248,30 @@ class ChatRequest(GenerationRequest):
 
 
 class EmbeddingRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # Kept, to be refused by name: a field silently ignored (``dimensions`` above all) would
+    # give the client vectors other than those it asked for.
+    model_config = ConfigDict(extra="allow")
     model: str = Field(min_length=1, max_length=256)
     input: str | list[str] = Field(min_length=1)
     encoding_format: Literal["float", "base64"] = "float"
+    user: str | None = None  # OpenAI's end-user id: nothing to do with it here
+    dimensions: int | None = Field(None, ge=1)  # only the model's own: vectors are not cut
+
+    def refuse_unsupported(self) -> None:
+        """A 400 ``unsupported_parameter`` naming the first field sent that no embedding
+        request declares (null or empty asks for nothing)."""
+        for key, value in (self.model_extra or {}).items():
+            if value not in (None, [], {}, ""):
+                raise RequestError(f"{key}: not supported", code="unsupported_parameter",
+                                   param=key)
+
+    def check_dimensions(self, vectors: list[list[float]]) -> None:
+        """A 400 ``unsupported_parameter`` when ``dimensions`` is not the model's own."""
+        if self.dimensions is not None and vectors and len(vectors[0]) != self.dimensions:
+            raise RequestError(
+                f"dimensions: {self.model!r} gives vectors of {len(vectors[0])} dimensions "
+                "only; leave dimensions out, or give that", code="unsupported_parameter",
+                param="dimensions")
 
 
 @router.get("/v1/models")
@@ -274,9 +294,11 @@ async def embeddings(body: EmbeddingRequest, request: Request,
                      services: deps.ServicesDep) -> dict[str, Any]:
     models = services.models
     texts = [body.input] if isinstance(body.input, str) else body.input
+    body.refuse_unsupported()
     check_embedding_input(texts, services.settings.embeddings)
     check_model(models, body.model)
     vectors = await unless_disconnected(request, models.embed_request(body.model, texts))
+    body.check_dimensions(vectors)
     encode = _base64_floats if body.encoding_format == "base64" else list
     return {
         "object": "list", "model": body.model,

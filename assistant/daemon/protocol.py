@@ -6,8 +6,9 @@
   being ready for it; a slow (slowloris) client is cut off instead of holding a connection
   forever. uvicorn itself only times out idle keep-alive connections.
 - Each connection is counted in its listener's budget
-  (:class:`~assistant.daemon.connections.ConnectionBudget`): past it, an unauthenticated or
-  idle connection is closed to make room, or the new one is refused with a 503.
+  (:class:`~assistant.daemon.connections.ConnectionBudget`): past it, an unauthenticated one
+  (older than a short grace, so a client's new connection can show its token) or an idle one
+  is closed to make room, or the new one is refused with a 503.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from assistant.daemon.search_gate import SearchGate
 from assistant.daemon.status import Access, DaemonStatus
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ class Services:
         self.models = models
         self.plugins = plugins
         self.access = access or Access()
+        self.search = SearchGate(settings.search)
         self.status = DaemonStatus(models, files.socket, self.access, plugins.problems)
         self.store: Store | None = None
         self.turns: TurnService | None = None

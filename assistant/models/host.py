@@ -72,6 +72,11 @@ class Host:
         self.chat_models: dict[str, LlamaRunner] = {}
         self.embedders: dict[str, OnnxEmbedder] = {}
         self.cancelled: set[str] = set()
+        # Requests under way: a cancel is kept only for one of them (the daemon also cancels
+        # requests that have already answered, and those would pile up here). The lock makes
+        # "still under way? then mark it" one step against a job ending on another thread.
+        self.in_flight: set[str] = set()
+        self._jobs_lock = threading.Lock()
         # Set at shutdown: a reply stops at its next token, a prompt read within the graph
         # node it is computing, as a cancel stops them.
         self.stopping = False
@@ -84,15 +89,22 @@ class Host:
     def submit(self, request: dict[str, Any]) -> None:
         op = request.get("op")
         if op == "cancel":
-            self.cancelled.add(str(request.get("target")))
-        elif op in {"ping", "info"}:  # answered at once, even while a reply is generating
+            target = str(request.get("target"))
+            with self._jobs_lock:
+                if target in self.in_flight:
+                    self.cancelled.add(target)
+            return
+        if op in {"ping", "info"}:  # answered at once, even while a reply is generating
             self.out.send({"id": request["id"], "ok": {
                 "pid": os.getpid(), "llama_cpp": LlamaRunner.library_version(),
                 "cpu_variant": cpu.in_use(),
                 "chat_models": sorted(self.chat_models), "embedders": sorted(self.embedders),
                 "state_cache": {n: r.states.stats() for n, r in list(self.chat_models.items())},
             }})
-        elif op in {"embed", "load_embedding", "unload_embedding"}:
+            return
+        with self._jobs_lock:
+            self.in_flight.add(str(request.get("id")))
+        if op in {"embed", "load_embedding", "unload_embedding"}:
             self.embed_jobs.put(request)
         elif op in {"chat", "complete"}:
             thread = threading.Thread(target=self.run, args=(request,), daemon=True)
@@ -125,6 +137,7 @@ class Host:
                     jobs.append(_EmbedJob(request, embedder.chunks(request["texts"], batch)))
                 except Exception as exc:
                     self._embed_failed(str(request.get("id")), exc)
+                    self._ended(str(request.get("id")))
             for job in list(jobs):
                 if not self._embed_step(job):
                     jobs.remove(job)
@@ -140,8 +153,14 @@ class Host:
             self.out.send({"id": job.rid, "ok": {"vectors": job.vectors}})
         except Exception as exc:
             self._embed_failed(job.rid, exc)
-        self.cancelled.discard(job.rid)
+        self._ended(job.rid)
         return False
+
+    def _ended(self, rid: str) -> None:
+        """``rid`` has answered: a cancel for it from now on is ignored."""
+        with self._jobs_lock:
+            self.in_flight.discard(rid)
+            self.cancelled.discard(rid)
 
     def _embed_failed(self, rid: str, exc: Exception) -> None:
         self.out.send({"id": rid, "error": {
@@ -164,7 +183,7 @@ class Host:
             }})
             traceback.print_exc(file=sys.stderr)
         finally:
-            self.cancelled.discard(str(rid))
+            self._ended(str(rid))
             self.chats.discard(threading.current_thread())
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any] | None:

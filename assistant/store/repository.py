@@ -317,12 +317,13 @@ class Store:
     def search(
         self, query: str, *, skill: str | None = None, limit: int = 20,
         highlight: tuple[str, str] = ("**", "**"), timeout: float | None = None,
-        cancel: threading.Event | None = None,
+        started: float | None = None, cancel: threading.Event | None = None,
     ) -> list[SearchHit]:
         """Messages matching ``query`` (words, all required; ``word*`` a prefix), best first.
 
-        SQLite stops the search after ``timeout`` seconds, or once ``cancel`` is set
-        (RequestError ``search_timeout``, or 499 when cancelled).
+        SQLite stops the search ``timeout`` seconds after ``started`` (a ``time.monotonic()``
+        value; default: now), or once ``cancel`` is set (RequestError ``search_timeout``, or
+        499 when cancelled).
 
         With Chinese, Japanese or Korean in it, every term of ``query`` is a substring
         (:mod:`~assistant.store.cjk`). The snippet marks matches with ``highlight``.
@@ -331,11 +332,13 @@ class Store:
         most recently stored ones of them: bm25 separates little among that many, and it
         keeps search fast.
         """
-        started = time.monotonic()
+        if started is None:
+            started = time.monotonic()
+        since = started
 
         def stop() -> bool:
             return bool((cancel is not None and cancel.is_set())
-                        or (timeout is not None and time.monotonic() - started > timeout))
+                        or (timeout is not None and time.monotonic() - since > timeout))
 
         try:
             with self._read() as conn, stoppable(conn, stop):

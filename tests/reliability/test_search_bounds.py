@@ -14,9 +14,11 @@ one kept the daemon's CPU busy to its end.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -28,8 +30,9 @@ from assistant.config import load_settings
 from assistant.daemon import deps
 from assistant.daemon.api import install_error_handlers
 from assistant.daemon.history_api import router
+from assistant.daemon.search_gate import SearchGate
 from assistant.store import Store
-from assistant.testing import daemon_environment, start_daemon
+from assistant.testing import InProcessDaemon, daemon_environment, start_daemon
 
 SLOW = " ".join(["w*"] * 32)  # within the caps, about 8 s unbounded on _fill's store
 
@@ -51,7 +54,10 @@ def _client(store: Store, **search: float) -> TestClient:
     app = FastAPI()
     install_error_handlers(app)
     app.dependency_overrides[deps.store] = lambda: store
-    app.dependency_overrides[deps.settings] = lambda: load_settings({"search": search})
+    settings = load_settings({"search": search})
+    gate = SearchGate(settings.search)
+    app.dependency_overrides[deps.settings] = lambda: settings
+    app.dependency_overrides[deps.search_gate] = lambda: gate
     app.include_router(router)
     return TestClient(app)
 
@@ -110,3 +116,50 @@ def test_a_search_stops_when_its_client_disconnects(tmp_path: Path,
             assert http.get("/api/search", params={"q": "w1*"}).status_code == 200
     finally:
         daemon.stop()
+
+
+@pytest.mark.asyncio
+async def test_long_searches_neither_stall_turns_nor_queue_without_bound(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Searches ran in the loop's default executor, whose six threads (on two cores) also
+    write every turn to the store: eight long searches held them all, and a turn on the fake
+    model waited seconds for its first store write. Now two searches run on threads of their
+    own, four wait (the wait counted in their time budget) and the rest get 503 queue_full."""
+    from assistant.testing import in_process_daemon
+
+    monkeypatch.setenv("ASSISTANT_MODELS_DIR", str(tmp_path / "no-models"))
+    monkeypatch.setenv("ASSISTANT_MODEL", "fake")
+    monkeypatch.setenv("ASSISTANT_MODELS__EMBEDDING", "fake-embed")
+    for key, value in {"TIMEOUT": "3", "CONCURRENCY": "2", "QUEUE": "4"}.items():
+        monkeypatch.setenv(f"ASSISTANT_SEARCH__{key}", value)
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=6))  # as on two cores
+    async with in_process_daemon(load_settings()) as daemon:
+        assert daemon.services.store is not None
+        await asyncio.to_thread(_fill, daemon.services.store)
+        await _searches_beside_a_turn(daemon)
+
+
+async def _searches_beside_a_turn(daemon: InProcessDaemon) -> None:
+    async with daemon.http(timeout=60) as http:
+        started = time.perf_counter()
+        searches = [asyncio.create_task(http.get("/api/search", params={"q": SLOW}))
+                    for _ in range(8)]
+        await asyncio.sleep(0.3)
+        turn_started = time.perf_counter()
+        events = await daemon.events("/api/turns", {"text": "/chat hello"})
+        turn_s = time.perf_counter() - turn_started
+        replies = await asyncio.gather(*searches)
+        searches_s = time.perf_counter() - started
+    assert events[-1]["status"] == "complete", events[-1]
+    assert turn_s < 1.0, f"a turn beside eight long searches took {turn_s:.1f} s"
+    refused = [r for r in replies if r.status_code == 503]
+    assert len(refused) == 2, [r.text for r in replies]
+    for reply in refused:
+        assert reply.json()["error"]["code"] == "queue_full", reply.text
+        assert int(reply.headers["retry-after"]) >= 1
+    for reply in replies:
+        if reply.status_code != 503:
+            assert reply.json()["error"]["code"] == "search_timeout", reply.text
+    # Four waited behind two: each stopped at 3 s from its request, not from its thread.
+    assert searches_s < 4.5, f"the searches ended {searches_s:.1f} s after they were sent"

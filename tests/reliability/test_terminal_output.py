@@ -12,6 +12,7 @@ import json
 import unicodedata
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 from assistant.cli import main
@@ -105,3 +106,19 @@ def test_docs_add_names_a_file_with_a_newline_on_one_line(tmp_path: Path) -> Non
     assert len(reported) == 2, added.stderr
     assert reported[0].endswith("minutes\\nadded shadow (9 chunks).md (1 chunks)")
     assert "scan\\x9b2J.pdf" in reported[1]
+
+
+def test_daemon_status_prints_problems_as_escapes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A problem line holds plugin and exception text; ``daemon status`` printed it raw."""
+    from assistant.client import Client
+
+    status = {"status": "degraded", "version": "0", "llama_cpp": None, "cpu_variant": None,
+              "pid": 1, "uptime_s": 1.0, "socket": "/s", "tcp": None, "queue_depth": 0,
+              "threads": 2, "models": [],
+              "problems": ["plugin 'x' failed to load: \x1b]52;c;cm0gLXJmIH4=\x07\x1b[2J\nfake"]}
+    monkeypatch.setattr(Client, "require_daemon", lambda self: None)
+    monkeypatch.setattr(Client, "get", lambda self, path: status)
+    shown = run("daemon", "status")
+    assert shown.exit_code == 0, shown.output
+    assert unsafe(shown.output) == []
+    assert "failed to load: \\x1b]52;c;cm0gLXJmIH4=\\x07\\x1b[2J\\nfake" in shown.stdout

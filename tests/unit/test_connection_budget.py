@@ -29,8 +29,13 @@ class Conn:
         self.evicted = True
 
 
+def _budget(limits: ConnectionLimits) -> ConnectionBudget:
+    """A budget without the grace a brand-new connection has (tested on its own below)."""
+    return ConnectionBudget(limits, grace_s=0)
+
+
 def test_the_oldest_unauthenticated_connection_makes_room_first() -> None:
-    budget = ConnectionBudget(ConnectionLimits(tcp=3, tcp_per_peer=3, unix=16))
+    budget = _budget(ConnectionLimits(tcp=3, tcp_per_peer=3, unix=16))
     idle, silent_old, silent_new = Conn(authenticated=True), Conn(), Conn()
     for conn in (idle, silent_old, silent_new):
         assert budget.admit(conn, "127.0.0.1")
@@ -41,7 +46,7 @@ def test_the_oldest_unauthenticated_connection_makes_room_first() -> None:
 
 
 def test_then_the_oldest_idle_one_and_busy_ones_never() -> None:
-    budget = ConnectionBudget(ConnectionLimits(tcp=2, tcp_per_peer=2, unix=16))
+    budget = _budget(ConnectionLimits(tcp=2, tcp_per_peer=2, unix=16))
     busy, idle = Conn(authenticated=True, busy=True), Conn(authenticated=True)
     assert budget.admit(busy, "127.0.0.1") and budget.admit(idle, "127.0.0.1")
     assert budget.admit(Conn(), "127.0.0.1")
@@ -49,7 +54,7 @@ def test_then_the_oldest_idle_one_and_busy_ones_never() -> None:
 
 
 def test_a_new_connection_is_refused_when_all_are_authenticated_and_busy() -> None:
-    budget = ConnectionBudget(ConnectionLimits(tcp=2, tcp_per_peer=2, unix=16))
+    budget = _budget(ConnectionLimits(tcp=2, tcp_per_peer=2, unix=16))
     held = [Conn(authenticated=True, busy=True) for _ in range(2)]
     for conn in held:
         assert budget.admit(conn, "127.0.0.1")
@@ -61,7 +66,7 @@ def test_a_new_connection_is_refused_when_all_are_authenticated_and_busy() -> No
 
 
 def test_one_peer_makes_room_among_its_own_connections() -> None:
-    budget = ConnectionBudget(ConnectionLimits(tcp=10, tcp_per_peer=2, unix=16))
+    budget = _budget(ConnectionLimits(tcp=10, tcp_per_peer=2, unix=16))
     other = Conn()
     mine = [Conn(), Conn()]
     assert budget.admit(other, "127.0.0.2")
@@ -73,7 +78,7 @@ def test_one_peer_makes_room_among_its_own_connections() -> None:
 
 
 def test_the_unix_socket_has_its_own_budget() -> None:
-    budget = ConnectionBudget(ConnectionLimits(tcp=1, tcp_per_peer=1, unix=16))
+    budget = _budget(ConnectionLimits(tcp=1, tcp_per_peer=1, unix=16))
     assert budget.admit(Conn(authenticated=True, busy=True), "127.0.0.1")
     assert not budget.admit(Conn(authenticated=True, busy=True), "127.0.0.1")
     owners = [Conn(authenticated=True, busy=True) for _ in range(16)]
@@ -89,6 +94,15 @@ def test_the_open_files_needed_and_budgets_shrunk_to_fit() -> None:
     small = limits.within(5000)
     assert small.open_files() <= 5000
     assert small.tcp_per_peer <= small.tcp < 512 and small.unix < 2048
+
+
+def test_shrinking_never_raises_a_budget_configured_below_its_floor() -> None:
+    """The floor of 16 connections was applied to budgets configured smaller (``max(16, …)``):
+    tcp = 4 under a tight open-file limit became 16."""
+    tiny = ConnectionLimits(tcp=4, tcp_per_peer=2, unix=8).within(10)
+    assert (tiny.tcp, tiny.tcp_per_peer, tiny.unix) == (4, 2, 8)
+    floored = ConnectionLimits(tcp=512, tcp_per_peer=256, unix=2048).within(10)
+    assert (floored.tcp, floored.unix) == (16, 16)
 
 
 def test_the_soft_limit_is_raised_never_lowered() -> None:
@@ -130,3 +144,16 @@ def test_per_peer_over_the_total_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="max_tcp_connections_per_peer"):
         load_settings({"daemon": {"max_tcp_connections": 10,
                                   "max_tcp_connections_per_peer": 20}}, environ={})
+
+
+def test_a_brand_new_unauthenticated_connection_is_not_closed_to_make_room() -> None:
+    """The flood's newcomers closed the oldest unauthenticated connection, which could be a
+    client's own, accepted a moment before and yet to send its request with the token."""
+    budget = ConnectionBudget(ConnectionLimits(tcp=2, tcp_per_peer=2, unix=16), grace_s=30)
+    legit, flood = Conn(), Conn()
+    assert budget.admit(legit, "127.0.0.1") and budget.admit(flood, "127.0.0.1")
+    assert not budget.admit(Conn(), "127.0.0.1")  # refused: both are within their grace
+    assert not legit.evicted and not flood.evicted
+    budget.grace_s = 0  # as if 30 s had passed: the oldest silent one goes first
+    assert budget.admit(Conn(), "127.0.0.1")
+    assert legit.evicted and not flood.evicted

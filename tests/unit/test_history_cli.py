@@ -120,3 +120,16 @@ def test_a_compaction_summary_is_shown_and_can_be_undone_and_redone(ids: list[st
     not_one = CliRunner().invoke(main, ["history", "undo", turn.user_message.id])
     assert not_one.exit_code != 0 and "not a summary" in not_one.output
     assert "Traceback" not in not_one.output
+
+
+def test_search_highlighting_styles_only_the_stores_balanced_marks() -> None:
+    """The snippet's private-use marks became the style's escape codes after the text was made
+    safe, so a message holding U+E000 printed a real ESC[1;33m (and U+E001 an ESC[0m)."""
+    from assistant.cli.history import highlighted
+
+    marks, start, end = ("\ue000", "\ue001"), "\x1b[1;33m", "\x1b[0m"
+    assert highlighted("a \ue000tax\ue001 b", marks, start, end) == f"a {start}tax{end} b"
+    hostile = "x\ue000 \ue000tax\ue001 \ue001y\x1b[2J"
+    shown = highlighted(hostile, marks, start, end)
+    assert shown == f"x\\ue000 {start}tax{end} \\ue001y\\x1b[2J"
+    assert shown.count("\x1b") == 2

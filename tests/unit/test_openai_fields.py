@@ -451,3 +451,27 @@ def test_docs_name_every_field_taken(route: str, table: dict[str, Probes]) -> No
     if route == "/v1/chat/completions":
         assert named == table_ignored
         assert "name" in Message.model_fields and "a message's `name`" in section
+
+
+@pytest.mark.asyncio
+async def test_embeddings_refuse_what_they_cannot_honour_by_name(
+        fake_daemon: InProcessDaemon) -> None:
+    """``/v1/embeddings`` took any field and ignored it (``extra="ignore"``): ``dimensions``
+    asked for shorter vectors and got the model's own, silently. Now ``user`` is taken,
+    ``dimensions`` only at the model's dimension, anything else a 400 naming it."""
+    from assistant.testing import DIM, FAKE_EMBEDDING
+
+    base = {"model": FAKE_EMBEDDING, "input": ["one", "two"]}
+    async with fake_daemon.http() as http:
+        for extra in ({}, {"user": "u-1"}, {"dimensions": DIM}, {"dimensions": None}):
+            reply = await http.post("/v1/embeddings", json=base | extra)
+            assert reply.status_code == 200, (extra, reply.text)
+            assert len(reply.json()["data"][0]["embedding"]) == DIM
+        for extra, param in (({"dimensions": 8}, "dimensions"),
+                             ({"frobnicate": 1}, "frobnicate"),
+                             ({"truncate": "END"}, "truncate")):
+            reply = await http.post("/v1/embeddings", json=base | extra)
+            assert reply.status_code == 400, (extra, reply.text)
+            error = reply.json()["error"]
+            assert error["code"] == "unsupported_parameter", error
+            assert error["param"] == param and param in error["message"], error
