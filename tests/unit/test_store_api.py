@@ -18,6 +18,7 @@ from assistant.daemon import deps
 from assistant.daemon.api import install_error_handlers
 from assistant.daemon.history_api import router
 from assistant.daemon.model_manager import ModelManager
+from assistant.daemon.search_gate import SearchGate
 from assistant.store import Store
 
 
@@ -35,6 +36,8 @@ def client(store: Store) -> TestClient:
     app.dependency_overrides[deps.store] = lambda: store
     app.dependency_overrides[deps.settings] = load_settings
     app.dependency_overrides[deps.models] = lambda: ModelManager(load_settings())
+    gate = SearchGate(load_settings().search)
+    app.dependency_overrides[deps.search_gate] = lambda: gate
     app.include_router(router)
     return TestClient(app)
 
