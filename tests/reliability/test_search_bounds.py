@@ -154,7 +154,8 @@ async def _searches_beside_a_turn(daemon: InProcessDaemon) -> None:
     assert events[-1]["status"] == "complete", events[-1]
     assert turn_s < 1.0, f"a turn beside eight long searches took {turn_s:.1f} s"
     refused = [r for r in replies if r.status_code == 503]
-    assert len(refused) == 2, [r.text for r in replies]
+    # Two past the queue; one fewer when a slow machine sends the last after one has ended.
+    assert 1 <= len(refused) <= 2, [r.text for r in replies]
     for reply in refused:
         assert reply.json()["error"]["code"] == "queue_full", reply.text
         assert int(reply.headers["retry-after"]) >= 1
