@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from assistant.eval import metrics
 from assistant.models.backend import ChatMessage, GenerationParams
@@ -22,6 +22,21 @@ if TYPE_CHECKING:
     from assistant.eval.backend import EvalBackend
 
 ITEM_TIMEOUT = 600.0
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+async def each(eb: EvalBackend, items: Sequence[T], run: Callable[[T], Awaitable[R]]) -> list[R]:
+    """``run`` over ``items``, as many at once as the model host decodes together
+    (``models.parallel``), the results in the items' order. Greedy replies of sequences that
+    share a batch can part from one-by-one replies at a near tie, as in the daemon itself."""
+    gate = asyncio.Semaphore(max(1, eb.settings.models.parallel))
+
+    async def one(item: T) -> R:
+        async with gate:
+            return await run(item)
+
+    return list(await asyncio.gather(*(one(i) for i in items)))
 
 
 @dataclass
@@ -79,18 +94,18 @@ LANGUAGE_NAMES = {"en": "English", "zh": "Chinese", "fr": "French", "de": "Germa
 async def translate(eb: EvalBackend, items: Sequence[dict[str, Any]], model: str,
                     baseline: bool) -> Report:
     started = time.perf_counter()
-    outputs = []
-    for item in items:
+
+    async def one(item: dict[str, Any]) -> str:
         target = item["target"]
         if baseline:
-            out = await raw(eb, model, f"Translate to {LANGUAGE_NAMES.get(target, target)}: "
-                                       f"{item['source']}")
-        else:
-            args = {"target": target}
-            if item.get("source_lang"):
-                args["source"] = item["source_lang"]
-            out = await run_skill(eb, "translate", Turn(item["source"], args=args), model)
-        outputs.append(out)
+            return await raw(eb, model, f"Translate to {LANGUAGE_NAMES.get(target, target)}: "
+                                        f"{item['source']}")
+        args = {"target": target}
+        if item.get("source_lang"):
+            args["source"] = item["source_lang"]
+        return await run_skill(eb, "translate", Turn(item["source"], args=args), model)
+
+    outputs = await each(eb, items, one)
     targets = {i["target"] for i in items}
     lang = targets.pop() if len(targets) == 1 else "en"
     refs = [i["reference"] for i in items]
@@ -105,14 +120,14 @@ async def translate(eb: EvalBackend, items: Sequence[dict[str, Any]], model: str
 async def summarize(eb: EvalBackend, items: Sequence[dict[str, Any]], model: str,
                     baseline: bool, style: str = "one line") -> Report:
     started = time.perf_counter()
-    outputs = []
-    for item in items:
+
+    async def one(item: dict[str, Any]) -> str:
         if baseline:
-            out = await raw(eb, model, f"Summarize: {item['document']}", 128)
-        else:
-            out = await run_skill(eb, "summarize", Turn(
-                "summarize", args={"text": item["document"], "style": style}), model)
-        outputs.append(out)
+            return await raw(eb, model, f"Summarize: {item['document']}", 128)
+        return await run_skill(eb, "summarize", Turn(
+            "summarize", args={"text": item["document"], "style": style}), model)
+
+    outputs = await each(eb, items, one)
     per_item = [metrics.rouge_l(o, i["summary"], i.get("lang", "en"))
                 for i, o in zip(items, outputs, strict=True)]
     return Report("summarize", "raw" if baseline else "skill",
@@ -156,32 +171,34 @@ async def build_index(eb: EvalBackend, contexts: Sequence[str], docs: Sequence[P
 async def qa(eb: EvalBackend, items: Sequence[dict[str, Any]], model: str, baseline: bool,
              docs: Sequence[Path] = (), corpus: Sequence[str] = ()) -> Report:
     started = time.perf_counter()
-    rows = []
     with tempfile.TemporaryDirectory(prefix="assistant-eval-") as tmp:
         store = search = None
         if not baseline:
             contexts = list(corpus) + [str(i["context"]) for i in items if i.get("context")]
             store, search = await build_index(eb, contexts, docs, Path(tmp))
+
+        async def one(item: dict[str, Any]) -> dict[str, Any]:
+            answers = list(item.get("answers") or [])
+            row: dict[str, Any] = {"question": item["question"], "answers": answers}
+            if baseline:
+                out = await raw(eb, model, f"Answer the question: {item['question']}", 64)
+                row["output"] = out
+            else:
+                recording = _Recording(search)
+                out = await run_skill(eb, "qa", Turn(item["question"]), model,
+                                      documents=recording)
+                row["output"] = out
+                numbers = metrics.cited(out.split("\n\nSources:", 1)[0], len(recording.last))
+                cited_text = recording.last[numbers[0] - 1]["text"] if numbers else ""
+                row["citation_ok"] = bool(answers) and any(
+                    metrics.normalize_answer(a) in metrics.normalize_answer(cited_text)
+                    for a in answers)
+                row["retrieved"] = [p["chunk_id"] for p in recording.last]
+            row["declined"] = metrics.declined(out)
+            return row
+
         try:
-            for item in items:
-                answers = list(item.get("answers") or [])
-                row: dict[str, Any] = {"question": item["question"], "answers": answers}
-                if baseline:
-                    out = await raw(eb, model, f"Answer the question: {item['question']}", 64)
-                    row["output"] = out
-                else:
-                    recording = _Recording(search)
-                    out = await run_skill(eb, "qa", Turn(item["question"]), model,
-                                          documents=recording)
-                    row["output"] = out
-                    numbers = metrics.cited(out.split("\n\nSources:", 1)[0], len(recording.last))
-                    cited_text = recording.last[numbers[0] - 1]["text"] if numbers else ""
-                    row["citation_ok"] = bool(answers) and any(
-                        metrics.normalize_answer(a) in metrics.normalize_answer(cited_text)
-                        for a in answers)
-                    row["retrieved"] = [p["chunk_id"] for p in recording.last]
-                row["declined"] = metrics.declined(out)
-                rows.append(row)
+            rows = await each(eb, items, one)
         finally:
             if store is not None:
                 await asyncio.to_thread(store.close)

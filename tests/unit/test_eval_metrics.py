@@ -60,3 +60,24 @@ def test_paired_bootstrap_interval() -> None:
     assert low < 0 < high  # no difference to see
     with pytest.raises(ValueError):
         metrics.paired_bootstrap([1.0], [])
+
+
+def test_items_run_as_many_at_once_as_the_host_decodes_in_their_order() -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from assistant.eval.runners import each
+
+    running = most = 0
+
+    async def run(item: int) -> int:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.01 * (7 - item))  # later items end first
+        running -= 1
+        return item * 10
+
+    eb = SimpleNamespace(settings=SimpleNamespace(models=SimpleNamespace(parallel=3)))
+    assert asyncio.run(each(eb, list(range(7)), run)) == [0, 10, 20, 30, 40, 50, 60]  # type: ignore[arg-type]
+    assert most == 3
