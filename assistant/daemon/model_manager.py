@@ -4,13 +4,8 @@ Models load on first use (or at start, ``models.preload``), stay for ``keep_aliv
 after their last use (0: unload at once; -1: pinned), and are evicted least recently used first
 when loading another would pass ``memory_budget_mb``: each counts what it will take (its file,
 and a chat model's KV cache for ``parallel`` sequences and its saved states; see
-``models/footprint.py``). Each model has its own queue.
-
-Embedding jobs a client sends (``/v1/embeddings``) queue too: one runs at a time per model,
-``embeddings.queue`` wait, more get 503 with Retry-After. The daemon's own (routing a turn,
-document search and ingestion) are never refused: the host runs every embed job a batch at a
-time, in turn, so they wait for one batch of a client's job at most. A job whose caller stops
-waiting (its client left) is cancelled in the host before its next batch.
+``models/footprint.py``). Each model has its own queue; the embedding jobs clients send
+queue in front of :meth:`ModelManager.embed` (:mod:`assistant.daemon.embeddings`).
 """
 
 from __future__ import annotations
@@ -88,7 +83,6 @@ class ModelManager(Backend):
         self.threads = thread_count(settings)
         self.resident: dict[str, Resident] = {}
         self.queues: dict[str, ModelQueue] = {}
-        self.embed_queues: dict[str, ModelQueue] = {}  # clients' embedding jobs, per model
         self.backends: dict[str, Backend] = {}  # model name -> a plugin's backend
         self.backend_plugin: dict[str, str] = {}  # model name -> the plugin of its backend
         # Told of each plugin backend's failure (plugin, error) or success (plugin, None):
@@ -401,14 +395,6 @@ class ModelManager(Backend):
             except Exception as exc:
                 raise self._backend_failed(model, exc) from exc
         return await self._embed(model, texts)
-
-    async def embed_request(self, model: str, texts: list[str]) -> list[list[float]]:
-        """A client's embedding job: in ``model``'s embedding queue (:class:`QueueFull` past
-        ``embeddings.queue`` waiting); cancelling the caller cancels the job in the host."""
-        limit = self.settings.embeddings.queue
-        queue = self.embed_queues.setdefault(model, ModelQueue(model, 1, limit))
-        async with queue.slot():
-            return await self.embed(model, texts)
 
     async def _embed(self, model: str, texts: list[str]) -> list[list[float]]:
         resident = await self.load(model)

@@ -18,9 +18,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from assistant.config import EmbeddingsSettings
 from assistant.daemon import deps, openai_tools
 from assistant.daemon.disconnect import unless_disconnected
+from assistant.daemon.embeddings import check_embedding_input
 from assistant.daemon.model_manager import ModelManager
 from assistant.daemon.openai_stream import (
     Gathered,
@@ -297,7 +297,7 @@ async def embeddings(body: EmbeddingRequest, request: Request,
     body.refuse_unsupported()
     check_embedding_input(texts, services.settings.embeddings)
     check_model(models, body.model)
-    vectors = await unless_disconnected(request, models.embed_request(body.model, texts))
+    vectors = await unless_disconnected(request, services.embeddings.run(body.model, texts))
     body.check_dimensions(vectors)
     encode = _base64_floats if body.encoding_format == "base64" else list
     return {
@@ -308,27 +308,6 @@ async def embeddings(body: EmbeddingRequest, request: Request,
         ],
         "usage": {"prompt_tokens": 0, "total_tokens": 0},
     }
-
-
-def check_embedding_input(texts: list[str], limits: EmbeddingsSettings) -> None:
-    """A 400 naming ``input`` and the limit when ``texts`` pass one of ``[embeddings]``."""
-    hint = "split the input over several requests"
-    if len(texts) > limits.max_inputs:
-        raise RequestError(
-            f"input: {len(texts)} texts, more than the {limits.max_inputs} a request may carry "
-            f"(embeddings.max_inputs); {hint}", param="input")
-    longest = max(range(len(texts)), key=lambda i: len(texts[i]))
-    if len(texts[longest]) > limits.max_input_chars:
-        raise RequestError(
-            f"input[{longest}]: {len(texts[longest])} characters, more than the "
-            f"{limits.max_input_chars} one text may have (embeddings.max_input_chars); "
-            "shorten or split it (the model reads the first 256 tokens of a text)",
-            param="input")
-    total = sum(map(len, texts))
-    if total > limits.max_total_chars:
-        raise RequestError(
-            f"input: {total} characters in all, more than the {limits.max_total_chars} a "
-            f"request may carry (embeddings.max_total_chars); {hint}", param="input")
 
 
 def _base64_floats(vector: list[float]) -> str:

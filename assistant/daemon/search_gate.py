@@ -7,6 +7,8 @@ searches held all its threads and stalled chat turns behind them. So at most
 own; ``search.queue`` more wait for one, and past that a search is refused at once with 503
 ``queue_full`` and Retry-After. The caller starts the time budget before the wait, so a search
 that waited has that much less to run.
+
+Not a ModelQueue: the bound is on worker threads, which anyio's limiter already queues and counts.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """The daemon's parts, built once and handed to whatever uses them.
 
 :func:`assistant.daemon.server.serve` is the composition root: it builds :class:`Services` (the
-model manager, the plugin host, the status), and its start-up (:func:`~assistant.daemon.server.
-start`) opens the store and builds the router and the :class:`~assistant.daemon.turns.
-TurnService`. Routes reach the parts through the FastAPI dependencies of
-:mod:`assistant.daemon.deps`; nothing holds a reference back to the whole. Plugins' ``startup``
-and ``shutdown`` hooks receive this object as ``daemon``.
+model manager, the plugin host, clients' embedding jobs, the search gate, the status), and its
+start-up (:func:`~assistant.daemon.server.start`) opens the store and builds the router and the
+:class:`~assistant.daemon.turns.TurnService`. Routes reach the parts through the FastAPI
+dependencies of :mod:`assistant.daemon.deps`; nothing holds a reference back to the whole.
+Plugins' ``startup`` and ``shutdown`` hooks receive this object as ``daemon``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from assistant.daemon.embeddings import EmbeddingJobs
 from assistant.daemon.search_gate import SearchGate
 from assistant.daemon.status import Access, DaemonStatus
 
@@ -36,6 +37,7 @@ class Services:
         self.models = models
         self.plugins = plugins
         self.access = access or Access()
+        self.embeddings = EmbeddingJobs(models, settings.embeddings)
         self.search = SearchGate(settings.search)
         self.status = DaemonStatus(models, files.socket, self.access, plugins.problems)
         self.store: Store | None = None

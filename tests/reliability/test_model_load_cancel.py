@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from assistant.config import load_settings
+from assistant.daemon.embeddings import EmbeddingJobs
 from assistant.daemon.model_manager import ModelManager
 from assistant.models.host_process import HostProcess
 from tests.integration.conftest import EMBED_MODEL, require_models
@@ -44,9 +45,11 @@ class ReplyHeld(HostProcess):
 async def test_a_load_whose_caller_left_is_recorded_and_can_be_unloaded() -> None:
     require_models()
     host = ReplyHeld()
-    manager = ModelManager(load_settings(), host)
+    settings = load_settings()
+    manager = ModelManager(settings, host)
     try:
-        job = asyncio.create_task(manager.embed_request(EMBED_MODEL, ["hello"]))
+        job = asyncio.create_task(EmbeddingJobs(manager, settings.embeddings).run(
+            EMBED_MODEL, ["hello"]))
         await asyncio.wait_for(host.loaded.wait(), 60)
         job.cancel()  # what unless_disconnected does when the client leaves
         with pytest.raises(asyncio.CancelledError):

@@ -165,28 +165,43 @@ async def test_over_long_turns_are_the_callers_400s_and_never_disable_chat(
     assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"] == "echo: hello"
 
 
-# -- issue 18: the model host's crashes ------------------------------------------------------
+# -- issue 18 and remote engines: a model that is down ------------------------------------
 
-async def test_model_host_crashes_are_503s_and_never_disable_chat(
-        daemon: InProcessDaemon) -> None:
+@pytest.mark.parametrize(("down", "says", "never_says", "retry_after", "backend_failures"), [
+    # The model host crashed: it restarts, so retry at once; no plugin is to blame.
+    ("host_down", ("host stopped",), ("failed",), 1, 0),
+    # A remote engine's backend: its own ConnectionError, counted against its plugin (five
+    # turns and the /v1 request), never against a skill.
+    ("remote_down", ("ConnectionError", "fake-model"), (), 5, 6),
+], ids=["host_down", "remote_down"])
+async def test_a_model_that_is_down_is_a_503_and_never_a_skills_failure(
+        daemon: InProcessDaemon, down: str, says: tuple[str, ...], never_says: tuple[str, ...],
+        retry_after: int, backend_failures: int) -> None:
     assert isinstance(daemon.backend, Failing)
-    daemon.backend.host_down = True
+    setattr(daemon.backend, down, True)
     for _ in range(5):
         error = last(await daemon.events("/api/turns", {"text": "/chat hi"}))
         assert error["code"] == "model_unavailable" and error["status"] == 503
-        assert "host stopped" in error["message"] and "failed" not in error["message"]
-        assert error["retry_after"] == 1
+        assert all(s in error["message"] for s in says), error
+        assert not any(s in error["message"] for s in never_says), error
+        assert error["retry_after"] == retry_after
     async with daemon.http() as http:
         response = await http.post("/v1/chat/completions", json={
-            "model": "assistant", "messages": [{"role": "user", "content": "hi"}]})
-        assert response.status_code == 503
-        assert response.json()["error"]["code"] == "model_unavailable"
-        assert response.headers["retry-after"] == "1"
-        daemon.backend.host_down = False  # the host restarted
+            "model": "assistant", "messages": [{"role": "user", "content": "/chat hi"}]})
+        listed = (await http.get("/api/plugins")).json()["plugins"]
+        setattr(daemon.backend, down, False)  # the host restarted, the engine came back
         ok = await http.post("/v1/chat/completions", json={
             "model": "assistant", "messages": [{"role": "user", "content": "/chat hi"}]})
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "model_unavailable"
+    assert response.headers["retry-after"] == str(retry_after)
     assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"] == "echo: hi"
     assert daemon.services.plugins.breaker("chat").state == "available"
+    assert daemon.services.plugins.breaker("chat").failures == 0
+    models = next(p for p in listed if p["name"] == "fake-model")["health"].get("models", {})
+    assert models.get("failures", 0) == backend_failures
+    if backend_failures:
+        assert "ConnectionError" in models["traceback"]
 
 
 # -- issue 20: a failing skill is visible, set aside alone, and re-armed -------------------
@@ -256,7 +271,7 @@ async def test_an_unknown_mention_is_sent_as_text_with_a_notice(daemon: InProces
     assert last(events)["status"] == "complete"
 
 
-# -- the breaker's edges: waits for the model, the last resort, remote engines -------------
+# -- the breaker's edges: waits for the model, the last resort ------------------------------
 
 async def test_a_timeout_while_waiting_for_the_model_never_counts(
         env: None, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -297,26 +312,6 @@ async def test_a_disabled_chat_still_answers_as_the_last_resort(daemon: InProces
         assert any("last resort" in e["message"] for e in events if e["type"] == "notice")
     assert openai.status_code == 200
     assert "last resort" in openai.headers["x-assistant-notice"]
-
-
-async def test_a_remote_backends_error_is_a_503_and_never_a_skills_failure(
-        daemon: InProcessDaemon) -> None:
-    assert isinstance(daemon.backend, Failing)
-    daemon.backend.remote_down = True
-    for _ in range(4):
-        error = last(await daemon.events("/api/turns", {"text": "/chat hi"}))
-        assert error["status"] == 503 and error["code"] == "model_unavailable"
-        assert "ConnectionError" in error["message"] and "fake-model" in error["message"]
-        assert "retry_after" in error
-    async with daemon.http() as http:
-        response = await http.post("/v1/chat/completions", json={
-            "model": "assistant", "messages": [{"role": "user", "content": "/chat hi"}]})
-        listed = (await http.get("/api/plugins")).json()["plugins"]
-    assert response.status_code == 503 and "retry-after" in response.headers
-    assert daemon.services.plugins.breaker("chat").failures == 0
-    fake = next(p for p in listed if p["name"] == "fake-model")
-    assert fake["health"]["models"]["failures"] == 5
-    assert "ConnectionError" in fake["health"]["models"]["traceback"]
 
 
 async def test_a_skills_own_refused_model_call_is_the_skills_failure(
