@@ -14,6 +14,7 @@ import json
 import math
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
@@ -55,6 +56,9 @@ class LlamaRunner:
         states = StateCache(Path(state_dir) / scope if state_dir else None,
                             state_ram_bytes, state_disk_bytes)
         self.engine = Engine(self.llm, self.parallel, self.n_ctx, states)
+        # The chain takes the Llama's seed as it is made. Not the engine's lock: the scheduler
+        # holds that through every decode step, and a new request would wait for a gap.
+        self._seeding = threading.Lock()
 
     def _widen(self) -> None:
         """Give the context room for ``parallel`` sequences of ``n_ctx`` tokens each, in one
@@ -241,7 +245,7 @@ class LlamaRunner:
         """A sampler chain of this request's own: its temperature, top_p, seed, penalties,
         grammar and bias. Each reply of ``n`` has its own seed."""
         seed = params.get("seed")
-        with self.engine.lock:  # the chain takes the Llama's seed as it is made
+        with self._seeding:
             self.llm.set_seed(int(seed) + index if seed is not None
                               else llama_cpp.LLAMA_DEFAULT_SEED)
             return self.llm._init_sampler(
