@@ -49,8 +49,11 @@ $(LLAMA_STAMP): | $(BIN)/python
 	rm -f $(VENV)/.llama-*
 	touch $@
 
-# Re-installs only when the project's metadata changed.
+# Re-installs only when the project's metadata changed. The distribution was named "assistant"
+# until it took a name no other registry project holds: a venv made before holds that one too
+# (the same package files, entry points twice), so it goes first.
 $(STAMP): pyproject.toml $(LLAMA_STAMP) | $(BIN)/python
+	$(BIN)/python -m pip uninstall --quiet --yes assistant 2>/dev/null || true
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
