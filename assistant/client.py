@@ -135,6 +135,26 @@ class Client:
             )
         return health
 
+    def reload_daemon(self) -> dict[str, Any] | None:
+        """Ask the running daemon to restart in place, loading the plugins installed now, and
+        wait until the new one answers; its health, or None when no daemon runs."""
+        if self.health() is None:
+            return None
+        old = self.post("/api/plugins/reload")["started_at"]
+        grace = self.settings.daemon.shutdown_grace
+        deadline = time.monotonic() + grace + self.settings.daemon.start_timeout
+        log_path = runtime_dir(self.settings) / "daemon.log"
+        while time.monotonic() < deadline:
+            health = self.health()
+            if health is not None and health.get("started_at") != old \
+                    and health["status"] != "starting":
+                return health
+            time.sleep(0.1)
+        raise DaemonError(
+            "the daemon did not come back after the reload: " + _last_error(log_path),
+            f"See {log_path} (or the terminal of `assistant serve`); "
+            "`assistant daemon start` starts it again.")
+
     def forget_states(self, conversation_id: str) -> bool:
         """Ask a running daemon to drop a conversation's saved model states; False if none runs."""
         if self.health() is None:

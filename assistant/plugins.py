@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 import logging
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import Any, Literal
@@ -86,15 +86,17 @@ class PluginHost:
 
     # -- loading -------------------------------------------------------------------------
 
-    def load_entry_points(self) -> None:
-        """Import and register each ``assistant`` entry point ``enabled`` allows. Idempotent."""
+    def load_entry_points(self, skip: Collection[str] = ()) -> None:
+        """Import and register each ``assistant`` entry point ``enabled`` allows, but those
+        named in ``skip`` (registered otherwise, as a test does). Idempotent."""
         if self.entry_points_loaded:
             return
         self.entry_points_loaded = True
         wanted = set(self.settings.enabled)
         found = set()
         for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name):
-            if (wanted and ep.name not in wanted) or ep.name in self.plugins:
+            if (wanted and ep.name not in wanted) or ep.name in self.plugins or ep.name in skip:
+                found.add(ep.name)
                 continue
             found.add(ep.name)
             dist = ep.dist

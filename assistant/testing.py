@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import httpx
 import pytest
 
+from assistant.config import ENV_SHORTCUTS, Settings
 from assistant.context import BackendContext
 from assistant.errors import RequestError
 from assistant.hookspecs import hookimpl
@@ -59,7 +60,6 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from starlette.types import ASGIApp
 
-    from assistant.config import Settings
     from assistant.daemon.services import Services
 
 FAKE_MODEL = "fake"
@@ -221,10 +221,11 @@ async def in_process_daemon(
     """Build the daemon as ``assistant serve`` does, with ``backend`` (a :class:`FakeBackend`
     by default) registered as a plugin, start it, and stop it afterwards. ``plugins`` (name →
     a module or object of ``@hookimpl`` functions) are registered beside the installed ones,
-    as if installed: the plugin under test, without installing it.
+    as if installed: the plugin under test, without installing it (an installed plugin of the
+    same name is left out).
 
-    ``settings`` should point at temp dirs (the ``assistant_env`` fixture) and name the fake
-    models: ``models.default`` ``fake`` and ``models.embedding`` ``fake-embed``.
+    ``settings`` should point at temp dirs and name the fake models: ``models.default``
+    ``fake`` and ``models.embedding`` ``fake-embed`` (the ``fake_settings`` fixture).
     """
     from assistant.daemon.api import build_app, with_middleware
     from assistant.daemon.server import build, start, stop
@@ -232,7 +233,8 @@ async def in_process_daemon(
 
     backend = backend or FakeBackend()
     host = PluginHost(settings.plugins)  # a host of its own: the fake is not left behind
-    host.load_entry_points()
+    # A plugin given here replaces the installed one of its name (installed with -e, say).
+    host.load_entry_points(skip=set(plugins or ()))
     host.register(FakeModelPlugin(backend), "fake-model")
     for name, plugin in (plugins or {}).items():
         host.register(plugin, name)
@@ -293,15 +295,30 @@ class RunningDaemon:
             return self.proc.wait()
 
 
+def core_variable(name: str) -> bool:
+    """Whether environment variable ``name`` sets one of the daemon's own settings or locations
+    (``ASSISTANT_DATA_DIR``, ``ASSISTANT_CONFIG``, ``ASSISTANT_MODELS__…``), rather than a
+    plugin's (``ASSISTANT_SKILLS__<skill>__…``, or a variable of the plugin's own naming)."""
+    if name in ENV_SHORTCUTS or name == "ASSISTANT_CONFIG":
+        return True
+    section, nested, _ = name.removeprefix("ASSISTANT_").partition("__")
+    return name.startswith("ASSISTANT_") and bool(nested) and section.lower() in CORE_SECTIONS
+
+
+CORE_SECTIONS = frozenset(Settings.model_fields) - {"skills"}
+
+
 def daemon_environment(
     data_dir: Path, runtime_dir: Path, *, model: str | None = None,
     models_dir: Path | str | None = None, extra_env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """This process's environment with every ``ASSISTANT_*`` location pointed at temp dirs.
 
+    The daemon's own settings from this environment are left out (:func:`core_variable`), so
+    that a developer's shell does not change the test; a plugin's own variables are kept.
     ``runtime_dir`` must be short: a Unix socket path has to stay under ~100 bytes.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
+    env = {k: v for k, v in os.environ.items() if not core_variable(k)}
     env.update({
         "ASSISTANT_DATA_DIR": str(data_dir),
         "ASSISTANT_RUNTIME_DIR": str(runtime_dir),
@@ -322,12 +339,14 @@ def daemon_environment(
 
 def start_daemon(
     env: Mapping[str, str], log: Path, *args: str, timeout: float = 60.0,
+    python: str | Path | None = None,
 ) -> RunningDaemon:
-    """Start ``assistant serve`` with ``env`` and wait until /health says it has started."""
+    """Start ``assistant serve`` with ``env`` (and the interpreter ``python``, by default this
+    one) and wait until /health says it has started."""
     runtime = Path(env["ASSISTANT_RUNTIME_DIR"])
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "assistant", "serve", *args],
+            [str(python or sys.executable), "-m", "assistant", "serve", *args],
             env=dict(env), stdout=out, stderr=out, stdin=subprocess.DEVNULL,
         )
     daemon = RunningDaemon(proc, runtime, log, dict(env))
@@ -365,7 +384,10 @@ def plugin_host(fake_backend: FakeBackend) -> Iterator[PluginHost]:
 
 @pytest.fixture
 def assistant_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Point the assistant's data, runtime and config dirs at a temp dir."""
+    """Point the assistant's data, runtime and config dirs at a temp dir; the daemon's other
+    settings from the environment are unset (:func:`core_variable`), a plugin's kept."""
+    for name in [n for n in os.environ if core_variable(n)]:
+        monkeypatch.delenv(name)
     env = {
         "ASSISTANT_DATA_DIR": str(tmp_path / "data"),
         "ASSISTANT_RUNTIME_DIR": str(tmp_path / "run"),
@@ -374,6 +396,16 @@ def assistant_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, 
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+@pytest.fixture
+def fake_settings(assistant_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings on temp dirs naming the fake models, for :func:`in_process_daemon`."""
+    from assistant.config import load_settings
+
+    monkeypatch.setenv("ASSISTANT_MODEL", FAKE_MODEL)
+    monkeypatch.setenv("ASSISTANT_MODELS__EMBEDDING", FAKE_EMBEDDING)
+    return load_settings()
 
 
 @pytest.fixture

@@ -2,17 +2,24 @@
 
 A running daemon is asked (``GET /api/plugins``): only it knows which skills its circuit
 breakers set aside. With none running, ``list`` shows the plugins as this process loads them.
+``install`` runs pip with the daemon's own interpreter and then ``reload``s the daemon (a
+restart in place, in-flight replies finishing first); ``new`` writes a plugin to start from
+(:mod:`assistant.cli.scaffold`).
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import click
 
 from assistant.cli import AppContext, pass_app
+from assistant.errors import AssistantError
 
 
 def register(main: click.Group) -> None:
@@ -86,3 +93,73 @@ def enable(app: AppContext, name: str) -> None:
             return
         result = client.post(f"/api/plugins/{quote(name, safe='')}/enable")
     click.echo(f"enabled: {', '.join(result['enabled'])}")
+
+
+@plugins_group.command("install", context_settings={"ignore_unknown_options": True})
+@click.option("-e", "--editable", is_flag=True,
+              help="Install the project at PATH in place: edits take effect on `plugins reload`.")
+@click.option("--no-reload", is_flag=True, help="Leave the running daemon as it is.")
+@click.argument("target", metavar="PATH|NAME")
+@click.argument("pip_args", nargs=-1, type=click.UNPROCESSED, metavar="[PIP_ARGS]...")
+@pass_app
+def install(app: AppContext, editable: bool, no_reload: bool, target: str,
+            pip_args: tuple[str, ...]) -> None:
+    """Install a plugin into the daemon's own environment (`pip install` with the interpreter
+    the running daemon uses, else this command's), then reload the daemon so that it serves the
+    plugin at once. PIP_ARGS go to pip as they are, e.g. `-- --no-index --find-links DIR`."""
+    from assistant.client import Client
+
+    with Client(app.settings) as client:
+        running = client.health() is not None
+        python = client.get("/api/status").get("python") if running else None
+    python = python or sys.executable
+    spec = str(Path(target).resolve()) if Path(target).exists() else target
+    command = [python, "-m", "pip", "install", *(["-e"] if editable else []), spec, *pip_args]
+    click.echo(f"$ {' '.join(command)}", err=True)
+    if subprocess.run(command).returncode != 0:
+        raise AssistantError(f"pip could not install {target}",
+                             "Its output is above; nothing was reloaded.")
+    if running and not no_reload:
+        _reload(app)
+    elif not running:
+        click.echo("Installed; the daemon is not running and loads it when it starts.")
+
+
+@plugins_group.command("reload")
+@pass_app
+def reload(app: AppContext) -> None:
+    """Restart the running daemon in place so that it loads the plugins installed now, and the
+    current code of those installed with `-e`. In-flight replies finish first."""
+    _reload(app)
+
+
+def _reload(app: AppContext) -> None:
+    from assistant.client import Client
+
+    with Client(app.settings) as client:
+        health = client.reload_daemon()
+        if health is None:
+            click.echo("The daemon is not running; it loads the installed plugins when it starts.")
+            return
+        infos: list[dict[str, Any]] = client.get("/api/plugins")["plugins"]
+    loaded = [i["name"] for i in infos if i["status"] != "failed"]
+    click.echo(f"daemon reloaded ({health['status']}): plugins {', '.join(loaded) or 'none'}")
+    for info in infos:
+        if info["status"] == "failed":
+            click.echo(f"plugin {info['name']} failed: {info['error']}", err=True)
+
+
+@plugins_group.command("new")
+@click.argument("name")
+@click.option("--dir", "parent", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("."), show_default=True, help="Where to create assistant-NAME/.")
+def new(name: str, parent: Path) -> None:
+    """Write a working plugin to start from: assistant-NAME/ with skill NAME, an after_turn
+    hook, tests on the test kit and a pyproject. Then: `assistant plugins install -e
+    assistant-NAME` and `pytest assistant-NAME`."""
+    from assistant.cli.scaffold import write_plugin
+
+    root = write_plugin(name, parent)
+    click.echo(f"created {root}")
+    click.echo(f"next: assistant plugins install -e {root}")
+    click.echo(f"      python -m pytest {root}")

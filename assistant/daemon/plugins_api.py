@@ -1,16 +1,18 @@
-"""The daemon's own view of its plugins: what loaded, how each skill is doing, re-arming one.
+"""The daemon's own view of its plugins: what loaded, how each skill is doing, re-arming one,
+and reloading them all.
 
-``assistant plugins list`` and ``assistant plugins enable`` use these when the daemon runs: the
+``assistant plugins list``, ``enable`` and ``reload`` use these when the daemon runs: the
 breakers live in the daemon, so only it can say that a skill is disabled, and why.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from fastapi import APIRouter
 
-from assistant.daemon.deps import PluginsDep
+from assistant.daemon.deps import PluginsDep, ServicesDep
 
 router = APIRouter(prefix="/api/plugins", tags=["plugins"])
 
@@ -26,3 +28,13 @@ async def plugins(host: PluginsDep) -> dict[str, Any]:
 async def enable(name: str, host: PluginsDep) -> dict[str, Any]:
     """Re-arm skill ``name``, or every skill and the hooks of plugin ``name``."""
     return {"name": name, "enabled": host.enable(name)}
+
+
+@router.post("/reload")
+async def reload(parts: ServicesDep) -> dict[str, Any]:
+    """Restart the daemon in place to load the plugins installed now (and the new code of one
+    installed editable). It stops accepting connections, lets in-flight replies finish (up to
+    ``daemon.shutdown_grace``), then starts again with the same pid; ``/health``'s
+    ``started_at`` tells the new daemon from the old."""
+    parts.restart.set()
+    return {"restarting": True, "pid": os.getpid(), "started_at": parts.status.started_at}

@@ -6,7 +6,9 @@ dependencies, binds the sockets (:mod:`assistant.daemon.sockets`), sets the conn
 (:mod:`assistant.daemon.connections`), and runs the app on uvicorn
 with our guarded protocol (:mod:`assistant.daemon.protocol`) until SIGTERM or SIGINT; shutdown
 is graceful, and a second signal forces it. :func:`start`, run once the socket answers, opens
-the store and builds the router and the turn service.
+the store and builds the router and the turn service. A reload (``POST /api/plugins/reload``)
+stops it the same graceful way, then replaces the process with a fresh ``serve`` (same pid,
+arguments and environment), which loads the plugins installed by then.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -151,7 +155,8 @@ def check_store_paths(settings: Settings) -> None:
 
 
 def serve(settings: Settings) -> None:
-    """Run the daemon in the foreground until SIGTERM or SIGINT (a second one forces)."""
+    """Run the daemon in the foreground until SIGTERM or SIGINT (a second one forces); after a
+    reload request, start over in this process once the old daemon has stopped."""
     import uvicorn
 
     from assistant.daemon.api import create_app
@@ -182,7 +187,21 @@ def serve(settings: Settings) -> None:
             timeout_graceful_shutdown=max(1, int(settings.daemon.shutdown_grace)),
             timeout_keep_alive=5, h11_max_incomplete_event_size=64 * 1024,
         )
-        asyncio.run(_run(services, _server_class()(config), sockets))
+        restart = asyncio.run(_run(services, _server_class()(config), sockets))
+    if restart:
+        _exec_again()
+
+
+def _exec_again() -> None:
+    """Replace this process with the command that started it. Python's own descriptors are not
+    inherited (PEP 446), so the lock, the sockets and the store are closed; stdout and stderr,
+    where the log goes, are kept."""
+    log.info("daemon restarting to reload plugins")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, sys.orig_argv)
 
 
 def connection_limits(settings: Settings, problems: list[str]) -> ConnectionLimits:
@@ -240,18 +259,27 @@ def _server_class() -> Any:
     return Server
 
 
-async def _run(services: Services, server: Any, sockets: list[socket.socket]) -> None:
+async def _run(services: Services, server: Any, sockets: list[socket.socket]) -> bool:
+    """Serve until a signal or a reload request; True when the daemon should start again."""
     log.info("daemon starting", extra={"socket": str(services.files.socket),
                                        "tcp": services.access.tcp_address,
                                        "version": __version__})
     reaper = asyncio.create_task(services.models.reap_idle())
     starting = asyncio.create_task(start(services))
+    restarting = asyncio.create_task(_stop_on_restart(services, server))
     try:
         await server.serve(sockets=sockets)
     finally:
-        for task in (reaper, starting):
+        for task in (reaper, starting, restarting):
             task.cancel()
         if server.force_exit:
             services.models.host.kill()
         await stop(services)
         log.info("daemon stopped")
+    return services.restart.is_set() and not server.force_exit
+
+
+async def _stop_on_restart(services: Services, server: Any) -> None:
+    await services.restart.wait()
+    log.info("reload requested: stopping once in-flight replies have finished")
+    server.should_exit = True

@@ -43,3 +43,6 @@ class Services:
         self.store: Store | None = None
         self.turns: TurnService | None = None
         self.started = asyncio.Event()
+        # Set by POST /api/plugins/reload: the server stops as on SIGTERM (in-flight replies
+        # finish) and starts again in the same process, loading the plugins installed now.
+        self.restart = asyncio.Event()

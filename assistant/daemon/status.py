@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ class DaemonStatus:
         resident = self.models.status()
         return {
             "status": self.current()[0], "version": __version__,
+            "started_at": self.started_at,
             "models": [r["name"] for r in resident],
             "memory": {r["name"]: r["memory"]["total_bytes"] for r in resident},
             "state_cache": host.get("state_cache", {}),
@@ -75,6 +77,7 @@ class DaemonStatus:
         state, problems = self.current()
         return {
             "status": state, "version": __version__, "pid": os.getpid(),
+            "python": sys.executable, "started_at": self.started_at,
             "uptime_s": round(time.time() - self.started_at, 1),
             "socket": str(self.socket), "tcp": self.access.tcp_address,
             "models": models.status(),

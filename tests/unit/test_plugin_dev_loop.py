@@ -1,0 +1,117 @@
+"""The plugin author's dev loop without a daemon or a model: ``plugins new`` writes a plugin
+whose own tests pass once it is installed, ``plugins install`` runs pip in the daemon's
+environment, ``/api/plugins/reload`` asks the daemon to restart, and the test kit keeps a
+plugin's own environment variables. The whole journey through a real daemon, in a fresh venv:
+tests/integration/test_plugin_author_journey.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from assistant.cli import main
+from assistant.cli.scaffold import DISTRIBUTION
+from assistant.testing import InProcessDaemon, core_variable, daemon_environment
+from tests.conftest import REPO
+
+OFFLINE = ["--no-deps", "--no-index", "--no-build-isolation"]
+
+
+def test_plugins_depend_on_the_projects_own_distribution_name() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["name"]
+    assert DISTRIBUTION == project != "assistant"
+    example = tomllib.loads((REPO / "examples/assistant-shout/pyproject.toml").read_text())
+    assert example["project"]["dependencies"] == [project]
+
+
+def test_plugins_new_writes_a_plugin_whose_tests_pass_once_installed(tmp_path: Path) -> None:
+    made = CliRunner().invoke(main, ["plugins", "new", "word_count", "--dir", str(tmp_path)])
+    assert made.exit_code == 0, made.output
+    root = tmp_path / "assistant-word-count"
+    assert f"created {root}" in made.output and "plugins install -e" in made.output
+    meta = tomllib.loads((root / "pyproject.toml").read_text())
+    assert meta["project"]["name"] == "assistant-word-count"
+    assert meta["project"]["dependencies"] == [DISTRIBUTION]
+    assert meta["project"]["entry-points"]["assistant"] == {"word_count": "assistant_word_count"}
+
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *OFFLINE, "--target",
+                    str(site), str(root)], check=True, capture_output=True, timeout=300)
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join([str(site), *os.environ.get("PYTHONPATH", "")
+                                          .split(os.pathsep)]).rstrip(os.pathsep)}
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                           cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert "2 passed" in tests.stdout
+
+    # Installed, it is found through its entry point like any plugin.
+    listed = subprocess.run([sys.executable, "-m", "assistant", "plugins", "list", "--json"],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    found = {p["name"]: p for p in json.loads(listed.stdout)}
+    assert found["word_count"]["skills"] == ["word_count"]
+    assert found["word_count"]["status"] == "loaded" and not found["word_count"]["bundled"]
+
+
+def test_plugins_new_refuses_a_bad_name_and_an_existing_folder(tmp_path: Path) -> None:
+    runner = CliRunner()
+    bad = runner.invoke(main, ["plugins", "new", "Word-Count", "--dir", str(tmp_path)])
+    assert bad.exit_code == 1 and "'Word-Count' cannot name a plugin" in bad.output
+    assert runner.invoke(main, ["plugins", "new", "units", "--dir", str(tmp_path)]).exit_code == 0
+    again = runner.invoke(main, ["plugins", "new", "units", "--dir", str(tmp_path)])
+    assert again.exit_code == 1 and "exists already" in again.output
+
+
+def test_plugins_install_runs_pip_and_says_the_daemon_loads_it_when_it_starts(
+        tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    result = CliRunner().invoke(main, [
+        "plugins", "install", str(REPO / "examples" / "assistant-shout"), "--",
+        "--target", str(site), "-q", *OFFLINE])
+    assert result.exit_code == 0, result.output
+    assert "the daemon is not running and loads it when it starts" in result.output
+    assert (site / "assistant_shout" / "__init__.py").exists()
+
+    failed = CliRunner().invoke(main, ["plugins", "install", str(tmp_path / "nothing-here"),
+                                       "--", "-q", *OFFLINE])
+    assert failed.exit_code == 1 and "pip could not install" in failed.output
+
+
+@pytest.mark.asyncio
+async def test_a_reload_request_sets_the_daemons_restart(fake_daemon: InProcessDaemon) -> None:
+    async with fake_daemon.http() as http:
+        before = (await http.get("/health")).json()["started_at"]
+        answer = (await http.post("/api/plugins/reload")).json()
+    assert answer == {"restarting": True, "pid": os.getpid(), "started_at": before}
+    assert fake_daemon.services.restart.is_set()
+
+
+@pytest.mark.parametrize(("name", "core"), [
+    ("ASSISTANT_DATA_DIR", True), ("ASSISTANT_CONFIG", True), ("ASSISTANT_MODEL", True),
+    ("ASSISTANT_MODELS__PRELOAD", True), ("ASSISTANT_PLUGINS__COOLDOWN", True),
+    ("ASSISTANT_SKILLS__UNITS__TABLE", False), ("ASSISTANT_UNITS_API_KEY", False),
+    ("HOME", False),
+])
+def test_core_variables_are_the_daemons_own_settings(name: str, core: bool) -> None:
+    assert core_variable(name) is core
+
+
+def test_the_kits_daemon_environment_keeps_a_plugins_own_variables(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASSISTANT_SKILLS__UNITS__TABLE", "metric")
+    monkeypatch.setenv("ASSISTANT_UNITS_API_KEY", "k")
+    monkeypatch.setenv("ASSISTANT_DAEMON__TCP", "127.0.0.1:9")
+    env = daemon_environment(tmp_path / "data", tmp_path / "run")
+    assert env["ASSISTANT_SKILLS__UNITS__TABLE"] == "metric"
+    assert env["ASSISTANT_UNITS_API_KEY"] == "k"
+    assert "ASSISTANT_DAEMON__TCP" not in env
+    assert env["ASSISTANT_DATA_DIR"] == str(tmp_path / "data")
