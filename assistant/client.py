@@ -66,8 +66,11 @@ def iter_sse(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
 
 
 class Client:
+    HEALTH_TIMEOUT_S = 5.0
+
     def __init__(self, settings: Settings, timeout: float = 30.0) -> None:
         self.settings = settings
+        self.busy = False  # the last health() found a daemon that did not answer
         self.socket = socket_path(settings)
         self.http = httpx.Client(
             transport=httpx.HTTPTransport(uds=str(self.socket)),
@@ -87,9 +90,15 @@ class Client:
     # -- the daemon's life -------------------------------------------------------------------
 
     def health(self) -> dict[str, Any] | None:
-        """The daemon's health, or None when nothing answers on the socket."""
+        """The daemon's health, or None when nothing answers on the socket. A daemon that
+        holds the socket but does not answer within :attr:`HEALTH_TIMEOUT_S` sets
+        :attr:`busy` (its event loop is blocked): it runs, so none is started beside it."""
+        self.busy = False
         try:
-            response = self.http.get("/health", timeout=5.0)
+            response = self.http.get("/health", timeout=self.HEALTH_TIMEOUT_S)
+        except httpx.TimeoutException:
+            self.busy = True
+            return None
         except (httpx.TransportError, OSError):
             return None
         if response.status_code != 200:
@@ -102,6 +111,8 @@ class Client:
         health = self.health()
         if health is not None:
             return health
+        if self.busy:
+            raise self.busy_error()
         log_path = runtime_dir(self.settings) / "daemon.log"
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
@@ -129,11 +140,21 @@ class Client:
 
     def require_daemon(self) -> dict[str, Any]:
         health = self.health()
+        if health is None and self.busy:
+            raise self.busy_error()
         if health is None:
             raise DaemonNotRunning(
                 "the daemon is not running", "Start it: `assistant daemon start`."
             )
         return health
+
+    def busy_error(self) -> DaemonError:
+        log_path = runtime_dir(self.settings) / "daemon.log"
+        return DaemonError(
+            f"the daemon is running but busy: it did not answer within "
+            f"{self.HEALTH_TIMEOUT_S:.0f} s (its event loop is blocked, often by a plugin's "
+            "blocking call in a skill or hook)",
+            f"See {log_path} for the plugin it names; `assistant daemon stop` stops it.")
 
     def reload_daemon(self) -> dict[str, Any] | None:
         """Ask the running daemon to restart in place, loading the plugins installed now, and

@@ -265,6 +265,20 @@ class PluginHost:
             self.breaker(skill).reset()
         return [*skills, *hooks]
 
+    def owner(self, module: str) -> PluginInfo | None:
+        """The plugin whose code module ``module`` is: a registered plugin module or a module
+        under it, or the module a plugin's object or one of its skills is defined in."""
+        roots: dict[str, str] = {}
+        for name, plugin in self.pm.list_name_plugin():
+            if plugin is not None and name in self.plugins:
+                roots[getattr(plugin, "__name__", None) or type(plugin).__module__] = name
+        for skill_name, skill in self.skills.items():
+            roots.setdefault(type(skill).__module__, self.skill_plugin[skill_name])
+        for root, name in roots.items():
+            if module == root or module.startswith(root + "."):
+                return self.plugins[name]
+        return None
+
     def problems(self) -> list[str]:
         """What is wrong with the plugins now, one line each (``/api/status`` problems)."""
         out = []

@@ -41,6 +41,8 @@ def list_plugins(app: AppContext, as_json: bool) -> None:
 
     with Client(app.settings) as client:
         running = client.health() is not None
+        if client.busy:
+            raise client.busy_error()
         found = client.get("/api/plugins") if running else None
     if found is not None:
         infos: list[dict[str, Any]] = found["plugins"]
@@ -111,6 +113,8 @@ def install(app: AppContext, editable: bool, no_reload: bool, target: str,
 
     with Client(app.settings) as client:
         running = client.health() is not None
+        if client.busy:
+            raise client.busy_error()
         python = client.get("/api/status").get("python") if running else None
     python = python or sys.executable
     spec = str(Path(target).resolve()) if Path(target).exists() else target

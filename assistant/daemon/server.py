@@ -267,9 +267,11 @@ async def _run(services: Services, server: Any, sockets: list[socket.socket]) ->
     reaper = asyncio.create_task(services.models.reap_idle())
     starting = asyncio.create_task(start(services))
     restarting = asyncio.create_task(_stop_on_restart(services, server))
+    services.watchdog.start()
     try:
         await server.serve(sockets=sockets)
     finally:
+        services.watchdog.stop()
         for task in (reaper, starting, restarting):
             task.cancel()
         if server.force_exit:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from assistant.daemon.embeddings import EmbeddingJobs
 from assistant.daemon.search_gate import SearchGate
 from assistant.daemon.status import Access, DaemonStatus
+from assistant.daemon.watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
     from assistant.config import Settings
@@ -39,7 +40,9 @@ class Services:
         self.access = access or Access()
         self.embeddings = EmbeddingJobs(models, settings.embeddings)
         self.search = SearchGate(settings.search)
-        self.status = DaemonStatus(models, files.socket, self.access, plugins.problems)
+        self.watchdog = LoopWatchdog(plugins.owner)  # started by the server, on its loop
+        self.status = DaemonStatus(models, files.socket, self.access,
+                                   lambda: [*plugins.problems(), *self.watchdog.problems()])
         self.store: Store | None = None
         self.turns: TurnService | None = None
         self.started = asyncio.Event()
