@@ -195,7 +195,11 @@ class Skill(ABC):
     fits the context into a summary. ``structured_output`` says whether its reply follows a
     JSON schema or grammar the request gives (``ctx.params``: the skill generates with them);
     a turn asking for one (OpenAI's ``response_format`` to model ``assistant``) that routes to
-    a skill without it is refused, never answered unshaped.
+    a skill without it is refused, never answered unshaped. ``own_loop`` (default) runs
+    ``run`` on a thread with an event loop of its own, its ``ctx`` calls carried to the
+    daemon's loop, so that a blocking call in it stalls only its own turn; a skill that uses
+    asyncio objects made on the daemon's loop (a client opened in ``startup``) sets it
+    ``False`` and must then never block.
     """
 
     name: ClassVar[str]
@@ -204,6 +208,7 @@ class Skill(ABC):
     threshold: ClassVar[float | None] = None
     uses_history: ClassVar[bool] = True
     structured_output: ClassVar[bool] = False
+    own_loop: ClassVar[bool] = True
 
     @abstractmethod
     def run(self, turn: Turn, ctx: SkillContext) -> AsyncIterator[Event]:
@@ -216,26 +221,37 @@ async def execute(
     """Run ``skill`` and yield its events, ending with exactly one :class:`Done`.
 
     The skill runs in its own task, so a skill that blocks the await chain cannot stall the
-    caller: after ``timeout`` seconds it is cancelled with a visible notice. An exception becomes
-    an :class:`ErrorEvent`. Closing this iterator cancels the skill.
+    caller: after ``timeout`` seconds it is cancelled with a visible notice. A skill with
+    ``own_loop`` runs on a thread and event loop of its own (:mod:`assistant.skill_thread`), so
+    that not even a blocking call in it stalls the caller's loop or the timeout. An exception
+    becomes an :class:`ErrorEvent`. Closing this iterator cancels the skill.
     """
     queue: asyncio.Queue[Event | None] = asyncio.Queue()
     failure: list[BaseException] = []
+    loop = asyncio.get_running_loop()
 
-    async def produce() -> None:
+    async def produce(context: SkillContext, put: Callable[[Event | None], None]) -> None:
         try:
-            async for event in skill.run(turn, ctx):
-                queue.put_nowait(event)
+            async for event in skill.run(turn, context):
+                put(event)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             failure.append(exc)
         finally:
-            queue.put_nowait(None)
+            put(None)
 
-    ctx._sink = queue.put_nowait
-    task = asyncio.create_task(produce(), name=f"skill:{skill.name}")
-    loop = asyncio.get_running_loop()
+    task: asyncio.Task[None] | None = None
+    thread = None
+    if skill.own_loop:
+        from assistant.skill_thread import SkillThread, ThreadedContext, thread_safe
+
+        threaded = ThreadedContext(ctx, loop, queue.put_nowait)
+        thread = SkillThread(skill.name)
+        thread.start(lambda: produce(threaded, thread_safe(loop, queue.put_nowait)))
+    else:
+        ctx._sink = queue.put_nowait
+        task = asyncio.create_task(produce(ctx, queue.put_nowait), name=f"skill:{skill.name}")
     deadline = loop.time() + timeout
     status: Status = "complete"
     cut: Literal["skill", "model"] | None = None
@@ -246,7 +262,8 @@ async def execute(
                 event = await asyncio.wait_for(queue.get(), max(remaining, 0))
             except TimeoutError:
                 cut = "model" if ctx.in_model_call else "skill"
-                task.cancel()
+                if task is not None:
+                    task.cancel()
                 status = "cancelled"
                 waiting = " (waiting for the model)" if cut == "model" else ""
                 yield Notice(f"skill '{skill.name}' took longer than {timeout:g} s{waiting} "
@@ -262,7 +279,9 @@ async def execute(
         yield Done(status, cut)
     finally:
         ctx._sink = None
-        if not task.done():
+        if thread is not None:  # not awaited: a blocking call holds its thread, not this loop
+            thread.cancel()
+        elif task is not None and not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task

@@ -86,8 +86,9 @@ class $cls(Skill):
     )
 
     async def run(self, turn: Turn, ctx: SkillContext) -> AsyncIterator[Event]:
-        # Everything here runs on the daemon's event loop: await, never block (no time.sleep,
-        # no blocking I/O); run blocking work with `await asyncio.to_thread(...)`.
+        # This runs on a thread and event loop of its own (Skill.own_loop): a blocking call
+        # holds only this turn, within the skill timeout. Hooks run on the daemon's loop:
+        # never block in them (await, or `await asyncio.to_thread(...)`).
         words = len(turn.text.split())
         yield DeltaEvent(f"{words} word{'s' if words != 1 else ''}\\n")
         prompt = f"In one short sentence, comment on this text: {turn.text}"

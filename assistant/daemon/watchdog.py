@@ -1,15 +1,17 @@
 """The event loop's watchdog: a thread that notices when the loop stops turning, and names
 whose code held it.
 
-Skills and hooks run on the daemon's one event loop; a blocking call in one (``time.sleep``, a
-blocking HTTP client, a long CPU loop) stalls every client and keeps the skill timeout from
-firing. The loop ticks a heartbeat every :data:`TICK_S`; when the beat is older than
-``blocked_after`` seconds, the thread reads the loop thread's stack, finds the innermost frame
-of plugin code (:meth:`~assistant.plugins.PluginHost.owner`) and logs a warning naming the
-plugin and the line, with the stack. When the loop turns again, the time it was held is logged,
-and a third-party plugin that held it becomes a problem of ``/api/status`` and ``assistant
-daemon status`` until the daemon restarts (the bundled plugins' and the core's blocks are
-logged only).
+Hooks, and skills that run on the daemon's loop (``own_loop = False``: the bundled ones, or a
+plugin's that needs the daemon's asyncio objects), share the daemon's one event loop; a blocking
+call in one (``time.sleep``, a blocking HTTP client, a long CPU loop) stalls every client and
+keeps the skill timeout from firing (other skills run on threads of their own:
+:mod:`assistant.skill_thread`). The loop ticks a heartbeat every :data:`TICK_S`; when the beat
+is older than ``blocked_after`` seconds, the thread reads the loop thread's stack, finds the
+innermost frame of plugin code (:meth:`~assistant.plugins.PluginHost.owner`) and logs a
+warning naming the plugin and the line, with the stack. When the loop turns again, the time it
+was held is logged, and a third-party plugin that held it becomes a problem of ``/api/status``
+and ``assistant daemon status`` until the daemon restarts (the bundled plugins' and the core's
+blocks are logged only).
 """
 
 from __future__ import annotations

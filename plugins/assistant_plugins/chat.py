@@ -18,6 +18,7 @@ DEFAULT_SYSTEM_PROMPT = "You are a helpful, concise assistant. Answer in the use
 class Chat(Skill):
     name = "chat"
     description = "General conversation; the fallback when no other skill fits."
+    own_loop = False  # awaits everything: no thread needed for the daemon's own skills
     structured_output = True  # it generates with ctx.params, the request's
     examples = (
         "Hi, how are you doing today?",

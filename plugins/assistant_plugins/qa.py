@@ -250,6 +250,7 @@ def sources_block(passages: Sequence[dict[str, Any]], budget: int) -> tuple[str,
 class QA(Skill):
     name = "qa"
     description = "Answer questions from your own documents."
+    own_loop = False  # awaits everything: no thread needed for the daemon's own skills
     uses_history = False  # the last four messages at most
     examples = (
         "What does my document say about the refund policy?",

@@ -110,6 +110,7 @@ async def _consensus(ctx: SkillContext, prompt: list[ChatMessage], params: Gener
 class Summarize(Skill):
     name = "summarize"
     description = "Summarize a text, a file, a document or the conversation."
+    own_loop = False  # awaits everything: no thread needed for the daemon's own skills
     uses_history = False  # map-reduce fits any length itself
     examples = (
         "Summarize this article for me",

@@ -277,6 +277,7 @@ class Cleaner:
 class Translate(Skill):
     name = "translate"
     description = "Translate text between languages."
+    own_loop = False  # awaits everything: no thread needed for the daemon's own skills
     uses_history = False  # it reads the last message at most: nothing to compact
     examples = (
         "Translate this into French: good morning",
