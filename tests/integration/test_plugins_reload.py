@@ -1,0 +1,95 @@
+"""``assistant plugins reload`` on the real daemon: a turn under way finishes first, then the
+daemon starts again in place (same pid, a new ``started_at``) with the plugin code as it is
+now, and a client talks to it as before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from assistant.testing import daemon_environment
+from tests.conftest import TEST_MODELS_DIR
+from tests.integration.conftest import CHAT_MODEL, start_daemon
+
+pytestmark = pytest.mark.integration
+
+PLUGIN = '''
+import asyncio
+
+from assistant import DeltaEvent, Skill, hookimpl
+
+
+class Tortoise(Skill):
+    name = "tortoise"
+    examples = ("slow and steady",)
+
+    async def run(self, turn, ctx):
+        yield DeltaEvent("slow ")
+        await asyncio.sleep(3)
+        yield DeltaEvent("and steady VERSION")
+
+
+@hookimpl
+def register_skills(register):
+    register(Tortoise())
+'''
+
+
+def test_reload_lets_a_turn_finish_then_serves_the_new_code(
+        tmp_path: Path, short_tmp: Path) -> None:
+    site = tmp_path / "site"
+    (site / "tortoise_skills-0.1.dist-info").mkdir(parents=True)
+    module = site / "tortoise_skills.py"
+    module.write_text(textwrap.dedent(PLUGIN).replace("VERSION", "v1"))
+    (site / "tortoise_skills-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: tortoise-skills\nVersion: 0.1\n")
+    (site / "tortoise_skills-0.1.dist-info" / "entry_points.txt").write_text(
+        "[assistant]\ntortoise = tortoise_skills\n")
+    env = daemon_environment(tmp_path / "data", short_tmp / "run", model=CHAT_MODEL,
+                             models_dir=TEST_MODELS_DIR, extra_env={
+                                 "PYTHONPATH": os.pathsep.join([str(site), *sys.path])})
+    daemon = start_daemon(env, tmp_path / "daemon.log")
+    lines: list[str] = []
+    begun = threading.Event()
+
+    def walk() -> None:
+        with daemon.http() as http, http.stream("POST", "/api/turns",
+                                                json={"text": "/tortoise go"}) as response:
+            for line in response.iter_lines():
+                lines.append(line)
+                if '"delta"' in line:
+                    begun.set()
+
+    try:
+        with daemon.http() as http:
+            before = http.get("/health").json()["started_at"]
+        walking = threading.Thread(target=walk)
+        walking.start()
+        assert begun.wait(30)  # the turn is under way: its first piece has arrived
+        module.write_text(textwrap.dedent(PLUGIN).replace("VERSION", "v2"))
+        reloaded = subprocess.run([sys.executable, "-m", "assistant", "plugins", "reload"],
+                                  env=env, capture_output=True, text=True, timeout=120)
+        walking.join(30)
+        assert reloaded.returncode == 0, reloaded.stderr
+        assert "daemon reloaded (" in reloaded.stdout and "tortoise" in reloaded.stdout
+        with daemon.http() as http:
+            health = http.get("/health").json()
+            again = http.post("/api/turns", json={"text": "/tortoise go"}).text
+        assert daemon.proc.poll() is None  # the same process, started again in place
+    finally:
+        daemon.stop()
+    deltas = [json.loads(line[5:]) for line in lines if line.startswith("data:")]
+    assert "".join(e["text"] for e in deltas if e["type"] == "delta") == "slow and steady v1"
+    assert deltas[-1]["type"] == "done" and deltas[-1]["status"] == "complete"
+    assert health["started_at"] != before
+    assert "and steady v2" in again
+    log = daemon.log_text()
+    assert "reload requested" in log and "daemon restarting to reload plugins" in log
