@@ -144,6 +144,11 @@ class TuiApi:
             health = self.client.health() or health
         return health
 
+    def problems(self) -> list[str]:
+        """What the daemon says is wrong now (``/api/status`` problems): a plugin that did not
+        load, a skill its breaker disabled, a plugin that blocked the daemon."""
+        return [str(p) for p in self.client.get("/api/status").get("problems") or []]
+
     def skills(self) -> list[SkillEntry]:
         """The skills a turn can go to, third-party plugins' included (``GET /api/skills``);
         none from a daemon too old to list them."""

@@ -8,7 +8,7 @@ turn_stream.TurnStream`): one from a turn that is already over is ignored.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from textual.message import Message
@@ -22,6 +22,7 @@ class DaemonConnected(Message):
     health: dict[str, Any]
     context_sizes: dict[str, int | None]  # model -> the daemon's context; None: unknown
     skills: list[SkillEntry]
+    problems: list[str] = field(default_factory=list)  # of a degraded daemon
 
 
 @dataclass

@@ -65,3 +65,29 @@ async def test_a_third_party_skill_is_in_slash_completion(shout_daemon: TuiDaemo
         assert "Repeat the text in capitals" in str(offered[0].prompt)
         await pilot.press("h", "tab")
         assert screen.query_one(PromptInput).text == "/shout "
+
+
+@pytest.mark.asyncio
+async def test_a_degraded_daemons_problems_are_shown_on_connect() -> None:
+    """A plugin that fails to load makes the daemon degraded: the UI says why, once, as a
+    notification (the status bar says `degraded`)."""
+    tmp = Path(tempfile.mkdtemp(prefix="as-tui-", dir="/tmp"))
+    site = tmp / "site"
+    info = site / "broken_plugin-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[assistant]\nbroken = broken_plugin\n")
+    (site / "broken_plugin.py").write_text("raise RuntimeError('missing table')\n")
+    running = start_tui_daemon(tmp, {"PYTHONPATH": str(site)})
+    try:
+        app = AssistantApp(running.settings(), max_tokens=8)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen)
+                           and app.screen.connected, what="the daemon connection")
+            await pilot.pause(0.1)
+            shown = [(n.title, str(n.message)) for n in app._notifications]
+    finally:
+        running.daemon.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    [text] = [message for title, message in shown if title == "the daemon is degraded"]
+    assert "plugin 'broken' failed to load" in text and "missing table" in text

@@ -104,10 +104,11 @@ class ChatScreen(Screen[None]):
             health = self.api.connect()
             sizes = {m.name: m.context for m in self.api.models()}
             skills = self.api.skills()
+            problems = self.api.problems() if health.get("status") == "degraded" else []
         except AssistantError as exc:
             self.post_message(DaemonFailed(exc.message, exc.hint))
             return
-        self.post_message(DaemonConnected(health, sizes, skills))
+        self.post_message(DaemonConnected(health, sizes, skills, problems))
 
     def on_daemon_connected(self, message: DaemonConnected) -> None:
         self.connected = True
@@ -117,6 +118,9 @@ class ChatScreen(Screen[None]):
             message.health.get("status"))
         self.query_one(StatusBar).set(state=state,
                                       context_size=message.context_sizes.get(self.chat_model))
+        if message.problems:  # plugin and exception text: never markup
+            self.app.notify("\n".join(message.problems), title="the daemon is degraded",
+                            severity="warning", timeout=15, markup=False)
         self.stored.refresh_list()
         if self.conversation_id is not None:
             self.stored.load(self.conversation_id)
