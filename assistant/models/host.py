@@ -29,7 +29,6 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -58,11 +57,16 @@ class _Output:
 
 
 class _EmbedJob:
-    """An ``embed`` request under way: its batches still to run, and the vectors so far."""
+    """An ``embed`` request under way: its batches still to run, and the vectors so far. A
+    cancel sets ``options.terminate``, which stops the batch onnxruntime is computing."""
 
-    def __init__(self, request: dict[str, Any], batches: Iterator[list[list[float]]]) -> None:
+    def __init__(self, request: dict[str, Any], embedder: OnnxEmbedder) -> None:
+        import onnxruntime
+
         self.rid = str(request.get("id"))
-        self.batches = batches
+        self.options = onnxruntime.RunOptions()
+        self.batches = embedder.chunks(request["texts"], int(request.get("batch") or BATCH),
+                                       self.options)
         self.vectors: list[list[float]] = []
 
 
@@ -83,6 +87,7 @@ class Host:
         self.chat_jobs: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.embed_jobs: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.chats: set[threading.Thread] = set()  # requests running, each on its thread
+        self.embedding: dict[str, _EmbedJob] = {}  # embed jobs under way, by request id
 
     # -- dispatch -----------------------------------------------------------------------------
 
@@ -93,6 +98,8 @@ class Host:
             with self._jobs_lock:
                 if target in self.in_flight:
                     self.cancelled.add(target)
+                    if (job := self.embedding.get(target)) is not None:
+                        job.options.terminate = True  # its batch stops where it is
             return
         if op in {"ping", "info"}:  # answered at once, even while a reply is generating
             self.out.send({"id": request["id"], "ok": {
@@ -132,9 +139,12 @@ class Host:
                     self.run(request)
                     continue
                 try:
-                    embedder = self.embedders[request["model"]]
-                    batch = int(request.get("batch") or BATCH)
-                    jobs.append(_EmbedJob(request, embedder.chunks(request["texts"], batch)))
+                    job = _EmbedJob(request, self.embedders[request["model"]])
+                    with self._jobs_lock:
+                        self.embedding[job.rid] = job
+                        if job.rid in self.cancelled:  # cancelled while it waited
+                            job.options.terminate = True
+                    jobs.append(job)
                 except Exception as exc:
                     self._embed_failed(str(request.get("id")), exc)
                     self._ended(str(request.get("id")))
@@ -152,7 +162,9 @@ class Host:
         except StopIteration:
             self.out.send({"id": job.rid, "ok": {"vectors": job.vectors}})
         except Exception as exc:
-            self._embed_failed(job.rid, exc)
+            # onnxruntime's "terminate flag" error, after a cancel: reported as the cancel
+            self._embed_failed(job.rid, Cancelled(f"embedding request {job.rid} was cancelled")
+                               if job.options.terminate else exc)
         self._ended(job.rid)
         return False
 
@@ -161,6 +173,7 @@ class Host:
         with self._jobs_lock:
             self.in_flight.discard(rid)
             self.cancelled.discard(rid)
+            self.embedding.pop(rid, None)
 
     def _embed_failed(self, rid: str, exc: Exception) -> None:
         self.out.send({"id": rid, "error": {
@@ -309,6 +322,8 @@ def main() -> None:
             continue
         if request.get("op") == "shutdown":
             host.stopping = True
+            for job in list(host.embedding.values()):
+                job.options.terminate = True
             break
         try:
             host.submit(request)

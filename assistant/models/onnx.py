@@ -51,9 +51,12 @@ class OnnxEmbedder:
             vectors = done
         return vectors
 
-    def chunks(self, texts: list[str], batch: int = BATCH) -> Iterator[list[list[float]]]:
+    def chunks(self, texts: list[str], batch: int = BATCH,
+               options: Any = None) -> Iterator[list[list[float]]]:
         """Embed ``texts`` ``batch`` at a time, yielding after each batch; the last value
-        yielded is every vector, in the order of ``texts`` (earlier ones are partial)."""
+        yielded is every vector, in the order of ``texts`` (earlier ones are partial).
+        ``options`` (an ``onnxruntime.RunOptions``) is each batch's: setting its ``terminate``
+        from another thread stops the batch being computed."""
         if not texts:
             yield []
             return
@@ -62,11 +65,12 @@ class OnnxEmbedder:
         vectors: list[list[float]] = [[] for _ in texts]
         for start in range(0, len(order), max(1, batch)):
             part = order[start:start + max(1, batch)]
-            for i, vector in zip(part, self._run([encodings[i] for i in part]), strict=True):
+            for i, vector in zip(part, self._run([encodings[i] for i in part], options),
+                                 strict=True):
                 vectors[i] = vector
             yield vectors
 
-    def _run(self, encodings: list[Any]) -> list[list[float]]:
+    def _run(self, encodings: list[Any], options: Any = None) -> list[list[float]]:
         width = max(len(e.ids) for e in encodings)  # padded to the longest of this batch only
         ids = np.zeros((len(encodings), width), dtype=np.int64)
         mask = np.zeros((len(encodings), width), dtype=np.int64)
@@ -76,7 +80,7 @@ class OnnxEmbedder:
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self.input_names:
             feeds["token_type_ids"] = np.zeros_like(ids)
-        hidden = self.session.run(None, feeds)[0]
+        hidden = self.session.run(None, feeds, options)[0]
         weights = mask[..., None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)

@@ -54,3 +54,45 @@ def test_an_embed_job_that_cannot_start_is_not_left_in_flight() -> None:
     host.submit({"id": "c3", "op": "cancel", "target": "3"})
     assert host.cancelled == set()
     assert host.in_flight == set()
+
+
+def test_a_cancel_stops_the_embedding_batch_being_computed() -> None:
+    """Issue 21: a cancel sets the running batch's ``RunOptions.terminate``: the job answers
+    ``Cancelled`` within a fraction of the batch's time, not after it."""
+    import threading
+    import time
+
+    from assistant.models.onnx import OnnxEmbedder
+    from tests.conftest import TEST_MODELS_DIR
+    from tests.integration.conftest import require_models
+
+    require_models()
+    host, out = _host()
+    host.embedders["minilm"] = OnnxEmbedder(
+        str(TEST_MODELS_DIR / "all-MiniLM-L6-v2.int8.onnx"),
+        str(TEST_MODELS_DIR / "all-MiniLM-L6-v2.tokenizer.json"), n_threads=2)
+    long = " ".join(f"w{i}ord" for i in range(300))  # past the model's 256 tokens
+    texts = [f"{i} {long}" for i in range(32)]
+    worker = threading.Thread(target=host.embed_worker, daemon=True)
+    worker.start()
+
+    def timed(rid: str, cancel_after: float | None) -> float:
+        started = time.perf_counter()
+        host.submit({"id": rid, "op": "embed", "model": "minilm", "texts": texts,
+                     "batch": len(texts)})  # one batch: only terminate can stop it early
+        if cancel_after is not None:
+            time.sleep(cancel_after)
+            host.submit({"id": f"c{rid}", "op": "cancel", "target": rid})
+        while rid in host.in_flight:
+            time.sleep(0.01)
+        return time.perf_counter() - started
+
+    whole = timed("full", None)
+    assert json.loads(out.getvalue().splitlines()[-1])["id"] == "full"
+    cut = timed("cut", 0.2)
+    host.embed_jobs.put(None)
+    worker.join(10)
+    answer = json.loads(out.getvalue().splitlines()[-1])
+    assert answer["id"] == "cut" and answer["error"]["type"] == "Cancelled", answer
+    assert cut < 0.2 + whole / 3, (cut, whole)
+    assert host.embedding == {} and host.in_flight == set() and host.cancelled == set()
