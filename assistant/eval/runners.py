@@ -36,7 +36,11 @@ async def each(eb: EvalBackend, items: Sequence[T], run: Callable[[T], Awaitable
         async with gate:
             return await run(item)
 
-    return list(await asyncio.gather(*(one(i) for i in items)))
+    # A task group, not gather: when one item fails, the others are cancelled rather than left
+    # running against a store and a model host the caller is about to close.
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(one(i)) for i in items]
+    return [t.result() for t in tasks]
 
 
 @dataclass

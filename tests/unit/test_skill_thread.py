@@ -72,7 +72,7 @@ async def test_a_blocking_skill_is_cut_by_the_timeout_while_the_loop_runs() -> N
     took = time.monotonic() - started
     ticker.cancel()
     assert took < 1.5  # the sleep (2 s) goes on in its thread; the turn has ended
-    assert ticks >= 8  # the loop kept turning meanwhile
+    assert ticks >= 3  # the loop kept turning meanwhile (a blocked loop: 0 or 1)
     assert isinstance(events[0], Notice) and "took longer than 0.5 s" in events[0].message
     assert isinstance(events[-1], Done) and events[-1].status == "cancelled"
     assert events[-1].timeout == "skill"
@@ -110,7 +110,7 @@ async def test_a_sleeping_skill_does_not_stall_another_clients_turn(
         chat = await turn("/chat hello")
         slept = await sleepy
     assert chat[-1]["type"] == "done" and chat[-1]["status"] == "complete"
-    assert ended["/chat hello"] < 1.0  # while the other skill slept (2 s)
+    assert ended["/chat hello"] < 1.5  # well before the other skill's 2 s sleep ends
     assert slept[-1]["type"] == "done" and slept[-1]["status"] == "cancelled"
     assert any(e["type"] == "notice" and "took longer than 1 s" in e["message"] for e in slept)
     assert ended["/sleepy now"] < 1.9

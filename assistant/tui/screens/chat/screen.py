@@ -11,6 +11,7 @@ open conversation (its id, the store's copy, its last route), the chat model and
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from pathlib import Path
@@ -104,10 +105,13 @@ class ChatScreen(Screen[None]):
             health = self.api.connect()
             sizes = {m.name: m.context for m in self.api.models()}
             skills = self.api.skills()
-            problems = self.api.problems() if health.get("status") == "degraded" else []
         except AssistantError as exc:
             self.post_message(DaemonFailed(exc.message, exc.hint))
             return
+        problems: list[str] = []
+        if health.get("status") == "degraded":  # best effort: a degraded daemon still serves
+            with contextlib.suppress(AssistantError):
+                problems = self.api.problems()
         self.post_message(DaemonConnected(health, sizes, skills, problems))
 
     def on_daemon_connected(self, message: DaemonConnected) -> None:
