@@ -31,7 +31,10 @@ from assistant.testing import RunningDaemon, in_process_daemon
 
 IN_PROCESS_CASES = 2500
 REAL_DAEMON_CASES = 200
-SKIP = {("POST", "/api/models/{name}/load")}  # loads real model files: covered by test_model_files
+SKIP = {
+    ("POST", "/api/models/{name}/load"),  # loads real model files: covered by test_model_files
+    ("POST", "/api/plugins/reload"),  # restarts the daemon in place: test_plugins_reload
+}
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
