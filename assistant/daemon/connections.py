@@ -10,6 +10,9 @@ A TCP connection past its budget (all TCP connections, or one peer address's) cl
 first: the oldest one that has not yet shown the token, then the oldest idle keep-alive one.
 Only when every connection is authenticated and busy is the new one refused, with a 503.
 The Unix socket's budget is its own, so no TCP load can take the owner's way in.
+
+A refused connection lingers a moment (:data:`LINGER_S`, :data:`LINGER_MAX` at once) so that
+its client reads the 503 rather than a reset (``GuardedH11Protocol``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ FILES_RESERVE = 1024
 # The ASGI scope extension a request's connection puts its "the token was right" callback in.
 AUTHENTICATED = "assistant.authenticated"
 _REPORT_EVERY_S = 10.0
+# A refused connection is closed only once its client has read the 503 and closed its end, or
+# after LINGER_S; at most LINGER_MAX linger at once (past that, a refusal closes at once).
+LINGER_S = 1.0
+LINGER_MAX = 64
 # An unauthenticated connection younger than this is not closed to make room: a client's
 # brand-new connection has had no time yet to send its request and show the token.
 GRACE_S = 0.5
@@ -47,9 +54,11 @@ class ConnectionLimits:
 
     def open_files(self) -> int:
         """The open-file limit that holds every budget at once: the connections, the bursts
-        accepted before they are counted (a few loop turns' worth per listener) and the rest."""
+        accepted before they are counted (a few loop turns' worth per listener), the refused
+        ones lingering, and the rest."""
         listeners = 2 if self.tcp else 1
-        return self.tcp + self.unix + listeners * 3 * ACCEPT_BATCH + FILES_RESERVE
+        return (self.tcp + self.unix + listeners * 3 * ACCEPT_BATCH + LINGER_MAX
+                + FILES_RESERVE)
 
     def within(self, open_files: int) -> ConnectionLimits:
         """These limits, scaled down (both budgets alike) to fit ``open_files``; unchanged
@@ -102,6 +111,7 @@ class ConnectionBudget:
         self._tcp: dict[Connection, None] = {}
         self._peers: dict[str, dict[Connection, None]] = {}
         self._where: dict[Connection, str | None] = {}
+        self._lingering: set[Connection] = set()
         self.evicted = 0
         self.refused = 0
         self._reported = (0, 0)
@@ -139,8 +149,21 @@ class ConnectionBudget:
         self._report()
         return True
 
+    def linger(self, conn: Connection) -> bool:
+        """Let refused ``conn`` stay open until its client has read the refusal; False when
+        :data:`LINGER_MAX` already do (close it at once). :meth:`release` ends it."""
+        if len(self._lingering) >= LINGER_MAX:
+            return False
+        self._lingering.add(conn)
+        return True
+
+    @property
+    def lingering(self) -> int:
+        return len(self._lingering)
+
     def release(self, conn: Connection) -> None:
         """Count ``conn`` out; a connection not counted (refused, or released) is ignored."""
+        self._lingering.discard(conn)
         if conn not in self._where:
             return
         peer = self._where.pop(conn)

@@ -8,7 +8,10 @@
 - Each connection is counted in its listener's budget
   (:class:`~assistant.daemon.connections.ConnectionBudget`): past it, an unauthenticated one
   (older than a short grace, so a client's new connection can show its token) or an idle one
-  is closed to make room, or the new one is refused with a 503.
+  is closed to make room, or the new one is refused with a 503. A refused connection is not
+  closed with its request unread: that sends a reset, which can reach the client before it
+  reads the 503. The daemon ends its side (``shutdown(SHUT_WR)``), reads and drops what the
+  client sends until it closes, and closes after ``LINGER_S`` in any case.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import h11
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from assistant.daemon.connections import AUTHENTICATED, ConnectionBudget
+from assistant.daemon.connections import AUTHENTICATED, LINGER_S, ConnectionBudget
 from assistant.error_codes import error_body
 
 log = logging.getLogger("assistant.daemon")
@@ -54,6 +57,7 @@ class GuardedH11Protocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
         self._received = False
+        self._refused = False
         self.authenticated = False
         app: ASGIApp = self.app
 
@@ -96,8 +100,13 @@ class GuardedH11Protocol(H11Protocol):
         head = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
                 b"retry-after: 1\r\nconnection: close\r\n"
                 b"content-length: " + str(len(body)).encode() + b"\r\n\r\n")
+        self._refused = True
         self.transport.write(head + body)
-        self.transport.close()
+        if self.budget is None or not self.budget.linger(self):
+            self.transport.close()
+            return
+        self.transport.write_eof()  # sent once the 503 is; the client's EOF closes (eof_received)
+        self._deadline = self.loop.call_later(LINGER_S, self.transport.abort)
 
     def evict(self) -> None:
         if not self.transport.is_closing():
@@ -121,6 +130,8 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # the request of a refused connection: read only to be dropped
         super().data_received(data)
         if self.conn.their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR):
             self._received = True

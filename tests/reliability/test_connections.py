@@ -38,8 +38,9 @@ ATTACKERS = 1100
 PEERS = ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4")
 TCP_CAP, PER_PEER = 512, 256  # config/default.toml
 # What the daemon raises its soft limit to for the default budgets: 512 TCP + 2,048 Unix-socket
-# connections + 2 listeners x 3 x 512 accepted before they are counted + 1,024 other files.
-OPEN_FILES = 6656
+# connections + 2 listeners x 3 x 512 accepted before they are counted + 64 refused ones
+# lingering + 1,024 other files.
+OPEN_FILES = 6720
 LOGIN_SOFT_LIMIT = 1024
 FLOOD_S = 2.0
 
