@@ -8,7 +8,11 @@ plus what it needs beside them (:func:`open_file_limit`).
 
 A TCP connection past its budget (all TCP connections, or one peer address's) closes another
 first: the oldest one that has not yet shown the token, then the oldest idle keep-alive one.
-Only when every connection is authenticated and busy is the new one refused, with a 503.
+A connection younger than :data:`GRACE_S` is spared, so a client's new one can send its
+request; but under a flood of silent connections every one is that young, so a newcomer whose
+request has already arrived may close the oldest young one that has sent nothing at all.
+Only when every connection is authenticated and busy (or young and not silent) is the new one
+refused, with a 503.
 The Unix socket's budget is its own, so no TCP load can take the owner's way in.
 
 A refused connection lingers a moment (:data:`LINGER_S`, :data:`LINGER_MAX` at once) so that
@@ -95,6 +99,10 @@ class Connection(Protocol):
     def busy(self) -> bool:
         """True while a request is being answered."""
 
+    @property
+    def silent(self) -> bool:
+        """True while not a byte has come from the client, read or waiting to be."""
+
     def evict(self) -> None:
         """Close the connection now, to make room for another."""
 
@@ -121,9 +129,10 @@ class ConnectionBudget:
         """TCP connections open (from ``peer``, when given)."""
         return len(self._tcp if peer is None else self._peers.get(peer, {}))
 
-    def admit(self, conn: Connection, peer: str | None) -> bool:
+    def admit(self, conn: Connection, peer: str | None, sent: bool = False) -> bool:
         """Count ``conn`` in (``peer`` is its address, None for the Unix socket), closing
-        another connection if its budget is full; False when it must be refused instead."""
+        another connection if its budget is full; False when it must be refused instead.
+        ``sent``: its client has sent its request already (see :meth:`_victim`)."""
         if peer is None:
             pools = [(self._unix, self.limits.unix)]
         else:
@@ -131,7 +140,7 @@ class ConnectionBudget:
                      (self._tcp, self.limits.tcp)]
         for pool, limit in pools:
             while len(pool) >= limit:
-                victim = self._victim(pool)
+                victim = self._victim(pool, sent)
                 if victim is None:
                     self.refused += 1
                     self._report()
@@ -191,18 +200,23 @@ class ConnectionBudget:
         self._report_at = now + _REPORT_EVERY_S
 
 
-    def _victim(self, pool: dict[Connection, None]) -> Connection | None:
+    def _victim(self, pool: dict[Connection, None], sent: bool) -> Connection | None:
         """The oldest connection that has not shown the token in its first ``grace_s``; else,
         when none is still within its grace, the oldest idle one. While new unauthenticated
         connections pour in (a flood), the newcomer is refused rather than an owner's idle
-        keep-alive connection closed."""
+        keep-alive connection closed, unless its request has arrived (``sent``) and a young
+        one has sent nothing: then the oldest such one is closed. A flood of silent
+        connections so cannot keep a client with a request out, and a client's own new
+        connection is closed only for one that shows a request sooner."""
         young = time.monotonic() - self.grace_s
-        idle, waiting = None, False
+        idle, waiting, silent = None, False, None
         for conn in pool:
             if not conn.authenticated:
                 if self._opened.get(conn, 0.0) <= young:
                     return conn
                 waiting = True
+                if sent and silent is None and conn.silent:
+                    silent = conn
             elif idle is None and not conn.busy:
                 idle = conn
-        return None if waiting else idle
+        return silent if waiting else idle

@@ -20,9 +20,11 @@ from assistant.errors import ConfigError
 class Conn:
     """A connection as the budget sees it; ``evicted`` when the budget closed it."""
 
-    def __init__(self, authenticated: bool = False, busy: bool = False) -> None:
+    def __init__(self, authenticated: bool = False, busy: bool = False,
+                 silent: bool = True) -> None:
         self.authenticated = authenticated
         self.busy = busy
+        self.silent = silent
         self.evicted = False
 
     def evict(self) -> None:
@@ -171,3 +173,18 @@ def test_refused_connections_linger_within_a_cap_of_their_own() -> None:
     budget.release(lingering[0])  # its client closed
     assert budget.lingering == LINGER_MAX - 1 and budget.linger(Conn())
     assert budget.count() == 0  # lingering is not holding a place in the budget
+
+
+def test_a_newcomer_whose_request_arrived_closes_a_young_silent_connection() -> None:
+    """Under a flood every connection is within its grace: a client's new connection was
+    refused though its request was there. Now it takes the oldest young silent one's place;
+    a young one that has sent something is still spared."""
+    budget = ConnectionBudget(ConnectionLimits(tcp=2, tcp_per_peer=2, unix=16), grace_s=30)
+    talking, silent = Conn(silent=False), Conn()
+    assert budget.admit(talking, "127.0.0.1") and budget.admit(silent, "127.0.0.1")
+    assert not budget.admit(Conn(), "127.0.0.1")  # nothing sent yet: refused, as before
+    client = Conn(silent=False)
+    assert budget.admit(client, "127.0.0.1", sent=True)
+    assert silent.evicted and not talking.evicted
+    assert not budget.admit(Conn(silent=False), "127.0.0.1", sent=True)  # none silent left
+    assert not talking.evicted and not client.evicted
