@@ -2,9 +2,11 @@
 
 ``ensure_daemon`` starts the daemon in the background when none answers and waits until it is
 healthy. HTTP errors come back as :mod:`assistant.errors` exceptions, so callers render them
-like any other domain error. Streams (a turn, a re-route, ingestion) come back as the typed
-events of :mod:`assistant.wire`; an event this client cannot use is skipped
-(:func:`assistant.wire.parse_event`).
+like any other domain error. A connection the daemon refused (503 ``too_many_connections``,
+answered before it read the request, so nothing was done) is tried again after its
+Retry-After, twice at most (:class:`RetryRefused`). Streams (a turn, a re-route, ingestion)
+come back as the typed events of :mod:`assistant.wire`; an event this client cannot use is
+skipped (:func:`assistant.wire.parse_event`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,50 @@ from assistant.wire import (
 )
 
 E = TypeVar("E")
+REFUSED = "too_many_connections"
+
+
+class RetryRefused(httpx.BaseTransport):
+    """``inner``, sending a request again (``retries`` times at most) when the daemon
+    refused its connection, after the answer's Retry-After (``max_wait`` seconds at most).
+    Safe for any request: the daemon refuses a connection before reading from it."""
+
+    def __init__(self, inner: httpx.BaseTransport, retries: int = 2,
+                 max_wait: float = 5.0) -> None:
+        self.inner = inner
+        self.retries = retries
+        self.max_wait = max_wait
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        for _ in range(self.retries):
+            response = self.inner.handle_request(request)
+            if not refused(response):
+                return response
+            response.close()
+            time.sleep(min(_seconds(response.headers.get("retry-after")), self.max_wait))
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def refused(response: httpx.Response) -> bool:
+    """Whether ``response`` is the daemon's refusal of a connection (its body is read)."""
+    if response.status_code != 503:
+        return False
+    try:
+        body = json.loads(response.read())
+    except ValueError:
+        return False
+    return isinstance(body, dict) and isinstance(body.get("error"), dict) \
+        and body["error"].get("code") == REFUSED
+
+
+def _seconds(retry_after: str | None) -> float:
+    try:
+        return max(0.0, float(retry_after or 1))
+    except ValueError:
+        return 1.0
 
 
 def raise_for_error(response: httpx.Response) -> None:
@@ -73,7 +119,7 @@ class Client:
         self.busy = False  # the last health() found a daemon that did not answer
         self.socket = socket_path(settings)
         self.http = httpx.Client(
-            transport=httpx.HTTPTransport(uds=str(self.socket)),
+            transport=RetryRefused(httpx.HTTPTransport(uds=str(self.socket))),
             base_url="http://assistant",
             timeout=httpx.Timeout(timeout, read=None),
         )

@@ -10,8 +10,10 @@ import contextlib
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +42,19 @@ def open_store(app: AppContext) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+@contextlib.contextmanager
+def interrupt_sets() -> Iterator[threading.Event]:
+    """An event Ctrl-C sets while in this block, instead of raising KeyboardInterrupt: raised
+    in SQLite's progress handler, sqlite3 swallowed it and the search failed as "the store
+    failed: interrupted". Set, it stops the search as a client leaving does."""
+    cancel = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
+    try:
+        yield cancel
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -224,11 +239,20 @@ def highlighted(snippet: str, marks: tuple[str, str], start: str, end: str) -> s
 @click.option("-n", "--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @pass_app
 def search(app: AppContext, query: tuple[str, ...], skill: str | None, limit: int) -> None:
-    """Search every message, best matches first."""
+    """Search every message, best matches first.
+
+    Bounded as the daemon's search is (``[search]``): at most max_query_chars characters and
+    max_terms words, stopped after timeout seconds."""
+    from assistant.store.search import check_query
+
+    text, limits = " ".join(query), app.settings.search
+    check_query(text, max_chars=limits.max_query_chars, max_terms=limits.max_terms,
+                name="QUERY")
     marks = ("\ue000", "\ue001")
     start, end = ("\x1b[1;33m", "\x1b[0m") if sys.stdout.isatty() else ("**", "**")
-    with open_store(app) as store:
-        hits = store.search(" ".join(query), skill=skill, limit=limit, highlight=marks)
+    with open_store(app) as store, interrupt_sets() as cancel:
+        hits = store.search(text, skill=skill, limit=limit, highlight=marks,
+                            timeout=limits.timeout, cancel=cancel)
     for hit in hits:
         label = hit.role + (f" · {hit.skill}" if hit.skill else "")
         click.echo(f"{one_line(hit.conversation_id)}  {_when(hit.created)}  "

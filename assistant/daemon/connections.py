@@ -8,8 +8,15 @@ plus what it needs beside them (:func:`open_file_limit`).
 
 A TCP connection past its budget (all TCP connections, or one peer address's) closes another
 first: the oldest one that has not yet shown the token, then the oldest idle keep-alive one.
-Only when every connection is authenticated and busy is the new one refused, with a 503.
+A connection younger than :data:`GRACE_S` is spared, so a client's new one can send its
+request; but under a flood of silent connections every one is that young, so a newcomer whose
+request has already arrived may close the oldest young one that has sent nothing at all.
+Only when every connection is authenticated and busy (or young and not silent) is the new one
+refused, with a 503.
 The Unix socket's budget is its own, so no TCP load can take the owner's way in.
+
+A refused connection lingers a moment (:data:`LINGER_S`, :data:`LINGER_MAX` at once) so that
+its client reads the 503 rather than a reset (``GuardedH11Protocol``).
 """
 
 from __future__ import annotations
@@ -31,6 +38,10 @@ FILES_RESERVE = 1024
 # The ASGI scope extension a request's connection puts its "the token was right" callback in.
 AUTHENTICATED = "assistant.authenticated"
 _REPORT_EVERY_S = 10.0
+# A refused connection is closed only once its client has read the 503 and closed its end, or
+# after LINGER_S; at most LINGER_MAX linger at once (past that, a refusal closes at once).
+LINGER_S = 1.0
+LINGER_MAX = 64
 # An unauthenticated connection younger than this is not closed to make room: a client's
 # brand-new connection has had no time yet to send its request and show the token.
 GRACE_S = 0.5
@@ -47,9 +58,11 @@ class ConnectionLimits:
 
     def open_files(self) -> int:
         """The open-file limit that holds every budget at once: the connections, the bursts
-        accepted before they are counted (a few loop turns' worth per listener) and the rest."""
+        accepted before they are counted (a few loop turns' worth per listener), the refused
+        ones lingering, and the rest."""
         listeners = 2 if self.tcp else 1
-        return self.tcp + self.unix + listeners * 3 * ACCEPT_BATCH + FILES_RESERVE
+        return (self.tcp + self.unix + listeners * 3 * ACCEPT_BATCH + LINGER_MAX
+                + FILES_RESERVE)
 
     def within(self, open_files: int) -> ConnectionLimits:
         """These limits, scaled down (both budgets alike) to fit ``open_files``; unchanged
@@ -86,6 +99,10 @@ class Connection(Protocol):
     def busy(self) -> bool:
         """True while a request is being answered."""
 
+    @property
+    def silent(self) -> bool:
+        """True while not a byte has come from the client, read or waiting to be."""
+
     def evict(self) -> None:
         """Close the connection now, to make room for another."""
 
@@ -102,6 +119,7 @@ class ConnectionBudget:
         self._tcp: dict[Connection, None] = {}
         self._peers: dict[str, dict[Connection, None]] = {}
         self._where: dict[Connection, str | None] = {}
+        self._lingering: set[Connection] = set()
         self.evicted = 0
         self.refused = 0
         self._reported = (0, 0)
@@ -111,9 +129,10 @@ class ConnectionBudget:
         """TCP connections open (from ``peer``, when given)."""
         return len(self._tcp if peer is None else self._peers.get(peer, {}))
 
-    def admit(self, conn: Connection, peer: str | None) -> bool:
+    def admit(self, conn: Connection, peer: str | None, sent: bool = False) -> bool:
         """Count ``conn`` in (``peer`` is its address, None for the Unix socket), closing
-        another connection if its budget is full; False when it must be refused instead."""
+        another connection if its budget is full; False when it must be refused instead.
+        ``sent``: its client has sent its request already (see :meth:`_victim`)."""
         if peer is None:
             pools = [(self._unix, self.limits.unix)]
         else:
@@ -121,7 +140,7 @@ class ConnectionBudget:
                      (self._tcp, self.limits.tcp)]
         for pool, limit in pools:
             while len(pool) >= limit:
-                victim = self._victim(pool)
+                victim = self._victim(pool, sent)
                 if victim is None:
                     self.refused += 1
                     self._report()
@@ -139,8 +158,21 @@ class ConnectionBudget:
         self._report()
         return True
 
+    def linger(self, conn: Connection) -> bool:
+        """Let refused ``conn`` stay open until its client has read the refusal; False when
+        :data:`LINGER_MAX` already do (close it at once). :meth:`release` ends it."""
+        if len(self._lingering) >= LINGER_MAX:
+            return False
+        self._lingering.add(conn)
+        return True
+
+    @property
+    def lingering(self) -> int:
+        return len(self._lingering)
+
     def release(self, conn: Connection) -> None:
         """Count ``conn`` out; a connection not counted (refused, or released) is ignored."""
+        self._lingering.discard(conn)
         if conn not in self._where:
             return
         peer = self._where.pop(conn)
@@ -168,18 +200,23 @@ class ConnectionBudget:
         self._report_at = now + _REPORT_EVERY_S
 
 
-    def _victim(self, pool: dict[Connection, None]) -> Connection | None:
+    def _victim(self, pool: dict[Connection, None], sent: bool) -> Connection | None:
         """The oldest connection that has not shown the token in its first ``grace_s``; else,
         when none is still within its grace, the oldest idle one. While new unauthenticated
         connections pour in (a flood), the newcomer is refused rather than an owner's idle
-        keep-alive connection closed."""
+        keep-alive connection closed, unless its request has arrived (``sent``) and a young
+        one has sent nothing: then the oldest such one is closed. A flood of silent
+        connections so cannot keep a client with a request out, and a client's own new
+        connection is closed only for one that shows a request sooner."""
         young = time.monotonic() - self.grace_s
-        idle, waiting = None, False
+        idle, waiting, silent = None, False, None
         for conn in pool:
             if not conn.authenticated:
                 if self._opened.get(conn, 0.0) <= young:
                     return conn
                 waiting = True
+                if sent and silent is None and conn.silent:
+                    silent = conn
             elif idle is None and not conn.busy:
                 idle = conn
-        return None if waiting else idle
+        return silent if waiting else idle

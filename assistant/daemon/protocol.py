@@ -7,25 +7,32 @@
   forever. uvicorn itself only times out idle keep-alive connections.
 - Each connection is counted in its listener's budget
   (:class:`~assistant.daemon.connections.ConnectionBudget`): past it, an unauthenticated one
-  (older than a short grace, so a client's new connection can show its token) or an idle one
-  is closed to make room, or the new one is refused with a 503.
+  (older than a short grace, so a client's new connection can show its token; or a young one
+  that has sent nothing, for a newcomer whose request has arrived: ``FIONREAD`` at accept) or
+  an idle one is closed to make room, or the new one is refused with a 503. A refused
+  connection is not closed with its request unread: that sends a reset, which can reach the
+  client before it reads the 503. The daemon ends its side (``shutdown(SHUT_WR)``), reads and
+  drops what the client sends until it closes, and closes after ``LINGER_S`` in any case.
 """
 
 from __future__ import annotations
 
+import array
 import asyncio
+import fcntl
 import json
 import logging
 import os
 import socket
 import struct
+import termios
 from typing import Any
 
 import h11
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from assistant.daemon.connections import AUTHENTICATED, ConnectionBudget
+from assistant.daemon.connections import AUTHENTICATED, LINGER_S, ConnectionBudget
 from assistant.error_codes import error_body
 
 log = logging.getLogger("assistant.daemon")
@@ -42,6 +49,18 @@ def peer_uid(sock: socket.socket | None) -> int | None:
     return int(_UCRED.unpack(raw)[1])
 
 
+def pending_bytes(sock: socket.socket | None) -> int:
+    """Bytes that have arrived on ``sock`` and are not read yet (FIONREAD); 0 when unknown."""
+    if sock is None:
+        return 0
+    count = array.array("i", [0])
+    try:
+        fcntl.ioctl(sock.fileno(), termios.FIONREAD, count, True)
+    except OSError:
+        return 0
+    return count[0]
+
+
 def guarded_protocol(budget: ConnectionBudget) -> type[GuardedH11Protocol]:
     """The protocol class for uvicorn, its connections counted in ``budget``."""
     return type("BudgetedH11Protocol", (GuardedH11Protocol,), {"budget": budget})
@@ -54,6 +73,9 @@ class GuardedH11Protocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
         self._received = False
+        self._refused = False
+        self._heard = False
+        self._sock: socket.socket | None = None
         self.authenticated = False
         app: ASGIApp = self.app
 
@@ -68,12 +90,16 @@ class GuardedH11Protocol(H11Protocol):
     def busy(self) -> bool:
         return self.cycle is not None and not self.cycle.response_complete
 
+    @property
+    def silent(self) -> bool:
+        return not self._heard and pending_bytes(self._sock) == 0
+
     def _authenticated(self) -> None:
         self.authenticated = True
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        sock = transport.get_extra_info("socket")
+        sock = self._sock = transport.get_extra_info("socket")
         uid = peer_uid(sock)
         if uid is not None and uid != os.getuid():
             log.warning("refused a connection from another user", extra={"peer_uid": uid})
@@ -84,7 +110,8 @@ class GuardedH11Protocol(H11Protocol):
             # The Unix socket's peer is its owner: the token is for TCP only.
             self.authenticated = unix
             peer = None if unix else str((transport.get_extra_info("peername") or ("?",))[0])
-            if not self.budget.admit(self, peer):
+            sent = not unix and pending_bytes(sock) > 0
+            if not self.budget.admit(self, peer, sent):
                 self._refuse()
                 return
         self._arm()
@@ -96,8 +123,13 @@ class GuardedH11Protocol(H11Protocol):
         head = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
                 b"retry-after: 1\r\nconnection: close\r\n"
                 b"content-length: " + str(len(body)).encode() + b"\r\n\r\n")
+        self._refused = True
         self.transport.write(head + body)
-        self.transport.close()
+        if self.budget is None or not self.budget.linger(self):
+            self.transport.close()
+            return
+        self.transport.write_eof()  # sent once the 503 is; the client's EOF closes (eof_received)
+        self._deadline = self.loop.call_later(LINGER_S, self.transport.abort)
 
     def evict(self) -> None:
         if not self.transport.is_closing():
@@ -121,6 +153,9 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # the request of a refused connection: read only to be dropped
+        self._heard = True
         super().data_received(data)
         if self.conn.their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR):
             self._received = True

@@ -77,7 +77,8 @@ async def _start(services: Services) -> None:
     if store is not None:
         from assistant.documents.search import HybridSearch
 
-        documents = HybridSearch(store, models.embedder(settings.models.embedding))
+        documents = HybridSearch(store, models.embedder(settings.models.embedding),
+                                 limits=settings.search)
     router = Router(
         services.plugins.available_skills(), models.embedder(settings.models.embedding),
         corrections_path=data_dir(settings) / "routing-corrections.json",

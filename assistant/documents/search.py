@@ -7,6 +7,11 @@ cosine similarity to the question reaches ``min_similarity``, or it holds two th
 question's own words (at least two; stop words do not count): a question the documents do not
 cover gets no hits rather than noise, and one naming what a passage names ("At what university
 is Bellomy Field located?") finds it however far its embedding lands.
+
+A question is the user's text, however long (summarize searches with a whole turn): its
+keyword half searches only the first ``search.max_query_chars`` characters and
+``search.max_terms`` distinct words, within ``search.timeout`` (a search that runs out of time
+gives no keyword hits, and the vector half answers alone), and stops when the turn is cancelled.
 """
 
 from __future__ import annotations
@@ -15,11 +20,14 @@ import asyncio
 import logging
 import math
 import re
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from assistant.config import SearchSettings
 from assistant.documents.ingest import Embed
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, RequestError
+from assistant.store.search import Budget
 from assistant.text import STOP_WORDS, detect_language, words
 
 if TYPE_CHECKING:
@@ -41,7 +49,8 @@ class HybridSearch:
 
     def __init__(self, store: Store, embed: Embed, *, min_similarity: float = MIN_SIMILARITY,
                  candidates: int = 30,
-                 split: Callable[[str, str | None], list[str]] | None = None) -> None:
+                 split: Callable[[str, str | None], list[str]] | None = None,
+                 limits: SearchSettings | None = None) -> None:
         from assistant.text import sentences
 
         self.store = store
@@ -49,6 +58,7 @@ class HybridSearch:
         self.split = split or sentences
         self.min_similarity = min_similarity
         self.candidates = candidates
+        self.limits = limits or SearchSettings()
         self._version: tuple[int, int, str] | None = None
         self._seqs: list[int] = []
         self._matrix: np.ndarray[Any, Any] | None = None
@@ -73,8 +83,7 @@ class HybridSearch:
         if not query:
             return []
         await asyncio.to_thread(self._load)
-        keyword = await asyncio.to_thread(self.store.documents.keyword_search, query,
-                                          self.candidates)
+        keyword = await self._keyword(query)
         similarity: dict[int, float] = {}
         vector_ranked: list[int] = []
         query_vector: list[float] | None = None
@@ -115,6 +124,24 @@ class HybridSearch:
         except AssistantError as exc:  # no embeddings now: the fused order stands
             log.warning("ranking by sentence failed", extra={"error": exc.message})
         return [{**hit, "n": n} for n, hit in enumerate(hits[:k], 1)]
+
+    async def _keyword(self, query: str) -> list[tuple[int, float]]:
+        """The keyword half, bounded (see the module's docstring)."""
+        cancel = threading.Event()
+        budget = Budget(self.limits.timeout, cancel=cancel)
+        try:
+            return await asyncio.to_thread(
+                self.store.documents.keyword_search, query[: self.limits.max_query_chars],
+                self.candidates, max_terms=self.limits.max_terms, budget=budget)
+        except RequestError as exc:
+            if exc.code != "search_timeout":
+                raise
+            log.warning("document keyword search ran out of time: vector hits only",
+                        extra={"timeout_s": self.limits.timeout, "chars": len(query)})
+            return []
+        except asyncio.CancelledError:
+            cancel.set()  # the thread's SQL stops at its next progress check
+            raise
 
 
 def _content_words(text: str) -> set[str]:

@@ -66,6 +66,11 @@ class Terms:
     def all(self) -> tuple[str, ...]:
         return self.phrases + self.short
 
+    def first(self, count: int) -> Terms:
+        """At most ``count`` of these terms, phrases (which the index narrows) first."""
+        phrases = self.phrases[:max(count, 0)]
+        return Terms(phrases, self.short[:max(count - len(phrases), 0)])
+
 
 def split_terms(terms: list[str]) -> Terms:
     """``terms`` (duplicates dropped, order kept) sorted into phrases and short terms."""

@@ -17,10 +17,11 @@ from datetime import UTC, datetime
 from itertools import zip_longest
 from typing import TYPE_CHECKING, cast
 
-from sqlalchemy import Table, delete, func, insert, or_, select, text
+from sqlalchemy import Connection, Table, delete, func, insert, or_, select, text
 
 from assistant.store import cjk
 from assistant.store.schema import ChunkRow, DocumentRow
+from assistant.store.search import Budget, within
 
 if TYPE_CHECKING:
     from assistant.store.repository import Store
@@ -71,10 +72,11 @@ class ChunkInfo:
     title: str
 
 
-def fts_query(question: str) -> str:
-    """An FTS5 query matching any word of ``question`` (each quoted, so nothing is syntax)."""
+def fts_query(question: str, max_terms: int | None = None) -> str:
+    """An FTS5 query matching any word of ``question`` (each quoted, so nothing is syntax):
+    its first ``max_terms`` distinct words, when given."""
     words = [w for w in _TERM.findall(question.lower()) if len(w) > 1 or not w.isascii()]
-    return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
+    return " OR ".join(f'"{w}"' for w in list(dict.fromkeys(words))[:max_terms])
 
 
 class DocumentRepository:
@@ -127,18 +129,29 @@ class DocumentRepository:
                 conn.execute(delete(D).where(D.c.id.in_([d.id for d in gone])))
         return gone
 
-    def keyword_search(self, question: str, limit: int = 20) -> list[tuple[int, float]]:
+    def keyword_search(self, question: str, limit: int = 20, *, max_terms: int | None = None,
+                       budget: Budget | None = None) -> list[tuple[int, float]]:
         """(chunk seq, bm25 score) of chunks matching words of ``question``, best first.
 
         A question with Chinese, Japanese or Korean in it searches the trigram index of the
         chunks holding such text for any of its trigrams (see :mod:`assistant.store.cjk`),
         and its other words the word index as usual (chunks in English): the two rankings
         are taken in turn, the trigram one first (their scores are not comparable).
+
+        Each word or trigram is one more list of chunks to merge, so only the question's
+        first ``max_terms`` distinct terms are searched for. SQLite stops the search once
+        ``budget`` is spent (RequestError ``search_timeout``, or 499 when cancelled).
         """
-        if not cjk.has_cjk(question):
-            return self._word_search(fts_query(question), limit)
-        found = self._cjk_keyword_search(question, limit)
-        others = self._word_search(fts_query(cjk.without_cjk(question)), limit)
+        with self.store._read() as conn, within(conn, budget, "question"):
+            if not cjk.has_cjk(question):
+                return self._word_search(conn, fts_query(question, max_terms), limit)
+            terms = cjk.question_terms(question)
+            if max_terms is not None:
+                terms = terms.first(max_terms)
+                max_terms -= len(terms.all())
+            found = self._cjk_keyword_search(conn, terms, limit)
+            others = self._word_search(conn, fts_query(cjk.without_cjk(question), max_terms),
+                                       limit)
         merged: dict[int, float] = {}
         for pair in zip_longest(found, others):
             for hit in pair:
@@ -146,15 +159,14 @@ class DocumentRepository:
                     merged[hit[0]] = hit[1]
         return list(merged.items())[:limit]
 
-    def _word_search(self, query: str, limit: int) -> list[tuple[int, float]]:
+    def _word_search(self, conn: Connection, query: str, limit: int) -> list[tuple[int, float]]:
         if not query:
             return []
-        with self.store._read() as conn:
-            rows = conn.execute(_KEYWORD, {"q": query, "n": limit}).all()
+        rows = conn.execute(_KEYWORD, {"q": query, "n": limit}).all()
         return [(int(r.rowid), -float(r.score)) for r in rows]
 
-    def _cjk_keyword_search(self, question: str, limit: int) -> list[tuple[int, float]]:
-        terms = cjk.question_terms(question)
+    def _cjk_keyword_search(self, conn: Connection, terms: cjk.Terms,
+                            limit: int) -> list[tuple[int, float]]:
         params: dict[str, object] = {"n": limit}
         if terms.phrases:
             sql, params["q"] = _CJK_KEYWORD, terms.match(" OR ")
@@ -168,8 +180,7 @@ class DocumentRepository:
             sql = text(_SHORT_ONLY.format(score=score, likes=likes))
         else:
             return []
-        with self.store._read() as conn:
-            rows = conn.execute(sql, params).all()
+        rows = conn.execute(sql, params).all()
         return [(int(r.rowid), -float(r.score)) for r in rows]
 
     def embeddings(self) -> tuple[list[int], list[bytes]]:

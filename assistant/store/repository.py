@@ -43,7 +43,7 @@ from assistant.store.records import (
     SearchHit,
     Turn,
 )
-from assistant.store.search import Interrupted, run_search, stoppable
+from assistant.store.search import Budget, run_search, within
 
 if TYPE_CHECKING:
     from assistant.store.documents import DocumentRepository
@@ -332,25 +332,9 @@ class Store:
         most recently stored ones of them: bm25 separates little among that many, and it
         keeps search fast.
         """
-        if started is None:
-            started = time.monotonic()
-        since = started
-
-        def stop() -> bool:
-            return bool((cancel is not None and cancel.is_set())
-                        or (timeout is not None and time.monotonic() - since > timeout))
-
-        try:
-            with self._read() as conn, stoppable(conn, stop):
-                return run_search(conn, query, skill=skill, limit=limit, highlight=highlight)
-        except Interrupted:
-            if cancel is not None and cancel.is_set():
-                raise RequestError("search: cancelled", status=499,
-                                   code="client_disconnected", param="q") from None
-            raise RequestError(
-                f"search: stopped after {timeout:g} s, its time budget (search.timeout); "
-                "search for fewer words, or longer ones than a short prefix*",
-                code="search_timeout", param="q") from None
+        budget = Budget(timeout, time.monotonic() if started is None else started, cancel)
+        with self._read() as conn, within(conn, budget):
+            return run_search(conn, query, skill=skill, limit=limit, highlight=highlight)
 
     # -- editing --------------------------------------------------------------------------------
 

@@ -5,16 +5,19 @@ A query with Chinese, Japanese or Korean in it searches the trigram index of the
 holding such text instead (substrings; see :mod:`assistant.store.cjk`), its snippets cut here.
 
 A query's cost grows with the square of its terms (each ``word*`` expands to every word it
-begins), so the API caps its length and terms (:func:`check_query`, ``[search]``), and runs it
-under :func:`stoppable`: SQLite gives up when the time budget is spent or the client has gone.
+begins), so the API and the CLI cap its length and terms (:func:`check_query`, ``[search]``),
+and run it within a :class:`Budget`: SQLite gives up when the time is spent or the client has
+gone. Document keyword search (:mod:`assistant.store.documents`) runs within one too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+import threading
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -97,19 +100,59 @@ class Interrupted(Exception):
     """SQLite stopped a statement because ``stop()`` turned true."""
 
 
-def check_query(query: str, *, max_chars: int, max_terms: int) -> None:
-    """A 400 naming ``q`` and the limit when ``query`` is longer than ``max_chars`` characters
-    or has more than ``max_terms`` words."""
+def check_query(query: str, *, max_chars: int, max_terms: int, name: str = "q") -> None:
+    """A 400 naming ``name`` (the query's parameter or argument) and the limit when ``query``
+    is longer than ``max_chars`` characters or has more than ``max_terms`` words."""
     if len(query) > max_chars:
         raise RequestError(
-            f"q: {len(query)} characters, more than the {max_chars} a search may have "
-            "(search.max_query_chars); search for fewer words", param="q")
+            f"{name}: {len(query)} characters, more than the {max_chars} a search may have "
+            "(search.max_query_chars); search for fewer words", param=name)
     terms = len(_WORD.findall(query))
     if terms > max_terms:
         raise RequestError(
-            f"q: {terms} words, more than the {max_terms} a search may have "
+            f"{name}: {terms} words, more than the {max_terms} a search may have "
             "(search.max_terms); every word must match, so a few distinctive ones find as much",
-            param="q")
+            param=name)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """When a search must stop: ``timeout`` seconds after ``started`` (a ``time.monotonic()``
+    value), or once ``cancel`` is set (its client has gone)."""
+
+    timeout: float | None = None
+    started: float = field(default_factory=time.monotonic)
+    cancel: threading.Event | None = None
+
+    def spent(self) -> bool:
+        return bool((self.cancel is not None and self.cancel.is_set())
+                    or (self.timeout is not None
+                        and time.monotonic() - self.started > self.timeout))
+
+    def error(self, name: str = "q") -> RequestError:
+        """What a search this budget stopped answers: 499 when its client left, else 400
+        ``search_timeout`` naming ``name``."""
+        if self.cancel is not None and self.cancel.is_set():
+            return RequestError("search: cancelled", status=499, code="client_disconnected",
+                                param=name)
+        return RequestError(
+            f"search: stopped after {self.timeout:g} s, its time budget (search.timeout); "
+            "search for fewer words, or longer ones than a short prefix*",
+            code="search_timeout", param=name)
+
+
+@contextlib.contextmanager
+def within(conn: Connection, budget: Budget | None, name: str = "q") -> Iterator[None]:
+    """Statements on ``conn`` inside this block stop once ``budget`` is spent, with its
+    :meth:`Budget.error` (SQLite only; no budget: they run to their end)."""
+    if budget is None:
+        yield
+        return
+    try:
+        with stoppable(conn, budget.spent):
+            yield
+    except Interrupted:
+        raise budget.error(name) from None
 
 
 @contextlib.contextmanager

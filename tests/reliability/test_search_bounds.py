@@ -10,12 +10,20 @@ the limit; SQLite's progress handler stops a search past ``search.timeout`` (400
 On the code before (from reading it; these tests were not run against it) the capped queries
 ran (200, or minutes for 10,000 terms), the 32-term search took its 8 s, and the abandoned
 one kept the daemon's CPU busy to its end.
+
+``assistant history search`` opens the store itself: it has the same caps and time budget,
+an ``error:`` line naming the limit, and Ctrl-C stops its search. On main (8fef38d) it ran
+any query to its end, and Ctrl-C said "the conversation store failed: interrupted".
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,9 +31,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner, Result
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from assistant.cli import main
 from assistant.config import load_settings
 from assistant.daemon import deps
 from assistant.daemon.api import install_error_handlers
@@ -164,3 +174,58 @@ async def _searches_beside_a_turn(daemon: InProcessDaemon) -> None:
             assert reply.json()["error"]["code"] == "search_timeout", reply.text
     # Four waited behind two: each stopped at 3 s from its request, not from its thread.
     assert searches_s < 4.5, f"the searches ended {searches_s:.1f} s after they were sent"
+
+
+def _history_search(*words: str) -> Result:
+    return CliRunner().invoke(main, ["history", "search", *words])
+
+
+def test_history_search_is_capped_with_an_error_naming_the_query(store: Store) -> None:
+    for words, says in ((["w*"] * 10_000, "QUERY: 29999 characters, more than the 1000"),
+                        (["w"] * 33, "QUERY: 33 words, more than the 32")):
+        started = time.perf_counter()
+        result = _history_search(*words)
+        assert time.perf_counter() - started < 1.0
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith(f"error: {says}"), result.stderr
+        assert "search.max_" in result.stderr and "Traceback" not in result.output
+    assert _history_search(*["w1"] * 32).exit_code == 0
+
+
+def test_history_search_stops_at_its_time_budget(store: Store,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    _fill(store)
+    monkeypatch.setenv("ASSISTANT_SEARCH__TIMEOUT", "0.5")
+    started = time.perf_counter()
+    result = _history_search(*SLOW.split())
+    took = time.perf_counter() - started
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("error: search: stopped after 0.5 s"), result.stderr
+    assert "search.timeout" in result.stderr and "Traceback" not in result.output
+    assert took < 1.5, f"the search ran {took:.1f} s past a 0.5 s budget"
+
+
+def _has_database_open(pid: int) -> bool:
+    try:
+        return any(os.readlink(f"/proc/{pid}/fd/{fd}").endswith(".sqlite3")
+                   for fd in os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return False
+
+
+def test_ctrl_c_stops_a_history_search(store: Store) -> None:
+    _fill(store)
+    env = {**os.environ, "ASSISTANT_SEARCH__TIMEOUT": "60"}
+    proc = subprocess.Popen([sys.executable, "-m", "assistant", "history", "search",
+                             *SLOW.split()], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not _has_database_open(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # inside the search's SQL
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - sent < 2.0
+    assert proc.returncode == 1 and err.startswith("error: search: cancelled"), err
+    assert out == "" and "Traceback" not in err

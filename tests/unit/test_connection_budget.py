@@ -20,9 +20,11 @@ from assistant.errors import ConfigError
 class Conn:
     """A connection as the budget sees it; ``evicted`` when the budget closed it."""
 
-    def __init__(self, authenticated: bool = False, busy: bool = False) -> None:
+    def __init__(self, authenticated: bool = False, busy: bool = False,
+                 silent: bool = True) -> None:
         self.authenticated = authenticated
         self.busy = busy
+        self.silent = silent
         self.evicted = False
 
     def evict(self) -> None:
@@ -88,8 +90,8 @@ def test_the_unix_socket_has_its_own_budget() -> None:
 
 def test_the_open_files_needed_and_budgets_shrunk_to_fit() -> None:
     limits = ConnectionLimits(tcp=512, tcp_per_peer=256, unix=2048)
-    assert limits.open_files() == 512 + 2048 + 2 * 3 * 512 + 1024
-    assert ConnectionLimits(tcp=0, tcp_per_peer=256, unix=2048).open_files() == 4608
+    assert limits.open_files() == 512 + 2048 + 2 * 3 * 512 + 64 + 1024
+    assert ConnectionLimits(tcp=0, tcp_per_peer=256, unix=2048).open_files() == 4672
     assert limits.within(limits.open_files()) is limits
     small = limits.within(5000)
     assert small.open_files() <= 5000
@@ -157,3 +159,32 @@ def test_a_brand_new_unauthenticated_connection_is_not_closed_to_make_room() -> 
     budget.grace_s = 0  # as if 30 s had passed: the oldest silent one goes first
     assert budget.admit(Conn(), "127.0.0.1")
     assert legit.evicted and not flood.evicted
+
+
+def test_refused_connections_linger_within_a_cap_of_their_own() -> None:
+    """A refused connection stays open until its client has read the 503 (protocol.py); at
+    most LINGER_MAX do, and the open-file limit counts them."""
+    from assistant.daemon.connections import LINGER_MAX
+
+    budget = _budget(ConnectionLimits(tcp=1, tcp_per_peer=1, unix=16))
+    lingering = [Conn() for _ in range(LINGER_MAX)]
+    assert all(budget.linger(conn) for conn in lingering)
+    assert not budget.linger(Conn())  # closed at once instead
+    budget.release(lingering[0])  # its client closed
+    assert budget.lingering == LINGER_MAX - 1 and budget.linger(Conn())
+    assert budget.count() == 0  # lingering is not holding a place in the budget
+
+
+def test_a_newcomer_whose_request_arrived_closes_a_young_silent_connection() -> None:
+    """Under a flood every connection is within its grace: a client's new connection was
+    refused though its request was there. Now it takes the oldest young silent one's place;
+    a young one that has sent something is still spared."""
+    budget = ConnectionBudget(ConnectionLimits(tcp=2, tcp_per_peer=2, unix=16), grace_s=30)
+    talking, silent = Conn(silent=False), Conn()
+    assert budget.admit(talking, "127.0.0.1") and budget.admit(silent, "127.0.0.1")
+    assert not budget.admit(Conn(), "127.0.0.1")  # nothing sent yet: refused, as before
+    client = Conn(silent=False)
+    assert budget.admit(client, "127.0.0.1", sent=True)
+    assert silent.evicted and not talking.evicted
+    assert not budget.admit(Conn(silent=False), "127.0.0.1", sent=True)  # none silent left
+    assert not talking.evicted and not client.evicted

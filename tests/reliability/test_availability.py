@@ -1,0 +1,185 @@
+"""Issue 21's availability acceptance test: the owner is served while an attacker loop runs.
+
+An attacker with the token (over TCP) floods ``/v1/embeddings`` with the largest jobs the caps
+allow and leaves each after 2 s, sends long searches and over-long chat turns, while 1,100
+silent connections without the token re-open as the daemon closes them. Meanwhile, on the
+Unix socket, the owner's chat turns complete, ``/health`` answers within 1 s at the 95th
+percentile, the model host stays under its memory budget, and chat is still available at the
+end (five over-long turns once switched it off until a restart).
+
+Not met yet: on this 2-core machine (shared with other work) ``/health`` took 1.5 s and 1.2 s
+at the 95th percentile in two runs once the embedding jobs were real (0.8 s, and the test
+passed, in a run where a cap refused them all); the owner's turns completed (3 of 3), the host
+peaked at 776 MB of its 8,192 MB budget, chat stayed available after 47 over-long turns.
+Marked xfail (not strict) until the daemon's loop is kept responsive under that load; where
+the time goes is not measured yet.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from assistant.config import load_settings
+from assistant.store import Store
+from assistant.testing import RunningDaemon, daemon_environment, start_daemon
+from tests.conftest import TEST_MODELS_DIR
+from tests.integration.conftest import CHAT_MODEL, EMBED_MODEL, require_models
+from tests.reliability.test_connections import ATTACKERS, LOGIN_SOFT_LIMIT, Flood, soft_nofile
+from tests.reliability.test_http import free_port
+from tests.reliability.test_search_bounds import SLOW
+from tests.reliability.test_search_bounds import _fill as fill_messages
+
+OWNER_S = 20.0
+LONG_TEXT = " ".join(["attack"] * 5000)  # past smollm2's 2,048-token context in tests
+# 262 texts of 1,000 characters, words of 4 letters: within [embeddings]' caps (262,144 in all).
+EMBED_JOB = [f"{i:04d} " + " ".join(["word"] * 199) for i in range(262)]
+
+
+@pytest.fixture
+def attacked(tmp_path: Path) -> Iterator[tuple[RunningDaemon, int]]:
+    require_models()
+    runtime = Path(tempfile.mkdtemp(prefix="aa-", dir="/tmp"))
+    port = free_port()
+    env = daemon_environment(tmp_path / "data", runtime / "run", model=CHAT_MODEL,
+                             models_dir=TEST_MODELS_DIR,
+                             extra_env={"ASSISTANT_DAEMON__TCP": f'"127.0.0.1:{port}"'})
+    store = Store.open(load_settings(environ=env))
+    fill_messages(store)  # what the long searches search
+    store.close()
+    with soft_nofile(LOGIN_SOFT_LIMIT):
+        daemon = start_daemon(env, tmp_path / "daemon.log")
+    yield daemon, port
+    daemon.stop()
+    shutil.rmtree(runtime, ignore_errors=True)
+
+
+def _turn(http: httpx.Client, text: str) -> dict[str, object]:
+    """The last event of a turn (``done`` or ``error``)."""
+    with http.stream("POST", "/api/turns", json={"text": text}) as reply:
+        if reply.status_code != 200:
+            reply.read()
+            return {"type": "http", "status": reply.status_code, "body": reply.text[:200]}
+        events = [json.loads(line[5:]) for line in reply.iter_lines()
+                  if line.startswith("data:")]
+    return events[-1] if events else {"type": "none"}
+
+
+def _outcome(last: dict[str, object]) -> object:
+    return last.get("code") or last.get("status")
+
+
+class Attacker:
+    """Threads each running one attack in a loop until :meth:`stop`; what they got, counted."""
+
+    def __init__(self, port: int, token: str) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.auth = {"Authorization": f"Bearer {token}"}
+        self.seen: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def run(self, name: str, attack: Callable[[httpx.Client], httpx.Response | object],
+            timeout: float, threads: int = 1) -> None:
+        def loop() -> None:
+            while not self._stop.is_set():
+                with httpx.Client(base_url=self.base, headers=self.auth,
+                                  timeout=timeout) as http:
+                    try:
+                        got = attack(http)
+                        code = got.status_code if isinstance(got, httpx.Response) else got
+                        self.seen[f"{name} {code}"] += 1
+                    except httpx.HTTPError as exc:
+                        self.seen[f"{name} {type(exc).__name__}"] += 1
+                        time.sleep(0.05)
+
+        for _ in range(threads):
+            thread = threading.Thread(target=loop, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+
+
+def _peak_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for {pid}")
+
+
+@pytest.mark.xfail(reason="issue 21 acceptance: /health p95 1.5 s under the full attack "
+                   "on 2 cores (embedding floods beside long searches)", strict=False)
+def test_the_owner_is_served_while_an_attacker_loop_runs(
+        attacked: tuple[RunningDaemon, int]) -> None:
+    daemon, port = attacked
+    token = (daemon.runtime / "token").read_text().strip()
+    with daemon.http(timeout=120) as owner:
+        # Both models loaded before the attack: what is measured is serving, not loading.
+        assert _turn(owner, "/chat Say hello.")["status"] == "complete"
+        embedded = owner.post("/v1/embeddings", json={"model": EMBED_MODEL, "input": "hi"})
+        assert embedded.status_code == 200, embedded.text
+    [host] = daemon.children()
+    budget_mb = load_settings(environ=daemon.env).models.memory_budget_mb
+    attacker = Attacker(port, token)
+    health_s: list[float] = []
+    turns: list[dict[str, object]] = []
+    with soft_nofile(4 * ATTACKERS):
+        flood = Flood(port)
+        try:
+            flood.start()
+            attacker.run("embeddings", lambda http: http.post(
+                "/v1/embeddings", json={"model": EMBED_MODEL, "input": EMBED_JOB}),
+                timeout=2.0, threads=2)
+            attacker.run("search", lambda http: http.get("/api/search", params={"q": SLOW}),
+                         timeout=10.0, threads=3)
+            attacker.run("long turn", lambda http: _outcome(_turn(http, f"/chat {LONG_TEXT}")),
+                         timeout=30.0)
+            time.sleep(1.0)
+
+            def chat() -> None:
+                with daemon.http(timeout=120) as http:
+                    while time.monotonic() < deadline:
+                        turns.append(_turn(http, "/chat Name one colour."))
+
+            deadline = time.monotonic() + OWNER_S
+            talker = threading.Thread(target=chat)
+            talker.start()
+            with daemon.http(timeout=5.0) as http:
+                while time.monotonic() < deadline:
+                    started = time.monotonic()
+                    assert http.get("/health").status_code == 200
+                    health_s.append(time.monotonic() - started)
+                    time.sleep(0.2)
+            talker.join(120)
+        finally:
+            attacker.stop()
+            flood.stop()
+            flood.close()
+    peak = _peak_mb(host)
+    p95 = statistics.quantiles(health_s, n=20)[-1]
+    print(f"owner: {len(turns)} turns {Counter(str(t.get('status')) for t in turns)}, /health "
+          f"p95 {p95 * 1000:.0f} ms max {max(health_s) * 1000:.0f} ms ({len(health_s)}); host "
+          f"peak {peak:.0f} MB of a {budget_mb} MB budget; attacker: {dict(attacker.seen)}; "
+          f"{flood.reopened} silent connections re-opened")
+    assert p95 < 1.0
+    assert turns and all(t.get("status") == "complete" for t in turns), turns
+    assert peak < budget_mb
+    assert attacker.seen["long turn context_length_exceeded"] >= 5, attacker.seen
+    with daemon.http(timeout=120) as owner:
+        states = {s["name"]: s["state"] for s in owner.get("/api/skills").json()["skills"]}
+        assert states["chat"] == "available", states
+        assert _turn(owner, "/chat Say goodbye.")["status"] == "complete"
