@@ -44,6 +44,11 @@ def build(settings: Settings, plugins: PluginHost, files: RuntimeFiles | None = 
     for backend in plugins.backends:
         models.add_backend(backend, plugins.backend_plugin.get(id(backend)))
     models.on_backend_result = plugins.backend_result
+    if settings.engines:
+        from assistant.models.remote import RemoteEngine
+
+        for name, engine in settings.engines.items():
+            models.add_engine(RemoteEngine(name, engine))
     return Services(settings, files or RuntimeFiles(settings), models, plugins, access)
 
 
@@ -133,6 +138,7 @@ async def stop(services: Services) -> None:
         await services.plugins.acall("shutdown", daemon=services)
     # The host saves the model state of each conversation it holds before it exits.
     await services.models.host.stop(timeout=15.0)
+    await services.models.close_engines()
     if services.store is not None:
         services.store.close()
 
@@ -245,11 +251,12 @@ async def _run(services: Services, server: Any, sockets: list[socket.socket]) ->
                                        "tcp": services.access.tcp_address,
                                        "version": __version__})
     reaper = asyncio.create_task(services.models.reap_idle())
+    engines = asyncio.create_task(services.models.watch_engines())
     starting = asyncio.create_task(start(services))
     try:
         await server.serve(sockets=sockets)
     finally:
-        for task in (reaper, starting):
+        for task in (reaper, engines, starting):
             task.cancel()
         if server.force_exit:
             services.models.host.kill()

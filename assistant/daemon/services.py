@@ -39,7 +39,8 @@ class Services:
         self.access = access or Access()
         self.embeddings = EmbeddingJobs(models, settings.embeddings)
         self.search = SearchGate(settings.search)
-        self.status = DaemonStatus(models, files.socket, self.access, plugins.problems)
+        self.status = DaemonStatus(models, files.socket, self.access,
+                                   lambda: [*plugins.problems(), *models.engine_problems()])
         self.store: Store | None = None
         self.turns: TurnService | None = None
         self.started = asyncio.Event()
