@@ -11,7 +11,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -102,6 +102,30 @@ class StoreSettings(_Section):
     url: str = ""
 
 
+# An engine's name prefixes its models ("gpu/qwen2.5-7b"), in config keys and env variables
+# (ASSISTANT_ENGINES__GPU__BASE_URL): lower case, no "/".
+ENGINE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+
+
+class EngineSettings(_Section):
+    """One remote engine, ``[engines.NAME]``: any OpenAI-compatible server."""
+
+    base_url: str = Field(pattern=r"^https?://[^\s/]+(/\S*)?$")
+    # The environment variable holding the key (never the key itself); "": no key.
+    api_key_env: str = Field("", pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$")
+    models: list[str] = []
+    timeout: float = Field(600.0, gt=0)
+    max_concurrency: int = Field(8, ge=1, le=1024)
+
+    @field_validator("models")
+    @classmethod
+    def _plain_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not name or len(name) > 200 or any(c.isspace() for c in name):
+                raise ValueError(f"{name!r} is not a model name the engine could serve")
+        return value
+
+
 class PluginsSettings(_Section):
     enabled: list[str] = []
     strict: bool = False
@@ -126,6 +150,7 @@ class Settings(_Section):
     plugins: PluginsSettings = PluginsSettings()
     tui: TuiSettings = TuiSettings()
     skills: dict[str, dict[str, Any]] = {}
+    engines: dict[Annotated[str, Field(pattern=ENGINE_NAME)], EngineSettings] = {}
 
     def skill_section(self, name: str) -> dict[str, Any]:
         """The plugin's own ``[skills.<name>]`` section (empty when absent)."""

@@ -20,6 +20,8 @@ from assistant.errors import (
     BackendFailed,
     ChatTemplateError,
     DaemonError,
+    EngineRefusedKey,
+    EngineUnavailable,
     HostStopped,
     InputError,
     MalformedImport,
@@ -63,6 +65,9 @@ TABLE: tuple[ErrorCode, ...] = (
               read_back=False),
     ErrorCode(BackendFailed, 503, "model_unavailable", "model_error", retry_after="5",
               read_back=False),
+    # A remote engine: down or busy (its Retry-After, else our backoff), or its key refused.
+    ErrorCode(EngineUnavailable, 503, "engine_unavailable", "model_error"),
+    ErrorCode(EngineRefusedKey, 503, "engine_key_refused", "model_error"),
     # A broken or unloadable model file: nothing the request can change.
     ErrorCode(ModelLoadError, 503, "model_unavailable", "model_error"),
     ErrorCode(ModelError, 503, "model_unavailable", "model_error"),
@@ -96,7 +101,7 @@ def http_error(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
         return INTERNAL.status, error_body(INTERNAL_MESSAGE, INTERNAL.code, INTERNAL.kind), {}
     entry = next(e for e in TABLE if isinstance(exc, e.error))
     headers = {}
-    if isinstance(exc, QueueFull | SkillUnavailable):
+    if isinstance(exc, QueueFull | SkillUnavailable | EngineUnavailable):
         if exc.retry_after is not None:
             headers["Retry-After"] = str(exc.retry_after)
     elif entry.retry_after is not None:
@@ -123,6 +128,10 @@ def from_http(status: int, body: Any, headers: Mapping[str, str],
                             param=param if isinstance(param, str) else None)
     if entry.error is QueueFull:
         return QueueFull(message, _seconds(headers.get("retry-after")))
+    if entry.error is EngineUnavailable:
+        return EngineUnavailable(message, retry_after=_seconds(headers.get("retry-after")))
+    if entry.error is EngineRefusedKey:
+        return EngineRefusedKey(message)
     if entry.error is SkillUnavailable:
         retry = headers.get("retry-after")
         return SkillUnavailable(message, entry.hint, None if retry is None else _seconds(retry))

@@ -10,7 +10,11 @@
      │    ├── ModelLoadError
      │    │    ├── HostError       the model host reported an error (its exception's type)
      │    │    └── HostStopped     the model host stopped mid-request; it restarts: retry
-     │    └── BackendFailed        a plugin's model backend raised (a remote engine down)
+     │    ├── BackendFailed        a plugin's model backend raised (a remote engine down)
+     │    ├── EngineUnavailable    a remote engine ([engines.NAME]) cannot be reached, or is
+     │    │                        busy (its 429/503): retry after ``retry_after``
+     │    └── EngineRefusedKey     a remote engine refused its key, or the variable holding
+     │                             the key is not set: names the variable
      ├── DaemonError               the daemon cannot be reached, started or used
      │    ├── DaemonNotRunning
      │    └── QueueFull
@@ -81,6 +85,32 @@ class BackendFailed(ModelError):
                  ) -> None:
         super().__init__(message, hint)
         self.plugin = plugin
+
+
+class EngineUnavailable(ModelError):
+    """A remote engine cannot be reached, stopped mid-reply, or said it is busy (429, 503):
+    ``engine`` names it, ``retry_after`` is when to try again (its own, or our backoff)."""
+
+    def __init__(self, message: str, engine: str = "", retry_after: int = 5,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint or "Try again shortly; `assistant daemon status` shows "
+                         "the engine's state.")
+        self.engine = engine
+        self.retry_after = retry_after
+
+
+class EngineRefusedKey(ModelError):
+    """A remote engine answered 401 or 403, or its key's variable is not set: what helps is
+    setting the variable ``variable`` in the daemon's environment, not a retry."""
+
+    def __init__(self, message: str, engine: str = "", variable: str = "") -> None:
+        hint = (f"Set {variable} in the daemon's environment to a key the engine accepts, then "
+                "restart the daemon (`assistant daemon stop`)." if variable else
+                f"Set engines.{engine}.api_key_env to the variable that holds its key."
+                if engine else None)  # read back from HTTP: the message says it all
+        super().__init__(message, hint)
+        self.engine = engine
+        self.variable = variable
 
 
 class ChatTemplateError(ModelError):

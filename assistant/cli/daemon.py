@@ -94,6 +94,12 @@ def status(app: AppContext, as_json: bool) -> None:
         click.echo(f"states     {name}: {cache['entries']} saved ({ram:.0f} MB RAM, "
                    f"{disk:.0f} MB disk), {cache['hits']} hits, {cache['misses']} misses, "
                    f"{cache['evictions']} evictions")
+    for engine in info.get("engines") or []:  # an older daemon's status has none
+        count = len(engine["models"])
+        click.echo(one_line(
+            f"engine     {engine['name']}: {engine['state']} ({engine['base_url']}), "
+            f"{count} model{'' if count == 1 else 's'}, queue {engine['queue']}"
+            + (f", retry in {engine['retry_in_s']:.0f} s" if engine.get("retry_in_s") else "")))
     for problem in info.get("problems", []):
         click.echo(f"problem    {one_line(problem)}")  # plugin and exception text
 

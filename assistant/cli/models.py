@@ -166,8 +166,9 @@ def list_cmd(app: AppContext, as_json: bool) -> None:
     from assistant.models.registry import list_models
 
     statuses = list_models(app.settings)
+    remote = _remote_models(app)
     if as_json:
-        click.echo(json.dumps([_status_json(s) for s in statuses], indent=2))
+        click.echo(json.dumps([_status_json(s) for s in statuses] + remote, indent=2))
         return
     header = ("", "NAME", "KIND", "SIZE", "QUANT", "CONTEXT", "TEMPLATE", "INSTALLED")
     rows = [header]
@@ -183,6 +184,10 @@ def list_cmd(app: AppContext, as_json: bool) -> None:
             "-" if template is None else ("yes" if template else "no"),
             ("yes" if s.installed else "no") + (f" ({s.problem})" if s.problem else ""),
         ))
+    for m in remote:
+        where = f"remote, engine {m['engine']}"
+        rows.append(("*" if m["default"] else "", m["name"] or f"{m['engine']}/?", "chat", "-",
+                     "-", "-", "-", where + (f" ({m['problem']})" if m["problem"] else "")))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     right = {3, 5}
     for row in rows:
@@ -190,6 +195,25 @@ def list_cmd(app: AppContext, as_json: bool) -> None:
                  for i, (c, w) in enumerate(zip(row, widths, strict=True))]
         click.echo(one_line("  ".join(cells).rstrip()))
     click.echo("\n* default (chat and embedding)")
+
+
+def _remote_models(app: AppContext) -> list[dict[str, Any]]:
+    """The models of each ``[engines.NAME]``, asked of the engine (a row with no name and the
+    reason when it cannot be asked)."""
+    from assistant.models.remote import list_models as engine_models
+
+    out: list[dict[str, Any]] = []
+    defaults = {app.settings.models.default, app.settings.models.embedding}
+    for engine, settings in app.settings.engines.items():
+        names, problem = engine_models(engine, settings)
+        out += [{"name": n, "kind": "chat", "source": "remote", "remote": True,
+                 "engine": engine, "installed": True, "default": n in defaults,
+                 "problem": None} for n in names]
+        if problem is not None:
+            out.append({"name": None, "kind": "chat", "source": "remote", "remote": True,
+                        "engine": engine, "installed": False, "default": False,
+                        "problem": f"engine {engine} {problem}"})
+    return out
 
 
 _SHOW_KEYS = (

@@ -47,6 +47,7 @@ from assistant.models.backend import (
 )
 from assistant.models.footprint import Footprint
 from assistant.models.host_process import HostError, HostProcess
+from assistant.models.remote import RemoteEngine
 
 log = logging.getLogger("assistant.models")
 
@@ -88,6 +89,10 @@ class ModelManager(Backend):
         # Told of each plugin backend's failure (plugin, error) or success (plugin, None):
         # the plugin host's breaker of that plugin's models (set by the composition root).
         self.on_backend_result: Callable[[str, BaseException | None], None] | None = None
+        # Remote engines ([engines.NAME]), each serving the models named NAME/…, and a queue
+        # each: max_concurrency requests sent at once, models.queue more wait.
+        self.engines: dict[str, RemoteEngine] = {}
+        self.engine_queues: dict[str, ModelQueue] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._loading: set[asyncio.Future[Resident]] = set()  # loads under way, held here
 
@@ -130,10 +135,60 @@ class ModelManager(Backend):
             raise self._backend_failed(model, exc) from exc
         self._backend_worked(model)
 
+    # -- remote engines ----------------------------------------------------------------------
+
+    def add_engine(self, engine: RemoteEngine) -> None:
+        self.engines[engine.name] = engine
+        self.engine_queues[engine.name] = ModelQueue(
+            f"engine {engine.name}", engine.settings.max_concurrency, self.settings.models.queue)
+
+    def engine_of(self, model: str) -> RemoteEngine | None:
+        """The engine serving ``model`` (``NAME/…``), if one is configured by that name."""
+        name, slash, _ = model.partition("/")
+        return self.engines.get(name) if slash else None
+
+    def _engine_model(self, model: str) -> RemoteEngine | None:
+        """The engine of ``model``; ModelNotFound when it is known not to serve it."""
+        engine = self.engine_of(model)
+        if engine is not None and engine.serves(model) is False:
+            listed = ", ".join(engine.names()) or "none"
+            raise ModelNotFound(f"engine '{engine.name}' has no model {model!r} (it serves: "
+                                f"{listed})", "`assistant models list` shows every model.")
+        return engine
+
+    async def _from_engine(self, engine: RemoteEngine, deltas: AsyncIterator[Delta],
+                           ) -> AsyncIterator[Delta]:
+        """An engine's reply in a slot of its queue: the slot and the engine's response are
+        released however the stream ends (closed early included)."""
+        async with self.engine_queues[engine.name].slot(), closing_stream(deltas) as stream:
+            async for delta in stream:
+                yield delta
+
+    async def watch_engines(self) -> None:
+        """Keep each engine's listing and state fresh (:meth:`RemoteEngine.watch`). Runs until
+        cancelled; an engine that is down holds up nothing else."""
+        if self.engines:
+            await asyncio.gather(*(e.watch() for e in self.engines.values()))
+
+    async def close_engines(self) -> None:
+        for engine in self.engines.values():
+            with contextlib.suppress(Exception):
+                await engine.aclose()
+
+    def engines_status(self) -> list[dict[str, Any]]:
+        return [{**e.status(), "queue": self.engine_queues[e.name].depth}
+                for e in self.engines.values()]
+
+    def engine_problems(self) -> list[str]:
+        return [p for e in self.engines.values() if (p := e.problem()) is not None]
+
     def knows(self, name: str) -> bool:
-        """Whether ``name`` is a model of a plugin backend or installed."""
+        """Whether ``name`` is a model of a plugin backend or an engine, or installed."""
         if name in self.backends:
             return True
+        engine = self.engine_of(name)
+        if engine is not None:
+            return engine.serves(name) is not False
         try:
             registry.resolve(self.settings, name)
         except ModelNotFound:
@@ -161,7 +216,7 @@ class ModelManager(Backend):
         """ModelNotFound unless ``name`` is a model; checked before any state is kept for a
         name, so that requests naming made-up models leave nothing behind (a lock and a
         queue each, before)."""
-        if name not in self.backends:
+        if name not in self.backends and self._engine_model(name) is None:
             registry.resolve(self.settings, name)
 
     def queue(self, name: str) -> ModelQueue:
@@ -184,6 +239,10 @@ class ModelManager(Backend):
                 f"keep_alive: {keep_alive} is out of range; give seconds from 0 to "
                 f"{KEEP_ALIVE_MAX} (a year), or -1 to keep the model loaded until unloaded",
                 param="keep_alive")
+        engine = self.engine_of(name)
+        if engine is not None:
+            raise RequestError(f"model {name!r} runs on engine '{engine.name}'; only local "
+                               "models are loaded and unloaded here", param="name")
         if name not in self._locks:
             self._known(name)
         # A caller cancelled mid-load (its client left) must not leave the model in the host
@@ -291,6 +350,8 @@ class ModelManager(Backend):
             ))
         for name, backend in self.backends.items():
             infos.extend(i for i in backend.models() if i.name == name)
+        for engine in self.engines.values():
+            infos.extend(engine.models())
         return infos
 
     async def chat(
@@ -300,6 +361,11 @@ class ModelManager(Backend):
         if model in self.backends:
             deltas = self.backends[model].chat(model, messages, params)
             async for delta in self._from_backend(model, deltas):
+                yield delta
+            return
+        engine = self._engine_model(model)
+        if engine is not None:
+            async for delta in self._from_engine(engine, engine.chat(model, messages, params)):
                 yield delta
             return
         async for delta in self._generate(
@@ -317,6 +383,11 @@ class ModelManager(Backend):
             async for delta in self._from_backend(model, deltas):
                 yield delta
             return
+        engine = self._engine_model(model)
+        if engine is not None:
+            async for delta in self._from_engine(engine, engine.complete(model, prompt, params)):
+                yield delta
+            return
         async for delta in self._generate(model, "complete", "prompt", params, prompt=prompt):
             yield delta
 
@@ -332,7 +403,7 @@ class ModelManager(Backend):
             raise RequestError("tools: strict calls under tool_choice 'auto' need "
                                "models.tool_call_grammar, which this daemon's settings turn "
                                "off", code="unsupported_parameter", param="tools")
-        backend = self.backends.get(model)
+        backend: Backend | None = self.backends.get(model) or self.engine_of(model)
         for feature, asked, param, what in _FEATURES:
             if backend is not None and asked(params) and not getattr(backend, feature):
                 raise RequestError(f"model {model!r} cannot {what}",
@@ -394,6 +465,10 @@ class ModelManager(Backend):
                 raise
             except Exception as exc:
                 raise self._backend_failed(model, exc) from exc
+        engine = self._engine_model(model)
+        if engine is not None:
+            async with self.engine_queues[engine.name].slot():
+                return await engine.embed(model, texts)
         return await self._embed(model, texts)
 
     async def _embed(self, model: str, texts: list[str]) -> list[list[float]]:
@@ -426,6 +501,9 @@ class ModelManager(Backend):
     async def count_tokens(self, model: str, messages: list[ChatMessage]) -> int:
         if model in self.backends:
             return await self.backends[model].count_tokens(model, messages)
+        engine = self._engine_model(model)
+        if engine is not None:
+            return await engine.count_tokens(model, messages)  # an estimate
         await self.load(model)
         result = await self.host.call(
             "count", model=model,
@@ -445,6 +523,8 @@ class ModelManager(Backend):
                 log.warning("a plugin backend failed to give a context length",
                             extra={"model": model}, exc_info=True)
                 return None
+        if self.engine_of(model) is not None:
+            return None  # engines do not say (an estimate would mislead the planner)
         resident = self._live(model)
         if resident is not None and resident.info.get("n_ctx"):
             return int(resident.info["n_ctx"])  # loaded with footprint.planned_context

@@ -280,12 +280,16 @@ async def list_models(models: deps.ModelsDep, status: deps.StatusDep) -> dict[st
     data = [{"id": ROUTED_MODEL, "object": "model", "created": created,
              "owned_by": "assistant", "kind": "router", "loaded": True}]
     for info in models.models():
-        data.append({
+        entry = {
             "id": info.name, "object": "model", "created": created,
             "owned_by": info.owned_by, "kind": info.kind,
             "loaded": bool(info.details.get("loaded")), "context_length": info.context_length,
             "context": await models.context_length(info.name),
-        })
+        }
+        if info.details.get("remote"):  # served by an engine ([engines.NAME]), as it stands
+            entry.update(remote=True, engine=info.details["engine"],
+                         engine_state=info.details["state"])
+        data.append(entry)
     return {"object": "list", "data": data}
 
 

@@ -48,6 +48,11 @@ def build(settings: Settings, plugins: PluginHost, files: RuntimeFiles | None = 
     for backend in plugins.backends:
         models.add_backend(backend, plugins.backend_plugin.get(id(backend)))
     models.on_backend_result = plugins.backend_result
+    if settings.engines:
+        from assistant.models.remote import RemoteEngine
+
+        for name, engine in settings.engines.items():
+            models.add_engine(RemoteEngine(name, engine))
     return Services(settings, files or RuntimeFiles(settings), models, plugins, access)
 
 
@@ -138,6 +143,7 @@ async def stop(services: Services) -> None:
         await services.plugins.acall("shutdown", daemon=services)
     # The host saves the model state of each conversation it holds before it exits.
     await services.models.host.stop(timeout=15.0)
+    await services.models.close_engines()
     if services.store is not None:
         services.store.close()
 
@@ -266,6 +272,7 @@ async def _run(services: Services, server: Any, sockets: list[socket.socket]) ->
                                        "tcp": services.access.tcp_address,
                                        "version": __version__})
     reaper = asyncio.create_task(services.models.reap_idle())
+    engines = asyncio.create_task(services.models.watch_engines())
     starting = asyncio.create_task(start(services))
     restarting = asyncio.create_task(_stop_on_restart(services, server))
     services.watchdog.start()
@@ -273,7 +280,7 @@ async def _run(services: Services, server: Any, sockets: list[socket.socket]) ->
         await server.serve(sockets=sockets)
     finally:
         services.watchdog.stop()
-        for task in (reaper, starting, restarting):
+        for task in (reaper, engines, starting, restarting):
             task.cancel()
         if server.force_exit:
             services.models.host.kill()

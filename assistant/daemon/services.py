@@ -42,7 +42,8 @@ class Services:
         self.search = SearchGate(settings.search)
         self.watchdog = LoopWatchdog(plugins.owner)  # started by the server, on its loop
         self.status = DaemonStatus(models, files.socket, self.access,
-                                   lambda: [*plugins.problems(), *self.watchdog.problems()])
+                                   lambda: [*plugins.problems(), *self.watchdog.problems(),
+                                            *models.engine_problems()])
         self.store: Store | None = None
         self.turns: TurnService | None = None
         self.started = asyncio.Event()

@@ -67,6 +67,9 @@ class DaemonStatus:
             "memory": {r["name"]: r["memory"]["total_bytes"] for r in resident},
             "state_cache": host.get("state_cache", {}),
             "cpu_variant": host.get("cpu_variant"),
+            # Each remote engine's state as its last request or listing left it: never asked
+            # here, so a slow engine cannot slow /health.
+            "engines": {e["name"]: e["state"] for e in self.models.engines_status()},
         }
 
     async def status(self) -> dict[str, Any]:
@@ -85,7 +88,8 @@ class DaemonStatus:
             "host_pid": models.host.pid, "llama_cpp": info.get("llama_cpp"),
             "cpu_variant": info.get("cpu_variant"),
             "state_cache": info.get("state_cache", {}),
-            "threads": models.threads, "problems": problems,
+            "threads": models.threads, "engines": models.engines_status(),
+            "problems": problems,
         }
 
     async def host_info(self) -> dict[str, Any]:
