@@ -27,7 +27,7 @@ async def openai_turn(
     request = TurnRequest(text=messages[at].content, params=params, history=messages[:at],
                           text_field="messages", carried=carried)
     if params.constrained:  # before anything is stored: a skill that cannot is a 400
-        request.routed = await turns.route(request.text, request)
+        request.routed = await turns.routing.route(request.text, request)
         skill = request.routed.skill
         if not getattr(turns.plugins.skills.get(skill), "structured_output", False):
             field = "response_format" if params.json_schema is not None else "grammar"

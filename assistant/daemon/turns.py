@@ -6,15 +6,14 @@ or ``error``. The user's message is committed before anything runs; the reply is
 ``streaming``, its partial text saved as it grows, and finalized exactly once, also when the
 client goes away (:class:`~assistant.daemon.reply.ReplyRecorder`); ``after_turn`` runs exactly
 once for each ``before_turn``, also then. A turn routed to a skill whose circuit breaker is open
-goes to the fallback skill with a notice saying why. A regenerate, an edit and
-a re-route (a regenerate with the skill the user chose, ``method="correction"``) are the same
-turn with another first step.
+goes to the fallback skill with a notice saying why (:mod:`~assistant.daemon.route_policy`).
+A regenerate, an edit and a re-route (a regenerate with the skill the user chose,
+``method="correction"``) are the same turn with another first step.
 """
 
 from __future__ import annotations
 
 import asyncio
-import difflib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -29,11 +28,11 @@ from assistant.context import BackendContext
 from assistant.daemon.compaction import CompactionFailed, Compactor, chat_messages
 from assistant.daemon.events import while_running
 from assistant.daemon.reply import Metered, ReplyRecorder, Usage
+from assistant.daemon.route_policy import RoutePolicy
 from assistant.error_codes import http_error
 from assistant.errors import (
     AssistantError,
     ModelError,
-    RequestError,
     SkillFailed,
     SkillUnavailable,
     StorageUnavailable,
@@ -143,89 +142,10 @@ class TurnService:
         self.settings = settings
         self.models = models
         self.plugins = plugins
-        self.router = router
+        self.routing = RoutePolicy(plugins, router)
         self.store = store
         self.documents = documents
         self._warned: set[tuple[str, str]] = set()  # (skill, missing model): said once
-
-    # -- routing -----------------------------------------------------------------------------
-
-    def check_skill(self, skill: str, request: TurnRequest | None = None) -> str | None:
-        """A 400 ``unknown_skill`` when the client's ``skill``, or a ``/name`` command at the
-        start of the text, names no registered skill (one set aside by its breaker is known:
-        the turn falls back with a notice). An unknown ``@name`` reads as a mention: the text
-        goes as it is, and the notice to say so is returned."""
-        if skill in self.plugins.skills:
-            return None
-        close = difflib.get_close_matches(skill, list(self.plugins.skills), n=1)
-        known = ", ".join(sorted(self.plugins.skills))
-        guess = f"did you mean {close[0]!r}? " if close else ""
-        if request is None:
-            raise RequestError(f"skill: no skill named {skill!r}; {guess}available: {known}",
-                               param="skill", code="unknown_skill")
-        if request.text.lstrip().startswith("@"):
-            return f"no skill {skill!r}; sent as text."
-        raise RequestError(
-            f"{request.text_field}: no skill named {skill!r} (the message starts with "
-            f"/{skill}); {guess}available: {known}. To send the words as they are, put "
-            "something before it.", param=request.text_field, code="unknown_skill")
-
-    def around_disabled(self, decision: RouteDecision,
-                        ) -> tuple[RouteDecision, str | None, Ticket | None]:
-        """``decision`` and the turn's admission to its skill; or, when the decided skill's
-        breaker sets the turn aside, the fallback skill and a notice saying why. The fallback
-        is the last resort: when its breaker is open too it runs all the same, with a notice
-        (a disabled chat must not make every turn an error). Without a fallback skill,
-        :class:`~assistant.errors.SkillUnavailable`."""
-        skill, fallback = decision.skill, self.router.fallback
-        if skill not in self.plugins.skills:
-            return decision, None, None  # the skill runner says it is not available
-        ticket = self.plugins.admit(skill)
-        if ticket is not None:
-            return decision, None, ticket
-        why = f"skill '{skill}' is {self.plugins.breaker(skill).why()}"
-        if fallback not in self.plugins.skills:
-            raise self.plugins.unavailable(skill)
-        if skill != fallback:
-            ticket = self.plugins.admit(fallback)
-            if ticket is not None:
-                return (self._fallback(decision, f"{why}; falling back to {fallback}"),
-                        f"{why}; {fallback} answers instead.", ticket)
-            why += f", and so is '{fallback}'"
-        ticket = self.plugins.admit(fallback, force=True)
-        instead = decision if skill == fallback else self._fallback(
-            decision, f"{why}; {fallback} answers as the last resort")
-        return instead, f"{why}; {fallback} answers all the same, as the last resort.", ticket
-
-    def _fallback(self, decision: RouteDecision, explanation: str) -> RouteDecision:
-        return RouteDecision("fallback", self.router.fallback, 0.0, decision.skill,
-                             decision.score, explanation, decision.text, decision.scores)
-
-    async def correct(self, text: str, skill: str) -> None:
-        """Remember that ``text`` belongs to ``skill``: similar turns follow it from now on."""
-        await asyncio.to_thread(self.router.correct, text, skill)
-
-    async def route(self, text: str, request: TurnRequest) -> RouteDecision:
-        """Where ``text`` goes: the client's skill, else the router, else chat."""
-        if request.routed is not None:
-            return request.routed
-        skill = request.skill
-        if skill is not None:
-            if request.method == "correction":
-                return RouteDecision("correction", skill, 1.0, None, 0.0,
-                                     f"you re-routed this turn to '{skill}'", text)
-            return RouteDecision("explicit", skill, 1.0, None, 0.0,
-                                 f"the client asked for '{skill}'", text)
-        try:
-            return await self.router.route(text)
-        except AssistantError as exc:
-            # No embedding model: explicit commands still work, the rest goes to chat.
-            hit = self.router.explicit(text)
-            if hit:
-                return RouteDecision("explicit", hit[0], 1.0, None, 0.0,
-                                     f"explicit command: you asked for '{hit[0]}'", hit[1])
-            return RouteDecision("fallback", self.router.fallback, 0.0, None, 0.0,
-                                 f"semantic routing unavailable ({exc.message})", text)
 
     # -- a turn ------------------------------------------------------------------------------
 
@@ -233,13 +153,7 @@ class TurnService:
         """The events of one turn: check, begin (commit the user's side), route, fit the
         context, run the skill, finalize the reply, report."""
         store = self._store_for(request)
-        mention = None
-        if request.skill is not None:  # a 400 before any write
-            self.check_skill(request.skill)
-        elif request.routed is None and not request.regenerate:
-            command = self.router.command(request.text)
-            if command is not None:
-                mention = self.check_skill(command, request)
+        mention = self.routing.check_request(request)  # a 400 before any write
         model = request.model or request.chat_model or self.settings.models.default
         begun = await self._begin(store, request, model)
         state = _Running(request, begun, model,
@@ -295,8 +209,8 @@ class TurnService:
                       ) -> AsyncIterator[wire.TurnEvent]:
         """Route, fit the context, tell the plugins, run the skill."""
         request, begun = state.request, state.begun
-        decision, set_aside, ticket = self.around_disabled(
-            await self.route(begun.utterance, request))
+        decision, set_aside, ticket = self.routing.around_disabled(
+            await self.routing.route(begun.utterance, request))
         if set_aside:
             state.notices.append(set_aside)
         try:
