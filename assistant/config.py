@@ -106,6 +106,7 @@ class PluginsSettings(_Section):
     enabled: list[str] = []
     strict: bool = False
     skill_timeout: float = Field(60.0, gt=0)
+    hook_timeout: float = Field(5.0, gt=0)
     max_failures: int = Field(5, ge=1)
     cooldown: float = Field(60.0, ge=0, le=3600)
 
@@ -126,6 +127,7 @@ class Settings(_Section):
     plugins: PluginsSettings = PluginsSettings()
     tui: TuiSettings = TuiSettings()
     skills: dict[str, dict[str, Any]] = {}
+    guards: dict[str, dict[str, Any]] = {}
 
     def skill_section(self, name: str) -> dict[str, Any]:
         """The plugin's own ``[skills.<name>]`` section (empty when absent)."""

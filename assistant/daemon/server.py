@@ -44,6 +44,7 @@ def build(settings: Settings, plugins: PluginHost, files: RuntimeFiles | None = 
     for backend in plugins.backends:
         models.add_backend(backend, plugins.backend_plugin.get(id(backend)))
     models.on_backend_result = plugins.backend_result
+    plugins.configure_guards(settings.guards)
     return Services(settings, files or RuntimeFiles(settings), models, plugins, access)
 
 

@@ -9,6 +9,14 @@ once for each ``before_turn``, also then. A turn routed to a skill whose circuit
 goes to the fallback skill with a notice saying why (:mod:`~assistant.daemon.route_policy`).
 A regenerate, an edit and a re-route (a regenerate with the skill the user chose,
 ``method="correction"``) are the same turn with another first step.
+
+The plugins' guards (:mod:`~assistant.daemon.guarding`) see the user's text before it is
+stored or routed: a rewrite is what is stored; a block stores the user's (rewritten) text and
+the guard's reason as the reply (route ``method`` ``blocked``), answers with ``guard`` events,
+the reason as a ``delta``, and ``done`` with status ``blocked``; neither the router, the skill
+nor ``before_turn`` runs. Each piece of the reply passes the guards' filters before it reaches
+the client or the store; a guard that stops it leaves the reply ``cancelled``. The decisions
+are ``guard`` events, stored in the reply's route (``guard``).
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import anyio
 
@@ -27,6 +35,7 @@ from assistant.breaker import Ticket, fault_of
 from assistant.context import BackendContext
 from assistant.daemon.compaction import CompactionFailed, Compactor, chat_messages
 from assistant.daemon.events import while_running
+from assistant.daemon.guarding import Checked, GuardChain, OutputFilter
 from assistant.daemon.reply import Metered, ReplyRecorder, Usage
 from assistant.daemon.route_policy import RoutePolicy
 from assistant.error_codes import http_error
@@ -37,6 +46,7 @@ from assistant.errors import (
     SkillUnavailable,
     StorageUnavailable,
 )
+from assistant.guards import GuardDecision
 from assistant.models.backend import ChatMessage, GenerationParams, closing_stream
 from assistant.routing import RouteDecision, Router
 from assistant.skills import (
@@ -78,6 +88,7 @@ class TurnRequest:
     regenerate: str | None = None  # an assistant message id: answer its question again
     edit: str | None = None  # a user message id: ask ``text`` in its place, on a new branch
     routed: RouteDecision | None = None  # where the turn goes, when decided before it runs
+    guarded: Checked | None = None  # the guards' check, when done before it runs
     text_field: str = "text"  # what the client calls ``text``, in errors (``messages`` on /v1)
     # The fields the request carried: a model's refusal naming another field is the skill's
     # doing (see reply.Metered); None: every refusal is the caller's.
@@ -121,6 +132,9 @@ class _Running:
     error: ErrorEvent | None = None
     after_turn: list[str] | None = None  # after_turn's notices, once it has run
     notices: list[str] = field(default_factory=list)  # said right after the route event
+    guard: list[GuardDecision] = field(default_factory=list)  # the guards' decisions
+    blocked: GuardDecision | None = None  # the guard that refused the turn
+    output: OutputFilter | None = None  # the guards' filter of the reply
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -143,6 +157,7 @@ class TurnService:
         self.models = models
         self.plugins = plugins
         self.routing = RoutePolicy(plugins, router)
+        self.guards = GuardChain(plugins)
         self.store = store
         self.documents = documents
         self._warned: set[tuple[str, str]] = set()  # (skill, missing model): said once
@@ -154,10 +169,18 @@ class TurnService:
         context, run the skill, finalize the reply, report."""
         store = self._store_for(request)
         mention = self.routing.check_request(request)  # a 400 before any write
+        checked = request.guarded
+        if checked is None and not request.regenerate:  # before it is stored or routed
+            checked = await self.guards.check(request.text, request.conversation_id,
+                                              request.skill)
+        if checked is not None:
+            request.text = checked.text
         model = request.model or request.chat_model or self.settings.models.default
         begun = await self._begin(store, request, model)
         state = _Running(request, begun, model,
                          ReplyRecorder(store, begun.ids().get("message_id")))
+        if checked is not None:
+            state.guard, state.blocked = list(checked.decisions), checked.blocked
         if mention:
             state.notices.append(mention)
         try:  # from here on the stored reply is finalized exactly once, whatever happens
@@ -207,8 +230,18 @@ class TurnService:
 
     async def _answer(self, state: _Running, store: Store | None,
                       ) -> AsyncIterator[wire.TurnEvent]:
-        """Route, fit the context, tell the plugins, run the skill."""
+        """Say what the guards did; route, fit the context, tell the plugins, run the skill,
+        or, when a guard blocked the turn, answer with its reason."""
         request, begun = state.request, state.begun
+        for decided in state.guard:
+            async for event in _guard_events(decided):
+                yield event
+        if state.blocked is not None:
+            refusal = f"Blocked by guard '{state.blocked.guard}': {state.blocked.reason}"
+            await state.recorder.add(refusal)
+            state.status = "complete"
+            yield wire.Delta(type="delta", text=refusal)
+            return
         decision, set_aside, ticket = self.routing.around_disabled(
             await self.routing.route(begun.utterance, request))
         if set_aside:
@@ -257,11 +290,15 @@ class TurnService:
             params=request.params, cache_tag=ids.get("conversation_id"),
         )
         running = self.plugins.run_skill(decision.skill, turn, ctx, ticket)
+        state.output = self.guards.output(turn)
         async with closing_stream(running) as events:
             async for event in events:
                 if isinstance(event, DeltaEvent):
-                    await state.recorder.add(event.text)
-                    yield wire.Delta(type="delta", text=event.text)
+                    async for released in self._release(state, event.text):
+                        yield released
+                    if state.output.stopped is not None:
+                        state.status = "cancelled"  # what was released is kept
+                        return
                 elif isinstance(event, Progress):
                     yield wire.Progress(type="progress", done=event.done, total=event.total,
                                         message=event.message)
@@ -271,14 +308,36 @@ class TurnService:
                     state.error = event
                 elif isinstance(event, Done):
                     state.status = event.status
+        async for released in self._release(state, "", final=True):
+            yield released
+
+    async def _release(self, state: _Running, text: str, final: bool = False,
+                       ) -> AsyncIterator[wire.TurnEvent]:
+        """``text`` of the reply through the guards' filters: what they decided, then what
+        they released, which alone reaches the client and the store."""
+        assert state.output is not None
+        released, decided = await state.output.feed(text, final)
+        for decision in decided:
+            state.guard.append(decision)
+            async for event in _guard_events(decision):
+                yield event
+        if released:
+            await state.recorder.add(released)
+            yield wire.Delta(type="delta", text=released)
 
     async def _finalize(self, state: _Running) -> None:
         usage, decision = state.usage, state.decision
         state.timings = {**usage.timings,
                          "turn_s": round(time.perf_counter() - state.started, 4)}
+        route: dict[str, Any] | None = (
+            decision.to_dict() if decision else {
+                "method": "blocked", "skill": None,
+                "explanation": f"blocked by guard '{state.blocked.guard}'"}
+            if state.blocked else None)
+        if route is not None and state.guard:
+            route["guard"] = [d.to_dict() for d in state.guard]
         await state.recorder.finalize(
-            status=state.status, skill=decision.skill if decision else None,
-            route=decision.to_dict() if decision else None,
+            status=state.status, skill=decision.skill if decision else None, route=route,
             model=state.answered_by,
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             timings=state.timings)
@@ -295,6 +354,10 @@ class TurnService:
     async def _report(self, state: _Running) -> AsyncIterator[wire.TurnEvent]:
         """``after_turn``'s notices, then the last event: ``done`` or ``error``."""
         decision, usage, ids = state.decision, state.usage, state.ids
+        if state.blocked is not None:
+            yield cast(wire.TurnDone, {"type": "done", "status": "blocked",
+                                       "timings": state.timings, **ids})
+            return
         assert decision is not None
         for notice in state.after_turn or []:
             yield wire.Notice(type="notice", message=notice, level="warning")
@@ -389,6 +452,14 @@ class TurnService:
                                text=result.summary.content, covers=result.covers,
                                tokens_before=result.tokens_before,
                                tokens_after=result.tokens_after, context=n_ctx)
+
+
+async def _guard_events(decision: GuardDecision) -> AsyncIterator[wire.TurnEvent]:
+    """The ``guard`` event of ``decision``; for a guard that failed, a notice too (a client
+    that does not know ``guard`` events still says it)."""
+    yield decision.event()
+    if decision.action == "error":
+        yield wire.Notice(type="notice", message=decision.reason, level="warning")
 
 
 def _error_event(error: ErrorEvent | None, ids: wire.TurnIds) -> wire.Error:
