@@ -80,6 +80,7 @@ class ModelsSettings(_Section):
     state_disk_mb: int = Field(4096, ge=0)
     cpu_variant: str = Field("auto", pattern=r"^[a-z0-9_.]+$")
     tool_call_grammar: bool = True
+    host_deadline: float = Field(15.0, ge=0)
 
 
 class EmbeddingsSettings(_Section):

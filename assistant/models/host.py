@@ -94,6 +94,9 @@ class Host:
                 if target in self.in_flight:
                     self.cancelled.add(target)
             return
+        if op == "beat":  # the daemon's watchdog: any answer says the host is not hung
+            self.out.send({"id": request["id"], "ok": {}})
+            return
         if op in {"ping", "info"}:  # answered at once, even while a reply is generating
             self.out.send({"id": request["id"], "ok": {
                 "pid": os.getpid(), "llama_cpp": LlamaRunner.library_version(),
