@@ -93,6 +93,8 @@ class TurnRequest:
     # The fields the request carried: a model's refusal naming another field is the skill's
     # doing (see reply.Metered); None: every refusal is the caller's.
     carried: frozenset[str] | None = None
+    # Over the Unix socket: this machine's user, whose files a skill may read (ctx.local_files).
+    local: bool = False
 
 
 @dataclass
@@ -288,6 +290,7 @@ class TurnService:
             config={**self.settings.skill_section(decision.skill),
                     "model": state.skill_model},
             params=request.params, cache_tag=ids.get("conversation_id"),
+            local_files=request.local,
         )
         running = self.plugins.run_skill(decision.skill, turn, ctx, ticket)
         state.output = self.guards.output(turn)
