@@ -314,3 +314,21 @@ async def test_a_slow_guard_or_hook_cannot_hold_a_turn(env: None) -> None:
     assert any("sleepy" in n and "before_turn" in n and "took longer" in n for n in notices)
     # The dawdler held nothing back: what it was given goes on.
     assert text_of(events) == "first second third" and events[-1]["status"] == "complete"
+
+
+@pytest.mark.asyncio
+async def test_an_after_turn_that_hangs_is_left_behind(env: None) -> None:
+    @hookimpl
+    async def after_turn(turn: Turn, reply: object) -> None:
+        await asyncio.sleep(3600)
+
+    plugins = {"hangs": types.SimpleNamespace(after_turn=after_turn)}
+    async with in_process_daemon(load_settings(), FakeBackend(), plugins=plugins) as daemon:
+        started = time.monotonic()
+        events = await daemon.events("/api/turns", {"text": "hi", "skill": "chat"})
+        assert time.monotonic() - started < 2
+        assert events[-1]["type"] == "done" and events[-1]["status"] == "complete"
+        assert any(e["type"] == "notice" and "'hangs' failed in after_turn: HookTimeout"
+                   in e["message"] for e in events)
+        messages = await stored(daemon, events[-1]["conversation_id"])
+        assert messages[1]["status"] == "complete" and messages[1]["content"] == "echo: hi"
