@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from assistant.guards import Filtered, Guard, Verdict
     from assistant.hookspecs import hookimpl
     from assistant.models.backend import (
         Backend,
@@ -43,7 +44,9 @@ _EXPORTS = {
     "Done": "assistant.skills",
     "ErrorEvent": "assistant.skills",
     "Event": "assistant.skills",
+    "Filtered": "assistant.guards",
     "GenerationParams": "assistant.models.backend",
+    "Guard": "assistant.guards",
     "ModelInfo": "assistant.models.backend",
     "Notice": "assistant.skills",
     "Progress": "assistant.skills",
@@ -53,6 +56,7 @@ _EXPORTS = {
     "Tool": "assistant.models.backend",
     "ToolCall": "assistant.models.backend",
     "Turn": "assistant.skills",
+    "Verdict": "assistant.guards",
     "hookimpl": "assistant.hookspecs",
 }
 
@@ -64,7 +68,9 @@ __all__ = [
     "Done",
     "ErrorEvent",
     "Event",
+    "Filtered",
     "GenerationParams",
+    "Guard",
     "ModelInfo",
     "Notice",
     "Progress",
@@ -74,6 +80,7 @@ __all__ = [
     "Tool",
     "ToolCall",
     "Turn",
+    "Verdict",
     "__version__",
     "hookimpl",
 ]

@@ -80,6 +80,7 @@ class ModelsSettings(_Section):
     state_disk_mb: int = Field(4096, ge=0)
     cpu_variant: str = Field("auto", pattern=r"^[a-z0-9_.]+$")
     tool_call_grammar: bool = True
+    host_deadline: float = Field(15.0, ge=0)
 
 
 class EmbeddingsSettings(_Section):
@@ -130,6 +131,7 @@ class PluginsSettings(_Section):
     enabled: list[str] = []
     strict: bool = False
     skill_timeout: float = Field(60.0, gt=0)
+    hook_timeout: float = Field(5.0, gt=0)
     max_failures: int = Field(5, ge=1)
     cooldown: float = Field(60.0, ge=0, le=3600)
 
@@ -151,6 +153,7 @@ class Settings(_Section):
     tui: TuiSettings = TuiSettings()
     skills: dict[str, dict[str, Any]] = {}
     engines: dict[Annotated[str, Field(pattern=ENGINE_NAME)], EngineSettings] = {}
+    guards: dict[str, dict[str, Any]] = {}
 
     def skill_section(self, name: str) -> dict[str, Any]:
         """The plugin's own ``[skills.<name>]`` section (empty when absent)."""

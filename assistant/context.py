@@ -32,6 +32,7 @@ class BackendContext(SkillContext):
         config: dict[str, Any] | None = None,
         params: GenerationParams | None = None,
         cache_tag: str | None = None,
+        local_files: bool = False,
     ) -> None:
         self.backend = backend
         self.cache_tag = cache_tag  # labels the model states of this conversation (see params)
@@ -41,6 +42,7 @@ class BackendContext(SkillContext):
         self.history = list(history)
         self.documents = documents
         self.config = dict(config or {})
+        self.local_files = local_files
         # What the client asked for (max_tokens, temperature, seed) when a skill passes none.
         self.params = params or GenerationParams()
 

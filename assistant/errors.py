@@ -26,7 +26,8 @@
      │    └── MalformedImport      an import file that cannot be read; nothing stored
      └── PluginError               a plugin failed to load or misbehaved
           ├── SkillFailed          a skill's own code raised or ran past its timeout
-          └── SkillUnavailable     the skill is set aside by its circuit breaker for now
+          ├── SkillUnavailable     the skill is set aside by its circuit breaker for now
+          └── HookTimeout          a hook or guard ran past plugins.hook_timeout
 
 CLI and TUI render these once, at the edge; nothing below them prints.
 """
@@ -186,3 +187,8 @@ class SkillUnavailable(PluginError):
                  retry_after: int | None = 60) -> None:
         super().__init__(message, hint)
         self.retry_after = retry_after  # None: only a re-arm helps (cooldown 0)
+
+
+class HookTimeout(PluginError):
+    """A hook or a guard's call ran past ``plugins.hook_timeout``; the turn went on without
+    it (it counts as a failure of that hook or guard)."""

@@ -1,9 +1,9 @@
 """Every hook a plugin may implement. Plugins mark implementations with ``@hookimpl``.
 
-Registration hooks run once, when plugins load, and hand the plugin a ``register`` callable:
-the registered objects (skills, backends, commands) do the work. Event hooks run around turns
-and the daemon's life; each implementation is called on its own, so one that raises is reported
-and the others still run. See docs/plugins.md for an example of each.
+Registration hooks run once, when plugins load, and hand the plugin a ``register``
+callable: the registered objects (skills, backends, guards, commands) do the work. Event hooks
+run around turns and the daemon's life; each implementation is called on its own, so one that
+raises is reported and the others still run. See docs/plugins.md for an example of each.
 """
 
 from __future__ import annotations
@@ -39,6 +39,17 @@ def register_models(register: Any) -> None:
 
 
 @hookspec
+def register_guards(register: Any) -> None:
+    """Register guards, once, when plugins load.
+
+    ``register(guard)`` takes a :class:`assistant.guards.Guard` instance: its ``check`` may
+    block or rewrite each user turn before it is stored or routed, its ``filter`` may redact or
+    stop the reply as it streams, before any text reaches the client or the store. Guard names
+    must be unique across plugins. Return nothing.
+    """
+
+
+@hookspec
 def register_commands(cli: Any) -> None:
     """Add commands to the ``assistant`` command line, when the CLI starts.
 
@@ -52,8 +63,10 @@ def before_turn(turn: Any) -> None:
     """Called for every user turn after routing, before the skill runs.
 
     ``turn`` is the :class:`assistant.skills.Turn` (text, conversation id, chosen skill,
-    route decision). A guardrail or logger may read it, or add entries to ``turn.meta``.
-    Return nothing; an exception is reported as a notice and the turn still runs.
+    route decision). A logger may read it, or add entries to ``turn.meta``; to block or
+    change the turn, register a guard (``register_guards``). Runs under
+    ``plugins.hook_timeout`` (a sync implementation on a thread of its own). Return nothing;
+    an exception or the timeout is reported as a notice and the turn still runs.
     """
 
 
@@ -63,7 +76,8 @@ def after_turn(turn: Any, reply: Any) -> None:
 
     ``turn`` is the :class:`assistant.skills.Turn`; ``reply`` the :class:`assistant.skills.Reply`
     (the text produced, the final status, the skill's name). For memory and logging plugins.
-    Return nothing; an exception is reported and does not change the reply.
+    Runs under ``plugins.hook_timeout``, as ``before_turn`` does. Return nothing; an exception
+    or the timeout is reported and does not change the reply.
     """
 
 

@@ -14,10 +14,13 @@ skill's failure stays an ``error`` event of its turn.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import logging
+import threading
 import traceback
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import Any, Literal
@@ -27,7 +30,8 @@ import pluggy
 from assistant import hookspecs
 from assistant.breaker import Breaker, Ticket, fault_of
 from assistant.config import PluginsSettings, Settings
-from assistant.errors import PluginError, RequestError, SkillUnavailable
+from assistant.errors import HookTimeout, PluginError, RequestError, SkillUnavailable
+from assistant.guards import Guard
 from assistant.models.backend import Backend
 from assistant.skills import Done, ErrorEvent, Event, Skill, SkillContext, Turn, execute
 
@@ -39,7 +43,9 @@ BUNDLED_PACKAGE = "assistant_plugins"
 PluginStatus = Literal["loaded", "failed", "disabled"]
 
 # Hooks called once, at load: a failure there fails the plugin instead (no breaker).
-_REGISTRATION_HOOKS = frozenset({"register_skills", "register_models"})
+_REGISTRATION_HOOKS = frozenset({"register_skills", "register_models", "register_guards"})
+# Hooks run around a turn: each call under plugins.hook_timeout, a sync one on a thread.
+_TURN_HOOKS = frozenset({"before_turn", "after_turn"})
 
 
 @dataclass
@@ -54,6 +60,7 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
     skills: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
+    guards: list[str] = field(default_factory=list)
     failures: int = 0  # of its hooks, in a row
     # Each skill's breaker (state, failures, last error and traceback, retry_in_s), and the
     # hooks' as "hooks": filled in by PluginHost.info().
@@ -78,6 +85,8 @@ class PluginHost:
         self.skill_plugin: dict[str, str] = {}
         self.backends: list[Backend] = []
         self.backend_plugin: dict[int, str] = {}  # id of a backend -> its plugin
+        self.guards: dict[str, Guard] = {}  # in registration order
+        self.guard_plugin: dict[str, str] = {}
         self.plugins: dict[str, PluginInfo] = {}
         self.breakers: dict[str, Breaker] = {}  # per skill
         self.hook_breakers: dict[tuple[str, str], Breaker] = {}  # per (plugin, hook)
@@ -149,7 +158,20 @@ class PluginHost:
             self.backend_plugin[id(backend)] = info.name
             info.models.extend(m.name for m in backend.models())
 
-        for hook, register in (("register_skills", add_skill), ("register_models", add_backend)):
+        def add_guard(guard: Guard) -> None:
+            if not isinstance(guard, Guard):
+                raise PluginError(f"register() expects a Guard, got {type(guard).__name__}")
+            if guard.name in self.guards:
+                raise PluginError(f"guard '{guard.name}' is already registered by plugin "
+                                  f"'{self.guard_plugin[guard.name]}'")
+            self.guards[guard.name] = guard
+            self.guard_plugin[guard.name] = info.name
+            info.guards.append(guard.name)
+
+        registrations: tuple[tuple[str, Callable[[Any], None]], ...] = (
+            ("register_skills", add_skill), ("register_models", add_backend),
+            ("register_guards", add_guard))
+        for hook, register in registrations:
             for impl in self._impls(hook, info.name):
                 try:
                     impl.function(register)
@@ -166,6 +188,8 @@ class PluginHost:
         self.plugins[info.name] = info
         for skill in info.skills:
             self.skills.pop(skill, None)
+        for guard in info.guards:
+            self.guards.pop(guard, None)
         log.warning("plugin %s failed: %s", info.name, error)
         if self.settings.strict:
             raise PluginError(f"plugin '{info.name}' failed: {error}",
@@ -191,9 +215,16 @@ class PluginHost:
         return self.hook_breakers[key]
 
     def _hook_breakers(self, plugin: str) -> list[Breaker]:
+        return [self.hook_breaker(plugin, h) for h in self._event_hooks(plugin)]
+
+    def _event_hooks(self, plugin: str) -> list[str]:
+        """The plugin's hooks that run while the daemon does: event hooks and its guards
+        (``guard NAME``), each with a breaker of its own."""
         info = self.plugins.get(plugin)
-        hooks = [h for h in (info.hooks if info else []) if h not in _REGISTRATION_HOOKS]
-        return [self.hook_breaker(plugin, h) for h in hooks]
+        if info is None:
+            return []
+        return [*(h for h in info.hooks if h not in _REGISTRATION_HOOKS),
+                *(f"guard {g}" for g in info.guards)]
 
     def active(self, plugin: str, hook: str) -> bool:
         """Whether ``plugin``'s ``hook`` is called: loaded, and that hook not disabled."""
@@ -286,9 +317,9 @@ class PluginHost:
             if info.status == "failed":
                 out.append(f"plugin '{info.name}' failed to load: {info.error}")
                 continue
-            for hook in info.hooks:
+            for hook in self._event_hooks(info.name):
                 breaker = self.hook_breaker(info.name, hook)
-                if hook not in _REGISTRATION_HOOKS and not breaker.allows():
+                if not breaker.allows():
                     out.append(f"hook {hook} of plugin '{info.name}' is {breaker.why()}; "
                                f"`assistant plugins enable {info.name}` re-arms it")
             models = self.backend_breakers.get(info.name)
@@ -317,7 +348,19 @@ class PluginHost:
         return [n for n, _ in self._call(hook, kwargs) if n]
 
     async def acall(self, hook: str, **kwargs: Any) -> list[str]:
-        """Like :meth:`call`, awaiting implementations that return an awaitable."""
+        """Like :meth:`call`, awaiting implementations that return an awaitable. The hooks
+        around a turn (``before_turn``, ``after_turn``) run each call under
+        ``hook_timeout``, a sync implementation on a thread of its own (:meth:`timed`)."""
+        if hook in _TURN_HOOKS:
+            notices = []
+            for impl in self._impls(hook):
+                if self.active(impl.plugin_name, hook):
+                    _, notice = await self.timed(
+                        impl.plugin_name, hook, impl.function,
+                        **{a: kwargs[a] for a in impl.argnames})
+                    if notice:
+                        notices.append(notice)
+            return notices
         notices = []
         for notice, result in self._call(hook, kwargs):
             if notice:
@@ -331,6 +374,34 @@ class PluginHost:
                 else:
                     self.record_success(plugin, hook)
         return notices
+
+    async def timed(self, plugin: str, hook: str, function: Callable[..., Any],
+                    **kwargs: Any) -> tuple[Any, str | None]:
+        """``function(**kwargs)`` as ``plugin``'s ``hook`` (an event hook, or ``guard NAME``)
+        under ``hook_timeout``: its result and None, or None and the notice saying that it
+        raised or ran late (counted against that hook's breaker).
+
+        A sync function runs on a daemon thread of its own: one that never returns cannot
+        stall the event loop, nor hold a pool's thread others wait for, nor the exit; it is
+        left behind. An awaitable it returns is awaited in the time left."""
+        timeout = self.settings.hook_timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            if inspect.iscoroutinefunction(function):
+                result = await asyncio.wait_for(function(**kwargs), timeout)
+            else:
+                result = await asyncio.wait_for(_on_thread(function, kwargs, hook), timeout)
+                if inspect.isawaitable(result):
+                    result = await asyncio.wait_for(result, max(deadline - loop.time(), 0))
+        except TimeoutError:
+            late = HookTimeout(f"took longer than {timeout:g} s (plugins.hook_timeout) and "
+                               "was left behind")
+            return None, self._hook_failed(plugin, hook, late, trace=False)
+        except Exception as exc:
+            return None, self._hook_failed(plugin, hook, exc)
+        self.record_success(plugin, hook)
+        return result, None
 
     def _call(self, hook: str, kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
         out: list[tuple[str, Any]] = []
@@ -347,9 +418,26 @@ class PluginHost:
                 out.append(("", (impl.plugin_name, result)))
         return out
 
-    def _hook_failed(self, plugin: str, hook: str, exc: Exception) -> str:
+    def misbehaved(self, plugin: str, hook: str, why: str) -> str:
+        """Count an answer of ``plugin``'s ``hook`` that cannot be used as its failure; the
+        notice saying so."""
+        return self._hook_failed(plugin, hook, PluginError(why), trace=False)
+
+    def configure_guards(self, sections: dict[str, dict[str, Any]]) -> None:
+        """Hand each guard its ``[guards.<name>]`` section, once; a guard that refuses it
+        fails its plugin (reported, and fatal in strict mode)."""
+        for name, guard in list(self.guards.items()):
+            try:
+                guard.configure(dict(sections.get(name, {})))
+            except Exception as exc:
+                self._fail(self.plugins[self.guard_plugin[name]],
+                           f"guard '{name}' refused its settings [guards.{name}]: "
+                           f"{_describe(exc)}")
+
+    def _hook_failed(self, plugin: str, hook: str, exc: Exception, trace: bool = True) -> str:
         message = f"plugin '{plugin}' failed in {hook}: {_describe(exc)}"
-        log.error(message, exc_info=exc, extra={"plugin": plugin, "hook": hook})
+        log.error(message, exc_info=exc if trace else None,
+                  extra={"plugin": plugin, "hook": hook})
         self.record_failure(plugin, hook, message, exc)
         return message
 
@@ -445,6 +533,39 @@ class PluginHost:
             if models is not None:
                 info.health["models"] = models.to_dict()
         return sorted(self.plugins.values(), key=lambda p: (not p.bundled, p.name))
+
+
+def _on_thread(function: Callable[..., Any], kwargs: dict[str, Any], name: str,
+               ) -> asyncio.Future[Any]:
+    """A future of ``function(**kwargs)`` run on a new daemon thread."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, exc: BaseException | None) -> None:
+        if future.done():  # left behind by the timeout
+            return
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+    def run() -> None:
+        try:
+            result = function(**kwargs)
+        except BaseException as exc:  # handed to the awaiting side, which decides
+            _settle_from_thread(loop, settle, None, exc)
+        else:
+            _settle_from_thread(loop, settle, result, None)
+
+    threading.Thread(target=run, name=f"hook {name}", daemon=True).start()
+    return future
+
+
+def _settle_from_thread(loop: asyncio.AbstractEventLoop, settle: Callable[..., None],
+                        result: Any, exc: BaseException | None) -> None:
+    # RuntimeError: the loop closed while the hook ran late, and nobody waits any more.
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(settle, result, exc)
 
 
 def _traceback(exc: BaseException | None) -> str | None:

@@ -128,11 +128,16 @@ class SkillContext(ABC):
 
     ``history`` holds the conversation's earlier messages (oldest first), ``documents`` the
     document search or ``None``, ``config`` the skill's own ``[skills.<name>]`` section.
+    ``local_files`` is True only for a turn that came over the daemon's Unix socket (this
+    machine's user): only then may a skill read a file the text names, by its absolute path
+    (the daemon does not know the client's directory), with
+    :func:`assistant.documents.reader.read_document`'s rules (regular files, size cap).
     """
 
     history: Sequence[ChatMessage]
     documents: DocumentSearch | None
     config: dict[str, Any]
+    local_files: bool = False
     _sink: Callable[[Event], None] | None = None
 
     @property

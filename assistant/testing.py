@@ -159,10 +159,12 @@ def fake_context(
     *,
     history: Sequence[ChatMessage] = (),
     config: dict[str, Any] | None = None,
+    local_files: bool = True,
 ) -> BackendContext:
-    """A real :class:`BackendContext` on the fake model (or ``backend``)."""
+    """A real :class:`BackendContext` on the fake model (or ``backend``), as a turn over the
+    Unix socket has it (``local_files``; False: as over TCP)."""
     return BackendContext(backend or FakeBackend(), FAKE_MODEL, embedding_model=FAKE_EMBEDDING,
-                          history=history, config=config)
+                          history=history, config=config, local_files=local_files)
 
 
 async def run_skill(

@@ -8,8 +8,9 @@ event is a ``TypedDict`` here whose ``type`` is a ``Literal``, so a type checker
 :func:`assistant.daemon.sse.encode` writes them, and the client reads them back with
 :func:`parse_event` for the CLI and the TUI. The JSON is the dict as built: these types name it.
 
-- a turn: ``route``; then ``progress``, ``notice``, ``summary`` and ``delta``; last ``done``
-  (:class:`TurnDone`) or ``error``;
+- a turn: ``route`` (or, for a turn a guard blocked, ``guard``); then ``progress``,
+  ``notice``, ``summary``, ``guard`` and ``delta``; last ``done`` (:class:`TurnDone`) or
+  ``error``;
 - ingestion: ``progress`` and ``document``; last ``done`` (:class:`IngestDone`) or ``error``.
 
 What a client cannot use it skips rather than fails on: :func:`parse_event` returns None for an
@@ -116,6 +117,21 @@ class TokenUsage(TypedDict):
     completion_tokens: int
 
 
+class _GuardDetails(TypedDict, total=False):
+    kinds: list[str]  # what was found: secret kinds (api_key, card…), a blocked topic
+
+
+class GuardEvent(_GuardDetails):
+    """A guard acted: blocked or rewrote the user's text (``stage`` input), redacted or stopped
+    the reply (output), or failed and was left out (``error``). Stored with the reply too."""
+
+    type: Literal["guard"]
+    guard: str  # the guard's name
+    action: str  # block / rewrite / redact / stop / error
+    stage: str  # input / output
+    reason: str  # for the user
+
+
 class _DoneDetails(TurnIds, total=False):
     model: str  # the model that answered
     skill: str
@@ -125,10 +141,11 @@ class _DoneDetails(TurnIds, total=False):
 
 
 class TurnDone(_DoneDetails):
-    """The turn ended: complete, or cancelled with its partial text stored."""
+    """The turn ended: complete, cancelled with its partial text stored, or blocked by a
+    guard (the reason is the reply; a ``guard`` event came first)."""
 
     type: Literal["done"]
-    status: str  # complete / cancelled
+    status: str  # complete / cancelled / blocked
 
 
 class _ErrorDetails(TurnIds, total=False):
@@ -166,7 +183,7 @@ class IngestDone(TypedDict):
     failed: int
 
 
-TurnEvent = Route | Progress | Notice | Summary | Delta | TurnDone | Error
+TurnEvent = Route | Progress | Notice | Summary | Delta | GuardEvent | TurnDone | Error
 IngestEvent = Progress | Document | IngestDone | Error
 WireEvent = TurnEvent | IngestEvent
 

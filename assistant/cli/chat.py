@@ -56,6 +56,9 @@ def _require_complete(result: dict[str, Any]) -> None:
     status = result.get("done", {}).get("status", "complete")
     if status == "complete":
         return
+    if status == "blocked":  # the refusal, naming the guard, was the reply
+        raise AssistantError("the turn was blocked by a guard; nothing was sent to a model",
+                             "The reply above says which guard and why (docs/plugins.md).")
     notices = result.get("notices") or []
     why = f": {notices[-1]}" if notices else ""
     raise AssistantError(f"the reply is not complete ({status}){why}",
@@ -80,6 +83,11 @@ def _consume(events: Iterable[TurnEvent], echo: bool) -> dict[str, Any]:
             result.setdefault("notices", []).append(event["message"])
             if echo:  # not part of the reply: on stderr, as progress is
                 click.echo(f"[{event['level']}: {block(event['message'])}]", err=True)
+        elif event["type"] == "guard":
+            result.setdefault("guard", []).append(event)
+            if echo:  # what a guard did is said, on stderr as notices are
+                click.echo(f"[guard {block(event['guard'])}: {event['action']}: "
+                           f"{block(event['reason'])}]", err=True)
         elif event["type"] == "summary":
             if echo:
                 click.echo(f"[the conversation outgrew the context: {event['covers']} earlier "

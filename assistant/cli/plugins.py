@@ -35,7 +35,7 @@ def plugins_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of plugins.")
 @pass_app
 def list_plugins(app: AppContext, as_json: bool) -> None:
-    """Every plugin: name, version, bundled or third-party, hooks, skills, status, and each
+    """Every plugin: name, version, bundled or third-party, hooks, skills, guards, status, and each
     skill's state in the running daemon (available, disabled with the last error, retrying)."""
     from assistant.client import Client
 
@@ -68,6 +68,8 @@ def list_plugins(app: AppContext, as_json: bool) -> None:
         click.echo(f"  skills: {', '.join(skills) or '-'}")
         if info["models"]:
             click.echo(f"  models: {', '.join(info['models'])}")
+        if info.get("guards"):  # an older daemon's answer has none
+            click.echo(f"  guards: {', '.join(info['guards'])}")
 
 
 def _skill_text(name: str, health: dict[str, Any] | None) -> str:

@@ -33,6 +33,16 @@ def services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(services)]
 
 
+def local_peer(request: Request) -> bool:
+    """Whether the request came over the Unix socket (0600): this machine's user, for whom the
+    daemon may read files. TCP has a port, and any process holding the token may use it."""
+    server = request.scope.get("server")
+    return server is None or server[1] is None
+
+
+LocalPeerDep = Annotated[bool, Depends(local_peer)]
+
+
 def settings(parts: ServicesDep) -> Settings:
     return parts.settings
 

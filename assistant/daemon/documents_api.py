@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -75,10 +75,9 @@ async def remove_document(store: IndexDep, document_id: str) -> Response:
 
 
 @router.post("/documents")
-async def add_documents(body: DocumentsBody, request: Request,
+async def add_documents(body: DocumentsBody, local: deps.LocalPeerDep,
                         services: deps.ServicesDep) -> Response:
-    server = request.scope.get("server")
-    if server is not None and server[1] is not None:  # TCP (the Unix socket has no port)
+    if not local:
         raise RequestError(
             "documents are added from this machine's user only: use the Unix socket "
             "(`assistant docs add`, the terminal UI)", status=403, code="local_only")

@@ -80,7 +80,7 @@ class ModelManager(Backend):
 
     def __init__(self, settings: Settings, host: HostProcess | None = None) -> None:
         self.settings = settings
-        self.host = host or HostProcess()
+        self.host = host or HostProcess(settings.models.host_deadline)
         self.threads = thread_count(settings)
         self.resident: dict[str, Resident] = {}
         self.queues: dict[str, ModelQueue] = {}
@@ -605,6 +605,8 @@ def _request_error(model: str, exc: HostError, prompt_field: str = "messages") -
             f"{exc.message} (model {model!r})", code="context_length_exceeded",
             param=prompt_field,
         )
+    if exc.kind == "HostHung":
+        return HostStopped(f"{exc.message} (it was running {model!r})", "Try the request again.")
     if exc.kind == "HostCrashed":
         return HostStopped(
             f"the model host stopped while running {model!r}; it is restarting",

@@ -137,8 +137,8 @@ async def _sse_chunks(first: Delta, stream: AsyncIterator[Delta], head: dict[str
 
 
 def finish_reason(last: Delta, called: bool = False) -> str:
-    if last.finish_reason == "length":
-        return "length"
+    if last.finish_reason in ("length", "content_filter"):  # content_filter: a guard's doing
+        return last.finish_reason
     return "tool_calls" if called else "stop"
 
 

@@ -18,7 +18,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from assistant.daemon.deps import StoreDep, TurnsDep
+from assistant.daemon.deps import LocalPeerDep, StoreDep, TurnsDep
 from assistant.daemon.sse import stream_response
 from assistant.daemon.turns import TurnRequest
 from assistant.errors import RequestError
@@ -43,14 +43,14 @@ class RerouteBody(BaseModel):
 
 @router.post("/api/messages/{message_id}/reroute")
 async def reroute(message_id: str, body: RerouteBody, store: StoreDep,
-                  turns: TurnsDep) -> StreamingResponse:
-    turns.check_skill(body.skill)  # a 400 for an unknown skill, before anything is stored
+                  turns: TurnsDep, local: LocalPeerDep) -> StreamingResponse:
+    turns.routing.check_skill(body.skill)  # a 400 for an unknown skill, before anything is stored
     reply = await asyncio.to_thread(store.message, message_id)
     if reply.role != "assistant" or reply.parent_id is None:
         raise RequestError(f"message {message_id} is not an assistant reply; reroute a reply",
                            code="not_reroutable", param="message_id")
     user = await asyncio.to_thread(store.message, reply.parent_id)
-    await turns.correct(user.content, body.skill)
+    await turns.routing.correct(user.content, body.skill)
     # The new skill answers with its own model, if it has one, unless the caller names one;
     # else with the conversation's (not the old reply's: that may be the old skill's own).
     conversation = (await asyncio.to_thread(store.conversations, [reply.conversation_id]))[0]
@@ -60,5 +60,6 @@ async def reroute(message_id: str, body: RerouteBody, store: StoreDep,
         regenerate=message_id,
         params=GenerationParams(max_tokens=body.max_tokens, temperature=body.temperature,
                                 seed=body.seed),
+        local=local,
     ))
     return stream_response(events, await anext(events))

@@ -53,6 +53,7 @@ def build(settings: Settings, plugins: PluginHost, files: RuntimeFiles | None = 
 
         for name, engine in settings.engines.items():
             models.add_engine(RemoteEngine(name, engine))
+    plugins.configure_guards(settings.guards)
     return Services(settings, files or RuntimeFiles(settings), models, plugins, access)
 
 

@@ -6,20 +6,27 @@ or ``error``. The user's message is committed before anything runs; the reply is
 ``streaming``, its partial text saved as it grows, and finalized exactly once, also when the
 client goes away (:class:`~assistant.daemon.reply.ReplyRecorder`); ``after_turn`` runs exactly
 once for each ``before_turn``, also then. A turn routed to a skill whose circuit breaker is open
-goes to the fallback skill with a notice saying why. A regenerate, an edit and
-a re-route (a regenerate with the skill the user chose, ``method="correction"``) are the same
-turn with another first step.
+goes to the fallback skill with a notice saying why (:mod:`~assistant.daemon.route_policy`).
+A regenerate, an edit and a re-route (a regenerate with the skill the user chose,
+``method="correction"``) are the same turn with another first step.
+
+The plugins' guards (:mod:`~assistant.daemon.guarding`) see the user's text before it is
+stored or routed: a rewrite is what is stored; a block stores the user's (rewritten) text and
+the guard's reason as the reply (route ``method`` ``blocked``), answers with ``guard`` events,
+the reason as a ``delta``, and ``done`` with status ``blocked``; neither the router, the skill
+nor ``before_turn`` runs. Each piece of the reply passes the guards' filters before it reaches
+the client or the store; a guard that stops it leaves the reply ``cancelled``. The decisions
+are ``guard`` events, stored in the reply's route (``guard``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import difflib
 import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import anyio
 
@@ -28,16 +35,18 @@ from assistant.breaker import Ticket, fault_of
 from assistant.context import BackendContext
 from assistant.daemon.compaction import CompactionFailed, Compactor, chat_messages
 from assistant.daemon.events import while_running
+from assistant.daemon.guarding import Checked, GuardChain, OutputFilter
 from assistant.daemon.reply import Metered, ReplyRecorder, Usage
+from assistant.daemon.route_policy import RoutePolicy
 from assistant.error_codes import http_error
 from assistant.errors import (
     AssistantError,
     ModelError,
-    RequestError,
     SkillFailed,
     SkillUnavailable,
     StorageUnavailable,
 )
+from assistant.guards import GuardDecision
 from assistant.models.backend import ChatMessage, GenerationParams, closing_stream
 from assistant.routing import RouteDecision, Router
 from assistant.skills import (
@@ -79,10 +88,13 @@ class TurnRequest:
     regenerate: str | None = None  # an assistant message id: answer its question again
     edit: str | None = None  # a user message id: ask ``text`` in its place, on a new branch
     routed: RouteDecision | None = None  # where the turn goes, when decided before it runs
+    guarded: Checked | None = None  # the guards' check, when done before it runs
     text_field: str = "text"  # what the client calls ``text``, in errors (``messages`` on /v1)
     # The fields the request carried: a model's refusal naming another field is the skill's
     # doing (see reply.Metered); None: every refusal is the caller's.
     carried: frozenset[str] | None = None
+    # Over the Unix socket: this machine's user, whose files a skill may read (ctx.local_files).
+    local: bool = False
 
 
 @dataclass
@@ -122,6 +134,9 @@ class _Running:
     error: ErrorEvent | None = None
     after_turn: list[str] | None = None  # after_turn's notices, once it has run
     notices: list[str] = field(default_factory=list)  # said right after the route event
+    guard: list[GuardDecision] = field(default_factory=list)  # the guards' decisions
+    blocked: GuardDecision | None = None  # the guard that refused the turn
+    output: OutputFilter | None = None  # the guards' filter of the reply
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -143,89 +158,11 @@ class TurnService:
         self.settings = settings
         self.models = models
         self.plugins = plugins
-        self.router = router
+        self.routing = RoutePolicy(plugins, router)
+        self.guards = GuardChain(plugins)
         self.store = store
         self.documents = documents
         self._warned: set[tuple[str, str]] = set()  # (skill, missing model): said once
-
-    # -- routing -----------------------------------------------------------------------------
-
-    def check_skill(self, skill: str, request: TurnRequest | None = None) -> str | None:
-        """A 400 ``unknown_skill`` when the client's ``skill``, or a ``/name`` command at the
-        start of the text, names no registered skill (one set aside by its breaker is known:
-        the turn falls back with a notice). An unknown ``@name`` reads as a mention: the text
-        goes as it is, and the notice to say so is returned."""
-        if skill in self.plugins.skills:
-            return None
-        close = difflib.get_close_matches(skill, list(self.plugins.skills), n=1)
-        known = ", ".join(sorted(self.plugins.skills))
-        guess = f"did you mean {close[0]!r}? " if close else ""
-        if request is None:
-            raise RequestError(f"skill: no skill named {skill!r}; {guess}available: {known}",
-                               param="skill", code="unknown_skill")
-        if request.text.lstrip().startswith("@"):
-            return f"no skill {skill!r}; sent as text."
-        raise RequestError(
-            f"{request.text_field}: no skill named {skill!r} (the message starts with "
-            f"/{skill}); {guess}available: {known}. To send the words as they are, put "
-            "something before it.", param=request.text_field, code="unknown_skill")
-
-    def around_disabled(self, decision: RouteDecision,
-                        ) -> tuple[RouteDecision, str | None, Ticket | None]:
-        """``decision`` and the turn's admission to its skill; or, when the decided skill's
-        breaker sets the turn aside, the fallback skill and a notice saying why. The fallback
-        is the last resort: when its breaker is open too it runs all the same, with a notice
-        (a disabled chat must not make every turn an error). Without a fallback skill,
-        :class:`~assistant.errors.SkillUnavailable`."""
-        skill, fallback = decision.skill, self.router.fallback
-        if skill not in self.plugins.skills:
-            return decision, None, None  # the skill runner says it is not available
-        ticket = self.plugins.admit(skill)
-        if ticket is not None:
-            return decision, None, ticket
-        why = f"skill '{skill}' is {self.plugins.breaker(skill).why()}"
-        if fallback not in self.plugins.skills:
-            raise self.plugins.unavailable(skill)
-        if skill != fallback:
-            ticket = self.plugins.admit(fallback)
-            if ticket is not None:
-                return (self._fallback(decision, f"{why}; falling back to {fallback}"),
-                        f"{why}; {fallback} answers instead.", ticket)
-            why += f", and so is '{fallback}'"
-        ticket = self.plugins.admit(fallback, force=True)
-        instead = decision if skill == fallback else self._fallback(
-            decision, f"{why}; {fallback} answers as the last resort")
-        return instead, f"{why}; {fallback} answers all the same, as the last resort.", ticket
-
-    def _fallback(self, decision: RouteDecision, explanation: str) -> RouteDecision:
-        return RouteDecision("fallback", self.router.fallback, 0.0, decision.skill,
-                             decision.score, explanation, decision.text, decision.scores)
-
-    async def correct(self, text: str, skill: str) -> None:
-        """Remember that ``text`` belongs to ``skill``: similar turns follow it from now on."""
-        await asyncio.to_thread(self.router.correct, text, skill)
-
-    async def route(self, text: str, request: TurnRequest) -> RouteDecision:
-        """Where ``text`` goes: the client's skill, else the router, else chat."""
-        if request.routed is not None:
-            return request.routed
-        skill = request.skill
-        if skill is not None:
-            if request.method == "correction":
-                return RouteDecision("correction", skill, 1.0, None, 0.0,
-                                     f"you re-routed this turn to '{skill}'", text)
-            return RouteDecision("explicit", skill, 1.0, None, 0.0,
-                                 f"the client asked for '{skill}'", text)
-        try:
-            return await self.router.route(text)
-        except AssistantError as exc:
-            # No embedding model: explicit commands still work, the rest goes to chat.
-            hit = self.router.explicit(text)
-            if hit:
-                return RouteDecision("explicit", hit[0], 1.0, None, 0.0,
-                                     f"explicit command: you asked for '{hit[0]}'", hit[1])
-            return RouteDecision("fallback", self.router.fallback, 0.0, None, 0.0,
-                                 f"semantic routing unavailable ({exc.message})", text)
 
     # -- a turn ------------------------------------------------------------------------------
 
@@ -233,17 +170,19 @@ class TurnService:
         """The events of one turn: check, begin (commit the user's side), route, fit the
         context, run the skill, finalize the reply, report."""
         store = self._store_for(request)
-        mention = None
-        if request.skill is not None:  # a 400 before any write
-            self.check_skill(request.skill)
-        elif request.routed is None and not request.regenerate:
-            command = self.router.command(request.text)
-            if command is not None:
-                mention = self.check_skill(command, request)
+        mention = self.routing.check_request(request)  # a 400 before any write
+        checked = request.guarded
+        if checked is None and not request.regenerate:  # before it is stored or routed
+            checked = await self.guards.check(request.text, request.conversation_id,
+                                              request.skill)
+        if checked is not None:
+            request.text = checked.text
         model = request.model or request.chat_model or self.settings.models.default
         begun = await self._begin(store, request, model)
         state = _Running(request, begun, model,
                          ReplyRecorder(store, begun.ids().get("message_id")))
+        if checked is not None:
+            state.guard, state.blocked = list(checked.decisions), checked.blocked
         if mention:
             state.notices.append(mention)
         try:  # from here on the stored reply is finalized exactly once, whatever happens
@@ -293,10 +232,20 @@ class TurnService:
 
     async def _answer(self, state: _Running, store: Store | None,
                       ) -> AsyncIterator[wire.TurnEvent]:
-        """Route, fit the context, tell the plugins, run the skill."""
+        """Say what the guards did; route, fit the context, tell the plugins, run the skill,
+        or, when a guard blocked the turn, answer with its reason."""
         request, begun = state.request, state.begun
-        decision, set_aside, ticket = self.around_disabled(
-            await self.route(begun.utterance, request))
+        for decided in state.guard:
+            async for event in _guard_events(decided):
+                yield event
+        if state.blocked is not None:
+            refusal = f"Blocked by guard '{state.blocked.guard}': {state.blocked.reason}"
+            await state.recorder.add(refusal)
+            state.status = "complete"
+            yield wire.Delta(type="delta", text=refusal)
+            return
+        decision, set_aside, ticket = self.routing.around_disabled(
+            await self.routing.route(begun.utterance, request))
         if set_aside:
             state.notices.append(set_aside)
         try:
@@ -341,13 +290,18 @@ class TurnService:
             config={**self.settings.skill_section(decision.skill),
                     "model": state.skill_model},
             params=request.params, cache_tag=ids.get("conversation_id"),
+            local_files=request.local,
         )
         running = self.plugins.run_skill(decision.skill, turn, ctx, ticket)
+        state.output = self.guards.output(turn)
         async with closing_stream(running) as events:
             async for event in events:
                 if isinstance(event, DeltaEvent):
-                    await state.recorder.add(event.text)
-                    yield wire.Delta(type="delta", text=event.text)
+                    async for released in self._release(state, event.text):
+                        yield released
+                    if state.output.stopped is not None:
+                        state.status = "cancelled"  # what was released is kept
+                        return
                 elif isinstance(event, Progress):
                     yield wire.Progress(type="progress", done=event.done, total=event.total,
                                         message=event.message)
@@ -357,14 +311,36 @@ class TurnService:
                     state.error = event
                 elif isinstance(event, Done):
                     state.status = event.status
+        async for released in self._release(state, "", final=True):
+            yield released
+
+    async def _release(self, state: _Running, text: str, final: bool = False,
+                       ) -> AsyncIterator[wire.TurnEvent]:
+        """``text`` of the reply through the guards' filters: what they decided, then what
+        they released, which alone reaches the client and the store."""
+        assert state.output is not None
+        released, decided = await state.output.feed(text, final)
+        for decision in decided:
+            state.guard.append(decision)
+            async for event in _guard_events(decision):
+                yield event
+        if released:
+            await state.recorder.add(released)
+            yield wire.Delta(type="delta", text=released)
 
     async def _finalize(self, state: _Running) -> None:
         usage, decision = state.usage, state.decision
         state.timings = {**usage.timings,
                          "turn_s": round(time.perf_counter() - state.started, 4)}
+        route: dict[str, Any] | None = (
+            decision.to_dict() if decision else {
+                "method": "blocked", "skill": None,
+                "explanation": f"blocked by guard '{state.blocked.guard}'"}
+            if state.blocked else None)
+        if route is not None and state.guard:
+            route["guard"] = [d.to_dict() for d in state.guard]
         await state.recorder.finalize(
-            status=state.status, skill=decision.skill if decision else None,
-            route=decision.to_dict() if decision else None,
+            status=state.status, skill=decision.skill if decision else None, route=route,
             model=state.answered_by,
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
             timings=state.timings)
@@ -381,6 +357,10 @@ class TurnService:
     async def _report(self, state: _Running) -> AsyncIterator[wire.TurnEvent]:
         """``after_turn``'s notices, then the last event: ``done`` or ``error``."""
         decision, usage, ids = state.decision, state.usage, state.ids
+        if state.blocked is not None:
+            yield cast(wire.TurnDone, {"type": "done", "status": "blocked",
+                                       "timings": state.timings, **ids})
+            return
         assert decision is not None
         for notice in state.after_turn or []:
             yield wire.Notice(type="notice", message=notice, level="warning")
@@ -477,6 +457,14 @@ class TurnService:
                                text=result.summary.content, covers=result.covers,
                                tokens_before=result.tokens_before,
                                tokens_after=result.tokens_after, context=n_ctx)
+
+
+async def _guard_events(decision: GuardDecision) -> AsyncIterator[wire.TurnEvent]:
+    """The ``guard`` event of ``decision``; for a guard that failed, a notice too (a client
+    that does not know ``guard`` events still says it)."""
+    yield decision.event()
+    if decision.action == "error":
+        yield wire.Notice(type="notice", message=decision.reason, level="warning")
 
 
 def _error_event(error: ErrorEvent | None, ids: wire.TurnIds) -> wire.Error:

@@ -103,7 +103,7 @@ class Delta:
     ``finish_reason``."""
 
     text: str
-    finish_reason: Literal["stop", "length", "cancelled"] | None = None
+    finish_reason: Literal["stop", "length", "cancelled", "content_filter"] | None = None
     tool_calls: tuple[ToolCall, ...] = ()
     index: int = 0  # the reply it belongs to, of ``GenerationParams.n``; each ends on its own
     # OpenAI's ``logprobs.content`` items for the tokens of this piece (when asked for)

@@ -101,6 +101,9 @@ class Host:
                     if (job := self.embedding.get(target)) is not None:
                         job.options.terminate = True  # its batch stops where it is
             return
+        if op == "beat":  # the daemon's watchdog: any answer says the host is not hung
+            self.out.send({"id": request["id"], "ok": {}})
+            return
         if op in {"ping", "info"}:  # answered at once, even while a reply is generating
             self.out.send({"id": request["id"], "ok": {
                 "pid": os.getpid(), "llama_cpp": LlamaRunner.library_version(),

@@ -3,6 +3,12 @@
 Every request gets an id; replies are routed back to the waiting coroutine by that id. When the
 host exits unexpectedly, every waiting request gets a ``HostCrashed`` error at once (never a
 hang), and the next request starts a fresh host after a short backoff.
+
+A host that stops answering (SIGSTOP, a deadlock, a call that holds the interpreter) would
+leave its requests waiting forever: with a ``deadline``, a watchdog sends it a ``beat`` every
+few seconds, which it answers at once even while it generates, and kills a host that leaves one
+unanswered for ``deadline`` seconds. Its requests then fail with ``HostHung`` (a 503 to retry),
+and the next request starts a fresh host.
 """
 
 from __future__ import annotations
@@ -38,9 +44,12 @@ def host_error(error: dict[str, Any]) -> Exception:
 
 
 class HostProcess:
-    def __init__(self) -> None:
+    def __init__(self, deadline: float = 0.0) -> None:
+        self.deadline = deadline  # seconds a beat may go unanswered; 0: no watchdog
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._hung: int | None = None  # the pid the watchdog killed
         self._pending: dict[str, asyncio.Queue[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
         self._start_lock = asyncio.Lock()
@@ -70,6 +79,8 @@ class HostProcess:
             self._last_start = time.monotonic()
             self.generation += 1
             self._reader = asyncio.create_task(self._read(self._proc))
+            if self.deadline > 0:
+                self._watchdog = asyncio.create_task(self._watch(self._proc))
             log.info("model host started", extra={"pid": self._proc.pid})
 
     async def _read(self, proc: asyncio.subprocess.Process) -> None:
@@ -96,8 +107,58 @@ class HostProcess:
             if code != 0:
                 self._crashes += 1
                 log.warning("model host exited", extra={"code": code})
+            ended = _EOF
+            if self._hung == proc.pid:
+                ended = {"error": {"type": "HostHung", "message": (
+                    f"the model host did not answer for {self.deadline:g} s "
+                    "(models.host_deadline) and was killed; it restarts on the next request")}}
             for queue in self._pending.values():
-                queue.put_nowait(_EOF)
+                queue.put_nowait(ended)
+
+    async def _watch(self, proc: asyncio.subprocess.Process) -> None:
+        """Beat ``proc`` every few seconds; kill it when a beat goes unanswered too long."""
+        every = min(2.0, self.deadline / 3)
+        while proc.returncode is None:
+            await asyncio.sleep(every)
+            if proc.returncode is not None or await self._beat(proc):
+                continue
+            self._hung = proc.pid
+            log.error("model host hung: killed", extra={
+                "pid": proc.pid, "deadline_s": self.deadline, "waiting": len(self._pending)})
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()  # SIGKILL reaches a stopped process too
+            return
+
+    async def _beat(self, proc: asyncio.subprocess.Process) -> bool:
+        """Whether ``proc`` answered a beat (or ended) within the deadline. A little grace
+        after it: when this loop itself stalled, its reader gets to read the answer first."""
+        rid = f"b{next(self._ids)}"
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._pending[rid] = queue
+        answer: asyncio.Future[dict[str, Any]] | None = None
+        try:
+            if proc.stdin is None:
+                return True
+            proc.stdin.write(json.dumps({"id": rid, "op": "beat"}).encode() + b"\n")
+            answer = asyncio.ensure_future(self._drained_get(proc, queue))
+            for wait in (self.deadline, min(1.0, self.deadline / 4)):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(answer), wait)
+                    return True
+            return False
+        except (ConnectionError, RuntimeError):  # its pipe is gone: it ended, the reader says
+            return True
+        finally:
+            if answer is not None:
+                answer.cancel()
+            self._pending.pop(rid, None)
+
+    @staticmethod
+    async def _drained_get(proc: asyncio.subprocess.Process,
+                           queue: asyncio.Queue[dict[str, Any]]) -> dict[str, Any]:
+        if proc.stdin is not None:
+            await proc.stdin.drain()
+        return await queue.get()
 
     async def _send(self, message: dict[str, Any]) -> None:
         await self._ensure_started()
@@ -179,3 +240,5 @@ class HostProcess:
         if self._reader is not None:
             with contextlib.suppress(BaseException):
                 await self._reader
+        if self._watchdog is not None:
+            self._watchdog.cancel()

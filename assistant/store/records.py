@@ -118,11 +118,21 @@ def model_context(path: list[Message]) -> list[Message]:
     """What the model is given of ``path``: from its last summary in force on, else all of it.
 
     A ``summary`` message (status ``complete``) stands for everything before it; an ``undone``
-    one is left out, and so are summaries above the one in force.
+    one is left out, and so are summaries above the one in force, and every turn a guard
+    blocked (both its messages).
     """
     start = 0
     for i, message in enumerate(path):
         if message.role == "summary" and message.status == "complete":
             start = i
+    # A turn a guard blocked is left out, the user's side too: what the guard refused must
+    # not reach the model with a later turn.
+    refused = {m.parent_id for m in path if m.role == "assistant" and is_blocked(m)}
     return [m for m in path[start:]
-            if not (m.role == "summary" and (m.status != "complete" or m is not path[start]))]
+            if not (m.role == "summary" and (m.status != "complete" or m is not path[start]))
+            and m.id not in refused and not (m.role == "assistant" and is_blocked(m))]
+
+
+def is_blocked(message: Message) -> bool:
+    """Whether ``message`` is a guard's refusal of the turn before it (docs/plugins.md)."""
+    return isinstance(message.route, dict) and message.route.get("method") == "blocked"

@@ -14,7 +14,7 @@ from typing import Any
 from textual.message import Message
 
 from assistant.tui.api import ConversationDetail, ConversationSummary, SkillEntry, StoredMessage
-from assistant.wire import Document, Notice, Progress, Route, Summary, TurnDone
+from assistant.wire import Document, GuardEvent, Notice, Progress, Route, Summary, TurnDone
 
 
 @dataclass
@@ -81,10 +81,10 @@ class TurnSummarized(Message):
 
 @dataclass
 class TurnProgressed(Message):
-    """A ``progress`` or ``notice`` event of a turn."""
+    """A ``progress``, ``notice`` or ``guard`` event of a turn."""
 
     number: int
-    event: Progress | Notice
+    event: Progress | Notice | GuardEvent
 
 
 @dataclass

@@ -1,5 +1,9 @@
 """The summarize skill: pasted text, a local file, a stored document, or the conversation.
 
+A file is read only for a turn over the daemon's Unix socket (``ctx.local_files``), named by
+its absolute path (or ``~/…``), with the documents' rules (a regular file, at most 200 MB);
+over TCP, or by a relative path, the turn is refused (an ``InputError``: a 400 saying why).
+
 Styles: one line, bullets, a paragraph (from the request or ``args["style"]``), in a chosen
 language ("in French", ``args["language"]``; default: the text's). Text whose whole prompt
 and reply fit the model's real context (counted by its own tokenizer, ``ctx.count_tokens``) is
@@ -37,6 +41,7 @@ from assistant import (
     Turn,
     hookimpl,
 )
+from assistant.errors import InputError
 from assistant_plugins.budget import batches, clip, context_tokens
 from assistant_plugins.bullets import bullet_summary
 from assistant_plugins.repetition import CUT, LoopGuard, generate_text, guarded
@@ -282,6 +287,30 @@ class Summarize(Skill):
             return None
         return prompt, max_tokens
 
+    def _read(self, named: str, ctx: SkillContext) -> tuple[str | None, str]:
+        """The file ``named``, for this machine's user only (the Unix socket), by its
+        absolute path; or (None, why not). A file the turn may not read is the caller's
+        error (:class:`~assistant.errors.InputError`: a 400, never the skill's failure)."""
+        if not ctx.local_files:
+            raise InputError(
+                f"{named}: summarize reads files only for requests over the daemon's Unix "
+                "socket, never over TCP", "Paste the text instead, or use `assistant ask` or "
+                "the terminal UI on the daemon's machine.")
+        path = Path(named).expanduser()
+        if not path.is_absolute():
+            raise InputError(f"{named}: name the file by its absolute path; the daemon does "
+                             "not know your working directory", f"e.g. $PWD/{named[2:]}"
+                             if named.startswith("./") else None)
+        if not path.exists():
+            return None, f"{path}: no such file."
+        from assistant.documents.reader import DocumentError, read_document
+
+        try:
+            document = read_document(path)
+        except DocumentError as exc:
+            return None, exc.message
+        return "\n\n".join(s.text for s in document.sections), str(path)
+
     async def _source(self, turn: Turn, ctx: SkillContext) -> tuple[str | None, str]:
         """(text, where it came from), or (None, a message saying what is wrong)."""
         if turn.args.get("text"):
@@ -289,17 +318,11 @@ class Summarize(Skill):
         body = body_of(turn.text)
         path_match = _PATH.search(turn.text if not body else body[:300])
         if path_match and len(body) < 300:
-            path = Path(path_match.group(1)).expanduser()
-            if path.is_file():
-                from assistant.documents.reader import DocumentError, read_document
-
-                try:
-                    document = read_document(path)
-                except DocumentError as exc:
-                    return None, exc.message
-                return "\n\n".join(s.text for s in document.sections), str(path)
-            if path_match.group(1).startswith(("/", "~", "./")):
-                return None, f"{path}: no such file."
+            named = path_match.group(1)
+            # Only a path the user spelled out is a file; a bare name ("report.pdf") may be a
+            # stored document or text, and the daemon's own directory is nobody's.
+            if named.startswith(("/", "~", "./", "../")):
+                return self._read(named, ctx)
         if body:
             return body, "pasted"
         if _CHAT.search(turn.text) or not ctx.documents:

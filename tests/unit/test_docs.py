@@ -18,7 +18,7 @@ HOOKS = sorted(
 
 
 def test_hooks_found() -> None:
-    assert "register_skills" in HOOKS and len(HOOKS) == 7
+    assert "register_skills" in HOOKS and len(HOOKS) == 8
 
 
 @pytest.mark.parametrize("hook", HOOKS)

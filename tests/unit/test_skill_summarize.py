@@ -11,7 +11,15 @@ from assistant_plugins.salience import textrank
 from assistant_plugins.summarize import Summarize, style_of
 
 from assistant.models.backend import ChatMessage, GenerationParams
-from assistant.skills import Notice, Progress, SkillContext, Turn, collect, execute
+from assistant.skills import (
+    ErrorEvent,
+    Notice,
+    Progress,
+    SkillContext,
+    Turn,
+    collect,
+    execute,
+)
 from assistant.testing import FakeBackend, fake_context, run_skill_text
 
 
@@ -44,6 +52,29 @@ async def test_summarizes_a_local_file_and_reports_a_missing_one(tmp_path: Path)
     _, events = await run_skill_text(Summarize(), Turn(f"summarize {tmp_path}/missing.txt"),
                                      timeout=60)
     assert any(isinstance(e, Notice) and "no such file" in e.message for e in events)
+
+
+@pytest.mark.asyncio
+async def test_files_are_read_only_for_the_unix_socket_and_by_absolute_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "x").write_text("secret notes")
+    (tmp_path / "notes.txt").write_text("secret notes")
+    monkeypatch.chdir(tmp_path)  # the daemon's working directory
+    for text in ("summarize ./x", "summarize /etc/hostname", f"summarize {tmp_path}/x"):
+        backend = FakeBackend()
+        _, events = await run_skill_text(Summarize(), Turn(text),
+                                         fake_context(backend, local_files=False))
+        error = next(e for e in events if isinstance(e, ErrorEvent))
+        assert error.code == "unsupported_input" and "never over TCP" in error.message, text
+        assert backend.calls == []
+    # Over the Unix socket: a relative path is the caller's, whose directory the daemon does
+    # not know; a bare name is not a file of the daemon's directory either.
+    _, events = await run_skill_text(Summarize(), Turn("summarize ./x"), fake_context())
+    error = next(e for e in events if isinstance(e, ErrorEvent))
+    assert "absolute path" in error.message and error.code == "unsupported_input"
+    backend = FakeBackend(["Short."])
+    await run_skill_text(Summarize(), Turn("summarize notes.txt"), fake_context(backend))
+    assert not any("secret notes" in m.content for call in backend.calls for m in call)
 
 
 @pytest.mark.asyncio

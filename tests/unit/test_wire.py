@@ -84,7 +84,7 @@ def test_the_required_fields_are_what_every_consumer_reads() -> None:
     assert wire.Route.__required_keys__ == {"type", "skill"}
     assert wire.Error.__required_keys__ == {"type", "message"}
     assert set(wire.TURN_EVENTS.types) == {"route", "progress", "notice", "summary", "delta",
-                                           "done", "error"}
+                                           "guard", "done", "error"}
 
 
 @pytest.mark.parametrize(("name", "data", "dropped"), [

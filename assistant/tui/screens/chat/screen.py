@@ -235,12 +235,20 @@ class ChatScreen(Screen[None]):
         if event["type"] == "notice":
             self.app.notify(event["message"], severity="warning", markup=False)
             return
+        if event["type"] == "guard":  # what a guard did is said, never done silently
+            quiet = event["action"] in ("rewrite", "redact")
+            self.app.notify(event["reason"], title=f"guard '{event['guard']}': {event['action']}",
+                            severity="information" if quiet else "warning", markup=False)
+            return
         self.query_one(StatusBar).show_progress(event)
 
     def on_turn_finished(self, message: TurnFinished) -> None:
         status = self.turns.finished(message.number, message.event)
         if status is None:
             return
+        new = message.event.get("conversation_id")  # a blocked turn has no route event
+        if new and new != self.conversation_id:
+            self.conversation_id = new
         if status == "cancelled" and not self.turns.cancelled:
             self.app.notify("The daemon stopped the reply before it was complete "
                             "(it took longer than plugins.skill_timeout?).",

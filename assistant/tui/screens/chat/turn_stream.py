@@ -170,7 +170,7 @@ def read_events(post: Callable[[Message], object], number: int, open_stream: Ope
                     post(TurnRouted(number, event))
                 elif event["type"] == "summary":
                     post(TurnSummarized(number, event))
-                elif event["type"] == "progress" or event["type"] == "notice":
+                elif event["type"] in ("progress", "notice", "guard"):
                     post(TurnProgressed(number, event))
                 elif event["type"] == "done":
                     post(TurnFinished(number, event))
