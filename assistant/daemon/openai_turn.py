@@ -19,8 +19,8 @@ async def openai_turn(
 ) -> AsyncIterator[Delta]:
     """The model ``assistant`` of the OpenAI API: route the last user message, store it.
 
-    ``carried`` names the request's fields; the turn's notices (a fallback, a mention
-    sent as text) are appended to ``notices`` as they come: OpenAI's chunks have no place
+    ``carried`` names the request's fields; the turn's notices (a fallback, a guard's
+    rewrite) are appended to ``notices`` as they come: OpenAI's chunks have no place
     for them, so the API sends those said before the first piece as a header."""
     at = max((i for i, m in enumerate(messages) if m.role == "user"), default=None)
     if at is None:

@@ -29,36 +29,33 @@ class RoutePolicy:
         self.plugins = plugins
         self.router = router
 
-    def check_skill(self, skill: str, request: TurnRequest | None = None) -> str | None:
-        """A 400 ``unknown_skill`` when the client's ``skill``, or a ``/name`` command at the
-        start of the text, names no registered skill (one set aside by its breaker is known:
-        the turn falls back with a notice). An unknown ``@name`` reads as a mention: the text
-        goes as it is, and the notice to say so is returned."""
+    def check_skill(self, skill: str, request: TurnRequest | None = None) -> None:
+        """A 400 ``unknown_skill`` when the client's ``skill``, or a ``/name`` or ``@name``
+        command at the start of the text, names no registered skill (one set aside by its
+        breaker is known: the turn falls back with a notice)."""
         if skill in self.plugins.skills:
-            return None
+            return
         close = difflib.get_close_matches(skill, list(self.plugins.skills), n=1)
         known = ", ".join(sorted(self.plugins.skills))
         guess = f"did you mean {close[0]!r}? " if close else ""
         if request is None:
             raise RequestError(f"skill: no skill named {skill!r}; {guess}available: {known}",
                                param="skill", code="unknown_skill")
-        if request.text.lstrip().startswith("@"):
-            return f"no skill {skill!r}; sent as text."
+        sigil = request.text.lstrip()[:1]
         raise RequestError(
             f"{request.text_field}: no skill named {skill!r} (the message starts with "
-            f"/{skill}); {guess}available: {known}. To send the words as they are, put "
+            f"{sigil}{skill}); {guess}available: {known}. To send the words as they are, put "
             "something before it.", param=request.text_field, code="unknown_skill")
 
-    def check_request(self, request: TurnRequest) -> str | None:
-        """:meth:`check_skill` of the skill the request names, else of its ``/command``; the
-        mention notice, if any."""
+    def check_request(self, request: TurnRequest) -> None:
+        """:meth:`check_skill` of the skill the request names, else of its ``/command`` or
+        ``@command``."""
         if request.skill is not None:
-            return self.check_skill(request.skill)
-        if request.routed is None and not request.regenerate:
+            self.check_skill(request.skill)
+        elif request.routed is None and not request.regenerate:
             command = self.router.command(request.text)
             if command is not None:
-                return self.check_skill(command, request)
-        return None
+                self.check_skill(command, request)
 
     def around_disabled(self, decision: RouteDecision,
                         ) -> tuple[RouteDecision, str | None, Ticket | None]:

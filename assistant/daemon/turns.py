@@ -170,7 +170,7 @@ class TurnService:
         """The events of one turn: check, begin (commit the user's side), route, fit the
         context, run the skill, finalize the reply, report."""
         store = self._store_for(request)
-        mention = self.routing.check_request(request)  # a 400 before any write
+        self.routing.check_request(request)  # a 400 before any write
         checked = request.guarded
         if checked is None and not request.regenerate:  # before it is stored or routed
             checked = await self.guards.check(request.text, request.conversation_id,
@@ -183,8 +183,6 @@ class TurnService:
                          ReplyRecorder(store, begun.ids().get("message_id")))
         if checked is not None:
             state.guard, state.blocked = list(checked.decisions), checked.blocked
-        if mention:
-            state.notices.append(mention)
         try:  # from here on the stored reply is finalized exactly once, whatever happens
             async with closing_stream(self._answer(state, store)) as events:
                 async for event in events:

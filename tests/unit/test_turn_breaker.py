@@ -263,12 +263,18 @@ async def test_an_unknown_command_is_an_error_naming_the_skills(daemon: InProces
     assert listed == []  # refused before anything was stored
 
 
-async def test_an_unknown_mention_is_sent_as_text_with_a_notice(daemon: InProcessDaemon) -> None:
-    events = await daemon.events("/api/turns", {"text": "@alice thanks for the review"})
-    notices = [e["message"] for e in events if e["type"] == "notice"]
-    assert events[0]["type"] == "route" and events[0]["text"] == "@alice thanks for the review"
-    assert "no skill 'alice'; sent as text." in notices
-    assert last(events)["status"] == "complete"
+async def test_an_unknown_at_skill_is_an_error_naming_the_skills(daemon: InProcessDaemon) -> None:
+    async with daemon.http() as http:
+        response = await http.post("/api/turns", json={"text": "@alice thanks for the review"})
+        quoted = await http.post("/api/turns", json={"text": "Re @alice thanks for the review"})
+        listed = (await http.get("/api/conversations")).json()["conversations"]
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "unknown_skill" and error["param"] == "text"
+    assert "no skill named 'alice' (the message starts with @alice)" in error["message"]
+    assert "available: " in error["message"] and "units" in error["message"]
+    assert quoted.status_code == 200  # words before the @ send it as text
+    assert len(listed) == 1  # only the quoted turn was stored
 
 
 # -- the breaker's edges: waits for the model, the last resort ------------------------------
