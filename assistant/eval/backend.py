@@ -37,9 +37,10 @@ class EvalBackend:
         self, model: str, config: dict[str, Any] | None = None,
         documents: DocumentSearch | None = None, history: Any = (),
     ) -> BackendContext:
+        # In-process evaluation runs as this machine's user: a skill may read its files.
         return BackendContext(self.models, model, embedding_model=self.embedder.name,
                               embedding_backend=self.embedder, config=config,
-                              documents=documents, history=history)
+                              documents=documents, history=history, local_files=True)
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         return await self.embedder.embed(self.embedder.name, texts)
