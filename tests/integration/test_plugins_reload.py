@@ -6,7 +6,6 @@ now, and a client talks to it as before.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,7 @@ import pytest
 
 from assistant.testing import daemon_environment
 from tests.conftest import TEST_MODELS_DIR
+from tests.installed import install_plugin, python_path
 from tests.integration.conftest import CHAT_MODEL, start_daemon
 
 pytestmark = pytest.mark.integration
@@ -46,16 +46,10 @@ def register_skills(register):
 def test_reload_lets_a_turn_finish_then_serves_the_new_code(
         tmp_path: Path, short_tmp: Path) -> None:
     site = tmp_path / "site"
-    (site / "tortoise_skills-0.1.dist-info").mkdir(parents=True)
-    module = site / "tortoise_skills.py"
-    module.write_text(textwrap.dedent(PLUGIN).replace("VERSION", "v1"))
-    (site / "tortoise_skills-0.1.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: tortoise-skills\nVersion: 0.1\n")
-    (site / "tortoise_skills-0.1.dist-info" / "entry_points.txt").write_text(
-        "[assistant]\ntortoise = tortoise_skills\n")
+    module = install_plugin(site, "tortoise_skills", PLUGIN.replace("VERSION", "v1"), "tortoise")
     env = daemon_environment(tmp_path / "data", short_tmp / "run", model=CHAT_MODEL,
                              models_dir=TEST_MODELS_DIR, extra_env={
-                                 "PYTHONPATH": os.pathsep.join([str(site), *sys.path])})
+                                 "PYTHONPATH": python_path(site)})
     daemon = start_daemon(env, tmp_path / "daemon.log")
     lines: list[str] = []
     begun = threading.Event()
