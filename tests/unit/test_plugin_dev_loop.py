@@ -18,9 +18,10 @@ import pytest
 from click.testing import CliRunner
 
 from assistant.cli import main
-from assistant.cli.scaffold import DISTRIBUTION
+from assistant.cli.scaffold import DISTRIBUTION, MAX_NAME, NAME
 from assistant.testing import InProcessDaemon, core_variable, daemon_environment
 from tests.conftest import REPO
+from tests.installed import install_plugin
 
 OFFLINE = ["--no-deps", "--no-index", "--no-build-isolation"]
 
@@ -69,6 +70,55 @@ def test_plugins_new_refuses_a_bad_name_and_an_existing_folder(tmp_path: Path) -
     assert runner.invoke(main, ["plugins", "new", "units", "--dir", str(tmp_path)]).exit_code == 0
     again = runner.invoke(main, ["plugins", "new", "units", "--dir", str(tmp_path)])
     assert again.exit_code == 1 and "exists already" in again.output
+
+
+@pytest.mark.parametrize("name", ["a_", "a__b", "_a", "a_b_", "1a", "a-b", "a" * 41])
+def test_plugins_new_refuses_stray_underscores_and_long_names(name: str, tmp_path: Path) -> None:
+    refused = CliRunner().invoke(main, ["plugins", "new", name, "--dir", str(tmp_path)])
+    assert refused.exit_code == 1 and f"{name!r} cannot name a plugin" in refused.output
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["a", "word_count", "a_b2_c", "x" * 40])
+def test_plugin_names_are_words_joined_by_single_underscores(name: str) -> None:
+    assert NAME.fullmatch(name) and len(name) <= MAX_NAME
+
+
+UNITS = """
+from assistant import DeltaEvent, Skill, hookimpl
+
+
+class Forecast(Skill):
+    name = "forecast"
+    examples = ("will it rain",)
+
+    async def run(self, turn, ctx):
+        yield DeltaEvent("sun")
+
+
+@hookimpl
+def register_skills(register):
+    register(Forecast())
+"""
+
+
+@pytest.mark.parametrize(("name", "why"), [
+    ("qa", "the installed plugin 'qa' (assistant-daemon "),
+    ("guard", "the installed plugin 'guard' (assistant-daemon "),
+    ("weather", "the installed plugin 'weather' (assistant-weather 0.3)"),
+    ("forecast", "plugin 'weather' registers the skill 'forecast'"),
+    ("daemon", "the distribution assistant-daemon "),
+])
+def test_plugins_new_refuses_a_name_taken_in_this_environment(
+        name: str, why: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    site = tmp_path / "site"
+    install_plugin(site, "assistant_weather", UNITS, "weather", version="0.3")
+    monkeypatch.syspath_prepend(str(site))
+    out = tmp_path / "out"
+    refused = CliRunner().invoke(main, ["plugins", "new", name, "--dir", str(out)])
+    assert refused.exit_code == 1, refused.output
+    assert f"the name {name!r} is taken: {why}" in refused.output
+    assert "Choose another name" in refused.output and not out.exists()
 
 
 def test_plugins_install_runs_pip_and_says_the_daemon_loads_it_when_it_starts(
