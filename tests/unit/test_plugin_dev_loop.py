@@ -14,6 +14,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -143,6 +144,18 @@ async def test_a_reload_request_sets_the_daemons_restart(fake_daemon: InProcessD
         answer = (await http.post("/api/plugins/reload")).json()
     assert answer == {"restarting": True, "pid": os.getpid(), "started_at": before}
     assert fake_daemon.services.restart.is_set()
+
+
+@pytest.mark.asyncio
+async def test_a_reload_over_tcp_is_refused(fake_daemon: InProcessDaemon) -> None:
+    # The routes as a TCP request reaches them (past the token): server is (host, port).
+    tcp = httpx.ASGITransport(app=fake_daemon.app)
+    async with httpx.AsyncClient(transport=tcp, base_url="http://127.0.0.1:8765") as http:
+        answer = await http.post("/api/plugins/reload")
+    assert answer.status_code == 403
+    error = answer.json()["error"]
+    assert error["code"] == "local_only" and "Unix socket" in error["message"]
+    assert not fake_daemon.services.restart.is_set()
 
 
 @pytest.mark.parametrize(("name", "core"), [
