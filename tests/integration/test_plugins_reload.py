@@ -1,6 +1,7 @@
 """``assistant plugins reload`` on the real daemon: a turn under way finishes first, then the
 daemon starts again in place (same pid, a new ``started_at``) with the plugin code as it is
-now, and a client talks to it as before.
+now, and a client talks to it as before. A TCP client keeps its token across a reload, and may
+not ask for one (403).
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import textwrap
 import threading
 from pathlib import Path
 
+import httpx
 import pytest
 
 from assistant.testing import daemon_environment
 from tests.conftest import TEST_MODELS_DIR
 from tests.installed import install_plugin, python_path
 from tests.integration.conftest import CHAT_MODEL, start_daemon
+from tests.integration.test_summarize_over_tcp import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -87,3 +90,44 @@ def test_reload_lets_a_turn_finish_then_serves_the_new_code(
     assert "and steady v2" in again
     log = daemon.log_text()
     assert "reload requested" in log and "daemon restarting to reload plugins" in log
+
+
+def test_a_reload_keeps_the_tcp_token_and_is_refused_over_tcp(
+        tmp_path: Path, short_tmp: Path) -> None:
+    port = free_port()
+    env = daemon_environment(tmp_path / "data", short_tmp / "run", model=CHAT_MODEL,
+                             models_dir=TEST_MODELS_DIR,
+                             extra_env={"ASSISTANT_DAEMON__TCP": f'":{port}"'})
+    daemon = start_daemon(env, tmp_path / "daemon.log")
+    token_file = daemon.runtime / "token"
+    token = token_file.read_text().strip()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
+                          headers={"Authorization": f"Bearer {token}"}) as tcp:
+            refused = tcp.post("/api/plugins/reload")
+            before = tcp.get("/health").json()["started_at"]
+        reloaded = subprocess.run([sys.executable, "-m", "assistant", "plugins", "reload"],
+                                  env=env, capture_output=True, text=True, timeout=120)
+        assert reloaded.returncode == 0, reloaded.stderr
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
+                          headers={"Authorization": f"Bearer {token}"}) as tcp:
+            after = tcp.get("/health")
+        kept = token_file.read_text().strip()
+        mode = token_file.stat().st_mode & 0o777
+    finally:
+        daemon.stop()
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "local_only"
+    assert "Unix socket" in refused.json()["error"]["message"]
+    assert after.status_code == 200, after.text  # the old token still opens the TCP port
+    assert after.json()["started_at"] != before
+    assert kept == token and mode == 0o600
+
+    # A fresh start (not a reload) makes a new token.
+    again = start_daemon(env, tmp_path / "daemon-2.log")
+    try:
+        fresh = token_file.read_text().strip()
+    finally:
+        again.stop()
+    assert fresh != token
+
