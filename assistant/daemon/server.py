@@ -9,7 +9,7 @@ is graceful, and a second signal forces it. :func:`start`, run once the socket a
 the store and builds the router and the turn service. A reload (``POST /api/plugins/reload``)
 stops it the same graceful way, then replaces the process with a fresh ``serve`` (same pid,
 arguments and environment), which loads the plugins installed by then and keeps the TCP
-token.
+token. A signal during the reload's grace makes it a plain graceful stop: no start after it.
 """
 
 from __future__ import annotations
@@ -259,10 +259,17 @@ def _server_class() -> Any:
 
         uvicorn re-raises SIGTERM after a graceful shutdown, which would make the exit status
         -15; a daemon stopped on purpose exits 0. A second signal still forces the exit.
+        ``reloading`` is set while a reload stops the server: a signal then is the first
+        one, a graceful stop with no start after it.
         """
 
+        reloading = False
+
         def handle_exit(self, sig: int, frame: Any) -> None:
-            if self.should_exit:  # a second SIGTERM or SIGINT: stop waiting, exit now
+            if self.reloading:  # stop once in-flight replies finish, and stay stopped
+                self.reloading = False
+                log.info("stop requested during a reload: stopping, not starting again")
+            elif self.should_exit:  # a second SIGTERM or SIGINT: stop waiting, exit now
                 self.force_exit = True
             super().handle_exit(sig, frame)
 
@@ -301,10 +308,13 @@ async def _run(services: Services, server: Any, sockets: list[socket.socket]) ->
             services.models.host.kill()
         await stop(services)
         log.info("daemon stopped")
-    return services.restart.is_set() and not server.force_exit
+    return bool(server.reloading) and not server.force_exit
 
 
 async def _stop_on_restart(services: Services, server: Any) -> None:
     await services.restart.wait()
+    if server.should_exit:  # a signal came first: the daemon stops, it does not reload
+        return
     log.info("reload requested: stopping once in-flight replies have finished")
+    server.reloading = True
     server.should_exit = True

@@ -1,7 +1,7 @@
 """``assistant plugins reload`` on the real daemon: a turn under way finishes first, then the
 daemon starts again in place (same pid, a new ``started_at``) with the plugin code as it is
 now, and a client talks to it as before. A TCP client keeps its token across a reload, and may
-not ask for one (403).
+not ask for one (403); a SIGTERM during its grace is a graceful stop with no start after it.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -131,3 +132,45 @@ def test_a_reload_keeps_the_tcp_token_and_is_refused_over_tcp(
         again.stop()
     assert fresh != token
 
+
+def test_a_stop_during_a_reloads_grace_stops_gracefully_without_starting_again(
+        tmp_path: Path, short_tmp: Path) -> None:
+    site = tmp_path / "site"
+    install_plugin(site, "tortoise_skills", PLUGIN.replace("VERSION", "v1"), "tortoise")
+    env = daemon_environment(tmp_path / "data", short_tmp / "run", model=CHAT_MODEL,
+                             models_dir=TEST_MODELS_DIR, extra_env={
+                                 "PYTHONPATH": python_path(site)})
+    daemon = start_daemon(env, tmp_path / "daemon.log")
+    lines: list[str] = []
+    begun = threading.Event()
+
+    def walk() -> None:
+        with daemon.http() as http, http.stream("POST", "/api/turns",
+                                                json={"text": "/tortoise go"}) as response:
+            for line in response.iter_lines():
+                lines.append(line)
+                if '"delta"' in line:
+                    begun.set()
+
+    walking = threading.Thread(target=walk)
+    try:
+        walking.start()
+        assert begun.wait(30)
+        with daemon.http() as http:
+            assert http.post("/api/plugins/reload").status_code == 200
+        deadline = time.monotonic() + 10
+        while "reload requested" not in daemon.log_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "reload requested" in daemon.log_text()
+        code = daemon.stop()  # SIGTERM while the turn is still under way
+        walking.join(30)
+    finally:
+        daemon.stop()
+    deltas = [json.loads(line[5:]) for line in lines if line.startswith("data:")]
+    assert "".join(e["text"] for e in deltas if e["type"] == "delta") == "slow and steady v1"
+    assert deltas[-1]["type"] == "done" and deltas[-1]["status"] == "complete"
+    assert code == 0
+    log = daemon.log_text()
+    assert "stop requested during a reload" in log and "daemon stopped" in log
+    assert "daemon restarting to reload plugins" not in log
+    assert not (daemon.runtime / "token").exists()  # stopped for good: nothing kept
