@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 import tomllib
+import zipfile
+from importlib import metadata
 from pathlib import Path
 
 import httpx
@@ -19,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from assistant.cli import main
+from assistant.cli.constraints import pins
 from assistant.cli.scaffold import DISTRIBUTION, MAX_NAME, NAME
 from assistant.testing import InProcessDaemon, core_variable, daemon_environment
 from tests.conftest import REPO
@@ -135,6 +138,72 @@ def test_plugins_install_runs_pip_and_says_the_daemon_loads_it_when_it_starts(
     failed = CliRunner().invoke(main, ["plugins", "install", str(tmp_path / "nothing-here"),
                                        "--", "-q", *OFFLINE])
     assert failed.exit_code == 1 and "pip could not install" in failed.output
+
+
+CONFLICTING = """\
+[build-system]
+requires = ["setuptools>=69"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "conflicting-plugin"
+version = "0.1"
+dependencies = ["pydantic<2"]
+
+[tool.setuptools]
+packages = ["conflicting_plugin"]
+"""
+
+
+def fake_wheel(folder: Path, name: str, version: str) -> None:
+    """An empty wheel of ``name`` ``version`` that pip installs from ``folder`` offline."""
+    info = f"{name}-{version}.dist-info"
+    files = {f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                              "Tag: py3-none-any\n"}
+    files[f"{info}/RECORD"] = "".join(f"{n},,\n" for n in [*files, f"{info}/RECORD"])
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(folder / f"{name}-{version}-py3-none-any.whl", "w") as wheel:
+        for path, text in files.items():
+            wheel.writestr(path, text)
+
+
+def test_the_daemons_own_dependencies_are_pinned_at_their_installed_versions() -> None:
+    pinned = dict(line.split("==") for line in pins())
+    assert pinned["assistant-daemon"] == metadata.version("assistant-daemon")
+    assert pinned["pydantic"] == metadata.version("pydantic")
+    assert pinned["pydantic-core"] == metadata.version("pydantic-core")  # through pydantic
+    assert "pytest" not in pinned and "ruff" not in pinned  # the dev extra's: not the daemon's
+
+
+def test_plugins_install_refuses_a_plugin_that_would_move_a_daemon_dependency(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    plugin = tmp_path / "conflicting"
+    (plugin / "conflicting_plugin").mkdir(parents=True)
+    (plugin / "conflicting_plugin" / "__init__.py").write_text("")
+    (plugin / "pyproject.toml").write_text(CONFLICTING)
+    wheels = tmp_path / "wheels"
+    fake_wheel(wheels, "pydantic", "1.10.99")  # what pip would take without the pins
+    offline = ["--no-index", "--no-build-isolation", "--find-links", str(wheels)]
+    before = metadata.version("pydantic")
+
+    site = tmp_path / "site"
+    refused = CliRunner().invoke(main, ["plugins", "install", str(plugin), "--",
+                                        "--target", str(site), *offline])
+    assert refused.exit_code == 1, refused.output
+    assert "pip could not install" in refused.output
+    assert "dependencies pinned at their installed versions" in refused.output
+    assert " -m pip install -c " in refused.output  # the command shown
+    pip_said = "".join(capfd.readouterr())  # pip's own output, from its process
+    assert "conflicting dependencies" in pip_said
+    assert f"pydantic=={before}" in pip_said  # pip names the pin
+    assert not site.exists() and metadata.version("pydantic") == before
+
+    # Unpinned, pip would have put pydantic 1 beside the plugin.
+    loose = tmp_path / "loose"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(loose),
+                    *offline, str(plugin)], check=True, capture_output=True, timeout=300)
+    assert (loose / "pydantic-1.10.99.dist-info").is_dir()
 
 
 @pytest.mark.asyncio
