@@ -2,14 +2,15 @@
 
 Plugins are found through the entry-point group ``assistant``; the bundled ones (chat,
 translate, summarize, qa in ``assistant_plugins``) register through the same group. A plugin
-that fails to import or register is recorded as ``failed`` and the rest load on; an event hook
-that raises is reported and the other implementations still run. Each skill, and each hook of
-each plugin, has its own :class:`~assistant.breaker.Breaker`: ``max_failures`` failures of its
-own code in a row set it aside (``disabled``) until a cooldown passes, ``assistant plugins
-enable`` or a restart; the caller's and the infrastructure's failures never count. A plugin's
-model backend has one more, which only reports (its errors are the infrastructure's). Strict
-mode makes a plugin that fails to load, or a hook that raises, a :class:`PluginError`; a
-skill's failure stays an ``error`` event of its turn.
+that fails to import or register is recorded as ``failed`` and the rest load on, as is a name
+two distributions declare (neither loads: which one would is an accident of ``sys.path``); an
+event hook that raises is reported and the other implementations still run. Each skill, and
+each hook of each plugin, has its own :class:`~assistant.breaker.Breaker`: ``max_failures``
+failures of its own code in a row set it aside (``disabled``) until a cooldown passes,
+``assistant plugins enable`` or a restart; the caller's and the infrastructure's failures never
+count. A plugin's model backend has one more, which only reports (its errors are the
+infrastructure's). Strict mode makes a plugin that fails to load, or a hook that raises, a
+:class:`PluginError`; a skill's failure stays an ``error`` event of its turn.
 """
 
 from __future__ import annotations
@@ -74,6 +75,35 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _by_name(eps: Collection[metadata.EntryPoint]) -> dict[str, list[metadata.EntryPoint]]:
+    """The entry points in name order, those of one name from different distributions
+    together (one distribution found twice on the path counts once)."""
+    out: dict[str, list[metadata.EntryPoint]] = {}
+    for ep in sorted(eps, key=lambda e: e.name):
+        same = out.setdefault(ep.name, [])
+        if all(_dist_name(ep) != _dist_name(other) for other in same):
+            same.append(ep)
+    return out
+
+
+def _dist_name(ep: metadata.EntryPoint) -> str:
+    return ep.dist.name.lower().replace("_", "-") if ep.dist is not None else ep.value
+
+
+def _distribution(ep: metadata.EntryPoint) -> str:
+    """The distribution that declares ``ep``, with its version: ``assistant-units 0.1``."""
+    dist = ep.dist
+    if dist is None:
+        return f"(no distribution: {ep.value})"
+    return f"{dist.metadata['Name']} {dist.version}"
+
+
+def _duplicate(name: str, eps: list[metadata.EntryPoint]) -> str:
+    dists = " and ".join(sorted(_distribution(ep) for ep in eps))
+    return (f"two distributions declare the plugin '{name}' ({dists}): neither is loaded; "
+            f"uninstall one (`pip uninstall`) or rename its entry point")
+
+
 class PluginHost:
     """One pluggy manager plus what the plugins registered and how each is doing."""
 
@@ -103,11 +133,15 @@ class PluginHost:
         self.entry_points_loaded = True
         wanted = set(self.settings.enabled)
         found = set()
-        for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name):
-            if (wanted and ep.name not in wanted) or ep.name in self.plugins or ep.name in skip:
-                found.add(ep.name)
+        for name, eps in _by_name(metadata.entry_points(group=GROUP)).items():
+            found.add(name)
+            if (wanted and name not in wanted) or name in self.plugins or name in skip:
                 continue
-            found.add(ep.name)
+            if len(eps) > 1:
+                # Which one would load depends on the order of sys.path: neither does.
+                self._fail(PluginInfo(name), _duplicate(name, eps))
+                continue
+            (ep,) = eps
             dist = ep.dist
             info = PluginInfo(
                 name=ep.name,

@@ -2,8 +2,9 @@
 
 A running daemon is asked (``GET /api/plugins``): only it knows which skills its circuit
 breakers set aside. With none running, ``list`` shows the plugins as this process loads them.
-``install`` runs pip with the daemon's own interpreter and then ``reload``s the daemon (a
-restart in place, in-flight replies finishing first); ``new`` writes a plugin to start from
+``install`` runs pip with the daemon's own interpreter, its dependencies pinned
+(:mod:`assistant.cli.constraints`), and then ``reload``s the daemon (a restart in place,
+in-flight replies finishing first); ``new`` writes a plugin to start from
 (:mod:`assistant.cli.scaffold`).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -110,7 +112,9 @@ def install(app: AppContext, editable: bool, no_reload: bool, target: str,
             pip_args: tuple[str, ...]) -> None:
     """Install a plugin into the daemon's own environment (`pip install` with the interpreter
     the running daemon uses, else this command's), then reload the daemon so that it serves the
-    plugin at once. PIP_ARGS go to pip as they are, e.g. `-- --no-index --find-links DIR`."""
+    plugin at once. The daemon's own dependencies are pinned at their installed versions: a
+    plugin that needs other versions of them is refused by pip. PIP_ARGS go to pip as they
+    are, e.g. `-- --no-index --find-links DIR`."""
     from assistant.client import Client
 
     with Client(app.settings) as client:
@@ -120,15 +124,36 @@ def install(app: AppContext, editable: bool, no_reload: bool, target: str,
         python = client.get("/api/status").get("python") if running else None
     python = python or sys.executable
     spec = str(Path(target).resolve()) if Path(target).exists() else target
-    command = [python, "-m", "pip", "install", *(["-e"] if editable else []), spec, *pip_args]
-    click.echo(f"$ {' '.join(command)}", err=True)
-    if subprocess.run(command).returncode != 0:
-        raise AssistantError(f"pip could not install {target}",
-                             "Its output is above; nothing was reloaded.")
+    with tempfile.TemporaryDirectory(prefix="assistant-pins-") as scratch:
+        pins = Path(scratch) / "daemon-constraints.txt"
+        pins.write_text(_daemon_pins(python))
+        command = [python, "-m", "pip", "install", "-c", str(pins),
+                   *(["-e"] if editable else []), spec, *pip_args]
+        click.echo(f"$ {' '.join(command)}", err=True)
+        if subprocess.run(command).returncode != 0:
+            raise AssistantError(
+                f"pip could not install {target}",
+                "Its output is above; nothing was installed or reloaded. pip ran with the "
+                "daemon's own dependencies pinned at their installed versions (-c): a plugin "
+                "that needs other versions of them cannot go into the daemon's environment.")
     if running and not no_reload:
         _reload(app)
     elif not running:
         click.echo("Installed; the daemon is not running and loads it when it starts.")
+
+
+def _daemon_pins(python: str) -> str:
+    """The constraints that keep the daemon's own dependencies as they are, read in the
+    environment of ``python`` (:mod:`assistant.cli.constraints`)."""
+    found = subprocess.run([python, "-m", "assistant.cli.constraints"], capture_output=True,
+                           text=True, timeout=120)
+    if found.returncode != 0 or not found.stdout.strip():
+        raise AssistantError(
+            f"cannot read the daemon's dependencies with {python}: "
+            f"{(found.stderr.strip().splitlines() or ['no output'])[-1]}",
+            "Nothing was installed: pip runs only with them pinned, so that a plugin cannot "
+            "change them.")
+    return found.stdout
 
 
 @plugins_group.command("reload")

@@ -8,7 +8,9 @@ entry point and depends on this project's distribution.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from importlib import metadata
 from pathlib import Path
 from string import Template
 
@@ -18,7 +20,10 @@ from assistant.errors import InputError
 # unrelated project on the package registry).
 DISTRIBUTION = "assistant-daemon"
 
-NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+# Words of lower-case letters and digits joined by single underscores: ``a_`` and ``a__b``
+# would make distribution names (``assistant-a-``) pip refuses or reads as another.
+NAME = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
+MAX_NAME = 40
 
 PYPROJECT = """\
 [build-system]
@@ -159,13 +164,41 @@ def class_name(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_") if part) or "Plugin"
 
 
+def taken(name: str) -> str | None:
+    """What already uses ``name`` in this environment, or None: an installed plugin (its
+    entry point), a skill or guard one registers, or the distribution ``assistant-NAME``."""
+    from assistant.plugins import GROUP, PluginHost
+
+    for ep in metadata.entry_points(group=GROUP):
+        if ep.name == name:
+            owner = f" ({ep.dist.metadata['Name']} {ep.dist.version})" if ep.dist else ""
+            return f"the installed plugin '{name}'{owner} has it"
+    dist = f"assistant-{name.replace('_', '-')}"
+    with contextlib.suppress(metadata.PackageNotFoundError):
+        return f"the distribution {dist} {metadata.version(dist)} is installed"
+    host = PluginHost()  # what the installed plugins register: loading them tells
+    host.load_entry_points()
+    if name in host.skills:
+        return f"plugin '{host.skill_plugin[name]}' registers the skill '{name}'"
+    if name in host.guards:
+        return f"plugin '{host.guard_plugin[name]}' registers the guard '{name}'"
+    return None
+
+
 def write_plugin(name: str, parent: Path) -> Path:
     """Write ``parent/assistant-NAME`` and return it. NAME becomes the skill's and the entry
-    point's name; an existing folder is never overwritten."""
-    if not NAME.fullmatch(name):
+    point's name, and must not be taken (:func:`taken`); an existing folder is never
+    overwritten."""
+    if len(name) > MAX_NAME or not NAME.fullmatch(name):
         raise InputError(f"{name!r} cannot name a plugin",
-                         "Use lower-case letters, digits and underscores, starting with a "
-                         "letter (it becomes the skill's name and part of a Python package's).")
+                         f"Use up to {MAX_NAME} lower-case letters and digits, starting with a "
+                         "letter, words joined by single underscores (it becomes the skill's "
+                         "name and part of a Python package's).")
+    user = taken(name)
+    if user is not None:
+        raise InputError(f"the name {name!r} is taken: {user}",
+                         "Choose another name (`assistant plugins list` shows the plugins and "
+                         "skills installed); a second plugin of that name would not load.")
     dist = name.replace("_", "-")
     root = parent / f"assistant-{dist}"
     if root.exists():

@@ -12,7 +12,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from assistant.daemon.deps import PluginsDep, ServicesDep
+from assistant.daemon.deps import LocalPeerDep, PluginsDep, ServicesDep
+from assistant.errors import RequestError
 
 router = APIRouter(prefix="/api/plugins", tags=["plugins"])
 
@@ -31,10 +32,15 @@ async def enable(name: str, host: PluginsDep) -> dict[str, Any]:
 
 
 @router.post("/reload")
-async def reload(parts: ServicesDep) -> dict[str, Any]:
+async def reload(parts: ServicesDep, local: LocalPeerDep) -> dict[str, Any]:
     """Restart the daemon in place to load the plugins installed now (and the new code of one
     installed editable). It stops accepting connections, lets in-flight replies finish (up to
     ``daemon.shutdown_grace``), then starts again with the same pid; ``/health``'s
-    ``started_at`` tells the new daemon from the old."""
+    ``started_at`` tells the new daemon from the old. Over the Unix socket only: a TCP token
+    holder may use the daemon, not restart it (nor have it run newly installed code)."""
+    if not local:
+        raise RequestError(
+            "the daemon is reloaded by this machine's user only: use the Unix socket "
+            "(`assistant plugins reload`)", status=403, code="local_only")
     parts.restart.set()
     return {"restarting": True, "pid": os.getpid(), "started_at": parts.status.started_at}

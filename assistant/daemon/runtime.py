@@ -3,7 +3,10 @@
 A lock file held for the daemon's life makes two daemons started at once resolve to exactly
 one; the loser reports the winner. A socket or pid left by a killed daemon is stale whenever the
 lock is free, and is replaced. The token (for the optional TCP listener) is new at each start,
-created 0600.
+created 0600; a reload (the daemon exec'ing itself, same pid) keeps it, so that TCP clients
+holding it are not locked out. The token never leaves the file: the process marks the reload
+in its environment with its own pid, and the process it becomes reads the mark, removes it,
+and re-reads the file it left in place.
 """
 
 from __future__ import annotations
@@ -11,13 +14,17 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 from assistant.config import Settings
 from assistant.errors import DaemonError
 from assistant.locations import runtime_dir, socket_path
+
+TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 
 
 class RuntimeFiles:
@@ -38,8 +45,14 @@ class RuntimeFiles:
             return None
 
 
+# Set to this process's pid just before it execs itself for a reload.
+RELOAD_MARK = "ASSISTANT_RELOADING_PID"
+
+
 @contextlib.contextmanager
-def single_instance(files: RuntimeFiles) -> Iterator[None]:
+def single_instance(files: RuntimeFiles) -> Iterator[list[Path]]:
+    """Hold the runtime dir's lock. Yields the files removed on the way out (the socket, the
+    pid and the token): the caller takes the token off it to keep the token for a reload."""
     fd = os.open(files.lock, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
@@ -55,10 +68,11 @@ def single_instance(files: RuntimeFiles) -> Iterator[None]:
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
         files.pid.write_text(f"{os.getpid()}\n")
+        leftovers = [files.socket, files.pid, files.token]
         try:
-            yield
+            yield leftovers
         finally:
-            for path in (files.socket, files.pid, files.token):
+            for path in leftovers:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
     finally:
@@ -73,3 +87,30 @@ def write_token(path: Path) -> str:
     with os.fdopen(fd, "w") as fh:
         fh.write(token + "\n")
     return token
+
+
+def mark_reload() -> None:
+    """Say to the process this one execs into that it is this daemon reloaded."""
+    os.environ[RELOAD_MARK] = str(os.getpid())
+
+
+def reloaded() -> bool:
+    """Whether this process is a daemon reloaded in place (exec'd by itself, so the same pid).
+    Removes the mark, so that no child process inherits it; call it first thing."""
+    return os.environ.pop(RELOAD_MARK, None) == str(os.getpid())
+
+
+def kept_token(path: Path) -> str | None:
+    """The token the daemon before a reload left in ``path``, if it is still one: a regular
+    file of ours that no one else may read or write, holding a token; else None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd) as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() \
+                or info.st_mode & 0o077:
+            return None
+        token = fh.read(100).strip()
+    return token if TOKEN.fullmatch(token) else None

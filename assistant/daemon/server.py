@@ -8,7 +8,8 @@ with our guarded protocol (:mod:`assistant.daemon.protocol`) until SIGTERM or SI
 is graceful, and a second signal forces it. :func:`start`, run once the socket answers, opens
 the store and builds the router and the turn service. A reload (``POST /api/plugins/reload``)
 stops it the same graceful way, then replaces the process with a fresh ``serve`` (same pid,
-arguments and environment), which loads the plugins installed by then.
+arguments and environment), which loads the plugins installed by then and keeps the TCP
+token. A signal during the reload's grace makes it a plain graceful stop: no start after it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ from assistant import __version__
 from assistant.config import Settings
 from assistant.daemon.connections import ConnectionLimits
 from assistant.daemon.model_manager import ModelManager
-from assistant.daemon.runtime import RuntimeFiles, single_instance, write_token
+from assistant.daemon.runtime import (
+    RuntimeFiles,
+    kept_token,
+    mark_reload,
+    reloaded,
+    single_instance,
+    write_token,
+)
 from assistant.daemon.services import Services
 from assistant.daemon.status import Access
 from assistant.errors import AssistantError
@@ -175,14 +183,17 @@ def serve(settings: Settings) -> None:
     from assistant.models.cpu import planned
     from assistant.plugins import load_plugins
 
+    again = reloaded()  # first: no child process may inherit the mark
     configure_logging(settings.daemon.log_level)
     planned(settings.models.cpu_variant)  # a variant this machine cannot run stops the start
     files = RuntimeFiles(settings)
-    with single_instance(files):
+    with single_instance(files) as leftovers:
         # Plugins load before the socket exists, so that strict mode stops a broken start.
         plugins = load_plugins(settings)
         sockets = [bind_unix(files.socket)]
-        access = Access(token=write_token(files.token))
+        # A reload keeps the token the TCP clients hold; a start makes a new one.
+        kept = kept_token(files.token) if again else None
+        access = Access(token=kept or write_token(files.token))
         if settings.daemon.tcp:
             tcp, access.allowed_hosts = bind_tcp(settings.daemon.tcp)
             sockets.append(tcp)
@@ -196,6 +207,8 @@ def serve(settings: Settings) -> None:
             timeout_keep_alive=5, h11_max_incomplete_event_size=64 * 1024,
         )
         restart = asyncio.run(_run(services, _server_class()(config), sockets))
+        if restart:
+            leftovers.remove(files.token)
     if restart:
         _exec_again()
 
@@ -209,6 +222,7 @@ def _exec_again() -> None:
         handler.flush()
     sys.stdout.flush()
     sys.stderr.flush()
+    mark_reload()
     os.execv(sys.executable, sys.orig_argv)
 
 
@@ -245,10 +259,17 @@ def _server_class() -> Any:
 
         uvicorn re-raises SIGTERM after a graceful shutdown, which would make the exit status
         -15; a daemon stopped on purpose exits 0. A second signal still forces the exit.
+        ``reloading`` is set while a reload stops the server: a signal then is the first
+        one, a graceful stop with no start after it.
         """
 
+        reloading = False
+
         def handle_exit(self, sig: int, frame: Any) -> None:
-            if self.should_exit:  # a second SIGTERM or SIGINT: stop waiting, exit now
+            if self.reloading:  # stop once in-flight replies finish, and stay stopped
+                self.reloading = False
+                log.info("stop requested during a reload: stopping, not starting again")
+            elif self.should_exit:  # a second SIGTERM or SIGINT: stop waiting, exit now
                 self.force_exit = True
             super().handle_exit(sig, frame)
 
@@ -287,10 +308,13 @@ async def _run(services: Services, server: Any, sockets: list[socket.socket]) ->
             services.models.host.kill()
         await stop(services)
         log.info("daemon stopped")
-    return services.restart.is_set() and not server.force_exit
+    return bool(server.reloading) and not server.force_exit
 
 
 async def _stop_on_restart(services: Services, server: Any) -> None:
     await services.restart.wait()
+    if server.should_exit:  # a signal came first: the daemon stops, it does not reload
+        return
     log.info("reload requested: stopping once in-flight replies have finished")
+    server.reloading = True
     server.should_exit = True

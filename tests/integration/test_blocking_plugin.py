@@ -9,10 +9,8 @@ log and ``daemon status`` name the plugin and the line that held it.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -21,6 +19,7 @@ import pytest
 
 from assistant.testing import daemon_environment
 from tests.conftest import TEST_MODELS_DIR
+from tests.installed import install_plugin, python_path
 from tests.integration.conftest import CHAT_MODEL, start_daemon
 
 pytestmark = pytest.mark.integration
@@ -69,15 +68,10 @@ def register_skills(register):
 def test_blocking_skills_stall_no_one_on_their_thread_and_are_named_on_the_loop(
         tmp_path: Path, short_tmp: Path) -> None:
     site = tmp_path / "site"
-    (site / "sleepy_skills-0.1.dist-info").mkdir(parents=True)
-    (site / "sleepy_skills.py").write_text(textwrap.dedent(PLUGIN))
-    (site / "sleepy_skills-0.1.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: sleepy-skills\nVersion: 0.1\n")
-    (site / "sleepy_skills-0.1.dist-info" / "entry_points.txt").write_text(
-        "[assistant]\nsleepy = sleepy_skills\n")
+    install_plugin(site, "sleepy_skills", PLUGIN, "sleepy")
     env = daemon_environment(tmp_path / "data", short_tmp / "run", model=CHAT_MODEL,
                              models_dir=TEST_MODELS_DIR, extra_env={
-                                 "PYTHONPATH": os.pathsep.join([str(site), *sys.path]),
+                                 "PYTHONPATH": python_path(site),
                                  "ASSISTANT_PLUGINS__SKILL_TIMEOUT": "3"})
     daemon = start_daemon(env, tmp_path / "daemon.log")
 

@@ -11,13 +11,13 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from assistant.testing import RunningDaemon, daemon_environment
 from tests.conftest import TEST_MODELS_DIR
+from tests.installed import install_plugin, python_path
 from tests.integration.conftest import CHAT_MODEL, start_daemon
 
 pytestmark = pytest.mark.integration
@@ -128,15 +128,10 @@ def cli(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.Complete
 
 def test_a_failing_plugin_skill_through_the_cli(tmp_path: Path, short_tmp: Path) -> None:
     site = tmp_path / "site"
-    (site / "flaky_skills-0.1.dist-info").mkdir(parents=True)
-    (site / "flaky_skills.py").write_text(textwrap.dedent(PLUGIN))
-    (site / "flaky_skills-0.1.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: flaky-skills\nVersion: 0.1\n")
-    (site / "flaky_skills-0.1.dist-info" / "entry_points.txt").write_text(
-        "[assistant]\nflaky = flaky_skills\n")
+    install_plugin(site, "flaky_skills", PLUGIN, "flaky")
     env = daemon_environment(tmp_path / "data", short_tmp / "run", model=CHAT_MODEL,
                              models_dir=TEST_MODELS_DIR, extra_env={
-                                 "PYTHONPATH": os.pathsep.join([str(site), *sys.path]),
+                                 "PYTHONPATH": python_path(site),
                                  "ASSISTANT_PLUGINS__MAX_FAILURES": "2",
                                  "ASSISTANT_PLUGINS__SKILL_TIMEOUT": "2",
                                  "ASSISTANT_PLUGINS__COOLDOWN": "0"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import types
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import click
 import pytest
@@ -28,6 +29,7 @@ from assistant.errors import (
 from assistant.plugins import PluginHost, load_plugins, reset_plugins
 from assistant.skills import DeltaEvent, Done, ErrorEvent, Event, Notice, Reply, Skill, Turn
 from assistant.testing import FakeBackend, FakeModelPlugin, fake_context
+from tests.installed import install_plugin
 
 
 class Echo(Skill):
@@ -102,6 +104,58 @@ def test_unknown_enabled_plugin_is_reported() -> None:
     host.load_entry_points()
     (info,) = host.info()
     assert info.status == "failed" and "nope" in (info.error or "")
+
+
+TWIN = """
+from assistant import DeltaEvent, Skill, hookimpl
+
+
+class Twin(Skill):
+    name = "SKILL"
+    examples = ("say twin",)
+
+    async def run(self, turn, ctx):
+        yield DeltaEvent("twin")
+
+
+@hookimpl
+def register_skills(register):
+    register(Twin())
+"""
+
+
+def test_a_plugin_name_two_distributions_declare_fails_naming_both(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    site = tmp_path / "site"
+    install_plugin(site, "twin_one", TWIN.replace("SKILL", "twin1"), "twin",
+                   distribution="twin-one")
+    install_plugin(site, "twin_two", TWIN.replace("SKILL", "twin2"), "twin",
+                   distribution="twin-two", version="2.0")
+    install_plugin(site, "my_qa", TWIN.replace("SKILL", "myqa"), "qa", distribution="my-qa")
+    monkeypatch.syspath_prepend(str(site))
+    host = PluginHost()
+    host.load_entry_points()
+    infos = {i.name: i for i in host.info()}
+    assert infos["twin"].status == "failed"
+    assert "twin-one 0.1 and twin-two 2.0" in (infos["twin"].error or "")
+    assert infos["qa"].status == "failed"  # a bundled name taken again: neither loads
+    assert "assistant-daemon" in (infos["qa"].error or "")
+    assert "my-qa 0.1" in (infos["qa"].error or "")
+    assert not {"twin1", "twin2", "myqa", "qa"} & set(host.skills)
+    assert infos["chat"].status == "loaded"  # the others load on
+    problems = host.problems()
+    assert any(p.startswith("plugin 'twin' failed to load: two distributions declare")
+               and "uninstall one" in p for p in problems)
+
+
+def test_strict_mode_makes_a_duplicate_plugin_name_fatal(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    site = tmp_path / "site"
+    install_plugin(site, "chat_too", TWIN.replace("SKILL", "chat2"), "chat",
+                   distribution="chat-too")
+    monkeypatch.syspath_prepend(str(site))
+    with pytest.raises(PluginError, match=r"\(assistant-daemon .* and chat-too 0.1\)"):
+        PluginHost(settings(strict=True)).load_entry_points()
 
 
 # -- isolation --------------------------------------------------------------------------------
