@@ -1,10 +1,10 @@
 """Which models are resident in the model host, and for how long.
 
 Models load on first use (or at start, ``models.preload``), stay for ``keep_alive`` seconds
-after their last use (0: unload at once; -1: pinned), and are evicted least recently used first
-when loading another would pass ``memory_budget_mb``: each counts what it will take (its file,
-and a chat model's KV cache for ``parallel`` sequences and its saved states; see
-``models/footprint.py``). Each model has its own queue; the embedding jobs clients send
+after their last use (0: unload at once; -1, or named in ``models.pinned``: pinned, until
+unloaded), and give way least recently used first when loading another would pass
+``memory_budget_mb``, pinned ones never (:mod:`assistant.daemon.residency`). Each model has
+its own queue; the embedding jobs clients send
 queue in front of :meth:`ModelManager.embed` (:mod:`assistant.daemon.embeddings`).
 """
 
@@ -18,12 +18,12 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from assistant.config import KEEP_ALIVE_MAX, KEEP_ALIVE_MIN, Settings
 from assistant.daemon import openai_tools
 from assistant.daemon.queue import ModelQueue
+from assistant.daemon.residency import Resident, next_victim
 from assistant.errors import (
     AssistantError,
     BackendFailed,
@@ -45,24 +45,10 @@ from assistant.models.backend import (
     close_stream,
     closing_stream,
 )
-from assistant.models.footprint import Footprint
 from assistant.models.host_process import HostError, HostProcess
 from assistant.models.remote import RemoteEngine
 
 log = logging.getLogger("assistant.models")
-
-
-@dataclass
-class Resident:
-    name: str
-    kind: str
-    memory: Footprint  # what the memory budget counts for it
-    generation: int
-    info: dict[str, Any]
-    loaded_at: float = field(default_factory=time.time)
-    last_used: float = field(default_factory=time.monotonic)
-    in_use: int = 0
-    keep_alive: int = 1800
 
 
 def thread_count(settings: Settings) -> int:
@@ -300,19 +286,12 @@ class ModelManager(Backend):
         log.info("model loaded", extra={"model": name, "seconds": time.perf_counter() - started})
         return Resident(
             name=name, kind=record.kind, memory=memory, generation=self.host.generation,
-            info=info, keep_alive=m.keep_alive,
+            info=info, keep_alive=-1 if name in m.pinned else m.keep_alive,
         )
 
     async def _make_room(self, size: int, keep: str) -> None:
-        budget = self.settings.models.memory_budget_mb * 1024 * 1024
-        while True:
-            used = sum(r.memory.total_bytes for r in self.resident.values() if r.name != keep)
-            if used + size <= budget:
-                return
-            idle = [r for r in self.resident.values() if r.in_use == 0 and r.name != keep]
-            if not idle:
-                return  # everything else is busy: load anyway rather than fail a request
-            victim = min(idle, key=lambda r: r.last_used)
+        budget = self.settings.models.memory_budget_mb << 20
+        while (victim := next_victim(self.resident.values(), size, keep, budget)) is not None:
             log.info("evicting model for memory budget", extra={"model": victim.name})
             await self.unload(victim.name)
 
@@ -331,7 +310,7 @@ class ModelManager(Backend):
             await asyncio.sleep(1.0)
             now = time.monotonic()
             for resident in list(self.resident.values()):
-                if resident.in_use or resident.keep_alive < 0:
+                if resident.in_use or resident.pinned:
                     continue
                 if now - resident.last_used >= resident.keep_alive:
                     await self.unload(resident.name)
@@ -544,7 +523,7 @@ class ModelManager(Backend):
             {
                 "name": r.name, "kind": r.kind, "size_bytes": r.memory.file_bytes,
                 "memory": r.memory.summary(),
-                "in_use": r.in_use, "keep_alive": r.keep_alive,
+                "in_use": r.in_use, "keep_alive": r.keep_alive, "pinned": r.pinned,
                 "idle_s": round(time.monotonic() - r.last_used, 1),
                 "queue": self.queue(r.name).depth,
             }
