@@ -279,6 +279,8 @@ class ModelManager(Backend):
                     tokenizer=str(record.tokenizer_path), n_threads=self.threads,
                 )
         except HostError as exc:
+            if exc.kind in _HOST_GONE:  # killed or hung mid-load: not the file's fault
+                raise _request_error(name, exc) from None
             raise ModelLoadError(
                 f"model {name!r} failed to load: {exc.message}",
                 "Check the file with `assistant models show`, or pull it again.",
@@ -484,10 +486,13 @@ class ModelManager(Backend):
         if engine is not None:
             return await engine.count_tokens(model, messages)  # an estimate
         await self.load(model)
-        result = await self.host.call(
-            "count", model=model,
-            messages=[_host_message(m) for m in messages],
-        )
+        try:
+            result = await self.host.call(
+                "count", model=model, messages=[_host_message(m) for m in messages])
+        except HostError as exc:
+            if exc.kind in _HOST_GONE:  # a 503 to retry, as a generation's is
+                raise _request_error(model, exc) from None
+            raise
         return int(result["tokens"])
 
     async def context_length(self, model: str) -> int | None:
@@ -573,6 +578,9 @@ def _host_params(params: GenerationParams) -> dict[str, Any]:
         "n": params.n, "logprobs": params.logprobs, "top_logprobs": params.top_logprobs,
         "logit_bias": {str(k): v for k, v in (params.logit_bias or {}).items()},
     }
+
+
+_HOST_GONE = frozenset({"HostCrashed", "HostHung"})  # the host ended, not the request's doing
 
 
 def _request_error(model: str, exc: HostError, prompt_field: str = "messages") -> Exception:
