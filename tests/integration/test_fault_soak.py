@@ -1,7 +1,8 @@
 """Faults that heal (issue 18), all at once: 200 turns from a few clients, alternating
 ``/api/turns`` and ``/v1/chat/completions`` (the model ``assistant`` and the raw model,
 streamed and not), while the model host is SIGKILLed 20 times mid-turn and SIGSTOPped once
-(the watchdog, ``models.host_deadline``, must find and kill it).
+(the watchdog, ``models.host_deadline``, must find and kill it). Every fourth kill strikes a
+host just started, before its model has loaded.
 
 Every turn completes or fails with a 503 and a Retry-After (the HTTP status, or on a stream
 already under way an error event saying 503), never a 500 or a hang; chat answers at the end;
@@ -66,6 +67,7 @@ class Soak:
     streaming: int = 0  # turns whose reply has begun and not ended: a kill now is mid-turn
     killed: list[int] = field(default_factory=list)
     stopped: list[int] = field(default_factory=list)
+    at_load: int = 0  # kills of a host before its model loaded
     watchdog_took: float | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -182,18 +184,24 @@ async def client_loop(daemon: RunningDaemon, soak: Soak, turns: collections.dequ
 
 
 async def killer(daemon: RunningDaemon, soak: Soak) -> None:
-    """SIGKILL the host KILLS times, spaced over the run, each while a reply is streaming;
-    half way, SIGSTOP it instead and wait for the watchdog to kill it."""
+    """SIGKILL the host KILLS times, spaced over the run, each while a reply is streaming, but
+    every fourth time the host started after the last kill, before its model has loaded (the
+    turns that started it wait on that load); half way, SIGSTOP it instead and wait for the
+    watchdog to kill it."""
     stop_at = KILLS // 2
     for k in range(KILLS + 1):
-        while soak.finished < (k + 1) * TURNS // (KILLS + 3):
+        at_load = k % 4 == 3 and k != stop_at
+        while not at_load and soak.finished < (k + 1) * TURNS // (KILLS + 3):
             await asyncio.sleep(0.02)
-        while not (soak.streaming and daemon.children()):
+        while not (daemon.children() and (
+                daemon.children()[0] not in soak.killed if at_load else soak.streaming)):
             if soak.finished >= TURNS:
                 soak.problems.append(f"the run ended before fault {k + 1} of {KILLS + 1}")
                 return
             await asyncio.sleep(0.005)
         pid = daemon.children()[0]
+        if at_load:
+            soak.at_load += 1
         if k != stop_at:
             os.kill(pid, signal.SIGKILL)
             soak.killed.append(pid)
@@ -262,14 +270,15 @@ def test_two_hundred_turns_through_twenty_kills_and_a_stop(tmp_path: Path) -> No
         shutil.rmtree(runtime, ignore_errors=True)
 
     counts = collections.Counter(o.result for o in soak.outcomes)
-    print(f"\nsoak: {dict(counts)} in {took:.0f} s; {len(soak.killed)} kills, "
+    print(f"\nsoak: {dict(counts)} in {took:.0f} s; {len(soak.killed)} kills "
+          f"({soak.at_load} before the model loaded), "
           f"{len(soak.stopped)} stop (the watchdog took {soak.watchdog_took} s)")
     bad = [o for o in soak.outcomes if o.result not in ("complete", "503")]
     assert not bad, "\n".join(f"{o.index} {o.kind}: {o.result} {o.status} {o.detail}"
                               for o in bad[:10])
     assert len(soak.outcomes) == TURNS
     assert not soak.problems, soak.problems
-    assert len(soak.killed) == KILLS and len(soak.stopped) == 1
+    assert len(soak.killed) == KILLS and len(soak.stopped) == 1 and soak.at_load == 5
     no_retry = [o for o in soak.outcomes if o.result == "503"
                 and not (o.retry_after is not None and int(o.retry_after) >= 1)]
     assert not no_retry, [(o.index, o.kind, o.detail) for o in no_retry[:5]]
