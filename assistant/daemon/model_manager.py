@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import logging
 import os
@@ -22,12 +21,12 @@ from typing import Any
 
 from assistant.config import KEEP_ALIVE_MAX, KEEP_ALIVE_MIN, Settings
 from assistant.daemon import openai_tools
+from assistant.daemon.host_requests import HOST_GONE, host_message, host_params, request_error
 from assistant.daemon.queue import ModelQueue
 from assistant.daemon.residency import Resident, next_victim
 from assistant.errors import (
     AssistantError,
     BackendFailed,
-    HostStopped,
     ModelError,
     ModelLoadError,
     ModelNotFound,
@@ -279,8 +278,8 @@ class ModelManager(Backend):
                     tokenizer=str(record.tokenizer_path), n_threads=self.threads,
                 )
         except HostError as exc:
-            if exc.kind in _HOST_GONE:  # killed or hung mid-load: not the file's fault
-                raise _request_error(name, exc) from None
+            if exc.kind in HOST_GONE:  # killed or hung mid-load: not the file's fault
+                raise request_error(name, exc) from None
             raise ModelLoadError(
                 f"model {name!r} failed to load: {exc.message}",
                 "Check the file with `assistant models show`, or pull it again.",
@@ -351,7 +350,7 @@ class ModelManager(Backend):
             return
         async for delta in self._generate(
             model, "chat", "messages", params,
-            messages=[_host_message(m) for m in messages],
+            messages=[host_message(m) for m in messages],
         ):
             yield delta
 
@@ -406,10 +405,10 @@ class ModelManager(Backend):
             try:
                 # Calls begun under auto are shaped when the setting allows and a grammar can
                 # enforce every function's schema.
-                host_params = {**_host_params(params), "call_grammar": (
+                sent = {**host_params(params), "call_grammar": (
                     self.settings.models.tool_call_grammar
                     and openai_tools.enforceable(params.tools))}
-                replies = self.host.stream(op, model=model, params=host_params, **prompt)
+                replies = self.host.stream(op, model=model, params=sent, **prompt)
                 try:
                     async for reply in replies:
                         index = int(reply.get("index", 0))
@@ -428,7 +427,7 @@ class ModelManager(Backend):
                                 timings=done["timings"], logprobs=done.get("logprobs"),
                             )
                 except HostError as exc:
-                    raise _request_error(model, exc, prompt_field) from None
+                    raise request_error(model, exc, prompt_field) from None
                 finally:
                     await close_stream(replies)
             finally:
@@ -461,7 +460,7 @@ class ModelManager(Backend):
             result = await self.host.call("embed", cancellable=True, model=model, texts=texts,
                                           batch=self.settings.embeddings.batch)
         except HostError as exc:
-            raise _request_error(model, exc) from None
+            raise request_error(model, exc) from None
         finally:
             resident.in_use -= 1
             resident.last_used = time.monotonic()
@@ -488,10 +487,10 @@ class ModelManager(Backend):
         await self.load(model)
         try:
             result = await self.host.call(
-                "count", model=model, messages=[_host_message(m) for m in messages])
+                "count", model=model, messages=[host_message(m) for m in messages])
         except HostError as exc:
-            if exc.kind in _HOST_GONE:  # a 503 to retry, as a generation's is
-                raise _request_error(model, exc) from None
+            if exc.kind in HOST_GONE:  # a 503 to retry, as a generation's is
+                raise request_error(model, exc) from None
             raise
         return int(result["tokens"])
 
@@ -547,56 +546,3 @@ _FEATURES: tuple[tuple[str, Callable[[GenerationParams], bool], str, str], ...] 
     ("logprobs", lambda p: p.logprobs, "logprobs", "report log probabilities"),
     ("logit_bias", lambda p: bool(p.logit_bias), "logit_bias", "take a logit_bias"),
 )
-
-
-def _host_message(message: ChatMessage) -> dict[str, Any]:
-    """``message`` as the model host renders it: OpenAI's shape for calls and results."""
-    out: dict[str, Any] = {"role": message.role, "content": message.content}
-    if message.tool_calls:
-        out["tool_calls"] = [
-            {"id": c.id, "type": "function",
-             "function": {"name": c.name, "arguments": c.arguments}}
-            for c in message.tool_calls]
-    if message.tool_call_id is not None:
-        out["tool_call_id"] = message.tool_call_id
-    return out
-
-
-def _host_params(params: GenerationParams) -> dict[str, Any]:
-    """``params`` as the model host's ``chat`` and ``complete`` take them."""
-    return {
-        "max_tokens": params.max_tokens, "temperature": params.temperature,
-        "top_p": params.top_p, "stop": list(params.stop), "seed": params.seed,
-        "cache_tag": params.cache_tag, "repeat_penalty": params.repeat_penalty,
-        "frequency_penalty": params.frequency_penalty,
-        "presence_penalty": params.presence_penalty,
-        "top_k": params.top_k, "min_p": params.min_p,
-        "json_schema": params.json_schema, "grammar": params.grammar,
-        "tools": [dataclasses.asdict(t) for t in params.tools],
-        "tool_choice": params.tool_choice, "forced_tool": params.forced_tool,
-        "parallel_tool_calls": params.parallel_tool_calls,
-        "n": params.n, "logprobs": params.logprobs, "top_logprobs": params.top_logprobs,
-        "logit_bias": {str(k): v for k, v in (params.logit_bias or {}).items()},
-    }
-
-
-_HOST_GONE = frozenset({"HostCrashed", "HostHung"})  # the host ended, not the request's doing
-
-
-def _request_error(model: str, exc: HostError, prompt_field: str = "messages") -> Exception:
-    # These messages start with the field at fault.
-    if exc.kind in {"GrammarRefused", "PromptRefused", "ParamRefused"}:
-        return RequestError(exc.message, param=exc.message.split(":", 1)[0])
-    if exc.kind == "ContextLengthExceeded":
-        return RequestError(
-            f"{exc.message} (model {model!r})", code="context_length_exceeded",
-            param=prompt_field,
-        )
-    if exc.kind == "HostHung":
-        return HostStopped(f"{exc.message} (it was running {model!r})", "Try the request again.")
-    if exc.kind == "HostCrashed":
-        return HostStopped(
-            f"the model host stopped while running {model!r}; it is restarting",
-            "Try the request again.",
-        )
-    return ModelLoadError(f"model {model!r} failed: {exc.message}")
