@@ -71,6 +71,7 @@ class ModelsSettings(_Section):
     embedding: str = Field("minilm-l6", min_length=1)
     preload: list[str] = []
     keep_alive: int = Field(1800, ge=KEEP_ALIVE_MIN, le=KEEP_ALIVE_MAX)
+    pinned: list[str] = []
     memory_budget_mb: int = Field(8192, ge=64)
     context_length: int = Field(4096, ge=0)
     parallel: int = Field(4, ge=1, le=64)

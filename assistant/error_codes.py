@@ -25,6 +25,7 @@ from assistant.errors import (
     HostStopped,
     InputError,
     MalformedImport,
+    MemoryBudgetFull,
     ModelError,
     ModelLoadError,
     ModelNotFound,
@@ -68,6 +69,10 @@ TABLE: tuple[ErrorCode, ...] = (
     # A remote engine: down or busy (its Retry-After, else our backoff), or its key refused.
     ErrorCode(EngineUnavailable, 503, "engine_unavailable", "model_error"),
     ErrorCode(EngineRefusedKey, 503, "engine_key_refused", "model_error"),
+    # Pinned models fill the budget: no Retry-After, only an unload or a bigger budget helps.
+    ErrorCode(MemoryBudgetFull, 503, "memory_budget_full", "model_error",
+              hint="`assistant daemon status` shows the pinned models; unload one "
+                   "(`assistant models unload NAME`) or raise models.memory_budget_mb."),
     # A broken or unloadable model file: nothing the request can change.
     ErrorCode(ModelLoadError, 503, "model_unavailable", "model_error"),
     ErrorCode(ModelError, 503, "model_unavailable", "model_error"),

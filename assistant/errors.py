@@ -10,6 +10,7 @@
      │    ├── ModelLoadError
      │    │    ├── HostError       the model host reported an error (its exception's type)
      │    │    └── HostStopped     the model host stopped mid-request; it restarts: retry
+     │    ├── MemoryBudgetFull     the pinned models leave no room in the memory budget
      │    ├── BackendFailed        a plugin's model backend raised (a remote engine down)
      │    ├── EngineUnavailable    a remote engine ([engines.NAME]) cannot be reached, or is
      │    │                        busy (its 429/503): retry after ``retry_after``
@@ -76,6 +77,11 @@ class ModelLoadError(ModelError):
 class HostStopped(ModelLoadError):
     """The model host stopped (crashed, killed) while serving the request; it restarts on the
     next one, so the request is worth retrying at once."""
+
+
+class MemoryBudgetFull(ModelError):
+    """A model does not fit in ``models.memory_budget_mb`` beside the pinned models, which are
+    never evicted: a retry cannot help until one is unloaded or the budget raised."""
 
 
 class BackendFailed(ModelError):

@@ -85,7 +85,8 @@ def status(app: AppContext, as_json: bool) -> None:
     click.echo(f"threads    {info['threads']}")
     models = info["models"] or []
     click.echo("models     " + (", ".join(
-        f"{m['name']} ({m['kind']}, idle {m['idle_s']:.0f} s)" for m in models) or "none loaded"))
+        f"{m['name']} ({m['kind']}, {'pinned, ' if m.get('pinned') else ''}"
+        f"idle {m['idle_s']:.0f} s)" for m in models) or "none loaded"))
     for m in models:
         if m.get("memory"):  # an older daemon's status has none
             click.echo(f"memory     {m['name']}: {memory_text(m['memory'])}")

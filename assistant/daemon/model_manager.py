@@ -1,10 +1,10 @@
 """Which models are resident in the model host, and for how long.
 
 Models load on first use (or at start, ``models.preload``), stay for ``keep_alive`` seconds
-after their last use (0: unload at once; -1: pinned), and are evicted least recently used first
-when loading another would pass ``memory_budget_mb``: each counts what it will take (its file,
-and a chat model's KV cache for ``parallel`` sequences and its saved states; see
-``models/footprint.py``). Each model has its own queue; the embedding jobs clients send
+after their last use (0: unload at once; -1, or named in ``models.pinned``: pinned, until
+unloaded), and give way least recently used first when loading another would pass
+``memory_budget_mb``, pinned ones never (:mod:`assistant.daemon.residency`). Each model has
+its own queue; the embedding jobs clients send
 queue in front of :meth:`ModelManager.embed` (:mod:`assistant.daemon.embeddings`).
 """
 
@@ -12,22 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from assistant.config import KEEP_ALIVE_MAX, KEEP_ALIVE_MIN, Settings
 from assistant.daemon import openai_tools
+from assistant.daemon.host_requests import HOST_GONE, host_message, host_params, request_error
 from assistant.daemon.queue import ModelQueue
+from assistant.daemon.residency import Resident, next_victim
 from assistant.errors import (
     AssistantError,
     BackendFailed,
-    HostStopped,
     ModelError,
     ModelLoadError,
     ModelNotFound,
@@ -45,24 +44,10 @@ from assistant.models.backend import (
     close_stream,
     closing_stream,
 )
-from assistant.models.footprint import Footprint
 from assistant.models.host_process import HostError, HostProcess
 from assistant.models.remote import RemoteEngine
 
 log = logging.getLogger("assistant.models")
-
-
-@dataclass
-class Resident:
-    name: str
-    kind: str
-    memory: Footprint  # what the memory budget counts for it
-    generation: int
-    info: dict[str, Any]
-    loaded_at: float = field(default_factory=time.time)
-    last_used: float = field(default_factory=time.monotonic)
-    in_use: int = 0
-    keep_alive: int = 1800
 
 
 def thread_count(settings: Settings) -> int:
@@ -293,6 +278,8 @@ class ModelManager(Backend):
                     tokenizer=str(record.tokenizer_path), n_threads=self.threads,
                 )
         except HostError as exc:
+            if exc.kind in HOST_GONE:  # killed or hung mid-load: not the file's fault
+                raise request_error(name, exc) from None
             raise ModelLoadError(
                 f"model {name!r} failed to load: {exc.message}",
                 "Check the file with `assistant models show`, or pull it again.",
@@ -300,19 +287,12 @@ class ModelManager(Backend):
         log.info("model loaded", extra={"model": name, "seconds": time.perf_counter() - started})
         return Resident(
             name=name, kind=record.kind, memory=memory, generation=self.host.generation,
-            info=info, keep_alive=m.keep_alive,
+            info=info, keep_alive=-1 if name in m.pinned else m.keep_alive,
         )
 
     async def _make_room(self, size: int, keep: str) -> None:
-        budget = self.settings.models.memory_budget_mb * 1024 * 1024
-        while True:
-            used = sum(r.memory.total_bytes for r in self.resident.values() if r.name != keep)
-            if used + size <= budget:
-                return
-            idle = [r for r in self.resident.values() if r.in_use == 0 and r.name != keep]
-            if not idle:
-                return  # everything else is busy: load anyway rather than fail a request
-            victim = min(idle, key=lambda r: r.last_used)
+        budget = self.settings.models.memory_budget_mb << 20
+        while (victim := next_victim(self.resident.values(), size, keep, budget)) is not None:
             log.info("evicting model for memory budget", extra={"model": victim.name})
             await self.unload(victim.name)
 
@@ -331,7 +311,7 @@ class ModelManager(Backend):
             await asyncio.sleep(1.0)
             now = time.monotonic()
             for resident in list(self.resident.values()):
-                if resident.in_use or resident.keep_alive < 0:
+                if resident.in_use or resident.pinned:
                     continue
                 if now - resident.last_used >= resident.keep_alive:
                     await self.unload(resident.name)
@@ -370,7 +350,7 @@ class ModelManager(Backend):
             return
         async for delta in self._generate(
             model, "chat", "messages", params,
-            messages=[_host_message(m) for m in messages],
+            messages=[host_message(m) for m in messages],
         ):
             yield delta
 
@@ -425,10 +405,10 @@ class ModelManager(Backend):
             try:
                 # Calls begun under auto are shaped when the setting allows and a grammar can
                 # enforce every function's schema.
-                host_params = {**_host_params(params), "call_grammar": (
+                sent = {**host_params(params), "call_grammar": (
                     self.settings.models.tool_call_grammar
                     and openai_tools.enforceable(params.tools))}
-                replies = self.host.stream(op, model=model, params=host_params, **prompt)
+                replies = self.host.stream(op, model=model, params=sent, **prompt)
                 try:
                     async for reply in replies:
                         index = int(reply.get("index", 0))
@@ -447,7 +427,7 @@ class ModelManager(Backend):
                                 timings=done["timings"], logprobs=done.get("logprobs"),
                             )
                 except HostError as exc:
-                    raise _request_error(model, exc, prompt_field) from None
+                    raise request_error(model, exc, prompt_field) from None
                 finally:
                     await close_stream(replies)
             finally:
@@ -480,7 +460,7 @@ class ModelManager(Backend):
             result = await self.host.call("embed", cancellable=True, model=model, texts=texts,
                                           batch=self.settings.embeddings.batch)
         except HostError as exc:
-            raise _request_error(model, exc) from None
+            raise request_error(model, exc) from None
         finally:
             resident.in_use -= 1
             resident.last_used = time.monotonic()
@@ -505,10 +485,13 @@ class ModelManager(Backend):
         if engine is not None:
             return await engine.count_tokens(model, messages)  # an estimate
         await self.load(model)
-        result = await self.host.call(
-            "count", model=model,
-            messages=[_host_message(m) for m in messages],
-        )
+        try:
+            result = await self.host.call(
+                "count", model=model, messages=[host_message(m) for m in messages])
+        except HostError as exc:
+            if exc.kind in HOST_GONE:  # a 503 to retry, as a generation's is
+                raise request_error(model, exc) from None
+            raise
         return int(result["tokens"])
 
     async def context_length(self, model: str) -> int | None:
@@ -544,7 +527,7 @@ class ModelManager(Backend):
             {
                 "name": r.name, "kind": r.kind, "size_bytes": r.memory.file_bytes,
                 "memory": r.memory.summary(),
-                "in_use": r.in_use, "keep_alive": r.keep_alive,
+                "in_use": r.in_use, "keep_alive": r.keep_alive, "pinned": r.pinned,
                 "idle_s": round(time.monotonic() - r.last_used, 1),
                 "queue": self.queue(r.name).depth,
             }
@@ -563,53 +546,3 @@ _FEATURES: tuple[tuple[str, Callable[[GenerationParams], bool], str, str], ...] 
     ("logprobs", lambda p: p.logprobs, "logprobs", "report log probabilities"),
     ("logit_bias", lambda p: bool(p.logit_bias), "logit_bias", "take a logit_bias"),
 )
-
-
-def _host_message(message: ChatMessage) -> dict[str, Any]:
-    """``message`` as the model host renders it: OpenAI's shape for calls and results."""
-    out: dict[str, Any] = {"role": message.role, "content": message.content}
-    if message.tool_calls:
-        out["tool_calls"] = [
-            {"id": c.id, "type": "function",
-             "function": {"name": c.name, "arguments": c.arguments}}
-            for c in message.tool_calls]
-    if message.tool_call_id is not None:
-        out["tool_call_id"] = message.tool_call_id
-    return out
-
-
-def _host_params(params: GenerationParams) -> dict[str, Any]:
-    """``params`` as the model host's ``chat`` and ``complete`` take them."""
-    return {
-        "max_tokens": params.max_tokens, "temperature": params.temperature,
-        "top_p": params.top_p, "stop": list(params.stop), "seed": params.seed,
-        "cache_tag": params.cache_tag, "repeat_penalty": params.repeat_penalty,
-        "frequency_penalty": params.frequency_penalty,
-        "presence_penalty": params.presence_penalty,
-        "top_k": params.top_k, "min_p": params.min_p,
-        "json_schema": params.json_schema, "grammar": params.grammar,
-        "tools": [dataclasses.asdict(t) for t in params.tools],
-        "tool_choice": params.tool_choice, "forced_tool": params.forced_tool,
-        "parallel_tool_calls": params.parallel_tool_calls,
-        "n": params.n, "logprobs": params.logprobs, "top_logprobs": params.top_logprobs,
-        "logit_bias": {str(k): v for k, v in (params.logit_bias or {}).items()},
-    }
-
-
-def _request_error(model: str, exc: HostError, prompt_field: str = "messages") -> Exception:
-    # These messages start with the field at fault.
-    if exc.kind in {"GrammarRefused", "PromptRefused", "ParamRefused"}:
-        return RequestError(exc.message, param=exc.message.split(":", 1)[0])
-    if exc.kind == "ContextLengthExceeded":
-        return RequestError(
-            f"{exc.message} (model {model!r})", code="context_length_exceeded",
-            param=prompt_field,
-        )
-    if exc.kind == "HostHung":
-        return HostStopped(f"{exc.message} (it was running {model!r})", "Try the request again.")
-    if exc.kind == "HostCrashed":
-        return HostStopped(
-            f"the model host stopped while running {model!r}; it is restarting",
-            "Try the request again.",
-        )
-    return ModelLoadError(f"model {model!r} failed: {exc.message}")

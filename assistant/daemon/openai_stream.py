@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
+from assistant.error_codes import http_error
 from assistant.errors import AssistantError
 from assistant.models.backend import Delta, ToolCall, close_stream
 
@@ -126,9 +127,7 @@ async def _sse_chunks(first: Delta, stream: AsyncIterator[Delta], head: dict[str
                                             pending.logprobs)])
             pending = await anext(stream, None)
     except AssistantError as exc:
-        payload = {"error": {"message": exc.message, "type": "server_error",
-                             "code": "stream_error"}}
-        yield f"data: {json.dumps(payload)}\n\n".encode()
+        yield f"data: {json.dumps(stream_error(exc))}\n\n".encode()
     finally:
         await close_stream(stream)
     if options.include_usage:
@@ -136,12 +135,22 @@ async def _sse_chunks(first: Delta, stream: AsyncIterator[Delta], head: dict[str
     yield b"data: [DONE]\n\n"
 
 
+def stream_error(exc: AssistantError) -> dict[str, Any]:
+    """The chunk that ends a stream ``exc`` broke: code ``stream_error``, as clients know it,
+    with the HTTP ``status`` the error stands for (503: worth retrying) and its
+    ``retry_after`` (seconds), since the 200 was sent before it happened."""
+    status, _, headers = http_error(exc)
+    error: dict[str, Any] = {"message": exc.message, "type": "server_error",
+                             "code": "stream_error", "status": status}
+    if "Retry-After" in headers:
+        error["retry_after"] = int(headers["Retry-After"])
+    return {"error": error}
+
+
 def finish_reason(last: Delta, called: bool = False) -> str:
     if last.finish_reason in ("length", "content_filter"):  # content_filter: a guard's doing
         return last.finish_reason
     return "tool_calls" if called else "stop"
-
-
 
 
 def usage(replies: list[Gathered]) -> dict[str, int]:

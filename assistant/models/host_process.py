@@ -163,8 +163,13 @@ class HostProcess:
     async def _send(self, message: dict[str, Any]) -> None:
         await self._ensure_started()
         assert self._proc is not None and self._proc.stdin is not None
-        self._proc.stdin.write(json.dumps(message).encode() + b"\n")
-        await self._proc.stdin.drain()
+        try:
+            self._proc.stdin.write(json.dumps(message).encode() + b"\n")
+            await self._proc.stdin.drain()
+        except ConnectionError:
+            # Killed before its reader saw it end (or just after it started): the request
+            # failed as one in flight would, not with a pipe error (a 500 before).
+            raise host_error(_EOF["error"]) from None
 
     async def call(self, op: str, *, cancellable: bool = False, **fields: Any) -> dict[str, Any]:
         """Send one request and wait for its one reply. ``cancellable``: when the caller stops

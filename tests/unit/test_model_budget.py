@@ -13,6 +13,8 @@ import pytest
 from assistant.config import load_settings
 from assistant.daemon.model_manager import ModelManager
 from assistant.daemon.status import Access, DaemonStatus
+from assistant.error_codes import http_error
+from assistant.errors import MemoryBudgetFull
 from assistant.models import footprint, registry
 from assistant.models.gguf import read_gguf
 from tests.conftest import TEST_MODELS_DIR
@@ -81,16 +83,18 @@ def build_chat(path: Path) -> Path:
     return path
 
 
-def manager(tmp_path: Path, budget_mb: int, parallel: int = 1,
-            state_ram_mb: int = 0) -> tuple[ModelManager, list[dict[str, Any]]]:
-    """Models "a" and "b" (128 MiB of KV cache each a sequence: context 256), and the
+def manager(tmp_path: Path, budget_mb: int, parallel: int = 1, state_ram_mb: int = 0,
+            names: tuple[str, ...] = ("a", "b"), pinned: tuple[str, ...] = (),
+            ) -> tuple[ModelManager, list[dict[str, Any]]]:
+    """Models ``names`` (128 MiB of KV cache each a sequence: context 256), and the
     requests their model host was sent."""
     settings = load_settings({
         "paths": {"models_dir": str(tmp_path / "models")},
         "models": {"context_length": 256, "memory_budget_mb": budget_mb,
-                   "parallel": parallel, "state_ram_mb": state_ram_mb},
+                   "parallel": parallel, "state_ram_mb": state_ram_mb,
+                   "pinned": list(pinned)},
     })
-    for name in ("a", "b"):
+    for name in names:
         registry.add(settings, build_chat(tmp_path / f"{name}.gguf"), name=name)
     models = ModelManager(settings)
     sent: list[dict[str, Any]] = []
@@ -133,3 +137,59 @@ async def test_a_chat_model_is_loaded_for_parallel_sequences_and_says_what_it_ta
     health = DaemonStatus(models, tmp_path / "s.sock", Access()).health()
     assert health["memory"] == {"a": size + 576 * MIB}
     assert registry.describe(models.settings, "a")["memory"] == memory
+
+
+# -- pinned models ------------------------------------------------------------------------------
+
+def unloaded(sent: list[dict[str, Any]]) -> list[str]:
+    return [r["model"] for r in sent if r["op"] == "unload"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("how", ["keep_alive", "config"])
+async def test_a_pinned_model_is_never_evicted_the_next_least_recently_used_is(
+        tmp_path: Path, how: str) -> None:
+    # Two of the three fit in 300 MiB; "a", pinned, is the least recently used.
+    models, sent = manager(tmp_path, 300, names=("a", "b", "c"),
+                           pinned=("a",) if how == "config" else ())
+    await models.load("a", keep_alive=-1 if how == "keep_alive" else None)
+    await models.load("b")
+    await models.load("c")
+    assert set(models.resident) == {"a", "c"} and unloaded(sent) == ["b"]
+    pinned = {m["name"]: (m["pinned"], m["keep_alive"]) for m in models.status()}
+    assert pinned == {"a": (True, -1), "c": (False, 1800)}
+
+
+@pytest.mark.asyncio
+async def test_a_load_that_cannot_fit_beside_the_pinned_models_is_refused_naming_them(
+        tmp_path: Path) -> None:
+    models, sent = manager(tmp_path, 300, names=("a", "b", "c"), pinned=("a", "b"))
+    await models.load("a")
+    await models.load("b")
+    with pytest.raises(MemoryBudgetFull) as refused:
+        await models.load("c")
+    assert "pinned models (a, b)" in refused.value.message
+    assert "c" not in models.resident and unloaded(sent) == []
+    assert not any(r["op"] == "load" and r["model"] == "c" for r in sent)
+    status, body, headers = http_error(refused.value)
+    assert (status, body["error"]["code"], headers) == (503, "memory_budget_full", {})
+
+
+@pytest.mark.asyncio
+async def test_loading_again_with_a_keep_alive_unpins_as_in_ollama(tmp_path: Path) -> None:
+    models, sent = manager(tmp_path, 300, names=("a", "b", "c"))
+    await models.load("a", keep_alive=-1)
+    await models.load("a", keep_alive=60)  # the last keep_alive wins
+    await models.load("b")
+    await models.load("c")
+    assert set(models.resident) == {"b", "c"} and unloaded(sent) == ["a"]
+
+
+@pytest.mark.asyncio
+async def test_busy_models_are_not_evicted_and_the_load_goes_ahead_over_budget(
+        tmp_path: Path) -> None:
+    models, sent = manager(tmp_path, 300, names=("a", "b", "c"), pinned=("a",))
+    await models.load("a")
+    (await models.load("b")).in_use = 1  # mid-reply
+    await models.load("c")
+    assert set(models.resident) == {"a", "b", "c"} and unloaded(sent) == []

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from assistant import hookimpl
 from assistant.breaker import Breaker, fault_of
 from assistant.config import PluginsSettings, load_settings
-from assistant.daemon.model_manager import _request_error
+from assistant.daemon.host_requests import request_error
 from assistant.documents.reader import DocumentError
 from assistant.error_codes import http_error
 from assistant.errors import (
@@ -507,7 +507,7 @@ def test_cooldown_zero_gives_no_retry_after_and_cooldown_is_capped() -> None:
 
 
 def test_a_model_host_crash_is_a_503_worth_retrying_at_once() -> None:
-    error = _request_error("m", HostError("HostCrashed", "the model host stopped"))
+    error = request_error("m", HostError("HostCrashed", "the model host stopped"))
     assert isinstance(error, HostStopped) and fault_of(error) == "infrastructure"
     status, _, headers = http_error(error)
     assert status == 503 and headers["Retry-After"] == "1"
