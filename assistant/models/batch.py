@@ -1,8 +1,10 @@
 """Continuous batching: up to ``parallel`` sequences of one chat model decode in one context.
 
-One scheduler thread owns the llama.cpp context. Each request runs on its own thread: it takes a
-:class:`Slot` (a sequence id of the context, with the tokens its KV cache holds), starts a
-:class:`Job` on it, and reads the job's tokens as they come. Every step of the scheduler is one
+The process's compute thread (:mod:`assistant.models.compute`) alone touches the llama.cpp
+context. Each request runs on its own thread: it takes a :class:`Slot` (a sequence id of the
+context, with the tokens its KV cache holds), starts a :class:`Job` on it, and reads the job's
+tokens as they come; taking, starting, stopping and letting go are commands the compute thread
+runs between two steps. Every step of the engine is one
 ``llama_decode`` of a batch holding the next token of every sequence that is generating and, in
 the room left, a chunk of the prompt of every sequence that is reading one; a new request joins
 the running batch at the next step. While others generate, a prompt is read in chunks of
@@ -10,17 +12,16 @@ the running batch at the next step. While others generate, a prompt is read in c
 
 Each job samples with its own chain (temperature, top_p, seed, penalties, grammar, logit bias:
 llama.cpp's samplers, made per request), stops at its own limit and end of generation, and is
-cancelled on its own. The scheduler feeds each sampled token back at once, so a stream never
+cancelled on its own. The engine feeds each sampled token back at once, so a stream never
 waits for its request thread; a job its reader stopped (a stop string, a call found) leaves the
 batch at the next step. The KV cache of a slot always holds exactly ``slot.tokens``: the next
 request on it reuses their longest common prefix with its prompt, and a saved state of a
 conversation (:class:`~assistant.models.kv_cache.StateCache`) is restored into a free slot when it
-shares more. The context and the state cache are only touched under :attr:`Engine.lock`.
+shares more. The context and the state cache are only touched on the compute thread.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import queue
 import sys
@@ -28,7 +29,6 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,7 @@ import llama_cpp
 import numpy as np
 
 from assistant.models.abort import Abort
+from assistant.models.compute import compute_thread
 from assistant.models.kv_cache import StateCache, common_prefix
 
 # Restoring a saved state pays off once it spares this many tokens over a live sequence.
@@ -45,21 +46,9 @@ MIN_SAVED_TOKENS = 64
 # Prompt tokens read per step while other sequences generate: each step costs them a token's
 # wait, so a long prompt is read in pieces that keep their streams going.
 BUSY_CHUNK = 128
-# A sequence's state is saved when the scheduler has been idle this long (seconds), when its
+# A sequence's state is saved when the engine has been idle this long (seconds), when its
 # slot goes to another conversation, and at the end: never between a reply and its follow-up.
 IDLE_SAVE = 1.0
-
-# Every llama_decode of the process runs on this one thread. llama.cpp's CPU code computes a
-# graph on an OpenMP team of the calling thread; libgomp gives each calling thread a team of its
-# own, and once a process has more OpenMP threads than CPUs it stops spinning between graph
-# nodes and sleeps instead (its throttled spin count). With a scheduler thread per loaded model,
-# two models loaded made decoding run at 0.66-0.69x the raw library (qwen 0.5B, 2 cores).
-_COMPUTE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-compute")
-
-
-def _decode(ctx: Any, batch: Any) -> int:
-    return int(_COMPUTE.submit(llama_cpp.llama_decode, ctx, batch).result())
-
 
 # What a job reports to its reader: ("read", kept, evaluated, complete), ("token", id, logprob
 # item or None), ("end", reason) with reason eog, limit, full or cancelled, ("error", exception).
@@ -116,47 +105,46 @@ class Engine:
         self.states = states
         self.slots = [Slot(seq) for seq in range(parallel)]
         self.jobs: list[Job] = []
-        self.lock = threading.RLock()
-        self.changed = threading.Condition(self.lock)
-        # Request threads waiting for the lock: the scheduler lets them in between steps (a
-        # lock is not fair, and it would take it back at once while replies run).
-        self._waiting = 0
-        self._count = threading.Lock()
-        # The state cache and the buffer states are copied out into, also used outside
-        # self.lock; taken after self.lock, never before it.
-        self._states_lock = threading.RLock()
+        self._freed = threading.Event()  # a slot was let go
         self._spare = (ctypes.c_uint8 * 0)()  # reused: a fresh buffer of tens of MB is slow
         self.stopping = False  # the host is shutting down: every job ends as cancelled
         self._abort = Abort(self.ctx)
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self._partial = not (llm._is_recurrent or llm._is_hybrid)  # can drop part of a seq
-        self._closed = False
-        self._thread = threading.Thread(target=self._loop, name="batch", daemon=True)
-        self._thread.start()
+        self._compute = compute_thread()
+        self._compute.call(self._compute.engines.append, self)
 
     # -- slots -------------------------------------------------------------------------------
 
     def acquire(self, prompt: list[int], tag: str, cancelled: Callable[[], bool]) -> Slot | None:
         """A free slot, made the best start for ``prompt``; None if cancelled while waiting."""
-        with self.turn():
-            while not (free := [s for s in self.slots if not s.busy]) or self.stopping:
-                if cancelled() or self.stopping:
-                    return None
-                self.changed.wait(0.1)
-            slot = self._choose(free, prompt, tag)
-            slot.busy, slot.forgotten, slot.tag = True, False, tag
-            return slot
+        while True:
+            self._freed.clear()
+            slot = self._compute.call(self._take, prompt, tag)
+            if slot is not None or cancelled() or self.stopping:
+                return slot
+            self._freed.wait(0.1)
+
+    def _take(self, prompt: list[int], tag: str) -> Slot | None:
+        free = [s for s in self.slots if not s.busy]
+        if not free or self.stopping:
+            return None
+        slot = self._choose(free, prompt, tag)
+        slot.busy, slot.forgotten, slot.tag = True, False, tag
+        return slot
 
     def release(self, slot: Slot) -> None:
         """The request is done with ``slot``. Its sequence stays as it is for the
         conversation's next turn; its state is saved later (see :data:`IDLE_SAVE`)."""
-        with self.turn():
-            self.jobs = [j for j in self.jobs if j.slot is not slot]
-            if slot.forgotten:
-                self._clear(slot)
-                slot.tag = ""
-            slot.busy, slot.used = False, time.monotonic()
-            self.changed.notify_all()
+        self._compute.call(self._release, slot)
+
+    def _release(self, slot: Slot) -> None:
+        self.jobs = [j for j in self.jobs if j.slot is not slot]
+        if slot.forgotten:
+            self._clear(slot)
+            slot.tag = ""
+        slot.busy, slot.used = False, time.monotonic()
+        self._freed.set()
 
     def _choose(self, free: list[Slot], prompt: list[int], tag: str) -> Slot:
         wanted = np.array(prompt, dtype=np.int32)
@@ -166,17 +154,16 @@ class Engine:
         # Past that, a saved state may beat the live sequence (not when this is the follow-up
         # of the reply just sent: then nothing is looked up).
         if n + MIN_REUSE_GAIN <= len(prompt):
-            with self._states_lock:
-                entry, length = self.states.best(wanted)
-                if entry is not None and length >= n + MIN_REUSE_GAIN:
-                    target = self._vacant(free)
-                    data = self.states.load(entry)
-                    if data is not None and self._restore(target, entry.tokens, data):
-                        self.states.touch(entry)
-                        self.states.hits += 1
-                        return target
-                if n < MIN_REUSE_GAIN and len(prompt) >= MIN_SAVED_TOKENS:
-                    self.states.misses += 1
+            entry, length = self.states.best(wanted)
+            if entry is not None and length >= n + MIN_REUSE_GAIN:
+                target = self._vacant(free)
+                data = self.states.load(entry)
+                if data is not None and self._restore(target, entry.tokens, data):
+                    self.states.touch(entry)
+                    self.states.hits += 1
+                    return target
+            if n < MIN_REUSE_GAIN and len(prompt) >= MIN_SAVED_TOKENS:
+                self.states.misses += 1
         if not n:  # nothing to reuse
             target = self._vacant(free)
             self.save(target)  # the conversation it held
@@ -225,8 +212,7 @@ class Engine:
         slot.tokens, slot.dirty = [], False
 
     def _state(self, slot: Slot) -> tuple[np.ndarray, memoryview, str] | None:
-        """``slot``'s KV state to save (tokens, state, tag), copied out under both locks into
-        the spare buffer, which stays the caller's until it lets the state cache's lock go;
+        """``slot``'s KV state to save (tokens, state, tag), copied out into the spare buffer;
         None when there is nothing worth saving."""
         n = len(slot.tokens)
         if not slot.dirty or n < MIN_SAVED_TOKENS or slot.forgotten:
@@ -246,57 +232,39 @@ class Engine:
 
     def save(self, slot: Slot) -> None:
         """Keep ``slot``'s KV state (RAM, then disk) so that a return to it is cheap."""
-        with self.lock, self._states_lock:
-            state = self._state(slot)
-            if state is not None:
-                self.states.put(*state)
+        state = self._state(slot)
+        if state is not None:
+            self.states.put(*state)
 
-    def _save_idle(self) -> None:
-        """Save the state of one sequence no request holds, the latest used first; the scheduler
-        holds the lock and lets it go while the state is written."""
+    def idle(self) -> None:
+        """Save the state of one sequence no request holds, the latest used first."""
         unsaved = [s for s in self.slots if s.dirty and not s.busy]
         if not unsaved:
             return
         slot = max(unsaved, key=lambda s: s.used)
-        released = False
-        try:
-            with self._states_lock:
-                state = self._state(slot)
-                if state is None:
-                    slot.dirty = False  # not worth saving (too short, or not exact)
-                    return
-                self.lock.release()  # the copy is out: requests may go on while it is written
-                released = True
-                self.states.put(*state)
-        finally:
-            # Taken back only once the state cache's lock is let go: a request holding this
-            # lock may be waiting for that one (to save a slot before it takes it).
-            if released:
-                self.lock.acquire()
+        state = self._state(slot)
+        if state is None:
+            slot.dirty = False  # not worth saving (too short, or not exact)
+            return
+        self.states.put(*state)
+
+    def pause(self) -> float | None:
+        return IDLE_SAVE if any(s.dirty and not s.busy for s in self.slots) else None
 
     def forget(self, tag: str) -> int:
         """Drop conversation ``tag``'s saved states and the slots that hold it."""
-        with self.turn():
-            with self._states_lock:
-                removed = self.states.forget(tag)
-            for slot in self.slots:
-                if tag and slot.tag == tag:
-                    if slot.busy:
-                        slot.forgotten = True
-                    else:
-                        self._clear(slot)
-                        slot.tag = ""
-            return removed
+        return self._compute.call(self._forget, tag)
 
-    @contextlib.contextmanager
-    def turn(self) -> Iterator[None]:
-        """The lock, for a request thread: the scheduler lets it in at the next step."""
-        with self._count:
-            self._waiting += 1
-        with self.changed:
-            with self._count:
-                self._waiting -= 1
-            yield
+    def _forget(self, tag: str) -> int:
+        removed = self.states.forget(tag)
+        for slot in self.slots:
+            if tag and slot.tag == tag:
+                if slot.busy:
+                    slot.forgotten = True
+                else:
+                    self._clear(slot)
+                    slot.tag = ""
+        return removed
 
     # -- generation --------------------------------------------------------------------------
 
@@ -307,14 +275,7 @@ class Engine:
         ``limit`` tokens with ``sampler``: the job's events, until its end. Closing the
         iterator stops the job."""
         job = Job(slot, sampler, max(1, limit), cancelled, logprob)
-        with self.turn():
-            self.jobs = [j for j in self.jobs if j.slot is not slot]
-            if self.stopping:
-                job.end("cancelled")
-            else:
-                self._start(job, prompt)
-                self.jobs.append(job)
-            self.changed.notify_all()
+        self._compute.call(self._start, job, prompt)
         try:
             while True:
                 event = job.out.get()
@@ -322,12 +283,18 @@ class Engine:
                 if event[0] in {"end", "error"}:
                     return
         finally:
-            with self.turn():  # the scheduler samples only under the lock: after this, never
-                job.stopped = True
-                if job in self.jobs:
-                    self.jobs.remove(job)
+            self._compute.call(self._stop, job)  # samples no more once this returns
+
+    def _stop(self, job: Job) -> None:
+        job.stopped = True
+        if job in self.jobs:
+            self.jobs.remove(job)
 
     def _start(self, job: Job, prompt: list[int]) -> None:
+        self.jobs = [j for j in self.jobs if j.slot is not job.slot]
+        if self.stopping:
+            job.end("cancelled")
+            return
         slot = job.slot
         n = len(prompt)
         if not n:
@@ -341,25 +308,19 @@ class Engine:
                 start = 0
             slot.tokens = slot.tokens[:start]
         job.kept, job.pending = start, list(prompt[start:])
+        self.jobs.append(job)
 
-    def _loop(self) -> None:
-        while True:
-            with self.changed:
-                while not self._closed and not any(j.pending for j in self.jobs):
-                    unsaved = any(s.dirty and not s.busy for s in self.slots)
-                    if not self.changed.wait(IDLE_SAVE if unsaved else None):
-                        self._save_idle()  # idle for IDLE_SAVE: keep one conversation's state
-                if self._closed:
-                    return
-                try:
-                    self._step()
-                except Exception as exc:  # a bug must end the jobs, not the scheduler
-                    traceback.print_exc(file=sys.stderr)
-                    for job in self.jobs:
-                        job.fail(exc)
-                    self.jobs = []
-            if self._waiting:  # out of the lock for a moment: a request thread takes it
-                time.sleep(0.0005)
+    def working(self) -> bool:
+        return any(j.pending for j in self.jobs)
+
+    def step(self) -> None:
+        try:
+            self._step()
+        except Exception as exc:  # a bug must end the jobs, not the compute thread
+            traceback.print_exc(file=sys.stderr)
+            for job in self.jobs:
+                job.fail(exc)
+            self.jobs = []
 
     def _step(self) -> None:
         """One decode: every generating job's next token, and prompt chunks in the room left."""
@@ -382,10 +343,10 @@ class Engine:
             return
         rows = self._fill(plan)
         if generating or not self._partial:  # a recurrent model cannot drop half a batch
-            code = _decode(self.ctx, self._batch)
+            code = llama_cpp.llama_decode(self.ctx, self._batch)
         else:  # only prompts: a cancel may stop the read inside this batch
             with self._abort.armed(lambda: self.stopping or all(j.cancelled() for j, _ in plan)):
-                code = _decode(self.ctx, self._batch)
+                code = llama_cpp.llama_decode(self.ctx, self._batch)
         if code != 0:
             self._failed(plan, code)
             return
@@ -462,21 +423,27 @@ class Engine:
         every sequence's state, and stop. False if a request still held a slot after
         ``timeout``: the context must then be left alone, not freed."""
         deadline = time.monotonic() + timeout
-        with self.turn():
-            self.stopping = True
-            for job in self.jobs:
-                job.end("cancelled")
-            self.jobs = []
-            while any(s.busy for s in self.slots) and time.monotonic() < deadline:
-                self.changed.wait(0.1)
+        self._compute.call(self._end_jobs)
+        while True:
+            self._freed.clear()
             idle = not any(s.busy for s in self.slots)
-            if idle:
-                for slot in self.slots:
-                    self.save(slot)
-            self._closed = True
-            self.changed.notify_all()
-        self._thread.join(timeout=10)
+            if idle or time.monotonic() >= deadline:
+                break
+            self._freed.wait(0.1)
+        self._compute.call(self._leave, idle)
         self._abort.close()
         if idle:
             llama_cpp.llama_batch_free(self._batch)
         return idle
+
+    def _end_jobs(self) -> None:
+        self.stopping = True
+        for job in self.jobs:
+            job.end("cancelled")
+        self.jobs = []
+
+    def _leave(self, idle: bool) -> None:
+        if idle:
+            for slot in self.slots:
+                self.save(slot)
+        self._compute.engines.remove(self)

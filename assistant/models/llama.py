@@ -56,8 +56,8 @@ class LlamaRunner:
         states = StateCache(Path(state_dir) / scope if state_dir else None,
                             state_ram_bytes, state_disk_bytes)
         self.engine = Engine(self.llm, self.parallel, self.n_ctx, states)
-        # The chain takes the Llama's seed as it is made. Not the engine's lock: the scheduler
-        # holds that through every decode step, and a new request would wait for a gap.
+        # The chain takes the Llama's seed as it is made, on the request's thread: not a
+        # command to the compute thread, which would make a new request wait for a step's end.
         self._seeding = threading.Lock()
 
     def _widen(self) -> None:

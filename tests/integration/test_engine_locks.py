@@ -1,5 +1,6 @@
-"""The batching engine's two locks (the context's, the saved states') under the real runner and
-smollm2-135m, run in a process of its own (llama.cpp in the test process would outlive it)."""
+"""The batching engine saving states (an idle save, a request taking a sequence) under the real
+runner and smollm2-135m, run in a process of its own (llama.cpp in the test process would
+outlive it)."""
 
 from __future__ import annotations
 
