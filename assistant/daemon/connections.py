@@ -133,6 +133,14 @@ class ConnectionBudget:
         """Count ``conn`` in (``peer`` is its address, None for the Unix socket), closing
         another connection if its budget is full; False when it must be refused instead.
         ``sent``: its client has sent its request already (see :meth:`_victim`)."""
+        if not self.make_room(peer, sent):
+            return False
+        self.add(conn, peer)
+        return True
+
+    def make_room(self, peer: str | None, sent: bool = False) -> bool:
+        """Room for one more connection from ``peer``, closing others if need be; False (and
+        counted as refused) when there is none to close."""
         if peer is None:
             pools = [(self._unix, self.limits.unix)]
         else:
@@ -148,6 +156,10 @@ class ConnectionBudget:
                 self.release(victim)
                 victim.evict()
                 self.evicted += 1
+        return True
+
+    def add(self, conn: Connection, peer: str | None) -> None:
+        """Count ``conn`` in, once :meth:`make_room` has made room for it."""
         self._where[conn] = peer
         self._opened[conn] = time.monotonic()
         if peer is None:
@@ -156,7 +168,6 @@ class ConnectionBudget:
             self._tcp[conn] = None
             self._peers.setdefault(peer, {})[conn] = None
         self._report()
-        return True
 
     def linger(self, conn: Connection) -> bool:
         """Let refused ``conn`` stay open until its client has read the refusal; False when
@@ -208,15 +219,19 @@ class ConnectionBudget:
         one has sent nothing: then the oldest such one is closed. A flood of silent
         connections so cannot keep a client with a request out, and a client's own new
         connection is closed only for one that shows a request sooner."""
+        # The pool is in the order connections opened: the first unauthenticated one is the
+        # oldest, and when it is young, so are all after it (a flood's newcomer stops here).
         young = time.monotonic() - self.grace_s
-        idle, waiting, silent = None, False, None
+        idle, waiting = None, False
         for conn in pool:
             if not conn.authenticated:
-                if self._opened.get(conn, 0.0) <= young:
+                if not waiting and self._opened.get(conn, 0.0) <= young:
                     return conn
+                if not sent:
+                    return None
                 waiting = True
-                if sent and silent is None and conn.silent:
-                    silent = conn
+                if conn.silent:
+                    return conn
             elif idle is None and not conn.busy:
                 idle = conn
-        return silent if waiting else idle
+        return None if waiting else idle
