@@ -20,7 +20,7 @@ from typing import Any
 
 IDLE_S = 60.0
 
-Job = Callable[[], None]
+Job = Callable[[], Callable[[], None]]  # runs the call, returns how to deliver its outcome
 
 
 class _Worker:
@@ -37,8 +37,12 @@ class _Worker:
                 if self.pool.retire(self):
                     return
                 continue  # a call took this thread just now: its job is on the way
-            job()
+            deliver = job()
+            # Idle before the caller hears back: its next call finds this thread.
             self.pool.rest(self)
+            deliver()
+            del job, deliver  # an idle thread holds nothing of the last call
+            threading.current_thread().name = "hook"
 
 
 class HookThreads:
@@ -53,8 +57,10 @@ class HookThreads:
     def idle(self) -> int:
         return len(self._idle)
 
-    def call(self, function: Callable[..., Any], kwargs: dict[str, Any]) -> asyncio.Future[Any]:
-        """A future (of the running loop) of ``function(**kwargs)``, run on a hook thread."""
+    def call(self, function: Callable[..., Any], kwargs: dict[str, Any], name: str = "",
+             ) -> asyncio.Future[Any]:
+        """A future (of the running loop) of ``function(**kwargs)``, run on a hook thread
+        (named ``hook NAME`` while it runs, for stack dumps)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
 
@@ -66,16 +72,21 @@ class HookThreads:
             else:
                 future.set_result(result)
 
-        def job() -> None:
+        def job() -> Callable[[], None]:
+            threading.current_thread().name = f"hook {name}"
             try:
                 result = function(**kwargs)
             except BaseException as exc:  # handed to the awaiting side, which decides
                 outcome: tuple[Any, BaseException | None] = (None, exc)
             else:
                 outcome = (result, None)
-            # RuntimeError: the loop closed while the hook ran late; nobody waits any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(settle, *outcome)
+
+            def deliver() -> None:
+                # RuntimeError: the loop closed while the hook ran late; nobody waits now.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(settle, *outcome)
+
+            return deliver
 
         with self._lock:
             worker = self._idle.pop() if self._idle else None

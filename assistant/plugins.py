@@ -425,7 +425,7 @@ class PluginHost:
             if inspect.iscoroutinefunction(function):
                 result = await asyncio.wait_for(function(**kwargs), timeout)
             else:
-                result = await asyncio.wait_for(self.threads.call(function, kwargs), timeout)
+                result = await asyncio.wait_for(self.threads.call(function, kwargs, hook), timeout)
                 if inspect.isawaitable(result):
                     result = await asyncio.wait_for(result, max(deadline - loop.time(), 0))
         except TimeoutError:

@@ -29,8 +29,9 @@ from typing import Protocol
 
 log = logging.getLogger("assistant.daemon")
 
-# Connections asyncio accepts from one listener in one turn of the loop, before any of them is
-# counted: it is also the listen backlog uvicorn gives each socket.
+# The listen backlog uvicorn gives each socket, and what asyncio accepts from the Unix socket in
+# one turn of the loop before any is counted. (TCP connections are counted as they are accepted,
+# by assistant.daemon.acceptor, 64 a turn, with up to 64 more waiting in its lobby: far less.)
 ACCEPT_BATCH = 512
 # Descriptors beside the connections: the database, model and document files, the model host's
 # pipes, logs, the listeners themselves.
@@ -138,9 +139,10 @@ class ConnectionBudget:
         self.add(conn, peer)
         return True
 
-    def make_room(self, peer: str | None, sent: bool = False) -> bool:
-        """Room for one more connection from ``peer``, closing others if need be; False (and
-        counted as refused) when there is none to close."""
+    def make_room(self, peer: str | None, sent: bool = False, count: bool = True) -> bool:
+        """Room for one more connection from ``peer``, closing others if need be; False when
+        there is none to close (counted as a refusal unless ``count`` is False: the caller
+        decides later, and calls :meth:`refuse` if it refuses)."""
         if peer is None:
             pools = [(self._unix, self.limits.unix)]
         else:
@@ -150,13 +152,18 @@ class ConnectionBudget:
             while len(pool) >= limit:
                 victim = self._victim(pool, sent)
                 if victim is None:
-                    self.refused += 1
-                    self._report()
+                    if count:
+                        self.refuse()
                     return False
                 self.release(victim)
                 victim.evict()
                 self.evicted += 1
         return True
+
+    def refuse(self) -> None:
+        """Count a connection refused for want of room."""
+        self.refused += 1
+        self._report()
 
     def add(self, conn: Connection, peer: str | None) -> None:
         """Count ``conn`` in, once :meth:`make_room` has made room for it."""

@@ -98,6 +98,11 @@ class GuardedH11Protocol(H11Protocol):
     def silent(self) -> bool:
         return not self._heard and pending_bytes(self._sock) == 0
 
+    def accepted(self, sock: socket.socket) -> None:
+        """Its socket, known before the connection is made (the acceptor counts it in the
+        budget at once): until then ``silent`` reads what has arrived on it."""
+        self._sock = sock
+
     def _authenticated(self) -> None:
         self.authenticated = True
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from typing import Any, cast
 
 from assistant.daemon import acceptor
 from assistant.daemon.acceptor import Acceptor
 from assistant.daemon.connections import ConnectionBudget, ConnectionLimits
+from assistant.daemon.protocol import pending_bytes
 
 
 class Probe(asyncio.Protocol):
@@ -26,12 +28,20 @@ class Probe(asyncio.Protocol):
         self.budget = budget
         self.made = made
         self.heard = False
+        self.sock: socket.socket | None = None
         self.transport: asyncio.Transport | None = None
         self.evicted = False
+        self.shut = False
+
+    def accepted(self, sock: socket.socket) -> None:
+        self.sock = sock
 
     @property
     def silent(self) -> bool:
-        return not self.heard
+        return not self.heard and pending_bytes(self.sock) == 0
+
+    def shutdown(self) -> None:
+        self.shut = True
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -54,16 +64,18 @@ class Probe(asyncio.Protocol):
         self.budget.release(self)
 
 
-async def _serve(limits: ConnectionLimits) -> tuple[Acceptor, list[Probe], int, socket.socket]:
+async def _serve(limits: ConnectionLimits, listener: socket.socket | None = None,
+                 ) -> tuple[Acceptor, list[Probe], int, asyncio.Server]:
+    """An asyncio server on a new listener (or ``listener``), handed to an Acceptor as the
+    daemon's server does; every connection stays young (no grace runs out)."""
     loop = asyncio.get_running_loop()
-    budget = ConnectionBudget(limits, grace_s=60)  # every connection stays young
+    budget = ConnectionBudget(limits, grace_s=60)
     made: list[Probe] = []
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.setblocking(False)
-    server = Acceptor(loop, listener, budget, cast(Any, lambda: Probe(budget, made)))
-    loop.add_reader(listener.fileno(), lambda: None)  # as asyncio's own server leaves it
-    server.start()
-    return server, made, listener.getsockname()[1], listener
+    listener = listener or socket.create_server(("127.0.0.1", 0))
+    server = await loop.create_server(lambda: Probe(budget, made), sock=listener)
+    acceptor = Acceptor(loop, listener, budget, cast(Any, lambda: Probe(budget, made)))
+    acceptor.start()
+    return acceptor, made, listener.getsockname()[1], server
 
 
 async def _closed(reader: asyncio.StreamReader, within: float) -> bytes:
@@ -84,7 +96,6 @@ def test_a_silent_newcomer_without_room_waits_then_is_closed_unanswered() -> Non
         assert all(not p.evicted for p in made)
         for _, w in [*held, (reader, writer)]:
             w.close()
-        asyncio.get_running_loop().remove_reader(listener.fileno())
         listener.close()
 
     asyncio.run(main())
@@ -106,7 +117,6 @@ def test_a_newcomer_whose_request_arrives_in_the_lobby_is_admitted() -> None:
         assert await _closed(held[0][0], 1) == b""
         for _, w in [*held, (reader, writer)]:
             w.close()
-        asyncio.get_running_loop().remove_reader(listener.fileno())
         listener.close()
 
     asyncio.run(main())
@@ -125,7 +135,48 @@ def test_the_lobby_is_bounded_and_its_oldest_leaves_first(monkeypatch: Any) -> N
         assert await _closed(waiting[0][0], 1) == b""  # the oldest left to make room
         for _, w in [first, *waiting]:
             w.close()
-        asyncio.get_running_loop().remove_reader(listener.fileno())
         listener.close()
+
+    asyncio.run(main())
+
+
+def test_a_newcomer_with_a_request_never_closes_one_whose_request_has_arrived() -> None:
+    """Both requests are in before either connection is accepted (one burst): the second
+    is refused with its 503, the first is not reset to make room for it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    clients = [socket.create_connection(listener.getsockname()) for _ in range(2)]
+    for client in clients:
+        client.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+    time.sleep(0.05)
+
+    async def main() -> list[Probe]:
+        _, made, _, server = await _serve(ConnectionLimits(1, 1, 1), listener)
+        await asyncio.sleep(0.1)
+        server.close()
+        return made
+
+    made = asyncio.run(main())
+    assert [p.admitted for p in made] == [True, False]
+    assert not made[0].evicted
+    clients[1].settimeout(2)
+    assert clients[1].recv(16) == b"503"
+    for client in clients:
+        client.close()
+
+
+def test_closed_it_takes_nothing_more_in_and_empties_its_lobby() -> None:
+    async def main() -> None:
+        acceptor, made, port, server = await _serve(ConnectionLimits(1, 1, 1))
+        held = await asyncio.open_connection("127.0.0.1", port)
+        waiting = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.sleep(0.05)
+        assert len(acceptor._lobby) == 1
+        acceptor.close()
+        server.close()
+        assert not acceptor._lobby
+        assert await _closed(waiting[0], 1) == b""
+        assert len(made) == 1
+        for _, w in (held, waiting):
+            w.close()
 
     asyncio.run(main())
