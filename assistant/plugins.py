@@ -16,10 +16,8 @@ infrastructure's). Strict mode makes a plugin that fails to load, or a hook that
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
-import threading
 import traceback
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import asdict, dataclass, field
@@ -33,6 +31,7 @@ from assistant.breaker import Breaker, Ticket, fault_of
 from assistant.config import PluginsSettings, Settings
 from assistant.errors import HookTimeout, PluginError, RequestError, SkillUnavailable
 from assistant.guards import Guard
+from assistant.hook_threads import HookThreads
 from assistant.models.backend import Backend
 from assistant.skills import Done, ErrorEvent, Event, Skill, SkillContext, Turn, execute
 
@@ -122,6 +121,7 @@ class PluginHost:
         self.hook_breakers: dict[tuple[str, str], Breaker] = {}  # per (plugin, hook)
         self.backend_breakers: dict[str, Breaker] = {}  # per plugin: reports, never gates
         self.entry_points_loaded = False
+        self.threads = HookThreads()  # where sync hooks run
 
     # -- loading -------------------------------------------------------------------------
 
@@ -415,9 +415,9 @@ class PluginHost:
         under ``hook_timeout``: its result and None, or None and the notice saying that it
         raised or ran late (counted against that hook's breaker).
 
-        A sync function runs on a daemon thread of its own: one that never returns cannot
-        stall the event loop, nor hold a pool's thread others wait for, nor the exit; it is
-        left behind. An awaitable it returns is awaited in the time left."""
+        A sync function runs on a hook thread (:mod:`assistant.hook_threads`): one that never
+        returns cannot stall the event loop, nor hold a thread others wait for, nor the exit;
+        it is left behind. An awaitable it returns is awaited in the time left."""
         timeout = self.settings.hook_timeout
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -425,7 +425,7 @@ class PluginHost:
             if inspect.iscoroutinefunction(function):
                 result = await asyncio.wait_for(function(**kwargs), timeout)
             else:
-                result = await asyncio.wait_for(_on_thread(function, kwargs, hook), timeout)
+                result = await asyncio.wait_for(self.threads.call(function, kwargs, hook), timeout)
                 if inspect.isawaitable(result):
                     result = await asyncio.wait_for(result, max(deadline - loop.time(), 0))
         except TimeoutError:
@@ -567,39 +567,6 @@ class PluginHost:
             if models is not None:
                 info.health["models"] = models.to_dict()
         return sorted(self.plugins.values(), key=lambda p: (not p.bundled, p.name))
-
-
-def _on_thread(function: Callable[..., Any], kwargs: dict[str, Any], name: str,
-               ) -> asyncio.Future[Any]:
-    """A future of ``function(**kwargs)`` run on a new daemon thread."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-
-    def settle(result: Any, exc: BaseException | None) -> None:
-        if future.done():  # left behind by the timeout
-            return
-        if exc is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
-
-    def run() -> None:
-        try:
-            result = function(**kwargs)
-        except BaseException as exc:  # handed to the awaiting side, which decides
-            _settle_from_thread(loop, settle, None, exc)
-        else:
-            _settle_from_thread(loop, settle, result, None)
-
-    threading.Thread(target=run, name=f"hook {name}", daemon=True).start()
-    return future
-
-
-def _settle_from_thread(loop: asyncio.AbstractEventLoop, settle: Callable[..., None],
-                        result: Any, exc: BaseException | None) -> None:
-    # RuntimeError: the loop closed while the hook ran late, and nobody waits any more.
-    with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(settle, result, exc)
 
 
 def _traceback(exc: BaseException | None) -> str | None:

@@ -29,8 +29,9 @@ from typing import Protocol
 
 log = logging.getLogger("assistant.daemon")
 
-# Connections asyncio accepts from one listener in one turn of the loop, before any of them is
-# counted: it is also the listen backlog uvicorn gives each socket.
+# The listen backlog uvicorn gives each socket, and what asyncio accepts from the Unix socket in
+# one turn of the loop before any is counted. (TCP connections are counted as they are accepted,
+# by assistant.daemon.acceptor, 64 a turn, with up to 64 more waiting in its lobby: far less.)
 ACCEPT_BATCH = 512
 # Descriptors beside the connections: the database, model and document files, the model host's
 # pipes, logs, the listeners themselves.
@@ -133,6 +134,15 @@ class ConnectionBudget:
         """Count ``conn`` in (``peer`` is its address, None for the Unix socket), closing
         another connection if its budget is full; False when it must be refused instead.
         ``sent``: its client has sent its request already (see :meth:`_victim`)."""
+        if not self.make_room(peer, sent):
+            return False
+        self.add(conn, peer)
+        return True
+
+    def make_room(self, peer: str | None, sent: bool = False, count: bool = True) -> bool:
+        """Room for one more connection from ``peer``, closing others if need be; False when
+        there is none to close (counted as a refusal unless ``count`` is False: the caller
+        decides later, and calls :meth:`refuse` if it refuses)."""
         if peer is None:
             pools = [(self._unix, self.limits.unix)]
         else:
@@ -142,12 +152,21 @@ class ConnectionBudget:
             while len(pool) >= limit:
                 victim = self._victim(pool, sent)
                 if victim is None:
-                    self.refused += 1
-                    self._report()
+                    if count:
+                        self.refuse()
                     return False
                 self.release(victim)
                 victim.evict()
                 self.evicted += 1
+        return True
+
+    def refuse(self) -> None:
+        """Count a connection refused for want of room."""
+        self.refused += 1
+        self._report()
+
+    def add(self, conn: Connection, peer: str | None) -> None:
+        """Count ``conn`` in, once :meth:`make_room` has made room for it."""
         self._where[conn] = peer
         self._opened[conn] = time.monotonic()
         if peer is None:
@@ -156,7 +175,6 @@ class ConnectionBudget:
             self._tcp[conn] = None
             self._peers.setdefault(peer, {})[conn] = None
         self._report()
-        return True
 
     def linger(self, conn: Connection) -> bool:
         """Let refused ``conn`` stay open until its client has read the refusal; False when
@@ -208,15 +226,19 @@ class ConnectionBudget:
         one has sent nothing: then the oldest such one is closed. A flood of silent
         connections so cannot keep a client with a request out, and a client's own new
         connection is closed only for one that shows a request sooner."""
+        # The pool is in the order connections opened: the first unauthenticated one is the
+        # oldest, and when it is young, so are all after it (a flood's newcomer stops here).
         young = time.monotonic() - self.grace_s
-        idle, waiting, silent = None, False, None
+        idle, waiting = None, False
         for conn in pool:
             if not conn.authenticated:
-                if self._opened.get(conn, 0.0) <= young:
+                if not waiting and self._opened.get(conn, 0.0) <= young:
                     return conn
+                if not sent:
+                    return None
                 waiting = True
-                if sent and silent is None and conn.silent:
-                    silent = conn
+                if conn.silent:
+                    return conn
             elif idle is None and not conn.busy:
                 idle = conn
-        return silent if waiting else idle
+        return None if waiting else idle

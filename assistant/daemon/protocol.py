@@ -68,6 +68,9 @@ def guarded_protocol(budget: ConnectionBudget) -> type[GuardedH11Protocol]:
 
 class GuardedH11Protocol(H11Protocol):
     budget: ConnectionBudget | None = None
+    # Decided before the connection was made (TCP: assistant.daemon.acceptor): counted in the
+    # budget (True) or to be refused (False); None: decided in connection_made.
+    admitted: bool | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -76,6 +79,7 @@ class GuardedH11Protocol(H11Protocol):
         self._refused = False
         self._heard = False
         self._sock: socket.socket | None = None
+        self._evicted = False
         self.authenticated = False
         app: ASGIApp = self.app
 
@@ -94,6 +98,11 @@ class GuardedH11Protocol(H11Protocol):
     def silent(self) -> bool:
         return not self._heard and pending_bytes(self._sock) == 0
 
+    def accepted(self, sock: socket.socket) -> None:
+        """Its socket, known before the connection is made (the acceptor counts it in the
+        budget at once): until then ``silent`` reads what has arrived on it."""
+        self._sock = sock
+
     def _authenticated(self) -> None:
         self.authenticated = True
 
@@ -105,7 +114,13 @@ class GuardedH11Protocol(H11Protocol):
             log.warning("refused a connection from another user", extra={"peer_uid": uid})
             transport.abort()
             return
-        if self.budget is not None:
+        if self._evicted:  # closed to make room before its transport was made
+            transport.abort()
+            return
+        if self.admitted is False:
+            self._refuse()
+            return
+        if self.budget is not None and self.admitted is None:
             unix = sock is not None and sock.family == socket.AF_UNIX
             # The Unix socket's peer is its owner: the token is for TCP only.
             self.authenticated = unix
@@ -132,7 +147,9 @@ class GuardedH11Protocol(H11Protocol):
         self._deadline = self.loop.call_later(LINGER_S, self.transport.abort)
 
     def evict(self) -> None:
-        if not self.transport.is_closing():
+        if self.transport is None:
+            self._evicted = True
+        elif not self.transport.is_closing():
             self.transport.abort()
 
     def _arm(self) -> None:

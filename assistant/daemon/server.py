@@ -264,6 +264,35 @@ def _server_class() -> Any:
         """
 
         reloading = False
+        acceptors: tuple[Any, ...] = ()
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            """uvicorn's startup, then the TCP listeners handed to an :class:`Acceptor`
+            each: the connection budget decides before asyncio builds a connection."""
+            from assistant.daemon.acceptor import Acceptor
+
+            self.acceptors = ()
+            await super().startup(sockets)
+            protocol: Any = self.config.http_protocol_class
+            if getattr(protocol, "budget", None) is None:
+                return
+            assert self.config.ssl is None, "the acceptor makes plain connections only"
+
+            def factory() -> Any:
+                return protocol(config=self.config, server_state=self.server_state,
+                                app_state=self.lifespan.state)
+
+            loop = asyncio.get_running_loop()
+            for sock in sockets or []:
+                if sock.family != socket.AF_UNIX:
+                    acceptor = Acceptor(loop, sock, protocol.budget, factory)
+                    acceptor.start()
+                    self.acceptors += (acceptor,)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            for acceptor in self.acceptors:  # before uvicorn shuts the connections it has
+                acceptor.close()
+            await super().shutdown(sockets)
 
         def handle_exit(self, sig: int, frame: Any) -> None:
             if self.reloading:  # stop once in-flight replies finish, and stay stopped

@@ -7,17 +7,22 @@ Unix socket, the owner's chat turns complete, ``/health`` answers within 1 s at 
 percentile, the model host stays under its memory budget, and chat is still available at the
 end (five over-long turns once switched it off until a restart).
 
-Not met yet: on this 2-core machine (shared with other work) ``/health`` took 1.5 s and 1.2 s
-at the 95th percentile in two runs once the embedding jobs were real (0.8 s, and the test
-passed, in a run where a cap refused them all); the owner's turns completed (3 of 3), the host
-peaked at 776 MB of its 8,192 MB budget, chat stayed available after 47 over-long turns.
-Marked xfail (not strict) until the daemon's loop is kept responsive under that load; where
-the time goes is not measured yet.
+The attacker runs in a process of its own, as a real one does: the owner's client must not share
+an interpreter lock with 1,100 sockets and six flooding threads.
+
+At fd02cda ``/health`` took 1.4 s at the 95th percentile (0.45 s with the flood alone): three
+quarters of the event loop went to the flood's churn (asyncio built a transport, a protocol and
+a task for each silent connection before the budget refused it), and each streamed piece of the
+owner's reply waited for a new thread to start for the bundled guard's output filter. With the
+budget deciding at accept (:mod:`assistant.daemon.acceptor`) and hook threads reused
+(:mod:`assistant.hook_threads`): 0.52 s and 0.57 s in two runs on this 2-core machine (0.11 s
+with the flood alone).
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
 import statistics
 import tempfile
@@ -25,6 +30,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 import httpx
@@ -41,6 +48,7 @@ from tests.reliability.test_search_bounds import SLOW
 from tests.reliability.test_search_bounds import _fill as fill_messages
 
 OWNER_S = 20.0
+ATTACK_WARMUP_S = 3.0  # the attacker's process starts, its flood opens
 LONG_TEXT = " ".join(["attack"] * 5000)  # past smollm2's 2,048-token context in tests
 # 262 texts of 1,000 characters, words of 4 letters: within [embeddings]' caps (262,144 in all).
 EMBED_JOB = [f"{i:04d} " + " ".join(["word"] * 199) for i in range(262)]
@@ -114,29 +122,11 @@ class Attacker:
             thread.join(30)
 
 
-def _peak_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmHWM for {pid}")
-
-
-@pytest.mark.xfail(reason="issue 21 acceptance: /health p95 1.5 s under the full attack "
-                   "on 2 cores (embedding floods beside long searches)", strict=False)
-def test_the_owner_is_served_while_an_attacker_loop_runs(
-        attacked: tuple[RunningDaemon, int]) -> None:
-    daemon, port = attacked
-    token = (daemon.runtime / "token").read_text().strip()
-    with daemon.http(timeout=120) as owner:
-        # Both models loaded before the attack: what is measured is serving, not loading.
-        assert _turn(owner, "/chat Say hello.")["status"] == "complete"
-        embedded = owner.post("/v1/embeddings", json={"model": EMBED_MODEL, "input": "hi"})
-        assert embedded.status_code == 200, embedded.text
-    [host] = daemon.children()
-    budget_mb = load_settings(environ=daemon.env).models.memory_budget_mb
+def attack(port: int, token: str, stop: EventType, counts: Queue[dict[str, int]]) -> None:
+    """The attacker, in a process of its own (as a real one is: the owner's client must not
+    share an interpreter lock with 1,100 sockets and six flooding threads): runs every attack
+    until ``stop`` is set, then puts what it got in ``counts``."""
     attacker = Attacker(port, token)
-    health_s: list[float] = []
-    turns: list[dict[str, object]] = []
     with soft_nofile(4 * ATTACKERS):
         flood = Flood(port)
         try:
@@ -148,37 +138,69 @@ def test_the_owner_is_served_while_an_attacker_loop_runs(
                          timeout=10.0, threads=3)
             attacker.run("long turn", lambda http: _outcome(_turn(http, f"/chat {LONG_TEXT}")),
                          timeout=30.0)
-            time.sleep(1.0)
-
-            def chat() -> None:
-                with daemon.http(timeout=120) as http:
-                    while time.monotonic() < deadline:
-                        turns.append(_turn(http, "/chat Name one colour."))
-
-            deadline = time.monotonic() + OWNER_S
-            talker = threading.Thread(target=chat)
-            talker.start()
-            with daemon.http(timeout=5.0) as http:
-                while time.monotonic() < deadline:
-                    started = time.monotonic()
-                    assert http.get("/health").status_code == 200
-                    health_s.append(time.monotonic() - started)
-                    time.sleep(0.2)
-            talker.join(120)
+            stop.wait()
         finally:
             attacker.stop()
             flood.stop()
             flood.close()
+    counts.put({**attacker.seen, "silent connections re-opened": flood.reopened})
+
+
+def _peak_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for {pid}")
+
+
+def test_the_owner_is_served_while_an_attacker_loop_runs(
+        attacked: tuple[RunningDaemon, int]) -> None:
+    daemon, port = attacked
+    token = (daemon.runtime / "token").read_text().strip()
+    with daemon.http(timeout=120) as owner:
+        # Both models loaded before the attack: what is measured is serving, not loading.
+        assert _turn(owner, "/chat Say hello.")["status"] == "complete"
+        embedded = owner.post("/v1/embeddings", json={"model": EMBED_MODEL, "input": "hi"})
+        assert embedded.status_code == 200, embedded.text
+    [host] = daemon.children()
+    budget_mb = load_settings(environ=daemon.env).models.memory_budget_mb
+    health_s: list[float] = []
+    turns: list[dict[str, object]] = []
+    spawn = multiprocessing.get_context("spawn")
+    stop, counts = spawn.Event(), spawn.Queue()
+    attacking = spawn.Process(target=attack, args=(port, token, stop, counts))
+    attacking.start()
+    try:
+        time.sleep(ATTACK_WARMUP_S)
+
+        def chat() -> None:
+            with daemon.http(timeout=120) as http:
+                while time.monotonic() < deadline:
+                    turns.append(_turn(http, "/chat Name one colour."))
+
+        deadline = time.monotonic() + OWNER_S
+        talker = threading.Thread(target=chat)
+        talker.start()
+        with daemon.http(timeout=5.0) as http:
+            while time.monotonic() < deadline:
+                started = time.monotonic()
+                assert http.get("/health").status_code == 200
+                health_s.append(time.monotonic() - started)
+                time.sleep(0.2)
+        talker.join(120)
+    finally:
+        stop.set()
+        seen = Counter(counts.get(timeout=120))
+        attacking.join(30)
     peak = _peak_mb(host)
     p95 = statistics.quantiles(health_s, n=20)[-1]
     print(f"owner: {len(turns)} turns {Counter(str(t.get('status')) for t in turns)}, /health "
           f"p95 {p95 * 1000:.0f} ms max {max(health_s) * 1000:.0f} ms ({len(health_s)}); host "
-          f"peak {peak:.0f} MB of a {budget_mb} MB budget; attacker: {dict(attacker.seen)}; "
-          f"{flood.reopened} silent connections re-opened")
+          f"peak {peak:.0f} MB of a {budget_mb} MB budget; attacker: {dict(seen)}")
     assert p95 < 1.0
     assert turns and all(t.get("status") == "complete" for t in turns), turns
     assert peak < budget_mb
-    assert attacker.seen["long turn context_length_exceeded"] >= 5, attacker.seen
+    assert seen["long turn context_length_exceeded"] >= 5, seen
     with daemon.http(timeout=120) as owner:
         states = {s["name"]: s["state"] for s in owner.get("/api/skills").json()["skills"]}
         assert states["chat"] == "available", states
