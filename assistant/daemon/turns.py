@@ -1,11 +1,12 @@
 """One user turn, end to end: store it, route it, run the skill, stream events, finalize.
 
 Events are :data:`assistant.wire.TurnEvent` dicts: ``route`` first, then ``progress``,
-``notice``, ``summary`` and ``delta`` pieces, and last ``done`` (status complete or cancelled)
-or ``error``. The user's message is committed before anything runs; the reply is created
-``streaming``, its partial text saved as it grows, and finalized exactly once, also when the
-client goes away (:class:`~assistant.daemon.reply.ReplyRecorder`); ``after_turn`` runs exactly
-once for each ``before_turn``, also then. A turn routed to a skill whose circuit breaker is open
+``notice``, ``summary``, ``delta`` pieces and ``citation``, and last ``done`` (status complete
+or cancelled, with the reply's ``confidence``) or ``error``. The user's message is committed
+before anything runs; the reply is created ``streaming``, its partial text saved as it grows,
+and finalized exactly once, also when the client goes away
+(:class:`~assistant.daemon.reply.ReplyRecorder`); ``after_turn`` runs exactly once for each
+``before_turn``, also then. A turn routed to a skill whose circuit breaker is open
 goes to the fallback skill with a notice saying why (:mod:`~assistant.daemon.route_policy`).
 A regenerate, an edit and a re-route (a regenerate with the skill the user chose,
 ``method="correction"``) are the same turn with another first step.
@@ -32,6 +33,7 @@ import anyio
 
 from assistant import wire
 from assistant.breaker import Ticket, fault_of
+from assistant.confidence import confidence
 from assistant.context import BackendContext
 from assistant.daemon.compaction import CompactionFailed, Compactor, chat_messages
 from assistant.daemon.events import while_running
@@ -50,6 +52,7 @@ from assistant.guards import GuardDecision
 from assistant.models.backend import ChatMessage, GenerationParams, closing_stream
 from assistant.routing import RouteDecision, Router
 from assistant.skills import (
+    Citation,
     DeltaEvent,
     DocumentSearch,
     Done,
@@ -138,6 +141,14 @@ class _Running:
     blocked: GuardDecision | None = None  # the guard that refused the turn
     output: OutputFilter | None = None  # the guards' filter of the reply
     timings: dict[str, float] = field(default_factory=dict)
+    ctx: BackendContext | None = None  # the skill's: its last generation's logprobs
+    citations: list[dict[str, Any]] = field(default_factory=list)  # the skill's sources
+
+    @property
+    def confidence(self) -> float | None:
+        """The reply's (:mod:`assistant.confidence`); None when no model token of it came
+        with a log-probability."""
+        return confidence(self.ctx.reply_logprobs) if self.ctx is not None else None
 
     @property
     def ids(self) -> wire.TurnIds:
@@ -290,6 +301,7 @@ class TurnService:
             params=request.params, cache_tag=ids.get("conversation_id"),
             local_files=request.local,
         )
+        state.ctx = ctx
         running = self.plugins.run_skill(decision.skill, turn, ctx, ticket)
         state.output = self.guards.output(turn)
         async with closing_stream(running) as events:
@@ -305,6 +317,10 @@ class TurnService:
                                         message=event.message)
                 elif isinstance(event, Notice):
                     yield wire.Notice(type="notice", message=event.message, level=event.level)
+                elif isinstance(event, Citation):
+                    cited = _citation_event(event)
+                    state.citations.append({k: v for k, v in cited.items() if k != "type"})
+                    yield cited
                 elif isinstance(event, ErrorEvent):
                     state.error = event
                 elif isinstance(event, Done):
@@ -341,7 +357,8 @@ class TurnService:
             status=state.status, skill=decision.skill if decision else None, route=route,
             model=state.answered_by,
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-            timings=state.timings)
+            timings=state.timings, confidence=state.confidence,
+            citations=state.citations or None)
 
     async def _after_turn(self, state: _Running) -> None:
         """``after_turn``, once, when ``before_turn`` ran (``state.turn`` is set then)."""
@@ -357,7 +374,7 @@ class TurnService:
         decision, usage, ids = state.decision, state.usage, state.ids
         if state.blocked is not None:
             yield cast(wire.TurnDone, {"type": "done", "status": "blocked",
-                                       "timings": state.timings, **ids})
+                                       "timings": state.timings, "confidence": None, **ids})
             return
         assert decision is not None
         for notice in state.after_turn or []:
@@ -370,7 +387,8 @@ class TurnService:
             type="done", status=state.status, model=ran_with, skill=decision.skill,
             usage=wire.TokenUsage(prompt_tokens=usage.prompt_tokens,
                                   completion_tokens=usage.completion_tokens),
-            context=await self.models.context_length(ran_with), timings=state.timings, **ids)
+            context=await self.models.context_length(ran_with), timings=state.timings,
+            confidence=state.confidence, **ids)
 
     async def skill_model(self, skill: str, requested: str | None, default: str
                           ) -> tuple[str, str | None]:
@@ -480,6 +498,15 @@ def _error_event(error: ErrorEvent | None, ids: wire.TurnIds) -> wire.Error:
         event["param"] = body["error"]["param"]
     if "Retry-After" in headers:
         event["retry_after"] = int(headers["Retry-After"])
+    return event
+
+
+def _citation_event(citation: Citation) -> wire.CitationEvent:
+    event = wire.CitationEvent(type="citation", number=citation.number, source=citation.source)
+    if citation.support:
+        event["support"] = citation.support
+    if citation.span is not None:
+        event["span"] = list(citation.span)
     return event
 
 
