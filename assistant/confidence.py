@@ -48,8 +48,8 @@ FORMULAS: dict[str, Callable[[Sequence[float]], float]] = {
     f"least of first {FIRST}": _least_of_first,
     "first token": _first_token,
 }
-FORMULA = "geometric mean"
-LOW = 0.5
+FORMULA = f"least of first {FIRST}"
+LOW = 0.3
 
 
 def confidence(logprobs: Sequence[float] | None) -> float | None:
