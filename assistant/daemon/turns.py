@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import anyio
 
 from assistant import wire
-from assistant.breaker import Ticket, fault_of
+from assistant.breaker import Ticket
 from assistant.confidence import confidence
 from assistant.context import BackendContext
 from assistant.daemon.compaction import CompactionFailed, Compactor, chat_messages
@@ -40,12 +40,10 @@ from assistant.daemon.events import while_running
 from assistant.daemon.guarding import Checked, GuardChain, OutputFilter
 from assistant.daemon.reply import Metered, ReplyRecorder, Usage
 from assistant.daemon.route_policy import RoutePolicy
-from assistant.error_codes import http_error
+from assistant.daemon.turn_events import citation_event, error_event, guard_events, route_event
 from assistant.errors import (
     AssistantError,
     ModelError,
-    SkillFailed,
-    SkillUnavailable,
     StorageUnavailable,
 )
 from assistant.guards import GuardDecision
@@ -245,7 +243,7 @@ class TurnService:
         or, when a guard blocked the turn, answer with its reason."""
         request, begun = state.request, state.begun
         for decided in state.guard:
-            async for event in _guard_events(decided):
+            async for event in guard_events(decided):
                 yield event
         if state.blocked is not None:
             refusal = f"Blocked by guard '{state.blocked.guard}': {state.blocked.reason}"
@@ -269,7 +267,7 @@ class TurnService:
         request, begun, ids = state.request, state.begun, state.ids
         state.decision = decision
         route = decision.to_dict()
-        yield _route_event(decision, ids)
+        yield route_event(decision, ids)
         for notice in state.notices:
             yield wire.Notice(type="notice", message=notice, level="warning")
         state.skill_model, instead = await self.skill_model(
@@ -318,7 +316,7 @@ class TurnService:
                 elif isinstance(event, Notice):
                     yield wire.Notice(type="notice", message=event.message, level=event.level)
                 elif isinstance(event, Citation):
-                    cited = _citation_event(event)
+                    cited = citation_event(event)
                     state.citations.append({k: v for k, v in cited.items() if k != "type"})
                     yield cited
                 elif isinstance(event, ErrorEvent):
@@ -336,7 +334,7 @@ class TurnService:
         released, decided = await state.output.feed(text, final)
         for decision in decided:
             state.guard.append(decision)
-            async for event in _guard_events(decision):
+            async for event in guard_events(decision):
                 yield event
         if released:
             await state.recorder.add(released)
@@ -380,7 +378,7 @@ class TurnService:
         for notice in state.after_turn or []:
             yield wire.Notice(type="notice", message=notice, level="warning")
         if state.status == "error":
-            yield _error_event(state.error, ids)
+            yield error_event(state.error, ids)
             return
         ran_with = state.answered_by
         yield wire.TurnDone(
@@ -473,46 +471,3 @@ class TurnService:
                                text=result.summary.content, covers=result.covers,
                                tokens_before=result.tokens_before,
                                tokens_after=result.tokens_after, context=n_ctx)
-
-
-async def _guard_events(decision: GuardDecision) -> AsyncIterator[wire.TurnEvent]:
-    """The ``guard`` event of ``decision``; for a guard that failed, a notice too (a client
-    that does not know ``guard`` events still says it)."""
-    yield decision.event()
-    if decision.action == "error":
-        yield wire.Notice(type="notice", message=decision.reason, level="warning")
-
-
-def _error_event(error: ErrorEvent | None, ids: wire.TurnIds) -> wire.Error:
-    """The ``error`` event: the code and HTTP status of whose fault it was (the caller's 4xx,
-    the infrastructure's 503 with ``retry_after``, the skill's 500)."""
-    message = error.message if error is not None else "the skill ended without a reply"
-    exc = error.error if error is not None else None
-    if not isinstance(exc, AssistantError) or (fault_of(exc) == "skill"
-                                               and not isinstance(exc, SkillUnavailable)):
-        exc = SkillFailed(message)
-    status, body, headers = http_error(exc)
-    event = cast(wire.Error, {"type": "error", "code": body["error"]["code"],
-                              "message": message, "status": status, **ids})
-    if body["error"].get("param"):
-        event["param"] = body["error"]["param"]
-    if "Retry-After" in headers:
-        event["retry_after"] = int(headers["Retry-After"])
-    return event
-
-
-def _citation_event(citation: Citation) -> wire.CitationEvent:
-    event = wire.CitationEvent(type="citation", number=citation.number, source=citation.source)
-    if citation.support:
-        event["support"] = citation.support
-    if citation.span is not None:
-        event["span"] = list(citation.span)
-    return event
-
-
-def _route_event(decision: RouteDecision, ids: wire.TurnIds) -> wire.Route:
-    """The ``route`` event: the decision's fields, in its order, then the turn's ids."""
-    return wire.Route(
-        type="route", method=decision.method, skill=decision.skill, score=decision.score,
-        runner_up=decision.runner_up, runner_up_score=decision.runner_up_score,
-        explanation=decision.explanation, text=decision.text, scores=decision.scores, **ids)

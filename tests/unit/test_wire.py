@@ -16,7 +16,7 @@ from assistant import wire
 from assistant.client import Client, iter_sse
 from assistant.config import load_settings
 from assistant.daemon.sse import encode
-from assistant.daemon.turns import _route_event
+from assistant.daemon.turn_events import route_event as _route_event
 from assistant.routing import RouteDecision
 from assistant.testing import InProcessDaemon
 
