@@ -33,6 +33,7 @@ def test_the_figure_is_the_chosen_formula_of_the_tokens() -> None:
     assert conf.FORMULAS["geometric mean"](LOGPROBS) == pytest.approx(GEOMETRIC)
     assert conf.FORMULAS["least probability"](LOGPROBS) == pytest.approx(0.4)
     assert conf.FORMULAS["first token"](LOGPROBS) == pytest.approx(0.9)
+    assert conf.confidence(LOGPROBS) == 0.4  # the shipped formula: least of the first three
     assert conf.is_low(conf.LOW - 0.01) and not conf.is_low(conf.LOW) and not conf.is_low(None)
     assert conf.percent(0.999) == "99 %" and conf.percent(None) == "?"
 
@@ -82,17 +83,19 @@ async def test_done_carries_the_confidence_and_the_stored_reply_and_export_keep_
         sure_daemon: InProcessDaemon) -> None:
     events = await sure_daemon.events("/api/turns", {"text": "hi", "skill": "chat"})
     done = events[-1]
-    assert done["type"] == "done" and done["confidence"] == round(GEOMETRIC, 4)
+    expected = conf.confidence(LOGPROBS)  # 0.4, the least of the first three
+    assert expected is not None
+    assert done["type"] == "done" and done["confidence"] == expected
     async with sure_daemon.http() as http:
         stored = (await http.get(f"/api/messages/{done['message_id']}")).json()
         exported = (await http.get(
             f"/api/conversations/{done['conversation_id']}/export")).json()
         markdown = (await http.get(f"/api/conversations/{done['conversation_id']}/export",
                                    params={"format": "md"})).text
-    assert stored["confidence"] == round(GEOMETRIC, 4)
+    assert stored["confidence"] == expected
     reply = exported["conversations"][0]["messages"][-1]
-    assert reply["confidence"] == round(GEOMETRIC, 4) and reply["citations"] is None
-    assert "60 % sure" in markdown
+    assert reply["confidence"] == expected and reply["citations"] is None
+    assert f"{conf.percent(expected)} sure" in markdown
 
 
 @pytest.mark.asyncio
