@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         ToolCall,
     )
     from assistant.skills import (
+        Citation,
         DeltaEvent,
         Done,
         ErrorEvent,
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "Backend": "assistant.models.backend",
     "ChatMessage": "assistant.models.backend",
+    "Citation": "assistant.skills",
     "Delta": "assistant.models.backend",
     "DeltaEvent": "assistant.skills",
     "Done": "assistant.skills",
@@ -63,6 +65,7 @@ _EXPORTS = {
 __all__ = [
     "Backend",
     "ChatMessage",
+    "Citation",
     "Delta",
     "DeltaEvent",
     "Done",

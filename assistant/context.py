@@ -3,6 +3,12 @@
 The daemon builds one per turn from the model host backend; the test kit builds one from the
 fake model. It depends on nothing but the Backend contract.
 
+Every generation asks for token log-probabilities when the model's backend reports them, and
+the context keeps those of the last generation that produced a token (:attr:`reply_logprobs`):
+the daemon turns them into the reply's confidence (:mod:`assistant.confidence`). The last
+generation is the one whose text a skill answers with: chat's only one, qa's answer (or its
+retry), summarize's reduce step, translate's last piece of a long text.
+
 ``sentences`` and ``detect_language`` come from :mod:`assistant.text` (spaCy sentence rules, the
 packaged lingua detector), imported on first use.
 """
@@ -45,6 +51,9 @@ class BackendContext(SkillContext):
         self.local_files = local_files
         # What the client asked for (max_tokens, temperature, seed) when a skill passes none.
         self.params = params or GenerationParams()
+        # The sampled tokens' log-probabilities of the last generation that produced one; None
+        # before any, or when its model does not report them.
+        self.reply_logprobs: list[float] | None = None
 
     @property
     def in_model_call(self) -> bool:
@@ -57,14 +66,25 @@ class BackendContext(SkillContext):
         model: str | None = None,
     ) -> AsyncIterator[str]:
         chosen = params or self.params
+        name = self._chat_model(model)
         if self.cache_tag:
             chosen = replace(chosen, cache_tag=self.cache_tag)
-        stream = self.backend.chat(self._chat_model(model), list(messages), chosen)
+        if not chosen.logprobs and self.backend.reports_logprobs(name):
+            # only the sampled token's: llama.cpp's logits row is summed once, no sorting
+            chosen = replace(chosen, logprobs=True, top_logprobs=0)
+        stream = self.backend.chat(name, list(messages), chosen)
+        tokens: list[float] = []
+        produced = False
         try:
             async for delta in stream:
+                if delta.logprobs and not delta.index:  # of ``n`` replies, the first's
+                    tokens.extend(float(e["logprob"]) for e in delta.logprobs)
                 if delta.text:
+                    produced = True
                     yield delta.text
         finally:
+            if tokens or produced:  # text without logprobs: a model that did not report them
+                self.reply_logprobs = tokens or None
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await aclose()

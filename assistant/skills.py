@@ -52,6 +52,20 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class Citation:
+    """A source the reply cites as ``[number]``: ``source`` says where it is (document,
+    section, line), ``support`` is the sentence of the passage that supports the answer and
+    ``span`` its start and end in the passage's text (empty and None when none was picked).
+    The daemon sends it to the client (a ``citation`` event) and stores it with the reply."""
+
+    number: int
+    source: str
+    support: str = ""
+    span: tuple[int, int] | None = None
+    type: ClassVar[str] = "citation"
+
+
+@dataclass(frozen=True)
 class ErrorEvent:
     """The turn failed; the reply so far is kept with status ``error``.
 
@@ -78,7 +92,7 @@ class Done:
     type: ClassVar[str] = "done"
 
 
-Event = Progress | DeltaEvent | Notice | ErrorEvent | Done
+Event = Progress | DeltaEvent | Notice | Citation | ErrorEvent | Done
 
 
 # -- turn and reply ---------------------------------------------------------------------------

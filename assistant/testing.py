@@ -75,13 +75,21 @@ class FakeBackend(Backend):
     A schema is checked as the daemon checks one (a keyword the grammar cannot enforce is a
     :class:`RequestError`). A ``grammar`` is refused with a :class:`RequestError` naming it:
     the fake cannot write text a GBNF grammar guarantees, so it never pretends to.
+
+    Given ``token_logprobs``, it reports log-probabilities (``logprobs`` true): a reply's
+    i-th word is one token of log-probability ``token_logprobs[i % len]``, so a reply's
+    confidence is known in advance. Without them it declines ``logprobs``, as a plugin's
+    backend that cannot report them does.
     """
 
     grammars = True
 
-    def __init__(self, replies: Sequence[str] = (), name: str = FAKE_MODEL) -> None:
+    def __init__(self, replies: Sequence[str] = (), name: str = FAKE_MODEL,
+                 token_logprobs: Sequence[float] | None = None) -> None:
         self.replies = list(replies)
         self.name = name
+        self.token_logprobs = list(token_logprobs or [])
+        self.logprobs = bool(self.token_logprobs)
         self.calls: list[list[ChatMessage]] = []
         self.prompts: list[str] = []  # the raw prompts given to complete
         self.params: list[GenerationParams] = []  # every generation's, chat and complete
@@ -125,8 +133,11 @@ class FakeBackend(Backend):
         finish: Literal["stop", "length"] = "stop"
         if params.max_tokens is not None and len(words) > params.max_tokens:
             words, finish = words[: params.max_tokens], "length"
-        for word in words:
-            yield Delta(word)
+        for i, word in enumerate(words):
+            yield Delta(word, logprobs=[{
+                "token": word, "logprob": self.token_logprobs[i % len(self.token_logprobs)],
+                "bytes": list(word.encode()), "top_logprobs": []}]
+                if params.logprobs and self.token_logprobs else None)
         yield Delta("", finish_reason=finish, prompt_tokens=prompt_tokens,
                     completion_tokens=len(words))
 

@@ -9,8 +9,8 @@ event is a ``TypedDict`` here whose ``type`` is a ``Literal``, so a type checker
 :func:`parse_event` for the CLI and the TUI. The JSON is the dict as built: these types name it.
 
 - a turn: ``route`` (or, for a turn a guard blocked, ``guard``); then ``progress``,
-  ``notice``, ``summary``, ``guard`` and ``delta``; last ``done`` (:class:`TurnDone`) or
-  ``error``;
+  ``notice``, ``summary``, ``guard``, ``delta`` and ``citation``; last ``done``
+  (:class:`TurnDone`) or ``error``;
 - ingestion: ``progress`` and ``document``; last ``done`` (:class:`IngestDone`) or ``error``.
 
 What a client cannot use it skips rather than fails on: :func:`parse_event` returns None for an
@@ -132,12 +132,29 @@ class GuardEvent(_GuardDetails):
     reason: str  # for the user
 
 
+class _SupportDetails(TypedDict, total=False):
+    support: str  # the sentence of the passage that supports the answer
+    span: list[int]  # its start and end in the passage's text
+
+
+class CitationEvent(_SupportDetails):
+    """A source the reply cites as ``[number]``, and the sentence of it that supports the
+    answer; stored with the reply (its ``citations``)."""
+
+    type: Literal["citation"]
+    number: int
+    source: str  # document, section, line
+
+
 class _DoneDetails(TurnIds, total=False):
     model: str  # the model that answered
     skill: str
     usage: TokenUsage
     context: int | None  # the context of that model; None when its backend cannot tell
     timings: dict[str, float]
+    # How sure the model was of the reply, 0…1 (assistant.confidence); None when no model
+    # token of it came with a log-probability (a skill that answered itself, a remote engine).
+    confidence: float | None
 
 
 class TurnDone(_DoneDetails):
@@ -183,7 +200,8 @@ class IngestDone(TypedDict):
     failed: int
 
 
-TurnEvent = Route | Progress | Notice | Summary | Delta | GuardEvent | TurnDone | Error
+TurnEvent = (Route | Progress | Notice | Summary | Delta | GuardEvent | CitationEvent | TurnDone
+             | Error)
 IngestEvent = Progress | Document | IngestDone | Error
 WireEvent = TurnEvent | IngestEvent
 

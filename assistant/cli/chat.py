@@ -11,6 +11,7 @@ import click
 
 from assistant.cli import AppContext, pass_app
 from assistant.cli.terminal import block
+from assistant.confidence import is_low, percent
 from assistant.config import Settings
 from assistant.error_codes import from_event
 from assistant.errors import AssistantError
@@ -93,14 +94,21 @@ def _consume(events: Iterable[TurnEvent], echo: bool) -> dict[str, Any]:
                 click.echo(f"[the conversation outgrew the context: {event['covers']} earlier "
                            f"messages are now this summary (undo: assistant history undo "
                            f"{event['message_id']})]\n{block(event['text'])}\n", err=True)
+        elif event["type"] == "citation":
+            result.setdefault("citations", []).append(
+                {k: v for k, v in event.items() if k != "type"})
         elif event["type"] == "done":
             result["done"] = event
+            result["confidence"] = event.get("confidence")
         elif event["type"] == "error":
             if echo and text:
                 click.echo()
             raise from_event(event)  # the caller's error, the daemon's, or the skill's
     if echo:
         click.echo()
+        if is_low(result.get("confidence")):  # on stderr, and only when worth a second look
+            click.echo(f"[low confidence: the model was {percent(result['confidence'])} sure "
+                       "of this reply]", err=True)
     result["text"] = "".join(text)
     return result
 

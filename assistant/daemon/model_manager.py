@@ -371,6 +371,10 @@ class ModelManager(Backend):
         async for delta in self._generate(model, "complete", "prompt", params, prompt=prompt):
             yield delta
 
+    def reports_logprobs(self, model: str) -> bool:
+        backend: Backend | None = self.backends.get(model) or self.engine_of(model)
+        return backend.reports_logprobs(model) if backend is not None else True
+
     def _check_params(self, model: str, params: GenerationParams) -> None:
         if params.json_schema is not None:  # a skill's, checked as a request's is
             structured.check(params.json_schema)

@@ -58,6 +58,9 @@ class Metered(Backend):
     def models(self) -> list[ModelInfo]:
         return self.inner.models()
 
+    def reports_logprobs(self, model: str) -> bool:
+        return self.inner.reports_logprobs(model)
+
     def chat(
         self, model: str, messages: list[ChatMessage], params: GenerationParams
     ) -> AsyncIterator[Delta]:

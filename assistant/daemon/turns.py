@@ -1,11 +1,12 @@
 """One user turn, end to end: store it, route it, run the skill, stream events, finalize.
 
 Events are :data:`assistant.wire.TurnEvent` dicts: ``route`` first, then ``progress``,
-``notice``, ``summary`` and ``delta`` pieces, and last ``done`` (status complete or cancelled)
-or ``error``. The user's message is committed before anything runs; the reply is created
-``streaming``, its partial text saved as it grows, and finalized exactly once, also when the
-client goes away (:class:`~assistant.daemon.reply.ReplyRecorder`); ``after_turn`` runs exactly
-once for each ``before_turn``, also then. A turn routed to a skill whose circuit breaker is open
+``notice``, ``summary``, ``delta`` pieces and ``citation``, and last ``done`` (status complete
+or cancelled, with the reply's ``confidence``) or ``error``. The user's message is committed
+before anything runs; the reply is created ``streaming``, its partial text saved as it grows,
+and finalized exactly once, also when the client goes away
+(:class:`~assistant.daemon.reply.ReplyRecorder`); ``after_turn`` runs exactly once for each
+``before_turn``, also then. A turn routed to a skill whose circuit breaker is open
 goes to the fallback skill with a notice saying why (:mod:`~assistant.daemon.route_policy`).
 A regenerate, an edit and a re-route (a regenerate with the skill the user chose,
 ``method="correction"``) are the same turn with another first step.
@@ -31,25 +32,25 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import anyio
 
 from assistant import wire
-from assistant.breaker import Ticket, fault_of
+from assistant.breaker import Ticket
+from assistant.confidence import confidence
 from assistant.context import BackendContext
 from assistant.daemon.compaction import CompactionFailed, Compactor, chat_messages
 from assistant.daemon.events import while_running
 from assistant.daemon.guarding import Checked, GuardChain, OutputFilter
 from assistant.daemon.reply import Metered, ReplyRecorder, Usage
 from assistant.daemon.route_policy import RoutePolicy
-from assistant.error_codes import http_error
+from assistant.daemon.turn_events import citation_event, error_event, guard_events, route_event
 from assistant.errors import (
     AssistantError,
     ModelError,
-    SkillFailed,
-    SkillUnavailable,
     StorageUnavailable,
 )
 from assistant.guards import GuardDecision
 from assistant.models.backend import ChatMessage, GenerationParams, closing_stream
 from assistant.routing import RouteDecision, Router
 from assistant.skills import (
+    Citation,
     DeltaEvent,
     DocumentSearch,
     Done,
@@ -138,6 +139,14 @@ class _Running:
     blocked: GuardDecision | None = None  # the guard that refused the turn
     output: OutputFilter | None = None  # the guards' filter of the reply
     timings: dict[str, float] = field(default_factory=dict)
+    ctx: BackendContext | None = None  # the skill's: its last generation's logprobs
+    citations: list[dict[str, Any]] = field(default_factory=list)  # the skill's sources
+
+    @property
+    def confidence(self) -> float | None:
+        """The reply's (:mod:`assistant.confidence`); None when no model token of it came
+        with a log-probability."""
+        return confidence(self.ctx.reply_logprobs) if self.ctx is not None else None
 
     @property
     def ids(self) -> wire.TurnIds:
@@ -234,7 +243,7 @@ class TurnService:
         or, when a guard blocked the turn, answer with its reason."""
         request, begun = state.request, state.begun
         for decided in state.guard:
-            async for event in _guard_events(decided):
+            async for event in guard_events(decided):
                 yield event
         if state.blocked is not None:
             refusal = f"Blocked by guard '{state.blocked.guard}': {state.blocked.reason}"
@@ -258,7 +267,7 @@ class TurnService:
         request, begun, ids = state.request, state.begun, state.ids
         state.decision = decision
         route = decision.to_dict()
-        yield _route_event(decision, ids)
+        yield route_event(decision, ids)
         for notice in state.notices:
             yield wire.Notice(type="notice", message=notice, level="warning")
         state.skill_model, instead = await self.skill_model(
@@ -290,6 +299,7 @@ class TurnService:
             params=request.params, cache_tag=ids.get("conversation_id"),
             local_files=request.local,
         )
+        state.ctx = ctx
         running = self.plugins.run_skill(decision.skill, turn, ctx, ticket)
         state.output = self.guards.output(turn)
         async with closing_stream(running) as events:
@@ -305,6 +315,10 @@ class TurnService:
                                         message=event.message)
                 elif isinstance(event, Notice):
                     yield wire.Notice(type="notice", message=event.message, level=event.level)
+                elif isinstance(event, Citation):
+                    cited = citation_event(event)
+                    state.citations.append({k: v for k, v in cited.items() if k != "type"})
+                    yield cited
                 elif isinstance(event, ErrorEvent):
                     state.error = event
                 elif isinstance(event, Done):
@@ -320,7 +334,7 @@ class TurnService:
         released, decided = await state.output.feed(text, final)
         for decision in decided:
             state.guard.append(decision)
-            async for event in _guard_events(decision):
+            async for event in guard_events(decision):
                 yield event
         if released:
             await state.recorder.add(released)
@@ -341,7 +355,8 @@ class TurnService:
             status=state.status, skill=decision.skill if decision else None, route=route,
             model=state.answered_by,
             prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-            timings=state.timings)
+            timings=state.timings, confidence=state.confidence,
+            citations=state.citations or None)
 
     async def _after_turn(self, state: _Running) -> None:
         """``after_turn``, once, when ``before_turn`` ran (``state.turn`` is set then)."""
@@ -357,20 +372,21 @@ class TurnService:
         decision, usage, ids = state.decision, state.usage, state.ids
         if state.blocked is not None:
             yield cast(wire.TurnDone, {"type": "done", "status": "blocked",
-                                       "timings": state.timings, **ids})
+                                       "timings": state.timings, "confidence": None, **ids})
             return
         assert decision is not None
         for notice in state.after_turn or []:
             yield wire.Notice(type="notice", message=notice, level="warning")
         if state.status == "error":
-            yield _error_event(state.error, ids)
+            yield error_event(state.error, ids)
             return
         ran_with = state.answered_by
         yield wire.TurnDone(
             type="done", status=state.status, model=ran_with, skill=decision.skill,
             usage=wire.TokenUsage(prompt_tokens=usage.prompt_tokens,
                                   completion_tokens=usage.completion_tokens),
-            context=await self.models.context_length(ran_with), timings=state.timings, **ids)
+            context=await self.models.context_length(ran_with), timings=state.timings,
+            confidence=state.confidence, **ids)
 
     async def skill_model(self, skill: str, requested: str | None, default: str
                           ) -> tuple[str, str | None]:
@@ -455,37 +471,3 @@ class TurnService:
                                text=result.summary.content, covers=result.covers,
                                tokens_before=result.tokens_before,
                                tokens_after=result.tokens_after, context=n_ctx)
-
-
-async def _guard_events(decision: GuardDecision) -> AsyncIterator[wire.TurnEvent]:
-    """The ``guard`` event of ``decision``; for a guard that failed, a notice too (a client
-    that does not know ``guard`` events still says it)."""
-    yield decision.event()
-    if decision.action == "error":
-        yield wire.Notice(type="notice", message=decision.reason, level="warning")
-
-
-def _error_event(error: ErrorEvent | None, ids: wire.TurnIds) -> wire.Error:
-    """The ``error`` event: the code and HTTP status of whose fault it was (the caller's 4xx,
-    the infrastructure's 503 with ``retry_after``, the skill's 500)."""
-    message = error.message if error is not None else "the skill ended without a reply"
-    exc = error.error if error is not None else None
-    if not isinstance(exc, AssistantError) or (fault_of(exc) == "skill"
-                                               and not isinstance(exc, SkillUnavailable)):
-        exc = SkillFailed(message)
-    status, body, headers = http_error(exc)
-    event = cast(wire.Error, {"type": "error", "code": body["error"]["code"],
-                              "message": message, "status": status, **ids})
-    if body["error"].get("param"):
-        event["param"] = body["error"]["param"]
-    if "Retry-After" in headers:
-        event["retry_after"] = int(headers["Retry-After"])
-    return event
-
-
-def _route_event(decision: RouteDecision, ids: wire.TurnIds) -> wire.Route:
-    """The ``route`` event: the decision's fields, in its order, then the turn's ids."""
-    return wire.Route(
-        type="route", method=decision.method, skill=decision.skill, score=decision.score,
-        runner_up=decision.runner_up, runner_up_score=decision.runner_up_score,
-        explanation=decision.explanation, text=decision.text, scores=decision.scores, **ids)

@@ -126,3 +126,15 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], samples: int = 2000
     if len(a) != len(b) or not a:
         raise ValueError("paired_bootstrap needs two equally long, non-empty lists")
     return bootstrap([x - y for x, y in zip(a, b, strict=True)], samples, seed)
+
+
+def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
+    """The area under the ROC curve of ``scores`` for telling ``labels`` True from False: the
+    chance that a random True item scores above a random False one, ties counting half
+    (Mann-Whitney U). 0.5 is no signal."""
+    pos = [s for s, y in zip(scores, labels, strict=True) if y]
+    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
+    if not pos or not neg:
+        raise ValueError("auroc needs items of both labels")
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))

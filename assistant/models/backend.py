@@ -177,6 +177,12 @@ class Backend(ABC):
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
         """One L2-normalised vector per text."""
 
+    def reports_logprobs(self, model: str) -> bool:
+        """Whether :meth:`chat` of ``model`` honours ``GenerationParams.logprobs``; a backend
+        that hands models to others (the daemon's model manager) answers for the one serving
+        ``model``. A skill's context asks for them only then (a reply's confidence)."""
+        return self.logprobs
+
     async def count_tokens(self, model: str, messages: list[ChatMessage]) -> int:
         """Tokens the rendered prompt takes; backends that cannot tell estimate."""
         return sum(len(m.content) // 4 + 4 for m in messages)

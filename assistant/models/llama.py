@@ -402,17 +402,19 @@ class LlamaRunner:
         under the model (before temperature, penalties, bias and grammar) and the ``top``
         likeliest tokens'."""
         raw = self.llm.detokenize([token], special=False)
+        # float32 as llama.cpp left it, summed in float64: a copy to float64 first made this
+        # 1.3 ms a token on a 152k vocabulary (6 % of qwen 0.5B's decoding), this 0.15 ms.
         logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, row),
-                                       shape=(self.llm.n_vocab(),)).astype(np.float64)
-        peak = logits.max()
-        total = peak + math.log(float(np.exp(logits - peak).sum()))
-        entry = token_entry(raw, float(logits[token] - total))
+                                       shape=(self.llm.n_vocab(),))
+        peak = float(logits.max())
+        total = peak + math.log(float(np.exp(logits - peak).sum(dtype=np.float64)))
+        entry = token_entry(raw, float(logits[token]) - total)
         if top:
             best = np.argpartition(-logits, top)[:top]
             best = best[np.argsort(-logits[best], kind="stable")]
             entry["top_logprobs"] = [
                 token_entry(self.llm.detokenize([int(t)], special=False),
-                             float(logits[t] - total)) for t in best]
+                             float(logits[t]) - total) for t in best]
         else:
             entry["top_logprobs"] = []
         return entry

@@ -58,6 +58,12 @@ class RemoteEngine(Backend):
     # (or not at all), so such a request is refused here rather than answered unconstrained.
     grammars = tools = False
 
+    def reports_logprobs(self, model: str) -> bool:
+        # A /v1 client that asks for logprobs gets the engine's. A skill's call does not ask
+        # for them (the reply's confidence): an engine that refuses the field would fail
+        # the turn, and a figure is not worth that; such replies carry no confidence.
+        return False
+
     def __init__(self, name: str, settings: EngineSettings,
                  environ: Mapping[str, str] | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,

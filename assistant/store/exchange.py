@@ -50,6 +50,8 @@ def message_to_dict(message: Message) -> dict[str, Any]:
         "prompt_tokens": message.prompt_tokens,
         "completion_tokens": message.completion_tokens,
         "timings": message.timings,
+        "confidence": message.confidence,
+        "citations": message.citations,
         "created": format_time(message.created),
     }
 
@@ -107,6 +109,8 @@ def markdown_chunks(conversations: Iterable[Conversation]) -> Iterator[str]:
             extra = [x for x in (msg.skill, msg.model) if x]
             if msg.status != "complete":
                 extra.append(msg.status)
+            if msg.confidence is not None:
+                extra.append(f"{round(msg.confidence * 100)} % sure")
             if extra:
                 heading += f" ({', '.join(extra)})"
             lines += [f"## {heading}", "", msg.content, ""]
@@ -227,6 +231,25 @@ class _Fields:
             raise _bad(self.path(name), f"is {value!r}; expected one of {', '.join(allowed)}")
         return value
 
+    def fraction(self, name: str) -> float | None:
+        """An optional number from 0 to 1 (a reply's confidence)."""
+        value = self.get(name, (int, float), optional=True)
+        if value is None:
+            return None
+        if not 0 <= value <= 1:  # NaN fails too
+            raise _bad(self.path(name), f"must be from 0 to 1, not {value}")
+        return float(value)
+
+    def objects(self, name: str) -> list[dict[str, Any]] | None:
+        """An optional list of JSON objects (a reply's citations)."""
+        value = self.get(name, (list,), optional=True)
+        if value is None:
+            return None
+        for i, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise _bad(f"{self.path(name)}[{i}]", f"must be object, not {type(item).__name__}")
+        return list(value)
+
     def count(self, name: str) -> int:
         value = self.get(name, (int,))
         if not 0 <= value <= MAX_INT:
@@ -275,6 +298,7 @@ def _ours(doc: Any) -> list[Conversation]:
                 model=m.optional_text("model"), prompt_tokens=m.count("prompt_tokens"),
                 completion_tokens=m.count("completion_tokens"),
                 timings=m.get("timings", (dict,), optional=True),
+                confidence=m.fraction("confidence"), citations=m.objects("citations"),
             ))
         leaf = f.optional_text("active_leaf_id")
         if leaf is not None and leaf not in local:

@@ -252,6 +252,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         INSERT INTO chunks_cjk (chunks_cjk) VALUES ('rebuild');
         """,
     ),
+    Migration(
+        5,
+        "messages.confidence (from the reply's token log-probabilities) and messages.citations",
+        # Added columns, no rebuild: the FTS triggers and views are untouched.
+        """
+        ALTER TABLE messages ADD COLUMN confidence REAL;
+        ALTER TABLE messages ADD COLUMN citations TEXT;
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -22,7 +22,8 @@ C = cast(Table, ConversationRow.__table__)
 M = cast(Table, MessageRow.__table__)
 MESSAGE_COLUMNS = [M.c[name] for name in (
     "id", "conversation_id", "parent_id", "role", "content", "status", "skill", "route",
-    "model", "prompt_tokens", "completion_tokens", "timings", "created",
+    "model", "prompt_tokens", "completion_tokens", "timings", "created", "confidence",
+    "citations",
 )]
 
 
@@ -36,6 +37,7 @@ def message_from_row(row: Row[Any]) -> Message:
         content=row.content, status=row.status, created=row.created, skill=row.skill,
         route=row.route, model=row.model, prompt_tokens=row.prompt_tokens,
         completion_tokens=row.completion_tokens, timings=row.timings,
+        confidence=row.confidence, citations=row.citations,
     )
 
 
@@ -45,6 +47,7 @@ def message_values(m: Message) -> dict[str, Any]:
         "role": m.role, "content": m.content, "status": m.status, "skill": m.skill,
         "route": m.route, "model": m.model, "prompt_tokens": m.prompt_tokens,
         "completion_tokens": m.completion_tokens, "timings": m.timings, "created": m.created,
+        "confidence": m.confidence, "citations": m.citations,
     }
 
 

@@ -36,6 +36,10 @@ class Message:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     timings: dict[str, Any] | None = None
+    # How sure the model was of the reply, 0…1 (assistant.confidence); None without a figure.
+    confidence: float | None = None
+    # The sources a reply cites: number, source, and the supporting sentence (docs/api.md).
+    citations: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)

@@ -198,6 +198,8 @@ class Store:
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
         timings: dict[str, Any] | None = None,
+        confidence: float | None = None,
+        citations: list[dict[str, Any]] | None = None,
     ) -> Message:
         """Commit the reply's final state, once; a second call raises StorageError."""
         if status not in FINAL_STATUSES:
@@ -206,7 +208,8 @@ class Store:
             return turns.finalize(
                 conn, self._sql, self._now, message_id, status=status, content=content,
                 skill=skill, route=route, model=model, prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens, timings=timings,
+                completion_tokens=completion_tokens, timings=timings, confidence=confidence,
+                citations=citations,
             )
 
     def recover(self) -> int:

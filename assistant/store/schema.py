@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -85,6 +85,8 @@ class MessageRow(Base):
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     timings: Mapped[dict[str, Any] | None] = mapped_column(_Json)
     created: Mapped[datetime] = mapped_column(Timestamp)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    citations: Mapped[list[dict[str, Any]] | None] = mapped_column(_Json)
 
 
 class DocumentRow(Base):

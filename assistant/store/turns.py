@@ -83,7 +83,8 @@ class TurnSQL:
         self.finalize = prepare(
             "UPDATE messages SET status = :status, content = :content, skill = :skill, "
             "route = :route, model = COALESCE(:model, model), prompt_tokens = :prompt_tokens, "
-            "completion_tokens = :completion_tokens, timings = :timings "
+            "completion_tokens = :completion_tokens, timings = :timings, "
+            "confidence = :confidence, citations = :citations "
             "WHERE id = :mid AND status = 'streaming' "
             "RETURNING conversation_id, parent_id, role, model, created")
 
@@ -152,12 +153,14 @@ def finalize(
     conn: Connection, sql: TurnSQL, now: Clock, message_id: str, *, status: str,
     content: str, skill: str | None, route: dict[str, Any] | None, model: str | None,
     prompt_tokens: int, completion_tokens: int, timings: dict[str, Any] | None,
+    confidence: float | None = None, citations: list[dict[str, Any]] | None = None,
 ) -> Message:
     route_json, timings_json = _json(route), _json(timings)
+    citations_json = None if citations is None else json.dumps(citations)
     found = sql.finalize.rows(
         conn, mid=message_id, status=status, content=content, skill=skill, route=route_json,
         model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-        timings=timings_json,
+        timings=timings_json, confidence=confidence, citations=citations_json,
     )
     if not found:
         explain_not_streaming(conn, message_id)
@@ -170,6 +173,8 @@ def finalize(
         # Read back from what was stored, as every other read of the message is.
         route=None if route_json is None else json.loads(route_json),
         timings=None if timings_json is None else json.loads(timings_json),
+        confidence=confidence,
+        citations=None if citations_json is None else json.loads(citations_json),
     )
 
 

@@ -47,6 +47,8 @@ class StoredMessage:
     prompt_tokens: int
     completion_tokens: int
     timings: dict[str, Any]
+    confidence: float | None = None  # how sure the model was, 0…1; None: no figure
+    citations: tuple[dict[str, Any], ...] = ()  # number, source, support (docs/api.md)
 
 
 @dataclass
@@ -116,7 +118,17 @@ def _stored_message(raw: dict[str, Any]) -> StoredMessage:
         prompt_tokens=int(raw.get("prompt_tokens") or 0),
         completion_tokens=int(raw.get("completion_tokens") or 0),
         timings=dict(raw.get("timings") or {}),
+        confidence=fraction(raw.get("confidence")),
+        citations=tuple(c for c in raw.get("citations") or () if isinstance(c, dict)),
     )
+
+
+def fraction(value: object) -> float | None:
+    """A confidence as the daemon sent it, or None when it is not a number from 0 to 1 (a
+    malformed value costs the figure, not the message)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if 0 <= value <= 1 else None
 
 
 class TuiApi:

@@ -106,3 +106,26 @@ def test_conversation_with_summaries(tui_daemon: TuiDaemon, snap_compare: Any) -
 
     assert snap_compare(app_for(tui_daemon, "c3tide"), terminal_size=SIZE,
                         run_before=ready(conversation=True, then=summaries))
+
+
+def test_replies_with_their_confidence_and_supporting_sentences(
+        tui_daemon: TuiDaemon, snap_compare: Any) -> None:
+    """Under a qa reply, the sentence its source supports it with, quoted and dim, and how sure
+    the model was, dim; under a low figure, the warning. Imported after the other snapshots."""
+    sure = {**message("m4a1", "m4u1", "assistant", "Anna Berg [1]\n\nSources:\n[1] team.md, "
+                      "line 3", 41, "qa"), "confidence": 0.86, "citations": [
+        {"number": 1, "source": "team.md, line 3", "support": "The lead engineer is Anna Berg, "
+         "who joined from Oslo.", "span": [52, 105]}]}
+    unsure = {**message("m4a2", "m4u2", "assistant", "In 2019, probably.", 43, "chat"),
+              "confidence": 0.21}
+    import_conversation(tui_daemon, "c4team", "The team", [
+        message("m4u1", None, "user", "Who is the lead engineer?", 40), sure,
+        message("m4u2", "m4a1", "user", "When did she join?", 42), unsure,
+    ], "m4a2", 5)
+
+    async def footers(pilot: Pilot[None]) -> None:
+        await wait_for(pilot, lambda: len(pilot.app.screen.query(".sureness.low")) == 1,
+                       what="a low-confidence reply")
+
+    assert snap_compare(app_for(tui_daemon, "c4team"), terminal_size=SIZE,
+                        run_before=ready(conversation=True, then=footers))

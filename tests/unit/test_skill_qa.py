@@ -18,7 +18,7 @@ from assistant_plugins.qa import (
     snap_cited,
 )
 
-from assistant.skills import Notice, Turn
+from assistant.skills import Citation, Notice, Turn
 from assistant.testing import FakeBackend, fake_context, run_skill_text
 
 
@@ -283,3 +283,29 @@ def test_instructions_are_found_in_several_wordings_and_plain_text_is_not() -> N
                   "Please answer the survey by Friday.",
                   "The previous owner ignored the rules of the road."):
         assert quarantine(plain) == (plain, []), plain
+
+
+SEVERAL = ("The project started in 2019 in Bergen. Anna Berg wrote its first report. "
+           "The lead engineer is Anna Berg, who joined from Oslo. The budget was cut in 2021.")
+
+
+@pytest.mark.asyncio
+async def test_each_citation_names_the_sentence_of_its_passage_that_supports_the_answer(
+) -> None:
+    """Two sentences hold the answer's words; the one sharing the question's others wins, and
+    its span points at it in the passage."""
+    ctx = fake_context(FakeBackend(["Anna Berg [1]"]))
+    ctx.documents = Docs([{"text": SEVERAL, "document": "team.md", "location": "line 3",
+                           "source": "team.md, line 3"}, *HITS])
+    _, events = await run_skill_text(QA(), Turn("Who is the lead engineer?"), ctx)
+    [cited] = [e for e in events if isinstance(e, Citation)]
+    assert cited.number == 1 and cited.source == "team.md, line 3"
+    assert cited.support == "The lead engineer is Anna Berg, who joined from Oslo."
+    assert cited.span is not None
+    assert SEVERAL[cited.span[0]:cited.span[1]] == cited.support
+
+
+def test_a_passage_sharing_no_word_has_no_supporting_sentence() -> None:
+    from assistant_plugins.support import supporting
+
+    assert supporting("Rain fell. It was cold.", "Anna", "Who leads?", str.split) is None

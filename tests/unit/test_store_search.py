@@ -221,7 +221,10 @@ def test_a_database_from_before_migration_4_finds_chinese_in_old_messages(
     monkeypatch.setattr(migrations, "LATEST", 3)
     old = Store.open(url)
     turn = old.begin_turn(None, "大语言模型的评估指标有哪些")
-    old.finalize(turn.assistant_message.id, status="complete", content="pelican 指标", skill="qa")
+    with old.engine.begin() as conn:  # as version 3's code finalized it (no confidence yet)
+        conn.exec_driver_sql(
+            "UPDATE messages SET status = 'complete', content = ?, skill = 'qa' WHERE id = ?",
+            ("pelican 指标", turn.assistant_message.id))
     with old.engine.connect() as conn:  # version 3's index holds the whole run only
         assert conn.exec_driver_sql(
             "SELECT rowid FROM messages_fts WHERE messages_fts MATCH '\"模型\"'").all() == []

@@ -34,6 +34,20 @@ def _talk(store: Store, turns: int) -> str:
     return cid
 
 
+def _talk_old(store: Store, turns: int) -> str:
+    """:func:`_talk` on a database of an older schema: this code's ``finalize`` writes columns
+    a later migration added, so the replies are finalized as that version's code did."""
+    cid = None
+    for i in range(turns):
+        turn = store.begin_turn(cid, f"question {i} about lighthouses")
+        cid = turn.conversation_id
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE messages SET status = 'complete', content = ? "
+                                 "WHERE id = ?", (f"answer {i}", turn.assistant_message.id))
+    assert cid is not None
+    return cid
+
+
 def test_a_summary_stands_for_the_turns_before_it_until_undone(store: Store) -> None:
     cid = _talk(store, 3)
     path = store.get_conversation(cid).active_path
@@ -92,7 +106,7 @@ def test_a_version_1_database_is_migrated_with_its_messages_and_index(
     monkeypatch.setattr(migrations, "MIGRATIONS", every[:1])
     monkeypatch.setattr(migrations, "LATEST", 1)
     old = Store.open(load_settings())
-    cid = _talk(old, 2)
+    cid = _talk_old(old, 2)
     old.close()
     monkeypatch.setattr(migrations, "MIGRATIONS", every)
     monkeypatch.setattr(migrations, "LATEST", every[-1].version)

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from textual.app import App, ComposeResult
 from textual.screen import Screen
+from textual.widgets import Static
 
-from assistant.tui.messages import TurnEnded, TurnRouted
+from assistant.tui.messages import TurnEnded, TurnFinished, TurnRouted
 from assistant.tui.screens.chat.turn_stream import TurnStream
 from assistant.tui.widgets.transcript import MessageView, Transcript
 from tests.tui.conftest import wait_for
@@ -79,3 +80,35 @@ async def test_stopping_a_turn_closes_its_stream_and_shows_no_more_text() -> Non
         assert reply.content == "first words"
         assert not host.turns.running and host.turns.reply_to(1) is None
         assert host.turns.cancel() is None  # nothing left to stop
+
+
+class _FinishingHost(_Host):
+    def on_turn_finished(self, message: TurnFinished) -> None:
+        self.turns.finished(message.number, message.event)
+
+
+class _FinishingApp(_HostApp):
+    def __init__(self) -> None:
+        super().__init__()
+        self.host = _FinishingHost()
+
+
+@pytest.mark.asyncio
+async def test_the_done_events_confidence_shows_under_the_reply_and_a_low_one_warns() -> None:
+    def open_stream(**fields: Any) -> Iterator[dict[str, Any]]:
+        yield {"type": "route", "skill": "chat"}
+        yield {"type": "delta", "text": "maybe"}
+        yield {"type": "done", "status": "complete", "confidence": 0.12}
+
+    app = _FinishingApp()
+    async with app.run_test() as pilot:
+        host = app.host
+        reply = await host.query_one(Transcript).add(MessageView("assistant", status="streaming"))
+        sure = reply.query_one(".sureness", Static)
+        assert not sure.display  # no figure yet
+        host.turns.start(None, reply, open_stream, {})
+        await wait_for(pilot, lambda: host.ended == [1], timeout=5, what="the end of the turn")
+        assert sure.display and sure.has_class("low")
+        assert str(sure.render()) == "low confidence · 12 % sure"
+        reply.set_footer(confidence=0.9)
+        assert not sure.has_class("low") and str(sure.render()) == "90 % sure"

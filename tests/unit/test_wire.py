@@ -16,7 +16,7 @@ from assistant import wire
 from assistant.client import Client, iter_sse
 from assistant.config import load_settings
 from assistant.daemon.sse import encode
-from assistant.daemon.turns import _route_event
+from assistant.daemon.turn_events import route_event as _route_event
 from assistant.routing import RouteDecision
 from assistant.testing import InProcessDaemon
 
@@ -84,13 +84,14 @@ def test_the_required_fields_are_what_every_consumer_reads() -> None:
     assert wire.Route.__required_keys__ == {"type", "skill"}
     assert wire.Error.__required_keys__ == {"type", "message"}
     assert set(wire.TURN_EVENTS.types) == {"route", "progress", "notice", "summary", "delta",
-                                           "guard", "done", "error"}
+                                           "guard", "citation", "done", "error"}
 
 
 @pytest.mark.parametrize(("name", "data", "dropped"), [
     ("route", {**TURN[0], "score": "high"}, "score"),
     ("done", {**TURN[7], "usage": {"prompt_tokens": "many", "completion_tokens": 2}}, "usage"),
     ("done", {**TURN[7], "timings": "fast"}, "timings"),
+    ("done", {**TURN[7], "confidence": "high"}, "confidence"),
     ("done", {**TURN[7], "message_id": 7}, "message_id"),
     ("error", {"type": "error", "code": 500, "message": "boom"}, "code"),
 ], ids=str)

@@ -9,11 +9,14 @@ grows a few lines at a time (:class:`StreamingBody`).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Markdown, Static
 
+from assistant.confidence import is_low, percent
 from assistant.tui.api import StoredMessage
 
 _FENCE = re.compile(r"```[^\n]*\n(.*?)(?:```|\Z)", re.S)
@@ -54,12 +57,21 @@ class StreamingBody(Static):
             self.styles.min_height = needed + self.styles.gutter.height + room
 
 
+def support_lines(citations: Sequence[dict[str, Any]]) -> str:
+    """The sentence each cited passage supports the answer with, quoted under its number."""
+    return "\n".join(f"[{c.get('number', '?')}] \u201c{c['support']}\u201d" for c in citations
+                     if isinstance(c.get("support"), str) and c["support"])
+
+
 class MessageView(Vertical):
-    """A message: a one-line header (who, skill, status), then the text."""
+    """A message: a one-line header (who, skill, status), then the text; under a reply, the
+    supporting sentence of each source it cites and how sure the model was (dim, or a
+    warning when the figure is low)."""
 
     def __init__(self, role: str, content: str = "", *, message_id: str | None = None,
                  skill: str | None = None, status: str = "complete",
-                 branches: tuple[int, int] | None = None) -> None:
+                 branches: tuple[int, int] | None = None, confidence: float | None = None,
+                 citations: Sequence[dict[str, Any]] = ()) -> None:
         super().__init__(classes=f"message {role}")
         self.role = role
         self.content = content
@@ -67,6 +79,8 @@ class MessageView(Vertical):
         self.skill = skill
         self.status = status
         self.branches = branches
+        self.confidence = confidence
+        self.citations = tuple(citations)
         self._plain: StreamingBody | None = None  # the body while the reply streams
 
     def compose(self) -> ComposeResult:
@@ -78,6 +92,34 @@ class MessageView(Vertical):
             yield Markdown(self.content, classes="body")
         else:
             yield Static(self.content, classes="body", markup=False)
+        if self.role == "assistant":
+            yield Static("", classes="support", markup=False)
+            yield Static("", classes="sureness", markup=False)
+
+    def on_mount(self) -> None:
+        self._show_footer()
+
+    def set_footer(self, *, confidence: float | None = None,
+                   citations: Sequence[dict[str, Any]] | None = None) -> None:
+        """A reply's confidence (the ``done`` event's, the stored one) and citations."""
+        if confidence is not None:
+            self.confidence = confidence
+        if citations is not None:
+            self.citations = tuple(citations)
+        self._show_footer()
+
+    def _show_footer(self) -> None:
+        for support in self.query(".support").results(Static):
+            lines = support_lines(self.citations)
+            support.update(lines)
+            support.display = bool(lines)
+        for sure in self.query(".sureness").results(Static):
+            value = self.confidence
+            low = is_low(value)
+            sure.update(f"low confidence \u00b7 {percent(value)} sure" if low
+                        else f"{percent(value)} sure")
+            sure.set_class(low, "low")
+            sure.display = value is not None
 
     @property
     def streaming(self) -> bool:
@@ -112,6 +154,7 @@ class MessageView(Vertical):
         if message.skill:
             self.skill = message.skill
         self.set_header(status=message.status)
+        self.set_footer(confidence=message.confidence, citations=message.citations)
 
     def append(self, text: str) -> None:
         """Add streamed text to a reply that is still being written."""
@@ -126,7 +169,8 @@ class MessageView(Vertical):
             return
         with self.app.batch_update():
             await plain.remove()
-            await self.mount(Markdown(self.content, classes="body"))
+            await self.mount(Markdown(self.content, classes="body"),
+                             after=self.query_one(".header"))
 
 
 class SummaryView(MessageView):
@@ -156,7 +200,8 @@ def view_for(message: StoredMessage, branches: tuple[int, int] | None = None) ->
     if message.role == "summary":
         return SummaryView(message.content, message_id=message.id, status=message.status)
     return MessageView(message.role, message.content, message_id=message.id,
-                       skill=message.skill, status=message.status, branches=branches)
+                       skill=message.skill, status=message.status, branches=branches,
+                       confidence=message.confidence, citations=message.citations)
 
 
 class Transcript(VerticalScroll):

@@ -20,6 +20,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 
 from assistant.errors import AssistantError
+from assistant.tui.api import fraction
 from assistant.tui.messages import (
     TurnEnded,
     TurnFailed,
@@ -120,6 +121,7 @@ class TurnStream:
         self.show_pending()
         status = event["status"] or "complete"
         reply.set_header(status=status)
+        reply.set_footer(confidence=fraction(event.get("confidence")))
         return status
 
     def failed(self, number: int) -> None:
