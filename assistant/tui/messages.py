@@ -14,7 +14,16 @@ from typing import Any
 from textual.message import Message
 
 from assistant.tui.api import ConversationDetail, ConversationSummary, SkillEntry, StoredMessage
-from assistant.wire import Document, GuardEvent, Notice, Progress, Route, Summary, TurnDone
+from assistant.wire import (
+    CitationEvent,
+    Document,
+    GuardEvent,
+    Notice,
+    Progress,
+    Route,
+    Summary,
+    TurnDone,
+)
 
 
 @dataclass
@@ -89,8 +98,11 @@ class TurnProgressed(Message):
 
 @dataclass
 class TurnFinished(Message):
+    """A turn's ``done`` event, with the ``citation`` events that came before it."""
+
     number: int
     event: TurnDone
+    citations: tuple[CitationEvent, ...] = ()
 
 
 @dataclass

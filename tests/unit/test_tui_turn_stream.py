@@ -84,7 +84,7 @@ async def test_stopping_a_turn_closes_its_stream_and_shows_no_more_text() -> Non
 
 class _FinishingHost(_Host):
     def on_turn_finished(self, message: TurnFinished) -> None:
-        self.turns.finished(message.number, message.event)
+        self.turns.finished(message.number, message.event, message.citations)
 
 
 class _FinishingApp(_HostApp):
@@ -112,3 +112,24 @@ async def test_the_done_events_confidence_shows_under_the_reply_and_a_low_one_wa
         assert str(sure.render()) == "low confidence · 12 % sure"
         reply.set_footer(confidence=0.9)
         assert not sure.has_class("low") and str(sure.render()) == "90 % sure"
+
+
+@pytest.mark.asyncio
+async def test_the_supporting_sentences_of_the_citations_show_as_the_turn_ends() -> None:
+    def open_stream(**fields: Any) -> Iterator[dict[str, Any]]:
+        yield {"type": "route", "skill": "qa"}
+        yield {"type": "delta", "text": "Anna Berg [1]"}
+        yield {"type": "citation", "number": 1, "source": "team.md, Team, line 3",
+               "support": "Anna Berg is the lead engineer.", "span": [40, 71]}
+        yield {"type": "done", "status": "complete", "confidence": 0.8}
+
+    app = _FinishingApp()
+    async with app.run_test() as pilot:
+        host = app.host
+        reply = await host.query_one(Transcript).add(MessageView("assistant", status="streaming"))
+        support = reply.query_one(".support", Static)
+        assert not support.display
+        host.turns.start(None, reply, open_stream, {})
+        await wait_for(pilot, lambda: host.ended == [1], timeout=5, what="the end of the turn")
+        assert support.display
+        assert str(support.render()) == "[1] \u201cAnna Berg is the lead engineer.\u201d"

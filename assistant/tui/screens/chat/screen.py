@@ -243,7 +243,7 @@ class ChatScreen(Screen[None]):
         self.query_one(StatusBar).show_progress(event)
 
     def on_turn_finished(self, message: TurnFinished) -> None:
-        status = self.turns.finished(message.number, message.event)
+        status = self.turns.finished(message.number, message.event, message.citations)
         if status is None:
             return
         new = message.event.get("conversation_id")  # a blocked turn has no route event

@@ -2,16 +2,16 @@
 
 A turn's worker thread reads the daemon's events (:data:`assistant.wire.TurnEvent`; the client
 has skipped those it cannot read) and reports them to the screen by message (route, summary,
-progress, done, error: :mod:`assistant.tui.messages`). Reply text is the exception: the worker
-adds it to a buffer that a timer moves to the screen every ``FRAME_S``, so the UI wakes a few
-times a second while a reply streams, not once per token. The model decodes on the same cores,
-and every cycle the UI spends is taken from it.
+progress, done with the citations before it, error: :mod:`assistant.tui.messages`). Reply text
+is the exception: the worker adds it to a buffer that a timer moves to the screen every
+``FRAME_S``, so the UI wakes a few times a second while a reply streams, not once per token. The
+model decodes on the same cores, and every cycle the UI spends is taken from it.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
@@ -30,7 +30,7 @@ from assistant.tui.messages import (
     TurnSummarized,
 )
 from assistant.tui.widgets.transcript import MessageView
-from assistant.wire import Route, TurnDone, TurnEvent
+from assistant.wire import CitationEvent, Route, TurnDone, TurnEvent
 
 FRAME_S = 0.2
 
@@ -112,16 +112,19 @@ class TurnStream:
         reply.set_header(skill=event["skill"] or None)
         return True
 
-    def finished(self, number: int, event: TurnDone) -> str | None:
-        """A ``done`` event: the rest of the text, and the reply's final status, returned;
-        None when turn ``number`` is not the one streaming."""
+    def finished(self, number: int, event: TurnDone,
+                 citations: Sequence[CitationEvent] = ()) -> str | None:
+        """A ``done`` event: the rest of the text, the reply's confidence and the supporting
+        sentences of its ``citations`` shown, and its final status returned; None when turn
+        ``number`` is not the one streaming."""
         reply = self.reply_to(number)
         if reply is None:
             return None
         self.show_pending()
         status = event["status"] or "complete"
         reply.set_header(status=status)
-        reply.set_footer(confidence=fraction(event.get("confidence")))
+        reply.set_footer(confidence=fraction(event.get("confidence")),
+                         citations=[dict(c) for c in citations])
         return status
 
     def failed(self, number: int) -> None:
@@ -160,6 +163,7 @@ def read_events(post: Callable[[Message], object], number: int, open_stream: Ope
                 fields: dict[str, Any], cancel: threading.Event, pending: PendingText) -> None:
     """The worker of turn ``number``: the stream's events as messages sent with ``post``, its
     text into ``pending``; ends with :class:`TurnEnded` whatever happens."""
+    citations: list[CitationEvent] = []  # shown with the done event, under the reply
     try:
         events = open_stream(**fields)
         try:
@@ -174,8 +178,10 @@ def read_events(post: Callable[[Message], object], number: int, open_stream: Ope
                     post(TurnSummarized(number, event))
                 elif event["type"] in ("progress", "notice", "guard"):
                     post(TurnProgressed(number, event))
+                elif event["type"] == "citation":
+                    citations.append(event)
                 elif event["type"] == "done":
-                    post(TurnFinished(number, event))
+                    post(TurnFinished(number, event, tuple(citations)))
                 elif event["type"] == "error":
                     post(TurnFailed(number, event["message"]))
         finally:
