@@ -30,6 +30,9 @@ class SearchGate:
         self.concurrency = settings.concurrency
         self.queue = settings.queue
         self._limiter = anyio.CapacityLimiter(settings.concurrency)
+        # Searches let in and not ended, counted as they are let in: the limiter counts one
+        # only once its task reaches it, so searches arriving together all saw room.
+        self._in = 0
 
     @property
     def running(self) -> int:
@@ -37,15 +40,19 @@ class SearchGate:
 
     @property
     def waiting(self) -> int:
-        return self._limiter.statistics().tasks_waiting
+        return max(0, self._in - self.running)
 
     async def run(self, search: Callable[[], T]) -> T:
         """``search()`` on a search thread, once one is free; :class:`QueueFull` when
         ``queue`` searches are already waiting. Cancelled while it runs, it waits for the
         thread: the caller stops the search itself (its ``cancel`` event)."""
-        if self.running >= self.concurrency and self.waiting >= self.queue:
+        if self._in >= self.concurrency + self.queue:
             raise QueueFull(
                 f"search is busy: {self.running} running, {self.waiting} waiting "
                 "(search.concurrency, search.queue)",
                 retry_after=max(1, self.waiting // self.concurrency))
-        return await anyio.to_thread.run_sync(search, limiter=self._limiter)
+        self._in += 1
+        try:
+            return await anyio.to_thread.run_sync(search, limiter=self._limiter)
+        finally:
+            self._in -= 1

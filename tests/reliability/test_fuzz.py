@@ -5,7 +5,10 @@ JSON body from the schema (``schema_strategy``, a small JSON-Schema-to-hypothesi
 hypothesis-jsonschema package does not work with current hypothesis), and sometimes breaks the
 body (junk bytes, arbitrary JSON, wrong types). 2,500 cases run in-process through
 ``httpx.ASGITransport`` on the real app, store and plugins with the fake model; 200 more go to
-the real daemon over its socket.
+the real daemon over its socket. ``/api/turns`` and ``/api/import`` get 2,000 cases each of
+their own: turns from the schema; imports (whose body is a file, with no schema) as our export
+and ChatGPT's ``conversations.json`` with leaves replaced by hostile values (huge numbers,
+NaN, far-off times, lone surrogates, wrong types), keys dropped and nesting deepened.
 
 How we checked it finds what it should: before the ``HTTPException`` handler in ``build_app``
 the in-process run failed within seconds: a raw-bytes body gave FastAPI's own
@@ -17,8 +20,10 @@ by removing the ``RequestValidationError`` handler: the in-process run failed in
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import string
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +35,7 @@ from hypothesis import strategies as st
 from assistant.testing import RunningDaemon, in_process_daemon
 
 IN_PROCESS_CASES = 2500
+ROUTE_CASES = 2000  # each, for the two routes that take a user's files and text (issue 21)
 REAL_DAEMON_CASES = 200
 SKIP = {
     ("POST", "/api/models/{name}/load"),  # loads real model files: covered by test_model_files
@@ -111,8 +117,11 @@ def body_strategy(op: dict[str, Any], components: dict[str, Any]) -> st.SearchSt
 
 
 @st.composite
-def requests(draw: st.DrawFn, spec: dict[str, Any]) -> tuple[str, str, dict[str, Any], Any]:
-    method, path, op = draw(st.sampled_from(operations(spec)))
+def requests(draw: st.DrawFn, spec: dict[str, Any], only: tuple[str, str] | None = None,
+             ) -> tuple[str, str, dict[str, Any], Any]:
+    """A request to one operation of ``spec`` (``only``: that method and path)."""
+    method, path, op = draw(st.sampled_from(
+        [o for o in operations(spec) if only is None or o[:2] == only]))
     params: dict[str, Any] = {}
     for param in op.get("parameters", []):
         if param["in"] == "path":
@@ -187,6 +196,134 @@ def test_openapi_fuzz_in_process(
     one()
     loop.run_until_complete(client.aclose())
     assert cases >= 2000, cases
+
+
+# Hostile values for a leaf of an import: those issue 21 found giving 500s, and their kind.
+nasty = st.one_of(
+    st.sampled_from([None, "", "\ud800", "\udfff x", 10**30, -(10**30), 1e20, -1, 0, 1e308,
+                     "NaN", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00",
+                     "2024-02-30T00:00:00Z", [], {}, [{}], [None], "x" * 5000, True,
+                     float("nan"), float("inf")]),
+    json_values,
+)
+
+
+def _nodes(obj: Any, where: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """The path of every value inside ``obj`` (keys and indexes), parents before children."""
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) \
+        else ()
+    for key, value in items:
+        yield (*where, key)
+        yield from _nodes(value, (*where, key))
+
+
+@st.composite
+def hostile(draw: st.DrawFn, template: Any) -> Any:
+    """``template`` with up to three of its values replaced by a :data:`nasty` one, removed,
+    or wrapped in a list (none, a quarter of the time: a valid file)."""
+    doc = copy.deepcopy(template)
+    for _ in range(draw(st.integers(0, 3))):
+        nodes = list(_nodes(doc))
+        if not nodes:
+            break
+        path = draw(st.sampled_from(nodes))
+        parent = doc
+        for key in path[:-1]:
+            parent = parent[key]
+        action = draw(st.sampled_from(["replace", "replace", "remove", "wrap"]))
+        if action == "replace":
+            parent[path[-1]] = draw(nasty)
+        elif action == "remove":
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = [parent[path[-1]]]
+    return doc
+
+
+_OURS: dict[str, Any] = {
+    "format": "assistant-conversations", "version": 1, "exported": "2026-12-01T10:00:00Z",
+    "conversations": [{
+        "id": "c1", "title": "A title", "created": "2026-12-01T10:00:00Z",
+        "updated": "2026-12-01T10:01:00Z", "archived": False, "pinned": False,
+        "model": "fake", "settings": {}, "active_leaf_id": "m2",
+        "messages": [
+            {"id": "m1", "parent_id": None, "role": "user", "content": "hello",
+             "status": "complete", "created": "2026-12-01T10:00:00Z"},
+            {"id": "m2", "parent_id": "m1", "role": "assistant", "content": "hi there",
+             "status": "complete", "skill": "chat", "route": {"skill": "chat"},
+             "model": "fake", "prompt_tokens": 3, "completion_tokens": 2,
+             "timings": {"total_s": 0.1}, "confidence": 0.8, "citations": [],
+             "created": "2026-12-01T10:00:30Z"},
+        ],
+    }],
+}
+_CHATGPT: list[dict[str, Any]] = [{
+    "title": "A title", "create_time": 1764583200.0, "update_time": 1764583260.5,
+    "conversation_id": "g1", "id": "g1", "is_archived": False, "current_node": "b",
+    "mapping": {
+        "root": {"id": "root", "message": None, "parent": None, "children": ["a"]},
+        "a": {"id": "a", "parent": "root", "children": ["b"], "message": {
+            "id": "a", "author": {"role": "user"}, "create_time": 1764583200.0,
+            "content": {"content_type": "text", "parts": ["hello"]},
+            "status": "finished_successfully", "metadata": {}}},
+        "b": {"id": "b", "parent": "a", "children": [], "message": {
+            "id": "b", "author": {"role": "assistant"}, "create_time": 1764583230.0,
+            "content": {"content_type": "text", "parts": ["hi there"]},
+            "status": "finished_successfully", "metadata": {"model_slug": "gpt-4o"}}},
+    },
+}]
+
+
+@st.composite
+def imports(draw: st.DrawFn) -> tuple[dict[str, str], bytes]:
+    """An import request: its query and its body, the file."""
+    fmt = draw(st.sampled_from(["auto", "json", "chatgpt"]))
+    kind = draw(st.sampled_from(["ours", "ours", "chatgpt", "chatgpt", "raw", "deep"]))
+    if kind == "raw":
+        body = draw(st.binary(max_size=300))
+    elif kind == "deep":
+        depth = draw(st.integers(1, 100_000))
+        body = (draw(st.sampled_from(["[", '{"a":', '{"conversations":['])) * depth).encode()
+    else:
+        # A new id each time, so that a file is stored rather than skipped as imported before.
+        fresh = f"{kind}-{draw(st.integers(0, 10**9))}"
+        template: Any = copy.deepcopy(_OURS if kind == "ours" else _CHATGPT)
+        if kind == "ours":
+            template["conversations"][0]["id"] = fresh
+        else:
+            template[0]["conversation_id"] = template[0]["id"] = fresh
+        doc = draw(hostile(template))
+        body = json.dumps(doc).encode()  # NaN and lone surrogates written as JSON allows
+    return {"format": fmt}, body
+
+
+@pytest.mark.parametrize("route", ["/api/turns", "/api/import"])
+def test_the_routes_taking_user_files_and_text_fuzzed_2000_times_each(
+    fake_app: tuple[Any, Any, asyncio.AbstractEventLoop], route: str,
+) -> None:
+    app, fastapi_app, loop = fake_app
+    spec = fastapi_app.openapi()
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=_unix_peer(app)),
+                               base_url="http://assistant", timeout=30)
+    statuses: Counter[int] = Counter()
+    strategy = (requests(spec, ("POST", route)) if route == "/api/turns"
+                else imports().map(lambda q: ("POST", route, q[0], ("raw", q[1]))))
+
+    @settings(max_examples=ROUTE_CASES, deadline=None, derandomize=False,
+              suppress_health_check=list(HealthCheck), database=None)
+    @given(strategy)
+    def one(case: tuple[str, str, dict[str, Any], Any]) -> None:
+        method, path, params, body = case
+        response = loop.run_until_complete(
+            client.request(method, path, **send_kwargs(params, body)))
+        check(response, (method, path))
+        statuses[response.status_code] += 1
+
+    one()
+    loop.run_until_complete(client.aclose())
+    print(f"{route}: {sum(statuses.values())} cases, statuses {dict(sorted(statuses.items()))}")
+    assert sum(statuses.values()) >= ROUTE_CASES
+    assert statuses[200] >= ROUTE_CASES // 20  # not only refusals: valid requests got through
 
 
 def _unix_peer(app: Any) -> Any:
