@@ -200,7 +200,7 @@ def list_cmd(app: AppContext, as_json: bool) -> None:
 def _remote_models(app: AppContext) -> list[dict[str, Any]]:
     """The models of each ``[engines.NAME]``, asked of the engine (a row with no name and the
     reason when it cannot be asked)."""
-    from assistant.models.remote import list_models as engine_models
+    from assistant.models.remote_wire import list_models as engine_models
 
     out: list[dict[str, Any]] = []
     defaults = {app.settings.models.default, app.settings.models.embedding}

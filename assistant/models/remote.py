@@ -41,6 +41,15 @@ from assistant.errors import (
     RequestError,
 )
 from assistant.models.backend import Backend, ChatMessage, Delta, GenerationParams, ModelInfo
+from assistant.models.remote_wire import (
+    chat_text,
+    error_fields,
+    finish_reason,
+    message_body,
+    normalised,
+    sampling_body,
+    seconds,
+)
 
 EngineState = Literal["unknown", "up", "down", "key_refused"]
 
@@ -230,7 +239,7 @@ class RemoteEngine(Backend):
     def _refusal(self, status: int, headers: httpx.Headers, content: bytes, path: str,
                  body: Any) -> Exception:
         """The error an engine's HTTP error answer stands for (see the module's docstring)."""
-        message, code, param = _error_fields(content)
+        message, code, param = error_fields(content)
         said = f"{status} {httpx.codes.get_reason_phrase(status)}".strip()
         if message:
             said += f": {message}"
@@ -242,7 +251,7 @@ class RemoteEngine(Backend):
             return self._note(EngineRefusedKey(
                 f"engine '{self.name}' refused {what} ({said})", self.name, variable))
         if status in {429, 502, 503, 504}:
-            retry = _seconds(headers.get("retry-after")) or self.retry_after_next()
+            retry = seconds(headers.get("retry-after")) or self.retry_after_next()
             busy = "is busy" if status in {429, 503} else "is unavailable"
             return self._note(EngineUnavailable(f"engine '{self.name}' {busy} ({said})",
                                                 self.name, retry))
@@ -260,13 +269,13 @@ class RemoteEngine(Backend):
 
     def chat(self, model: str, messages: list[ChatMessage], params: GenerationParams,
              ) -> AsyncIterator[Delta]:
-        body = {"model": self._remote(model), "messages": [_message(m) for m in messages],
-                **_sampling(params)}
-        return self._stream("/chat/completions", body, _chat_text)
+        body = {"model": self._remote(model), "messages": [message_body(m) for m in messages],
+                **sampling_body(params)}
+        return self._stream("/chat/completions", body, chat_text)
 
     def complete(self, model: str, prompt: str, params: GenerationParams,
                  ) -> AsyncIterator[Delta]:
-        body = {"model": self._remote(model), "prompt": prompt, **_sampling(params)}
+        body = {"model": self._remote(model), "prompt": prompt, **sampling_body(params)}
         return self._stream("/completions", body, lambda c: str(c.get("text") or ""))
 
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
@@ -281,7 +290,7 @@ class RemoteEngine(Backend):
         if len(vectors) != len(texts):
             raise ModelError(f"engine '{self.name}' gave {len(vectors)} vectors for "
                              f"{len(texts)} texts")
-        return [_normalised(v) for v in vectors]
+        return [normalised(v) for v in vectors]
 
     def _remote(self, model: str) -> str:
         return model[len(self.prefix):] if self.owns(model) else model
@@ -327,7 +336,7 @@ class RemoteEngine(Backend):
                             pieces[index] = pieces.get(index, 0) + 1
                             yield Delta(text, index=index, logprobs=logprobs)
                         if choice.get("finish_reason"):
-                            ends[index] = Delta("", finish_reason=_finish(choice),
+                            ends[index] = Delta("", finish_reason=finish_reason(choice),
                                                 index=index)
             except httpx.HTTPError as exc:
                 raise self._unreachable(exc, "stopped mid-reply") from None
@@ -355,112 +364,7 @@ class RemoteEngine(Backend):
         if not isinstance(chunk, dict):
             raise ModelError(f"engine '{self.name}' sent a chunk that is not an object")
         if chunk.get("error"):
-            message = _error_fields(json.dumps(chunk).encode())[0] or "no message"
+            message = error_fields(json.dumps(chunk).encode())[0] or "no message"
             raise ModelError(f"engine '{self.name}' ended the reply with an error: {message}")
         return chunk
 
-
-def _message(message: ChatMessage) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": message.role, "content": message.content}
-    if message.tool_calls:
-        out["tool_calls"] = [{"id": c.id, "type": "function",
-                              "function": {"name": c.name, "arguments": c.arguments}}
-                             for c in message.tool_calls]
-    if message.tool_call_id is not None:
-        out["tool_call_id"] = message.tool_call_id
-    return out
-
-
-def _sampling(params: GenerationParams) -> dict[str, Any]:
-    """``params`` as an OpenAI request's fields, with llama.cpp's (``top_k``, ``min_p``,
-    ``repeat_penalty``) under the names its server and vLLM take: every setting the daemon
-    would use for a local model is sent, so a remote one samples the same way."""
-    body: dict[str, Any] = {
-        "temperature": params.temperature, "top_p": params.top_p,
-        "frequency_penalty": params.frequency_penalty,
-        "presence_penalty": params.presence_penalty,
-        "top_k": params.top_k, "min_p": params.min_p, "repeat_penalty": params.repeat_penalty,
-    }
-    if params.max_tokens is not None:
-        body["max_tokens"] = params.max_tokens
-    if params.stop:
-        body["stop"] = list(params.stop)
-    if params.seed is not None:
-        body["seed"] = params.seed
-    if params.n > 1:
-        body["n"] = params.n
-    if params.logprobs:
-        body["logprobs"] = True
-        body["top_logprobs"] = params.top_logprobs
-    if params.logit_bias:
-        body["logit_bias"] = {str(k): v for k, v in params.logit_bias.items()}
-    return body
-
-
-def _chat_text(choice: dict[str, Any]) -> str:
-    delta = choice.get("delta") or {}
-    return str(delta.get("content") or "")
-
-
-def _finish(choice: dict[str, Any]) -> Literal["stop", "length"]:
-    return "length" if choice.get("finish_reason") == "length" else "stop"
-
-
-def _error_fields(content: bytes) -> tuple[str, str | None, str | None]:
-    """The message, code and param of an error body: OpenAI's ``{"error": {...}}``, FastAPI's
-    ``{"detail": ...}``, or plain text (cut)."""
-    try:
-        body = json.loads(content)
-    except ValueError:
-        return content.decode("utf-8", "replace").strip()[:300], None, None
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        error = body["error"]
-        code, param = error.get("code"), error.get("param")
-        return (str(error.get("message") or "")[:1000], code if isinstance(code, str) else None,
-                param if isinstance(param, str) else None)
-    if isinstance(body, dict) and "detail" in body:
-        return str(body["detail"])[:1000], None, None
-    if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return body["error"][:1000], None, None
-    return str(body)[:300], None, None
-
-
-def _seconds(value: str | None) -> int | None:
-    try:
-        return max(1, math.ceil(float(value))) if value else None
-    except ValueError:
-        return None
-
-
-def _normalised(vector: list[float]) -> list[float]:
-    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
-    return [x / norm for x in vector]
-
-
-def list_models(name: str, settings: EngineSettings, environ: Mapping[str, str] | None = None,
-                timeout: float = 3.0) -> tuple[list[str], str | None]:
-    """The models engine ``name`` offers, as ``NAME/MODEL``, and why it could not be asked
-    (``assistant models list``, without the daemon): its configured ``models``, else what its
-    ``/models`` lists now."""
-    if settings.models:
-        return [f"{name}/{m}" for m in settings.models], None
-    env = os.environ if environ is None else environ
-    headers = {}
-    if settings.api_key_env:
-        if not env.get(settings.api_key_env):
-            return [], f"needs a key in {settings.api_key_env}, which is not set"
-        headers["Authorization"] = f"Bearer {env[settings.api_key_env]}"
-    try:
-        response = httpx.get(settings.base_url.rstrip("/") + "/models", headers=headers,
-                             timeout=timeout)
-    except httpx.HTTPError as exc:
-        return [], f"cannot be reached: {type(exc).__name__}: {exc}"
-    if response.status_code >= 400:
-        said = f"{response.status_code}: {_error_fields(response.content)[0]}"
-        if response.status_code in {401, 403} and settings.api_key_env:
-            return [], f"refused the key in {settings.api_key_env} ({said})"
-        return [], f"answered /models with {said}"
-    try:
-        return [f"{name}/{m['id']}" for m in response.json()["data"]], None
-    except (ValueError, KeyError, TypeError):
-        return [], "its /models is not an OpenAI model list"
