@@ -195,3 +195,49 @@ def test_peer_killed_mid_stream_then_back(engines_daemon: RunningDaemon,
         assert (reply["role"], reply["status"], reply["model"]) == (
             "assistant", "complete", REMOTE)
         assert reply["content"] == "".join(e["text"] for e in events if e["type"] == "delta")
+
+
+def test_a_cancel_stops_the_peers_generation(engines_daemon: RunningDaemon,
+                                             peer: PeerEngine) -> None:
+    """The client leaves after a few pieces of a reply that would run ~1,900 tokens: the
+    daemon closes its response from the peer, and the peer stops generating: it says so in
+    its log (llama-cpp-python's server checks for a gone client after each chunk), its CPU
+    goes idle, and its next request is served at once."""
+    long = {**T0, "model": REMOTE, "max_tokens": 1900, "stream": True,
+            "logit_bias": {"0": -100, "2": -100}}  # no end-of-text: it cannot end by itself
+    said_before = peer.log.read_text().count("Disconnected from client")
+    with engines_daemon.http(timeout=300) as http:
+        pieces = 0
+        with http.stream("POST", "/v1/chat/completions", json=long) as response:
+            assert response.status_code == 200, response.read()
+            started = time.monotonic()
+            generating = peer.cpu_seconds()
+            for line in response.iter_lines():
+                pieces += line.startswith("data: {") and '"content"' in line
+                if pieces == 20:
+                    break
+            busy = (peer.cpu_seconds() - generating) / (time.monotonic() - started)
+        left = time.monotonic()  # the stream is closed: the client has left
+
+        assert wait_for(lambda: peer.log.read_text().count("Disconnected from client")
+                        > said_before, timeout=30), peer.log.read_text()[-2000:]
+        noticed = time.monotonic() - left
+        time.sleep(0.5)  # the chunk in hand when it noticed, if any
+        idle_from, idle_cpu = time.monotonic(), peer.cpu_seconds()
+        time.sleep(2.0)
+        idle = (peer.cpu_seconds() - idle_cpu) / (time.monotonic() - idle_from)
+        print(f"peer CPU generating {busy:.2f} s/s, after the cancel {idle:.2f} s/s; "
+              f"noticed in {noticed:.2f} s")
+        # Generating, the peer keeps its two threads busy (2 s/s on an idle machine; on
+        # a loaded one less, still well above this).
+        assert idle < 0.15, (busy, idle)
+
+        with peer.http() as direct:
+            started = time.monotonic()
+            short = direct.post("/chat/completions", json={**T0, "model": ALIAS,
+                                                           "max_tokens": 4})
+            served = time.monotonic() - started
+        assert short.status_code == 200, short.text
+        # Behind the long reply (one request at a time), it would wait for ~1,880 tokens.
+        assert served < 10, served
+
