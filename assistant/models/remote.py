@@ -41,6 +41,7 @@ from assistant.errors import (
     RequestError,
 )
 from assistant.models.backend import Backend, ChatMessage, Delta, GenerationParams, ModelInfo
+from assistant.models.remote_tokens import EngineTokenizer, estimate
 from assistant.models.remote_wire import (
     chat_text,
     error_fields,
@@ -49,6 +50,7 @@ from assistant.models.remote_wire import (
     normalised,
     sampling_body,
     seconds,
+    server_root,
 )
 
 EngineState = Literal["unknown", "up", "down", "key_refused"]
@@ -85,6 +87,8 @@ class RemoteEngine(Backend):
         self.clock = clock
         self.state: EngineState = "unknown"
         self.listed: list[str] | None = None  # the engine's /models, once it answered
+        self.llama_cpp = False  # its /models said owned_by "llamacpp": llama.cpp's server
+        self.tokenizer = EngineTokenizer(server_root(self.base_url))
         self.error: str | None = None
         self.failures = 0  # in a row
         self.checked_at: float | None = None  # wall-clock time of the last answer or failure
@@ -110,7 +114,8 @@ class RemoteEngine(Backend):
         return [self.prefix + n for n in (self.settings.models or self.listed or [])]
 
     def models(self) -> list[ModelInfo]:
-        return [ModelInfo(name, "chat", 0, owned_by=f"engine {self.name}",
+        return [ModelInfo(name, "chat", self.settings.context_length,
+                          owned_by=f"engine {self.name}",
                           details={"remote": True, "engine": self.name, "state": self.state})
                 for name in self.names()]
 
@@ -122,7 +127,8 @@ class RemoteEngine(Backend):
                 "models": self.names(), "error": self.error, "failures": self.failures,
                 "checked_at": self.checked_at,
                 "retry_in_s": None if retry is None else round(retry, 1),
-                "api_key_env": self.settings.api_key_env or None}
+                "api_key_env": self.settings.api_key_env or None,
+                "tokenizer": self.tokenizer.kind, "cache_prompt": self.caches_prompt()}
 
     def problem(self) -> str | None:
         """What is wrong with the engine now, one line; None while it answers."""
@@ -165,6 +171,7 @@ class RemoteEngine(Backend):
         try:
             body = await self._call("GET", "/models")
             names = [str(m["id"]) for m in body["data"]]
+            owners = {m.get("owned_by") for m in body["data"] if isinstance(m, dict)}
         except (EngineUnavailable, EngineRefusedKey):
             raise
         except (AssistantError, KeyError, TypeError) as exc:
@@ -173,7 +180,7 @@ class RemoteEngine(Backend):
                 f"engine '{self.name}' does not list its models at {self.base_url}/models "
                 f"({why}); engines.{self.name}.base_url is the API root, up to its /v1",
                 self.name, self.retry_after_next())) from None
-        self.listed = names
+        self.listed, self.llama_cpp = names, "llamacpp" in owners
         return names
 
     async def aclose(self) -> None:
@@ -292,6 +299,23 @@ class RemoteEngine(Backend):
                              f"{len(texts)} texts")
         return [normalised(v) for v in vectors]
 
+    async def count_tokens(self, model: str, messages: list[ChatMessage]) -> int:
+        """By the engine's tokenizer when it has one (:mod:`assistant.models.remote_tokens`),
+        else an upper bound."""
+        counted = None
+        with contextlib.suppress(EngineRefusedKey):  # no key: nothing to ask with
+            counted = await self.tokenizer.count(self.client, self._headers(),
+                                                 self._remote(model), messages)
+        return counted if counted is not None else estimate(messages)
+
+    async def context_length(self, model: str) -> int | None:
+        return self.settings.context_length or None
+
+    def caches_prompt(self) -> bool:
+        """Whether requests ask the engine to keep its prompt cache (``cache_prompt``)."""
+        setting = self.settings.cache_prompt
+        return self.llama_cpp if setting == "auto" else setting
+
     def _remote(self, model: str) -> str:
         return model[len(self.prefix):] if self.owns(model) else model
 
@@ -300,6 +324,8 @@ class RemoteEngine(Backend):
         """POST ``body`` with ``stream`` on; each chunk's pieces as deltas, the ends last."""
         deadline = self.clock() + self.settings.timeout
         body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        if self.caches_prompt():
+            body["cache_prompt"] = True
         request = self.client.build_request("POST", self.base_url + path, json=body,
                                             headers=self._headers())
         try:

@@ -18,6 +18,13 @@ from assistant.config import EngineSettings
 from assistant.models.backend import ChatMessage, GenerationParams
 
 
+def server_root(base_url: str) -> str:
+    """The server's own root, where its routes beside the OpenAI API live (``/tokenize``):
+    ``base_url`` without its ``/v1``."""
+    url = base_url.rstrip("/")
+    return url[:-3] if url.endswith("/v1") else url
+
+
 def message_body(message: ChatMessage) -> dict[str, Any]:
     out: dict[str, Any] = {"role": message.role, "content": message.content}
     if message.tool_calls:

@@ -241,3 +241,43 @@ def test_a_cancel_stops_the_peers_generation(engines_daemon: RunningDaemon,
         # Behind the long reply (one request at a time), it would wait for ~1,880 tokens.
         assert served < 10, served
 
+
+def test_tokens_counted_by_the_peers_tokenizer_and_cache_prompt_harmless(
+        peer: PeerEngine) -> None:
+    """llama-cpp-python's server counts through its /extras/tokenize (found after its 404 for
+    /tokenize, then kept); the count is within a few tokens of the prompt it reads for the
+    same messages. Sent ``cache_prompt`` (a field it does not know), it answers as before."""
+    import asyncio
+
+    from assistant.config import EngineSettings
+    from assistant.models.backend import ChatMessage, GenerationParams
+    from assistant.models.remote import RemoteEngine
+
+    messages = [ChatMessage("system", "You answer in one short sentence."),
+                ChatMessage("user", "Name three colours of the rainbow, and say why the sky "
+                                    "is blue. Réponds aussi en français.")]
+
+    async def run() -> tuple[list[int], str, str, bool]:
+        engine = RemoteEngine("peer", EngineSettings(
+            base_url=peer.base_url, api_key_env="PEER_KEY", cache_prompt=True),
+            environ={"PEER_KEY": KEY})
+        try:
+            counts = [await engine.count_tokens(REMOTE, messages) for _ in range(2)]
+            kind = engine.tokenizer.kind
+            deltas = [d async for d in engine.chat(REMOTE, messages, GenerationParams(
+                max_tokens=8, temperature=0))]
+            return (counts, str(kind), "".join(d.text for d in deltas) + "|"
+                    + str(deltas[-1].finish_reason), engine.caches_prompt())
+        finally:
+            await engine.aclose()
+
+    counts, kind, reply, cached = asyncio.run(run())
+    assert kind == "/extras/tokenize" and cached and len(reply) > 8, reply
+    with peer.http() as direct:  # its stream carries no usage: what it read, asked plainly
+        answer = direct.post("/chat/completions", json={
+            "model": ALIAS, "max_tokens": 1, "messages": [
+                {"role": m.role, "content": m.content} for m in messages]})
+    read = answer.json()["usage"]["prompt_tokens"]
+    print(f"counted {counts[0]} tokens; the peer read {read}")
+    assert counts[0] == counts[1] and read > 20
+    assert read <= counts[0] <= read + 6, (counts, read)
