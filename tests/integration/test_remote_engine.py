@@ -87,7 +87,7 @@ def turn_events(http: httpx.Client, body: dict[str, Any]) -> list[dict[str, Any]
 
 
 def test_listed_streamed_like_the_peer_and_local_models_unblocked(
-        engines_daemon: RunningDaemon, peer: PeerEngine) -> None:
+        engines_daemon: RunningDaemon, peer: PeerEngine, tmp_path: Path) -> None:
     with engines_daemon.http(timeout=300) as http:
         def listed() -> dict[str, Any]:
             return {m["id"]: m for m in http.get("/v1/models").json()["data"]}
@@ -130,16 +130,30 @@ def test_listed_streamed_like_the_peer_and_local_models_unblocked(
     assert "engine     gone: down" in shown.stdout
     assert "problem    engine 'wrongkey' refused the key in WRONG_PEER_KEY" in shown.stdout
 
-    listing = subprocess.run(
-        [sys.executable, "-m", "assistant", "models", "list"], env=engines_daemon.env,
-        capture_output=True, text=True, timeout=120)
+    # The running daemon is asked: its engines' states, with the keys of its environment.
+    listing = models_list(engines_daemon.env)
+    assert "remote, engine peer, up" in next(ln for ln in listing if REMOTE in ln)
+    gone = next(ln for ln in listing if "gone/big-model" in ln)
+    assert "remote, engine gone, down (engine 'gone' cannot be reached" in gone
+    assert any("engine 'wrongkey' refused the key in WRONG_PEER_KEY" in ln for ln in listing)
+    assert any("engine 'nokey' needs a key in the environment variable UNSET_PEER_KEY" in ln
+               for ln in listing)
+
+    # No daemon: each engine is asked by the command itself.
+    alone = models_list({**engines_daemon.env, "ASSISTANT_RUNTIME_DIR": str(tmp_path / "no")})
+    assert "remote, engine peer" in next(ln for ln in alone if REMOTE in ln)
+    assert any("engine wrongkey refused the key in WRONG_PEER_KEY" in ln for ln in alone)
+    assert any("engine nokey needs a key in UNSET_PEER_KEY, which is not set" in ln
+               for ln in alone)
+    assert not any("engine gone cannot" in ln for ln in alone)  # configured: not asked
+    assert any("gone/big-model" in ln for ln in alone)
+
+
+def models_list(env: dict[str, str]) -> list[str]:
+    listing = subprocess.run([sys.executable, "-m", "assistant", "models", "list"], env=env,
+                             capture_output=True, text=True, timeout=120)
     assert listing.returncode == 0, listing.stderr
-    line = next(ln for ln in listing.stdout.splitlines() if REMOTE in ln)
-    assert "remote, engine peer" in line
-    assert "engine wrongkey refused the key in WRONG_PEER_KEY" in listing.stdout
-    assert "engine nokey needs a key in UNSET_PEER_KEY, which is not set" in listing.stdout
-    assert "engine gone cannot" not in listing.stdout  # its models are configured: not asked
-    assert "gone/big-model" in listing.stdout
+    return listing.stdout.splitlines()
 
 
 def test_a_wrong_or_missing_key_names_the_variable(engines_daemon: RunningDaemon) -> None:
