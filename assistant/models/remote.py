@@ -4,7 +4,9 @@ A :class:`RemoteEngine` is a :class:`~assistant.models.backend.Backend` built fr
 from a plugin: its models are ``NAME/MODEL`` (the engine's own name after the slash), and the
 model manager sends every request for them here. Replies stream through as they come: each
 chunk of the engine's SSE stream becomes a :class:`~assistant.models.backend.Delta` at once,
-and closing that stream closes the HTTP response, so the engine sees the client leave.
+and closing that stream closes the HTTP response, so the engine sees the client leave. A
+caller that waits for the whole reply (``GenerationParams.streamed`` false) gets it asked for
+unstreamed.
 
 Failures become the errors of :mod:`assistant.errors`, never a silent retry: the engine
 unreachable, stopped mid-reply, or busy (its 429 / 503, with its ``Retry-After``) is
@@ -278,12 +280,16 @@ class RemoteEngine(Backend):
              ) -> AsyncIterator[Delta]:
         body = {"model": self._remote(model), "messages": [message_body(m) for m in messages],
                 **sampling_body(params)}
+        if not params.streamed:
+            return self._whole("/chat/completions", body,
+                               lambda c: str((c.get("message") or {}).get("content") or ""))
         return self._stream("/chat/completions", body, chat_text)
 
     def complete(self, model: str, prompt: str, params: GenerationParams,
                  ) -> AsyncIterator[Delta]:
         body = {"model": self._remote(model), "prompt": prompt, **sampling_body(params)}
-        return self._stream("/completions", body, lambda c: str(c.get("text") or ""))
+        text: Callable[[dict[str, Any]], str] = lambda c: str(c.get("text") or "")  # noqa: E731
+        return (self._stream if params.streamed else self._whole)("/completions", body, text)
 
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
         body = await self._call("POST", "/embeddings",
@@ -380,6 +386,34 @@ class RemoteEngine(Backend):
                 yield end
         finally:
             await response.aclose()
+
+    async def _whole(self, path: str, body: dict[str, Any],
+                     text_of: Callable[[dict[str, Any]], str]) -> AsyncIterator[Delta]:
+        """POST ``body`` unstreamed, for a caller that waits for the whole reply anyway: the
+        engine spares its stream's cost (llama-cpp-python's server: 4 ms a short reply), and
+        we the chunks'. A caller that leaves still closes the connection; llama.cpp's server
+        and vLLM stop then, llama-cpp-python's finishes the reply unread."""
+        if self.caches_prompt():
+            body = {**body, "cache_prompt": True}
+        answer = await self._call("POST", path, body)
+        try:
+            choices = sorted(answer["choices"], key=lambda c: int(c.get("index") or 0))
+            used = answer.get("usage") or {}
+            replies = [(int(c.get("index") or 0), text_of(c),
+                        (c.get("logprobs") or {}).get("content"), finish_reason(c))
+                       for c in choices]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ModelError(f"engine '{self.name}' answered {path} without its choices "
+                             f"({type(exc).__name__}: {exc})") from None
+        for index, text, logprobs, _ in replies:
+            if text or logprobs:
+                yield Delta(text, index=index, logprobs=logprobs)
+        for i, (index, _, _, finish) in enumerate(replies):
+            completion = used.get("completion_tokens")
+            yield Delta("", finish_reason=finish, index=index,
+                        prompt_tokens=int(used.get("prompt_tokens") or 0),
+                        completion_tokens=(int(completion) if i == 0 else 0)
+                        if completion is not None else 0)
 
     def _chunk(self, data: str) -> dict[str, Any]:
         try:

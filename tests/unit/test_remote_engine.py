@@ -298,3 +298,21 @@ def test_a_tokenizer_failing_for_now_is_asked_again() -> None:
     asyncio.run(run())
     assert asked == ["/tokenize", "/tokenize"] and e.status()["tokenizer"] is None
     assert e.state == "unknown"  # counting says nothing of the engine's health
+
+
+def test_a_caller_waiting_for_the_whole_reply_asks_the_engine_for_it_unstreamed() -> None:
+    bodies: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(200, json={
+            "choices": [{"index": 1, "message": {"content": "Bye"}, "finish_reason": "stop"},
+                        {"index": 0, "message": {"content": "Hello"},
+                         "finish_reason": "length"}],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 4}})
+
+    deltas = asyncio.run(reply(engine(handler), streamed=False, n=2))
+    assert "stream" not in bodies[0] and bodies[0]["n"] == 2
+    assert [(d.index, d.text, d.finish_reason) for d in deltas] == [
+        (0, "Hello", None), (1, "Bye", None), (0, "", "length"), (1, "", "stop")]
+    assert (deltas[2].prompt_tokens, deltas[2].completion_tokens) == (9, 4)
