@@ -118,6 +118,12 @@ class EngineSettings(_Section):
     models: list[str] = []
     timeout: float = Field(600.0, gt=0)
     max_concurrency: int = Field(8, ge=1, le=1024)
+    # The context its models run with (as the server was started); 0: not known, and then
+    # conversations on them are not compacted to fit.
+    context_length: int = Field(0, ge=0)
+    # Send llama.cpp's "cache_prompt": true (keep the prompt's state for the next request):
+    # "auto" sends it to llama.cpp's server only (its /v1/models says owned_by "llamacpp").
+    cache_prompt: bool | Literal["auto"] = "auto"
 
     @field_validator("models")
     @classmethod

@@ -185,7 +185,7 @@ def list_cmd(app: AppContext, as_json: bool) -> None:
             ("yes" if s.installed else "no") + (f" ({s.problem})" if s.problem else ""),
         ))
     for m in remote:
-        where = f"remote, engine {m['engine']}"
+        where = f"remote, engine {m['engine']}" + (f", {m['state']}" if m["state"] else "")
         rows.append(("*" if m["default"] else "", m["name"] or f"{m['engine']}/?", "chat", "-",
                      "-", "-", "-", where + (f" ({m['problem']})" if m["problem"] else "")))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
@@ -198,22 +198,40 @@ def list_cmd(app: AppContext, as_json: bool) -> None:
 
 
 def _remote_models(app: AppContext) -> list[dict[str, Any]]:
-    """The models of each ``[engines.NAME]``, asked of the engine (a row with no name and the
-    reason when it cannot be asked)."""
-    from assistant.models.remote import list_models as engine_models
+    """The models of each ``[engines.NAME]`` as the running daemon knows them (it holds the
+    keys, in its environment, and each engine's state), else asked of each engine now. An
+    engine that cannot tell its models gives a row with no name and the reason."""
+    if not app.settings.engines:
+        return []
+    from assistant.client import Client
+
+    with Client(app.settings) as client:
+        running = client.health() is not None
+        status = client.get("/api/status") if running else None
+    defaults = {app.settings.models.default, app.settings.models.embedding}
+    if status is not None and "engines" in status:  # an older daemon's status has none
+        return [row for e in status["engines"] for row in _engine_rows(
+            e["name"], e["models"], e["state"], e["error"], defaults)]
+    from assistant.models.remote_wire import list_models as engine_models
 
     out: list[dict[str, Any]] = []
-    defaults = {app.settings.models.default, app.settings.models.embedding}
     for engine, settings in app.settings.engines.items():
         names, problem = engine_models(engine, settings)
-        out += [{"name": n, "kind": "chat", "source": "remote", "remote": True,
-                 "engine": engine, "installed": True, "default": n in defaults,
-                 "problem": None} for n in names]
-        if problem is not None:
-            out.append({"name": None, "kind": "chat", "source": "remote", "remote": True,
-                        "engine": engine, "installed": False, "default": False,
-                        "problem": f"engine {engine} {problem}"})
+        out += _engine_rows(engine, names, None,
+                            None if problem is None else f"engine {engine} {problem}", defaults)
     return out
+
+
+def _engine_rows(engine: str, names: list[str], state: str | None, problem: str | None,
+                 defaults: set[str]) -> list[dict[str, Any]]:
+    rows = [{"name": n, "kind": "chat", "source": "remote", "remote": True, "engine": engine,
+             "state": state, "installed": True, "default": n in defaults, "problem": problem}
+            for n in names]
+    if problem is not None and not names:
+        rows.append({"name": None, "kind": "chat", "source": "remote", "remote": True,
+                     "engine": engine, "state": state, "installed": False, "default": False,
+                     "problem": problem})
+    return rows
 
 
 _SHOW_KEYS = (

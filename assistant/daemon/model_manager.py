@@ -487,7 +487,7 @@ class ModelManager(Backend):
             return await self.backends[model].count_tokens(model, messages)
         engine = self._engine_model(model)
         if engine is not None:
-            return await engine.count_tokens(model, messages)  # an estimate
+            return await engine.count_tokens(model, messages)  # its tokenizer's, or above
         await self.load(model)
         try:
             result = await self.host.call(
@@ -510,8 +510,9 @@ class ModelManager(Backend):
                 log.warning("a plugin backend failed to give a context length",
                             extra={"model": model}, exc_info=True)
                 return None
-        if self.engine_of(model) is not None:
-            return None  # engines do not say (an estimate would mislead the planner)
+        engine = self.engine_of(model)
+        if engine is not None:  # as configured: engines do not say
+            return await engine.context_length(model)
         resident = self._live(model)
         if resident is not None and resident.info.get("n_ctx"):
             return int(resident.info["n_ctx"])  # loaded with footprint.planned_context

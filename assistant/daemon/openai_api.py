@@ -160,7 +160,8 @@ class GenerationRequest(BaseModel):
             "top_k", "min_p") if (value := getattr(self, key)) is not None}
         return GenerationParams(
             max_tokens=max_tokens, stop=tuple(stop), seed=self.seed, json_schema=json_schema,
-            grammar=self.grammar, n=self.n or 1, logit_bias=bias or None, **sampling,
+            grammar=self.grammar, n=self.n or 1, logit_bias=bias or None,
+            streamed=bool(self.stream), **sampling,
         )
 
 

@@ -87,6 +87,9 @@ class GenerationParams:
     # The conversation a generation belongs to: saved model states are labelled with it, so
     # deleting the conversation deletes them. Set by the daemon, not by skills.
     cache_tag: str | None = None
+    # Whether the caller reads the reply as it comes; False: it waits for the whole (a
+    # non-streamed /v1 request), and a backend may ask its server for the whole at once.
+    streamed: bool = True
 
     @property
     def constrained(self) -> bool:

@@ -4,7 +4,9 @@ A :class:`RemoteEngine` is a :class:`~assistant.models.backend.Backend` built fr
 from a plugin: its models are ``NAME/MODEL`` (the engine's own name after the slash), and the
 model manager sends every request for them here. Replies stream through as they come: each
 chunk of the engine's SSE stream becomes a :class:`~assistant.models.backend.Delta` at once,
-and closing that stream closes the HTTP response, so the engine sees the client leave.
+and closing that stream closes the HTTP response, so the engine sees the client leave. A
+caller that waits for the whole reply (``GenerationParams.streamed`` false) gets it asked for
+unstreamed.
 
 Failures become the errors of :mod:`assistant.errors`, never a silent retry: the engine
 unreachable, stopped mid-reply, or busy (its 429 / 503, with its ``Retry-After``) is
@@ -41,6 +43,17 @@ from assistant.errors import (
     RequestError,
 )
 from assistant.models.backend import Backend, ChatMessage, Delta, GenerationParams, ModelInfo
+from assistant.models.remote_tokens import EngineTokenizer, estimate
+from assistant.models.remote_wire import (
+    chat_text,
+    error_fields,
+    finish_reason,
+    message_body,
+    normalised,
+    sampling_body,
+    seconds,
+    server_root,
+)
 
 EngineState = Literal["unknown", "up", "down", "key_refused"]
 
@@ -76,6 +89,8 @@ class RemoteEngine(Backend):
         self.clock = clock
         self.state: EngineState = "unknown"
         self.listed: list[str] | None = None  # the engine's /models, once it answered
+        self.llama_cpp = False  # its /models said owned_by "llamacpp": llama.cpp's server
+        self.tokenizer = EngineTokenizer(server_root(self.base_url))
         self.error: str | None = None
         self.failures = 0  # in a row
         self.checked_at: float | None = None  # wall-clock time of the last answer or failure
@@ -101,7 +116,8 @@ class RemoteEngine(Backend):
         return [self.prefix + n for n in (self.settings.models or self.listed or [])]
 
     def models(self) -> list[ModelInfo]:
-        return [ModelInfo(name, "chat", 0, owned_by=f"engine {self.name}",
+        return [ModelInfo(name, "chat", self.settings.context_length,
+                          owned_by=f"engine {self.name}",
                           details={"remote": True, "engine": self.name, "state": self.state})
                 for name in self.names()]
 
@@ -113,7 +129,8 @@ class RemoteEngine(Backend):
                 "models": self.names(), "error": self.error, "failures": self.failures,
                 "checked_at": self.checked_at,
                 "retry_in_s": None if retry is None else round(retry, 1),
-                "api_key_env": self.settings.api_key_env or None}
+                "api_key_env": self.settings.api_key_env or None,
+                "tokenizer": self.tokenizer.kind, "cache_prompt": self.caches_prompt()}
 
     def problem(self) -> str | None:
         """What is wrong with the engine now, one line; None while it answers."""
@@ -156,6 +173,7 @@ class RemoteEngine(Backend):
         try:
             body = await self._call("GET", "/models")
             names = [str(m["id"]) for m in body["data"]]
+            owners = {m.get("owned_by") for m in body["data"] if isinstance(m, dict)}
         except (EngineUnavailable, EngineRefusedKey):
             raise
         except (AssistantError, KeyError, TypeError) as exc:
@@ -164,7 +182,7 @@ class RemoteEngine(Backend):
                 f"engine '{self.name}' does not list its models at {self.base_url}/models "
                 f"({why}); engines.{self.name}.base_url is the API root, up to its /v1",
                 self.name, self.retry_after_next())) from None
-        self.listed = names
+        self.listed, self.llama_cpp = names, "llamacpp" in owners
         return names
 
     async def aclose(self) -> None:
@@ -230,7 +248,7 @@ class RemoteEngine(Backend):
     def _refusal(self, status: int, headers: httpx.Headers, content: bytes, path: str,
                  body: Any) -> Exception:
         """The error an engine's HTTP error answer stands for (see the module's docstring)."""
-        message, code, param = _error_fields(content)
+        message, code, param = error_fields(content)
         said = f"{status} {httpx.codes.get_reason_phrase(status)}".strip()
         if message:
             said += f": {message}"
@@ -242,7 +260,7 @@ class RemoteEngine(Backend):
             return self._note(EngineRefusedKey(
                 f"engine '{self.name}' refused {what} ({said})", self.name, variable))
         if status in {429, 502, 503, 504}:
-            retry = _seconds(headers.get("retry-after")) or self.retry_after_next()
+            retry = seconds(headers.get("retry-after")) or self.retry_after_next()
             busy = "is busy" if status in {429, 503} else "is unavailable"
             return self._note(EngineUnavailable(f"engine '{self.name}' {busy} ({said})",
                                                 self.name, retry))
@@ -260,14 +278,18 @@ class RemoteEngine(Backend):
 
     def chat(self, model: str, messages: list[ChatMessage], params: GenerationParams,
              ) -> AsyncIterator[Delta]:
-        body = {"model": self._remote(model), "messages": [_message(m) for m in messages],
-                **_sampling(params)}
-        return self._stream("/chat/completions", body, _chat_text)
+        body = {"model": self._remote(model), "messages": [message_body(m) for m in messages],
+                **sampling_body(params)}
+        if not params.streamed:
+            return self._whole("/chat/completions", body,
+                               lambda c: str((c.get("message") or {}).get("content") or ""))
+        return self._stream("/chat/completions", body, chat_text)
 
     def complete(self, model: str, prompt: str, params: GenerationParams,
                  ) -> AsyncIterator[Delta]:
-        body = {"model": self._remote(model), "prompt": prompt, **_sampling(params)}
-        return self._stream("/completions", body, lambda c: str(c.get("text") or ""))
+        body = {"model": self._remote(model), "prompt": prompt, **sampling_body(params)}
+        text: Callable[[dict[str, Any]], str] = lambda c: str(c.get("text") or "")  # noqa: E731
+        return (self._stream if params.streamed else self._whole)("/completions", body, text)
 
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
         body = await self._call("POST", "/embeddings",
@@ -281,7 +303,24 @@ class RemoteEngine(Backend):
         if len(vectors) != len(texts):
             raise ModelError(f"engine '{self.name}' gave {len(vectors)} vectors for "
                              f"{len(texts)} texts")
-        return [_normalised(v) for v in vectors]
+        return [normalised(v) for v in vectors]
+
+    async def count_tokens(self, model: str, messages: list[ChatMessage]) -> int:
+        """By the engine's tokenizer when it has one (:mod:`assistant.models.remote_tokens`),
+        else an upper bound."""
+        counted = None
+        with contextlib.suppress(EngineRefusedKey):  # no key: nothing to ask with
+            counted = await self.tokenizer.count(self.client, self._headers(),
+                                                 self._remote(model), messages)
+        return counted if counted is not None else estimate(messages)
+
+    async def context_length(self, model: str) -> int | None:
+        return self.settings.context_length or None
+
+    def caches_prompt(self) -> bool:
+        """Whether requests ask the engine to keep its prompt cache (``cache_prompt``)."""
+        setting = self.settings.cache_prompt
+        return self.llama_cpp if setting == "auto" else setting
 
     def _remote(self, model: str) -> str:
         return model[len(self.prefix):] if self.owns(model) else model
@@ -291,6 +330,8 @@ class RemoteEngine(Backend):
         """POST ``body`` with ``stream`` on; each chunk's pieces as deltas, the ends last."""
         deadline = self.clock() + self.settings.timeout
         body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        if self.caches_prompt():
+            body["cache_prompt"] = True
         request = self.client.build_request("POST", self.base_url + path, json=body,
                                             headers=self._headers())
         try:
@@ -327,7 +368,7 @@ class RemoteEngine(Backend):
                             pieces[index] = pieces.get(index, 0) + 1
                             yield Delta(text, index=index, logprobs=logprobs)
                         if choice.get("finish_reason"):
-                            ends[index] = Delta("", finish_reason=_finish(choice),
+                            ends[index] = Delta("", finish_reason=finish_reason(choice),
                                                 index=index)
             except httpx.HTTPError as exc:
                 raise self._unreachable(exc, "stopped mid-reply") from None
@@ -346,6 +387,34 @@ class RemoteEngine(Backend):
         finally:
             await response.aclose()
 
+    async def _whole(self, path: str, body: dict[str, Any],
+                     text_of: Callable[[dict[str, Any]], str]) -> AsyncIterator[Delta]:
+        """POST ``body`` unstreamed, for a caller that waits for the whole reply anyway: the
+        engine spares its stream's cost (llama-cpp-python's server: 4 ms a short reply), and
+        we the chunks'. A caller that leaves still closes the connection; llama.cpp's server
+        and vLLM stop then, llama-cpp-python's finishes the reply unread."""
+        if self.caches_prompt():
+            body = {**body, "cache_prompt": True}
+        answer = await self._call("POST", path, body)
+        try:
+            choices = sorted(answer["choices"], key=lambda c: int(c.get("index") or 0))
+            used = answer.get("usage") or {}
+            replies = [(int(c.get("index") or 0), text_of(c),
+                        (c.get("logprobs") or {}).get("content"), finish_reason(c))
+                       for c in choices]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ModelError(f"engine '{self.name}' answered {path} without its choices "
+                             f"({type(exc).__name__}: {exc})") from None
+        for index, text, logprobs, _ in replies:
+            if text or logprobs:
+                yield Delta(text, index=index, logprobs=logprobs)
+        for i, (index, _, _, finish) in enumerate(replies):
+            completion = used.get("completion_tokens")
+            yield Delta("", finish_reason=finish, index=index,
+                        prompt_tokens=int(used.get("prompt_tokens") or 0),
+                        completion_tokens=(int(completion) if i == 0 else 0)
+                        if completion is not None else 0)
+
     def _chunk(self, data: str) -> dict[str, Any]:
         try:
             chunk = json.loads(data)
@@ -355,112 +424,7 @@ class RemoteEngine(Backend):
         if not isinstance(chunk, dict):
             raise ModelError(f"engine '{self.name}' sent a chunk that is not an object")
         if chunk.get("error"):
-            message = _error_fields(json.dumps(chunk).encode())[0] or "no message"
+            message = error_fields(json.dumps(chunk).encode())[0] or "no message"
             raise ModelError(f"engine '{self.name}' ended the reply with an error: {message}")
         return chunk
 
-
-def _message(message: ChatMessage) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": message.role, "content": message.content}
-    if message.tool_calls:
-        out["tool_calls"] = [{"id": c.id, "type": "function",
-                              "function": {"name": c.name, "arguments": c.arguments}}
-                             for c in message.tool_calls]
-    if message.tool_call_id is not None:
-        out["tool_call_id"] = message.tool_call_id
-    return out
-
-
-def _sampling(params: GenerationParams) -> dict[str, Any]:
-    """``params`` as an OpenAI request's fields, with llama.cpp's (``top_k``, ``min_p``,
-    ``repeat_penalty``) under the names its server and vLLM take: every setting the daemon
-    would use for a local model is sent, so a remote one samples the same way."""
-    body: dict[str, Any] = {
-        "temperature": params.temperature, "top_p": params.top_p,
-        "frequency_penalty": params.frequency_penalty,
-        "presence_penalty": params.presence_penalty,
-        "top_k": params.top_k, "min_p": params.min_p, "repeat_penalty": params.repeat_penalty,
-    }
-    if params.max_tokens is not None:
-        body["max_tokens"] = params.max_tokens
-    if params.stop:
-        body["stop"] = list(params.stop)
-    if params.seed is not None:
-        body["seed"] = params.seed
-    if params.n > 1:
-        body["n"] = params.n
-    if params.logprobs:
-        body["logprobs"] = True
-        body["top_logprobs"] = params.top_logprobs
-    if params.logit_bias:
-        body["logit_bias"] = {str(k): v for k, v in params.logit_bias.items()}
-    return body
-
-
-def _chat_text(choice: dict[str, Any]) -> str:
-    delta = choice.get("delta") or {}
-    return str(delta.get("content") or "")
-
-
-def _finish(choice: dict[str, Any]) -> Literal["stop", "length"]:
-    return "length" if choice.get("finish_reason") == "length" else "stop"
-
-
-def _error_fields(content: bytes) -> tuple[str, str | None, str | None]:
-    """The message, code and param of an error body: OpenAI's ``{"error": {...}}``, FastAPI's
-    ``{"detail": ...}``, or plain text (cut)."""
-    try:
-        body = json.loads(content)
-    except ValueError:
-        return content.decode("utf-8", "replace").strip()[:300], None, None
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        error = body["error"]
-        code, param = error.get("code"), error.get("param")
-        return (str(error.get("message") or "")[:1000], code if isinstance(code, str) else None,
-                param if isinstance(param, str) else None)
-    if isinstance(body, dict) and "detail" in body:
-        return str(body["detail"])[:1000], None, None
-    if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return body["error"][:1000], None, None
-    return str(body)[:300], None, None
-
-
-def _seconds(value: str | None) -> int | None:
-    try:
-        return max(1, math.ceil(float(value))) if value else None
-    except ValueError:
-        return None
-
-
-def _normalised(vector: list[float]) -> list[float]:
-    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
-    return [x / norm for x in vector]
-
-
-def list_models(name: str, settings: EngineSettings, environ: Mapping[str, str] | None = None,
-                timeout: float = 3.0) -> tuple[list[str], str | None]:
-    """The models engine ``name`` offers, as ``NAME/MODEL``, and why it could not be asked
-    (``assistant models list``, without the daemon): its configured ``models``, else what its
-    ``/models`` lists now."""
-    if settings.models:
-        return [f"{name}/{m}" for m in settings.models], None
-    env = os.environ if environ is None else environ
-    headers = {}
-    if settings.api_key_env:
-        if not env.get(settings.api_key_env):
-            return [], f"needs a key in {settings.api_key_env}, which is not set"
-        headers["Authorization"] = f"Bearer {env[settings.api_key_env]}"
-    try:
-        response = httpx.get(settings.base_url.rstrip("/") + "/models", headers=headers,
-                             timeout=timeout)
-    except httpx.HTTPError as exc:
-        return [], f"cannot be reached: {type(exc).__name__}: {exc}"
-    if response.status_code >= 400:
-        said = f"{response.status_code}: {_error_fields(response.content)[0]}"
-        if response.status_code in {401, 403} and settings.api_key_env:
-            return [], f"refused the key in {settings.api_key_env} ({said})"
-        return [], f"answered /models with {said}"
-    try:
-        return [f"{name}/{m['id']}" for m in response.json()["data"]], None
-    except (ValueError, KeyError, TypeError):
-        return [], "its /models is not an OpenAI model list"

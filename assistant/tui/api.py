@@ -102,6 +102,9 @@ class ModelEntry:
     kind: str
     loaded: bool
     context: int | None  # the context the daemon runs the model with; None: it cannot tell
+    # The remote engine serving it ([engines.NAME]) and that engine's state; None: local.
+    engine: str | None = None
+    engine_state: str | None = None
 
 
 def context_size(value: object) -> int | None:
@@ -175,7 +178,9 @@ class TuiApi:
     def models(self) -> list[ModelEntry]:
         data = self.client.get("/v1/models")["data"]
         return [ModelEntry(m["id"], str(m.get("kind") or ""), bool(m.get("loaded")),
-                           context_size(m.get("context")))
+                           context_size(m.get("context")),
+                           engine=m.get("engine") if m.get("remote") else None,
+                           engine_state=m.get("engine_state") if m.get("remote") else None)
                 for m in data if m.get("kind") not in {"router", "embedding"}]
 
     def load_model(self, name: str) -> dict[str, Any]:

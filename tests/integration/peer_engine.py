@@ -62,7 +62,8 @@ class PeerEngine:
         if not model.exists():
             pytest.fail(f"{model} missing: run `make test-models`")
         root = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        # Unbuffered: what the server prints (a client that left) reaches the log at once.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(
             [root, *filter(None, [os.environ.get("PYTHONPATH")])])}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
@@ -85,6 +86,12 @@ class PeerEngine:
                     pass
                 time.sleep(0.2)
         pytest.fail(f"the peer engine did not answer in {timeout} s")
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used so far (user and system, its threads')."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def kill(self) -> None:
         """SIGKILL: gone at once, mid-reply, as a crashed or unplugged engine is."""

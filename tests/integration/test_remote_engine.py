@@ -87,7 +87,7 @@ def turn_events(http: httpx.Client, body: dict[str, Any]) -> list[dict[str, Any]
 
 
 def test_listed_streamed_like_the_peer_and_local_models_unblocked(
-        engines_daemon: RunningDaemon, peer: PeerEngine) -> None:
+        engines_daemon: RunningDaemon, peer: PeerEngine, tmp_path: Path) -> None:
     with engines_daemon.http(timeout=300) as http:
         def listed() -> dict[str, Any]:
             return {m["id"]: m for m in http.get("/v1/models").json()["data"]}
@@ -130,16 +130,30 @@ def test_listed_streamed_like_the_peer_and_local_models_unblocked(
     assert "engine     gone: down" in shown.stdout
     assert "problem    engine 'wrongkey' refused the key in WRONG_PEER_KEY" in shown.stdout
 
-    listing = subprocess.run(
-        [sys.executable, "-m", "assistant", "models", "list"], env=engines_daemon.env,
-        capture_output=True, text=True, timeout=120)
+    # The running daemon is asked: its engines' states, with the keys of its environment.
+    listing = models_list(engines_daemon.env)
+    assert "remote, engine peer, up" in next(ln for ln in listing if REMOTE in ln)
+    gone = next(ln for ln in listing if "gone/big-model" in ln)
+    assert "remote, engine gone, down (engine 'gone' cannot be reached" in gone
+    assert any("engine 'wrongkey' refused the key in WRONG_PEER_KEY" in ln for ln in listing)
+    assert any("engine 'nokey' needs a key in the environment variable UNSET_PEER_KEY" in ln
+               for ln in listing)
+
+    # No daemon: each engine is asked by the command itself.
+    alone = models_list({**engines_daemon.env, "ASSISTANT_RUNTIME_DIR": str(tmp_path / "no")})
+    assert "remote, engine peer" in next(ln for ln in alone if REMOTE in ln)
+    assert any("engine wrongkey refused the key in WRONG_PEER_KEY" in ln for ln in alone)
+    assert any("engine nokey needs a key in UNSET_PEER_KEY, which is not set" in ln
+               for ln in alone)
+    assert not any("engine gone cannot" in ln for ln in alone)  # configured: not asked
+    assert any("gone/big-model" in ln for ln in alone)
+
+
+def models_list(env: dict[str, str]) -> list[str]:
+    listing = subprocess.run([sys.executable, "-m", "assistant", "models", "list"], env=env,
+                             capture_output=True, text=True, timeout=120)
     assert listing.returncode == 0, listing.stderr
-    line = next(ln for ln in listing.stdout.splitlines() if REMOTE in ln)
-    assert "remote, engine peer" in line
-    assert "engine wrongkey refused the key in WRONG_PEER_KEY" in listing.stdout
-    assert "engine nokey needs a key in UNSET_PEER_KEY, which is not set" in listing.stdout
-    assert "engine gone cannot" not in listing.stdout  # its models are configured: not asked
-    assert "gone/big-model" in listing.stdout
+    return listing.stdout.splitlines()
 
 
 def test_a_wrong_or_missing_key_names_the_variable(engines_daemon: RunningDaemon) -> None:
@@ -195,3 +209,89 @@ def test_peer_killed_mid_stream_then_back(engines_daemon: RunningDaemon,
         assert (reply["role"], reply["status"], reply["model"]) == (
             "assistant", "complete", REMOTE)
         assert reply["content"] == "".join(e["text"] for e in events if e["type"] == "delta")
+
+
+def test_a_cancel_stops_the_peers_generation(engines_daemon: RunningDaemon,
+                                             peer: PeerEngine) -> None:
+    """The client leaves after a few pieces of a reply that would run ~1,900 tokens: the
+    daemon closes its response from the peer, and the peer stops generating: it says so in
+    its log (llama-cpp-python's server checks for a gone client after each chunk), its CPU
+    goes idle, and its next request is served at once."""
+    long = {**T0, "model": REMOTE, "max_tokens": 1900, "stream": True,
+            "logit_bias": {"0": -100, "2": -100}}  # no end-of-text: it cannot end by itself
+    said_before = peer.log.read_text().count("Disconnected from client")
+    with engines_daemon.http(timeout=300) as http:
+        pieces = 0
+        with http.stream("POST", "/v1/chat/completions", json=long) as response:
+            assert response.status_code == 200, response.read()
+            started = time.monotonic()
+            generating = peer.cpu_seconds()
+            for line in response.iter_lines():
+                pieces += line.startswith("data: {") and '"content"' in line
+                if pieces == 20:
+                    break
+            busy = (peer.cpu_seconds() - generating) / (time.monotonic() - started)
+        left = time.monotonic()  # the stream is closed: the client has left
+
+        assert wait_for(lambda: peer.log.read_text().count("Disconnected from client")
+                        > said_before, timeout=30), peer.log.read_text()[-2000:]
+        noticed = time.monotonic() - left
+        time.sleep(0.5)  # the chunk in hand when it noticed, if any
+        idle_from, idle_cpu = time.monotonic(), peer.cpu_seconds()
+        time.sleep(2.0)
+        idle = (peer.cpu_seconds() - idle_cpu) / (time.monotonic() - idle_from)
+        print(f"peer CPU generating {busy:.2f} s/s, after the cancel {idle:.2f} s/s; "
+              f"noticed in {noticed:.2f} s")
+        # Generating, the peer keeps its two threads busy (2 s/s on an idle machine; on
+        # a loaded one less, still well above this).
+        assert idle < 0.15, (busy, idle)
+
+        with peer.http() as direct:
+            started = time.monotonic()
+            short = direct.post("/chat/completions", json={**T0, "model": ALIAS,
+                                                           "max_tokens": 4})
+            served = time.monotonic() - started
+        assert short.status_code == 200, short.text
+        # Behind the long reply (one request at a time), it would wait for ~1,880 tokens.
+        assert served < 10, served
+
+
+def test_tokens_counted_by_the_peers_tokenizer_and_cache_prompt_harmless(
+        peer: PeerEngine) -> None:
+    """llama-cpp-python's server counts through its /extras/tokenize (found after its 404 for
+    /tokenize, then kept); the count is within a few tokens of the prompt it reads for the
+    same messages. Sent ``cache_prompt`` (a field it does not know), it answers as before."""
+    import asyncio
+
+    from assistant.config import EngineSettings
+    from assistant.models.backend import ChatMessage, GenerationParams
+    from assistant.models.remote import RemoteEngine
+
+    messages = [ChatMessage("system", "You answer in one short sentence."),
+                ChatMessage("user", "Name three colours of the rainbow, and say why the sky "
+                                    "is blue. Réponds aussi en français.")]
+
+    async def run() -> tuple[list[int], str, str, bool]:
+        engine = RemoteEngine("peer", EngineSettings(
+            base_url=peer.base_url, api_key_env="PEER_KEY", cache_prompt=True),
+            environ={"PEER_KEY": KEY})
+        try:
+            counts = [await engine.count_tokens(REMOTE, messages) for _ in range(2)]
+            kind = engine.tokenizer.kind
+            deltas = [d async for d in engine.chat(REMOTE, messages, GenerationParams(
+                max_tokens=8, temperature=0))]
+            return (counts, str(kind), "".join(d.text for d in deltas) + "|"
+                    + str(deltas[-1].finish_reason), engine.caches_prompt())
+        finally:
+            await engine.aclose()
+
+    counts, kind, reply, cached = asyncio.run(run())
+    assert kind == "/extras/tokenize" and cached and len(reply) > 8, reply
+    with peer.http() as direct:  # its stream carries no usage: what it read, asked plainly
+        answer = direct.post("/chat/completions", json={
+            "model": ALIAS, "max_tokens": 1, "messages": [
+                {"role": m.role, "content": m.content} for m in messages]})
+    read = answer.json()["usage"]["prompt_tokens"]
+    print(f"counted {counts[0]} tokens; the peer read {read}")
+    assert counts[0] == counts[1] and read > 20
+    assert read <= counts[0] <= read + 6, (counts, read)

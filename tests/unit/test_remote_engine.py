@@ -199,3 +199,120 @@ def test_closing_our_stream_closes_theirs() -> None:
         await asyncio.wait_for(closed.wait(), 1)
 
     asyncio.run(run())
+
+
+# -- cache_prompt and token counting --------------------------------------------------------
+
+def listing(owned_by: str) -> dict[str, Any]:
+    return {"object": "list", "data": [{"id": "m", "object": "model", "owned_by": owned_by}]}
+
+
+@pytest.mark.parametrize(("owned_by", "setting", "sent"), [
+    ("llamacpp", "auto", True),  # llama.cpp's server: asked to keep its prompt cache
+    ("vllm", "auto", False),  # another server is not sent a field it may refuse
+    ("vllm", True, True),
+    ("llamacpp", False, False),
+])
+def test_cache_prompt_goes_to_llama_cpps_server_or_as_set(owned_by: str, setting: Any,
+                                                           sent: bool) -> None:
+    bodies: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/models":
+            return httpx.Response(200, json=listing(owned_by))
+        bodies.append(json.loads(request.content))
+        return httpx.Response(200, content=sse(
+            {"choices": [{"index": 0, "delta": {"content": "a"}, "finish_reason": "stop"}]}))
+
+    async def run() -> RemoteEngine:
+        e = engine(handler, cache_prompt=setting)
+        await e.refresh()
+        await reply(e)
+        return e
+
+    e = asyncio.run(run())
+    assert ("cache_prompt" in bodies[0]) is sent and bodies[0].get("cache_prompt", True) is True
+    assert e.status()["cache_prompt"] is sent
+
+
+def counting(routes: dict[str, Any]) -> tuple[RemoteEngine, list[str]]:
+    """An engine whose server answers ``routes`` (path -> status or JSON body), 404 else."""
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        answer = routes.get(request.url.path, 404)
+        if isinstance(answer, int):
+            return httpx.Response(answer, json={"detail": "no"})
+        return httpx.Response(200, json=answer(json.loads(request.content)))
+
+    return engine(handler), asked
+
+
+MESSAGES = [ChatMessage("system", "Be brief."), ChatMessage("user", "héllo there")]
+
+
+def test_tokens_are_counted_by_llama_cpps_tokenize_route_once_found() -> None:
+    e, asked = counting({"/tokenize": lambda b: {"tokens": list(range(len(b["content"])))}})
+
+    async def run() -> list[int]:
+        return [await e.count_tokens("gpu/m", MESSAGES) for _ in range(2)]
+
+    text = "system\nBe brief.\nuser\nhéllo there\n"
+    assert asyncio.run(run()) == [len(text) + 3 * 2 + 3] * 2
+    assert asked == ["/tokenize", "/tokenize"]
+    assert e.status()["tokenizer"] == "/tokenize"
+
+
+def test_llama_cpp_pythons_extras_route_is_found_after_a_404() -> None:
+    e, asked = counting({"/extras/tokenize": lambda b: {"tokens": [1] * len(b["input"])}})
+
+    async def run() -> list[int]:
+        return [await e.count_tokens("gpu/m", MESSAGES) for _ in range(2)]
+
+    assert asyncio.run(run())[1] == len("system\nBe brief.\nuser\nhéllo there\n") + 9
+    assert asked == ["/tokenize", "/extras/tokenize", "/extras/tokenize"]
+    assert e.status()["tokenizer"] == "/extras/tokenize"
+
+
+def test_without_a_tokenizer_the_count_is_an_upper_bound_and_not_asked_again() -> None:
+    e, asked = counting({})
+
+    async def run() -> list[int]:
+        return [await e.count_tokens("gpu/m", MESSAGES) for _ in range(3)]
+
+    counts = asyncio.run(run())
+    assert asked == ["/tokenize", "/extras/tokenize"]  # the missing routes: asked once
+    # Never under the truth: a byte counts as half a token.
+    assert counts[0] == (9 // 2 + 8) + (12 // 2 + 8) + 3 == counts[2]
+    assert e.status()["tokenizer"] == "estimate"
+
+
+def test_a_tokenizer_failing_for_now_is_asked_again() -> None:
+    e, asked = counting({"/tokenize": 503})
+
+    async def run() -> None:
+        await e.count_tokens("gpu/m", MESSAGES)
+        await e.count_tokens("gpu/m", MESSAGES)
+
+    asyncio.run(run())
+    assert asked == ["/tokenize", "/tokenize"] and e.status()["tokenizer"] is None
+    assert e.state == "unknown"  # counting says nothing of the engine's health
+
+
+def test_a_caller_waiting_for_the_whole_reply_asks_the_engine_for_it_unstreamed() -> None:
+    bodies: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(200, json={
+            "choices": [{"index": 1, "message": {"content": "Bye"}, "finish_reason": "stop"},
+                        {"index": 0, "message": {"content": "Hello"},
+                         "finish_reason": "length"}],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 4}})
+
+    deltas = asyncio.run(reply(engine(handler), streamed=False, n=2))
+    assert "stream" not in bodies[0] and bodies[0]["n"] == 2
+    assert [(d.index, d.text, d.finish_reason) for d in deltas] == [
+        (0, "Hello", None), (1, "Bye", None), (0, "", "length"), (1, "", "stop")]
+    assert (deltas[2].prompt_tokens, deltas[2].completion_tokens) == (9, 4)

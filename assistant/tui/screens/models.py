@@ -1,4 +1,7 @@
-"""Switch the chat model: the list from /v1/models, loading with a visible progress state."""
+"""Switch the chat model: the list from /v1/models, loading with a visible progress state.
+
+A remote engine's model (``NAME/MODEL``) is marked with its engine and that engine's state,
+and switched to at once: there is nothing to load here."""
 
 from __future__ import annotations
 
@@ -57,6 +60,7 @@ class ModelScreen(ModalScreen[ModelEntry | None]):
         for entry in entries:
             marks = ["current" if entry.name == self.current else "",
                      "loaded" if entry.loaded else "",
+                     _remote(entry),
                      f"ctx {entry.context}" if entry.context else ""]
             detail = " · ".join(m for m in marks if m)
             box.add_option(Option(Content(f"{entry.name}  {detail}"), id=entry.name))
@@ -74,6 +78,9 @@ class ModelScreen(ModalScreen[ModelEntry | None]):
         if self.loading:
             return
         entry = next(e for e in self.entries if e.name == event.option.id)
+        if entry.engine is not None:
+            self.dismiss(entry)  # the engine runs it: a turn says if it cannot
+            return
         self.loading = True
         self.query_one("#state", Label).update(f"loading {entry.name}…")
         self.query_one(ProgressBar).display = True
@@ -97,3 +104,10 @@ class ModelScreen(ModalScreen[ModelEntry | None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+
+def _remote(entry: ModelEntry) -> str:
+    if entry.engine is None:
+        return ""
+    state = entry.engine_state if entry.engine_state not in {None, "up"} else None
+    return f"remote, engine {entry.engine}" + (f" ({state.replace('_', ' ')})" if state else "")
