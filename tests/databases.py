@@ -14,6 +14,7 @@ SQLite has (its file, its pragmas, FTS5's tables) is marked :data:`sqlite_only`.
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,13 +46,18 @@ class PostgresServer:
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
     """A PostgreSQL server for this test session (started on first use)."""
     try:
-        import pgserver
+        with warnings.catch_warnings():  # platformdirs: no XDG_RUNTIME_DIR, /tmp used
+            warnings.simplefilter("ignore")
+            import pgserver
         import psycopg
     except ImportError as error:  # pragma: no cover - the dev dependencies hold both
         raise RuntimeError(f"The PostgreSQL store tests need the dev dependencies "
                            f"(make install): {error}") from error
     root = tmp_path_factory.mktemp("postgres")
-    with pgserver.get_server(root / "data", cleanup_mode="delete") as server:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        server = pgserver.get_server(root / "data", cleanup_mode="delete")
+    with server:
         def uri(name: str) -> str:
             return str(server.get_uri(name)).replace("postgresql://", "postgresql+psycopg://", 1)
 
