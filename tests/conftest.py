@@ -15,6 +15,9 @@ import pytest
 import pytest_asyncio
 
 from assistant.testing import InProcessDaemon, in_process_daemon
+from tests.databases import database, postgres
+
+__all__ = ["database", "postgres"]  # fixtures of the store's tests (tests/databases.py)
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_MODELS_DIR = Path(os.environ.get("ASSISTANT_TEST_MODELS_DIR", REPO / ".models"))

@@ -66,6 +66,7 @@ async def add_file(
     its new chunks replace the old ones in one transaction."""
     from assistant.store.documents import NewChunk
     from assistant.text import detect_language, sentences
+    from assistant.text.language import UNDETERMINED
 
     try:
         path = path.resolve()
@@ -84,12 +85,12 @@ async def add_file(
             known.chunker_version == CHUNKER_VERSION:
         return Outcome(path, "unchanged", document_id=known.id)
 
-    def split() -> list[Chunk]:
+    def split() -> tuple[str, list[Chunk]]:
         lang = detect_language(" ".join(s.text for s in document.sections[:5])[:2000])
-        return chunk_sections(document.sections, lambda t: sentences(t, lang))
+        return lang, chunk_sections(document.sections, lambda t: sentences(t, lang))
 
     try:
-        chunks = await asyncio.to_thread(split)
+        lang, chunks = await asyncio.to_thread(split)
     except Exception as exc:  # text the sentence splitter cannot take fails this file only
         return Outcome(path, "failed",
                        message=f"{path}: cannot be split into passages "
@@ -102,6 +103,7 @@ async def add_file(
             progress(len(vectors), len(chunks))
     info = await asyncio.to_thread(repo.add, str(path), document.title, document.sha256, [
         NewChunk(i, c.location, c.text, to_blob(v))
-        for i, (c, v) in enumerate(zip(chunks, vectors, strict=True))], CHUNKER_VERSION)
+        for i, (c, v) in enumerate(zip(chunks, vectors, strict=True))], CHUNKER_VERSION,
+        language=None if lang == UNDETERMINED else lang)
     return Outcome(path, "added" if known is None else "updated", len(chunks),
                    document_id=info.id)

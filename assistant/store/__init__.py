@@ -1,6 +1,7 @@
 """The conversation store. :class:`Store` is the only way in; nothing here touches disk on import.
 
-    db.py             engine, connection settings (WAL, synchronous=FULL…), error translation
+    db.py             engine, connection settings (WAL, synchronous=FULL…; PostgreSQL's
+                      writers' lock), error translation
     schema.py         ORM rows (internal)
     migrations.py     the schema's versioned history, applied on open
     records.py        the dataclasses the store hands out
@@ -9,7 +10,8 @@
     turns.py          writing the message tree: turns, replies, branches, summaries
     conversations.py  writing whole conversations: title, archive, pin, delete, import
     queries.py        reading conversations and messages; rows to records
-    search.py         full-text search
+    search.py         full-text search (FTS5), its caps and time budget
+    postgres_search.py  the same on PostgreSQL (tsvector), for messages and documents
     exchange.py       our JSON format, Markdown, ChatGPT's conversations.json
     documents.py      the user's documents and their chunks (``Store.documents``)
 """

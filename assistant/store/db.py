@@ -5,6 +5,14 @@ foreign keys and a busy timeout. pysqlite's own transaction handling is switched
 SQLAlchemy emits ``BEGIN`` itself (the recipe in SQLAlchemy's SQLite dialect documentation):
 reads use a plain deferred ``BEGIN``, writes go through :func:`writer`, whose connections emit
 ``BEGIN IMMEDIATE`` so a writer takes the lock up front instead of failing mid-transaction.
+
+On PostgreSQL (``postgresql+psycopg://``, any number of daemons on any number of machines
+sharing one database) a :func:`writer` transaction takes a transaction-scoped advisory lock
+first, the same for every writer: writes are serialized as SQLite's are, so each sees every
+write committed before it (a turn continues from the leaf the previous turn left, an import
+finds what another just imported) and no update is lost. Reads take no lock (MVCC). A
+committed transaction is durable as PostgreSQL makes it (``synchronous_commit``, on by
+default); connections are checked before use, so a restarted server costs no failed call.
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ BUSY_TIMEOUT_MS = 10_000
 # Bytes of WAL kept on disk after a checkpoint; beyond that the file is truncated.
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 _BEGIN_OPTION = "assistant_sqlite_begin"
+# Every writer's advisory lock on PostgreSQL: one 64-bit key, b"assistnt".
+WRITE_LOCK_KEY = int.from_bytes(b"assistnt", "big")
 _T = TypeVar("_T")
 
 # Primary SQLite result codes (the low byte of an extended code).
@@ -41,6 +51,14 @@ _UNAVAILABLE = {
     14: "the database file cannot be opened",  # SQLITE_CANTOPEN
 }
 _CORRUPT = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+# PostgreSQL SQLSTATE classes that mean "not now": connection exception, insufficient
+# resources, operator intervention (less 57014, a cancelled statement), system error.
+_PG_UNAVAILABLE = {"08": "the database server cannot be reached",
+                   "53": "the database server is out of resources",
+                   "57": "the database server is shutting down or restarting",
+                   "58": "the database server had a system error",
+                   # read_only_sql_transaction: a standby, or a server made read-only
+                   "25006": "the database is read-only"}
 
 
 def database_url(settings: Settings) -> str:
@@ -66,7 +84,11 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def create(url: str) -> Engine:
-    """An engine for ``url``; with SQLite, every connection is configured as described above."""
+    """An engine for ``url``, every connection configured as described above."""
+    if make_url(url).get_backend_name() == "postgresql":
+        engine = create_engine(url, pool_pre_ping=True)
+        event.listen(engine, "begin", _begin_postgresql)
+        return engine
     engine = create_engine(url)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _configure_sqlite)
@@ -75,7 +97,8 @@ def create(url: str) -> Engine:
 
 
 def writer(engine: Engine) -> Engine:
-    """The same engine (same pool) whose transactions start with ``BEGIN IMMEDIATE``."""
+    """The same engine (same pool) whose transactions are writers: ``BEGIN IMMEDIATE`` on
+    SQLite, the advisory lock :data:`WRITE_LOCK_KEY` on PostgreSQL."""
     return engine.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"})
 
 
@@ -154,6 +177,12 @@ def _begin_sqlite(conn: Connection) -> None:
     conn.exec_driver_sql(conn.get_execution_options().get(_BEGIN_OPTION, "BEGIN"))
 
 
+def _begin_postgresql(conn: Connection) -> None:
+    # psycopg has begun the transaction; the lock is released by its commit or rollback.
+    if _BEGIN_OPTION in conn.get_execution_options():
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+
+
 def check(engine: Engine) -> None:
     """Assert the connection settings and run ``quick_check``; StorageError when either fails."""
     if engine.dialect.name != "sqlite":
@@ -213,10 +242,31 @@ def is_corruption(error: BaseException) -> bool:
     return sqlite_code(error) in _CORRUPT
 
 
+def postgresql_unavailable(error: exc.DBAPIError) -> str | None:
+    """Why PostgreSQL cannot serve now (server down, restarting, out of connections…), or
+    None when the error is of another kind."""
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if sqlstate is None:  # no answer from a server: refused, unreachable, dropped
+        if error.connection_invalidated or isinstance(error, exc.OperationalError):
+            return _PG_UNAVAILABLE["08"]
+        return None
+    if sqlstate == "57014":  # a statement cancelled (the search budget), not the server
+        return None
+    return _PG_UNAVAILABLE.get(sqlstate) or _PG_UNAVAILABLE.get(str(sqlstate)[:2])
+
+
 def translate(error: exc.DBAPIError, where: str) -> StorageError:
     """The domain error for a driver error: unavailable (retry later) or a plain failure."""
     code = sqlite_code(error)
     detail = str(error.orig) if error.orig is not None else str(error)
+    if error.orig is not None and type(error.orig).__module__.startswith("psycopg"):
+        reason = postgresql_unavailable(error)
+        if reason is not None:
+            return StorageUnavailable(
+                f"The conversation store is unavailable: {reason} ({detail.strip()}).",
+                "Check that the PostgreSQL server of [store] url is running and reachable; "
+                "the assistant reconnects on its own once it is.")
+        return StorageError(f"The conversation store failed: {detail.strip()}.")
     if code in _UNAVAILABLE:
         return StorageUnavailable(
             f"The conversation store is unavailable: {_UNAVAILABLE[code]} ({detail}).",

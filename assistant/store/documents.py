@@ -1,8 +1,9 @@
 """Documents and their chunks: the storage half of the user's document index.
 
 A document is added whole, in one transaction with all its chunks (their text indexed by the
-``chunks_fts`` FTS5 table, and by ``chunks_cjk`` when it holds Chinese, Japanese or Korean;
-their embeddings as float32 blobs), so a failure stores nothing.
+``chunks_fts`` FTS5 table, and by ``chunks_cjk`` when it holds Chinese, Japanese or Korean, or
+on PostgreSQL by their ``tsv`` column in their document's language, see
+:mod:`.postgres_search`; their embeddings as float32 blobs), so a failure stores nothing.
 Documents are keyed by content hash and record the version of the chunker that cut them;
 adding a file at a known path replaces the old version in the same transaction (the ingestion
 skips a file whose content and chunker version are unchanged). Reach it as ``store.documents``.
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import Connection, Table, delete, func, insert, or_, select, text
 
-from assistant.store import cjk
+from assistant.store import cjk, postgres_search
 from assistant.store.schema import ChunkRow, DocumentRow
 from assistant.store.search import Budget, within
 
@@ -51,6 +52,7 @@ class DocumentInfo:
     added: datetime
     chunks: int = 0
     chunker_version: int = 0
+    language: str | None = None  # ISO 639-1; None: not known
 
 
 @dataclass(frozen=True)
@@ -72,11 +74,16 @@ class ChunkInfo:
     title: str
 
 
-def fts_query(question: str, max_terms: int | None = None) -> str:
-    """An FTS5 query matching any word of ``question`` (each quoted, so nothing is syntax):
-    its first ``max_terms`` distinct words, when given."""
+def question_words(question: str, max_terms: int | None = None) -> list[str]:
+    """The distinct words of ``question`` a keyword search looks for (not single ASCII
+    letters): its first ``max_terms``, when given."""
     words = [w for w in _TERM.findall(question.lower()) if len(w) > 1 or not w.isascii()]
-    return " OR ".join(f'"{w}"' for w in list(dict.fromkeys(words))[:max_terms])
+    return list(dict.fromkeys(words))[:max_terms]
+
+
+def fts_or(words: list[str]) -> str:
+    """An FTS5 query matching any of ``words`` (each quoted, so nothing is syntax)."""
+    return " OR ".join(f'"{w}"' for w in words)
 
 
 class DocumentRepository:
@@ -89,26 +96,30 @@ class DocumentRepository:
         """The document stored for ``path`` (its chunk count left at 0), if any."""
         with self.store._read() as conn:
             row = conn.execute(select(D).where(D.c.path == path)).first()
-        return None if row is None else DocumentInfo(row.id, row.path, row.title, row.sha256,
-                                                     row.added,
-                                                     chunker_version=row.chunker_version)
+        return None if row is None else DocumentInfo(
+            row.id, row.path, row.title, row.sha256, row.added,
+            chunker_version=row.chunker_version, language=row.language)
 
     def add(self, path: str, title: str, sha256: str, chunks: list[NewChunk],
-            chunker_version: int) -> DocumentInfo:
+            chunker_version: int, language: str | None = None) -> DocumentInfo:
         """Store a document and its chunks at once, replacing an older version at ``path``
-        (and the same content stored at another path)."""
+        (and the same content stored at another path). ``language`` (ISO 639-1) picks how
+        PostgreSQL indexes its words."""
         now = datetime.now(UTC)
         doc_id = uuid.uuid4().hex
         with self.store._write() as conn:
             conn.execute(delete(D).where(or_(D.c.path == path, D.c.sha256 == sha256)))
+            # No language leaves the column out, as the schema before migration 6 had it.
+            known = {} if language is None else {"language": language}
             conn.execute(insert(D), {"id": doc_id, "path": path, "title": title,
                                      "sha256": sha256, "added": now,
-                                     "chunker_version": chunker_version})
+                                     "chunker_version": chunker_version, **known})
             if chunks:
                 conn.execute(insert(K), [
                     {"document_id": doc_id, "position": c.position, "location": c.location,
-                     "text": c.text, "embedding": c.embedding} for c in chunks])
-        return DocumentInfo(doc_id, path, title, sha256, now, len(chunks), chunker_version)
+                     "text": c.text, "embedding": c.embedding, **known} for c in chunks])
+        return DocumentInfo(doc_id, path, title, sha256, now, len(chunks), chunker_version,
+                            language)
 
     def all(self) -> list[DocumentInfo]:
         counts = (select(K.c.document_id, func.count().label("n"))
@@ -117,8 +128,8 @@ class DocumentRepository:
                  .outerjoin(counts, counts.c.document_id == D.c.id).order_by(D.c.added))
         with self.store._read() as conn:
             rows = conn.execute(query).all()
-        return [DocumentInfo(r.id, r.path, r.title, r.sha256, r.added, r.n, r.chunker_version)
-                for r in rows]
+        return [DocumentInfo(r.id, r.path, r.title, r.sha256, r.added, r.n, r.chunker_version,
+                             r.language) for r in rows]
 
     def remove(self, ident: str) -> list[DocumentInfo]:
         """Remove documents whose id starts with ``ident`` or whose path is ``ident``."""
@@ -139,19 +150,22 @@ class DocumentRepository:
         are taken in turn, the trigram one first (their scores are not comparable).
 
         Each word or trigram is one more list of chunks to merge, so only the question's
-        first ``max_terms`` distinct terms are searched for. SQLite stops the search once
+        first ``max_terms`` distinct terms are searched for. The search stops once
         ``budget`` is spent (RequestError ``search_timeout``, or 499 when cancelled).
+
+        On PostgreSQL the scores are ``ts_rank_cd``'s, and the trigrams are substrings of
+        the chunks holding CJK text (see :mod:`.postgres_search`).
         """
         with self.store._read() as conn, within(conn, budget, "question"):
             if not cjk.has_cjk(question):
-                return self._word_search(conn, fts_query(question, max_terms), limit)
+                return self._word_search(conn, question_words(question, max_terms), limit)
             terms = cjk.question_terms(question)
             if max_terms is not None:
                 terms = terms.first(max_terms)
                 max_terms -= len(terms.all())
             found = self._cjk_keyword_search(conn, terms, limit)
-            others = self._word_search(conn, fts_query(cjk.without_cjk(question), max_terms),
-                                       limit)
+            others = self._word_search(
+                conn, question_words(cjk.without_cjk(question), max_terms), limit)
         merged: dict[int, float] = {}
         for pair in zip_longest(found, others):
             for hit in pair:
@@ -159,14 +173,19 @@ class DocumentRepository:
                     merged[hit[0]] = hit[1]
         return list(merged.items())[:limit]
 
-    def _word_search(self, conn: Connection, query: str, limit: int) -> list[tuple[int, float]]:
-        if not query:
+    def _word_search(self, conn: Connection, words: list[str],
+                     limit: int) -> list[tuple[int, float]]:
+        if not words:
             return []
-        rows = conn.execute(_KEYWORD, {"q": query, "n": limit}).all()
+        if conn.dialect.name == "postgresql":
+            return postgres_search.chunk_words(conn, words, limit)
+        rows = conn.execute(_KEYWORD, {"q": fts_or(words), "n": limit}).all()
         return [(int(r.rowid), -float(r.score)) for r in rows]
 
     def _cjk_keyword_search(self, conn: Connection, terms: cjk.Terms,
                             limit: int) -> list[tuple[int, float]]:
+        if conn.dialect.name == "postgresql":
+            return postgres_search.chunk_substrings(conn, terms.all(), limit)
         params: dict[str, object] = {"n": limit}
         if terms.phrases:
             sql, params["q"] = _CJK_KEYWORD, terms.match(" OR ")

@@ -324,9 +324,9 @@ class Store:
     ) -> list[SearchHit]:
         """Messages matching ``query`` (words, all required; ``word*`` a prefix), best first.
 
-        SQLite stops the search ``timeout`` seconds after ``started`` (a ``time.monotonic()``
-        value; default: now), or once ``cancel`` is set (RequestError ``search_timeout``, or
-        499 when cancelled).
+        The database stops the search ``timeout`` seconds after ``started`` (a
+        ``time.monotonic()`` value; default: now), or once ``cancel`` is set (RequestError
+        ``search_timeout``, or 499 when cancelled).
 
         With Chinese, Japanese or Korean in it, every term of ``query`` is a substring
         (:mod:`~assistant.store.cjk`). The snippet marks matches with ``highlight``.

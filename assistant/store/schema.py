@@ -2,15 +2,18 @@
 
 The tables are created by :mod:`.migrations`, never by ``create_all``; a test checks that the
 two agree. Messages have an integer ``seq`` (the rowid the full-text index points at) besides
-their public string ``id``, because SQLite may renumber an implicit rowid on VACUUM.
+their public string ``id``, because SQLite may renumber an implicit rowid on VACUUM. On
+PostgreSQL, ``messages`` and ``chunks`` also have a generated ``tsv`` column (their full-text
+index, :mod:`.postgres_search`) that no query here reads or writes.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import Boolean, Float, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -45,7 +48,21 @@ class Timestamp(TypeDecorator[datetime]):
         return None if value is None else parse_time(value)
 
 
-_Json = JSON(none_as_null=True)
+class JsonText(TypeDecorator[Any]):
+    """A JSON value stored as its ``json.dumps`` text; None is NULL. The same bytes on every
+    database (SQLAlchemy's JSON type would leave PostgreSQL's driver a string to decode)."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else json.dumps(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+
+_Json = JsonText()
 
 
 class Base(DeclarativeBase):
@@ -98,6 +115,8 @@ class DocumentRow(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     added: Mapped[datetime] = mapped_column(Timestamp)
     chunker_version: Mapped[int] = mapped_column(Integer, default=0)
+    # ISO 639-1, as assistant.text.detect_language found it; None: not known.
+    language: Mapped[str | None] = mapped_column(String(16))
 
 
 class ChunkRow(Base):
@@ -109,3 +128,4 @@ class ChunkRow(Base):
     location: Mapped[str | None] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    language: Mapped[str | None] = mapped_column(String(16))  # its document's

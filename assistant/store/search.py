@@ -1,12 +1,14 @@
-"""Full-text search over messages: FTS5 with bm25 ranking and snippets on SQLite, ``LIKE``
-elsewhere. Called by :class:`~assistant.store.repository.Store` on its own connection.
+"""Full-text search over messages: FTS5 with bm25 ranking and snippets on SQLite, tsvector
+with ``ts_rank_cd`` and ``ts_headline`` on PostgreSQL (:mod:`.postgres_search`). Called by
+:class:`~assistant.store.repository.Store` on its own connection.
 
 A query with Chinese, Japanese or Korean in it searches the trigram index of the messages
 holding such text instead (substrings; see :mod:`assistant.store.cjk`), its snippets cut here.
 
 A query's cost grows with the square of its terms (each ``word*`` expands to every word it
 begins), so the API and the CLI cap its length and terms (:func:`check_query`, ``[search]``),
-and run it within a :class:`Budget`: SQLite gives up when the time is spent or the client has
+and run it within a :class:`Budget`: SQLite (its progress handler) and PostgreSQL
+(``statement_timeout`` and a cancel request) give up when the time is spent or the client has
 gone. Document keyword search (:mod:`assistant.store.documents`) runs within one too.
 """
 
@@ -80,24 +82,12 @@ FROM messages AS m JOIN conversations AS c ON c.id = m.conversation_id
 WHERE m.seq IN ({seqs})
 """
 
-_LIKE = """
-SELECT m.id, m.conversation_id, c.title, m.role, m.skill, m.created, m.content AS snip,
-       0.0 AS rank
-FROM messages AS m JOIN conversations AS c ON c.id = m.conversation_id
-WHERE {words} {filter}
-ORDER BY m.created DESC
-LIMIT :limit
-"""
-_LIKE_SKILL = """AND (m.skill = :skill OR EXISTS (
-    SELECT 1 FROM messages AS r WHERE r.parent_id = m.id AND r.skill = :skill))"""
-
-
 # SQLite asks whether to stop every this many virtual-machine instructions (about 1 ms).
 PROGRESS_STEPS = 10_000
 
 
 class Interrupted(Exception):
-    """SQLite stopped a statement because ``stop()`` turned true."""
+    """The database stopped a statement because ``stop()`` turned true."""
 
 
 def check_query(query: str, *, max_chars: int, max_terms: int, name: str = "q") -> None:
@@ -144,9 +134,18 @@ class Budget:
 @contextlib.contextmanager
 def within(conn: Connection, budget: Budget | None, name: str = "q") -> Iterator[None]:
     """Statements on ``conn`` inside this block stop once ``budget`` is spent, with its
-    :meth:`Budget.error` (SQLite only; no budget: they run to their end)."""
+    :meth:`Budget.error` (no budget: they run to their end)."""
     if budget is None:
         yield
+        return
+    if conn.dialect.name == "postgresql":
+        from assistant.store.postgres_search import Stopped, bounded
+
+        try:
+            with bounded(conn, budget):
+                yield
+        except Stopped:
+            raise budget.error(name) from None
         return
     try:
         with stoppable(conn, budget.spent):
@@ -190,8 +189,11 @@ def run_search(
     conn: Connection, query: str, *, skill: str | None, limit: int,
     highlight: tuple[str, str],
 ) -> list[SearchHit]:
-    if conn.dialect.name != "sqlite":
-        return _like_search(conn, query, skill=skill, limit=limit)
+    if conn.dialect.name == "postgresql":
+        from assistant.store.postgres_search import search_messages
+
+        return search_messages(conn, _WORD.findall(query), cjk.has_cjk(query), skill=skill,
+                               limit=limit, window=RANK_WINDOW, highlight=highlight)
     if cjk.has_cjk(query):
         return _cjk_search(conn, query, skill=skill, limit=limit, highlight=highlight)
     hits = _word_search(conn, query, skill=skill, limit=limit, highlight=highlight)
@@ -288,25 +290,3 @@ def _cjk_search(
         for r in rows
     ]
     return sorted(hits, key=lambda h: (h.rank, -h.created.timestamp()))
-
-
-def _like_search(conn: Connection, query: str, *, skill: str | None,
-                 limit: int) -> list[SearchHit]:
-    """Other databases: every word as a case-insensitive substring, newest first."""
-    words = [w.rstrip("*") for w in _WORD.findall(query)]
-    if not words:
-        return []
-    params: dict[str, Any] = {"limit": max(1, limit), "skill": skill}
-    clauses = []
-    for i, word in enumerate(words):
-        params[f"w{i}"] = f"%{word}%"
-        clauses.append(f"LOWER(m.content) LIKE LOWER(:w{i})")
-    sql = _LIKE.format(words=" AND ".join(clauses), filter=_LIKE_SKILL if skill else "")
-    return [
-        SearchHit(
-            conversation_id=r.conversation_id, conversation_title=r.title, message_id=r.id,
-            role=r.role, skill=r.skill, created=parse_time(r.created), snippet=r.snip[:200],
-            rank=0.0,
-        )
-        for r in conn.execute(text(sql), params)
-    ]

@@ -6,8 +6,8 @@ however long. The keyword half ORs every distinct word of it: on main (8fef38d) 
 SQL too deep for SQLite (``StorageError: Expression tree is too large``), failing the turn.
 Nothing stopped the statement when the turn was cancelled. Now only the first
 ``search.max_query_chars`` characters and ``search.max_terms`` distinct terms are searched for,
-SQLite stops the search after ``search.timeout`` (the vector half then answers alone), and a
-cancelled turn stops it.
+the database stops the search after ``search.timeout`` (the vector half then answers alone),
+and a cancelled turn stops it: on SQLite and on PostgreSQL, where the server runs it.
 """
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import text
 
 from assistant.config import SearchSettings, load_settings
 from assistant.documents.search import HybridSearch
 from assistant.store import Store
 from assistant.store.documents import NewChunk
 from assistant.testing import hashed_vector, in_process_daemon
+from tests.databases import Database
 
 HAN = [chr(0x4E00 + i) for i in range(3000)]
 # 32 one-character CJK words: no index narrows them, each is a LIKE over every chunk's text
@@ -56,8 +58,8 @@ def _fill(store: Store, documents: int = 5, chunks: int = 300) -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store.open(f"sqlite:///{tmp_path / 'docs.sqlite3'}", check=False)
+def store(database: Database) -> Iterator[Store]:
+    s = Store.open(database.fresh("docs"), check=False)
     _fill(s)
     yield s
     s.close()
@@ -115,6 +117,13 @@ async def test_a_cancelled_search_stops_its_sql(store: Store) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     await asyncio.sleep(0.1)  # the statement's next progress check
+    if store.engine.dialect.name == "postgresql":  # the server runs it: is it still?
+        with store.engine.connect() as conn:
+            running = conn.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                "AND datname = current_database() AND pid <> pg_backend_pid()")).scalar()
+        assert running == 0, "the search's statement ran on after its turn was cancelled"
+        return
     before = _cpu_s()
     await asyncio.sleep(1.0)
     burnt = _cpu_s() - before

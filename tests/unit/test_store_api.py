@@ -20,10 +20,11 @@ from assistant.daemon.history_api import router
 from assistant.daemon.model_manager import ModelManager
 from assistant.daemon.search_gate import SearchGate
 from assistant.store import Store
+from tests.databases import Database
 
 
 @pytest.fixture
-def store() -> Iterator[Store]:
+def store(database: Database) -> Iterator[Store]:
     s = Store.open(load_settings())
     yield s
     s.close()
@@ -121,8 +122,12 @@ def test_search_finds_chinese_words_inside_longer_runs(client: TestClient,
 def test_storage_unavailable_is_503(client: TestClient, store: Store) -> None:
     turn = _turn(store, "hello", "hi")
 
-    def read_only(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
-        dbapi_connection.execute("PRAGMA query_only = ON")
+    def read_only(dbapi_connection: Any, _record: Any) -> None:
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            dbapi_connection.execute("PRAGMA query_only = ON")
+        else:  # a PostgreSQL standby after a failover
+            dbapi_connection.execute("SET default_transaction_read_only = on")
+            dbapi_connection.commit()
 
     event.listen(store.engine, "connect", read_only)
     store.engine.dispose()

@@ -1,4 +1,7 @@
-"""The database itself: migrations from blank, connection settings, faults, concurrency."""
+"""The database itself: migrations from blank, connection settings, faults, concurrency.
+
+Tests with a ``store`` run on SQLite and PostgreSQL (tests/databases.py); those about SQLite's
+own file, pragmas and WAL are marked ``sqlite_only``."""
 
 from __future__ import annotations
 
@@ -19,10 +22,11 @@ from assistant.config import load_settings
 from assistant.errors import StorageError, StorageUnavailable
 from assistant.store import Store, db, migrations
 from assistant.store.schema import Base
+from tests.databases import Database, sqlite_only
 
 
 @pytest.fixture
-def store() -> Iterator[Store]:
+def store(database: Database) -> Iterator[Store]:
     s = Store.open(load_settings())
     yield s
     s.close()
@@ -44,7 +48,7 @@ def test_importing_the_store_touches_no_disk(tmp_path: Path) -> None:
 
 
 def test_blank_database_is_migrated_to_latest_once(store: Store) -> None:
-    assert db_file().exists()
+    assert db_file().exists() == (store.engine.dialect.name == "sqlite")
     with store.engine.connect() as conn:
         rows = conn.exec_driver_sql("SELECT version, description FROM schema_version").all()
     assert [r[0] for r in rows] == [m.version for m in migrations.MIGRATIONS]
@@ -58,11 +62,21 @@ def test_blank_database_is_migrated_to_latest_once(store: Store) -> None:
 
 def test_orm_schema_matches_the_migrated_tables(store: Store) -> None:
     inspector = inspect(store.engine)
+    postgresql = store.engine.dialect.name == "postgresql"
+    # PostgreSQL's full-text index is a generated column of the table it indexes.
+    index_columns = {"messages": {"tsv"}, "chunks": {"tsv"}} if postgresql else {}
     for table in Base.metadata.sorted_tables:
         migrated = {c["name"] for c in inspector.get_columns(table.name)}
-        assert migrated == set(table.columns.keys()), table.name
+        expected = set(table.columns.keys()) | index_columns.get(table.name, set())
+        assert migrated == expected, table.name
     names = set(inspector.get_table_names())
-    assert {"messages_fts", "chunks_fts", "schema_version"} <= names
+    if postgresql:
+        assert names == {t.name for t in Base.metadata.sorted_tables} | {"schema_version"}
+        gin = {i["name"] for t in ("messages", "chunks") for i in inspector.get_indexes(t)
+               if i.get("dialect_options", {}).get("postgresql_using") == "gin"}
+        assert gin == {"ix_messages_tsv", "ix_chunks_tsv"}
+    else:
+        assert {"messages_fts", "chunks_fts", "schema_version"} <= names
 
 
 def test_newer_database_is_refused(store: Store) -> None:
@@ -74,6 +88,7 @@ def test_newer_database_is_refused(store: Store) -> None:
         Store.open(load_settings())
 
 
+@sqlite_only
 def test_connection_settings_are_asserted(store: Store) -> None:
     store.check()
     with store.engine.connect() as conn:
@@ -88,19 +103,25 @@ def test_connection_settings_are_asserted(store: Store) -> None:
 
 
 def test_writes_begin_immediate_and_reads_deferred(store: Store) -> None:
+    """A writer takes the write lock up front (SQLite: BEGIN IMMEDIATE; PostgreSQL: the
+    writers' advisory lock); a reader takes none."""
     seen: list[str] = []
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.startswith("BEGIN"):
+        if statement.startswith("BEGIN") or "advisory" in statement:
             seen.append(statement)
 
     event.listen(store.engine, "before_cursor_execute", record)
     store.begin_turn(None, "hi")
     store.list_conversations()
     event.remove(store.engine, "before_cursor_execute", record)
-    assert seen == ["BEGIN IMMEDIATE", "BEGIN"]
+    if store.engine.dialect.name == "sqlite":
+        assert seen == ["BEGIN IMMEDIATE", "BEGIN"]
+    else:
+        assert seen == [f"SELECT pg_advisory_xact_lock({db.WRITE_LOCK_KEY})"]
 
 
+@sqlite_only
 def test_checkpoint_truncates_the_wal(store: Store) -> None:
     for i in range(50):
         store.begin_turn(None, f"message {i} " + "x" * 2000)
@@ -115,6 +136,7 @@ def _count_messages(store: Store) -> int:
     return sum(c.message_count for c in store.list_conversations(archived=None, limit=None))
 
 
+@sqlite_only
 def test_disk_full_is_unavailable_and_recovers(store: Store) -> None:
     store.begin_turn(None, "before the disk filled")
     with store.engine.connect() as conn:
@@ -136,10 +158,15 @@ def test_disk_full_is_unavailable_and_recovers(store: Store) -> None:
 
 
 def test_read_only_database_is_unavailable_and_recovers(store: Store) -> None:
+    """SQLite's file, or a PostgreSQL server, turned read-only (a standby after a failover)."""
     turn = store.begin_turn(None, "hello")
 
-    def read_only(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
-        dbapi_connection.execute("PRAGMA query_only = ON")
+    def read_only(dbapi_connection: Any, _record: Any) -> None:
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            dbapi_connection.execute("PRAGMA query_only = ON")
+        else:
+            dbapi_connection.execute("SET default_transaction_read_only = on")
+            dbapi_connection.commit()
 
     event.listen(store.engine, "connect", read_only)
     store.engine.dispose()
@@ -151,6 +178,7 @@ def test_read_only_database_is_unavailable_and_recovers(store: Store) -> None:
     assert store.message(turn.assistant_message.id).content == "partial"
 
 
+@sqlite_only
 def test_read_only_file_opened_read_only(store: Store) -> None:
     store.begin_turn(None, "hello")
     store.close()
@@ -176,6 +204,7 @@ def test_garbage_file_is_refused_and_kept() -> None:
     assert path.read_bytes() == garbage
 
 
+@sqlite_only
 def test_damaged_page_is_detected_at_open(store: Store) -> None:
     for i in range(300):
         store.begin_turn(None, f"conversation number {i} " + "words " * 50)
@@ -191,6 +220,7 @@ def test_damaged_page_is_detected_at_open(store: Store) -> None:
         Store.open(load_settings())
 
 
+@sqlite_only
 def test_damage_found_while_running_stops_all_writes(store: Store) -> None:
     for i in range(300):
         store.begin_turn(None, f"conversation number {i} " + "words " * 50)

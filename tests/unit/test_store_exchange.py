@@ -10,17 +10,19 @@ import pytest
 
 from assistant.config import load_settings
 from assistant.store import MalformedImport, Store
+from tests.databases import Database
 
 
 @pytest.fixture
-def store() -> Iterator[Store]:
+def store(database: Database) -> Iterator[Store]:
     s = Store.open(load_settings())
     yield s
     s.close()
 
 
-def _fresh_store(tmp_path: Path, name: str) -> Store:
-    return Store.open(f"sqlite:///{tmp_path / name}")
+def _fresh_store(database: Database, name: str) -> Store:
+    """Another, empty store of the same kind as the test's."""
+    return Store.open(database.fresh(name))
 
 
 def _populate(store: Store) -> list[str]:
@@ -46,12 +48,12 @@ def _populate(store: Store) -> list[str]:
     return [t1.conversation_id, other.conversation_id]
 
 
-def test_json_export_import_is_lossless(store: Store, tmp_path: Path) -> None:
+def test_json_export_import_is_lossless(store: Store, database: Database) -> None:
     ids = _populate(store)
     exported = store.export()
     doc = json.loads(exported)
     assert doc["format"] == "assistant-conversations" and doc["version"] == 1
-    copy = _fresh_store(tmp_path, "copy.sqlite3")
+    copy = _fresh_store(database, "copy")
     result = copy.import_data(exported)
     assert sorted(result.imported) == sorted(ids) and result.skipped == ()
     # Every field of every conversation and message, tree and active leaf included.
@@ -137,12 +139,12 @@ def test_malformed_json_names_the_line_and_stores_nothing(store: Store) -> None:
 
 
 def test_bad_field_names_its_path_and_nothing_is_half_imported(
-    store: Store, tmp_path: Path
+    store: Store, database: Database
 ) -> None:
     _populate(store)
     doc = json.loads(store.export())
     doc["conversations"][1]["messages"][1]["status"] = "finished"
-    target = _fresh_store(tmp_path, "target.sqlite3")
+    target = _fresh_store(database, "target")
     with pytest.raises(MalformedImport, match=r"conversations\[1\]\.messages\[1\]\.status"):
         target.import_data(json.dumps(doc))
     assert target.list_conversations(archived=None) == []  # conversation 0 was valid: not kept
@@ -165,11 +167,11 @@ def test_bad_field_names_its_path_and_nothing_is_half_imported(
 
 
 def test_a_database_error_mid_import_rolls_everything_back(
-    store: Store, tmp_path: Path
+    store: Store, database: Database
 ) -> None:
     ids = _populate(store)
     exported = json.loads(store.export())
-    target = _fresh_store(tmp_path, "clash.sqlite3")
+    target = _fresh_store(database, "clash")
     # The second conversation reuses a message id that the target already holds.
     target.import_data(json.dumps({**exported, "conversations": exported["conversations"][:1]}))
     clash = json.loads(json.dumps(exported))

@@ -11,10 +11,11 @@ from assistant.config import load_settings
 from assistant.errors import RequestError, StorageError
 from assistant.store import Store
 from assistant.store.turns import make_title
+from tests.databases import Database
 
 
 @pytest.fixture
-def store() -> Iterator[Store]:
+def store(database: Database) -> Iterator[Store]:
     s = Store.open(load_settings())
     yield s
     s.close()

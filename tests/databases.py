@@ -1,0 +1,87 @@
+"""The databases the store's tests run on: SQLite, and a real PostgreSQL server.
+
+The server is ``pgserver``'s (a dev dependency: PostgreSQL 16's own binaries in a registry
+package), started once per test session in a temp dir and reached over its Unix socket; as
+root it runs as a ``pgserver`` system user it makes. Each test gets a database of its own
+(``CREATE DATABASE`` from ``template0``: about 40 ms), dropped after it.
+
+A store test takes the ``database`` fixture (directly, or through its ``store`` fixture) and
+so runs twice, ``[sqlite]`` and ``[postgresql]``: on PostgreSQL ``ASSISTANT_STORE__URL`` points
+at the test's database, so ``Store.open(load_settings())`` opens it. A test of something only
+SQLite has (its file, its pragmas, FTS5's tables) is marked :data:`sqlite_only`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Overrides the fixture's parameters: the test runs on SQLite alone.
+sqlite_only = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+_names = itertools.count()
+
+
+@dataclass(frozen=True)
+class Database:
+    """The database a test runs on: ``dialect``, and ``fresh(name)``, the URL of another,
+    empty database of the same kind (an import's target, say)."""
+
+    dialect: str
+    fresh: Callable[[str], str]
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    uri: Callable[[str], str]  # a database's SQLAlchemy URL
+    admin: Any  # a psycopg connection (autocommit) to the server's own database
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A PostgreSQL server for this test session (started on first use)."""
+    try:
+        with warnings.catch_warnings():  # platformdirs: no XDG_RUNTIME_DIR, /tmp used
+            warnings.simplefilter("ignore")
+            import pgserver
+        import psycopg
+    except ImportError as error:  # pragma: no cover - the dev dependencies hold both
+        raise RuntimeError(f"The PostgreSQL store tests need the dev dependencies "
+                           f"(make install): {error}") from error
+    root = tmp_path_factory.mktemp("postgres")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        server = pgserver.get_server(root / "data", cleanup_mode="delete")
+    with server:
+        def uri(name: str) -> str:
+            return str(server.get_uri(name)).replace("postgresql://", "postgresql+psycopg://", 1)
+
+        with psycopg.connect(server.get_uri("postgres"), autocommit=True) as admin:
+            yield PostgresServer(uri, admin)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path,
+             monkeypatch: pytest.MonkeyPatch, isolated_env: dict[str, str]) -> Iterator[Database]:
+    """Each store test on SQLite (the data dir's file) and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield Database("sqlite", lambda name: f"sqlite:///{tmp_path / name}.sqlite3")
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    made: list[str] = []
+
+    def fresh(_name: str) -> str:
+        name = f"test_{next(_names)}"
+        server.admin.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\'')
+        made.append(name)
+        return server.uri(name)
+
+    monkeypatch.setenv("ASSISTANT_STORE__URL", fresh("main"))
+    yield Database("postgresql", fresh)
+    for name in made:
+        server.admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
