@@ -36,10 +36,46 @@ class Database:
     fresh: Callable[[str], str]
 
 
-@dataclass(frozen=True)
 class PostgresServer:
-    uri: Callable[[str], str]  # a database's SQLAlchemy URL
-    admin: Any  # a psycopg connection (autocommit) to the server's own database
+    """The session's server: ``uri(name)``, a database's SQLAlchemy URL, and :meth:`execute`
+    on an admin connection to the server's own database.
+
+    The admin connection is made again when the server has dropped it: in a full run (CI,
+    2026-12-04) it was found closed ("server closed the connection unexpectedly") after some
+    eight minutes of other tests, and every PostgreSQL test after it failed on it. A server
+    that no longer answers is started again (same data directory)."""
+
+    def __init__(self, start: Callable[[], Any]) -> None:
+        self._start = start
+        self.server = start()
+        self._admin: Any = None
+
+    def uri(self, name: str) -> str:
+        return str(self.server.get_uri(name)).replace("postgresql://", "postgresql+psycopg://",
+                                                      1)
+
+    def execute(self, sql: str) -> None:
+        import psycopg
+
+        for attempt in range(3):
+            try:
+                if self._admin is None or self._admin.closed or self._admin.broken:
+                    self._admin = psycopg.connect(self.server.get_uri("postgres"),
+                                                  autocommit=True)
+                self._admin.execute(sql)
+                return
+            except psycopg.OperationalError as error:
+                if attempt == 2:
+                    raise
+                warnings.warn(f"PostgreSQL test server: {error}; connecting again",
+                              stacklevel=2)
+                self._admin = None
+                if attempt:
+                    self.server = self._start()
+
+    def close(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
 
 
 @pytest.fixture(scope="session")
@@ -49,20 +85,23 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServe
         with warnings.catch_warnings():  # platformdirs: no XDG_RUNTIME_DIR, /tmp used
             warnings.simplefilter("ignore")
             import pgserver
-        import psycopg
+        import psycopg  # noqa: F401
     except ImportError as error:  # pragma: no cover - the dev dependencies hold both
         raise RuntimeError(f"The PostgreSQL store tests need the dev dependencies "
                            f"(make install): {error}") from error
     root = tmp_path_factory.mktemp("postgres")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        server = pgserver.get_server(root / "data", cleanup_mode="delete")
-    with server:
-        def uri(name: str) -> str:
-            return str(server.get_uri(name)).replace("postgresql://", "postgresql+psycopg://", 1)
 
-        with psycopg.connect(server.get_uri("postgres"), autocommit=True) as admin:
-            yield PostgresServer(uri, admin)
+    def start() -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pgserver.get_server(root / "data", cleanup_mode="delete")
+
+    server = PostgresServer(start)
+    try:
+        yield server
+    finally:
+        server.close()
+        server.server.cleanup()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -77,11 +116,11 @@ def database(request: pytest.FixtureRequest, tmp_path: Path,
 
     def fresh(_name: str) -> str:
         name = f"test_{next(_names)}"
-        server.admin.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\'')
+        server.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\'')
         made.append(name)
         return server.uri(name)
 
     monkeypatch.setenv("ASSISTANT_STORE__URL", fresh("main"))
     yield Database("postgresql", fresh)
     for name in made:
-        server.admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        server.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
