@@ -148,7 +148,7 @@ class Acceptor:
     def _wait(self, conn: socket.socket, peer: str) -> None:
         if len(self._lobby) >= LOBBY_MAX:
             crowded = self._waiting.most_common(1)[0][0]
-            self._drop(next(c for c, (p, _) in self._lobby.items() if p == crowded))
+            self._evict(next(c for c, (p, _) in self._lobby.items() if p == crowded))
         self._lobby[conn] = (peer, self.loop.time())
         self._waiting[peer] += 1
         self.loop.add_reader(conn.fileno(), self._heard, conn)
@@ -171,6 +171,15 @@ class Acceptor:
             log.exception("could not take a connection in")
             conn.close()
 
+    def _evict(self, conn: socket.socket) -> None:
+        """Make a lobby socket leave: admitted if its request has come (it may have arrived
+        in this same turn of the loop, before :meth:`_heard` ran; dropped unread, a client on
+        the flood's own address was reset), else closed."""
+        if pending_bytes(conn) > 0:
+            self._heard(conn)
+        else:
+            self._drop(conn)
+
     def _drop(self, conn: socket.socket) -> None:
         """Close a lobby socket unanswered: its client sent nothing in time (a refusal)."""
         self._leave(conn)
@@ -189,4 +198,4 @@ class Acceptor:
             if since > cutoff:
                 self._sweep_at = self.loop.call_later(since - cutoff, self._sweep)
                 return
-            self._drop(conn)
+            self._evict(conn)

@@ -140,6 +140,32 @@ def test_the_lobby_is_bounded_and_its_oldest_leaves_first(monkeypatch: Any) -> N
     asyncio.run(main())
 
 
+def test_a_lobby_socket_made_to_leave_after_its_request_came_is_admitted() -> None:
+    """Its request arrived in the same turn of the loop that makes it leave (the lobby full, or
+    its time up) before its reader ran: admitted, not reset. A client on the flood's own
+    address was reset so in a full run (test_a_new_client_with_the_token_is_served_during_the
+    flood)."""
+    async def main() -> None:
+        server, made, port, listener = await _serve(ConnectionLimits(2, 2, 2))
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.sleep(0.05)
+        [waiting] = server._lobby
+        writer.write(b"GET / HTTP/1.1\r\n\r\n")
+        await writer.drain()
+        time.sleep(0.05)  # arrived; the loop has not run the lobby's reader
+        server._evict(waiting)
+        await asyncio.sleep(0.1)
+        assert not server._lobby and len(made) == 3
+        assert made[2].admitted is True and made[2].heard
+        for _, w in [*held, (reader, writer)]:
+            w.close()
+        listener.close()
+
+    asyncio.run(main())
+
+
 def test_a_newcomer_with_a_request_never_closes_one_whose_request_has_arrived() -> None:
     """Both requests are in before either connection is accepted (one burst): the second
     is refused with its 503, the first is not reset to make room for it."""
