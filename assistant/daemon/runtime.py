@@ -39,10 +39,28 @@ class RuntimeFiles:
         self.log = self.dir / "daemon.log"
 
     def running_pid(self) -> int | None:
+        """The running daemon's pid; None when none runs. A pid file left by a killed daemon
+        names a process that may since have been given its pid: it counts only while the
+        runtime dir's lock is held (``daemon stop`` would otherwise signal that process)."""
         try:
-            return int(self.pid.read_text().strip())
+            pid = int(self.pid.read_text().strip())
         except (OSError, ValueError):
             return None
+        return pid if self.locked() else None
+
+    def locked(self) -> bool:
+        """Whether a daemon holds the runtime dir's lock."""
+        try:
+            fd = os.open(self.lock, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # a lock taken here goes with it
+        return False
 
 
 # Set to this process's pid just before it execs itself for a reload.
