@@ -232,7 +232,9 @@ def hostile(draw: st.DrawFn, template: Any) -> Any:
             parent = parent[key]
         action = draw(st.sampled_from(["replace", "replace", "remove", "wrap"]))
         if action == "replace":
-            parent[path[-1]] = draw(nasty)
+            # A copy: a later change inside it must not change the strategy's own constants
+            # (hypothesis found the generation inconsistent when it did).
+            parent[path[-1]] = copy.deepcopy(draw(nasty))
         elif action == "remove":
             del parent[path[-1]]
         else:
@@ -323,7 +325,9 @@ def test_the_routes_taking_user_files_and_text_fuzzed_2000_times_each(
     loop.run_until_complete(client.aclose())
     print(f"{route}: {sum(statuses.values())} cases, statuses {dict(sorted(statuses.items()))}")
     assert sum(statuses.values()) >= ROUTE_CASES
-    assert statuses[200] >= ROUTE_CASES // 20  # not only refusals: valid requests got through
+    # Not only refusals: valid requests got through. The cases are random; /api/turns saw 91 and
+    # 105 of 2,000 succeed in two runs, so the floor is half that (about five deviations below).
+    assert statuses[200] >= ROUTE_CASES // 40
 
 
 def _unix_peer(app: Any) -> Any:
