@@ -13,6 +13,7 @@ SQLite has (its file, its pragmas, FTS5's tables) is marked :data:`sqlite_only`.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import warnings
 from collections.abc import Callable, Iterator
@@ -78,6 +79,17 @@ class PostgresServer:
             self._admin.close()
 
 
+def _running(handle: Any) -> bool:
+    """Whether the server ``handle`` started still runs (a zombie does not)."""
+    import psutil
+
+    try:
+        process = handle.get_postmaster_info().process
+        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
+    except (psutil.Error, AssertionError):
+        return False
+
+
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
     """A PostgreSQL server for this test session (started on first use)."""
@@ -91,10 +103,25 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServe
                            f"(make install): {error}") from error
     root = tmp_path_factory.mktemp("postgres")
 
+    from pgserver.postgres_server import PostgresServer as Handle
+
     def start() -> Any:
+        data = (root / "data").resolve()
+        known = Handle._instances.get(data)
+        if known is not None and not _running(known):
+            log = data / "log"  # why it stopped, for whoever reads the run's warnings
+            warnings.warn("PostgreSQL test server stopped; its log ends: "
+                          + (log.read_text(errors="replace")[-1500:] if log.exists() else "-"),
+                          stacklevel=2)
+            del Handle._instances[data]  # else get_server returns it, dead
+            atexit.unregister(known._cleanup)  # the new one's cleanup stops and deletes
+            # Its lock files name a pid that may still exist (a zombie nobody reaped):
+            # PostgreSQL would take it for a server still running and refuse to start.
+            for lock in ("postmaster.pid", ".s.PGSQL.5432.lock", ".s.PGSQL.5432"):
+                (data / lock).unlink(missing_ok=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return pgserver.get_server(root / "data", cleanup_mode="delete")
+            return pgserver.get_server(data, cleanup_mode="delete")
 
     server = PostgresServer(start)
     try:

@@ -73,14 +73,15 @@ def attacked(tmp_path: Path) -> Iterator[tuple[RunningDaemon, int]]:
 
 
 def _turn(http: httpx.Client, text: str) -> dict[str, object]:
-    """The last event of a turn (``done`` or ``error``)."""
+    """The last event of a turn (``done`` or ``error``), with the turn's ``notices``."""
     with http.stream("POST", "/api/turns", json={"text": text}) as reply:
         if reply.status_code != 200:
             reply.read()
             return {"type": "http", "status": reply.status_code, "body": reply.text[:200]}
         events = [json.loads(line[5:]) for line in reply.iter_lines()
                   if line.startswith("data:")]
-    return events[-1] if events else {"type": "none"}
+    notices = [e.get("message") for e in events if e.get("type") == "notice"]
+    return {**events[-1], "notices": notices} if events else {"type": "none"}
 
 
 def _outcome(last: dict[str, object]) -> object:
@@ -176,7 +177,9 @@ def test_the_owner_is_served_while_an_attacker_loop_runs(
         def chat() -> None:
             with daemon.http(timeout=120) as http:
                 while time.monotonic() < deadline:
-                    turns.append(_turn(http, "/chat Name one colour."))
+                    began = time.monotonic()
+                    turns.append({**_turn(http, "/chat Name one colour."),
+                                  "took_s": round(time.monotonic() - began, 1)})
 
         deadline = time.monotonic() + OWNER_S
         talker = threading.Thread(target=chat)
@@ -194,11 +197,13 @@ def test_the_owner_is_served_while_an_attacker_loop_runs(
         attacking.join(30)
     peak = _peak_mb(host)
     p95 = statistics.quantiles(health_s, n=20)[-1]
-    print(f"owner: {len(turns)} turns {Counter(str(t.get('status')) for t in turns)}, /health "
+    print(f"owner: {len(turns)} turns {[(t.get('status'), t['took_s']) for t in turns]}, /health "
           f"p95 {p95 * 1000:.0f} ms max {max(health_s) * 1000:.0f} ms ({len(health_s)}); host "
           f"peak {peak:.0f} MB of a {budget_mb} MB budget; attacker: {dict(seen)}")
     assert p95 < 1.0
-    assert turns and all(t.get("status") == "complete" for t in turns), turns
+    assert turns and all(t.get("status") == "complete" for t in turns), (
+        [(t.get("status"), t["took_s"], t.get("notices")) for t in turns],
+        daemon.log_text()[-3000:])
     assert peak < budget_mb
     assert seen["long turn context_length_exceeded"] >= 5, seen
     with daemon.http(timeout=120) as owner:
