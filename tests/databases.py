@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import shutil
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -41,10 +43,10 @@ class PostgresServer:
     """The session's server: ``uri(name)``, a database's SQLAlchemy URL, and :meth:`execute`
     on an admin connection to the server's own database.
 
-    The admin connection is made again when the server has dropped it: in a full run (CI,
-    2026-12-04) it was found closed ("server closed the connection unexpectedly") after some
-    eight minutes of other tests, and every PostgreSQL test after it failed on it. A server
-    that no longer answers is started again (same data directory)."""
+    The admin connection is made again when the server has dropped it, and a server that has
+    stopped is started again (same data directory), saying what its log ended with: in full
+    runs it once stopped mid-run (its data directory made unreachable, see :func:`postgres`)
+    and every PostgreSQL test after it failed."""
 
     def __init__(self, start: Callable[[], Any]) -> None:
         self._start = start
@@ -91,7 +93,7 @@ def _running(handle: Any) -> bool:
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+def postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL server for this test session (started on first use)."""
     try:
         with warnings.catch_warnings():  # platformdirs: no XDG_RUNTIME_DIR, /tmp used
@@ -101,7 +103,12 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServe
     except ImportError as error:  # pragma: no cover - the dev dependencies hold both
         raise RuntimeError(f"The PostgreSQL store tests need the dev dependencies "
                            f"(make install): {error}") from error
-    root = tmp_path_factory.mktemp("postgres")
+    # Not under pytest's temp root: the server runs as another user (``pgserver``, as root),
+    # which needs to pass through every parent, and a pytest started inside this run (the
+    # plugin tests run their skeleton's tests) takes the others' permissions off that root
+    # again (0700); the server then lost its data directory mid-run ("could not open file
+    # pg_control: Permission denied") and every PostgreSQL test after it failed.
+    root = Path(tempfile.mkdtemp(prefix="assistant-pg-"))
 
     from pgserver.postgres_server import PostgresServer as Handle
 
@@ -129,6 +136,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServe
     finally:
         server.close()
         server.server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

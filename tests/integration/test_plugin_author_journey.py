@@ -122,7 +122,8 @@ def test_new_install_serve_fail_trip_and_re_arm(
         assert "daemon reloaded" in installed.stdout and "units" in installed.stdout
 
         tests = subprocess.run([str(venv / "python"), "-m", "pytest", "-q", "-p",
-                                "no:cacheprovider"], cwd=plugin, env=venv_env(venv),
+                                "no:cacheprovider", f"--basetemp={tmp_path / 'pytest'}"],
+                               cwd=plugin, env=venv_env(venv),
                                capture_output=True, text=True, timeout=300)
         assert tests.returncode == 0, tests.stdout + tests.stderr
         assert "2 passed" in tests.stdout

@@ -53,7 +53,10 @@ def test_plugins_new_writes_a_plugin_whose_tests_pass_once_installed(tmp_path: P
     env = {**os.environ,
            "PYTHONPATH": os.pathsep.join([str(site), *os.environ.get("PYTHONPATH", "")
                                           .split(os.pathsep)]).rstrip(os.pathsep)}
-    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+    # Its own temp root: a pytest on the shared one takes permissions off it that this run's
+    # PostgreSQL server needs (tests/databases.py).
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                            f"--basetemp={tmp_path / 'pytest'}"],
                            cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert "2 passed" in tests.stdout
