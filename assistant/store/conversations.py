@@ -16,22 +16,27 @@ from assistant.store.queries import C, M, message_values, not_found
 from assistant.store.records import Conversation, ImportResult
 
 
-def set_conversation_fields(conn: Connection, conversation_id: str, **values: Any) -> None:
-    result = conn.execute(update(C).where(C.c.id == conversation_id).values(**values))
+def set_conversation_fields(conn: Connection, conversation_id: str, owner: int,
+                            **values: Any) -> None:
+    result = conn.execute(update(C).where(C.c.id == conversation_id, C.c.owner == owner)
+                          .values(**values))
     if result.rowcount == 0:
         raise not_found("conversation", conversation_id)
 
 
-def delete_conversation(conn: Connection, conversation_id: str) -> None:
+def delete_conversation(conn: Connection, conversation_id: str, owner: int) -> None:
+    mine = (C.c.id == conversation_id) & (C.c.owner == owner)
     # Children before parents: the tree's own foreign key must never dangle.
-    conn.execute(update(C).where(C.c.id == conversation_id).values(active_leaf_id=None))
-    result = conn.execute(delete(C).where(C.c.id == conversation_id))
+    conn.execute(update(C).where(mine).values(active_leaf_id=None))
+    result = conn.execute(delete(C).where(mine))
     if result.rowcount == 0:
         raise not_found("conversation", conversation_id)
 
 
-def import_conversations(conn: Connection, conversations: Iterable[Conversation]) -> ImportResult:
-    """Store each conversation as it is, ids included; those already stored are skipped."""
+def import_conversations(conn: Connection, conversations: Iterable[Conversation],
+                         owner: int) -> ImportResult:
+    """Store each conversation as it is, ids included, as ``owner``'s; those already stored
+    (by anyone: ids are unique) are skipped."""
     imported, skipped = [], []
     for conv in conversations:
         if conn.execute(select(C.c.id).where(C.c.id == conv.id)).first():
@@ -52,7 +57,7 @@ def import_conversations(conn: Connection, conversations: Iterable[Conversation]
         conn.execute(insert(C).values(
             id=conv.id, title=conv.title, created=conv.created, updated=conv.updated,
             archived=conv.archived, pinned=conv.pinned, model=conv.model,
-            settings=conv.settings, active_leaf_id=conv.active_leaf_id,
+            settings=conv.settings, active_leaf_id=conv.active_leaf_id, owner=owner,
         ))
         if conv.messages:
             conn.execute(insert(M), [message_values(m) for m in conv.messages])
