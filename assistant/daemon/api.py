@@ -90,7 +90,7 @@ def create_app(services: Services) -> ASGIApp:
 
 def with_middleware(app: ASGIApp, services: Services) -> ASGIApp:
     access = services.access
-    guarded = TokenGuard(app, access.token, access.allowed_hosts)
+    guarded = TokenGuard(app, access.token, access.allowed_hosts, services.user_of)
     redacted = RedactErrors(guarded, [access.token])
     return BodyLimit(redacted, services.settings.daemon.max_body_bytes)
 

@@ -133,8 +133,8 @@ def begin(
     else:
         parent_id = cast(str | None, parent)
         if parent_id is not None:
-            owner = sql.owner_of.rows(conn, mid=parent_id)
-            if not owner or owner[0][0] != conversation_id:
+            holder = sql.owner_of.rows(conn, mid=parent_id)
+            if not holder or holder[0][0] != conversation_id:
                 raise not_found(f"message in conversation {conversation_id}", parent_id)
     sql.new_message.run_many(conn, [
         {"id": user_id, "cid": conversation_id, "parent": parent_id, "role": "user",
