@@ -29,7 +29,7 @@ from assistant.daemon import (
     reroute_api,
     turns_api,
 )
-from assistant.daemon.deps import ModelsDep, StatusDep, text_only
+from assistant.daemon.deps import ModelsDep, StatusDep, owner_only, text_only
 from assistant.daemon.middleware import BodyLimit, RedactErrors, TokenGuard
 from assistant.daemon.services import Services
 from assistant.error_codes import error_body, http_error
@@ -118,7 +118,7 @@ def build_app(services: Services) -> FastAPI:
         return {"name": name, "kind": resident.kind, "seconds": time.perf_counter() - started,
                 "info": resident.info, "context": await models.context_length(name)}
 
-    @app.post("/api/models/{name}/unload")
+    @app.post("/api/models/{name}/unload", dependencies=[Depends(owner_only)])
     async def unload(name: str, models: ModelsDep) -> dict[str, Any]:
         return {"name": name, "unloaded": await models.unload(name)}
 

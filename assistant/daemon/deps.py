@@ -57,6 +57,15 @@ def owner(request: Request) -> int:
 OwnerDep = Annotated[int, Depends(owner)]
 
 
+def owner_only(who: OwnerDep) -> None:
+    """403 ``owner_only`` for a user's request: what changes the daemon for everyone, or may
+    show what another's turn said (a skill's last error), is the owner's."""
+    if who:
+        raise RequestError(
+            "only the daemon's owner may do this (over the Unix socket or with the runtime "
+            "token), not a user", status=403, code="owner_only")
+
+
 def settings(parts: ServicesDep) -> Settings:
     return parts.settings
 

@@ -172,3 +172,20 @@ async def test_routing_corrections_are_their_makers(daemon: InProcessDaemon) -> 
     decision = await routing.router_of(dave.id).route("rewrite my shopping list nicely")
     assert (decision.method, decision.skill) == ("correction", "summarize")
     assert (await routing.router.route("rewrite my shopping list nicely")).method != "correction"
+
+
+@pytest.mark.asyncio
+async def test_what_changes_the_daemon_for_everyone_is_the_owners(
+        daemon: InProcessDaemon) -> None:
+    store = daemon.services.store
+    assert store is not None
+    _, token = store.users.add("erin")
+    async with tcp(daemon, token) as user, tcp(daemon, RUNTIME_TOKEN) as owner:
+        for path in ("/api/plugins", "/api/plugins/chat/enable", "/api/models/fake/unload"):
+            method = "GET" if path == "/api/plugins" else "POST"
+            refused = await user.request(method, path)
+            assert refused.status_code == 403, path
+            assert refused.json()["error"]["code"] == "owner_only"
+            assert (await owner.request(method, path)).status_code == 200, path
+        assert (await user.get("/health")).status_code == 200
+        assert (await user.get("/v1/models")).status_code == 200
