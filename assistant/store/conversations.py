@@ -45,14 +45,17 @@ def import_conversations(conn: Connection, conversations: Iterable[Conversation]
         ids = [m.id for m in conv.messages]
         for start in range(0, len(ids), 500):
             clash = conn.execute(
-                select(M.c.id, M.c.conversation_id)
+                select(M.c.id, M.c.conversation_id, C.c.owner)
+                .join(C, C.c.id == M.c.conversation_id)
                 .where(M.c.id.in_(ids[start:start + 500]))
             ).first()
             if clash is not None:
+                # Another owner's conversation is not named: its id is not the importer's.
+                where = (f"in conversation {clash.conversation_id}" if clash.owner == owner
+                         else "in a conversation that is not yours")
                 raise MalformedImport(
                     f"Import failed: message {clash.id} of conversation {conv.id} is "
-                    f"already stored in conversation {clash.conversation_id}. "
-                    "Nothing was imported."
+                    f"already stored {where}. Nothing was imported."
                 )
         conn.execute(insert(C).values(
             id=conv.id, title=conv.title, created=conv.created, updated=conv.updated,

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from assistant.documents.search import HybridSearch
-from assistant.errors import InputError, RequestError
+from assistant.errors import InputError, MalformedImport, RequestError
 from assistant.store import Store
 from assistant.store.documents import NewChunk
 from assistant.store.users import TOKEN_PREFIX, token_hash
@@ -106,6 +106,12 @@ def test_an_import_belongs_to_its_importer(store: Store) -> None:
     assert a.import_data(data).imported == (turn.conversation_id,)
     assert [c.id for c in a.list_conversations()] == [turn.conversation_id]
     assert store.list_conversations() == []
+    # Another's message ids in a file: refused without naming the conversation holding them.
+    clash = data.replace(turn.conversation_id, "f" * 32)
+    with pytest.raises(MalformedImport) as refused:
+        store.import_data(clash)
+    assert turn.conversation_id not in str(refused.value)
+    assert "not yours" in str(refused.value)
 
 
 def _add(store: Store, path: str, words: str) -> str:

@@ -101,6 +101,14 @@ async def test_users_see_only_their_own_conversations(daemon: InProcessDaemon) -
             hits = (await client.get("/api/search", params={"q": "pelican"})).json()["hits"]
             assert {h["conversation_id"] for h in hits} == {owners["conversation_id"]}
             assert (await client.get(f"/api/conversations/{cid}")).status_code == 404
+        # A turn through /v1 (model "assistant") is stored as its caller's too.
+        v1 = await b.post("/v1/chat/completions", json={
+            "model": "assistant", "messages": [{"role": "user", "content": "a heron"}]})
+        assert v1.status_code == 200, v1.text
+        listed = (await b.get("/api/conversations")).json()["conversations"]
+        assert len(listed) == 1
+        for client in (a, owner):
+            assert (await client.get(f"/api/conversations/{listed[0]['id']}")).status_code == 404
         # Alice's conversation is untouched.
         kept = (await a.get(f"/api/conversations/{cid}")).json()
         assert len(kept["messages"]) == 2 and "mine now" not in kept["title"]
