@@ -15,6 +15,7 @@ which has examples of its own) by ``margin``, else the turn goes to the fallback
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import re
@@ -250,6 +251,17 @@ class Router:
                              round(best_score, 4), why, stripped, rounded)
 
     # -- corrections ---------------------------------------------------------------------
+
+    def with_corrections(self, path: Path | None) -> Router:
+        """A router of the same skills and settings whose corrections are those in ``path``
+        (another user's, say); it shares this one's embeddings of example texts, and leaves
+        their file on disk to this one."""
+        other = copy.copy(self)
+        other.corrections_path = path
+        other.corrections = other._read_corrections()
+        other._labels, other._matrix, other._lexical = [], None, None
+        other.cache_path = None
+        return other
 
     def _read_corrections(self) -> dict[str, str]:
         path = self.corrections_path

@@ -101,9 +101,20 @@ def main(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from assistant.cli import chat, daemon, docs, eval, history, models, plugins, reroute, routing
+    from assistant.cli import (
+        chat,
+        daemon,
+        docs,
+        eval,
+        history,
+        models,
+        plugins,
+        reroute,
+        routing,
+        users,
+    )
 
-    for module in (chat, daemon, docs, eval, history, models, plugins, reroute, routing):
+    for module in (chat, daemon, docs, eval, history, models, plugins, reroute, routing, users):
         module.register(main)
 
 

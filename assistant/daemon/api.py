@@ -29,7 +29,7 @@ from assistant.daemon import (
     reroute_api,
     turns_api,
 )
-from assistant.daemon.deps import ModelsDep, StatusDep, text_only
+from assistant.daemon.deps import ModelsDep, StatusDep, owner_only, text_only
 from assistant.daemon.middleware import BodyLimit, RedactErrors, TokenGuard
 from assistant.daemon.services import Services
 from assistant.error_codes import error_body, http_error
@@ -90,7 +90,7 @@ def create_app(services: Services) -> ASGIApp:
 
 def with_middleware(app: ASGIApp, services: Services) -> ASGIApp:
     access = services.access
-    guarded = TokenGuard(app, access.token, access.allowed_hosts)
+    guarded = TokenGuard(app, access.token, access.allowed_hosts, services.user_of)
     redacted = RedactErrors(guarded, [access.token])
     return BodyLimit(redacted, services.settings.daemon.max_body_bytes)
 
@@ -118,7 +118,7 @@ def build_app(services: Services) -> FastAPI:
         return {"name": name, "kind": resident.kind, "seconds": time.perf_counter() - started,
                 "info": resident.info, "context": await models.context_length(name)}
 
-    @app.post("/api/models/{name}/unload")
+    @app.post("/api/models/{name}/unload", dependencies=[Depends(owner_only)])
     async def unload(name: str, models: ModelsDep) -> dict[str, Any]:
         return {"name": name, "unloaded": await models.unload(name)}
 

@@ -43,6 +43,29 @@ def local_peer(request: Request) -> bool:
 LocalPeerDep = Annotated[bool, Depends(local_peer)]
 
 
+def owner(request: Request) -> int:
+    """Whose request this is: 0 the daemon's owner (the Unix socket, the runtime token), else
+    the id of the user whose token it carried (set by the middleware's
+    :class:`~assistant.daemon.middleware.TokenGuard`). An app without the middleware (a test
+    of the routes alone) is its owner's."""
+    from assistant.daemon.middleware import OWNER
+
+    found: int = request.scope.get(OWNER, 0)
+    return found
+
+
+OwnerDep = Annotated[int, Depends(owner)]
+
+
+def owner_only(who: OwnerDep) -> None:
+    """403 ``owner_only`` for a user's request: what changes the daemon for everyone, or may
+    show what another's turn said (a skill's last error), is the owner's."""
+    if who:
+        raise RequestError(
+            "only the daemon's owner may do this (over the Unix socket or with the runtime "
+            "token), not a user", status=403, code="owner_only")
+
+
 def settings(parts: ServicesDep) -> Settings:
     return parts.settings
 
@@ -63,13 +86,14 @@ def search_gate(parts: ServicesDep) -> SearchGate:
     return parts.search
 
 
-def store(parts: ServicesDep) -> Store:
-    """The open conversation store; 503 ``storage_unavailable`` when it could not be opened
-    (or is not open yet)."""
+def store(parts: ServicesDep, who: OwnerDep) -> Store:
+    """The open conversation store, as the request's owner sees it (their conversations and
+    documents only); 503 ``storage_unavailable`` when it could not be opened (or is not open
+    yet)."""
     if parts.store is None:
         raise StorageUnavailable(
             "the conversation store is unavailable; see `assistant daemon status`")
-    return parts.store
+    return parts.store.owned_by(who)
 
 
 async def started(parts: Services) -> TurnService:

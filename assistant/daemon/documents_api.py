@@ -43,10 +43,11 @@ class DocumentsBody(BaseModel):
     paths: list[str] = Field(min_length=1, max_length=1000)
 
 
-def _store(services: deps.ServicesDep) -> Store:
+def _store(services: deps.ServicesDep, owner: deps.OwnerDep) -> Store:
+    """The store as the request's owner sees it: their documents only."""
     if services.store is None:
         raise StorageUnavailable("the document index is unavailable; see `assistant daemon status`")
-    return services.store
+    return services.store.owned_by(owner)
 
 
 IndexDep = Annotated[Store, Depends(_store)]
@@ -76,12 +77,12 @@ async def remove_document(store: IndexDep, document_id: str) -> Response:
 
 @router.post("/documents")
 async def add_documents(body: DocumentsBody, local: deps.LocalPeerDep,
-                        services: deps.ServicesDep) -> Response:
+                        services: deps.ServicesDep, owner: deps.OwnerDep) -> Response:
     if not local:
         raise RequestError(
             "documents are added from this machine's user only: use the Unix socket "
             "(`assistant docs add`, the terminal UI)", status=403, code="local_only")
-    store = _store(services)
+    store = _store(services, owner)
     paths = [_absolute(p) for p in body.paths]
     await deps.started(services)  # the plugins' embedding backends are in place
     embedding = services.settings.models.embedding

@@ -113,8 +113,12 @@ async def delete_conversation(store: StoreDep, models: ModelsDep,
 
 
 @router.delete("/conversations/{conversation_id}/states", status_code=204)
-async def forget_states(models: ModelsDep, conversation_id: str) -> Response:
-    """Drop the model states saved from a conversation (its messages stay)."""
+async def forget_states(store: StoreDep, models: ModelsDep, conversation_id: str) -> Response:
+    """Drop the model states saved from a conversation (its messages stay). A user may name
+    only a conversation of theirs (else 404); the owner any id, also of a conversation
+    already deleted (``assistant history delete`` deletes it first, then asks this)."""
+    if store.owner:
+        await run_in_threadpool(store.get_conversation, conversation_id)
     await models.forget_states(conversation_id)
     return Response(status_code=204)
 

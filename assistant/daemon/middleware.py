@@ -4,22 +4,31 @@
 - :class:`BodyLimit`: 413 for a body over the limit (stated or not), 431 for a huge head;
 - :class:`RedactErrors`: error bodies and streamed error events leave without absolute paths,
   the user name or the token;
-- :class:`TokenGuard`: a TCP request needs a loopback ``Host`` and the bearer token, compared
-  in constant time; the Unix socket is private and needs neither.
+- :class:`TokenGuard`: a TCP request needs an allowed ``Host`` and a bearer token: the runtime
+  token (compared in constant time), which makes the request the daemon's owner's, or a user's
+  token (``assistant users add``), looked up on every request, which makes it that user's. The
+  Unix socket is private and its owner's. The request's owner is put in the scope
+  (:data:`OWNER`), where :func:`assistant.daemon.deps.owner` reads it.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from assistant.daemon.connections import AUTHENTICATED
-from assistant.error_codes import error_body
+from assistant.error_codes import error_body, http_error
+from assistant.errors import AssistantError
 
 MAX_HEADERS = 100
+# The scope key holding the request's owner: 0 the daemon's owner, else a user's id.
+OWNER = "assistant.owner"
+# A user's token → that user's id, or None (unknown or revoked); may raise StorageUnavailable.
+UserLookup = Callable[[str], Awaitable[int | None]]
 MAX_HEADER_BYTES = 32 * 1024
 
 
@@ -124,20 +133,27 @@ class RedactErrors:
 
 
 class TokenGuard:
-    """TCP requests need the bearer token and a loopback Host; the Unix socket is private.
+    """TCP requests need a bearer token and an allowed Host; the Unix socket is private.
 
     uvicorn gives a Unix-socket request ``server = (path, None)`` and a TCP one
     ``(host, port)``; anything else is treated as TCP, so a change there fails closed.
+    ``users`` recognises users' tokens; without it only the runtime token is let in.
     """
 
-    def __init__(self, app: ASGIApp, token: str | None, allowed_hosts: set[str]) -> None:
+    def __init__(self, app: ASGIApp, token: str | None, allowed_hosts: set[str],
+                 users: UserLookup | None = None) -> None:
         self.app = app
         self.token = token
         self.allowed_hosts = allowed_hosts
+        self.users = users
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         server = scope.get("server")
-        if scope["type"] != "http" or (server is not None and server[1] is None):
+        scope[OWNER] = 0  # also overwrites any value a client could have put there
+        if server is not None and server[1] is None:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers", []))
@@ -147,11 +163,22 @@ class TokenGuard:
             return
         auth = headers.get(b"authorization", b"").decode("latin-1")
         given = auth[7:] if auth[:7].lower() == "bearer " else ""
-        if not self.token or not hmac.compare_digest(given.encode(), self.token.encode()):
+        owner: int | None = None
+        if self.token and hmac.compare_digest(given.encode(), self.token.encode()):
+            owner = 0
+        elif given and self.users is not None:
+            try:
+                owner = await self.users(given)
+            except AssistantError as exc:  # the store cannot say: 503, never let in
+                status, body, extra = http_error(exc)
+                await _send_json(send, status, body, {k.lower(): v for k, v in extra.items()})
+                return
+        if owner is None:
             await _send_json(send, 401, error_body(
                 "missing or wrong bearer token", "unauthorized", "authentication_error"),
                 {"www-authenticate": "Bearer"})
             return
+        scope[OWNER] = owner
         # A connection that has shown the token is closed last when the connections are full.
         authenticated = (scope.get("extensions") or {}).get(AUTHENTICATED)
         if authenticated is not None:

@@ -344,7 +344,8 @@ async def chat_completions(body: ChatRequest, request: Request,
         # "model" names the router here, not the model a skill's refusal would be about.
         carried = frozenset(body.model_fields_set - {"model"})
         stream = openai_turn(turns, body.chat_messages(), params, carried=carried,
-                             notices=notices, local=deps.local_peer(request))
+                             notices=notices, local=deps.local_peer(request),
+                             owner=deps.owner(request))
     else:
         await models.check_max_tokens(body.model, params)
         stream = models.chat(body.model, body.chat_messages(), params)

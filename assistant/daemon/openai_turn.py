@@ -15,7 +15,7 @@ from assistant.models.backend import ChatMessage, Delta, GenerationParams
 async def openai_turn(
     turns: TurnService, messages: list[ChatMessage], params: GenerationParams, *,
     carried: frozenset[str] | None = None, notices: list[str] | None = None,
-    local: bool = False,
+    local: bool = False, owner: int = 0,
 ) -> AsyncIterator[Delta]:
     """The model ``assistant`` of the OpenAI API: route the last user message, store it.
 
@@ -27,7 +27,7 @@ async def openai_turn(
         raise RequestError("messages: the model 'assistant' needs a user message",
                            param="messages")
     request = TurnRequest(text=messages[at].content, params=params, history=messages[:at],
-                          text_field="messages", carried=carried, local=local)
+                          text_field="messages", carried=carried, local=local, owner=owner)
     if params.constrained:  # before anything is stored: a skill that cannot is a 400
         # The guards see the text before the router does; the turn uses their verdict.
         request.guarded = await turns.guards.check(request.text)

@@ -2,7 +2,9 @@
 and reloading them all.
 
 ``assistant plugins list``, ``enable`` and ``reload`` use these when the daemon runs: the
-breakers live in the daemon, so only it can say that a skill is disabled, and why.
+breakers live in the daemon, so only it can say that a skill is disabled, and why. Listing
+and re-arming are the owner's (403 ``owner_only`` for a user's token: a skill's last error may
+quote another's turn); reloading is the Unix socket's alone.
 """
 
 from __future__ import annotations
@@ -10,22 +12,22 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
-from assistant.daemon.deps import LocalPeerDep, PluginsDep, ServicesDep
+from assistant.daemon.deps import LocalPeerDep, PluginsDep, ServicesDep, owner_only
 from assistant.errors import RequestError
 
 router = APIRouter(prefix="/api/plugins", tags=["plugins"])
 
 
-@router.get("")
+@router.get("", dependencies=[Depends(owner_only)])
 async def plugins(host: PluginsDep) -> dict[str, Any]:
     """Every plugin: status, version, hooks, skills, models, and each skill's health (state,
     failures in a row, last error and its traceback, seconds until the next trial)."""
     return {"plugins": [info.to_dict() for info in host.info()], "problems": host.problems()}
 
 
-@router.post("/{name}/enable")
+@router.post("/{name}/enable", dependencies=[Depends(owner_only)])
 async def enable(name: str, host: PluginsDep) -> dict[str, Any]:
     """Re-arm skill ``name``, or every skill and the hooks of plugin ``name``."""
     return {"name": name, "enabled": host.enable(name)}

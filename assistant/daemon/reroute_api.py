@@ -5,7 +5,9 @@ The user says "this should have gone to <skill>". The utterance becomes a routin
 that skill as a regenerated sibling of the reply: a regenerate through
 :class:`~assistant.daemon.turns.TurnService` with ``method="correction"``, so it gets the same
 history (compaction summary included), partial saves and finalize as any turn. The old reply is
-kept on its branch. The answer streams as SSE exactly like ``/api/turns``: ``route`` (method
+kept on its branch. The correction is the caller's: a user's corrections route that user's
+turns alone (:class:`~assistant.daemon.route_policy.RoutePolicy`).
+The answer streams as SSE exactly like ``/api/turns``: ``route`` (method
 ``correction``, with the new reply's ids and ``replaces``), ``progress``/``notice``/``delta``,
 then ``done`` or ``error``.
 """
@@ -18,7 +20,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from assistant.daemon.deps import LocalPeerDep, StoreDep, TurnsDep
+from assistant.daemon.deps import LocalPeerDep, OwnerDep, StoreDep, TurnsDep
 from assistant.daemon.sse import stream_response
 from assistant.daemon.turns import TurnRequest
 from assistant.errors import RequestError
@@ -43,14 +45,14 @@ class RerouteBody(BaseModel):
 
 @router.post("/api/messages/{message_id}/reroute")
 async def reroute(message_id: str, body: RerouteBody, store: StoreDep,
-                  turns: TurnsDep, local: LocalPeerDep) -> StreamingResponse:
+                  turns: TurnsDep, local: LocalPeerDep, owner: OwnerDep) -> StreamingResponse:
     turns.routing.check_skill(body.skill)  # a 400 for an unknown skill, before anything is stored
     reply = await asyncio.to_thread(store.message, message_id)
     if reply.role != "assistant" or reply.parent_id is None:
         raise RequestError(f"message {message_id} is not an assistant reply; reroute a reply",
                            code="not_reroutable", param="message_id")
     user = await asyncio.to_thread(store.message, reply.parent_id)
-    await turns.routing.correct(user.content, body.skill)
+    await turns.routing.correct(user.content, body.skill, owner)
     # The new skill answers with its own model, if it has one, unless the caller names one;
     # else with the conversation's (not the old reply's: that may be the old skill's own).
     conversation = (await asyncio.to_thread(store.conversations, [reply.conversation_id]))[0]
@@ -60,6 +62,6 @@ async def reroute(message_id: str, body: RerouteBody, store: StoreDep,
         regenerate=message_id,
         params=GenerationParams(max_tokens=body.max_tokens, temperature=body.temperature,
                                 seed=body.seed),
-        local=local,
+        local=local, owner=owner,
     ))
     return stream_response(events, await anext(events))

@@ -23,11 +23,26 @@ if TYPE_CHECKING:
 
 
 class RoutePolicy:
-    """The router and the plugins' breakers, asked in the order a turn needs them."""
+    """The router and the plugins' breakers, asked in the order a turn needs them.
+
+    Routing corrections belong to whoever made them: ``router`` holds the daemon's owner's,
+    and each user (``assistant users add``) gets a router of the same skills holding theirs,
+    kept beside the owner's file as ``routing-corrections.user-ID.json``."""
 
     def __init__(self, plugins: PluginHost, router: Router) -> None:
         self.plugins = plugins
         self.router = router
+        self._users: dict[int, Router] = {}
+
+    def router_of(self, owner: int) -> Router:
+        """The router holding ``owner``'s corrections (0: the daemon's owner)."""
+        if owner == 0:
+            return self.router
+        if owner not in self._users:
+            path = self.router.corrections_path
+            self._users[owner] = self.router.with_corrections(
+                None if path is None else path.with_name(f"{path.stem}.user-{owner}.json"))
+        return self._users[owner]
 
     def check_skill(self, skill: str, request: TurnRequest | None = None) -> None:
         """A 400 ``unknown_skill`` when the client's ``skill``, or a ``/name`` or ``@name``
@@ -88,9 +103,10 @@ class RoutePolicy:
         return RouteDecision("fallback", self.router.fallback, 0.0, decision.skill,
                              decision.score, explanation, decision.text, decision.scores)
 
-    async def correct(self, text: str, skill: str) -> None:
-        """Remember that ``text`` belongs to ``skill``: similar turns follow it from now on."""
-        await asyncio.to_thread(self.router.correct, text, skill)
+    async def correct(self, text: str, skill: str, owner: int = 0) -> None:
+        """Remember that ``text`` belongs to ``skill``: ``owner``'s similar turns follow it
+        from now on."""
+        await asyncio.to_thread(self.router_of(owner).correct, text, skill)
 
     async def route(self, text: str, request: TurnRequest) -> RouteDecision:
         """Where ``text`` goes: the client's skill, else the router, else chat."""
@@ -104,7 +120,7 @@ class RoutePolicy:
             return RouteDecision("explicit", skill, 1.0, None, 0.0,
                                  f"the client asked for '{skill}'", text)
         try:
-            return await self.router.route(text)
+            return await self.router_of(request.owner).route(text)
         except AssistantError as exc:
             # No embedding model: explicit commands still work, the rest goes to chat.
             hit = self.router.explicit(text)

@@ -87,19 +87,20 @@ async def _start(services: Services) -> None:
 
     settings, status, models = services.settings, services.status, services.models
     services.store = store = await _open_store(settings, status.problems)
-    documents = None
+    documents = searches = None
     if store is not None:
-        from assistant.documents.search import HybridSearch
+        from assistant.documents.search import SearchPerOwner
 
-        documents = HybridSearch(store, models.embedder(settings.models.embedding),
-                                 limits=settings.search)
+        searches = SearchPerOwner(store, models.embedder(settings.models.embedding),
+                                  limits=settings.search)
+        documents = searches(0)
     router = Router(
         services.plugins.available_skills(), models.embedder(settings.models.embedding),
         corrections_path=data_dir(settings) / "routing-corrections.json",
         cache_path=_routing_cache(settings),
     )
     services.turns = TurnService(settings, models, services.plugins, router, store,
-                                 documents=documents)
+                                 documents=documents, documents_of=searches)
     status.problems.extend(await services.plugins.acall("startup", daemon=services))
     try:
         await router.warm()

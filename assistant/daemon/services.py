@@ -50,3 +50,22 @@ class Services:
         # Set by POST /api/plugins/reload: the server stops as on SIGTERM (in-flight replies
         # finish) and starts again in the same process, loading the plugins installed now.
         self.restart = asyncio.Event()
+
+    async def user_of(self, token: str) -> int | None:
+        """The id of the user whose token this is (``assistant users add``), None when no
+        user not revoked has it. Asked on every TCP request that does not carry the runtime
+        token, so that a revoke holds from the next request; a token of another shape never
+        reaches the database."""
+        from assistant.store.users import TOKEN_PREFIX
+
+        if not token.startswith(TOKEN_PREFIX):
+            return None
+        store = self.store
+        if store is None:
+            from assistant.errors import StorageUnavailable
+
+            raise StorageUnavailable(
+                "the user store is unavailable, so a user's token cannot be checked; "
+                "see `assistant daemon status`")
+        user = await asyncio.to_thread(store.users.authenticate, token)
+        return None if user is None else user.id

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -96,6 +96,9 @@ class TurnRequest:
     carried: frozenset[str] | None = None
     # Over the Unix socket: this machine's user, whose files a skill may read (ctx.local_files).
     local: bool = False
+    # Whose turn: 0 the daemon's owner, else a user's id. The turn sees and writes that
+    # owner's conversations, searches their documents and follows their routing corrections.
+    owner: int = 0
 
 
 @dataclass
@@ -163,7 +166,10 @@ class TurnService:
 
     def __init__(self, settings: Settings, models: ModelManager, plugins: PluginHost,
                  router: Router, store: Store | None,
-                 documents: DocumentSearch | None = None) -> None:
+                 documents: DocumentSearch | None = None,
+                 documents_of: Callable[[int], DocumentSearch | None] | None = None) -> None:
+        """``documents`` is the daemon's owner's document search; ``documents_of(owner)`` a
+        user's (without it, a user's turns search no documents)."""
         self.settings = settings
         self.models = models
         self.plugins = plugins
@@ -171,6 +177,7 @@ class TurnService:
         self.guards = GuardChain(plugins)
         self.store = store
         self.documents = documents
+        self.documents_of = documents_of
         self._warned: set[tuple[str, str]] = set()  # (skill, missing model): said once
 
     # -- a turn ------------------------------------------------------------------------------
@@ -216,7 +223,13 @@ class TurnService:
         if self.store is None:
             raise StorageUnavailable(
                 "the conversation store is unavailable; see `assistant daemon status`")
-        return self.store
+        return self.store.owned_by(request.owner)
+
+    def _documents_for(self, request: TurnRequest) -> DocumentSearch | None:
+        """The document search of the turn's owner: never another's documents."""
+        if request.owner == 0:
+            return self.documents
+        return None if self.documents_of is None else self.documents_of(request.owner)
 
     async def _begin(self, store: Store | None, request: TurnRequest, model: str) -> _Begun:
         """Commit the user's side: a new message, an edit (a new branch) or a regenerate (a
@@ -293,7 +306,7 @@ class TurnService:
             Metered(self.models, state.usage.add, carried=request.carried, own_chars=own),
             state.model,
             embedding_model=self.settings.models.embedding, history=history,
-            documents=self.documents,
+            documents=self._documents_for(request),
             config={**self.settings.skill_section(decision.skill),
                     "model": state.skill_model},
             params=request.params, cache_tag=ids.get("conversation_id"),

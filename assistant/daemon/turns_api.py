@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from assistant.daemon.deps import LocalPeerDep, TurnsDep
+from assistant.daemon.deps import LocalPeerDep, OwnerDep, TurnsDep
 from assistant.daemon.sse import stream_response
 from assistant.daemon.turns import TurnRequest
 from assistant.models.backend import GenerationParams
@@ -53,13 +53,14 @@ async def skills(turns: TurnsDep) -> dict[str, Any]:
 
 
 @router.post("/api/turns")
-async def turn(body: TurnBody, turns: TurnsDep, local: LocalPeerDep) -> StreamingResponse:
+async def turn(body: TurnBody, turns: TurnsDep, local: LocalPeerDep,
+               owner: OwnerDep) -> StreamingResponse:
     turn_request = TurnRequest(
         text=body.text, conversation_id=body.conversation_id, skill=body.skill,
         model=body.model, chat_model=body.chat_model, regenerate=body.regenerate, edit=body.edit,
         params=GenerationParams(max_tokens=body.max_tokens, temperature=body.temperature,
                                 seed=body.seed),
-        carried=frozenset(body.model_fields_set), local=local,
+        carried=frozenset(body.model_fields_set), local=local, owner=owner,
     )
     events = turns.run(turn_request)
     # The first event (route) comes before the answer, so that an unavailable store or an

@@ -144,6 +144,25 @@ class HybridSearch:
             raise
 
 
+
+class SearchPerOwner:
+    """``searches(owner)``: the :class:`HybridSearch` of ``owner``'s documents (0 the
+    daemon's owner, else a user's), made on first use; each holds the embeddings of its
+    owner's chunks alone, so no search reaches another owner's documents."""
+
+    def __init__(self, store: Store, embed: Embed, *,
+                 limits: SearchSettings | None = None) -> None:
+        self.store = store
+        self.embed = embed
+        self.limits = limits
+        self._searches: dict[int, HybridSearch] = {}
+
+    def __call__(self, owner: int) -> HybridSearch:
+        if owner not in self._searches:
+            self._searches[owner] = HybridSearch(self.store.owned_by(owner), self.embed,
+                                                 limits=self.limits)
+        return self._searches[owner]
+
 def _content_words(text: str) -> set[str]:
     """The words of ``text`` that say what it is about: longer than three letters, no stop
     word ("what", "which", "does")."""

@@ -6,7 +6,8 @@ on PostgreSQL by their ``tsv`` column in their document's language, see
 :mod:`.postgres_search`; their embeddings as float32 blobs), so a failure stores nothing.
 Documents are keyed by content hash and record the version of the chunker that cut them;
 adding a file at a known path replaces the old version in the same transaction (the ingestion
-skips a file whose content and chunker version are unchanged). Reach it as ``store.documents``.
+skips a file whose content and chunker version are unchanged). Reach it as ``store.documents``:
+it sees the documents of the store's owner (:meth:`~assistant.store.Store.owned_by`) alone.
 """
 
 from __future__ import annotations
@@ -30,14 +31,19 @@ if TYPE_CHECKING:
 D = cast(Table, DocumentRow.__table__)
 K = cast(Table, ChunkRow.__table__)
 _TERM = re.compile(r"\w+", re.UNICODE)
+# A chunk is found only by its document's owner.
+_OWNED = ("EXISTS (SELECT 1 FROM chunks AS k JOIN documents AS d ON d.id = k.document_id "
+          "WHERE k.seq = {rowid} AND d.owner = :owner)")
 _KEYWORD = text("SELECT rowid, bm25(chunks_fts) AS score FROM chunks_fts "
-                "WHERE chunks_fts MATCH :q ORDER BY score LIMIT :n")
+                "WHERE chunks_fts MATCH :q AND " + _OWNED.format(rowid="chunks_fts.rowid")
+                + " ORDER BY score LIMIT :n")
 _CJK_KEYWORD = text("SELECT rowid, bm25(chunks_cjk) AS score FROM chunks_cjk "
-                    "WHERE chunks_cjk MATCH :q ORDER BY score LIMIT :n")
+                    "WHERE chunks_cjk MATCH :q AND " + _OWNED.format(rowid="chunks_cjk.rowid")
+                    + " ORDER BY score LIMIT :n")
 # A question whose only CJK words are one or two characters long ("模型"): the chunks holding
 # any of them, by how often (saturating, as bm25 does). No index helps; chunks are few.
 _SHORT_ONLY = """
-SELECT seq AS rowid, -({score}) AS score FROM chunks WHERE {likes}
+SELECT seq AS rowid, -({score}) AS score FROM chunks WHERE ({likes}) AND {owned}
 ORDER BY score, seq LIMIT :n
 """
 _TF = "(length(text) - length(replace(text, :t{i}, ''))) / length(:t{i})"
@@ -91,11 +97,13 @@ class DocumentRepository:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.owner = store.owner
 
     def by_path(self, path: str) -> DocumentInfo | None:
         """The document stored for ``path`` (its chunk count left at 0), if any."""
         with self.store._read() as conn:
-            row = conn.execute(select(D).where(D.c.path == path)).first()
+            row = conn.execute(select(D).where(D.c.path == path, D.c.owner == self.owner)
+                               ).first()
         return None if row is None else DocumentInfo(
             row.id, row.path, row.title, row.sha256, row.added,
             chunker_version=row.chunker_version, language=row.language)
@@ -108,12 +116,14 @@ class DocumentRepository:
         now = datetime.now(UTC)
         doc_id = uuid.uuid4().hex
         with self.store._write() as conn:
-            conn.execute(delete(D).where(or_(D.c.path == path, D.c.sha256 == sha256)))
+            conn.execute(delete(D).where(D.c.owner == self.owner,
+                                         or_(D.c.path == path, D.c.sha256 == sha256)))
             # No language leaves the column out, as the schema before migration 6 had it.
             known = {} if language is None else {"language": language}
             conn.execute(insert(D), {"id": doc_id, "path": path, "title": title,
                                      "sha256": sha256, "added": now,
-                                     "chunker_version": chunker_version, **known})
+                                     "chunker_version": chunker_version, "owner": self.owner,
+                                     **known})
             if chunks:
                 conn.execute(insert(K), [
                     {"document_id": doc_id, "position": c.position, "location": c.location,
@@ -125,7 +135,8 @@ class DocumentRepository:
         counts = (select(K.c.document_id, func.count().label("n"))
                   .group_by(K.c.document_id).subquery())
         query = (select(D, func.coalesce(counts.c.n, 0).label("n"))
-                 .outerjoin(counts, counts.c.document_id == D.c.id).order_by(D.c.added))
+                 .outerjoin(counts, counts.c.document_id == D.c.id)
+                 .where(D.c.owner == self.owner).order_by(D.c.added))
         with self.store._read() as conn:
             rows = conn.execute(query).all()
         return [DocumentInfo(r.id, r.path, r.title, r.sha256, r.added, r.n, r.chunker_version,
@@ -137,7 +148,8 @@ class DocumentRepository:
                                                                 and d.id.startswith(ident))]
         if gone:
             with self.store._write() as conn:
-                conn.execute(delete(D).where(D.c.id.in_([d.id for d in gone])))
+                conn.execute(delete(D).where(D.c.id.in_([d.id for d in gone]),
+                                             D.c.owner == self.owner))
         return gone
 
     def keyword_search(self, question: str, limit: int = 20, *, max_terms: int | None = None,
@@ -178,15 +190,16 @@ class DocumentRepository:
         if not words:
             return []
         if conn.dialect.name == "postgresql":
-            return postgres_search.chunk_words(conn, words, limit)
-        rows = conn.execute(_KEYWORD, {"q": fts_or(words), "n": limit}).all()
+            return postgres_search.chunk_words(conn, words, limit, self.owner)
+        rows = conn.execute(_KEYWORD, {"q": fts_or(words), "n": limit,
+                                       "owner": self.owner}).all()
         return [(int(r.rowid), -float(r.score)) for r in rows]
 
     def _cjk_keyword_search(self, conn: Connection, terms: cjk.Terms,
                             limit: int) -> list[tuple[int, float]]:
         if conn.dialect.name == "postgresql":
-            return postgres_search.chunk_substrings(conn, terms.all(), limit)
-        params: dict[str, object] = {"n": limit}
+            return postgres_search.chunk_substrings(conn, terms.all(), limit, self.owner)
+        params: dict[str, object] = {"n": limit, "owner": self.owner}
         if terms.phrases:
             sql, params["q"] = _CJK_KEYWORD, terms.match(" OR ")
         elif terms.short:
@@ -196,7 +209,8 @@ class DocumentRepository:
             score = " + ".join(f"1.0 * {_TF.format(i=i)} / ({_TF.format(i=i)} + 1.2)"
                                for i in indexes)
             likes = " OR ".join(f"text LIKE :s{i} ESCAPE '\\'" for i in indexes)
-            sql = text(_SHORT_ONLY.format(score=score, likes=likes))
+            sql = text(_SHORT_ONLY.format(score=score, likes=likes,
+                                          owned=_OWNED.format(rowid="chunks.seq")))
         else:
             return []
         rows = conn.execute(sql, params).all()
@@ -206,7 +220,9 @@ class DocumentRepository:
         """Every chunk's seq and embedding blob (chunks without one are left out)."""
         with self.store._read() as conn:
             rows = conn.execute(select(K.c.seq, K.c.embedding)
-                                .where(K.c.embedding.is_not(None)).order_by(K.c.seq)).all()
+                                .join(D, D.c.id == K.c.document_id)
+                                .where(K.c.embedding.is_not(None), D.c.owner == self.owner)
+                                .order_by(K.c.seq)).all()
         return [r.seq for r in rows], [r.embedding for r in rows]
 
     def version(self) -> tuple[int, int, str]:
@@ -214,8 +230,11 @@ class DocumentRepository:
         chunks are added, removed or replaced. The time is there because a document's new
         chunks may take back the seqs of the old ones (SQLite reuses the highest rowids)."""
         with self.store._read() as conn:
-            count, highest = conn.execute(select(func.count(), func.max(K.c.seq))).one()
-            newest = conn.execute(select(func.max(D.c.added))).scalar()
+            count, highest = conn.execute(
+                select(func.count(), func.max(K.c.seq)).select_from(K)
+                .join(D, D.c.id == K.c.document_id).where(D.c.owner == self.owner)).one()
+            newest = conn.execute(select(func.max(D.c.added))
+                                  .where(D.c.owner == self.owner)).scalar()
         return int(count), int(highest or 0), "" if newest is None else newest.isoformat()
 
     def chunks(self, seqs: list[int]) -> list[ChunkInfo]:
@@ -224,7 +243,8 @@ class DocumentRepository:
             return []
         query = (select(K.c.seq, K.c.document_id, K.c.position, K.c.location, K.c.text,
                         D.c.path, D.c.title)
-                 .join(D, D.c.id == K.c.document_id).where(K.c.seq.in_(seqs)))
+                 .join(D, D.c.id == K.c.document_id)
+                 .where(K.c.seq.in_(seqs), D.c.owner == self.owner))
         with self.store._read() as conn:
             found = {r.seq: ChunkInfo(r.seq, r.document_id, r.position, r.location or "",
                                       r.text, r.path, r.title) for r in conn.execute(query)}

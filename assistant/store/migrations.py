@@ -372,6 +372,43 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX ix_documents_language ON documents (language);
         """,
     ),
+    Migration(
+        7,
+        "users (their tokens hashed) and the owner of each conversation and document",
+        # Owner 0 is the daemon's owner (the runtime token, the Unix socket): every row stored
+        # before is theirs, as it was. A user's id starts at 1 and is never reused (users are
+        # revoked, not deleted), so a name added again never inherits a revoked user's data.
+        # A name is unique among the users not revoked. Two owners may hold the same file, so
+        # a document's content hash is unique per owner.
+        """
+        ALTER TABLE conversations ADD COLUMN owner INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX ix_conversations_owner ON conversations (owner, updated);
+        ALTER TABLE documents ADD COLUMN owner INTEGER NOT NULL DEFAULT 0;
+        DROP INDEX ix_documents_sha256;
+        CREATE UNIQUE INDEX ix_documents_owner_sha256 ON documents (owner, sha256);
+        CREATE INDEX ix_documents_owner_path ON documents (owner, path);
+        """,
+        sqlite_sql="""
+        CREATE TABLE users (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name VARCHAR(64) NOT NULL,
+            token_hash VARCHAR(64) NOT NULL UNIQUE,
+            created VARCHAR(27) NOT NULL,
+            revoked VARCHAR(27)
+        );
+        CREATE UNIQUE INDEX ix_users_name ON users (name) WHERE revoked IS NULL;
+        """,
+        postgresql_sql="""
+        CREATE TABLE users (
+            id INTEGER GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            name VARCHAR(64) NOT NULL,
+            token_hash VARCHAR(64) NOT NULL UNIQUE,
+            created VARCHAR(27) NOT NULL,
+            revoked VARCHAR(27)
+        );
+        CREATE UNIQUE INDEX ix_users_name ON users (name) WHERE revoked IS NULL;
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

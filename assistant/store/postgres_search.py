@@ -46,6 +46,9 @@ _CJK_CLASS = "[" + "".join(f"{lo}-{hi}" for lo, hi in cjk.RANGES) + "]"
 
 _FILTER = """AND (f.skill = :skill OR EXISTS (
     SELECT 1 FROM messages AS r WHERE r.parent_id = f.id AND r.skill = :skill))"""
+# Every search sees one owner's conversations (see Store.owned_by).
+_OWNER = """AND EXISTS (
+    SELECT 1 FROM conversations AS o WHERE o.id = f.conversation_id AND o.owner = :owner)"""
 _WINDOW = """
 SELECT f.seq FROM messages AS f WHERE f.tsv @@ to_tsquery('simple', :query)
 ORDER BY f.seq DESC OFFSET :offset LIMIT 1
@@ -76,14 +79,18 @@ SELECT m.seq, m.id, m.conversation_id, c.title, m.role, m.skill, m.created, m.co
 FROM messages AS m JOIN conversations AS c ON c.id = m.conversation_id
 WHERE m.seq IN ({seqs})
 """
-_CONFIGS = "SELECT DISTINCT assistant_ts_config(language)::text AS name FROM documents"
+_CONFIGS = ("SELECT DISTINCT assistant_ts_config(language)::text AS name FROM documents "
+            "WHERE owner = :owner")
+# A chunk is searched only by its document's owner.
+_CHUNK_OWNER = "AND EXISTS (SELECT 1 FROM documents AS d WHERE d.id = k.document_id " \
+    "AND d.owner = :owner)"
 _CHUNK_WORDS = """
 SELECT k.seq, ts_rank_cd(k.tsv, q.q, 1) AS score
 FROM chunks AS k, ({queries}) AS q (q)
-WHERE k.tsv @@ q.q ORDER BY score DESC, k.seq LIMIT :n
+WHERE k.tsv @@ q.q {owner} ORDER BY score DESC, k.seq LIMIT :n
 """
 _CHUNK_SUBSTRINGS = """
-SELECT seq, {score} AS score FROM chunks AS k WHERE ({likes}) AND k.text ~ :cjk
+SELECT seq, {score} AS score FROM chunks AS k WHERE ({likes}) AND k.text ~ :cjk {owner}
 ORDER BY score DESC, seq LIMIT :n
 """
 
@@ -146,20 +153,21 @@ def bounded(conn: Connection, budget: Budget) -> Iterator[None]:
 
 def search_messages(
     conn: Connection, words: list[str], cjk_query: bool, *, skill: str | None, limit: int,
-    window: int, highlight: tuple[str, str],
+    window: int, highlight: tuple[str, str], owner: int = 0,
 ) -> list[SearchHit]:
     """What :func:`assistant.store.search.run_search` finds, on PostgreSQL."""
     if cjk_query:
         return _substring_search(conn, words, skill=skill, limit=limit, window=window,
-                                 highlight=highlight)
+                                 highlight=highlight, owner=owner)
     hits = _word_search(conn, words, skill=skill, limit=limit, window=window,
-                        highlight=highlight)
+                        highlight=highlight, owner=owner)
     if len(hits) < limit and any(len(w.rstrip("*")) >= cjk.SHORTEST_PHRASE for w in words):
         # A word written against CJK text ("用Python写") is inside one token: found as a
         # substring of the messages holding CJK, after the word matches, as on SQLite.
         found = {h.message_id for h in hits}
         more = [h for h in _substring_search(conn, words, skill=skill, limit=limit,
-                                             window=window, highlight=highlight)
+                                             window=window, highlight=highlight,
+                                             owner=owner)
                 if h.message_id not in found]
         if more:
             shift = (hits[-1].rank if hits else 0.0) - more[0].rank
@@ -169,14 +177,15 @@ def search_messages(
 
 def _word_search(
     conn: Connection, words: list[str], *, skill: str | None, limit: int, window: int,
-    highlight: tuple[str, str],
+    highlight: tuple[str, str], owner: int,
 ) -> list[SearchHit]:
     query = tsquery(words, "&")
     if not query:
         return []
-    params: dict[str, Any] = {"query": query, "skill": skill, "offset": window - 1,
+    params: dict[str, Any] = {"query": query, "skill": skill, "owner": owner,
+                              "offset": window - 1,
                               "limit": min(max(1, limit), window)}
-    ranking = text(_RANKED.format(filter=_FILTER if skill else ""))
+    ranking = text(_RANKED.format(filter=_OWNER + (_FILTER if skill else "")))
     # The newest `window` matches are ranked; if too few of them pass the skill filter,
     # every match is (as on SQLite).
     params["floor"] = conn.execute(text(_WINDOW), params).scalar() or 0
@@ -202,12 +211,13 @@ def _word_search(
 
 def _substring_search(
     conn: Connection, words: list[str], *, skill: str | None, limit: int, window: int,
-    highlight: tuple[str, str],
+    highlight: tuple[str, str], owner: int,
 ) -> list[SearchHit]:
     terms = cjk.split_terms([w.rstrip("*") for w in words]).all()
     if not terms:
         return []
-    params: dict[str, Any] = {"skill": skill, "limit": min(max(1, limit), window),
+    params: dict[str, Any] = {"skill": skill, "owner": owner,
+                              "limit": min(max(1, limit), window),
                               "window": window, "cjk": _CJK_CLASS}
     for i, term in enumerate(terms):
         params[f"s{i}"], params[f"t{i}"] = cjk.like_pattern(term), term
@@ -215,7 +225,7 @@ def _substring_search(
     sql = _SUBSTRINGS.format(
         score=_saturated("content", indexes),
         likes=" AND ".join(f"f.content ILIKE :s{i} ESCAPE '\\'" for i in indexes),
-        filter=_FILTER if skill else "")
+        filter=_OWNER + (_FILTER if skill else ""))
     ranked = {row.seq: float(row.score) for row in conn.execute(text(sql), params)}
     if not ranked:
         return []
@@ -265,33 +275,36 @@ def with_ellipses(headline: str, content: str, highlight: tuple[str, str]) -> st
 # -- document chunks ----------------------------------------------------------------------------
 
 
-def chunk_words(conn: Connection, words: list[str], limit: int) -> list[tuple[int, float]]:
+def chunk_words(conn: Connection, words: list[str], limit: int,
+                owner: int = 0) -> list[tuple[int, float]]:
     """(chunk seq, ts_rank_cd) of the chunks holding any of ``words``, best first: the
     question is read in each text search configuration the stored documents use."""
     query = tsquery(words, "|")
     if not query:
         return []
-    configs = sorted(r.name for r in conn.execute(text(_CONFIGS))) or ["simple"]
-    params: dict[str, Any] = {"query": query, "n": limit}
+    configs = sorted(r.name for r in conn.execute(text(_CONFIGS), {"owner": owner})) \
+        or ["simple"]
+    params: dict[str, Any] = {"query": query, "n": limit, "owner": owner}
     parts = []
     for i, name in enumerate(configs):
         params[f"c{i}"] = name
         parts.append(f"to_tsquery(CAST(:c{i} AS regconfig), :query)")
-    sql = _CHUNK_WORDS.format(queries="SELECT " + " || ".join(parts))
+    sql = _CHUNK_WORDS.format(queries="SELECT " + " || ".join(parts), owner=_CHUNK_OWNER)
     return [(int(r.seq), float(r.score)) for r in conn.execute(text(sql), params)]
 
 
 def chunk_substrings(conn: Connection, terms: tuple[str, ...],
-                     limit: int) -> list[tuple[int, float]]:
+                     limit: int, owner: int = 0) -> list[tuple[int, float]]:
     """(chunk seq, score) of the chunks holding CJK text and any of ``terms`` as a
     substring, by how often they hold them."""
     if not terms:
         return []
-    params: dict[str, Any] = {"n": limit, "cjk": _CJK_CLASS}
+    params: dict[str, Any] = {"n": limit, "cjk": _CJK_CLASS, "owner": owner}
     for i, term in enumerate(terms):
         params[f"s{i}"], params[f"t{i}"] = cjk.like_pattern(term), term
     indexes = range(len(terms))
     sql = _CHUNK_SUBSTRINGS.format(
         score=_saturated("text", indexes),
-        likes=" OR ".join(f"k.text ILIKE :s{i} ESCAPE '\\'" for i in indexes))
+        likes=" OR ".join(f"k.text ILIKE :s{i} ESCAPE '\\'" for i in indexes),
+        owner=_CHUNK_OWNER)
     return [(int(r.seq), float(r.score)) for r in conn.execute(text(sql), params)]

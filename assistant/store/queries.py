@@ -74,24 +74,28 @@ def parents_first(messages: list[Message]) -> tuple[Message, ...]:
     return tuple(ordered)
 
 
-def message(conn: Connection, message_id: str) -> Message:
-    row = conn.execute(select(*MESSAGE_COLUMNS).where(M.c.id == message_id)).first()
+def message(conn: Connection, message_id: str, owner: int) -> Message:
+    row = conn.execute(select(*MESSAGE_COLUMNS).join(C, C.c.id == M.c.conversation_id)
+                       .where(M.c.id == message_id, C.c.owner == owner)).first()
     if row is None:
         raise not_found("message", message_id)
     return message_from_row(row)
 
 
-def conversation_ids(conn: Connection, ids: Sequence[str] | None) -> list[str]:
-    """The ids of those of ``ids`` that exist (all when None), oldest first."""
-    query = select(C.c.id).order_by(C.c.created, C.c.id)
+def conversation_ids(conn: Connection, ids: Sequence[str] | None, owner: int) -> list[str]:
+    """The ids of those of ``ids`` that exist and are ``owner``'s (all when None), oldest
+    first."""
+    query = select(C.c.id).where(C.c.owner == owner).order_by(C.c.created, C.c.id)
     if ids is not None:
         query = query.where(C.c.id.in_(list(ids)))
     return [r.id for r in conn.execute(query)]
 
 
-def conversations(conn: Connection, ids: Sequence[str] | None) -> list[Conversation]:
-    query = select(C).order_by(C.c.created, C.c.id)
-    messages = select(*MESSAGE_COLUMNS).order_by(M.c.seq)
+def conversations(conn: Connection, ids: Sequence[str] | None,
+                  owner: int) -> list[Conversation]:
+    query = select(C).where(C.c.owner == owner).order_by(C.c.created, C.c.id)
+    messages = (select(*MESSAGE_COLUMNS).join(C, C.c.id == M.c.conversation_id)
+                .where(C.c.owner == owner).order_by(M.c.seq))
     if ids is not None:
         query = query.where(C.c.id.in_(list(ids)))
         messages = messages.where(M.c.conversation_id.in_(list(ids)))
@@ -111,12 +115,12 @@ def conversations(conn: Connection, ids: Sequence[str] | None) -> list[Conversat
 
 
 def list_conversations(
-    conn: Connection, *, archived: bool | None, pinned: bool | None, skill: str | None,
+    conn: Connection, *, owner: int, archived: bool | None, pinned: bool | None, skill: str | None,
     since: datetime | None, until: datetime | None, limit: int | None, offset: int,
 ) -> list[ConversationSummary]:
     count = (select(func.count()).select_from(M).where(M.c.conversation_id == C.c.id)
              .scalar_subquery())
-    query = select(C, count.label("message_count"))
+    query = select(C, count.label("message_count")).where(C.c.owner == owner)
     if archived is not None:
         query = query.where(C.c.archived == archived)
     if pinned is not None:

@@ -16,9 +16,11 @@ transaction of its own.
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -47,24 +49,38 @@ from assistant.store.search import Budget, run_search, within
 
 if TYPE_CHECKING:
     from assistant.store.documents import DocumentRepository
+    from assistant.store.users import UserRepository
 
 CHECKPOINT_EVERY = 300.0  # seconds between background wal_checkpoint(TRUNCATE)s
 EXPORT_BATCH = 20  # conversations read at a time by export_chunks
 
 
+@dataclass
+class _Shared:
+    """What every view of one database (:meth:`Store.owned_by`) shares, and changes."""
+
+    refusal: StorageError | None = None  # a damaged file: every write refused
+    last_time: datetime = field(default_factory=lambda: datetime.fromtimestamp(0, UTC))
+    last_checkpoint: float = field(default_factory=time.monotonic)
+    clock_lock: threading.Lock = field(default_factory=threading.Lock)
+    checkpoint_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
 class Store:
-    """Open with :meth:`open`; close with :meth:`close`. Safe to share between threads."""
+    """Open with :meth:`open`; close with :meth:`close`. Safe to share between threads.
+
+    A store sees the conversations and documents of one owner: the daemon's owner (0, the one
+    :meth:`open` returns), or a user (:meth:`owned_by`). Another owner's conversation,
+    message or document is not found, and never listed, searched or exported.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._writer = db.writer(engine)
         self._sql = turns.TurnSQL(engine)
         self._where = str(db.sqlite_path(str(engine.url)) or engine.url)
-        self._refusal: StorageError | None = None
-        self._clock_lock = threading.Lock()
-        self._last_time = datetime.fromtimestamp(0, UTC)
-        self._checkpoint_lock = threading.Lock()
-        self._last_checkpoint = time.monotonic()
+        self._shared = _Shared()
+        self._owner = 0
 
     @classmethod
     def open(cls, target: Settings | str, *, check: bool = True) -> Store:
@@ -91,6 +107,26 @@ class Store:
         return self._engine
 
     @property
+    def owner(self) -> int:
+        """Whose data this store sees: 0 the daemon's owner, else a user's id."""
+        return self._owner
+
+    def owned_by(self, owner: int) -> Store:
+        """The same database (connections, clock, refusal), seen as ``owner``'s."""
+        if owner == self._owner:
+            return self
+        view = copy.copy(self)
+        view._owner = owner
+        return view
+
+    @property
+    def users(self) -> UserRepository:
+        """The users of a shared daemon and their tokens (see :mod:`assistant.store.users`)."""
+        from assistant.store.users import UserRepository
+
+        return UserRepository(self)
+
+    @property
     def documents(self) -> DocumentRepository:
         """The user's documents and their chunks (see :mod:`assistant.store.documents`)."""
         from assistant.store.documents import DocumentRepository
@@ -108,8 +144,8 @@ class Store:
             db.check(self._engine)
 
     def checkpoint(self) -> tuple[int, int, int] | None:
-        with self._checkpoint_lock, db.translated(self._where):
-            self._last_checkpoint = time.monotonic()
+        with self._shared.checkpoint_lock, db.translated(self._where):
+            self._shared.last_checkpoint = time.monotonic()
             return db.checkpoint(self._engine)
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -121,20 +157,20 @@ class Store:
             # call opens a fresh one and succeeds as soon as the condition has passed.
             self._engine.dispose()
         elif db.is_corruption(error):
-            self._refusal = translated
+            self._shared.refusal = translated
         return translated
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
-        if self._refusal is not None:
-            raise self._refusal
+        if self._shared.refusal is not None:
+            raise self._shared.refusal
         try:
             with self._writer.begin() as conn:
                 yield conn
         except sa_exc.DBAPIError as error:
             raise self._failed(error) from error
-        if time.monotonic() - self._last_checkpoint > CHECKPOINT_EVERY:
-            self._last_checkpoint = time.monotonic()
+        if time.monotonic() - self._shared.last_checkpoint > CHECKPOINT_EVERY:
+            self._shared.last_checkpoint = time.monotonic()
             threading.Thread(target=self._background_checkpoint, daemon=True).start()
 
     def _background_checkpoint(self) -> None:
@@ -151,11 +187,12 @@ class Store:
 
     def _now(self) -> datetime:
         """Now, strictly after the previous call, so creation order is total."""
-        with self._clock_lock:
+        shared = self._shared
+        with shared.clock_lock:
             now = datetime.now(UTC)
-            if now <= self._last_time:
-                now = self._last_time + timedelta(microseconds=1)
-            self._last_time = now
+            if now <= shared.last_time:
+                now = shared.last_time + timedelta(microseconds=1)
+            shared.last_time = now
             return now
 
     # -- the turn lifecycle ---------------------------------------------------------------------
@@ -179,7 +216,8 @@ class Store:
         parent = turns.ACTIVE if parent_id is None else parent_id
         with self._write() as conn:
             return turns.begin(conn, self._sql, self._now, conversation_id, text, parent,
-                               model=model, title_hint=title_hint, settings=settings)
+                               model=model, title_hint=title_hint, settings=settings,
+                               owner=self._owner)
 
     def save_partial(self, message_id: str, text: str) -> None:
         """Keep the text streamed so far; a crash then loses at most the last interval."""
@@ -227,7 +265,7 @@ class Store:
                                "be edited.", code="not_editable", param="id")
         with self._write() as conn:
             return turns.begin(conn, self._sql, self._now, original.conversation_id, new_text,
-                               original.parent_id, model=model)
+                               original.parent_id, model=model, owner=self._owner)
 
     def regenerate(self, assistant_message_id: str, *, model: str | None = None) -> Turn:
         """A new streaming assistant message beside ``assistant_message_id``."""
@@ -270,6 +308,7 @@ class Store:
 
     def set_summary_undone(self, message_id: str, undone: bool = True) -> Message:
         """Take a summary out of the model's context (``undone``), or put it back."""
+        self.message(message_id)  # another owner's is not found
         with self._write() as conn:
             return turns.set_summary_undone(conn, self._now, message_id, undone)
 
@@ -277,7 +316,7 @@ class Store:
 
     def message(self, message_id: str) -> Message:
         with self._read() as conn:
-            return queries.message(conn, message_id)
+            return queries.message(conn, message_id, self._owner)
 
     def history(self, message_id: str) -> list[Message]:
         """The path from the root to ``message_id``: the context a reply is generated from."""
@@ -293,7 +332,7 @@ class Store:
     def conversations(self, ids: Sequence[str] | None = None) -> list[Conversation]:
         """Whole conversations (all branches); every one when ``ids`` is None, oldest first."""
         with self._read() as conn:
-            return queries.conversations(conn, ids)
+            return queries.conversations(conn, ids, self._owner)
 
     def list_conversations(
         self,
@@ -313,8 +352,8 @@ class Store:
         """
         with self._read() as conn:
             return queries.list_conversations(
-                conn, archived=archived, pinned=pinned, skill=skill, since=since, until=until,
-                limit=limit, offset=offset,
+                conn, owner=self._owner, archived=archived, pinned=pinned, skill=skill,
+                since=since, until=until, limit=limit, offset=offset,
             )
 
     def search(
@@ -337,13 +376,14 @@ class Store:
         """
         budget = Budget(timeout, time.monotonic() if started is None else started, cancel)
         with self._read() as conn, within(conn, budget):
-            return run_search(conn, query, skill=skill, limit=limit, highlight=highlight)
+            return run_search(conn, query, skill=skill, limit=limit, highlight=highlight,
+                              owner=self._owner)
 
     # -- editing --------------------------------------------------------------------------------
 
     def _update_conversation(self, conversation_id: str, **values: Any) -> None:
         with self._write() as conn:
-            set_conversation_fields(conn, conversation_id, **values)
+            set_conversation_fields(conn, conversation_id, self._owner, **values)
 
     def rename(self, conversation_id: str, title: str) -> None:
         title = " ".join(title.split())
@@ -360,7 +400,7 @@ class Store:
     def delete(self, conversation_id: str) -> None:
         """Delete the conversation and every message in it (the search index follows)."""
         with self._write() as conn:
-            delete_conversation(conn, conversation_id)
+            delete_conversation(conn, conversation_id, self._owner)
 
     # -- export and import ----------------------------------------------------------------------
 
@@ -378,7 +418,7 @@ class Store:
             raise RequestError(f"Unknown export format {format!r}; use json or md.",
                                param="format")
         with self._read() as conn:
-            order = queries.conversation_ids(conn, ids)
+            order = queries.conversation_ids(conn, ids, self._owner)
         if ids is not None:
             missing = set(ids) - set(order)
             if missing:
@@ -404,4 +444,4 @@ class Store:
     def add_conversations(self, conversations: Iterable[Conversation]) -> ImportResult:
         """Store conversations whole, in one transaction; those already stored are skipped."""
         with self._write() as conn:
-            return import_conversations(conn, conversations)
+            return import_conversations(conn, conversations, self._owner)

@@ -81,6 +81,8 @@ class ConversationRow(Base):
     model: Mapped[str | None] = mapped_column(Text)
     settings: Mapped[dict[str, Any] | None] = mapped_column(_Json)
     active_leaf_id: Mapped[str | None] = mapped_column(String(64))
+    # 0: the daemon's owner; else the id of the user (:class:`UserRow`) it belongs to.
+    owner: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class MessageRow(Base):
@@ -117,6 +119,7 @@ class DocumentRow(Base):
     chunker_version: Mapped[int] = mapped_column(Integer, default=0)
     # ISO 639-1, as assistant.text.detect_language found it; None: not known.
     language: Mapped[str | None] = mapped_column(String(16))
+    owner: Mapped[int] = mapped_column(Integer, default=0)  # as a conversation's
 
 
 class ChunkRow(Base):
@@ -129,3 +132,15 @@ class ChunkRow(Base):
     text: Mapped[str] = mapped_column(Text)
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
     language: Mapped[str | None] = mapped_column(String(16))  # its document's
+
+
+class UserRow(Base):
+    """A user of a shared daemon, known by a token of which only the hash is kept."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created: Mapped[datetime] = mapped_column(Timestamp)
+    revoked: Mapped[datetime | None] = mapped_column(Timestamp)

@@ -46,6 +46,9 @@ _CJK_FTS = "messages_cjk"  # trigram: substrings of the messages holding CJK tex
 _FILTER_JOIN = "CROSS JOIN messages AS f ON f.seq = {fts}.rowid"
 _FILTER = """AND (f.skill = :skill OR EXISTS (
     SELECT 1 FROM messages AS r WHERE r.parent_id = f.id AND r.skill = :skill))"""
+# Every search sees one owner's conversations (see Store.owned_by).
+_OWNER = """AND EXISTS (
+    SELECT 1 FROM conversations AS o WHERE o.id = f.conversation_id AND o.owner = :owner)"""
 _WINDOW = """
 SELECT {fts}.rowid FROM {fts}
 WHERE {fts} MATCH :query
@@ -187,23 +190,28 @@ def fts_query(user_text: str) -> str:
 
 def run_search(
     conn: Connection, query: str, *, skill: str | None, limit: int,
-    highlight: tuple[str, str],
+    highlight: tuple[str, str], owner: int = 0,
 ) -> list[SearchHit]:
+    """The messages of ``owner``'s conversations matching ``query`` (see Store.search)."""
     if conn.dialect.name == "postgresql":
         from assistant.store.postgres_search import search_messages
 
         return search_messages(conn, _WORD.findall(query), cjk.has_cjk(query), skill=skill,
-                               limit=limit, window=RANK_WINDOW, highlight=highlight)
+                               limit=limit, window=RANK_WINDOW, highlight=highlight,
+                               owner=owner)
     if cjk.has_cjk(query):
-        return _cjk_search(conn, query, skill=skill, limit=limit, highlight=highlight)
-    hits = _word_search(conn, query, skill=skill, limit=limit, highlight=highlight)
+        return _cjk_search(conn, query, skill=skill, limit=limit, highlight=highlight,
+                           owner=owner)
+    hits = _word_search(conn, query, skill=skill, limit=limit, highlight=highlight,
+                        owner=owner)
     if len(hits) < limit and any(len(w.rstrip("*")) >= cjk.SHORTEST_PHRASE
                                  for w in _WORD.findall(query)):
         # A word written against CJK text ("用Python写") is inside one unicode61 token: the
         # trigram index finds it there. Such hits come after the word index's, ranked so.
         found = {h.message_id for h in hits}
         more = [h for h in _cjk_search(conn, query, skill=skill, limit=limit,
-                                       highlight=highlight) if h.message_id not in found]
+                                       highlight=highlight, owner=owner)
+                if h.message_id not in found]
         if more:
             shift = (hits[-1].rank if hits else 0.0) - more[0].rank
             hits += [replace(h, rank=h.rank + shift) for h in more[: limit - len(hits)]]
@@ -212,15 +220,15 @@ def run_search(
 
 def _word_search(
     conn: Connection, query: str, *, skill: str | None, limit: int,
-    highlight: tuple[str, str],
+    highlight: tuple[str, str], owner: int,
 ) -> list[SearchHit]:
     """The unicode61 index: whole words (``word*`` a prefix), bm25, FTS5's snippets."""
     fts = fts_query(query)
     if not fts:
         return []
-    params: dict[str, Any] = {"query": fts, "skill": skill,
+    params: dict[str, Any] = {"query": fts, "skill": skill, "owner": owner,
                               "limit": min(max(1, limit), RANK_WINDOW), "offset": RANK_WINDOW - 1}
-    ranked = _rank(conn, _WORDS_FTS, params, _FILTER if skill else "")
+    ranked = _rank(conn, _WORDS_FTS, params, _OWNER + (_FILTER if skill else ""))
     if not ranked:
         return []
     params |= {"open": highlight[0], "close": highlight[1], "tokens": SNIPPET_TOKENS}
@@ -255,17 +263,18 @@ def _rank(conn: Connection, fts: str, params: dict[str, Any], filter_sql: str) -
 
 def _cjk_search(
     conn: Connection, query: str, *, skill: str | None, limit: int,
-    highlight: tuple[str, str],
+    highlight: tuple[str, str], owner: int,
 ) -> list[SearchHit]:
     """Every term a substring: phrases through the trigram index, short terms by ``LIKE``."""
     terms = cjk.split_terms([w.rstrip("*") for w in _WORD.findall(query)])
-    params: dict[str, Any] = {"skill": skill, "limit": min(max(1, limit), RANK_WINDOW),
+    params: dict[str, Any] = {"skill": skill, "owner": owner,
+                              "limit": min(max(1, limit), RANK_WINDOW),
                               "offset": RANK_WINDOW - 1, "window": RANK_WINDOW}
     for i, term in enumerate(terms.short):
         params[f"s{i}"] = cjk.like_pattern(term)
         params[f"t{i}"] = term
     shorts = [_SHORT.format(i=i) for i in range(len(terms.short))]
-    skill_sql = _FILTER if skill else ""
+    skill_sql = _OWNER + (_FILTER if skill else "")
     if terms.phrases:
         params["query"] = terms.match()
         ranked = _rank(conn, _CJK_FTS, params, " ".join([*shorts, skill_sql]).strip())

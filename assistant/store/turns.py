@@ -65,12 +65,16 @@ class TurnSQL:
         def prepare(sql: str) -> db.Prepared:
             return db.prepare(engine, sql)
 
-        self.leaf_of = prepare("SELECT active_leaf_id FROM conversations WHERE id = :cid")
+        self.leaf_of = prepare(
+            "SELECT active_leaf_id FROM conversations WHERE id = :cid AND owner = :owner")
         self.owner_of = prepare("SELECT conversation_id FROM messages WHERE id = :mid")
+        # The daemon's owner's leave ``owner`` to its default (0), as before users existed.
+        columns = "id, title, created, updated, archived, pinned, model, settings, active_leaf_id"
+        values = ":cid, :title, :created, :updated, :no, :no, :model, :settings, :leaf"
         self.new_conversation = prepare(
-            "INSERT INTO conversations (id, title, created, updated, archived, pinned, model, "
-            "settings, active_leaf_id) VALUES (:cid, :title, :created, :updated, :no, :no, "
-            ":model, :settings, :leaf)")
+            f"INSERT INTO conversations ({columns}) VALUES ({values})")
+        self.new_owned_conversation = prepare(
+            f"INSERT INTO conversations ({columns}, owner) VALUES ({values}, :owner)")
         # Columns left out take their defaults: no skill, route or timings, no tokens.
         self.new_message = prepare(
             "INSERT INTO messages (id, conversation_id, parent_id, role, content, status, model, "
@@ -100,9 +104,10 @@ def _json(value: dict[str, Any] | None) -> str | None:
 def begin(
     conn: Connection, sql: TurnSQL, now: Clock, conversation_id: str | None, text: str,
     parent: object, *, model: str | None, title_hint: str | None = None,
-    settings: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = None, owner: int = 0,
 ) -> Turn:
-    """The user's message and a ``streaming`` reply under ``parent`` (or :data:`ACTIVE`)."""
+    """The user's message and a ``streaming`` reply under ``parent`` (or :data:`ACTIVE`), in
+    a conversation of ``owner`` (another's is not found)."""
     user_id, reply_id = new_id(), new_id()
     asked_at, replied_at = now(), now()
     asked, replied = format_time(asked_at), format_time(replied_at)
@@ -110,13 +115,16 @@ def begin(
     if conversation_id is None:
         conversation_id = new_id()
         # Born with its leaf: the reply is inserted next, in the same transaction.
-        sql.new_conversation.run(
-            conn, cid=conversation_id, title=title_hint or make_title(text),
-            created=asked, updated=replied, no=False, model=model,
-            settings=json.dumps(settings) if settings else "{}", leaf=reply_id)
+        fields = {"cid": conversation_id, "title": title_hint or make_title(text),
+                  "created": asked, "updated": replied, "no": False, "model": model,
+                  "settings": json.dumps(settings) if settings else "{}", "leaf": reply_id}
+        if owner:
+            sql.new_owned_conversation.run(conn, **fields, owner=owner)
+        else:
+            sql.new_conversation.run(conn, **fields)
         leaf = None
     else:
-        found = sql.leaf_of.rows(conn, cid=conversation_id)
+        found = sql.leaf_of.rows(conn, cid=conversation_id, owner=owner)
         if not found:
             raise not_found("conversation", conversation_id)
         leaf = found[0][0]
@@ -125,8 +133,8 @@ def begin(
     else:
         parent_id = cast(str | None, parent)
         if parent_id is not None:
-            owner = sql.owner_of.rows(conn, mid=parent_id)
-            if not owner or owner[0][0] != conversation_id:
+            holder = sql.owner_of.rows(conn, mid=parent_id)
+            if not holder or holder[0][0] != conversation_id:
                 raise not_found(f"message in conversation {conversation_id}", parent_id)
     sql.new_message.run_many(conn, [
         {"id": user_id, "cid": conversation_id, "parent": parent_id, "role": "user",

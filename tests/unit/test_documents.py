@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,8 @@ from assistant.documents.ingest import Outcome, add_file
 from assistant.documents.reader import DocumentError, Section, html_text, read_document
 from assistant.documents.search import HybridSearch, by_sentence
 from assistant.store import Store, migrations
-from assistant.store.documents import DocumentRepository
+from assistant.store.documents import DocumentInfo, DocumentRepository, NewChunk
+from assistant.store.schema import format_time
 from assistant.testing import hashed_vector
 from assistant.text import sentences
 from tests.databases import Database
@@ -369,6 +372,23 @@ SECTIONS = {"海量文本": "background", "自注意力机制": "transformer", "
             "困惑度": "evaluation", "ベンチマーク": "japanese", "predicts a sample": "english"}
 
 
+def _add_as_version_3(self: DocumentRepository, path: str, title: str, sha256: str,
+                      chunks: list[NewChunk], chunker_version: int,
+                      language: str | None = None) -> DocumentInfo:
+    """:meth:`DocumentRepository.add` as the code of schema version 3 stored a document."""
+    doc_id, now = uuid.uuid4().hex, datetime.now(UTC)
+    with self.store._write() as conn:
+        conn.execute(text("INSERT INTO documents (id, path, title, sha256, added, "
+                          "chunker_version) VALUES (:id, :path, :title, :sha, :at, :v)"),
+                     {"id": doc_id, "path": path, "title": title, "sha": sha256,
+                      "at": format_time(now), "v": chunker_version})
+        conn.execute(text("INSERT INTO chunks (document_id, position, location, text, "
+                          "embedding) VALUES (:d, :p, :l, :t, :e)"),
+                     [{"d": doc_id, "p": c.position, "l": c.location, "t": c.text,
+                       "e": c.embedding} for c in chunks])
+    return DocumentInfo(doc_id, path, title, sha256, now, len(chunks), chunker_version)
+
+
 def _keyword_hits(store: Store, question: str) -> list[str]:
     """The sections whose chunks keyword search finds for ``question``, best first."""
     seqs = [seq for seq, _ in store.documents.keyword_search(question)]
@@ -411,9 +431,10 @@ async def test_documents_stored_before_migration_4_are_found_by_chinese_words(
     path = tmp_path / "llm.md"
     path.write_text(LLM_OVERVIEW_ZH)
     old = Store.open(url)
-    with monkeypatch.context() as patched:  # as version 3's code: no language to read or store
+    with monkeypatch.context() as patched:  # as version 3's code: no language, no owner
         patched.setattr("assistant.text.detect_language", lambda text: "und")
         patched.setattr(DocumentRepository, "by_path", lambda self, path: None)
+        patched.setattr(DocumentRepository, "add", _add_as_version_3)
         await add_file(old, path, fake_embed)
     old.close()
     monkeypatch.setattr(migrations, "MIGRATIONS", every)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from assistant.config import load_settings
 from assistant.errors import RequestError
 from assistant.store import Store, db, migrations
 from assistant.store.records import model_context
+from assistant.store.schema import format_time
 from tests.databases import Database
 
 
@@ -38,16 +41,25 @@ def _talk(store: Store, turns: int) -> str:
 
 def _talk_old(store: Store, turns: int) -> str:
     """:func:`_talk` on a database of an older schema: this code's ``finalize`` writes columns
-    a later migration added, so the replies are finalized as that version's code did."""
-    cid = None
-    for i in range(turns):
-        turn = store.begin_turn(cid, f"question {i} about lighthouses")
-        cid = turn.conversation_id
-        with store.engine.begin() as conn:
-            conn.execute(text("UPDATE messages SET status = 'complete', content = :content "
-                              "WHERE id = :id"),
-                         {"content": f"answer {i}", "id": turn.assistant_message.id})
-    assert cid is not None
+    a later migration added, and its turns in a conversation read one (its owner), so the
+    replies are finalized, and the turns after the first stored, as that version's code did."""
+    first = store.begin_turn(None, "question 0 about lighthouses")
+    cid, leaf = first.conversation_id, first.assistant_message.id
+    insert = text("INSERT INTO messages (id, conversation_id, parent_id, role, content, status, "
+                  "created) VALUES (:id, :cid, :parent, :role, :content, 'complete', :at)")
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE messages SET status = 'complete', content = 'answer 0' "
+                          "WHERE id = :id"), {"id": leaf})
+        for i in range(1, turns):
+            asked, answered = uuid.uuid4().hex, uuid.uuid4().hex
+            for mid, parent, role, content in (
+                    (asked, leaf, "user", f"question {i} about lighthouses"),
+                    (answered, asked, "assistant", f"answer {i}")):
+                conn.execute(insert, {"id": mid, "cid": cid, "parent": parent, "role": role,
+                                      "content": content, "at": format_time(datetime.now(UTC))})
+            leaf = answered
+        conn.execute(text("UPDATE conversations SET active_leaf_id = :leaf WHERE id = :cid"),
+                     {"leaf": leaf, "cid": cid})
     return cid
 
 
