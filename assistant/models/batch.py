@@ -48,6 +48,7 @@ MIN_SAVED_TOKENS = 64
 BUSY_CHUNK = 128
 # A sequence's state is saved when the engine has been idle this long (seconds), when its
 # slot goes to another conversation, and at the end: never between a reply and its follow-up.
+# Saved while idle, its cells leave the shared buffer (see Engine.idle).
 IDLE_SAVE = 1.0
 
 # What a job reports to its reader: ("read", kept, evaluated, complete), ("token", id, logprob
@@ -237,7 +238,13 @@ class Engine:
             self.states.put(*state)
 
     def idle(self) -> None:
-        """Save the state of one sequence no request holds, the latest used first."""
+        """Save the state of one sequence no request holds, the latest used first.
+
+        Once saved, its cells leave a buffer the sequences share: every decode attends over
+        the buffer up to its last used cell, so a stale conversation slows the live ones
+        (qwen2.5-coder-0.5b, one stream of 256 tokens beside three idle ones: 44.7 tok/s,
+        against 47.4 with a buffer of its own). Its return restores the state, a copy of a
+        few milliseconds."""
         unsaved = [s for s in self.slots if s.dirty and not s.busy]
         if not unsaved:
             return
@@ -246,7 +253,8 @@ class Engine:
         if state is None:
             slot.dirty = False  # not worth saving (too short, or not exact)
             return
-        self.states.put(*state)
+        if self.states.put(*state) and len(self.slots) > 1:
+            self._clear(slot)
 
     def pause(self) -> float | None:
         return IDLE_SAVE if any(s.dirty and not s.busy for s in self.slots) else None

@@ -108,3 +108,25 @@ def test_deleting_a_conversation_deletes_its_saved_model_states(
         assert len(files) == 1 and ids[0].encode() in files[0].read_bytes()[:200]
     finally:
         daemon.stop()
+
+
+def test_an_idle_conversation_leaves_the_shared_buffer_and_is_restored_on_return(
+    daemon_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Saved while the engine idles, a conversation's cells leave the KV buffer the sequences
+    share (they would widen every other sequence's decode); its next turn restores them."""
+    daemon = start_daemon(daemon_env, tmp_path / "daemon.log")
+    try:
+        first = chat(daemon, A)
+        deadline = time.monotonic() + 30  # saved once the engine has idled IDLE_SAVE (1 s)
+        while cache(daemon)["entries"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert cache(daemon)["entries"] == 1 and cache(daemon)["hits"] == 0
+        followup = [*A, {"role": "assistant", "content": first},
+                    {"role": "user", "content": "And 8?"}]
+        assert chat(daemon, followup)
+        # A live sequence holding A would have been reused without a lookup: a hit shows
+        # that its cells had left and the saved state was restored instead.
+        assert cache(daemon)["hits"] == 1, cache(daemon)
+    finally:
+        daemon.stop()
