@@ -153,12 +153,18 @@ def finish_reason(last: Delta, called: bool = False) -> str:
     return "tool_calls" if called else "stop"
 
 
-def usage(replies: list[Gathered]) -> dict[str, int]:
-    """Tokens of the prompt (read once) and of every reply."""
+def usage(replies: list[Gathered]) -> dict[str, Any]:
+    """Tokens of the prompt (read once) and of every reply; with a local model, OpenAI's
+    ``prompt_tokens_details.cached_tokens``: those of the prompt a sequence or a saved state
+    held already, not read again."""
     prompt = max((r.end.prompt_tokens for r in replies), default=0)
     completion = sum(r.end.completion_tokens for r in replies)
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
+    counted: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                               "total_tokens": prompt + completion}
+    cached = [r.end.timings["cached_tokens"] for r in replies if "cached_tokens" in r.end.timings]
+    if cached:
+        counted["prompt_tokens_details"] = {"cached_tokens": int(max(cached))}
+    return counted
 
 
 def call_json(call: ToolCall) -> dict[str, Any]:

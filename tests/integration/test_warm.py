@@ -130,3 +130,42 @@ def test_an_idle_conversation_leaves_the_shared_buffer_and_is_restored_on_return
         assert cache(daemon)["hits"] == 1, cache(daemon)
     finally:
         daemon.stop()
+
+
+def test_a_prefix_conversations_share_stays_in_the_buffer_for_the_next_one(
+    daemon_env: dict[str, str], tmp_path: Path
+) -> None:
+    """An idle sequence leaves the buffer but for the prefix another conversation shares with
+    it (here a system prompt): a new conversation reads on from it, with no state restored."""
+    system = {"role": "system", "content": "You are a careful assistant. " + FACTS[:400]}
+    daemon = start_daemon(daemon_env, tmp_path / "daemon.log")
+
+    def ask(question: str) -> dict[str, Any]:
+        with daemon.http(300) as http:
+            reply = http.post("/v1/chat/completions", json={
+                "model": CHAT_MODEL, "max_tokens": 4, "temperature": 0,
+                "messages": [system, {"role": "user", "content": question}]})
+        assert reply.status_code == 200, reply.text
+        usage: dict[str, Any] = reply.json()["usage"]
+        return usage
+
+    def saved(n: int) -> None:
+        deadline = time.monotonic() + 30
+        while cache(daemon)["entries"] < n and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert cache(daemon)["entries"] == n, cache(daemon)
+
+    try:
+        first = ask("Which fact mentions 7?")
+        assert first["prompt_tokens_details"] == {"cached_tokens": 0}
+        saved(1)  # and emptied: no other conversation shares anything with it
+        second = ask("Which fact mentions 8?")  # the prefix, from the first one's saved state
+        assert cache(daemon)["hits"] == 1
+        shared = second["prompt_tokens_details"]["cached_tokens"]
+        assert shared > 100 and shared < second["prompt_tokens"]
+        saved(2)  # emptied but for the prefix it shares with the first
+        third = ask("Which fact mentions 9?")
+        assert third["prompt_tokens_details"]["cached_tokens"] == shared
+        assert cache(daemon)["hits"] == 1  # read on from the live prefix, nothing restored
+    finally:
+        daemon.stop()
