@@ -21,6 +21,14 @@ of its rounds, and the rounds of a row alternate its two sides so load on the ma
    1 s after the first does (a host that runs one reply at a time streams only one). The row's
    baseline is alone + 0.5 s (target: ratio ≤ 1); a line below gives late − alone and
    late ÷ alone.
+4. One stream right after three long conversations (~1,000 tokens each, other sequences) ÷
+   one stream just before them, on the same daemon; a line below gives the same stream once
+   the host has idled (it saves the idle sequences then). Target ≥ 0.95: not met today. With
+   three ~3,000-token conversations and a 4,096-token context, one stream decoded 13–20 tok/s
+   right after them against 38–47 once the host had saved them; with ``parallel = 1`` it did
+   not slow. Saving a sequence (``llama_state_seq_get_data``, which only reads) ends the
+   slowdown, and so does emptying the other sequences; with the states' saving skipped it
+   lasts. Not understood yet (2026-12-04).
 
 The story prompts share their first words (with the chat template, about 30 tokens), on both
 sides of every row alike; the late prompts start with their own words. Each sequence has the
@@ -57,6 +65,9 @@ MODEL = os.environ.get("BENCH_PARALLEL_MODEL", "qwen2.5-coder-0.5b")
 # 1.0 and the late first token from +0.05 s to +0.79 s between runs of the same code.
 ROUNDS = 5
 ROUNDS_AT_8 = 2
+ROUNDS_IDLE = 2
+# Long enough for the model host to save four idle sequences (one a second, ~12 MB each).
+IDLE_WAIT = 6.0
 LATE_TOKENS = 8
 TOPICS = ["lighthouse", "bakery", "comet", "violin", "glacier", "market", "submarine", "orchard",
           "clocktower", "desert caravan", "robot gardener", "lost kite", "river ferry",
@@ -78,6 +89,13 @@ def inventory(i: int) -> Messages:
     facts = " ".join(f"Item {n} weighs {100 + (n * 37 + i) % 900} grams and costs {n % 10} euros."
                      for n in range(10, 37))
     return [{"role": "user", "content": f"Inventory {i}. {facts} Which item is the heaviest?"}]
+
+
+def ledger(i: int) -> Messages:
+    """A new ~1,000-token prompt (with the template) that asks for a short answer."""
+    facts = " ".join(f"Item {n} weighs {100 + (n * 37 + i) % 900} grams and costs {n % 10} euros."
+                     for n in range(10, 70))
+    return [{"role": "user", "content": f"Ledger {i}. {facts} Which item is the lightest?"}]
 
 
 @dataclass
@@ -212,6 +230,9 @@ def run() -> list[Row | str]:
     late: list[tuple[Stream, int]] = []
     alone_8: list[Stream] = []
     eight: list[tuple[float, float]] = []
+    before_long: list[Stream] = []
+    right_after: list[Stream] = []
+    after_idle: list[Stream] = []
     with tempfile.TemporaryDirectory(prefix="asb-", dir="/tmp") as tmp:
         with daemon(Path(tmp), 4) as socket:
             llm = llama_cpp.Llama(str(path), n_ctx=CONTEXT, n_threads=THREADS,
@@ -229,6 +250,14 @@ def run() -> list[Row | str]:
                 ttft_alone.append(stream(socket, inventory(next(fresh)), LATE_TOKENS))
                 late.append(behind(socket, [story(next(fresh)) for _ in range(3)],
                                    inventory(next(fresh))))
+            for _ in range(ROUNDS_IDLE):
+                time.sleep(IDLE_WAIT)
+                before_long.append(stream(socket, story(next(fresh)), 2 * MAX_TOKENS))
+                for _ in range(3):
+                    stream(socket, ledger(next(fresh)), 32)
+                right_after.append(stream(socket, story(next(fresh)), 2 * MAX_TOKENS))
+                time.sleep(IDLE_WAIT)
+                after_idle.append(stream(socket, story(next(fresh)), 2 * MAX_TOKENS))
         with daemon(Path(tmp), 8) as socket:
             stream(socket, story(next(fresh)))
             for _ in range(ROUNDS_AT_8):
@@ -244,6 +273,8 @@ def run() -> list[Row | str]:
            statistics.median(s.rate for s in alone_8), statistics.median(e for _, e in eight)]
     t_alone = statistics.median(s.ttft for s in ttft_alone)
     t_late = statistics.median(s.ttft for s, _ in late)
+    before_rate = statistics.median(s.decode_rate for s in before_long)
+    after_rate = statistics.median(s.decode_rate for s in right_after)
     return [
         Row(f"{MODEL}: 1 stream at parallel 4", tps_ours, tps_raw, "tok/s", "ratio ≥ 0.95",
             tps_ours / tps_raw >= 0.95),
@@ -264,6 +295,11 @@ def run() -> list[Row | str]:
         f"late − alone {t_late - t_alone:+.2f} s (target ≤ 0.5), late ÷ alone "
         f"{t_late / t_alone:.2f}; streams started when sent: "
         f"{', '.join(f'{n}/3' for _, n in late)}",
+        Row(f"{MODEL}: 1 stream right after 3 long ones ÷ before", after_rate, before_rate,
+            "tok/s", "ratio ≥ 0.95", after_rate / before_rate >= 0.95),
+        f"    rounds, tok/s: before {rounded(s.decode_rate for s in before_long)}; right after "
+        f"{rounded(s.decode_rate for s in right_after)}; after {IDLE_WAIT:.0f} s idle "
+        f"{rounded(s.decode_rate for s in after_idle)}",
     ]
 
 

@@ -48,7 +48,6 @@ MIN_SAVED_TOKENS = 64
 BUSY_CHUNK = 128
 # A sequence's state is saved when the engine has been idle this long (seconds), when its
 # slot goes to another conversation, and at the end: never between a reply and its follow-up.
-# Saved while idle, its cells leave the shared buffer (see Engine.idle).
 IDLE_SAVE = 1.0
 
 # What a job reports to its reader: ("read", kept, evaluated, complete), ("token", id, logprob
@@ -238,13 +237,7 @@ class Engine:
             self.states.put(*state)
 
     def idle(self) -> None:
-        """Save the state of one sequence no request holds, the latest used first.
-
-        Once saved, its cells leave a buffer the sequences share (:meth:`_trim`): every
-        decode attends over the buffer up to its last used cell, so stale conversations slow
-        the live ones (qwen2.5-coder-0.5b, a stream of 128 tokens after three of ~1,100
-        tokens each: 28.7–35.0 tok/s while they stay, 43.4–47.2 once they left). Its return
-        restores the state, a copy of a few milliseconds."""
+        """Save the state of one sequence no request holds, the latest used first."""
         unsaved = [s for s in self.slots if s.dirty and not s.busy]
         if not unsaved:
             return
@@ -253,33 +246,7 @@ class Engine:
         if state is None:
             slot.dirty = False  # not worth saving (too short, or not exact)
             return
-        if self.states.put(*state) and len(self.slots) > 1:
-            self._trim(slot)
-
-    def _trim(self, slot: Slot) -> None:
-        """Empty ``slot``, whose state is saved, but for the prefix it shares with another
-        conversation (a chat template, a system prompt): new conversations go on reusing
-        it, unless another sequence holds it already."""
-        mine = np.array(slot.tokens, dtype=np.int32)
-
-        def other(tag: str) -> bool:  # untagged requests (/v1) are each their own
-            return not slot.tag or tag != slot.tag
-
-        others = [np.array(s.tokens, dtype=np.int32) for s in self.slots
-                  if s is not slot and s.tokens and other(s.tag)]
-        saved = [e.tokens for e in list(self.states.entries.values()) if other(e.tag)]
-        keep = 0
-        for tokens in [*others, *saved]:
-            n = common_prefix(mine, tokens)
-            if not n == len(mine) == len(tokens):  # not the state just saved
-                keep = max(keep, n)
-        held = any(common_prefix(mine, t) >= keep for t in others)
-        memory = llama_cpp.llama_get_memory(self.ctx)
-        if keep and not held and self._partial and \
-                llama_cpp.llama_memory_seq_rm(memory, slot.seq, keep, -1):
-            slot.tokens = slot.tokens[:keep]
-        else:
-            self._clear(slot)
+        self.states.put(*state)
 
     def pause(self) -> float | None:
         return IDLE_SAVE if any(s.dirty and not s.busy for s in self.slots) else None

@@ -80,9 +80,9 @@ class StateCache:
                 found, length = entry, n
         return found, length
 
-    def put(self, tokens: np.ndarray, data: bytes | memoryview, tag: str = "") -> bool:
+    def put(self, tokens: np.ndarray, data: bytes | memoryview, tag: str = "") -> None:
         """Keep ``data``, the state of ``tokens``: copied (the caller may reuse its buffer),
-        in RAM when the budget holds it, and on disk. False when it is held nowhere."""
+        in RAM when the budget holds it, and on disk."""
         key = hashlib.sha256(tokens.tobytes()).hexdigest()[:32]
         size = memoryview(data).nbytes
         # numpy copies without the GIL: the host's other threads go on meanwhile.
@@ -103,9 +103,7 @@ class StateCache:
             self._spill(key, entry, data)
         if entry.data is None and entry.path is None:  # held nowhere
             self.entries.pop(key, None)
-            return False
         self._trim_ram()
-        return key in self.entries
 
     def load(self, entry: Entry) -> memoryview | None:
         if entry.data is not None:
