@@ -23,14 +23,12 @@ of its rounds, and the rounds of a row alternate its two sides so load on the ma
    late ÷ alone.
 4. One stream right after three long conversations (~1,000 tokens each, other sequences) ÷
    one stream just before them, on the same daemon; a line below gives the same stream once
-   the host has idled (it saves the idle sequences then). Target ≥ 0.95. Not understood yet
-   (2026-12-04): with three ~3,000-token conversations in a 4,096-token context, one stream
-   decoded 13–20 tok/s right after them against 38–47 once the host had saved them, and with
-   ``parallel = 1`` it did not slow. The two sides take different paths in ``Engine._choose``:
-   right after, the story's best slot (the "before" stream's) is unsaved, so its prefix is
-   copied into another sequence (``_share``: one ledger state saved, ``llama_memory_seq_cp``);
-   once saved, the slot is trimmed and reused in place. That confound is still to be ruled
-   out.
+   the host has idled (it saves the idle sequences then). Target ≥ 0.95. Until 2026-12-04 a
+   new conversation took its prefix from an unsaved sequence by copying the cells into
+   another (``llama_memory_seq_cp``), and a sequence holding cells that another holds too
+   decoded 2-3x slower: with three ~3,000-token conversations in a 4,096-token context,
+   13-20 tok/s right after them against 38-47 once saved. Now the sequence is saved and
+   reused in place (``Engine._share``): 37.7-41.7 against 40.5-40.8.
 
 The story prompts share their first words (with the chat template, about 30 tokens), on both
 sides of every row alike; the late prompts start with their own words. Each sequence has the
