@@ -101,13 +101,19 @@ def test_a_silent_newcomer_without_room_waits_then_is_closed_unanswered() -> Non
     asyncio.run(main())
 
 
+async def _full_and_one_waiting(port: int) -> tuple[list[Any], Any]:
+    """Two connections holding both places of a 2-place server, and a third in its lobby."""
+    held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+    await asyncio.sleep(0.05)
+    newcomer = await asyncio.open_connection("127.0.0.1", port)
+    await asyncio.sleep(0.05)
+    return held, newcomer
+
+
 def test_a_newcomer_whose_request_arrives_in_the_lobby_is_admitted() -> None:
     async def main() -> None:
         server, made, port, listener = await _serve(ConnectionLimits(2, 2, 2))
-        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
-        await asyncio.sleep(0.05)
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        await asyncio.sleep(0.05)
+        held, (reader, writer) = await _full_and_one_waiting(port)
         assert len(server._lobby) == 1
         writer.write(b"GET / HTTP/1.1\r\n\r\n")
         await asyncio.sleep(0.1)
@@ -147,10 +153,7 @@ def test_a_lobby_socket_made_to_leave_after_its_request_came_is_admitted() -> No
     flood)."""
     async def main() -> None:
         server, made, port, listener = await _serve(ConnectionLimits(2, 2, 2))
-        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
-        await asyncio.sleep(0.05)
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        await asyncio.sleep(0.05)
+        held, (reader, writer) = await _full_and_one_waiting(port)
         [waiting] = server._lobby
         writer.write(b"GET / HTTP/1.1\r\n\r\n")
         await writer.drain()
