@@ -3,24 +3,26 @@
 A search may spend its whole time budget (``search.timeout``) on CPU. Run in the event loop's
 default executor (a handful of threads, shared with every turn's store writes), a few long
 searches held all its threads and stalled chat turns behind them. So at most
-``search.concurrency`` searches run, each on an anyio worker thread under a limiter of their
-own; ``search.queue`` more wait for one, and past that a search is refused at once with 503
-``queue_full`` and Retry-After. The caller starts the time budget before the wait, so a search
-that waited has that much less to run.
+``search.concurrency`` searches run, each on a thread of the gate's own; ``search.queue``
+more wait for one, and past that a search is refused at once with 503 ``queue_full`` and
+Retry-After. The caller starts the time budget before the wait, so a search that waited has
+that much less to run.
 
-Not a ModelQueue: the bound is on worker threads, which anyio's limiter already queues and counts.
+Those threads run at background priority (:mod:`assistant.priority`): two long searches
+beside a reply being written slowed its decoding several times over.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
-
-import anyio
-import anyio.to_thread
 
 from assistant.config import SearchSettings
 from assistant.errors import QueueFull
+from assistant.priority import background
 
 T = TypeVar("T")
 
@@ -29,30 +31,46 @@ class SearchGate:
     def __init__(self, settings: SearchSettings) -> None:
         self.concurrency = settings.concurrency
         self.queue = settings.queue
-        self._limiter = anyio.CapacityLimiter(settings.concurrency)
-        # Searches let in and not ended, counted as they are let in: the limiter counts one
-        # only once its task reaches it, so searches arriving together all saw room.
-        self._in = 0
+        # Idle threads end with the gate (a restart in the same process makes a new one).
+        self._threads = ThreadPoolExecutor(settings.concurrency, "search", background)
+        self._in = 0  # searches let in and not ended: running or waiting for a thread
+        self._running = 0
+        self._lock = threading.Lock()
 
     @property
     def running(self) -> int:
-        return int(self._limiter.borrowed_tokens)
+        return self._running
 
     @property
     def waiting(self) -> int:
-        return max(0, self._in - self.running)
+        return max(0, self._in - self._running)
+
+    def _run(self, search: Callable[[], T]) -> T:
+        with self._lock:
+            self._running += 1
+        try:
+            return search()
+        finally:
+            with self._lock:
+                self._running -= 1
 
     async def run(self, search: Callable[[], T]) -> T:
         """``search()`` on a search thread, once one is free; :class:`QueueFull` when
-        ``queue`` searches are already waiting. Cancelled while it runs, it waits for the
-        thread: the caller stops the search itself (its ``cancel`` event)."""
+        ``queue`` searches are already waiting. Cancelled while it waits, it never runs;
+        cancelled while it runs, it waits for the thread: the caller stops the search itself
+        (its ``cancel`` event)."""
         if self._in >= self.concurrency + self.queue:
             raise QueueFull(
                 f"search is busy: {self.running} running, {self.waiting} waiting "
                 "(search.concurrency, search.queue)",
                 retry_after=max(1, self.waiting // self.concurrency))
         self._in += 1
+        job = self._threads.submit(self._run, search)
         try:
-            return await anyio.to_thread.run_sync(search, limiter=self._limiter)
+            return await asyncio.shield(asyncio.wrap_future(job))
+        except asyncio.CancelledError:
+            if not job.cancel():
+                await asyncio.wait([asyncio.wrap_future(job)])
+            raise
         finally:
             self._in -= 1

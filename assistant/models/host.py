@@ -36,9 +36,10 @@ from assistant.errors import UnsafePath
 from assistant.locations import inside
 from assistant.models import cpu
 from assistant.models.kv_cache import StateCache
-from assistant.models.llama import LlamaRunner
+from assistant.models.llama import ContextLengthExceeded, LlamaRunner
 from assistant.models.onnx import BATCH, OnnxEmbedder
 from assistant.models.template import TemplateError
+from assistant.priority import background
 from assistant.redaction import redact
 
 
@@ -129,6 +130,7 @@ class Host:
 
     def embed_worker(self) -> None:
         """Loads and unloads embedding models and runs embed jobs, a batch of each in turn."""
+        background()  # this thread and the onnxruntime threads it starts
         jobs: list[_EmbedJob] = []
         while True:
             while True:  # take every request waiting; wait for one when no job runs
@@ -197,7 +199,8 @@ class Host:
             self.out.send({"id": rid, "error": {
                 "type": type(exc).__name__, "message": message,
             }})
-            traceback.print_exc(file=sys.stderr)
+            if not isinstance(exc, ContextLengthExceeded):  # the caller's: no trace to keep
+                traceback.print_exc(file=sys.stderr)
         finally:
             self._ended(str(rid))
             self.chats.discard(threading.current_thread())
