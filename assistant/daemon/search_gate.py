@@ -15,6 +15,7 @@ beside a reply being written slowed its decoding several times over.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +32,6 @@ class SearchGate:
     def __init__(self, settings: SearchSettings) -> None:
         self.concurrency = settings.concurrency
         self.queue = settings.queue
-        # Idle threads end with the gate (a restart in the same process makes a new one).
         self._threads = ThreadPoolExecutor(settings.concurrency, "search", background)
         self._in = 0  # searches let in and not ended: running or waiting for a thread
         self._running = 0
@@ -66,11 +66,22 @@ class SearchGate:
                 retry_after=max(1, self.waiting // self.concurrency))
         self._in += 1
         job = self._threads.submit(self._run, search)
+        ended = asyncio.wrap_future(job)
         try:
-            return await asyncio.shield(asyncio.wrap_future(job))
+            return await asyncio.shield(ended)
         except asyncio.CancelledError:
             if not job.cancel():
-                await asyncio.wait([asyncio.wrap_future(job)])
+                await _ending(ended)
             raise
         finally:
             self._in -= 1
+
+
+async def _ending(ended: asyncio.Future[T]) -> None:
+    """Wait for a search thread whose caller was cancelled, through further cancels, and
+    take its outcome (a search stopped by its cancel event raises): nothing left unread."""
+    while not ended.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([ended])
+    if not ended.cancelled():
+        ended.exception()

@@ -34,9 +34,6 @@ class OnnxEmbedder:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = n_threads
         options.inter_op_num_threads = 1
-        # Its threads sleep between batches instead of spinning: spinning took CPU from the
-        # chat decode beside it, which waits on its own threads at every step.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = onnxruntime.InferenceSession(
             path, sess_options=options, providers=["CPUExecutionProvider"]
         )

@@ -20,10 +20,11 @@ with the flood alone).
 
 The owner's turns then failed now and then: one ran into the skill's 60 s limit. Its reply
 decoded at 2-8 tokens a second against 80 alone: the attacker's embedding jobs (onnxruntime's
-threads, spinning between batches) and two long searches took the CPU from llama.cpp's two
-threads, which wait on each other at every step. With embedding and searches at background
-priority (:mod:`assistant.priority`) and onnxruntime's threads not spinning: a median of 24
-tok/s and 13 turns in 20 s, against 4.5 tok/s and 2 turns at c3a4ef5 in the same test.
+threads) and two long searches took the CPU from llama.cpp's two threads, which wait on each
+other at every step. With embedding and searches at background priority
+(:mod:`assistant.priority`): a median of 24-28 tok/s and 13-21 turns in 20 s, against 4.5
+tok/s and 2 turns at c3a4ef5 in the same test. (Turning onnxruntime's spinning off as well
+made no difference beyond the noise: 24-27 against 28.)
 """
 
 from __future__ import annotations
