@@ -32,7 +32,8 @@ class SearchGate:
     def __init__(self, settings: SearchSettings) -> None:
         self.concurrency = settings.concurrency
         self.queue = settings.queue
-        self._threads = ThreadPoolExecutor(settings.concurrency, "search", background)
+        self._threads = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="search",
+                                           initializer=background)
         self._in = 0  # searches let in and not ended: running or waiting for a thread
         self._running = 0
         self._lock = threading.Lock()

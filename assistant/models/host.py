@@ -36,7 +36,7 @@ from assistant.errors import UnsafePath
 from assistant.locations import inside
 from assistant.models import cpu
 from assistant.models.kv_cache import StateCache
-from assistant.models.llama import ContextLengthExceeded, LlamaRunner
+from assistant.models.llama import LlamaRunner, RequestRefused
 from assistant.models.onnx import BATCH, OnnxEmbedder
 from assistant.models.template import TemplateError
 from assistant.priority import background
@@ -199,7 +199,7 @@ class Host:
             self.out.send({"id": rid, "error": {
                 "type": type(exc).__name__, "message": message,
             }})
-            if not isinstance(exc, ContextLengthExceeded):  # the caller's: no trace to keep
+            if not isinstance(exc, RequestRefused):  # the caller's: no trace to keep
                 traceback.print_exc(file=sys.stderr)
         finally:
             self._ended(str(rid))

@@ -420,17 +420,22 @@ class LlamaRunner:
         return entry
 
 
-class ContextLengthExceeded(ValueError):
+class RequestRefused(ValueError):
+    """A request the caller must change (its error, not the model's or the host's): answered
+    with its error type, and no traceback kept."""
+
+
+class ContextLengthExceeded(RequestRefused):
     pass
 
 
-class GrammarRefused(ValueError):
+class GrammarRefused(RequestRefused):
     """A grammar llama.cpp cannot parse, or a schema it cannot turn into one."""
 
 
-class ParamRefused(ValueError):
+class ParamRefused(RequestRefused):
     """A request's value the model cannot take; the message starts with the field at fault."""
 
 
-class PromptRefused(ValueError):
+class PromptRefused(RequestRefused):
     """A raw prompt that cannot be completed; the message starts with the field at fault."""

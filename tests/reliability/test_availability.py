@@ -29,8 +29,10 @@ made no difference beyond the noise: 24-27 against 28.)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
+import os
 import shutil
 import statistics
 import tempfile
@@ -165,11 +167,8 @@ def _nices(pid: int) -> dict[int, int]:
     """The niceness of each of ``pid``'s threads, by thread id."""
     nices = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # ended meanwhile
-            continue
-        nices[int(task.name)] = int(fields[16])
+        with contextlib.suppress(OSError):  # ended meanwhile
+            nices[int(task.name)] = os.getpriority(os.PRIO_PROCESS, int(task.name))
     return nices
 
 
