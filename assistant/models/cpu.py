@@ -12,7 +12,8 @@ for AMX, the permission it granted), and loads that one library by its path befo
 model (:func:`load`). A variant that fails to load falls back to the next one down.
 
 ``[models] cpu_variant`` forces one ("haswell" is the portable AVX2 baseline the benchmarks
-compare against); one this machine cannot run is refused, never tried.
+compare against); one this machine cannot run is refused, never tried. The AMX variant is
+chosen only that way (:data:`OPT_IN`): ggml's AMX code crashed where AMX was granted.
 
 Nothing here imports llama_cpp: :func:`choose` and :func:`installed` also serve
 ``assistant models show`` in the CLI.
@@ -56,6 +57,14 @@ VARIANTS: tuple[tuple[str, frozenset[str]], ...] = (
 )
 NEEDS = dict(VARIANTS)
 BASELINE = "haswell"
+# Loaded only when ``[models] cpu_variant`` names it. ggml's AMX code (the sapphirerapids
+# variant's matrix products) died with an invalid opcode at its first ``tileloadd`` on an Intel
+# Xeon VM whose kernel supports AMX and granted this process its tile state, on the first
+# prompt of a few dozen tokens (2026-12-04, Linux 6.18, llama-cpp-python 0.3.36); a C program
+# running the same instructions there did not. Upstream: llama.cpp PR #26954 (tile config
+# optimised away, tile permission asked on the main thread only) and issue #20824. The variant
+# below it (zen4: AVX-512 with VNNI and BF16) runs there.
+OPT_IN = frozenset({"sapphirerapids"})
 
 _ARCH_GET_XCOMP_SUPP = 0x1021
 _ARCH_GET_XCOMP_PERM = 0x1022
@@ -187,7 +196,8 @@ def choose(libraries: dict[str, Path], flags: set[str], forced: str = "auto") ->
                 "or its OS does not provide", 'Set models.cpu_variant = "auto".')
         return [Choice(forced, libraries[forced], "set by models.cpu_variant")]
     return [Choice(name, libraries[name], "the best this CPU and OS can run")
-            for name, need in VARIANTS if name in libraries and need <= flags]
+            for name, need in VARIANTS
+            if name in libraries and need <= flags and name not in OPT_IN]
 
 
 def planned(forced: str = "auto") -> str:
@@ -253,7 +263,7 @@ def _load(forced: str) -> dict[str, Any]:
         for directory in dict.fromkeys(path.parent for path in libraries.values()):
             lib.ggml_backend_load_all_from_path(str(directory).encode())
         return {"variant": None, "reason": "ggml's choice (not x86-64 Linux)"}
-    candidates = choose(libraries, usable_flags(request_amx=True), forced)
+    candidates = choose(libraries, usable_flags(request_amx=forced in OPT_IN), forced)
     failed: list[str] = []
     for choice in candidates:
         if lib.ggml_backend_load(str(choice.path).encode()):

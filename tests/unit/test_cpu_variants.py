@@ -34,8 +34,11 @@ def test_the_best_variant_the_flags_allow_is_chosen_then_the_ones_below() -> Non
     chosen = [c.variant for c in cpu.choose(EVERY, flags)]
     assert chosen[0] == "zen4"
     assert chosen.index("haswell") < chosen.index("x64") and "sapphirerapids" not in chosen
-    assert cpu.choose(EVERY, cpu.usable_flags(cpuinfo(SAPPHIRE), ALL_STATE))[0].variant == (
-        "sapphirerapids")
+    # AMX's variant only when named: ggml's AMX code crashed where the kernel granted AMX.
+    on_amx = cpu.usable_flags(cpuinfo(SAPPHIRE), ALL_STATE)
+    assert [c.variant for c in cpu.choose(EVERY, on_amx)][:2] == ["zen4", "cooperlake"]
+    assert [c.variant for c in cpu.choose(EVERY, on_amx, "sapphirerapids")] == [
+        "sapphirerapids"]
     only_two = cpu.choose(libraries("haswell", "x64"), flags)
     assert [c.variant for c in only_two] == ["haswell", "x64"]
 
