@@ -24,6 +24,7 @@ from assistant.daemon import openai_tools
 from assistant.daemon.host_requests import HOST_GONE, host_message, host_params, request_error
 from assistant.daemon.queue import ModelQueue
 from assistant.daemon.residency import Resident, next_victim
+from assistant.daemon.variant_crashes import VariantCrashes
 from assistant.errors import (
     AssistantError,
     BackendFailed,
@@ -66,6 +67,9 @@ class ModelManager(Backend):
     def __init__(self, settings: Settings, host: HostProcess | None = None) -> None:
         self.settings = settings
         self.host = host or HostProcess(settings.models.host_deadline)
+        # CPU variants that killed a host with SIGILL: later hosts load the one below.
+        self.variant_crashes = VariantCrashes(settings.models.cpu_variant)
+        self.host.on_exit = self.variant_crashes.host_exited
         self.threads = thread_count(settings)
         self.resident: dict[str, Resident] = {}
         self.queues: dict[str, ModelQueue] = {}
@@ -268,10 +272,11 @@ class ModelManager(Backend):
                 info = await self.host.call(
                     "load", model=name, path=str(record.path),
                     n_ctx=memory.context, parallel=m.parallel, n_threads=self.threads,
-                    cpu_variant=m.cpu_variant,
+                    cpu_variant=m.cpu_variant, avoid=self.variant_crashes.avoid,
                     state_dir=str(data_dir(self.settings) / "states") if m.state_disk_mb else None,
                     state_ram_bytes=m.state_ram_mb << 20, state_disk_bytes=m.state_disk_mb << 20,
                 )
+                self.variant_crashes.loaded(self.host.pid, info.get("cpu_variant"))
             else:
                 info = await self.host.call(
                     "load_embedding", model=name, path=str(record.path),
@@ -279,7 +284,7 @@ class ModelManager(Backend):
                 )
         except HostError as exc:
             if exc.kind in HOST_GONE:  # killed or hung mid-load: not the file's fault
-                raise request_error(name, exc) from None
+                raise self._request_error(name, exc) from None
             raise ModelLoadError(
                 f"model {name!r} failed to load: {exc.message}",
                 "Check the file with `assistant models show`, or pull it again.",
@@ -289,6 +294,12 @@ class ModelManager(Backend):
             name=name, kind=record.kind, memory=memory, generation=self.host.generation,
             info=info, keep_alive=-1 if name in m.pinned else m.keep_alive,
         )
+
+    def _request_error(self, model: str, exc: HostError, prompt_field: str = "messages",
+                   ) -> Exception:
+        """:func:`request_error`, saying so when the host died of its CPU variant."""
+        return (self.variant_crashes.request_error(model, exc)
+                or request_error(model, exc, prompt_field))
 
     async def _make_room(self, size: int, keep: str) -> None:
         budget = self.settings.models.memory_budget_mb << 20
@@ -431,7 +442,7 @@ class ModelManager(Backend):
                                 timings=done["timings"], logprobs=done.get("logprobs"),
                             )
                 except HostError as exc:
-                    raise request_error(model, exc, prompt_field) from None
+                    raise self._request_error(model, exc, prompt_field) from None
                 finally:
                     await close_stream(replies)
             finally:
@@ -464,7 +475,7 @@ class ModelManager(Backend):
             result = await self.host.call("embed", cancellable=True, model=model, texts=texts,
                                           batch=self.settings.embeddings.batch)
         except HostError as exc:
-            raise request_error(model, exc) from None
+            raise self._request_error(model, exc) from None
         finally:
             resident.in_use -= 1
             resident.last_used = time.monotonic()
@@ -494,7 +505,7 @@ class ModelManager(Backend):
                 "count", model=model, messages=[host_message(m) for m in messages])
         except HostError as exc:
             if exc.kind in HOST_GONE:  # a 503 to retry, as a generation's is
-                raise request_error(model, exc) from None
+                raise self._request_error(model, exc) from None
             raise
         return int(result["tokens"])
 

@@ -9,7 +9,9 @@ AMX's tile state, and the first such instruction is a SIGILL. So the model host 
 from what Linux says this process can run (the flags of ``/proc/cpuinfo``, which the kernel
 clears for register state it did not enable, checked again against the state it supports and,
 for AMX, the permission it granted), and loads that one library by its path before the first
-model (:func:`load`). A variant that fails to load falls back to the next one down.
+model (:func:`load`). A variant that fails to load falls back to the next one down, and one
+that passed every check yet killed a model host with SIGILL is left out (``avoid``: the daemon
+keeps the list for its life, and the next host loads the variant below it).
 
 ``[models] cpu_variant`` forces one ("haswell" is the portable AVX2 baseline the benchmarks
 compare against); one this machine cannot run is refused, never tried. The AMX variant is
@@ -25,6 +27,7 @@ import ctypes
 import importlib.util
 import platform
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,12 +176,15 @@ def installed(dirs: list[Path] | None = None) -> dict[str, Path]:
     return found
 
 
-def choose(libraries: dict[str, Path], flags: set[str], forced: str = "auto") -> list[Choice]:
-    """The variants to try, best first: the installed ones this CPU can run, or ``forced``.
+def choose(libraries: dict[str, Path], flags: set[str], forced: str = "auto",
+           avoid: Iterable[str] = ()) -> list[Choice]:
+    """The variants to try, best first: the installed ones this CPU can run, less those in
+    ``avoid`` (they died with SIGILL in an earlier model host), or ``forced``.
 
     Empty when the build has no variants (llama.cpp's CPU code is linked in). A ``forced``
     variant that is unknown, not installed, or needs flags this machine lacks is a
-    ConfigError naming what is missing: never loaded to find out.
+    ConfigError naming what is missing: never loaded to find out. A ``forced`` variant is
+    never stepped down, whatever ``avoid`` says.
     """
     if forced != "auto":
         if not libraries:
@@ -195,9 +201,13 @@ def choose(libraries: dict[str, Path], flags: set[str], forced: str = "auto") ->
                 f"models.cpu_variant = {forced!r} needs {', '.join(missing)}, which this CPU "
                 "or its OS does not provide", 'Set models.cpu_variant = "auto".')
         return [Choice(forced, libraries[forced], "set by models.cpu_variant")]
-    return [Choice(name, libraries[name], "the best this CPU and OS can run")
-            for name, need in VARIANTS
-            if name in libraries and need <= flags and name not in OPT_IN]
+    avoided = set(avoid)
+    runnable = [name for name, need in VARIANTS
+                if name in libraries and need <= flags and name not in OPT_IN]
+    crashed = [name for name in runnable if name in avoided]
+    reason = "the best this CPU and OS can run" + (
+        f"; {', '.join(crashed)} died with SIGILL" if crashed else "")
+    return [Choice(name, libraries[name], reason) for name in runnable if name not in avoided]
 
 
 def planned(forced: str = "auto") -> str:
@@ -213,14 +223,16 @@ def planned(forced: str = "auto") -> str:
 _loaded: dict[str, Any] | None = None
 
 
-def load(forced: str = "auto") -> dict[str, Any]:
+def load(forced: str = "auto", avoid: Iterable[str] = ()) -> dict[str, Any]:
     """Load the chosen variant into this process's llama.cpp, once, before its first model
     (the model host's; a benchmark's or an evaluation's own ``Llama``); what was loaded, as
     ``info`` reports it. Falls back down the list when a library does not load (ggml refuses
-    one whose CPUID check fails). A build without variants has its CPU code linked in."""
+    one whose CPUID check fails). ``avoid``: variants that died with SIGILL in an earlier
+    model host, never chosen by "auto" (:func:`choose`). A build without variants has its
+    CPU code linked in."""
     global _loaded
     if _loaded is None:
-        _loaded = _load(forced)
+        _loaded = _load(forced, tuple(avoid))
     elif forced not in {"auto", _loaded["variant"]}:
         raise ConfigError(f"models.cpu_variant = {forced!r}, but this process already runs "
                           f"{_loaded['variant'] or 'its built-in CPU code'}",
@@ -249,7 +261,7 @@ def _libggml() -> ctypes.CDLL:
     return lib
 
 
-def _load(forced: str) -> dict[str, Any]:
+def _load(forced: str, avoid: tuple[str, ...]) -> dict[str, Any]:
     lib = _libggml()
     lib.ggml_backend_load.argtypes = [ctypes.c_char_p]
     lib.ggml_backend_load.restype = ctypes.c_void_p
@@ -263,7 +275,7 @@ def _load(forced: str) -> dict[str, Any]:
         for directory in dict.fromkeys(path.parent for path in libraries.values()):
             lib.ggml_backend_load_all_from_path(str(directory).encode())
         return {"variant": None, "reason": "ggml's choice (not x86-64 Linux)"}
-    candidates = choose(libraries, usable_flags(request_amx=forced in OPT_IN), forced)
+    candidates = choose(libraries, usable_flags(request_amx=forced in OPT_IN), forced, avoid)
     failed: list[str] = []
     for choice in candidates:
         if lib.ggml_backend_load(str(choice.path).encode()):
@@ -271,5 +283,6 @@ def _load(forced: str) -> dict[str, Any]:
             return {"variant": choice.variant, "reason": reason}
         failed.append(str(choice.variant))
     raise ModelLoadError("no CPU variant of llama.cpp loaded on this machine"
-                      + (f" (tried {', '.join(failed)})" if failed else ""),
-                      "Rebuild with `make install` on it.")
+                         + (f" (tried {', '.join(failed)})" if failed else "")
+                         + (f"; {', '.join(avoid)} died with SIGILL" if avoid else ""),
+                         "Rebuild with `make install` on it.")

@@ -210,7 +210,8 @@ class Host:
         if op == "load":
             name = request["model"]
             if name not in self.chat_models:
-                cpu.load(str(request.get("cpu_variant", "auto")))  # once, before the first
+                # Once, before the first; ``avoid``: variants that killed an earlier host.
+                cpu.load(str(request.get("cpu_variant", "auto")), request.get("avoid") or ())
                 state_dir = _state_dir(request.get("state_dir"))
                 ram = int(request.get("state_ram_bytes", 1 << 30))
                 disk = int(request.get("state_disk_bytes", 4 << 30))
@@ -223,7 +224,8 @@ class Host:
                 if state_dir is not None and scope is not None and _leads_out(state_dir, scope):
                     loaded.states = StateCache(None, ram, disk)
                 self.chat_models[name] = loaded
-            return self.chat_models[name].info()
+            # The variant it runs on: the daemon steps down from one that dies with SIGILL.
+            return {**self.chat_models[name].info(), "cpu_variant": cpu.in_use()}
         if op == "unload":
             runner = self.chat_models.pop(request["model"], None)
             if runner is not None:

@@ -9,6 +9,9 @@ leave its requests waiting forever: with a ``deadline``, a watchdog sends it a `
 few seconds, which it answers at once even while it generates, and kills a host that leaves one
 unanswered for ``deadline`` seconds. Its requests then fail with ``HostHung`` (a 503 to retry),
 and the next request starts a fresh host.
+
+``on_exit`` is told each host's pid and exit code as it ends (a negative code: the signal that
+ended it), before any request waiting on it sees its error.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from assistant.errors import ChatTemplateError, HostError
@@ -44,8 +47,11 @@ def host_error(error: dict[str, Any]) -> Exception:
 
 
 class HostProcess:
-    def __init__(self, deadline: float = 0.0) -> None:
+    def __init__(self, deadline: float = 0.0, command: list[str] | None = None) -> None:
         self.deadline = deadline  # seconds a beat may go unanswered; 0: no watchdog
+        # The host's command line: this interpreter running assistant.models.host (a test's
+        # stand-in speaks the same protocol).
+        self.command = command or [sys.executable, "-m", "assistant.models.host"]
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -56,6 +62,7 @@ class HostProcess:
         self._crashes = 0
         self._last_start = 0.0
         self.generation = 0  # bumped at every (re)start: loaded models are gone after a crash
+        self.on_exit: Callable[[int, int], None] | None = None  # (pid, code); set by its owner
 
     @property
     def pid(self) -> int | None:
@@ -72,7 +79,7 @@ class HostProcess:
             env = dict(os.environ)
             env.setdefault("OMP_NUM_THREADS", "1")
             self._proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "assistant.models.host",
+                *self.command,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 env=env, limit=64 * 1024 * 1024,
             )
@@ -114,6 +121,10 @@ class HostProcess:
                     "(models.host_deadline) and was killed; it restarts on the next request")}}
             for queue in self._pending.values():
                 queue.put_nowait(ended)
+            # Last, so that waiting requests get their error even if it raises; they read it
+            # after this returns, so they see what it made of the exit.
+            if self.on_exit is not None:
+                self.on_exit(proc.pid, code)
 
     async def _watch(self, proc: asyncio.subprocess.Process) -> None:
         """Beat ``proc`` every few seconds; kill it when a beat goes unanswered too long."""

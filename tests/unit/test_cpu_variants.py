@@ -86,6 +86,22 @@ def test_a_forced_variant_is_used_or_refused_with_what_is_missing() -> None:
         cpu.choose({**EVERY, **libraries("armv9")}, flags, "armv9")  # never tried blind
 
 
+def test_a_variant_that_died_with_sigill_is_skipped_by_auto_and_named_in_the_reason() -> None:
+    flags = cpu.usable_flags(cpuinfo(ZEN4), ALL_STATE)
+    chosen = cpu.choose(EVERY, flags, avoid=["zen4"])
+    assert [c.variant for c in chosen][:2] == ["cooperlake", "icelake"]
+    assert chosen[0].reason == "the best this CPU and OS can run; zen4 died with SIGILL"
+    both = cpu.choose(EVERY, flags, avoid=["cooperlake", "zen4"])
+    assert both[0].variant == "icelake"
+    assert both[0].reason == "the best this CPU and OS can run; zen4, cooperlake died with SIGILL"
+    # Only variants auto would have chosen are named: these were never candidates here.
+    other = cpu.choose(EVERY, flags, avoid=["sapphirerapids", "alderlake"])
+    assert (other[0].variant, other[0].reason) == ("zen4", "the best this CPU and OS can run")
+    # A forced variant is never stepped down.
+    forced = cpu.choose(EVERY, flags, "zen4", avoid=["zen4"])
+    assert [(c.variant, c.reason) for c in forced] == [("zen4", "set by models.cpu_variant")]
+
+
 def test_a_build_without_variants_has_nothing_to_choose() -> None:
     assert cpu.choose({}, {"avx2"}) == []
     with pytest.raises(ConfigError, match="no CPU variants"):
@@ -146,6 +162,21 @@ def test_a_variant_that_fails_to_load_falls_back_to_the_next_and_loads_once(
     assert lib.loaded == ["/lib/libggml-cpu-haswell.so"]
     with pytest.raises(ConfigError, match="already runs haswell"):
         cpu.load("x64")
+
+
+def test_load_skips_the_variants_to_avoid_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    lib = FakeGgml(refuse={"haswell"})
+    fake_llama_cpp(monkeypatch, lib)
+    assert cpu.load(avoid=["zen4"]) == {"variant": "x64", "reason": (
+        "the best this CPU and OS can run; zen4 died with SIGILL; haswell did not load")}
+    assert lib.loaded == ["/lib/libggml-cpu-x64.so"]
+    forced = FakeGgml(refuse=set())
+    fake_llama_cpp(monkeypatch, forced)
+    assert cpu.load("zen4", avoid=["zen4"]) == {"variant": "zen4",
+                                                "reason": "set by models.cpu_variant"}
+    fake_llama_cpp(monkeypatch, FakeGgml(refuse={"haswell"}))
+    with pytest.raises(ModelLoadError, match=r"\(tried haswell\); zen4, x64 died with SIGILL"):
+        cpu.load(avoid=["zen4", "x64"])
 
 
 def test_nothing_loadable_is_an_error_and_a_linked_build_needs_nothing(
