@@ -213,9 +213,9 @@ async def test_a_one_line_summary_asks_after_the_text_and_in_the_language_asked(
         timeout=60)
     user = backend.calls[0][-1].content
     assert user.startswith(ARTICLE[:200])
-    assert user.endswith("Summarize the text above in one sentence.")
+    assert user.endswith("Summarize the text above in one brief sentence.")
     backend = CountingBackend(["Le conseil a fermé le pont."], context=4096)
     await run_skill_text(Summarize(), Turn(
         "summarize in French", args={"text": ARTICLE, "style": "one line"}),
         fake_context(backend), timeout=60)
-    assert backend.calls[0][-1].content.endswith("in one sentence. Write it in French (français).")
+    assert backend.calls[0][-1].content.endswith("in one brief sentence. Write it in French (français).")
