@@ -126,11 +126,16 @@ class ChatTemplateError(ModelError):
 
 
 class HostError(ModelLoadError):
-    """An error the model host reported; ``kind`` is the name of the host's exception type."""
+    """An error the model host reported; ``kind`` is the name of the host's exception type.
+    When the host ended (``HostCrashed``, ``HostHung``), ``pid`` and ``returncode`` say which
+    process and how (a negative code: the signal that ended it)."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, pid: int | None = None,
+                 returncode: int | None = None) -> None:
         super().__init__(message)
         self.kind = kind
+        self.pid = pid
+        self.returncode = returncode
 
 
 class DaemonError(AssistantError):

@@ -69,7 +69,6 @@ class ModelManager(Backend):
         self.host = host or HostProcess(settings.models.host_deadline)
         # CPU variants that killed a host with SIGILL: later hosts load the one below.
         self.variant_crashes = VariantCrashes(settings.models.cpu_variant)
-        self.host.on_exit = self.variant_crashes.host_exited
         self.threads = thread_count(settings)
         self.resident: dict[str, Resident] = {}
         self.queues: dict[str, ModelQueue] = {}
@@ -267,6 +266,8 @@ class ModelManager(Backend):
                                 embed_batch=self.settings.embeddings.batch)
         await self._make_room(memory.total_bytes, keep=name)
         started = time.perf_counter()
+        if record.kind == "chat":
+            await self._load_cpu(name)
         try:
             if record.kind == "chat":
                 info = await self.host.call(
@@ -276,7 +277,6 @@ class ModelManager(Backend):
                     state_dir=str(data_dir(self.settings) / "states") if m.state_disk_mb else None,
                     state_ram_bytes=m.state_ram_mb << 20, state_disk_bytes=m.state_disk_mb << 20,
                 )
-                self.variant_crashes.loaded(self.host.pid, info.get("cpu_variant"))
             else:
                 info = await self.host.call(
                     "load_embedding", model=name, path=str(record.path),
@@ -295,8 +295,29 @@ class ModelManager(Backend):
             info=info, keep_alive=-1 if name in m.pinned else m.keep_alive,
         )
 
-    def _request_error(self, model: str, exc: HostError, prompt_field: str = "messages",
-                   ) -> Exception:
+    async def _load_cpu(self, name: str) -> None:
+        """Have a host that has not said so load its CPU variant and name it, before its
+        first chat model: a SIGILL while loading one is then blamed on the variant too."""
+        running = self.variant_crashes.host
+        if running is not None and running[0] == self.host.pid:
+            return
+        crashes = self.variant_crashes
+        try:
+            reply = await self.host.call("cpu", cpu_variant=self.settings.models.cpu_variant,
+                                         avoid=crashes.avoid)
+        except HostError as exc:
+            if exc.kind in HOST_GONE:
+                raise self._request_error(name, exc) from None
+            raise ModelLoadError(
+                f"model {name!r} failed to load: {exc.message}",
+                "Restart the daemon (it forgets the variants that died with SIGILL), or set "
+                "models.cpu_variant to one that runs here." if crashes.avoid else
+                'Set models.cpu_variant = "auto", or rebuild with `make install`.',
+            ) from None
+        crashes.running(reply)
+
+    def _request_error(self, model: str, exc: HostError,
+                       prompt_field: str = "messages") -> Exception:
         """:func:`request_error`, saying so when the host died of its CPU variant."""
         return (self.variant_crashes.request_error(model, exc)
                 or request_error(model, exc, prompt_field))

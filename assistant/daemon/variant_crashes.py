@@ -2,10 +2,13 @@
 
 A variant can pass every check of :mod:`assistant.models.cpu` and still die at run time with
 an invalid opcode (ggml's AMX code did, on a VM that granted AMX). Left alone, the restarted
-host would load the same variant and die again, and every request would fail. So the manager
-notes the variant each host reports when it loads a chat model; when that host ends by SIGILL,
-a variant "auto" chose is avoided by every later host (the next loads the one below it), and
-one that ``[models] cpu_variant`` forces is never stepped down: its requests fail saying so.
+host would load the same variant and die again, and every request would fail. So before a
+host's first chat model the manager asks it which variant it loaded (the ``cpu`` op, which
+answers with the host's pid); when a request fails because that pid ended by SIGILL, while
+loading a model or running one, a variant "auto" chose is avoided by every later host (the
+next loads the one below it). Nothing is stepped below the portable baseline
+(:data:`cpu.BASELINE`), and a variant ``[models] cpu_variant`` forces is never stepped down:
+their requests fail saying so.
 """
 
 from __future__ import annotations
@@ -15,56 +18,75 @@ import signal
 from typing import Any
 
 from assistant.errors import HostError, HostStopped, ModelLoadError
+from assistant.models import cpu
 
 log = logging.getLogger("assistant.models")
 
 KILLED_BY_SIGILL = -signal.SIGILL  # a child's returncode when SIGILL ended it
+_ORDER = [name for name, _ in cpu.VARIANTS]
+
+
+def above_baseline(variant: str) -> bool:
+    """Whether ``variant`` ranks above :data:`cpu.BASELINE`: only those are stepped down."""
+    return variant in _ORDER and _ORDER.index(variant) < _ORDER.index(cpu.BASELINE)
 
 
 class VariantCrashes:
     def __init__(self, forced: str) -> None:
         self.forced = forced  # models.cpu_variant: "auto", or the variant it forces
         self.avoid: list[str] = []  # variants "auto" chose that died with SIGILL, in turn
-        self._running: tuple[int, str] | None = None  # (host pid, the variant it loaded)
-        self._died: str | None = None  # the variant the last host to end died of, if it did
+        self.host: tuple[int, str] | None = None  # (pid, variant) the latest host reported
+        self._blamed: int | None = None  # the host whose SIGILL was last dealt with
 
-    def loaded(self, pid: int | None, cpu_variant: dict[str, Any] | None) -> None:
-        """Host ``pid`` loaded a chat model on ``cpu_variant`` (``cpu.load``'s answer)."""
-        if pid is not None and cpu_variant and cpu_variant.get("variant"):
-            self._running = (pid, str(cpu_variant["variant"]))
+    def running(self, reply: dict[str, Any]) -> None:
+        """Note the host's answer to ``cpu``: its pid and the variant it loaded."""
+        variant = (reply.get("cpu_variant") or {}).get("variant")
+        self.host = (int(reply["pid"]), str(variant)) if variant else None
 
-    def host_exited(self, pid: int, code: int) -> None:
-        """Host ``pid`` ended with ``code`` (``HostProcess.on_exit``)."""
-        running, self._died = self._running, None
-        if running is None or running[0] != pid:
-            return
-        self._running = None
-        variant = running[1]
-        if code != KILLED_BY_SIGILL:
-            return
-        self._died = variant
+    def _died_of(self, exc: HostError) -> str | None:
+        """The variant whose SIGILL ended the host ``exc`` reports, stepped down from (once
+        per host: each request it held fails with the same facts); None when it ended
+        otherwise, or ran a variant it never reported."""
+        if exc.returncode != KILLED_BY_SIGILL or self.host is None or exc.pid != self.host[0]:
+            return None
+        variant = self.host[1]
+        if self._blamed == exc.pid:
+            return variant
+        self._blamed = exc.pid
         if self.forced != "auto":
             log.error("the model host died with SIGILL (invalid instruction) running CPU "
                       "variant %s, which models.cpu_variant forces: set models.cpu_variant "
                       '= "auto"', variant, extra={"cpu_variant": variant})
-            return
-        if variant not in self.avoid:
-            self.avoid.append(variant)
-        log.warning("CPU variant %s died with SIGILL (invalid instruction) in the model host: "
-                    "the next host loads the variant below it", variant,
-                    extra={"cpu_variant": variant, "avoid": list(self.avoid)})
+        elif not above_baseline(variant):
+            log.error("the model host died with SIGILL (invalid instruction) running CPU "
+                      "variant %s, at or below the baseline %s: not stepped down", variant,
+                      cpu.BASELINE, extra={"cpu_variant": variant, "avoid": list(self.avoid)})
+        else:
+            if variant not in self.avoid:
+                self.avoid.append(variant)
+            log.warning("CPU variant %s died with SIGILL (invalid instruction) in the model "
+                        "host: the next host loads the variant below it", variant,
+                        extra={"cpu_variant": variant, "avoid": list(self.avoid)})
+        return variant
 
     def request_error(self, model: str, exc: HostError) -> Exception | None:
-        """What a request in flight when its host died of its CPU variant fails with; None
-        when the host did not die that way."""
-        variant = self._died
-        if exc.kind != "HostCrashed" or variant is None:
+        """What a request fails with when its host died by SIGILL on a variant it reported;
+        None when it did not."""
+        variant = self._died_of(exc)
+        if variant is None:
             return None
         if self.forced != "auto":
             return ModelLoadError(
+                f"CPU variant {variant!r}, which models.cpu_variant forces, crashed with "
+                f"SIGILL on this machine (an invalid instruction) running {model!r}",
+                'Set models.cpu_variant = "auto" and restart the daemon.')
+        if not above_baseline(variant):
+            return ModelLoadError(
                 f"the model host died with SIGILL (an invalid instruction) running {model!r} "
-                f"on CPU variant {variant!r}, which models.cpu_variant forces: this machine "
-                "cannot run it", 'Set models.cpu_variant = "auto" and restart the daemon.')
+                f"on CPU variant {variant!r}; variants at or below the baseline "
+                f"({cpu.BASELINE}) are not stepped down",
+                'Set models.cpu_variant to a variant that runs here ("x64" needs no '
+                "extensions) and restart the daemon.")
         return HostStopped(
             f"the model host died with SIGILL running {model!r} on CPU variant {variant!r}; "
             "it restarts with the variant below it", "Try the request again.")

@@ -285,4 +285,6 @@ def _load(forced: str, avoid: tuple[str, ...]) -> dict[str, Any]:
     raise ModelLoadError("no CPU variant of llama.cpp loaded on this machine"
                          + (f" (tried {', '.join(failed)})" if failed else "")
                          + (f"; {', '.join(avoid)} died with SIGILL" if avoid else ""),
+                         "Restart the daemon (it forgets the variants that died with SIGILL), "
+                         "or set models.cpu_variant." if avoid else
                          "Rebuild with `make install` on it.")

@@ -18,6 +18,8 @@ jobs, so routing a turn waits for one batch of a long job at most, never for all
 ``done`` has finish_reason ``cancelled``; cancelled during the prompt read, it has the prompt's
 full ``prompt_tokens``, no completion tokens, and in ``timings`` the prompt tokens it evaluated
 before it stopped (``evaluated_tokens``; ``cached_tokens`` were reused, not read).
+``cpu`` (``cpu_variant``, ``avoid``) loads llama.cpp's CPU variant, as the first chat ``load``
+would, and answers which with the host's ``pid``.
 """
 
 from __future__ import annotations
@@ -69,6 +71,12 @@ class _EmbedJob:
         self.batches = embedder.chunks(request["texts"], int(request.get("batch") or BATCH),
                                        self.options)
         self.vectors: list[list[float]] = []
+
+
+def _load_cpu(request: dict[str, Any]) -> dict[str, Any]:
+    """:func:`cpu.load` as a ``cpu`` or ``load`` request asks: ``avoid`` names the variants
+    that killed an earlier host with SIGILL."""
+    return cpu.load(str(request.get("cpu_variant", "auto")), request.get("avoid") or ())
 
 
 class Host:
@@ -207,11 +215,14 @@ class Host:
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any] | None:
         op = request["op"]
+        if op == "cpu":
+            # Before the first chat model, so the daemon knows which variant a SIGILL while
+            # loading one (ggml repacks weights then) or running one came from.
+            return {"pid": os.getpid(), "cpu_variant": _load_cpu(request)}
         if op == "load":
             name = request["model"]
             if name not in self.chat_models:
-                # Once, before the first; ``avoid``: variants that killed an earlier host.
-                cpu.load(str(request.get("cpu_variant", "auto")), request.get("avoid") or ())
+                _load_cpu(request)  # once, before the first ("cpu" has done it, as a rule)
                 state_dir = _state_dir(request.get("state_dir"))
                 ram = int(request.get("state_ram_bytes", 1 << 30))
                 disk = int(request.get("state_disk_bytes", 4 << 30))
@@ -224,7 +235,6 @@ class Host:
                 if state_dir is not None and scope is not None and _leads_out(state_dir, scope):
                     loaded.states = StateCache(None, ram, disk)
                 self.chat_models[name] = loaded
-            # The variant it runs on: the daemon steps down from one that dies with SIGILL.
             return {**self.chat_models[name].info(), "cpu_variant": cpu.in_use()}
         if op == "unload":
             runner = self.chat_models.pop(request["model"], None)

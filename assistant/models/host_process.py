@@ -10,8 +10,8 @@ few seconds, which it answers at once even while it generates, and kills a host 
 unanswered for ``deadline`` seconds. Its requests then fail with ``HostHung`` (a 503 to retry),
 and the next request starts a fresh host.
 
-``on_exit`` is told each host's pid and exit code as it ends (a negative code: the signal that
-ended it), before any request waiting on it sees its error.
+The error of a host that ended carries its ``pid`` and ``returncode`` (a negative code: the
+signal that ended it), so the daemon can tell which variant of llama.cpp died, and how.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from assistant.errors import ChatTemplateError, HostError
@@ -43,7 +43,7 @@ def host_error(error: dict[str, Any]) -> Exception:
     kind, message = str(error.get("type")), str(error.get("message"))
     if kind == "TemplateError":
         return ChatTemplateError(message, "Use another model, or fix its chat template.")
-    return HostError(kind, message)
+    return HostError(kind, message, error.get("pid"), error.get("returncode"))
 
 
 class HostProcess:
@@ -62,7 +62,6 @@ class HostProcess:
         self._crashes = 0
         self._last_start = 0.0
         self.generation = 0  # bumped at every (re)start: loaded models are gone after a crash
-        self.on_exit: Callable[[int, int], None] | None = None  # (pid, code); set by its owner
 
     @property
     def pid(self) -> int | None:
@@ -114,17 +113,14 @@ class HostProcess:
             if code != 0:
                 self._crashes += 1
                 log.warning("model host exited", extra={"code": code})
-            ended = _EOF
+            ended = {"error": {**_EOF["error"], "pid": proc.pid, "returncode": code}}
             if self._hung == proc.pid:
-                ended = {"error": {"type": "HostHung", "message": (
+                ended = {"error": {"type": "HostHung", "pid": proc.pid, "returncode": code,
+                                   "message": (
                     f"the model host did not answer for {self.deadline:g} s "
                     "(models.host_deadline) and was killed; it restarts on the next request")}}
             for queue in self._pending.values():
                 queue.put_nowait(ended)
-            # Last, so that waiting requests get their error even if it raises; they read it
-            # after this returns, so they see what it made of the exit.
-            if self.on_exit is not None:
-                self.on_exit(proc.pid, code)
 
     async def _watch(self, proc: asyncio.subprocess.Process) -> None:
         """Beat ``proc`` every few seconds; kill it when a beat goes unanswered too long."""

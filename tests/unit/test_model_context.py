@@ -55,6 +55,8 @@ async def test_a_model_is_loaded_with_no_more_context_than_it_was_trained_on(
     asked: dict[str, object] = {}
 
     async def call(op: str, **request: object) -> dict[str, object]:
+        if op == "cpu":  # the host names its CPU variant before its first chat model
+            return {}
         asked.update(request, op=op)
         return {"n_ctx": request["n_ctx"], "n_ctx_train": 1024}
 
