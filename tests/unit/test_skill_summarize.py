@@ -218,4 +218,5 @@ async def test_a_one_line_summary_asks_after_the_text_and_in_the_language_asked(
     await run_skill_text(Summarize(), Turn(
         "summarize in French", args={"text": ARTICLE, "style": "one line"}),
         fake_context(backend), timeout=60)
-    assert backend.calls[0][-1].content.endswith("in one brief sentence. Write it in French (français).")
+    assert backend.calls[0][-1].content.endswith(
+        "in one brief sentence. Write it in French (français).")
