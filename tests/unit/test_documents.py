@@ -264,6 +264,10 @@ async def test_hybrid_search_finds_the_right_chunk_and_nothing_for_unrelated(
     assert [h["text"][:24] for h in named] == ["Our office is at 12 Bake"]
     assert await HybridSearch(store, fake_embed, min_similarity=1.1).search(
         "Which office serves the Friday soup?", 3) == []  # two of four: not enough
+    # "Which" asks, it does not name: two of "street", "London", "shop" are enough.
+    asked = await HybridSearch(store, fake_embed, min_similarity=1.1).search(
+        "Which street has the London shop?", 3)
+    assert [h["text"][:24] for h in asked] == ["Our office is at 12 Bake"]
 
 
 @pytest.mark.asyncio
