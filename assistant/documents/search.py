@@ -17,6 +17,7 @@ gives no keyword hits, and the vector half answers alone), and stops when the tu
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import re
@@ -98,7 +99,8 @@ class HybridSearch:
         for ranking in (vector_ranked, [seq for seq, _ in keyword]):
             for rank, seq in enumerate(ranking):
                 fused[seq] = fused.get(seq, 0.0) + 1.0 / (RRF_K + rank + 1)
-        asked = _content_words(query)
+        lang = detect_language(query)
+        asked = await asyncio.to_thread(_content_words, query, lang)
         keyword_rank = {seq: i for i, (seq, _) in enumerate(keyword)}
         best = sorted(fused, key=lambda s: fused[s], reverse=True)
         chunks = await asyncio.to_thread(self.store.documents.chunks, best[: k * 4])
@@ -117,7 +119,6 @@ class HybridSearch:
             })
             if len(hits) == min(2 * k, k + 4):
                 break
-        lang = detect_language(query)
         try:
             hits = await by_sentence(query, hits, self.embed,
                                      lambda text: self.split(text, lang), query_vector)
@@ -163,19 +164,28 @@ class SearchPerOwner:
                                                  limits=self.limits)
         return self._searches[owner]
 
-def _content_words(text: str) -> set[str]:
-    """The words of ``text`` that say what it is about: longer than three letters, no stop
-    word ("what", "which", "does", "many"; spaCy's English list beside the detector's).
 
-    "Which former referee served as an analyst for CBS?" asks about four words, not five:
-    with "which" counted, the passage naming the referee ("CBS analyst and retired referee
-    Mike Carey", similarity 0.24) held too few to be kept. On SQuAD's Super Bowl 50 article
-    the English list gave that passage to one more of 105 questions (every 4th), the same
-    298 of the other 315, and still no passage to the ten it does not answer."""
+def _content_words(text: str, lang: str | None = None) -> set[str]:
+    """The words of ``text`` that say what it is about: longer than three letters, no stop
+    word of the language detector's ("what", "does"), and, for an English question, none of
+    spaCy's English list (which, many, whose, also qualifiers such as first, last, former:
+    a passage is asked to hold what the question names, not how it narrows it).
+
+    "Which former referee served as an analyst for CBS?" names referee, served and analyst;
+    the passage "CBS analyst and retired referee Mike Carey" (similarity 0.24) holds two of
+    them and is kept, where two of five (with "which" and "former") was too few. On SQuAD's
+    Super Bowl 50 article the English list gave the gold passage to 102 of 105 questions
+    (every 4th) instead of 101, to the same 298 of the other 315, and still no passage to the
+    ten it does not answer. Imports spaCy on first use: call it off the event loop."""
+    found = {w for w in re.findall(r"\w+", text.lower()) if len(w) > 3 and w not in STOP_WORDS}
+    return found - _english_stop_words() if lang == "en" else found
+
+
+@functools.cache
+def _english_stop_words() -> frozenset[str]:
     from spacy.lang.en.stop_words import STOP_WORDS as ENGLISH
 
-    return {w for w in re.findall(r"\w+", text.lower())
-            if len(w) > 3 and w not in STOP_WORDS and w not in ENGLISH}
+    return frozenset(ENGLISH)
 
 
 def _holds_most(asked: set[str], text: str) -> bool:
