@@ -21,6 +21,7 @@ from typing import Any
 
 from assistant.config import KEEP_ALIVE_MAX, KEEP_ALIVE_MIN, Settings
 from assistant.daemon import openai_tools
+from assistant.daemon.engines import Engines
 from assistant.daemon.host_requests import HOST_GONE, host_message, host_params, request_error
 from assistant.daemon.queue import ModelQueue
 from assistant.daemon.residency import Resident, next_victim
@@ -46,7 +47,6 @@ from assistant.models.backend import (
     closing_stream,
 )
 from assistant.models.host_process import HostError, HostProcess
-from assistant.models.remote import RemoteEngine
 
 log = logging.getLogger("assistant.models")
 
@@ -77,10 +77,7 @@ class ModelManager(Backend):
         # Told of each plugin backend's failure (plugin, error) or success (plugin, None):
         # the plugin host's breaker of that plugin's models (set by the composition root).
         self.on_backend_result: Callable[[str, BaseException | None], None] | None = None
-        # Remote engines ([engines.NAME]), each serving the models named NAME/…, and a queue
-        # each: max_concurrency requests sent at once, models.queue more wait.
-        self.engines: dict[str, RemoteEngine] = {}
-        self.engine_queues: dict[str, ModelQueue] = {}
+        self.engines = Engines(settings.models.queue)  # [engines.NAME], serving NAME/…
         self._locks: dict[str, asyncio.Lock] = {}
         self._loading: set[asyncio.Future[Resident]] = set()  # loads under way, held here
 
@@ -123,58 +120,11 @@ class ModelManager(Backend):
             raise self._backend_failed(model, exc) from exc
         self._backend_worked(model)
 
-    # -- remote engines ----------------------------------------------------------------------
-
-    def add_engine(self, engine: RemoteEngine) -> None:
-        self.engines[engine.name] = engine
-        self.engine_queues[engine.name] = ModelQueue(
-            f"engine {engine.name}", engine.settings.max_concurrency, self.settings.models.queue)
-
-    def engine_of(self, model: str) -> RemoteEngine | None:
-        """The engine serving ``model`` (``NAME/…``), if one is configured by that name."""
-        name, slash, _ = model.partition("/")
-        return self.engines.get(name) if slash else None
-
-    def _engine_model(self, model: str) -> RemoteEngine | None:
-        """The engine of ``model``; ModelNotFound when it is known not to serve it."""
-        engine = self.engine_of(model)
-        if engine is not None and engine.serves(model) is False:
-            listed = ", ".join(engine.names()) or "none"
-            raise ModelNotFound(f"engine '{engine.name}' has no model {model!r} (it serves: "
-                                f"{listed})", "`assistant models list` shows every model.")
-        return engine
-
-    async def _from_engine(self, engine: RemoteEngine, deltas: AsyncIterator[Delta],
-                           ) -> AsyncIterator[Delta]:
-        """An engine's reply in a slot of its queue: the slot and the engine's response are
-        released however the stream ends (closed early included)."""
-        async with self.engine_queues[engine.name].slot(), closing_stream(deltas) as stream:
-            async for delta in stream:
-                yield delta
-
-    async def watch_engines(self) -> None:
-        """Keep each engine's listing and state fresh (:meth:`RemoteEngine.watch`). Runs until
-        cancelled; an engine that is down holds up nothing else."""
-        if self.engines:
-            await asyncio.gather(*(e.watch() for e in self.engines.values()))
-
-    async def close_engines(self) -> None:
-        for engine in self.engines.values():
-            with contextlib.suppress(Exception):
-                await engine.aclose()
-
-    def engines_status(self) -> list[dict[str, Any]]:
-        return [{**e.status(), "queue": self.engine_queues[e.name].depth}
-                for e in self.engines.values()]
-
-    def engine_problems(self) -> list[str]:
-        return [p for e in self.engines.values() if (p := e.problem()) is not None]
-
     def knows(self, name: str) -> bool:
         """Whether ``name`` is a model of a plugin backend or an engine, or installed."""
         if name in self.backends:
             return True
-        engine = self.engine_of(name)
+        engine = self.engines.of(name)
         if engine is not None:
             return engine.serves(name) is not False
         try:
@@ -204,7 +154,7 @@ class ModelManager(Backend):
         """ModelNotFound unless ``name`` is a model; checked before any state is kept for a
         name, so that requests naming made-up models leave nothing behind (a lock and a
         queue each, before)."""
-        if name not in self.backends and self._engine_model(name) is None:
+        if name not in self.backends and self.engines.serving(name) is None:
             registry.resolve(self.settings, name)
 
     def queue(self, name: str) -> ModelQueue:
@@ -227,7 +177,7 @@ class ModelManager(Backend):
                 f"keep_alive: {keep_alive} is out of range; give seconds from 0 to "
                 f"{KEEP_ALIVE_MAX} (a year), or -1 to keep the model loaded until unloaded",
                 param="keep_alive")
-        engine = self.engine_of(name)
+        engine = self.engines.of(name)
         if engine is not None:
             raise RequestError(f"model {name!r} runs on engine '{engine.name}'; only local "
                                "models are loaded and unloaded here", param="name")
@@ -362,8 +312,7 @@ class ModelManager(Backend):
             ))
         for name, backend in self.backends.items():
             infos.extend(i for i in backend.models() if i.name == name)
-        for engine in self.engines.values():
-            infos.extend(engine.models())
+        infos.extend(self.engines.models())
         return infos
 
     async def chat(
@@ -375,9 +324,9 @@ class ModelManager(Backend):
             async for delta in self._from_backend(model, deltas):
                 yield delta
             return
-        engine = self._engine_model(model)
+        engine = self.engines.serving(model)
         if engine is not None:
-            async for delta in self._from_engine(engine, engine.chat(model, messages, params)):
+            async for delta in self.engines.stream(engine, engine.chat(model, messages, params)):
                 yield delta
             return
         async for delta in self._generate(
@@ -395,16 +344,16 @@ class ModelManager(Backend):
             async for delta in self._from_backend(model, deltas):
                 yield delta
             return
-        engine = self._engine_model(model)
+        engine = self.engines.serving(model)
         if engine is not None:
-            async for delta in self._from_engine(engine, engine.complete(model, prompt, params)):
+            async for delta in self.engines.stream(engine, engine.complete(model, prompt, params)):
                 yield delta
             return
         async for delta in self._generate(model, "complete", "prompt", params, prompt=prompt):
             yield delta
 
     def reports_logprobs(self, model: str) -> bool:
-        backend: Backend | None = self.backends.get(model) or self.engine_of(model)
+        backend: Backend | None = self.backends.get(model) or self.engines.of(model)
         return backend.reports_logprobs(model) if backend is not None else True
 
     def _check_params(self, model: str, params: GenerationParams) -> None:
@@ -419,7 +368,7 @@ class ModelManager(Backend):
             raise RequestError("tools: strict calls under tool_choice 'auto' need "
                                "models.tool_call_grammar, which this daemon's settings turn "
                                "off", code="unsupported_parameter", param="tools")
-        backend: Backend | None = self.backends.get(model) or self.engine_of(model)
+        backend: Backend | None = self.backends.get(model) or self.engines.of(model)
         for feature, asked, param, what in _FEATURES:
             if backend is not None and asked(params) and not getattr(backend, feature):
                 raise RequestError(f"model {model!r} cannot {what}",
@@ -481,9 +430,9 @@ class ModelManager(Backend):
                 raise
             except Exception as exc:
                 raise self._backend_failed(model, exc) from exc
-        engine = self._engine_model(model)
+        engine = self.engines.serving(model)
         if engine is not None:
-            async with self.engine_queues[engine.name].slot():
+            async with self.engines.slot(engine):
                 return await engine.embed(model, texts)
         return await self._embed(model, texts)
 
@@ -517,7 +466,7 @@ class ModelManager(Backend):
     async def count_tokens(self, model: str, messages: list[ChatMessage]) -> int:
         if model in self.backends:
             return await self.backends[model].count_tokens(model, messages)
-        engine = self._engine_model(model)
+        engine = self.engines.serving(model)
         if engine is not None:
             return await engine.count_tokens(model, messages)  # its tokenizer's, or above
         await self.load(model)
@@ -542,7 +491,7 @@ class ModelManager(Backend):
                 log.warning("a plugin backend failed to give a context length",
                             extra={"model": model}, exc_info=True)
                 return None
-        engine = self.engine_of(model)
+        engine = self.engines.of(model)
         if engine is not None:  # as configured: engines do not say
             return await engine.context_length(model)
         resident = self._live(model)

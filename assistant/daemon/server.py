@@ -60,7 +60,7 @@ def build(settings: Settings, plugins: PluginHost, files: RuntimeFiles | None = 
         from assistant.models.remote import RemoteEngine
 
         for name, engine in settings.engines.items():
-            models.add_engine(RemoteEngine(name, engine))
+            models.engines.add(RemoteEngine(name, engine))
     plugins.configure_guards(settings.guards)
     return Services(settings, files or RuntimeFiles(settings), models, plugins, access)
 
@@ -153,7 +153,7 @@ async def stop(services: Services) -> None:
         await services.plugins.acall("shutdown", daemon=services)
     # The host saves the model state of each conversation it holds before it exits.
     await services.models.host.stop(timeout=15.0)
-    await services.models.close_engines()
+    await services.models.engines.close()
     if services.store is not None:
         services.store.close()
 
@@ -324,7 +324,7 @@ async def _run(services: Services, server: Any, sockets: list[socket.socket]) ->
                                        "tcp": services.access.tcp_address,
                                        "version": __version__})
     reaper = asyncio.create_task(services.models.reap_idle())
-    engines = asyncio.create_task(services.models.watch_engines())
+    engines = asyncio.create_task(services.models.engines.watch())
     starting = asyncio.create_task(start(services))
     restarting = asyncio.create_task(_stop_on_restart(services, server))
     services.watchdog.start()

@@ -43,7 +43,7 @@ class Services:
         self.watchdog = LoopWatchdog(plugins.owner)  # started by the server, on its loop
         self.status = DaemonStatus(models, files.socket, self.access,
                                    lambda: [*plugins.problems(), *self.watchdog.problems(),
-                                            *models.engine_problems()])
+                                            *models.engines.problems()])
         self.store: Store | None = None
         self.turns: TurnService | None = None
         self.started = asyncio.Event()

@@ -69,7 +69,7 @@ class DaemonStatus:
             "cpu_variant": host.get("cpu_variant"),
             # Each remote engine's state as its last request or listing left it: never asked
             # here, so a slow engine cannot slow /health.
-            "engines": {e["name"]: e["state"] for e in self.models.engines_status()},
+            "engines": {e["name"]: e["state"] for e in self.models.engines.status()},
         }
 
     async def status(self) -> dict[str, Any]:
@@ -88,7 +88,7 @@ class DaemonStatus:
             "host_pid": models.host.pid, "llama_cpp": info.get("llama_cpp"),
             "cpu_variant": info.get("cpu_variant"),
             "state_cache": info.get("state_cache", {}),
-            "threads": models.threads, "engines": models.engines_status(),
+            "threads": models.threads, "engines": models.engines.status(),
             "problems": problems,
         }
 

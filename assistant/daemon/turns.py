@@ -415,7 +415,7 @@ class TurnService:
             return requested, None
         configured = str(self.settings.skill_section(skill).get("model") or "")
         if (not configured or configured == default or configured in self.models.backends
-                or self.models.engine_of(configured) is not None):  # a remote model's
+                or self.models.engines.of(configured) is not None):  # a remote model's
             # absence is the engine's to tell, at the turn: 404 or engine_unavailable
             return configured or default, None
         from assistant.models import registry
