@@ -57,8 +57,9 @@ def fifty_pages(seed: int = 50) -> str:
 
 
 class Recording(Backend):
-    """The real backend, noting each request's ``max_tokens`` and the prompt tokens it read
-    (0 until its reply finishes: a reply the loop guard cuts never says)."""
+    """The real backend, noting each request's ``max_tokens`` and its prompt tokens: counted
+    before it is sent, then as the model read them when its reply finishes (a reply the loop
+    guard cuts never finishes)."""
 
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
@@ -69,7 +70,7 @@ class Recording(Backend):
 
     async def chat(self, model: str, messages: list[ChatMessage], params: GenerationParams
                    ) -> AsyncIterator[Delta]:
-        request = [0, params.max_tokens or CONTEXT]
+        request = [await self.inner.count_tokens(model, messages), params.max_tokens or CONTEXT]
         self.requests.append(request)
         async for delta in self.inner.chat(model, messages, params):
             if delta.finish_reason is not None:
@@ -104,9 +105,8 @@ async def test_summarizing_fifty_pages_stays_within_the_context(
     assert isinstance(events[-1], Done) and events[-1].status == "complete" and out.strip()
     progress = [e for e in events if isinstance(e, Progress)]
     assert len(progress) >= 30 and any(e.message == "combining" for e in progress)
-    # One request per chunk of every round, and one for the final summary; the partial ones
-    # run to their end and were read (the final one may be cut by the loop guard).
+    # One request per chunk of every round, and one for the final summary: all were read.
     assert len(recording.requests) == sum(e.message != "combining" for e in progress) + 1
-    assert all(prompt > 0 for prompt, _ in recording.requests[:-1])
+    assert all(prompt > 0 for prompt, _ in recording.requests)
     assert all(prompt + asked <= CONTEXT for prompt, asked in recording.requests), \
         max(recording.requests)
