@@ -1,8 +1,10 @@
 """Decode speed and time to first token through the daemon, against raw llama-cpp-python.
 
-Both sides run the same GGUF file with the same threads and context, in the same run, taking
-turns so that load on the machine hits both alike. Each prompt is new (no prefix reuse on
-either side); the figure kept is the median of the rounds.
+Both sides run the same GGUF file with the same threads, context and attention (flash
+attention, which the model host turns on: see ``assistant.models.llama.FLASH_ATTENTION``;
+the raw library's default is off), in the same run, taking turns so that load on the machine
+hits both alike. Each prompt is new (no prefix reuse on either side); the figure kept is the
+median of the rounds.
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ def run() -> list[Row]:
     import llama_cpp
 
     from assistant.models import cpu
+    from assistant.models.llama import FLASH_ATTENTION
 
     cpu.load()  # the raw side runs the CPU variant the daemon's model host chooses
 
@@ -111,7 +114,8 @@ def run() -> list[Row]:
                         rows.append(Row(f"{model}: not installed", 0, 0, "", "skip"))
                         continue
                     llm = llama_cpp.Llama(str(path), n_ctx=CONTEXT, n_threads=THREADS,
-                                          n_threads_batch=THREADS, verbose=False)
+                                          n_threads_batch=THREADS, flash_attn=FLASH_ATTENTION,
+                                          verbose=False)
                     raw_round(llm, 99)  # warm both sides: page in weights, load in the daemon
                     daemon_round(http, model, 98)
                     raw, ours = [], []

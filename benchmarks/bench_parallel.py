@@ -1,7 +1,8 @@
 """Several streams decoding at once (issue 17): daemons with ``models.parallel`` set.
 
-Same GGUF file, threads and context as bench_daemon, all in one run; each figure is the median
-of its rounds, and the rounds of a row alternate its two sides so load on the machine hits both.
+Same GGUF file, threads, context and attention as bench_daemon, all in one run; each figure is
+the median of its rounds, and the rounds of a row alternate its two sides so load on the
+machine hits both.
 
 1. One stream through a daemon with ``parallel = 4`` ÷ raw llama-cpp-python, taking turns:
    decode rate, the chunks after the first over the time after the first (prompt read left
@@ -235,6 +236,7 @@ def run() -> list[Row | str]:
     import llama_cpp
 
     from assistant.models import cpu
+    from assistant.models.llama import FLASH_ATTENTION
 
     path = MODELS_DIR / MODELS[MODEL]
     if not path.exists():
@@ -254,7 +256,8 @@ def run() -> list[Row | str]:
     with tempfile.TemporaryDirectory(prefix="asb-", dir="/tmp") as tmp:
         with daemon(Path(tmp), 4) as socket:
             llm = llama_cpp.Llama(str(path), n_ctx=CONTEXT, n_threads=THREADS,
-                                  n_threads_batch=THREADS, verbose=False)
+                                  n_threads_batch=THREADS, flash_attn=FLASH_ATTENTION,
+                                  verbose=False)
             try:
                 raw_decode(llm, story(next(fresh)))  # page in weights, load in the daemon
                 stream(socket, story(next(fresh)))
