@@ -83,7 +83,7 @@ test: install test-models test-tools lint
 
 quality: install test-models
 	ASSISTANT_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/assistant models pull $(RUN_MODELS)
-	ASSISTANT_TEST_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/python -m pytest -m quality tests
+	ASSISTANT_TEST_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/python -m pytest -m quality --durations=0 tests
 
 bench: install test-models
 	ASSISTANT_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/assistant models pull $(RUN_MODELS)

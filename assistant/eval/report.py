@@ -28,7 +28,7 @@ class Comparison:
     default_model: str
     default_plain: float | None
     interval: tuple[float, float] | None = None  # paired 95 % bootstrap of skill − same plain
-    seconds: float = 0.0
+    seconds: tuple[float, ...] = ()  # each run's: the skill's, the same model's, the default's
     note: str = ""
 
 
@@ -56,7 +56,8 @@ def markdown(rows: list[Comparison], root: Path) -> str:
         "`../shared/eval` (text written by other people). Greedy decoding. *Same model plainly*: "
         "the model the skill answered with, given a one-line prompt; *default plainly*: the "
         "default chat model, given the same. The interval is the paired bootstrap 95 % "
-        "interval of skill − same model plainly.",
+        "interval of skill − same model plainly. *Seconds*: each run's wall time, skill / same "
+        "model plainly / default plainly (none when the skill's model is the default).",
         "",
         "| skill | set | n | metric | skill (model) | same model plainly | default plainly "
         "| skill − same, 95 % | seconds | note |",
@@ -70,7 +71,7 @@ def markdown(rows: list[Comparison], root: Path) -> str:
             f"**{_figure(r.skill_score, r.metric)}** ({r.model}) | "
             f"{_figure(r.same_model_plain, r.metric)} | "
             f"{_figure(r.default_plain, r.metric)} ({r.default_model}) | {interval} | "
-            f"{r.seconds:.0f} | {r.note} |")
+            f"{' / '.join(f'{t:.0f}' for t in r.seconds) or '—'} | {r.note} |")
     return "\n".join(lines) + "\n"
 
 

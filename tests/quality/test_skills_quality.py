@@ -70,7 +70,8 @@ async def _three(task: str, items: list[dict[str, Any]], **kw: Any
         skill = await run(eb, items, DEFAULT, False, **kw)
         same = await run(eb, items, skill.model, True)
         default = same if skill.model == DEFAULT else await run(eb, items, DEFAULT, True)
-    print(task, skill.model, skill.scores, "same", same.scores, "default", default.scores)
+    print(task, skill.model, skill.scores, "same", same.scores, "default", default.scores,
+          "seconds", skill.seconds, same.seconds, default.seconds)
     _no_loops(skill)
     return skill, same, default
 
@@ -80,7 +81,8 @@ def _row(skill: runners.Report, same: runners.Report, default: runners.Report, d
     ROWS.append(Comparison(
         skill.task, dataset, metric, len(skill.items), skill.model, skill.scores[metric],
         same.scores.get(metric), default.model, default.scores.get(metric), interval,
-        skill.seconds, note))
+        (skill.seconds, same.seconds) + ((default.seconds,) if default is not same else ()),
+        note))
 
 
 @pytest.mark.asyncio

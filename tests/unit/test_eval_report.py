@@ -8,7 +8,7 @@ from pathlib import Path
 from assistant.eval.report import Comparison, write
 
 ROW = Comparison("summarize", "XSum dev-60", "ROUGE-L", 60, "qwen2.5-coder-1.5b", 0.181, 0.116,
-                 "qwen2.5-coder-0.5b", None, (0.044, 0.088))
+                 "qwen2.5-coder-0.5b", None, (0.044, 0.088), (344.2, 512.0, 250.4))
 
 
 def test_a_rewrite_keeps_the_sections_it_does_not_write(tmp_path: Path) -> None:
@@ -27,3 +27,4 @@ def test_a_new_page_is_the_skills_report_alone(tmp_path: Path) -> None:
     write([ROW], page)
     assert page.read_text().startswith("# Quality: each skill beside the bare model\n")
     assert "## " not in page.read_text()
+    assert "| [+0.044, +0.088] | 344 / 512 / 250 |  |" in page.read_text()
