@@ -23,12 +23,6 @@ from assistant.models import cpu
 log = logging.getLogger("assistant.models")
 
 KILLED_BY_SIGILL = -signal.SIGILL  # a child's returncode when SIGILL ended it
-_ORDER = [name for name, _ in cpu.VARIANTS]
-
-
-def above_baseline(variant: str) -> bool:
-    """Whether ``variant`` ranks above :data:`cpu.BASELINE`: only those are stepped down."""
-    return variant in _ORDER and _ORDER.index(variant) < _ORDER.index(cpu.BASELINE)
 
 
 class VariantCrashes:
@@ -57,7 +51,7 @@ class VariantCrashes:
             log.error("the model host died with SIGILL (invalid instruction) running CPU "
                       "variant %s, which models.cpu_variant forces: set models.cpu_variant "
                       '= "auto"', variant, extra={"cpu_variant": variant})
-        elif not above_baseline(variant):
+        elif not cpu.above_baseline(variant):
             log.error("the model host died with SIGILL (invalid instruction) running CPU "
                       "variant %s, at or below the baseline %s: not stepped down", variant,
                       cpu.BASELINE, extra={"cpu_variant": variant, "avoid": list(self.avoid)})
@@ -80,7 +74,7 @@ class VariantCrashes:
                 f"CPU variant {variant!r}, which models.cpu_variant forces, crashed with "
                 f"SIGILL on this machine (an invalid instruction) running {model!r}",
                 'Set models.cpu_variant = "auto" and restart the daemon.')
-        if not above_baseline(variant):
+        if not cpu.above_baseline(variant):
             return ModelLoadError(
                 f"the model host died with SIGILL (an invalid instruction) running {model!r} "
                 f"on CPU variant {variant!r}; variants at or below the baseline "

@@ -99,8 +99,7 @@ class HybridSearch:
         for ranking in (vector_ranked, [seq for seq, _ in keyword]):
             for rank, seq in enumerate(ranking):
                 fused[seq] = fused.get(seq, 0.0) + 1.0 / (RRF_K + rank + 1)
-        lang = detect_language(query)
-        asked = await asyncio.to_thread(_content_words, query, lang)
+        lang, asked = await asyncio.to_thread(_language_and_words, query)
         keyword_rank = {seq: i for i, (seq, _) in enumerate(keyword)}
         best = sorted(fused, key=lambda s: fused[s], reverse=True)
         chunks = await asyncio.to_thread(self.store.documents.chunks, best[: k * 4])
@@ -163,6 +162,13 @@ class SearchPerOwner:
             self._searches[owner] = HybridSearch(self.store.owned_by(owner), self.embed,
                                                  limits=self.limits)
         return self._searches[owner]
+
+
+def _language_and_words(query: str) -> tuple[str, set[str]]:
+    """``query``'s language and its content words, found off the event loop: a query may be a
+    whole turn (summarize searches with one), and the stop list's first use imports spaCy."""
+    lang = detect_language(query)
+    return lang, _content_words(query, lang)
 
 
 def _content_words(text: str, lang: str | None = None) -> set[str]:

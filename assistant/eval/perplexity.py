@@ -20,10 +20,11 @@ def perplexity(model_path: str, text: str, max_tokens: int = 2048, n_ctx: int = 
     from llama_cpp import Llama
 
     from assistant.models import cpu
+    from assistant.models.llama import FLASH_ATTENTION
 
     cpu.load()
     llm = Llama(model_path=model_path, n_ctx=n_ctx, logits_all=True, verbose=False,
-                n_threads=len(os.sched_getaffinity(0)))
+                n_threads=len(os.sched_getaffinity(0)), flash_attn=FLASH_ATTENTION)
     tokens = llm.tokenize(text.encode("utf-8"), add_bos=True)[:max_tokens]
     nll, count = 0.0, 0
     for start in range(0, len(tokens) - 1, n_ctx - 1):

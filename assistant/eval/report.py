@@ -57,7 +57,9 @@ def markdown(rows: list[Comparison], root: Path) -> str:
         "the model the skill answered with, given a one-line prompt; *default plainly*: the "
         "default chat model, given the same. The interval is the paired bootstrap 95 % "
         "interval of skill − same model plainly. *Seconds*: each run's wall time, skill / same "
-        "model plainly / default plainly (none when the skill's model is the default).",
+        "model plainly / default plainly (none when the skill's model is the default); the "
+        "skill's run includes loading its model and, for qa, indexing the passages, and the "
+        "same model's run finds that model loaded.",
         "",
         "| skill | set | n | metric | skill (model) | same model plainly | default plainly "
         "| skill − same, 95 % | seconds | note |",

@@ -60,6 +60,7 @@ VARIANTS: tuple[tuple[str, frozenset[str]], ...] = (
 )
 NEEDS = dict(VARIANTS)
 BASELINE = "haswell"
+_RANK = {name: rank for rank, (name, _) in enumerate(VARIANTS)}  # 0 the best
 # Loaded only when ``[models] cpu_variant`` names it. ggml's AMX code (the sapphirerapids
 # variant's matrix products) died with an invalid opcode at its first ``tileloadd`` on an Intel
 # Xeon VM whose kernel supports AMX and granted this process its tile state, on the first
@@ -68,6 +69,12 @@ BASELINE = "haswell"
 # optimised away, tile permission asked on the main thread only) and issue #20824. The variant
 # below it (zen4: AVX-512 with VNNI and BF16) runs there.
 OPT_IN = frozenset({"sapphirerapids"})
+
+
+def above_baseline(variant: str) -> bool:
+    """Whether ``variant`` ranks above :data:`BASELINE` (a crash steps only those down)."""
+    return variant in _RANK and _RANK[variant] < _RANK[BASELINE]
+
 
 _ARCH_GET_XCOMP_SUPP = 0x1021
 _ARCH_GET_XCOMP_PERM = 0x1022

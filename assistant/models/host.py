@@ -24,6 +24,8 @@ would, and answers which with the host's ``pid``.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import queue
@@ -46,17 +48,37 @@ from assistant.redaction import redact
 
 
 class _Output:
-    """Thread-safe writer of protocol lines."""
+    """Thread-safe writer of protocol lines. When the daemon's end is gone (it died), ``gone``
+    is set and lines are dropped: every reply under way ends as cancelled, and the host exits
+    once its stdin closes, saving its conversations' states as at a shutdown, rather than
+    printing a pipe error per streaming thread."""
 
     def __init__(self, stream: IO[bytes]) -> None:
         self._stream = stream
         self._lock = threading.Lock()
+        self.gone = False
 
     def send(self, message: dict[str, Any]) -> None:
         line = json.dumps(message, ensure_ascii=False).encode() + b"\n"
         with self._lock:
-            self._stream.write(line)
-            self._stream.flush()
+            if self.gone:
+                return
+            try:
+                self._stream.write(line)
+                self._stream.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                self.gone = True
+                self._to_nowhere()
+
+    def _to_nowhere(self) -> None:
+        """Point the stream's file at /dev/null: what its buffer still holds is flushed there
+        at exit, not reported as one more pipe error."""
+        with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+            null = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(null, self._stream.fileno(), inheritable=False)
+            finally:
+                os.close(null)
 
 
 class _EmbedJob:
@@ -168,7 +190,7 @@ class Host:
     def _embed_step(self, job: _EmbedJob) -> bool:
         """Run ``job``'s next batch; False once it has answered (done, failed or cancelled)."""
         try:
-            if self.stopping or job.rid in self.cancelled:
+            if self.stopping or self.out.gone or job.rid in self.cancelled:
                 raise Cancelled(f"embedding request {job.rid} was cancelled")
             job.vectors = next(job.batches)
             return True
@@ -274,7 +296,7 @@ class Host:
         params = request.get("params", {})
 
         def cancelled() -> bool:
-            return self.stopping or rid in self.cancelled
+            return self.stopping or self.out.gone or rid in self.cancelled
 
         if request["op"] == "complete":
             stream = runner.complete(request["prompt"], params, cancelled=cancelled)
@@ -339,15 +361,18 @@ def main() -> None:
         if not isinstance(request, dict):
             continue
         if request.get("op") == "shutdown":
-            host.stopping = True
-            for job in list(host.embedding.values()):
-                job.options.terminate = True
             break
         try:
             host.submit(request)
         except Exception as exc:  # a bad request must not end the host
             host.out.send({"id": request.get("id"), "error": {
                 "type": type(exc).__name__, "message": str(exc) or type(exc).__name__}})
+        if host.out.gone:  # no one reads the replies: the daemon is gone
+            break
+    # Shut down, asked to or not: stdin ended, or stdout broke (the daemon died).
+    host.stopping = True
+    for job in list(host.embedding.values()):
+        job.options.terminate = True
     host.chat_jobs.put(None)
     host.embed_jobs.put(None)
     deadline = time.monotonic() + 5

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from assistant.models.host import Host, _Output
+from assistant.models.pieces import Piece
 
 
 def _host() -> tuple[Host, io.BytesIO]:
@@ -96,3 +100,31 @@ def test_a_cancel_stops_the_embedding_batch_being_computed() -> None:
     assert answer["id"] == "cut" and answer["error"]["type"] == "Cancelled", answer
     assert cut < 0.2 + whole / 3, (cut, whole)
     assert host.embedding == {} and host.in_flight == set() and host.cancelled == set()
+
+
+
+class _Runner:
+    """A chat model that writes one piece, then reports whether the host cancelled it."""
+
+    def __init__(self) -> None:
+        self.cancelled_after_send: bool | None = None
+
+    def chat(self, messages: Any, params: Any, cancelled: Callable[[], bool]) -> Iterator[Piece]:
+        yield Piece("a")
+        self.cancelled_after_send = cancelled()
+        yield Piece("", finish_reason="cancelled" if self.cancelled_after_send else "stop")
+
+
+def test_a_daemon_gone_ends_the_replies_without_a_pipe_error() -> None:
+    # The daemon died: its end of the host's stdout is closed, and writing to it fails.
+    read, write = os.pipe()
+    os.close(read)
+    with os.fdopen(write, "wb") as stream:
+        host = Host(_Output(stream))
+        runner = _Runner()
+        host.chat_models["m"] = runner  # type: ignore[assignment]
+        host.run({"id": "1", "op": "chat", "model": "m", "messages": [], "params": {}})
+        assert host.out.gone and runner.cancelled_after_send  # the reply stops, nothing raised
+        host.submit({"id": "2", "op": "unload", "model": "none"})
+        _run_next(host)  # its reply goes nowhere
+        assert host.in_flight == set()
