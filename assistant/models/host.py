@@ -39,7 +39,7 @@ from typing import IO, Any
 from assistant.errors import UnsafePath
 from assistant.locations import inside
 from assistant.models import cpu
-from assistant.models.kv_cache import StateCache
+from assistant.models.kv_cache import StateCache, claim
 from assistant.models.llama import LlamaRunner, RequestRefused
 from assistant.models.onnx import BATCH, OnnxEmbedder
 from assistant.models.template import TemplateError
@@ -256,6 +256,8 @@ class Host:
                 scope = loaded.states.directory  # <state_dir>/<model scope>: no link out either
                 if state_dir is not None and scope is not None and _leads_out(state_dir, scope):
                     loaded.states = StateCache(None, ram, disk)
+                elif scope is not None:  # the model's directories no load can use again go
+                    claim(scope, os.path.realpath(request["path"]))
                 self.chat_models[name] = loaded
             return {**self.chat_models[name].info(), "cpu_variant": cpu.in_use()}
         if op == "unload":

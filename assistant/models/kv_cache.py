@@ -8,8 +8,10 @@ least recently used out first, and are written to disk so that a restarted daemo
 
 An entry's key is the exact token prefix it holds, inside a directory named after everything
 else that shapes a state (model file, context size, batch size, chat template, llama.cpp
-version); any mismatch means no entry matches, and the prompt is evaluated from scratch — never
-a wrong reuse. A state file carries a CRC-32 of its state: a damaged one is forgotten, not used.
+version, parallel sequences, attention); any mismatch means no entry matches, and the prompt is
+evaluated from scratch — never a wrong reuse. A state file carries a CRC-32 of its state: a
+damaged one is forgotten, not used. A directory no settings can reach again is removed when its
+model loads (:func:`claim`), so that each model keeps one directory on disk, under its budget.
 """
 
 from __future__ import annotations
@@ -253,6 +255,37 @@ def _decode(raw: bytes) -> tuple[np.ndarray, memoryview]:
     if zlib.crc32(data) != crc:
         raise ValueError("damaged state file")
     return tokens, data
+
+
+OWNER = "model"  # in a scope's directory: the model file (real path) its states are of
+
+
+def claim(directory: Path, model: str) -> int:
+    """Mark ``directory`` (one scope under the states root) as holding ``model``'s states, and
+    empty the other scope directories no load can use again: ``model``'s made with other
+    settings or another llama.cpp, and the unmarked ones, made before scopes were marked (their
+    key lacks the attention flag every key has since). Only state files are removed, never
+    through a symlink; the number of directories removed."""
+    root = directory.parent
+    with contextlib.suppress(OSError, UnsafePath), open_own(directory / OWNER, "wb") as fh:
+        fh.write(model.encode())
+    removed = 0
+    for other in root.iterdir():
+        if other == directory or other.is_symlink() or not other.is_dir():
+            continue
+        try:
+            owner = (other / OWNER).read_bytes().decode() if (other / OWNER).exists() else None
+        except (OSError, UnicodeDecodeError):
+            continue
+        if owner is not None and owner != model:
+            continue
+        for path in [*other.glob("*.kv"), *other.glob("*.tmp"), other / OWNER]:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        with contextlib.suppress(OSError):
+            other.rmdir()  # left in place if it holds anything else
+            removed += 1
+    return removed
 
 
 def forget_on_disk(root: Path, tag: str) -> int:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from assistant.models.kv_cache import StateCache, common_prefix, forget_on_disk
+from assistant.models.kv_cache import StateCache, claim, common_prefix, forget_on_disk
 
 
 def toks(*values: int) -> np.ndarray:
@@ -107,3 +107,29 @@ def test_a_state_extending_another_conversations_keeps_that_one(tmp_path: Path) 
     cache.put(toks(1, 2, 3, 4), b"b", "conv-b")  # a new conversation resending a's history
     assert cache.forget("conv-a") == 1
     assert [e.tag for e in cache.entries.values()] == ["conv-b"]
+
+
+def test_a_load_removes_the_directories_no_load_can_use_again(tmp_path: Path) -> None:
+    root = tmp_path / "states"
+
+    def scope(name: str, owner: str | None) -> Path:
+        cache = StateCache(root / name, 1 << 20, 1 << 20)
+        cache.put(toks(*range(8)), b"s" * 10)
+        if owner is not None:
+            (root / name / "model").write_text(owner)
+        return root / name
+
+    old = scope("before-marks", None)  # made before scopes named their model: unusable now
+    other_settings = scope("a-2048", "/m/a.gguf")
+    other_model = scope("b", "/m/b.gguf")
+    mine = scope("a-4096", None)
+    (tmp_path / "elsewhere").mkdir()
+    (root / "link").symlink_to(tmp_path / "elsewhere")
+    assert claim(mine, "/m/a.gguf") == 2
+    assert not old.exists() and not other_settings.exists()
+    assert sorted(p.name for p in root.iterdir()) == ["a-4096", "b", "link"]
+    assert (mine / "model").read_text() == "/m/a.gguf" and list(mine.glob("*.kv"))
+    assert list(other_model.glob("*.kv")) and (tmp_path / "elsewhere").is_dir()
+    # The directory kept still serves: a restart finds its state.
+    entry, n = StateCache(mine, 1 << 20, 1 << 20).best(toks(*range(8)))
+    assert entry is not None and n == 8
