@@ -36,9 +36,13 @@ from assistant.models.template import ChatTemplate
 # default, and llama-server's, is on where the backend has it, as the CPU does). Measured on a
 # 2-core Xeon (zen4 variant), raw library, same run: prompt reading +6 % (qwen2.5-coder-1.5b,
 # 1,200 tokens: 96 against 90 tok/s), time to first token of a ~475-token prompt −2 to −11 %,
-# decoding +0-3 % (1.5B), +6 % (0.5B), +4-15 % (smollm2). Its CPU kernel skips the cells a
-# sequence's mask hides, so sequences of others in the shared KV buffer cost it nothing. Saved
-# states keep V as this attention lays it out: the flag is part of their scope.
+# decoding +0-3 % (1.5B), +6 % (0.5B), +4-15 % (smollm2); one stream of the 0.5B at parallel 4
+# decodes as fast with three ~1,000-token sequences of others in the buffer as without. The
+# price, measured but not explained: a few new tokens read after a long history are slower; the
+# warm follow-up of a ~3,000-token conversation (0.5B, `python -m benchmarks warm`) answers in
+# 0.34 s against about 0.19 s, 0.015 of a cold read against 0.008. Whole-daemon
+# runs: `make quality` 3200 s against 3572 s. Saved states keep V as this attention lays it
+# out: the flag is part of their scope.
 FLASH_ATTENTION = True
 
 
