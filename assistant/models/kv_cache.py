@@ -11,7 +11,8 @@ else that shapes a state (model file, context size, batch size, chat template, l
 version, parallel sequences, attention); any mismatch means no entry matches, and the prompt is
 evaluated from scratch — never a wrong reuse. A state file carries a CRC-32 of its state: a
 damaged one is forgotten, not used. A directory no settings can reach again is removed when its
-model loads (:func:`claim`), so that each model keeps one directory on disk, under its budget.
+model loads, once unwritten for a day (:func:`claim`), so that old settings do not keep their
+budgets of disk for ever.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import struct
+import time
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -258,34 +261,68 @@ def _decode(raw: bytes) -> tuple[np.ndarray, memoryview]:
 
 
 OWNER = "model"  # in a scope's directory: the model file (real path) its states are of
+STALE_AFTER = 24 * 3600.0  # seconds unwritten after which claim() may remove a scope directory
 
 
-def claim(directory: Path, model: str) -> int:
+def claim(directory: Path, model: str, unused_for: float = STALE_AFTER) -> int:
     """Mark ``directory`` (one scope under the states root) as holding ``model``'s states, and
     empty the other scope directories no load can use again: ``model``'s made with other
     settings or another llama.cpp, and the unmarked ones, made before scopes were marked (their
-    key lacks the attention flag every key has since). Only state files are removed, never
-    through a symlink; the number of directories removed."""
-    root = directory.parent
-    with contextlib.suppress(OSError, UnsafePath), open_own(directory / OWNER, "wb") as fh:
-        fh.write(model.encode())
-    removed = 0
-    for other in root.iterdir():
-        if other == directory or other.is_symlink() or not other.is_dir():
-            continue
+    key lacks the attention flag every key has since). Only directories nothing has written to
+    for ``unused_for`` seconds go (another daemon on the same data may be using one; a marker
+    that could not be written leaves a live one unmarked), and in them only state files,
+    never through a symlink. Never raises: the number of directories removed."""
+    with contextlib.suppress(OSError):  # unmarked, it is kept all the same while in use
+        fd = os.open(directory / OWNER, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                     | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)  # no symlink, no FIFO
         try:
-            owner = (other / OWNER).read_bytes().decode() if (other / OWNER).exists() else None
-        except (OSError, UnicodeDecodeError):
-            continue
-        if owner is not None and owner != model:
-            continue
-        for path in [*other.glob("*.kv"), *other.glob("*.tmp"), other / OWNER]:
-            with contextlib.suppress(OSError):
-                path.unlink()
-        with contextlib.suppress(OSError):
-            other.rmdir()  # left in place if it holds anything else
+            os.write(fd, model.encode())
+        finally:
+            os.close(fd)
+    removed = 0
+    before = time.time() - unused_for
+    try:
+        others = [p for p in directory.parent.iterdir() if p != directory]
+    except OSError:
+        return 0
+    for other in others:
+        try:
+            if other.is_symlink() or not other.is_dir() or _newest(other) > before:
+                continue
+            owner = _owner(other / OWNER)
+            if owner is not None and owner != model:
+                continue
+            for path in [*other.glob("*.kv"), *other.glob("*.tmp"), other / OWNER]:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            other.rmdir()  # left in place (OSError) if it holds anything else
             removed += 1
+        except (OSError, ValueError):
+            continue
     return removed
+
+
+def _newest(directory: Path) -> float:
+    """When anything in ``directory`` (or the directory itself) was last written."""
+    return max([directory.stat().st_mtime,
+                *(e.stat(follow_symlinks=False).st_mtime for e in os.scandir(directory))])
+
+
+def _owner(path: Path) -> str | None:
+    """The model a scope's marker names; None when there is none. Read as a small regular
+    file, never through a symlink or from a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path} is not a file")
+        return os.read(fd, 4096).decode()
+    except UnicodeDecodeError as exc:
+        raise ValueError(str(exc)) from None
+    finally:
+        os.close(fd)
 
 
 def forget_on_disk(root: Path, tag: str) -> int:

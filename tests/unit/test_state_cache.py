@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -125,7 +126,10 @@ def test_a_load_removes_the_directories_no_load_can_use_again(tmp_path: Path) ->
     mine = scope("a-4096", None)
     (tmp_path / "elsewhere").mkdir()
     (root / "link").symlink_to(tmp_path / "elsewhere")
-    assert claim(mine, "/m/a.gguf") == 2
+    (other_model / "model").unlink()
+    os.mkfifo(other_model / "model")  # a marker that is no file is never read: it stays
+    assert claim(mine, "/m/a.gguf") == 0  # all written just now: another daemon's, maybe
+    assert claim(mine, "/m/a.gguf", unused_for=-60) == 2
     assert not old.exists() and not other_settings.exists()
     assert sorted(p.name for p in root.iterdir()) == ["a-4096", "b", "link"]
     assert (mine / "model").read_text() == "/m/a.gguf" and list(mine.glob("*.kv"))
