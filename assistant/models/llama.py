@@ -43,11 +43,7 @@ from assistant.models.template import ChatTemplate
 # 0.34 s against about 0.19 s, 0.015 of a cold read against 0.008. Whole-daemon
 # runs: `make quality` 3200 s against 3572 s. Saved states keep V as this attention lays it
 # out: the flag is part of their scope.
-# Off for now: with it on, smollm2's greedy reply to the Chinese-document bullets test changed,
-# and the bullet skill's translation fallback kept a Chinese line (its translation prompt got
-# "How to translate: <the Chinese again>", and ``bullets._translated`` takes the reply's first
-# line whatever its language). That is a defect of the skill, to be mended before this is on.
-FLASH_ATTENTION = False
+FLASH_ATTENTION = True
 
 
 class LlamaRunner:

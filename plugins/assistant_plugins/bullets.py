@@ -5,7 +5,7 @@ The model is asked first. A reply in another language is asked again naming the 
 reply short of points (or looping) again with llama.cpp's penalties. Points still missing are
 the model's own points in another language, else the text's own most central sentences
 (:func:`~assistant_plugins.salience.central`; headings left out); points still in another
-language are translated.
+language are translated, and one the model cannot translate gives way to another of its points.
 """
 
 from __future__ import annotations
@@ -73,8 +73,28 @@ async def bullet_summary(
         notices.append(Notice("Some points are sentences of the text itself: the model gave "
                               "too few.", "info"))
     if not in_language(items, target, ctx) and target in KNOWN:
-        items = [await _translated(i, target, params, ctx) for i in items]
+        items = await _all_translated(items, foreign, target, params, ctx, notices)
     return items[:count or 5], notices
+
+
+async def _all_translated(items: list[str], spare: list[str], target: str,
+                          params: GenerationParams, ctx: SkillContext,
+                          notices: list[Notice]) -> list[str]:
+    """``items`` in ``target``: a point the model cannot translate gives way to one of its
+    other points (``spare``) that it can; none left, it is left out, with a notice."""
+    keys = {_key(i) for i in items}
+    candidates = items + [i for i in dict.fromkeys(spare) if _key(i) not in keys]
+    done: list[str] = []
+    for item in candidates:
+        if len(done) == len(items):
+            break
+        translated = await _translated(item, target, params, ctx)
+        if translated is not None and _key(translated) not in {_key(d) for d in done}:
+            done.append(translated)
+    if len(done) < len(items):
+        notices.append(Notice(f"{len(items) - len(done)} point(s) could not be put in "
+                              f"{language_name(target)}: left out.", "warning"))
+    return done
 
 
 def _key(text: str) -> str:
@@ -82,12 +102,17 @@ def _key(text: str) -> str:
 
 
 async def _translated(item: str, target: str, params: GenerationParams,
-                      ctx: SkillContext) -> str:
-    """``item`` in ``target``, unless it already is or the model gives nothing."""
+                      ctx: SkillContext) -> str | None:
+    """``item`` in ``target`` (as it is when it already is); None when the reply holds no
+    line but labels ("The translation is:") and lines still in the item's language: smollm2
+    once answered "How to translate:" and the Chinese again. (A line is not asked to be
+    detected as ``target``: on one short line the detector errs, "Models are pretrained, then
+    fine-tuned." is Danish to it.)"""
     if in_language([item], target, ctx):
         return item
     source = ctx.detect_language(item)
     reply = await generate_text(ctx, build_messages(item, source, target), GenerationParams(
         temperature=0.0, max_tokens=params.max_tokens))
-    lines = bullet_items(reply)
-    return lines[0] if lines else item
+    lines = [line for line in bullet_items(reply)
+             if not line.rstrip().endswith(":") and ctx.detect_language(line) != source]
+    return lines[0] if lines else None

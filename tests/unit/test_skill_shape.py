@@ -129,6 +129,27 @@ async def test_points_the_model_keeps_writing_in_another_language_are_translated
     assert len(backend.calls) == 5  # two asks, no third once the language was named
 
 
+@pytest.mark.asyncio
+async def test_a_point_the_model_cannot_translate_gives_way_to_another() -> None:
+    """smollm2 once answered a translation with "How to translate:" and the Chinese again:
+    that point gives way to another of the model's points, translated, never shipped as is."""
+    backend = FakeBackend([
+        "- 大语言模型基于Transformer架构。\n- BERT和GPT是常见的模型。\n- 模型先预训练再微调。\n",
+        "- 大语言模型基于Transformer架构。\n- 评估指标包括困惑度。\n",
+        "Large language models are built on the Transformer.",
+        "How to translate:\n\nBERT和GPT是常见的模型。\n\nThe translation is:\n\n"
+        "BERT和GPT是常见的模型。",
+        "Models are pretrained, then fine-tuned.",
+        "They are evaluated by perplexity.",
+    ])
+    text, _ = await run_skill_text(Summarize(), Turn(
+        "Summarize this document in English in three bullet points",
+        args={"text": CHINESE}), fake_context(backend), timeout=60)
+    assert text.splitlines() == ["- Large language models are built on the Transformer.",
+                                 "- Models are pretrained, then fine-tuned.",
+                                 "- They are evaluated by perplexity."]
+
+
 @pytest.mark.parametrize("request_text", [
     "请简短一点总结", "Summarize the two bulletins below", "会议在下午三点开始", "2.5 points"])
 def test_no_bullet_count_where_none_is_asked(request_text: str) -> None:
