@@ -17,6 +17,7 @@ import os
 import re
 import secrets
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,6 +78,10 @@ def single_instance(files: RuntimeFiles) -> Iterator[list[Path]]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             pid = files.running_pid()
+            deadline = time.monotonic() + 2.0
+            while pid is None and files.locked() and time.monotonic() < deadline:
+                time.sleep(0.02)  # the daemon that won has the lock, not yet its pid file
+                pid = files.running_pid()
             raise DaemonError(
                 f"the daemon is already running (pid {pid}, socket {files.socket})",
                 "Use `assistant daemon status`, or `assistant daemon stop` first.",
