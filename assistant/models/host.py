@@ -257,10 +257,7 @@ class Host:
                 if state_dir is not None and scope is not None and _leads_out(state_dir, scope):
                     loaded.states = StateCache(None, ram, disk)
                 elif scope is not None:  # the model's directories no load can use again go
-                    try:
-                        claim(scope, os.path.realpath(request["path"]))
-                    except Exception as exc:  # housekeeping: never the load's failure
-                        print(f"saved states: {exc}", file=sys.stderr, flush=True)
+                    claim(scope, os.path.realpath(request["path"]))  # never raises
                 self.chat_models[name] = loaded
             return {**self.chat_models[name].info(), "cpu_variant": cpu.in_use()}
         if op == "unload":

@@ -290,14 +290,14 @@ def claim(directory: Path, model: str, unused_for: float = STALE_AFTER) -> int:
             if other.is_symlink() or not other.is_dir() or _newest(other) > before:
                 continue
             owner = _owner(other / OWNER)
-            if owner is not None and owner != model:
+            if owner is not None and owner != model:  # another model's, or unreadable: kept
                 continue
             for path in [*other.glob("*.kv"), *other.glob("*.tmp"), other / OWNER]:
                 with contextlib.suppress(OSError):
                     path.unlink()
             other.rmdir()  # left in place (OSError) if it holds anything else
             removed += 1
-        except (OSError, ValueError):
+        except OSError:
             continue
     return removed
 
@@ -309,18 +309,20 @@ def _newest(directory: Path) -> float:
 
 
 def _owner(path: Path) -> str | None:
-    """The model a scope's marker names; None when there is none. Read as a small regular
-    file, never through a symlink or from a FIFO."""
+    """The model a scope's marker names: None when there is no marker, "" when it is no small
+    regular UTF-8 file (never read through a symlink or from a FIFO)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
+    except OSError:
+        return ""
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ValueError(f"{path} is not a file")
+            return ""
         return os.read(fd, 4096).decode()
-    except UnicodeDecodeError as exc:
-        raise ValueError(str(exc)) from None
+    except (OSError, UnicodeDecodeError):
+        return ""
     finally:
         os.close(fd)
 

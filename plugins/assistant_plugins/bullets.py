@@ -84,17 +84,17 @@ async def _all_translated(items: list[str], spare: list[str], target: str,
     other points (``spare``) that it can; none left, it is left out, with a notice."""
     keys = {_key(i) for i in items}
     candidates = items + [i for i in dict.fromkeys(spare) if _key(i) not in keys]
-    done: list[str] = []
+    done: dict[str, str] = {}  # key → translated point
     for item in candidates:
         if len(done) == len(items):
             break
         translated = await _translated(item, target, params, ctx)
-        if translated is not None and _key(translated) not in {_key(d) for d in done}:
-            done.append(translated)
+        if translated is not None:
+            done.setdefault(_key(translated), translated)
     if len(done) < len(items):
         notices.append(Notice(f"{len(items) - len(done)} point(s) could not be put in "
                               f"{language_name(target)}: left out.", "warning"))
-    return done
+    return list(done.values())
 
 
 def _key(text: str) -> str:

@@ -102,7 +102,6 @@ def test_a_cancel_stops_the_embedding_batch_being_computed() -> None:
     assert host.embedding == {} and host.in_flight == set() and host.cancelled == set()
 
 
-
 class _Runner:
     """A chat model that writes one piece, then reports whether the host cancelled it."""
 

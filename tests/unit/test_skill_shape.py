@@ -109,13 +109,19 @@ async def test_three_bullets_in_english_however_the_model_answers() -> None:
     assert "every bullet in English" in backend.calls[1][0].content  # the retry names it
 
 
+# The model's points in Chinese, asked for English: then asked again, still in Chinese.
+CHINESE_POINTS = [
+    "- 大语言模型基于Transformer架构。\n- BERT和GPT是常见的模型。\n- 模型先预训练再微调。\n",
+    "- 大语言模型基于Transformer架构。\n- 评估指标包括困惑度。\n",
+]
+
+
 @pytest.mark.asyncio
 async def test_points_the_model_keeps_writing_in_another_language_are_translated() -> None:
     """Asked twice for English and answering in Chinese both times: its own points, translated,
     not sentences of the text (nor its headings)."""
     backend = FakeBackend([
-        "- 大语言模型基于Transformer架构。\n- BERT和GPT是常见的模型。\n- 模型先预训练再微调。\n",
-        "- 大语言模型基于Transformer架构。\n- 评估指标包括困惑度。\n",
+        *CHINESE_POINTS,
         "Large language models are built on the Transformer.",
         "BERT and GPT are common models.",
         "Models are pretrained, then fine-tuned.",
@@ -134,8 +140,7 @@ async def test_a_point_the_model_cannot_translate_gives_way_to_another() -> None
     """smollm2 once answered a translation with "How to translate:" and the Chinese again:
     that point gives way to another of the model's points, translated, never shipped as is."""
     backend = FakeBackend([
-        "- 大语言模型基于Transformer架构。\n- BERT和GPT是常见的模型。\n- 模型先预训练再微调。\n",
-        "- 大语言模型基于Transformer架构。\n- 评估指标包括困惑度。\n",
+        *CHINESE_POINTS,
         "Large language models are built on the Transformer.",
         "How to translate:\n\nBERT和GPT是常见的模型。\n\nThe translation is:\n\n"
         "BERT和GPT是常见的模型。",
