@@ -48,6 +48,8 @@ MIN_SAVED_TOKENS = 64
 BUSY_CHUNK = 128
 # A sequence's state is saved when the engine has been idle this long (seconds), when its
 # slot goes to another conversation, and at the end: never between a reply and its follow-up.
+# Once idle that long, the engine saves one sequence a turn of the compute thread (a few ms
+# each), so a waiting request is served between two saves.
 IDLE_SAVE = 1.0
 
 # What a job reports to its reader: ("read", kept, evaluated, complete), ("token", id, logprob
@@ -131,7 +133,20 @@ class Engine:
             return None
         slot = self._choose(free, prompt, tag)
         slot.busy, slot.forgotten, slot.tag = True, False, tag
+        for other in free:
+            if other is not slot and self._held(other):
+                self._clear(other)
         return slot
+
+    def _held(self, slot: Slot) -> bool:
+        """Whether the saved states hold all ``slot`` holds, so that its sequence can be
+        emptied: every cell in the buffer costs each decode step some time, another
+        sequence's too (one stream of qwen2.5-coder-0.5b next to three saved stories: 23.6-24.0
+        tok/s against 25.0-25.5 without them), and the conversation restores the state."""
+        if not slot.tokens or slot.dirty:
+            return False
+        _, length = self.states.best(np.array(slot.tokens, dtype=np.int32))
+        return length >= len(slot.tokens)
 
     def release(self, slot: Slot) -> None:
         """The request is done with ``slot``. Its sequence stays as it is for the
@@ -232,7 +247,7 @@ class Engine:
     def idle(self) -> None:
         """Save the state of one sequence no request holds, the latest used first."""
         unsaved = [s for s in self.slots if s.dirty and not s.busy]
-        if not unsaved:
+        if not unsaved or self.pause() != 0.0:
             return
         slot = max(unsaved, key=lambda s: s.used)
         state = self._state(slot)
@@ -242,7 +257,11 @@ class Engine:
         self.states.put(*state)
 
     def pause(self) -> float | None:
-        return IDLE_SAVE if any(s.dirty and not s.busy for s in self.slots) else None
+        """Seconds until an idle sequence is to be saved (0: now); None when none is."""
+        if not any(s.dirty and not s.busy for s in self.slots):
+            return None
+        quiet = time.monotonic() - max(s.used for s in self.slots)
+        return max(0.0, IDLE_SAVE - quiet)
 
     def forget(self, tag: str) -> int:
         """Drop conversation ``tag``'s saved states and the slots that hold it."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,19 @@ OTHERS = [[{"role": "user", "content": f"Tell me about {animal}. " * 30}]
           for animal in ("cats", "dogs", "owls", "eels")][:PARALLEL]
 
 
-def chat(daemon: RunningDaemon, messages: list[dict[str, str]]) -> str:
+def ask(daemon: RunningDaemon, messages: list[dict[str, str]],
+        max_tokens: int = 12) -> dict[str, Any]:
     with daemon.http(300) as http:
         reply = http.post("/v1/chat/completions", json={
-            "model": CHAT_MODEL, "messages": messages, "max_tokens": 12, "temperature": 0})
+            "model": CHAT_MODEL, "messages": messages, "max_tokens": max_tokens,
+            "temperature": 0})
     assert reply.status_code == 200, reply.text
-    text: str = reply.json()["choices"][0]["message"]["content"]
+    body: dict[str, Any] = reply.json()
+    return body
+
+
+def chat(daemon: RunningDaemon, messages: list[dict[str, str]], max_tokens: int = 12) -> str:
+    text: str = ask(daemon, messages, max_tokens)["choices"][0]["message"]["content"]
     return text
 
 
@@ -64,6 +72,49 @@ def test_switching_back_restores_the_state_and_replies_as_recomputation_does(
     finally:
         cold.stop()
     assert restored == recomputed
+
+
+def two_then_another(daemon: RunningDaemon) -> list[dict[str, Any]]:
+    """A and B at once (A's longer reply still runs when B comes: a sequence each), C once
+    both are idle, then the next turn of A and of B: their usages."""
+    with ThreadPoolExecutor(2) as pool:
+        first = list(pool.map(lambda m: chat(daemon, *m), ((A, 64), (B, 12))))
+    time.sleep(2.0)  # idle past IDLE_SAVE (1 s): both are saved if states are kept
+    chat(daemon, OTHERS[2])  # takes one of the two sequences
+    return [ask(daemon, [*messages, {"role": "assistant", "content": reply},
+                         {"role": "user", "content": "And then?"}])["usage"]
+            for messages, reply in zip((A, B), first, strict=True)]
+
+
+def test_saved_conversations_leave_the_buffer_to_the_next_and_come_back_restored(
+    daemon_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Once a conversation's state is saved, its cells are dropped when another conversation
+    starts on another sequence (every cell slows each decode step): its next turn restores
+    the state rather than reading on from a live sequence."""
+    daemon = start_daemon(daemon_env, tmp_path / "daemon.log")
+    try:
+        two_then_another(daemon)
+        assert cache(daemon)["hits"] == 2, cache(daemon)
+    finally:
+        daemon.stop()
+
+
+def test_without_saved_states_a_live_sequence_is_kept_for_its_conversation(
+    daemon_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A sequence whose state no cache holds (here none is kept) is never emptied for
+    another: of A and B, the one C did not take reads on from where it was."""
+    env = {**daemon_env, "ASSISTANT_MODELS__STATE_RAM_MB": "0",
+           "ASSISTANT_MODELS__STATE_DISK_MB": "0"}
+    daemon = start_daemon(env, tmp_path / "daemon.log")
+    try:
+        usages = two_then_another(daemon)
+        kept = max(u["prompt_tokens_details"]["cached_tokens"] for u in usages)
+        assert kept > 100, usages
+        assert cache(daemon)["hits"] == 0
+    finally:
+        daemon.stop()
 
 
 def test_a_restarted_daemon_continues_from_the_saved_state(
