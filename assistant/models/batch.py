@@ -245,16 +245,13 @@ class Engine:
             self.states.put(*state)
 
     def idle(self) -> None:
-        """Save the state of one sequence no request holds, the latest used first."""
+        """Once the engine is quiet (:meth:`pause`), save one sequence no request holds, the
+        latest used first; one not worth saving is marked as if saved."""
         unsaved = [s for s in self.slots if s.dirty and not s.busy]
-        if not unsaved or self.pause() != 0.0:
-            return
-        slot = max(unsaved, key=lambda s: s.used)
-        state = self._state(slot)
-        if state is None:
-            slot.dirty = False  # not worth saving (too short, or not exact)
-            return
-        self.states.put(*state)
+        if unsaved and self.pause() == 0.0:
+            slot = max(unsaved, key=lambda s: s.used)
+            self.save(slot)
+            slot.dirty = False  # too short, or not exact: not tried again
 
     def pause(self) -> float | None:
         """Seconds until an idle sequence is to be saved (0: now); None when none is."""
