@@ -5,7 +5,9 @@ after their last use (0: unload at once; -1, or named in ``models.pinned``: pinn
 unloaded), and give way least recently used first when loading another would pass
 ``memory_budget_mb``, pinned ones never (:mod:`assistant.daemon.residency`). Each model has
 its own queue; the embedding jobs clients send
-queue in front of :meth:`ModelManager.embed` (:mod:`assistant.daemon.embeddings`).
+queue in front of :meth:`ModelManager.embed` (:mod:`assistant.daemon.embeddings`). Models
+that plugins serve go to their backends (:mod:`assistant.daemon.plugin_backends`), and what a
+request asks of a model is checked first (:mod:`assistant.daemon.request_checks`).
 """
 
 from __future__ import annotations
@@ -23,19 +25,20 @@ from assistant.config import KEEP_ALIVE_MAX, KEEP_ALIVE_MIN, Settings
 from assistant.daemon import openai_tools
 from assistant.daemon.engines import Engines
 from assistant.daemon.host_requests import HOST_GONE, host_message, host_params, request_error
+from assistant.daemon.plugin_backends import PluginBackends
 from assistant.daemon.queue import ModelQueue
+from assistant.daemon.request_checks import check_params
 from assistant.daemon.residency import Resident, next_victim
 from assistant.daemon.variant_crashes import VariantCrashes
 from assistant.errors import (
     AssistantError,
-    BackendFailed,
     ModelError,
     ModelLoadError,
     ModelNotFound,
     RequestError,
 )
 from assistant.locations import data_dir
-from assistant.models import footprint, registry, structured
+from assistant.models import footprint, registry
 from assistant.models.backend import (
     Backend,
     ChatMessage,
@@ -44,7 +47,6 @@ from assistant.models.backend import (
     ModelInfo,
     ToolCall,
     close_stream,
-    closing_stream,
 )
 from assistant.models.host_process import HostError, HostProcess
 
@@ -60,6 +62,9 @@ def thread_count(settings: Settings) -> int:
         return os.cpu_count() or 1
 
 
+REPULL = "Check the file with `assistant models show`, or pull it again."
+
+
 class ModelManager(Backend):
     # The model host honours all of these; a plugin backend is asked (_check_params).
     grammars = tools = choices = logprobs = logit_bias = True
@@ -72,11 +77,7 @@ class ModelManager(Backend):
         self.threads = thread_count(settings)
         self.resident: dict[str, Resident] = {}
         self.queues: dict[str, ModelQueue] = {}
-        self.backends: dict[str, Backend] = {}  # model name -> a plugin's backend
-        self.backend_plugin: dict[str, str] = {}  # model name -> the plugin of its backend
-        # Told of each plugin backend's failure (plugin, error) or success (plugin, None):
-        # the plugin host's breaker of that plugin's models (set by the composition root).
-        self.on_backend_result: Callable[[str, BaseException | None], None] | None = None
+        self.backends = PluginBackends()  # models plugins serve
         self.engines = Engines(settings.models.queue)  # [engines.NAME], serving NAME/…
         self._locks: dict[str, asyncio.Lock] = {}
         self._loading: set[asyncio.Future[Resident]] = set()  # loads under way, held here
@@ -84,41 +85,7 @@ class ModelManager(Backend):
     # -- plugin backends ---------------------------------------------------------------------
 
     def add_backend(self, backend: Backend, plugin: str | None = None) -> None:
-        for info in backend.models():
-            self.backends[info.name] = backend
-            if plugin is not None:
-                self.backend_plugin[info.name] = plugin
-
-    def _backend_failed(self, model: str, exc: Exception) -> BackendFailed:
-        """A plugin backend's own error as the infrastructure's (503): a remote engine that
-        is down is not the fault of the skill that asked it."""
-        plugin = self.backend_plugin.get(model)
-        log.error("the backend of model %s (plugin %s) failed", model, plugin or "?",
-                  exc_info=exc, extra={"model": model, "plugin": plugin})
-        if plugin is not None and self.on_backend_result is not None:
-            self.on_backend_result(plugin, exc)
-        return BackendFailed(
-            f"model {model!r} failed in its backend (plugin {plugin or '?'}): "
-            f"{type(exc).__name__}: {exc}",
-            "Try again shortly; `assistant plugins list` shows the backend's last error.",
-            plugin=plugin)
-
-    def _backend_worked(self, model: str) -> None:
-        plugin = self.backend_plugin.get(model)
-        if plugin is not None and self.on_backend_result is not None:
-            self.on_backend_result(plugin, None)
-
-    async def _from_backend(self, model: str, deltas: AsyncIterator[Delta],
-                            ) -> AsyncIterator[Delta]:
-        try:
-            async with closing_stream(deltas) as stream:
-                async for delta in stream:
-                    yield delta
-        except AssistantError:
-            raise
-        except Exception as exc:
-            raise self._backend_failed(model, exc) from exc
-        self._backend_worked(model)
+        self.backends.add(backend, plugin)
 
     def knows(self, name: str) -> bool:
         """Whether ``name`` is a model of a plugin backend or an engine, or installed."""
@@ -218,27 +185,18 @@ class ModelManager(Backend):
         started = time.perf_counter()
         if record.kind == "chat":
             await self._load_cpu(name)
-        try:
-            if record.kind == "chat":
-                info = await self.host.call(
-                    "load", model=name, path=str(record.path),
-                    n_ctx=memory.context, parallel=m.parallel, n_threads=self.threads,
-                    cpu_variant=m.cpu_variant, avoid=self.variant_crashes.avoid,
-                    state_dir=str(data_dir(self.settings) / "states") if m.state_disk_mb else None,
-                    state_ram_bytes=m.state_ram_mb << 20, state_disk_bytes=m.state_disk_mb << 20,
-                )
-            else:
-                info = await self.host.call(
-                    "load_embedding", model=name, path=str(record.path),
-                    tokenizer=str(record.tokenizer_path), n_threads=self.threads,
-                )
-        except HostError as exc:
-            if exc.kind in HOST_GONE:  # killed or hung mid-load: not the file's fault
-                raise self._request_error(name, exc) from None
-            raise ModelLoadError(
-                f"model {name!r} failed to load: {exc.message}",
-                "Check the file with `assistant models show`, or pull it again.",
-            ) from None
+            info = await self._host_load(
+                name, "load", REPULL, model=name, path=str(record.path),
+                n_ctx=memory.context, parallel=m.parallel, n_threads=self.threads,
+                cpu_variant=m.cpu_variant, avoid=self.variant_crashes.avoid,
+                state_dir=str(data_dir(self.settings) / "states") if m.state_disk_mb else None,
+                state_ram_bytes=m.state_ram_mb << 20, state_disk_bytes=m.state_disk_mb << 20,
+            )
+        else:
+            info = await self._host_load(
+                name, "load_embedding", REPULL, model=name, path=str(record.path),
+                tokenizer=str(record.tokenizer_path), n_threads=self.threads,
+            )
         log.info("model loaded", extra={"model": name, "seconds": time.perf_counter() - started})
         return Resident(
             name=name, kind=record.kind, memory=memory, generation=self.host.generation,
@@ -252,19 +210,25 @@ class ModelManager(Backend):
         if running is not None and running[0] == self.host.pid:
             return
         crashes = self.variant_crashes
+        reply = await self._host_load(
+            name, "cpu",
+            "Restart the daemon (it forgets the variants that died with SIGILL), or set "
+            "models.cpu_variant to one that runs here." if crashes.avoid else
+            'Set models.cpu_variant = "auto", or rebuild with `make install`.',
+            cpu_variant=self.settings.models.cpu_variant, avoid=crashes.avoid)
+        crashes.running(reply)
+
+    async def _host_load(self, name: str, op: str, remedy: str, **fields: Any) -> dict[str, Any]:
+        """The host's answer to ``op``, a step of loading model ``name``: a host killed or hung
+        meanwhile fails it as a request (not the file's fault), anything else as a load,
+        with ``remedy``."""
         try:
-            reply = await self.host.call("cpu", cpu_variant=self.settings.models.cpu_variant,
-                                         avoid=crashes.avoid)
+            return await self.host.call(op, **fields)
         except HostError as exc:
             if exc.kind in HOST_GONE:
                 raise self._request_error(name, exc) from None
-            raise ModelLoadError(
-                f"model {name!r} failed to load: {exc.message}",
-                "Restart the daemon (it forgets the variants that died with SIGILL), or set "
-                "models.cpu_variant to one that runs here." if crashes.avoid else
-                'Set models.cpu_variant = "auto", or rebuild with `make install`.',
-            ) from None
-        crashes.running(reply)
+            raise ModelLoadError(f"model {name!r} failed to load: {exc.message}",
+                                 remedy) from None
 
     def _request_error(self, model: str, exc: HostError,
                        prompt_field: str = "messages") -> Exception:
@@ -310,8 +274,7 @@ class ModelManager(Backend):
                 context_length=int(status.facts.get("context_length") or 0),
                 details={"loaded": self._live(status.name) is not None},
             ))
-        for name, backend in self.backends.items():
-            infos.extend(i for i in backend.models() if i.name == name)
+        infos.extend(self.backends.models())
         infos.extend(self.engines.models())
         return infos
 
@@ -321,7 +284,7 @@ class ModelManager(Backend):
         self._check_params(model, params)
         if model in self.backends:
             deltas = self.backends[model].chat(model, messages, params)
-            async for delta in self._from_backend(model, deltas):
+            async for delta in self.backends.stream(model, deltas):
                 yield delta
             return
         engine = self.engines.serving(model)
@@ -341,7 +304,7 @@ class ModelManager(Backend):
         self._check_params(model, params)
         if model in self.backends:
             deltas = self.backends[model].complete(model, prompt, params)
-            async for delta in self._from_backend(model, deltas):
+            async for delta in self.backends.stream(model, deltas):
                 yield delta
             return
         engine = self.engines.serving(model)
@@ -357,22 +320,8 @@ class ModelManager(Backend):
         return backend.reports_logprobs(model) if backend is not None else True
 
     def _check_params(self, model: str, params: GenerationParams) -> None:
-        if params.json_schema is not None:  # a skill's, checked as a request's is
-            structured.check(params.json_schema)
-        if params.grammar is not None:
-            structured.check_grammar(params.grammar)
-        if params.calls_tools:
-            openai_tools.check_params(params)
-        if (not self.settings.models.tool_call_grammar and params.tool_choice == "auto"
-                and any(t.strict for t in params.tools)):
-            raise RequestError("tools: strict calls under tool_choice 'auto' need "
-                               "models.tool_call_grammar, which this daemon's settings turn "
-                               "off", code="unsupported_parameter", param="tools")
         backend: Backend | None = self.backends.get(model) or self.engines.of(model)
-        for feature, asked, param, what in _FEATURES:
-            if backend is not None and asked(params) and not getattr(backend, feature):
-                raise RequestError(f"model {model!r} cannot {what}",
-                                   code="unsupported_parameter", param=param)
+        check_params(self.settings, backend, model, params)
 
     async def _generate(
         self, model: str, op: str, prompt_field: str, params: GenerationParams, **prompt: Any,
@@ -429,7 +378,7 @@ class ModelManager(Backend):
             except AssistantError:
                 raise
             except Exception as exc:
-                raise self._backend_failed(model, exc) from exc
+                raise self.backends.failed(model, exc) from exc
         engine = self.engines.serving(model)
         if engine is not None:
             async with self.engines.slot(engine):
@@ -520,15 +469,3 @@ class ModelManager(Backend):
             for r in self.resident.values() if r.generation == self.host.generation
         ]
 
-
-# What a plugin backend must say it honours before it is given these: its flag, whether the
-# request asks for it, the field a refusal names, and what the model cannot do.
-_FEATURES: tuple[tuple[str, Callable[[GenerationParams], bool], str, str], ...] = (
-    ("grammars", lambda p: p.json_schema is not None, "response_format",
-     "enforce a JSON schema while decoding"),
-    ("grammars", lambda p: p.grammar is not None, "grammar", "enforce a grammar while decoding"),
-    ("tools", lambda p: p.calls_tools, "tools", "call tools"),
-    ("choices", lambda p: p.n > 1, "n", "give more than one reply"),
-    ("logprobs", lambda p: p.logprobs, "logprobs", "report log probabilities"),
-    ("logit_bias", lambda p: bool(p.logit_bias), "logit_bias", "take a logit_bias"),
-)

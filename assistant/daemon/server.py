@@ -55,7 +55,7 @@ def build(settings: Settings, plugins: PluginHost, files: RuntimeFiles | None = 
     models = ModelManager(settings)
     for backend in plugins.backends:
         models.add_backend(backend, plugins.backend_plugin.get(id(backend)))
-    models.on_backend_result = plugins.backend_result
+    models.backends.on_result = plugins.backend_result
     if settings.engines:
         from assistant.models.remote import RemoteEngine
 
