@@ -127,12 +127,16 @@ class Stream:
         return self.tokens / (self.end - self.sent)
 
 
+def client(socket: Path, timeout: float) -> httpx.Client:
+    return httpx.Client(transport=httpx.HTTPTransport(uds=str(socket)),
+                        base_url="http://assistant", timeout=timeout)
+
+
 def stream(socket: Path, messages: Messages, max_tokens: int = MAX_TOKENS,
            on_first: Callable[[], None] | None = None) -> Stream:
     body = {"model": MODEL, "messages": messages, "max_tokens": max_tokens, "temperature": 0,
             "stream": True, "stream_options": {"include_usage": True}}
-    with httpx.Client(transport=httpx.HTTPTransport(uds=str(socket)),
-                      base_url="http://assistant", timeout=600) as http:
+    with client(socket, 600) as http:
         s = Stream(sent=time.perf_counter())
         with http.stream("POST", "/v1/chat/completions", json=body) as response:
             response.raise_for_status()
@@ -204,8 +208,7 @@ def behind(socket: Path, streamers: list[Messages], late: Messages) -> tuple[Str
 def settled(socket: Path, limit: float = 30.0) -> None:
     """Return once the model host has saved every idle sequence: its saved states unchanged
     for :data:`IDLE_WAIT` seconds (at most ``limit``)."""
-    with httpx.Client(transport=httpx.HTTPTransport(uds=str(socket)),
-                      base_url="http://assistant", timeout=60) as http:
+    with client(socket, 60) as http:
         deadline = time.monotonic() + limit
         seen, since = None, time.monotonic()
         while time.monotonic() < deadline:

@@ -1,4 +1,5 @@
-"""A bounded FIFO queue per model: ``parallel`` run, ``limit`` wait, more are refused."""
+"""A bounded FIFO queue per model (or other work): ``parallel`` run, ``limit`` wait, more are
+refused."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from assistant.errors import QueueFull
 
 
 class ModelQueue:
-    def __init__(self, name: str, parallel: int, limit: int) -> None:
+    def __init__(self, name: str, parallel: int, limit: int, busy: str = "") -> None:
         self.name = name
         self.parallel = parallel
         self.limit = limit
+        self.busy = busy or f"model {name!r} is busy"  # how a refusal begins
         self._slots = asyncio.Semaphore(parallel)
         self.waiting = 0
         self.running = 0
@@ -27,7 +29,7 @@ class ModelQueue:
         """Hold a generation slot. Raises :class:`QueueFull` when ``limit`` already wait."""
         if self.running >= self.parallel and self.waiting >= self.limit:
             raise QueueFull(
-                f"model {self.name!r} is busy: {self.running} running, {self.waiting} waiting",
+                f"{self.busy}: {self.running} running, {self.waiting} waiting",
                 retry_after=max(1, self.waiting // max(self.parallel, 1)),
             )
         self.waiting += 1

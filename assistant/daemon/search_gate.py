@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from assistant.config import SearchSettings
-from assistant.errors import QueueFull
+from assistant.daemon.queue import ModelQueue
 from assistant.priority import background
 
 T = TypeVar("T")
@@ -30,52 +29,31 @@ T = TypeVar("T")
 
 class SearchGate:
     def __init__(self, settings: SearchSettings) -> None:
-        self.concurrency = settings.concurrency
-        self.queue = settings.queue
         self._threads = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="search",
                                            initializer=background)
-        self._in = 0  # searches let in and not ended: running or waiting for a thread
-        self._running = 0
-        self._lock = threading.Lock()
+        self._queue = ModelQueue("search", settings.concurrency, settings.queue,
+                                 "search is busy (search.concurrency, search.queue)")
 
     @property
     def running(self) -> int:
-        return self._running
+        return self._queue.running
 
     @property
     def waiting(self) -> int:
-        return max(0, self._in - self._running)
-
-    def _run(self, search: Callable[[], T]) -> T:
-        with self._lock:
-            self._running += 1
-        try:
-            return search()
-        finally:
-            with self._lock:
-                self._running -= 1
+        return self._queue.waiting
 
     async def run(self, search: Callable[[], T]) -> T:
         """``search()`` on a search thread, once one is free; :class:`QueueFull` when
         ``queue`` searches are already waiting. Cancelled while it waits, it never runs;
         cancelled while it runs, it waits for the thread: the caller stops the search itself
         (its ``cancel`` event)."""
-        if self._in >= self.concurrency + self.queue:
-            raise QueueFull(
-                f"search is busy: {self.running} running, {self.waiting} waiting "
-                "(search.concurrency, search.queue)",
-                retry_after=max(1, self.waiting // self.concurrency))
-        self._in += 1
-        job = self._threads.submit(self._run, search)
-        ended = asyncio.wrap_future(job)
-        try:
-            return await asyncio.shield(ended)
-        except asyncio.CancelledError:
-            if not job.cancel():
+        async with self._queue.slot():
+            ended = asyncio.wrap_future(self._threads.submit(search))
+            try:
+                return await asyncio.shield(ended)
+            except asyncio.CancelledError:
                 await _ending(ended)
-            raise
-        finally:
-            self._in -= 1
+                raise
 
 
 async def _ending(ended: asyncio.Future[T]) -> None:
