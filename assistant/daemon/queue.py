@@ -11,11 +11,13 @@ from assistant.errors import QueueFull
 
 
 class ModelQueue:
-    def __init__(self, name: str, parallel: int, limit: int, busy: str = "") -> None:
+    def __init__(self, name: str, parallel: int, limit: int, busy: str = "",
+                 settings: str = "") -> None:
         self.name = name
         self.parallel = parallel
         self.limit = limit
         self.busy = busy or f"model {name!r} is busy"  # how a refusal begins
+        self.settings = settings  # the settings that set parallel and limit, for a refusal
         self._slots = asyncio.Semaphore(parallel)
         self.waiting = 0
         self.running = 0
@@ -27,9 +29,11 @@ class ModelQueue:
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold a generation slot. Raises :class:`QueueFull` when ``limit`` already wait."""
-        if self.running >= self.parallel and self.waiting >= self.limit:
+        # By the sum: a waiter woken by a slot let go counts as waiting until it runs.
+        if self.depth >= self.parallel + self.limit:
             raise QueueFull(
-                f"{self.busy}: {self.running} running, {self.waiting} waiting",
+                f"{self.busy}: {self.running} running, {self.waiting} waiting"
+                + (f" ({self.settings})" if self.settings else ""),
                 retry_after=max(1, self.waiting // max(self.parallel, 1)),
             )
         self.waiting += 1

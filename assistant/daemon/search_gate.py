@@ -32,7 +32,7 @@ class SearchGate:
         self._threads = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="search",
                                            initializer=background)
         self._queue = ModelQueue("search", settings.concurrency, settings.queue,
-                                 "search is busy (search.concurrency, search.queue)")
+                                 "search is busy", "search.concurrency, search.queue")
 
     @property
     def running(self) -> int:

@@ -109,6 +109,7 @@ class Engine:
         self.jobs: list[Job] = []
         self._freed = threading.Event()  # a slot was let go
         self._spare = (ctypes.c_uint8 * 0)()  # reused: a fresh buffer of tens of MB is slow
+        self._stirred = 0.0  # when a request last took, started on or let go of a slot
         self.stopping = False  # the host is shutting down: every job ends as cancelled
         self._abort = Abort(self.ctx)
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
@@ -133,24 +134,27 @@ class Engine:
             return None
         slot = self._choose(free, prompt, tag)
         slot.busy, slot.forgotten, slot.tag = True, False, tag
+        self._stirred = time.monotonic()
         for other in free:
             if other is not slot and self._held(other):
                 self._clear(other)
         return slot
 
     def _held(self, slot: Slot) -> bool:
-        """Whether the saved states hold all ``slot`` holds, so that its sequence can be
-        emptied: every cell in the buffer costs each decode step some time, another
+        """Whether a saved state in RAM holds all ``slot`` holds, so that its sequence can
+        be emptied: every cell in the buffer costs each decode step some time, another
         sequence's too (one stream of qwen2.5-coder-0.5b next to three saved stories: 23.6-24.0
-        tok/s against 25.0-25.5 without them), and the conversation restores the state."""
+        tok/s against 25.0-25.5 without them), and the conversation restores the state from
+        RAM in a few ms (from disk, a file of up to hundreds of MB is read: not worth it)."""
         if not slot.tokens or slot.dirty:
             return False
-        _, length = self.states.best(np.array(slot.tokens, dtype=np.int32))
-        return length >= len(slot.tokens)
+        entry, length = self.states.best(np.array(slot.tokens, dtype=np.int32))
+        return entry is not None and entry.data is not None and length >= len(slot.tokens)
 
     def release(self, slot: Slot) -> None:
         """The request is done with ``slot``. Its sequence stays as it is for the
-        conversation's next turn; its state is saved later (see :data:`IDLE_SAVE`)."""
+        conversation's next turn; its state is saved later (see :data:`IDLE_SAVE`), and once
+        saved the sequence may be emptied for another's sake (:meth:`_held`)."""
         self._compute.call(self._release, slot)
 
     def _release(self, slot: Slot) -> None:
@@ -159,6 +163,7 @@ class Engine:
             self._clear(slot)
             slot.tag = ""
         slot.busy, slot.used = False, time.monotonic()
+        self._stirred = slot.used
         self._freed.set()
 
     def _choose(self, free: list[Slot], prompt: list[int], tag: str) -> Slot:
@@ -257,8 +262,7 @@ class Engine:
         """Seconds until an idle sequence is to be saved (0: now); None when none is."""
         if not any(s.dirty and not s.busy for s in self.slots):
             return None
-        quiet = time.monotonic() - max(s.used for s in self.slots)
-        return max(0.0, IDLE_SAVE - quiet)
+        return max(0.0, IDLE_SAVE - (time.monotonic() - self._stirred))
 
     def forget(self, tag: str) -> int:
         """Drop conversation ``tag``'s saved states and the slots that hold it."""
@@ -301,6 +305,7 @@ class Engine:
 
     def _start(self, job: Job, prompt: list[int]) -> None:
         self.jobs = [j for j in self.jobs if j.slot is not job.slot]
+        self._stirred = time.monotonic()
         if self.stopping:
             job.end("cancelled")
             return

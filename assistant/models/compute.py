@@ -26,13 +26,14 @@ class Steps(Protocol):
         """Whether a decode is due."""
 
     def pause(self) -> float | None:
-        """Seconds of idleness after which :meth:`idle` is due; None: never."""
+        """Seconds until :meth:`idle` is due (0: now, again each turn while it has work);
+        None: never."""
 
     def step(self) -> None:
         """Run one decode; never raises."""
 
     def idle(self) -> None:
-        """Nothing has happened for :meth:`pause` seconds."""
+        """No engine decodes: its idle work, if its own :meth:`pause` is over."""
 
 
 class ComputeThread:

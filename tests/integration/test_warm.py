@@ -74,12 +74,17 @@ def test_switching_back_restores_the_state_and_replies_as_recomputation_does(
     assert restored == recomputed
 
 
-def two_then_another(daemon: RunningDaemon) -> list[dict[str, Any]]:
+def two_then_another(daemon: RunningDaemon, saved: int) -> list[dict[str, Any]]:
     """A and B at once (A's longer reply still runs when B comes: a sequence each), C once
-    both are idle, then the next turn of A and of B: their usages."""
+    both are idle and ``saved`` states are kept, then the next turn of A and of B: their
+    usages."""
     with ThreadPoolExecutor(2) as pool:
         first = list(pool.map(lambda m: chat(daemon, *m), ((A, 64), (B, 12))))
-    time.sleep(2.0)  # idle past IDLE_SAVE (1 s): both are saved if states are kept
+    time.sleep(2.0)  # idle past IDLE_SAVE (1 s): the host saves both, if it keeps states
+    deadline = time.monotonic() + 30
+    while cache(daemon)["entries"] < saved and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert cache(daemon)["entries"] == saved
     chat(daemon, OTHERS[2])  # takes one of the two sequences
     return [ask(daemon, [*messages, {"role": "assistant", "content": reply},
                          {"role": "user", "content": "And then?"}])["usage"]
@@ -94,7 +99,7 @@ def test_saved_conversations_leave_the_buffer_to_the_next_and_come_back_restored
     the state rather than reading on from a live sequence."""
     daemon = start_daemon(daemon_env, tmp_path / "daemon.log")
     try:
-        two_then_another(daemon)
+        two_then_another(daemon, 2)
         assert cache(daemon)["hits"] == 2, cache(daemon)
     finally:
         daemon.stop()
@@ -109,7 +114,7 @@ def test_without_saved_states_a_live_sequence_is_kept_for_its_conversation(
            "ASSISTANT_MODELS__STATE_DISK_MB": "0"}
     daemon = start_daemon(env, tmp_path / "daemon.log")
     try:
-        usages = two_then_another(daemon)
+        usages = two_then_another(daemon, 0)
         kept = max(u["prompt_tokens_details"]["cached_tokens"] for u in usages)
         assert kept > 100, usages
         assert cache(daemon)["hits"] == 0
