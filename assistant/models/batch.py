@@ -146,10 +146,8 @@ class Engine:
         sequence's too (one stream of qwen2.5-coder-0.5b next to three saved stories: 23.6-24.0
         tok/s against 25.0-25.5 without them), and the conversation restores the state from
         RAM in a few ms (from disk, a file of up to hundreds of MB is read: not worth it)."""
-        if not slot.tokens or slot.dirty:
-            return False
-        entry, length = self.states.best(np.array(slot.tokens, dtype=np.int32))
-        return entry is not None and entry.data is not None and length >= len(slot.tokens)
+        return (bool(slot.tokens) and not slot.dirty
+                and self.states.in_ram(np.array(slot.tokens, dtype=np.int32)))
 
     def release(self, slot: Slot) -> None:
         """The request is done with ``slot``. Its sequence stays as it is for the

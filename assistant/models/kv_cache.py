@@ -47,6 +47,11 @@ class Entry:
     tag: str = ""  # the conversation it belongs to, when the daemon said; forget() goes by it
 
 
+def _key(tokens: np.ndarray) -> str:
+    """The key of the state of ``tokens`` (int32): its entry's, and its file's name."""
+    return hashlib.sha256(tokens.tobytes()).hexdigest()[:32]
+
+
 def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
     n = min(len(a), len(b))
     if n == 0:
@@ -85,10 +90,15 @@ class StateCache:
                 found, length = entry, n
         return found, length
 
+    def in_ram(self, tokens: np.ndarray) -> bool:
+        """Whether the state of exactly ``tokens`` is kept in RAM."""
+        entry = self.entries.get(_key(tokens))
+        return entry is not None and entry.data is not None
+
     def put(self, tokens: np.ndarray, data: bytes | memoryview, tag: str = "") -> None:
         """Keep ``data``, the state of ``tokens``: copied (the caller may reuse its buffer),
         in RAM when the budget holds it, and on disk."""
-        key = hashlib.sha256(tokens.tobytes()).hexdigest()[:32]
+        key = _key(tokens)
         size = memoryview(data).nbytes
         # numpy copies without the GIL: the host's other threads go on meanwhile.
         kept = memoryview(np.frombuffer(data, dtype=np.uint8).copy().data) \

@@ -88,6 +88,14 @@ def test_a_long_line_is_checked_in_linear_time() -> None:
     assert time.perf_counter() - started < 5.0
 
 
+async def three_english_bullets(backend: FakeBackend) -> str:
+    """The summary of :data:`CHINESE` asked in English in three bullets, ``backend`` replying."""
+    text, _ = await run_skill_text(Summarize(), Turn(
+        "Summarize this document in English in three bullet points",
+        args={"text": CHINESE}), fake_context(backend), timeout=60)
+    return text
+
+
 @pytest.mark.asyncio
 async def test_three_bullets_in_english_however_the_model_answers() -> None:
     """Chinese bullets looping, then too few: the skill asks again in English with penalties
@@ -100,10 +108,7 @@ async def test_three_bullets_in_english_however_the_model_answers() -> None:
         "evaluated by perplexity, BLEU and human ratings.\n- They are pretrained, then "
         "fine-tuned.\n- A fourth point.\n",
     ])
-    text, _ = await run_skill_text(Summarize(), Turn(
-        "Summarize this document in English in three bullet points",
-        args={"text": CHINESE}), fake_context(backend), timeout=60)
-    lines = text.splitlines()
+    lines = (await three_english_bullets(backend)).splitlines()
     assert len(lines) == 3 and all(line.startswith("- ") for line in lines)
     assert len(set(lines)) == 3 and not any("模型" in line for line in lines)
     assert "every bullet in English" in backend.calls[1][0].content  # the retry names it
@@ -126,9 +131,7 @@ async def test_points_the_model_keeps_writing_in_another_language_are_translated
         "BERT and GPT are common models.",
         "Models are pretrained, then fine-tuned.",
     ])
-    text, _ = await run_skill_text(Summarize(), Turn(
-        "Summarize this document in English in three bullet points",
-        args={"text": CHINESE}), fake_context(backend), timeout=60)
+    text = await three_english_bullets(backend)
     assert text.splitlines() == ["- Large language models are built on the Transformer.",
                                  "- BERT and GPT are common models.",
                                  "- Models are pretrained, then fine-tuned."]
@@ -147,9 +150,7 @@ async def test_a_point_the_model_cannot_translate_gives_way_to_another() -> None
         "Models are pretrained, then fine-tuned.",
         "They are evaluated by perplexity.",
     ])
-    text, _ = await run_skill_text(Summarize(), Turn(
-        "Summarize this document in English in three bullet points",
-        args={"text": CHINESE}), fake_context(backend), timeout=60)
+    text = await three_english_bullets(backend)
     assert text.splitlines() == ["- Large language models are built on the Transformer.",
                                  "- Models are pretrained, then fine-tuned.",
                                  "- They are evaluated by perplexity."]
