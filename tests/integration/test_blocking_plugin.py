@@ -94,7 +94,9 @@ def test_blocking_skills_stall_no_one_on_their_thread_and_are_named_on_the_loop(
         shouted_after = time.monotonic() - started
         status = cli("daemon", "status")
         napping.join(30)
-        assert shouted_after < 2.5, shouted_after  # while the other skill slept (6 s)
+        # While the other skill slept: a loop it blocked would answer after its 6 s nap. (It was
+        # < 2.5 s, and a loaded CI machine answered in 2.78 s.)
+        assert shouted_after < 5.0, shouted_after
         assert "STILL HERE" in replies["/shout still here"]
         assert status.returncode == 0 and "busy" not in status.stdout + status.stderr
         assert "took longer than 3 s" in replies["/sleepy now"]
