@@ -29,7 +29,7 @@ from assistant.config import SearchSettings
 from assistant.documents.ingest import Embed
 from assistant.errors import AssistantError, RequestError
 from assistant.store.search import Budget
-from assistant.text import STOP_WORDS, detect_language, words
+from assistant.text import STOP_WORDS, detect_language, stems, words
 
 if TYPE_CHECKING:
     import numpy as np
@@ -106,7 +106,7 @@ class HybridSearch:
         hits: list[dict[str, Any]] = []
         for chunk in chunks:
             sim = similarity.get(chunk.seq, 0.0)
-            if sim < self.min_similarity and not _holds_most(asked, chunk.text):
+            if sim < self.min_similarity and not _holds_most(asked, chunk.text, lang):
                 continue
             hits.append({
                 "n": len(hits) + 1, "text": chunk.text, "chunk_id": chunk.seq,
@@ -120,7 +120,7 @@ class HybridSearch:
                 break
         try:
             hits = await by_sentence(query, hits, self.embed,
-                                     lambda text: self.split(text, lang), query_vector)
+                                     lambda text: self.split(text, lang), query_vector, lang)
         except AssistantError as exc:  # no embeddings now: the fused order stands
             log.warning("ranking by sentence failed", extra={"error": exc.message})
         return [{**hit, "n": n} for n, hit in enumerate(hits[:k], 1)]
@@ -184,7 +184,9 @@ def _content_words(text: str, lang: str | None = None) -> set[str]:
     (every 4th) instead of 101, to the same 298 of the other 315, and still no passage to the
     ten it does not answer. Imports spaCy on first use: call it off the event loop."""
     found = {w for w in re.findall(r"\w+", text.lower()) if len(w) > 3 and w not in STOP_WORDS}
-    return found - _english_stop_words() if lang == "en" else found
+    if lang == "en":
+        found -= _english_stop_words()
+    return set(stems(found, lang))
 
 
 @functools.cache
@@ -194,17 +196,18 @@ def _english_stop_words() -> frozenset[str]:
     return frozenset(ENGLISH)
 
 
-def _holds_most(asked: set[str], text: str) -> bool:
-    """Whether ``text`` holds two thirds of the question's content words ``asked``, two at
-    least. On SQuAD's Super Bowl 50 article no paragraph held more than a third of any of ten
-    questions it does not answer ("Who painted the Sistine Chapel?")."""
-    covered = len(asked & set(re.findall(r"\w+", text.lower())))
+def _holds_most(asked: set[str], text: str, lang: str | None = None) -> bool:
+    """Whether ``text`` holds two thirds of the question's content words ``asked`` (stems of
+    ``lang``), two at least. On SQuAD's Super Bowl 50 article no paragraph held more than a
+    third of any of ten questions it does not answer ("Who painted the Sistine Chapel?")."""
+    covered = len(asked & set(stems(re.findall(r"\w+", text.lower()), lang)))
     return covered >= 2 and covered >= len(asked) * 2 / 3
 
 
 async def by_sentence(query: str, hits: list[dict[str, Any]], embed: Embed,
                       split: Callable[[str], list[str]],
-                      query_vector: Sequence[float] | None = None) -> list[dict[str, Any]]:
+                      query_vector: Sequence[float] | None = None, lang: str | None = None
+                      ) -> list[dict[str, Any]]:
     """``hits`` ordered by their sentence that best matches ``query``, each with that
     sentence's score as ``match``.
 
@@ -229,8 +232,8 @@ async def by_sentence(query: str, hits: list[dict[str, Any]], embed: Embed,
     if query_vector is None:
         query_vector, vectors = vectors[0], vectors[1:]
     cosine = np.asarray(vectors, dtype=np.float32) @ np.asarray(query_vector, dtype=np.float32)
-    held = [set(words(s)) for s in sentences]
-    asked = set(words(query))
+    held = [set(stems(words(s), lang)) for s in sentences]
+    asked = set(stems(words(query), lang))
     rarity = {w: math.log((len(held) + 1) / (1 + sum(w in h for h in held))) for w in asked}
     total = sum(rarity.values()) or 1.0
     best = [-math.inf] * len(hits)

@@ -5,6 +5,6 @@ Both import their heavy dependency (spaCy, lingua) on first use, never at import
 
 from assistant.text.language import STOP_WORDS, detect_language
 from assistant.text.sentences import sentences
-from assistant.text.words import words
+from assistant.text.words import stems, words
 
-__all__ = ["STOP_WORDS", "detect_language", "sentences", "words"]
+__all__ = ["STOP_WORDS", "detect_language", "sentences", "stems", "words"]

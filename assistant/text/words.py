@@ -4,7 +4,10 @@ is one word."""
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Iterable
+from typing import Any
 
 _CJK = "\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7af"
 _WORD = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+")
@@ -16,3 +19,29 @@ def words(text: str) -> list[str]:
 def word_spans(text: str) -> list[tuple[str, int, int]]:
     """(word, start, end) of each word of ``text``, as :func:`words` cuts them, in place."""
     return [(m.group().lower(), m.start(), m.end()) for m in _WORD.finditer(text)]
+
+
+# The Snowball stemmers of the languages the detector names (ISO 639-1 → Snowball's name).
+_SNOWBALL = {"en": "english", "fr": "french", "de": "german", "es": "spanish", "it": "italian",
+             "pt": "portuguese", "nl": "dutch", "ru": "russian", "sv": "swedish",
+             "da": "danish", "nb": "norwegian", "fi": "finnish", "hu": "hungarian",
+             "ro": "romanian", "tr": "turkish", "el": "greek", "ca": "catalan",
+             "pl": "polish", "cs": "czech", "id": "indonesian", "ar": "arabic"}
+
+
+@functools.cache
+def _stemmer(lang: str) -> Any:
+    import snowballstemmer
+
+    return snowballstemmer.stemmer(_SNOWBALL[lang])
+
+
+def stems(found: Iterable[str], lang: str | None) -> list[str]:
+    """``found`` (words, as :func:`words` gives them) cut to their stems by the Snowball
+    stemmer of ``lang`` ("pylons" and "pylon" → "pylon", "announced" and "announcer" →
+    "announc"), so that a question matches a passage writing another form of its words; as
+    they are for a language without one (Chinese, Japanese: a character is a word)."""
+    found = list(found)
+    if lang not in _SNOWBALL:
+        return found
+    return list(_stemmer(lang).stemWords(found))

@@ -263,7 +263,10 @@ async def test_hybrid_search_finds_the_right_chunk_and_nothing_for_unrelated(
         "At what address is the Baker Street office?", 3)
     assert [h["text"][:24] for h in named] == ["Our office is at 12 Bake"]
     assert await HybridSearch(store, fake_embed, min_similarity=1.1).search(
-        "Which office serves the Friday soup?", 3) == []  # two of four: not enough
+        "Which office serves the Monday soup?", 3) == []  # two of four: not enough
+    soup = await HybridSearch(store, fake_embed, min_similarity=1.1).search(
+        "Which office serves the Friday soup?", 3)  # "Fridays" by its stem: three of four
+    assert [h["text"][:24] for h in soup] == ["The cafeteria serves sou"]
     # "Which" asks, it does not name: two of "street", "London", "shop" are enough.
     asked = await HybridSearch(store, fake_embed, min_similarity=1.1).search(
         "Which street has the London shop?", 3)
@@ -281,6 +284,19 @@ async def test_hits_are_ranked_by_their_sentence_that_best_matches_the_question(
     assert [h["document"] for h in ranked] == ["b.txt", "a.txt"]
     assert ranked[0]["match"] > ranked[1]["match"]  # qa leaves out passages matching far worse
     assert await by_sentence(question, [diluted], fake_embed, sentences) == [diluted]
+
+
+@pytest.mark.asyncio
+async def test_a_sentence_matches_another_form_of_the_questions_words() -> None:
+    other = {"text": "Gold footballs were given to each high school. The field was painted gold.",
+             "document": "a.txt"}
+    answering = {"text": "CBS introduced pylon cameras and microphones during the telecast.",
+                 "document": "b.txt"}
+    question = "What was put on pylons during the telecast?"
+    ranked = await by_sentence(question, [other, answering], fake_embed, sentences, lang="en")
+    plain = await by_sentence(question, [other, answering], fake_embed, sentences)
+    assert ranked[0]["document"] == "b.txt"
+    assert ranked[0]["match"] > next(h for h in plain if h["document"] == "b.txt")["match"]
 
 
 @pytest.mark.asyncio

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from assistant.text import detect_language, sentences
+from assistant.text import detect_language, sentences, stems
 from assistant.text.sentences import pipeline
 
 
@@ -62,3 +62,11 @@ def test_importing_assistant_text_loads_neither_spacy_nor_lingua() -> None:
             "print('spacy' in sys.modules, 'lingua' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_stems_match_other_forms_of_a_word_in_languages_with_a_stemmer() -> None:
+    assert stems(["pylons", "announced", "televised"], "en") == stems(
+        ["pylon", "announcer", "television"], "en")
+    assert stems(["chanteuses"], "fr") == stems(["chanteuse"], "fr")
+    assert stems(["模型", "pylons"], "zh") == ["模型", "pylons"]  # none: words as they are
+    assert stems(["pylons"], None) == ["pylons"]
