@@ -28,6 +28,11 @@ class EvalBackend:
         from assistant.embedding import MiniLMEmbedder
         from assistant.locations import models_dir
 
+        # Saved conversation states stay in RAM: an evaluation neither fills the user's state
+        # directory nor, run again, restores the prompts of the run before (which would make
+        # its seconds a measure of the disk, not of the model).
+        models = settings.models.model_copy(update={"state_disk_mb": 0})
+        settings = settings.model_copy(update={"models": models})
         self.settings = settings
         self.models: ModelManager = ModelManager(settings)
         self.embedder: MiniLMEmbedder = MiniLMEmbedder(models_dir(settings, create=False))

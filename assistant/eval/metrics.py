@@ -60,6 +60,31 @@ def normalize_answer(text: str) -> str:
     return " ".join(text.split())
 
 
+_SCALE = {"thousand": 10**3, "million": 10**6, "billion": 10**9, "trillion": 10**12}
+_AMOUNT = re.compile(r"(\d[\d,]*(?:\.\d+)?)\s*(thousand|million|billion|trillion)\b", re.I)
+_GROUPED = re.compile(r"(?<=\d),(?=\d{3}\b)")
+
+
+def _amounts(text: str) -> str:
+    """``text`` with every amount in digits alone: "$5 million" and "$5,000,000" both as
+    "$5000000", "2.5 billion" as "2500000000"."""
+    text = _GROUPED.sub("", text)
+
+    def digits(match: re.Match[str]) -> str:
+        value = float(match.group(1).replace(",", "")) * _SCALE[match.group(2).lower()]
+        return str(round(value))
+
+    return _AMOUNT.sub(digits, text)
+
+
+def states(passage: str, answer: str) -> bool:
+    """Whether ``passage`` states ``answer``: SQuAD's normalisation of both, the answer
+    found in the passage, amounts compared by value (a passage writing "$5 million" states
+    the answer "$5,000,000")."""
+    wanted = normalize_answer(_amounts(answer))
+    return bool(wanted) and wanted in normalize_answer(_amounts(passage))
+
+
 def exact_match(prediction: str, answers: Sequence[str]) -> float:
     return float(any(normalize_answer(prediction) == normalize_answer(a) for a in answers))
 

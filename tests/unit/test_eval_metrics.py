@@ -81,3 +81,17 @@ def test_items_run_as_many_at_once_as_the_host_decodes_in_their_order() -> None:
     eb = SimpleNamespace(settings=SimpleNamespace(models=SimpleNamespace(parallel=3)))
     assert asyncio.run(each(eb, list(range(7)), run)) == [0, 10, 20, 30, 40, 50, 60]  # type: ignore[arg-type]
     assert most == 3
+    most = 0  # a run that reads much and writes little goes one at a time
+    assert asyncio.run(each(eb, list(range(4)), run, 1)) == [0, 10, 20, 30]  # type: ignore[arg-type]
+    assert most == 1
+
+
+def test_a_passage_states_an_amount_however_it_is_written() -> None:
+    ad = "CBS charged an average of $5 million for a 30-second commercial."
+    assert metrics.states(ad, "$5,000,000") and metrics.states(ad, "$5 million")
+    assert metrics.states("a base rate of $5,000,000, a record", "$5 million")
+    assert metrics.states("watched by 2.5 billion people", "2,500,000,000")
+    assert metrics.states("The Broncos won 24–10.", "the Broncos")  # SQuAD's normalisation
+    assert not metrics.states(ad, "$6 million")
+    assert not metrics.states(ad, "50 million")  # "5 million" is not read as "50 million"
+    assert not metrics.states(ad, "")
