@@ -134,7 +134,7 @@ def run() -> list[Row]:
         return [Row("skills: qwen2.5-coder-0.5b not installed", 0, 0, "", "skip")]
     saved = {k: os.environ.get(k) for k in ("ASSISTANT_DATA_DIR", "ASSISTANT_MODELS_DIR")}
     with tempfile.TemporaryDirectory(prefix="bench-skills-data-") as data:
-        # A throwaway data dir: the eval backend saves model states there.
+        # A throwaway data dir for whatever the eval backend writes (its states stay in RAM).
         os.environ.update(ASSISTANT_DATA_DIR=data, ASSISTANT_MODELS_DIR=str(MODELS_DIR))
         try:
             return asyncio.run(_measure())

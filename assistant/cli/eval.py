@@ -59,10 +59,11 @@ def eval_command(
         click.echo(json.dumps([r.to_dict() for r in reports], ensure_ascii=False, indent=2))
         return
     keys = list(dict.fromkeys(k for r in reports for k in r.scores))
-    click.echo(f"{'system':8} {'model':22} {'n':>4} " + " ".join(f"{k:>24}" for k in keys)
+    w = max([24, *map(len, keys)])
+    click.echo(f"{'system':8} {'model':22} {'n':>4} " + " ".join(f"{k:>{w}}" for k in keys)
                + f" {'seconds':>8}")
     for r in reports:
-        cells = " ".join(f"{r.scores[k]:>24.3f}" if k in r.scores else f"{'-':>24}"
+        cells = " ".join(f"{r.scores[k]:>{w}.3f}" if k in r.scores else f"{'-':>{w}}"
                          for k in keys)
         click.echo(f"{r.system:8} {r.model:22} {len(r.items):>4} {cells} {r.seconds:>8.1f}")
 

@@ -199,7 +199,8 @@ def _english_stop_words() -> frozenset[str]:
 def _holds_most(asked: set[str], text: str, lang: str | None = None) -> bool:
     """Whether ``text`` holds two thirds of the question's content words ``asked`` (stems of
     ``lang``), two at least. On SQuAD's Super Bowl 50 article no paragraph held more than a
-    third of any of ten questions it does not answer ("Who painted the Sistine Chapel?")."""
+    third of any of ten questions it does not answer ("Who painted the Sistine Chapel?"),
+    with stems as before them."""
     covered = len(asked & set(stems(re.findall(r"\w+", text.lower()), lang)))
     return covered >= 2 and covered >= len(asked) * 2 / 3
 

@@ -39,7 +39,7 @@ async def answer(items: Sequence[dict[str, Any]], model: str, corpus: Sequence[s
     """Each item's qa answer, F1 and its generation's token log-probabilities."""
     from assistant.config import load_settings
     from assistant.eval.backend import eval_backend
-    from assistant.eval.runners import ITEM_TIMEOUT, _skill, build_index, each
+    from assistant.eval.runners import ITEM_TIMEOUT, READING, _skill, build_index, each
     from assistant.skills import Turn, collect, execute
 
     settings = load_settings()
@@ -60,7 +60,7 @@ async def answer(items: Sequence[dict[str, Any]], model: str, corpus: Sequence[s
                         "logprobs": ctx.reply_logprobs}
 
             try:
-                return await each(eb, items, one)
+                return await each(eb, items, one, READING)
             finally:
                 await asyncio.to_thread(store.close)
 

@@ -61,28 +61,40 @@ def normalize_answer(text: str) -> str:
 
 
 _SCALE = {"thousand": 10**3, "million": 10**6, "billion": 10**9, "trillion": 10**12}
-_AMOUNT = re.compile(r"(\d[\d,]*(?:\.\d+)?)\s*(thousand|million|billion|trillion)\b", re.I)
-_GROUPED = re.compile(r"(?<=\d),(?=\d{3}\b)")
+_AMOUNT = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?[\s-]*"
+                     r"(thousand|million|billion|trillion)\b", re.IGNORECASE)
 
 
 def _amounts(text: str) -> str:
-    """``text`` with every amount in digits alone: "$5 million" and "$5,000,000" both as
-    "$5000000", "2.5 billion" as "2500000000"."""
-    text = _GROUPED.sub("", text)
+    """``text`` with each amount written in words as digits: "$5 million" and "$5-million" as
+    "$5000000" (which SQuAD's normalisation makes of "$5,000,000" too), "2.5 billion" as
+    "2500000000"; a decimal comma ("2,5 million") is left as it is."""
 
     def digits(match: re.Match[str]) -> str:
-        value = float(match.group(1).replace(",", "")) * _SCALE[match.group(2).lower()]
-        return str(round(value))
+        number = match.group(1).replace(",", "") + (match.group(2) or "")
+        return str(round(float(number) * _SCALE[match.group(3).lower()]))
 
     return _AMOUNT.sub(digits, text)
 
 
+_GROUPED = re.compile(r"(?<=\d),(?=\d{3}\b)")
+
+
+def _spaced(text: str) -> str:
+    """SQuAD's normalisation with punctuation as a space ("28-yard" → "28 yard", where SQuAD's
+    gives "28yard"), amounts in digits (:func:`_amounts`, "5,000,000" as "5000000")."""
+    text = _GROUPED.sub("", _amounts(text)).lower()
+    text = "".join(" " if ch in _PUNCT else ch for ch in text)
+    return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
+
+
 def states(passage: str, answer: str) -> bool:
-    """Whether ``passage`` states ``answer``: SQuAD's normalisation of both, the answer
-    found in the passage, amounts compared by value (a passage writing "$5 million" states
-    the answer "$5,000,000")."""
-    wanted = normalize_answer(_amounts(answer))
-    return bool(wanted) and wanted in normalize_answer(_amounts(passage))
+    """Whether ``passage`` states ``answer``: the answer's words found in the passage as
+    whole words, each normalised as SQuAD does (case, punctuation, articles), amounts
+    compared by value (a passage writing "$5 million" states the answer "$5,000,000"; "$50
+    million" does not state "$5 million")."""
+    wanted = _spaced(answer)
+    return bool(wanted) and f" {wanted} " in f" {_spaced(passage)} "
 
 
 def exact_match(prediction: str, answers: Sequence[str]) -> float:

@@ -1,6 +1,8 @@
-"""Text utilities skills share: sentence splitting (spaCy rules), language detection, words.
+"""Text utilities skills share: sentence splitting (spaCy rules), language detection, words
+and their stems.
 
-Both import their heavy dependency (spaCy, lingua) on first use, never at import time.
+Each imports its dependency (spaCy, lingua, snowballstemmer) on first use, never at import
+time.
 """
 
 from assistant.text.language import STOP_WORDS, detect_language

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,27 +22,38 @@ def word_spans(text: str) -> list[tuple[str, int, int]]:
     return [(m.group().lower(), m.start(), m.end()) for m in _WORD.finditer(text)]
 
 
-# The Snowball stemmers of the languages the detector names (ISO 639-1 → Snowball's name).
+# Snowball's stemmers of the languages the detector names (ISO 639-1 → Snowball's name).
 _SNOWBALL = {"en": "english", "fr": "french", "de": "german", "es": "spanish", "it": "italian",
              "pt": "portuguese", "nl": "dutch", "ru": "russian", "sv": "swedish",
              "da": "danish", "nb": "norwegian", "fi": "finnish", "hu": "hungarian",
-             "ro": "romanian", "tr": "turkish", "el": "greek", "ca": "catalan",
-             "pl": "polish", "cs": "czech", "id": "indonesian", "ar": "arabic"}
+             "ro": "romanian", "tr": "turkish", "el": "greek", "pl": "polish", "cs": "czech",
+             "id": "indonesian", "ar": "arabic", "hi": "hindi"}
+# A Snowball stemmer keeps its working state on itself: one word at a time, whatever thread.
+_STEMMING = threading.Lock()
 
 
 @functools.cache
 def _stemmer(lang: str) -> Any:
+    """``lang``'s stemmer, or None when the installed Snowball has none for it."""
     import snowballstemmer
 
-    return snowballstemmer.stemmer(_SNOWBALL[lang])
+    name = _SNOWBALL.get(lang)
+    return snowballstemmer.stemmer(name) if name in snowballstemmer.algorithms() else None
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _stem(lang: str, word: str) -> str:
+    with _STEMMING:
+        stemmer = _stemmer(lang)
+        return word if stemmer is None else str(stemmer.stemWord(word))
 
 
 def stems(found: Iterable[str], lang: str | None) -> list[str]:
     """``found`` (words, as :func:`words` gives them) cut to their stems by the Snowball
     stemmer of ``lang`` ("pylons" and "pylon" → "pylon", "announced" and "announcer" →
     "announc"), so that a question matches a passage writing another form of its words; as
-    they are for a language without one (Chinese, Japanese: a character is a word)."""
-    found = list(found)
+    they are for a language without one (Chinese, Japanese: a character is a word). Each
+    word is stemmed once per process (a cache): Snowball is pure Python."""
     if lang not in _SNOWBALL:
-        return found
-    return list(_stemmer(lang).stemWords(found))
+        return list(found)
+    return [_stem(lang, w) for w in found]

@@ -94,4 +94,11 @@ def test_a_passage_states_an_amount_however_it_is_written() -> None:
     assert metrics.states("The Broncos won 24–10.", "the Broncos")  # SQuAD's normalisation
     assert not metrics.states(ad, "$6 million")
     assert not metrics.states(ad, "50 million")  # "5 million" is not read as "50 million"
+    assert not metrics.states("ads cost $50 million", "$5 million")  # nor the other way
+    assert not metrics.states("worth $1 billion", "100")  # digits inside a longer number
+    assert metrics.states("a $5-million ad", "$5,000,000")
+    assert not metrics.states("In 2016, million-dollar ads ran", "2016000000")
+    assert not metrics.states("2,5 million", "25 million")  # a decimal comma is not read
+    assert metrics.states("Brad Nortman's short 28-yard punt", "28")  # a hyphen parts words
+    assert metrics.states("gold-tinted logos", "gold")
     assert not metrics.states(ad, "")

@@ -59,9 +59,10 @@ def test_nothing_to_go_on_is_undetermined() -> None:
 
 def test_importing_assistant_text_loads_neither_spacy_nor_lingua() -> None:
     code = ("import sys, assistant.text, assistant.context; "
-            "print('spacy' in sys.modules, 'lingua' in sys.modules)")
+            "print('spacy' in sys.modules, 'lingua' in sys.modules, "
+            "'snowballstemmer' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False"]
+    assert out.stdout.split() == ["False", "False", "False"]
 
 
 def test_stems_match_other_forms_of_a_word_in_languages_with_a_stemmer() -> None:
@@ -70,3 +71,22 @@ def test_stems_match_other_forms_of_a_word_in_languages_with_a_stemmer() -> None
     assert stems(["chanteuses"], "fr") == stems(["chanteuse"], "fr")
     assert stems(["模型", "pylons"], "zh") == ["模型", "pylons"]  # none: words as they are
     assert stems(["pylons"], None) == ["pylons"]
+
+
+def test_every_language_mapped_to_a_stemmer_has_one_and_stems_from_many_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import snowballstemmer
+
+    from assistant.text.language import LANGUAGES
+    from assistant.text.words import _SNOWBALL
+
+    assert set(_SNOWBALL) <= set(LANGUAGES)
+    assert set(_SNOWBALL.values()) <= set(snowballstemmer.algorithms())
+    forms = [f"{w}{end}" for w in ("announc", "televis", "gener", "oper") for end in
+             ("ed", "er", "ing", "es", "ion", "ions", "ers", "ement")] * 50
+    alone = stems(forms, "en")
+    stems.__globals__["_stem"].cache_clear()
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda w: stems([w], "en")[0], forms))
+    assert together == alone
