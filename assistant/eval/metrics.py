@@ -53,9 +53,10 @@ def rouge_l(hypothesis: str, reference: str, lang: str = "en") -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def normalize_answer(text: str) -> str:
-    """SQuAD's normalisation: lower case, no punctuation, no articles, single spaces."""
-    text = "".join(ch for ch in text.lower() if ch not in _PUNCT)
+def normalize_answer(text: str, punctuation: str = "") -> str:
+    """SQuAD's normalisation: lower case, no punctuation (each mark made ``punctuation``), no
+    articles, single spaces."""
+    text = "".join(punctuation if ch in _PUNCT else ch for ch in text.lower())
     text = re.sub(r"\b(a|an|the)\b", " ", text)
     return " ".join(text.split())
 
@@ -83,9 +84,7 @@ _GROUPED = re.compile(r"(?<=\d),(?=\d{3}\b)")
 def _spaced(text: str) -> str:
     """SQuAD's normalisation with punctuation as a space ("28-yard" → "28 yard", where SQuAD's
     gives "28yard"), amounts in digits (:func:`_amounts`, "5,000,000" as "5000000")."""
-    text = _GROUPED.sub("", _amounts(text)).lower()
-    text = "".join(" " if ch in _PUNCT else ch for ch in text)
-    return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
+    return normalize_answer(_GROUPED.sub("", _amounts(text)), punctuation=" ")
 
 
 def states(passage: str, answer: str) -> bool:
