@@ -111,7 +111,7 @@ async def _measure() -> list[Row]:
         rows += await pair("summarize, one line, 110 words", "summarize", [(
             lambda: skill_stream("summarize", Turn(
                 "summarize", args={"text": ARTICLE, "style": "one line"})),
-            lambda: bare_stream(f"Summarize: {ARTICLE}", 128))])
+            lambda: bare_stream(f"Summarize: {ARTICLE}", runners.PLAIN_SUMMARY))])
         with tempfile.TemporaryDirectory(prefix="bench-skills-") as tmp:
             notes = Path(tmp) / "notes.md"
             notes.write_text(NOTES, encoding="utf-8")

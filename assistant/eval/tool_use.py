@@ -25,6 +25,7 @@ import itertools
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -213,25 +214,28 @@ def _mismatch(expected: Sequence[Expected], calls: Sequence[tuple[str, dict[str,
 Send = Callable[[dict[str, Any]], Mapping[str, Any]]
 
 
-def run(send: Send, tool_set: ToolSet, model: str, mode: str) -> list[Verdict]:
-    """Every case of ``tool_set`` in ``mode``, one request at a time through ``send``."""
-    verdicts = []
-    for case in tool_set.cases:
+def run(send: Send, tool_set: ToolSet, model: str, mode: str, at_once: int = 1
+        ) -> list[Verdict]:
+    """Every case of ``tool_set`` in ``mode`` through ``send``, ``at_once`` requests in flight
+    (the daemon decodes as many as its ``[models] parallel`` in one batch); the verdicts in the
+    cases' order. A verdict's seconds are its own request's, others in flight beside it."""
+
+    def one(case: Case) -> Verdict:
         started = time.perf_counter()
         try:
             reply = send(tool_set.request(case, mode, model))
         except RequestRefused as exc:
-            verdicts.append(Verdict(case.id, mode, False, 0, False, f"refused: {exc}",
-                                    refused=str(exc)))
-            continue
+            return Verdict(case.id, mode, False, 0, False, f"refused: {exc}", refused=str(exc))
         choice = reply["choices"][0]
         verdict = score(case, tool_set.tools, mode, choice["message"], choice.get("finish_reason"))
-        verdicts.append(replace(verdict, seconds=time.perf_counter() - started))
-    return verdicts
+        return replace(verdict, seconds=time.perf_counter() - started)
+
+    with ThreadPoolExecutor(max(1, at_once), thread_name_prefix="tool-use") as pool:
+        return list(pool.map(one, tool_set.cases))
 
 
 def run_modes(daemon: Callable[[Mapping[str, str]], AbstractContextManager[Send]],
-              tool_set: ToolSet, model: str) -> dict[str, list[Verdict]]:
+              tool_set: ToolSet, model: str, at_once: int = 1) -> dict[str, list[Verdict]]:
     """Every case in every mode, in :data:`MODES`' order. ``daemon(env)`` starts a daemon with
     the settings ``env`` adds and yields a :data:`Send` to it; one is started for the modes
     that share a setting of the call grammar."""
@@ -241,7 +245,8 @@ def run_modes(daemon: Callable[[Mapping[str, str]], AbstractContextManager[Send]
     verdicts: dict[str, list[Verdict]] = {}
     for names in by_daemon.values():
         with daemon(MODES[names[0]].daemon_env) as send:
-            verdicts.update({name: run(send, tool_set, model, name) for name in names})
+            verdicts.update({name: run(send, tool_set, model, name, at_once)
+                             for name in names})
     return {name: verdicts[name] for name in MODES}
 
 

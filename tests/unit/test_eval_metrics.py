@@ -86,6 +86,30 @@ def test_items_run_as_many_at_once_as_the_host_decodes_in_their_order() -> None:
     assert most == 1
 
 
+def test_the_bare_models_plain_summary_is_cut_at_the_plain_summary_cap(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from assistant.eval import runners
+
+    asked: list[tuple[str, str, int]] = []
+
+    async def raw(eb: object, model: str, prompt: str, max_tokens: int = 256) -> str:
+        asked.append((model, prompt, max_tokens))
+        return "The council approved the new bridge."
+
+    monkeypatch.setattr(runners, "raw", raw)
+    eb = SimpleNamespace(settings=SimpleNamespace(models=SimpleNamespace(parallel=4)))
+    items = [{"document": "The council met on Monday and approved the new bridge.",
+              "summary": "The council approved a bridge."}]
+    report = asyncio.run(runners.summarize(eb, items, "m", True))  # type: ignore[arg-type]
+    assert asked == [("m", f"Summarize: {items[0]['document']}", runners.PLAIN_SUMMARY)]
+    assert runners.PLAIN_SUMMARY == 64
+    assert report.items[0]["output"] == "The council approved the new bridge."
+    assert report.scores["ROUGE-L"] > 0.5
+
+
 def test_a_passage_states_an_amount_however_it_is_written() -> None:
     ad = "CBS charged an average of $5 million for a 30-second commercial."
     assert metrics.states(ad, "$5,000,000") and metrics.states(ad, "$5 million")

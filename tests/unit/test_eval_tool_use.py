@@ -4,6 +4,8 @@ schema check and the argument checks, the verdicts, the runners and the report."
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -200,6 +202,26 @@ def test_run_asks_each_case_with_the_mode_s_tool_choice_and_records_refusals() -
     assert refused[0].why == "refused: 400: tools: tool calls are not supported yet"
     assert [v.case for v in verdicts if v.correct] == ["timer-ten"]
     assert verdicts[1].finish_reason == "tool_calls"
+
+
+def test_run_keeps_at_once_requests_in_flight_and_the_verdicts_in_the_cases_order() -> None:
+    lock = threading.Lock()
+    in_flight, most = 0, 0
+
+    def send(body: dict[str, Any]) -> dict[str, Any]:
+        nonlocal in_flight, most
+        with lock:
+            in_flight += 1
+            most = max(most, in_flight)
+        time.sleep(0.02)
+        with lock:
+            in_flight -= 1
+        return _reply(("set_timer", {"minutes": 10}))
+
+    verdicts = tool_use.run(send, SET, "m", "required", at_once=4)
+    assert most == 4
+    assert [v.case for v in verdicts] == [c.id for c in SET.cases]
+    assert [v.case for v in verdicts if v.correct] == ["timer-ten"]
 
 
 def test_run_modes_asks_required_and_auto_of_one_daemon_and_free_of_another() -> None:
