@@ -24,10 +24,11 @@ if TYPE_CHECKING:
 ITEM_TIMEOUT = 600.0
 READING = 1  # at once, for runs that read much and write a few words (see each)
 # The bare model's plain summary ("Summarize: …") is cut at this many tokens. It writes on to
-# any cap (XSum dev-60: 63.8 tokens of 64 on average) against references of about 28, so a cut
-# raises its ROUGE-L, and the comparison is not in the skill's favour: at 64 tokens, against 128
-# before, qwen2.5-coder-1.5b 0.131 (0.115), qwen2.5-coder-0.5b 0.125 (0.101), in 397 s and
-# 192 s of a run's 531 s and 248 s (2026-12-06, this 2-core Intel machine).
+# any cap (XSum dev-60: 63.8 tokens of 64 on average); against XSum's references of about 28
+# tokens a cut raises its ROUGE-L, so there the comparison is not in the skill's favour: at 64
+# tokens, against 128 before, qwen2.5-coder-1.5b 0.131 (0.115), qwen2.5-coder-0.5b 0.125
+# (0.101), in 397 s and 192 s of a run's 531 s and 248 s (2026-12-06, 2-core Intel). A set
+# whose references are longer may lose the bare model some recall.
 PLAIN_SUMMARY = 64
 T = TypeVar("T")
 R = TypeVar("R")
@@ -147,6 +148,8 @@ async def summarize(eb: EvalBackend, items: Sequence[dict[str, Any]], model: str
         return await run_skill(eb, "summarize", Turn(
             "summarize", args={"text": item["document"], "style": style}), model)
 
+    # The skill's one-line summary is a few words: one at a time. The bare model writes
+    # PLAIN_SUMMARY tokens: as many at once as the host decodes.
     outputs = await each(eb, items, one, None if baseline or style != "one line" else READING)
     per_item = [metrics.rouge_l(o, i["summary"], i.get("lang", "en"))
                 for i, o in zip(items, outputs, strict=True)]

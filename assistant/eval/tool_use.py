@@ -278,7 +278,8 @@ class Summary:
     valid_calls: int  # of which the arguments parse and follow the schema
     no_call: int  # cases answered without a call (prose, or a call the API did not parse)
     refused: int  # requests the API answered with an error
-    seconds: float
+    seconds: float  # the requests' own times, summed: more than the wall time when several
+    # were in flight at once (each then also waits for the others, and the first for the load)
 
 
 def summarize(verdicts: Sequence[Verdict]) -> Summary:
@@ -299,7 +300,7 @@ def table(verdicts: Mapping[str, Sequence[Verdict]], baseline: str = BASELINE) -
     if any([v.case for v in vs] != [v.case for v in base] for vs in verdicts.values()):
         raise ValueError("every mode must score the same cases in the same order")
     lines = ["| mode | n | right function | right function, valid arguments, checks passed "
-             "| calls with valid arguments | no call | refused | seconds |",
+             "| calls with valid arguments | no call | refused | request seconds, summed |",
              "|---|---|---|---|---|---|---|---|"]
     for mode, vs in verdicts.items():
         s = summarize(vs)

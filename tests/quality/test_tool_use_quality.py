@@ -6,12 +6,12 @@ model begins made again under the grammar, as shipped) and ``free`` (``"auto"`` 
 daemon with ``[models] tool_call_grammar`` off: the model unconstrained). Scoring is
 :mod:`assistant.eval.tool_use`'s.
 
-The shares are printed (the table docs/quality.md takes; run with ``-s`` to see it, or
-``python -m benchmarks tool_use``), not held to a bar. What is asserted is what the grammar
-guarantees: under ``required`` every reply calls a function offered, with arguments that
-parse and follow its schema; under ``auto`` every call made does. ``free`` is only reported.
-Four cases are in flight at once, so the table's seconds are not the benchmark's (one at a
-time), which docs/quality.md takes its figures from.
+The shares are printed as a table (run with ``-s`` to see it), not held to a bar. What is
+asserted is what the grammar guarantees: under ``required`` every reply calls a function
+offered, with arguments that parse and follow its schema; under ``auto`` every call made does.
+``free`` is only reported. Four cases are in flight at once, so the table's request seconds
+(summed) are more than the run's wall time; docs/quality.md's table is the benchmark's
+(``python -m benchmarks tool_use``), one request at a time.
 """
 
 from __future__ import annotations

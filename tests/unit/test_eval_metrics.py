@@ -1,4 +1,5 @@
-"""assistant.eval: the metrics against hand-computed values, and the data loaders."""
+"""assistant.eval: the metrics against hand-computed values, the data loaders, and how the
+runners ask (how many at once; the bare model's reply cap)."""
 
 from __future__ import annotations
 
@@ -105,9 +106,7 @@ def test_the_bare_models_plain_summary_is_cut_at_the_plain_summary_cap(
               "summary": "The council approved a bridge."}]
     report = asyncio.run(runners.summarize(eb, items, "m", True))  # type: ignore[arg-type]
     assert asked == [("m", f"Summarize: {items[0]['document']}", runners.PLAIN_SUMMARY)]
-    assert runners.PLAIN_SUMMARY == 64
     assert report.items[0]["output"] == "The council approved the new bridge."
-    assert report.scores["ROUGE-L"] > 0.5
 
 
 def test_a_passage_states_an_amount_however_it_is_written() -> None:

@@ -207,13 +207,15 @@ def test_run_asks_each_case_with_the_mode_s_tool_choice_and_records_refusals() -
 def test_run_keeps_at_once_requests_in_flight_and_the_verdicts_in_the_cases_order() -> None:
     lock = threading.Lock()
     in_flight, most = 0, 0
+    order = {c.id: n for n, c in enumerate(SET.cases)}
 
     def send(body: dict[str, Any]) -> dict[str, Any]:
         nonlocal in_flight, most
         with lock:
             in_flight += 1
             most = max(most, in_flight)
-        time.sleep(0.02)
+        case = next(c for c in SET.cases if c.prompt == body["messages"][0]["content"])
+        time.sleep(0.002 * (len(SET.cases) - order[case.id]))  # later cases end first
         with lock:
             in_flight -= 1
         return _reply(("set_timer", {"minutes": 10}))
@@ -222,6 +224,9 @@ def test_run_keeps_at_once_requests_in_flight_and_the_verdicts_in_the_cases_orde
     assert most == 4
     assert [v.case for v in verdicts] == [c.id for c in SET.cases]
     assert [v.case for v in verdicts if v.correct] == ["timer-ten"]
+    most = 0
+    tool_use.run(send, SET, "m", "required")  # by default one at a time, as the benchmark asks
+    assert most == 1
 
 
 def test_run_modes_asks_required_and_auto_of_one_daemon_and_free_of_another() -> None:
