@@ -64,6 +64,7 @@ def normalize_answer(text: str, punctuation: str = "") -> str:
 _SCALE = {"thousand": 10**3, "million": 10**6, "billion": 10**9, "trillion": 10**12}
 _AMOUNT = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?[\s-]*"
                      r"(thousand|million|billion|trillion)\b", re.IGNORECASE)
+_GROUPED = re.compile(r"(?<=\d),(?=\d{3}\b)")
 
 
 def _amounts(text: str) -> str:
@@ -76,9 +77,6 @@ def _amounts(text: str) -> str:
         return str(round(float(number) * _SCALE[match.group(3).lower()]))
 
     return _AMOUNT.sub(digits, text)
-
-
-_GROUPED = re.compile(r"(?<=\d),(?=\d{3}\b)")
 
 
 def _spaced(text: str) -> str:

@@ -278,8 +278,9 @@ class Summary:
     valid_calls: int  # of which the arguments parse and follow the schema
     no_call: int  # cases answered without a call (prose, or a call the API did not parse)
     refused: int  # requests the API answered with an error
-    seconds: float  # the requests' own times, summed: more than the wall time when several
-    # were in flight at once (each then also waits for the others, and the first for the load)
+    # The requests' own times, summed: more than the wall time when several were in flight at
+    # once (each then also waits for the others, and the first ones for the model's load).
+    seconds: float
 
 
 def summarize(verdicts: Sequence[Verdict]) -> Summary:

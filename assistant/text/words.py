@@ -34,18 +34,15 @@ _STEMMING = threading.Lock()
 
 @functools.cache
 def _stemmer(lang: str) -> Any:
-    """``lang``'s stemmer, or None when the installed Snowball has none for it."""
     import snowballstemmer
 
-    name = _SNOWBALL.get(lang)
-    return snowballstemmer.stemmer(name) if name in snowballstemmer.algorithms() else None
+    return snowballstemmer.stemmer(_SNOWBALL[lang])  # every one is in Snowball >= 3.1
 
 
 @functools.lru_cache(maxsize=1 << 16)
 def _stem(lang: str, word: str) -> str:
     with _STEMMING:
-        stemmer = _stemmer(lang)
-        return word if stemmer is None else str(stemmer.stemWord(word))
+        return str(_stemmer(lang).stemWord(word))
 
 
 def stems(found: Iterable[str], lang: str | None) -> list[str]:

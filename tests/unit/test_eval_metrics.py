@@ -4,6 +4,8 @@ runners ask (how many at once; the bare model's reply cap)."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -63,9 +65,13 @@ def test_paired_bootstrap_interval() -> None:
         metrics.paired_bootstrap([1.0], [])
 
 
+def _backend(parallel: int) -> Any:
+    """What the runners read of an eval backend: how many sequences its host decodes."""
+    return SimpleNamespace(settings=SimpleNamespace(models=SimpleNamespace(parallel=parallel)))
+
+
 def test_items_run_as_many_at_once_as_the_host_decodes_in_their_order() -> None:
     import asyncio
-    from types import SimpleNamespace
 
     from assistant.eval.runners import each
 
@@ -79,7 +85,7 @@ def test_items_run_as_many_at_once_as_the_host_decodes_in_their_order() -> None:
         running -= 1
         return item * 10
 
-    eb = SimpleNamespace(settings=SimpleNamespace(models=SimpleNamespace(parallel=3)))
+    eb = _backend(parallel=3)
     assert asyncio.run(each(eb, list(range(7)), run)) == [0, 10, 20, 30, 40, 50, 60]  # type: ignore[arg-type]
     assert most == 3
     most = 0  # a run that reads much and writes little goes one at a time
@@ -90,7 +96,6 @@ def test_items_run_as_many_at_once_as_the_host_decodes_in_their_order() -> None:
 def test_the_bare_models_plain_summary_is_cut_at_the_plain_summary_cap(
         monkeypatch: pytest.MonkeyPatch) -> None:
     import asyncio
-    from types import SimpleNamespace
 
     from assistant.eval import runners
 
@@ -101,7 +106,7 @@ def test_the_bare_models_plain_summary_is_cut_at_the_plain_summary_cap(
         return "The council approved the new bridge."
 
     monkeypatch.setattr(runners, "raw", raw)
-    eb = SimpleNamespace(settings=SimpleNamespace(models=SimpleNamespace(parallel=4)))
+    eb = _backend(parallel=4)
     items = [{"document": "The council met on Monday and approved the new bridge.",
               "summary": "The council approved a bridge."}]
     report = asyncio.run(runners.summarize(eb, items, "m", True))  # type: ignore[arg-type]

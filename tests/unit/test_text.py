@@ -79,14 +79,14 @@ def test_every_language_mapped_to_a_stemmer_has_one_and_stems_from_many_threads(
     import snowballstemmer
 
     from assistant.text.language import LANGUAGES
-    from assistant.text.words import _SNOWBALL
+    from assistant.text.words import _SNOWBALL, _stem
 
     assert set(_SNOWBALL) <= set(LANGUAGES)
     assert set(_SNOWBALL.values()) <= set(snowballstemmer.algorithms())
     forms = [f"{w}{end}" for w in ("announc", "televis", "gener", "oper") for end in
              ("ed", "er", "ing", "es", "ion", "ions", "ers", "ement")] * 50
     alone = stems(forms, "en")
-    stems.__globals__["_stem"].cache_clear()
+    _stem.cache_clear()
     with ThreadPoolExecutor(8) as pool:
         together = list(pool.map(lambda w: stems([w], "en")[0], forms))
     assert together == alone
