@@ -193,13 +193,14 @@ async def killer(daemon: RunningDaemon, soak: Soak) -> None:
         at_load = k % 4 == 3 and k != stop_at
         while not at_load and soak.finished < (k + 1) * TURNS // (KILLS + 3):
             await asyncio.sleep(0.02)
-        while not (daemon.children() and (
-                daemon.children()[0] not in soak.killed if at_load else soak.streaming)):
+        # The host's pid read once a round: it may exit between two reads of the list.
+        while not ((hosts := daemon.children()) and (
+                hosts[0] not in soak.killed if at_load else soak.streaming)):
             if soak.finished >= TURNS:
                 soak.problems.append(f"the run ended before fault {k + 1} of {KILLS + 1}")
                 return
             await asyncio.sleep(0.005)
-        pid = daemon.children()[0]
+        pid = hosts[0]
         if at_load:
             soak.at_load += 1
         if k != stop_at:
