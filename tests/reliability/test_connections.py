@@ -43,6 +43,7 @@ TCP_CAP, PER_PEER = 512, 256  # config/default.toml
 OPEN_FILES = 6720
 LOGIN_SOFT_LIMIT = 1024
 FLOOD_S = 2.0
+NEW_CLIENTS = 20
 
 
 @contextlib.contextmanager
@@ -203,7 +204,9 @@ def test_a_new_client_with_the_token_is_served_during_the_flood(
             time.sleep(1.0)  # the flood fills the budget
             reopened = flood.reopened
             deadline = time.monotonic() + 3.0
-            while time.monotonic() < deadline:
+            # 3 s and at least NEW_CLIENTS clients: a slow machine fits fewer in 3 s (19 in CI
+            # at 969ef8f, all served).
+            while time.monotonic() < deadline or statuses.total() < NEW_CLIENTS:
                 with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5,
                                   headers=auth) as fresh:
                     statuses[fresh.get("/api/status").status_code] += 1
@@ -215,4 +218,4 @@ def test_a_new_client_with_the_token_is_served_during_the_flood(
     print(f"new clients during the flood: {dict(statuses)}; {reopened} attacker connections "
           "closed and re-opened meanwhile")
     assert reopened > TCP_CAP, "the flood stopped before the clients came"
-    assert statuses[200] >= 20 and set(statuses) == {200}, statuses
+    assert statuses[200] >= NEW_CLIENTS and set(statuses) == {200}, statuses
