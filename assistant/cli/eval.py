@@ -32,7 +32,8 @@ def register(main: click.Group) -> None:
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-m", "--model", help="Chat model (default: the configured default).")
 @click.option("--baseline", type=click.Choice(["raw", "both"]),
-              help="raw: the bare model with a one-line prompt; both: skill and raw.")
+              help="raw: the bare model with a one-line prompt (qa: handed each item's "
+                   "own context); both: skill and raw.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many items per file.")
 @click.option("--every", type=click.IntRange(min=1), default=1, help="Every n-th item.")
 @click.option("--docs", "docs", multiple=True, type=click.Path(exists=True, path_type=Path),

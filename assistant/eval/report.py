@@ -54,7 +54,9 @@ def markdown(rows: list[Comparison], root: Path) -> str:
         "",
         f"Written by `make quality` at commit `{_commit(root)}` on {today}. Sets: "
         "`../shared/eval` (text written by other people). Greedy decoding. *Same model plainly*: "
-        "the model the skill answered with, given a one-line prompt; *default plainly*: the "
+        "the model the skill answered with, given a one-line prompt (for qa after the "
+        "question's own passage, which the skill has to find: what retrieval at its best "
+        "would hand the model); *default plainly*: the "
         "default chat model, given the same. The interval is the paired bootstrap 95 % "
         "interval of skill − same model plainly. *Seconds*: each run's wall time, skill / same "
         "model plainly / default plainly (none when the skill's model is the default); the "

@@ -191,6 +191,17 @@ async def build_index(eb: EvalBackend, contexts: Sequence[str], docs: Sequence[P
     return store, HybridSearch(store, eb.embed)
 
 
+def plain_question(item: dict[str, Any]) -> str:
+    """The bare model's prompt for a qa item: the item's own passage, when it has one, then
+    the question, to be answered in a few words. The passage is what the skill must find among
+    all the others: handed it, the bare model reads what retrieval at its best would give it
+    (SQuAD every 4th, qwen2.5-coder-1.5b: F1 0.786, against 0.058 with no passage; asked
+    without "in a few words" it answers in whole sentences, F1 0.415)."""
+    question = f"Answer the question in a few words: {item['question']}"
+    context = str(item.get("context") or "").strip()
+    return f"{context}\n\n{question}" if context else question
+
+
 async def qa(eb: EvalBackend, items: Sequence[dict[str, Any]], model: str, baseline: bool,
              docs: Sequence[Path] = (), corpus: Sequence[str] = ()) -> Report:
     started = time.perf_counter()
@@ -204,7 +215,7 @@ async def qa(eb: EvalBackend, items: Sequence[dict[str, Any]], model: str, basel
             answers = list(item.get("answers") or [])
             row: dict[str, Any] = {"question": item["question"], "answers": answers}
             if baseline:
-                out = await raw(eb, model, f"Answer the question: {item['question']}", 64)
+                out = await raw(eb, model, plain_question(item), 64)
                 row["output"] = out
             else:
                 recording = _Recording(search)
@@ -221,10 +232,12 @@ async def qa(eb: EvalBackend, items: Sequence[dict[str, Any]], model: str, basel
                     for a in answers)
                 row["retrieved"] = [p["chunk_id"] for p in recording.last]
             row["declined"] = metrics.declined(out)
+            if answers:
+                row["F1"] = metrics.f1(metrics.strip_citations(out), answers)
             return row
 
         try:
-            rows = await each(eb, items, one, None if baseline else READING)
+            rows = await each(eb, items, one, READING)
         finally:
             if store is not None:
                 await asyncio.to_thread(store.close)
@@ -233,8 +246,7 @@ async def qa(eb: EvalBackend, items: Sequence[dict[str, Any]], model: str, basel
     scores = {
         "EM": metrics.mean([metrics.exact_match(metrics.strip_citations(r["output"]),
                                                 r["answers"]) for r in answerable]),
-        "F1": metrics.mean([metrics.f1(metrics.strip_citations(r["output"]), r["answers"])
-                            for r in answerable]),
+        "F1": metrics.mean([r["F1"] for r in answerable]),
     }
     if not baseline:
         scores["citation accuracy"] = metrics.mean([float(r["citation_ok"])

@@ -114,6 +114,33 @@ def test_the_bare_models_plain_summary_is_cut_at_the_plain_summary_cap(
     assert report.items[0]["output"] == "The council approved the new bridge."
 
 
+def test_the_bare_model_is_handed_a_qa_items_own_passage(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the skill has to find among every passage, the bare model is given: its figure is
+    what retrieval at its best would leave the reader. With no passage it answers closed book."""
+    import asyncio
+
+    from assistant.eval import runners
+
+    asked: list[tuple[str, int]] = []
+
+    async def raw(eb: object, model: str, prompt: str, max_tokens: int = 256) -> str:
+        asked.append((prompt, max_tokens))
+        return "two years" if "warranty" in prompt else "The documents do not say."
+
+    monkeypatch.setattr(runners, "raw", raw)
+    items = load_items(DATA / "qa.jsonl")
+    with_passage = next(i for i in items if i.get("context"))
+    without = next(i for i in items if not i.get("answers"))
+    report = asyncio.run(runners.qa(_backend(parallel=4), [with_passage, without],  # type: ignore[arg-type]
+                                    "m", True))
+    assert asked == [
+        (f"{with_passage['context']}\n\nAnswer the question in a few words: "
+         f"{with_passage['question']}", 64),
+        (f"Answer the question in a few words: {without['question']}", 64)]
+    assert report.scores["F1"] == 1.0 and report.scores["declined (unanswerable)"] == 1.0
+
+
 def test_a_passage_states_an_amount_however_it_is_written() -> None:
     ad = "CBS charged an average of $5 million for a 30-second commercial."
     assert metrics.states(ad, "$5,000,000") and metrics.states(ad, "$5 million")
