@@ -79,7 +79,7 @@ audit: install
 	$(BIN)/python scripts/audit.py
 
 test: install test-models test-tools lint
-	ASSISTANT_TEST_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/python -m pytest -m "not quality" tests
+	ASSISTANT_TEST_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/python -m pytest -m "not quality" --durations=25 tests
 
 quality: install test-models
 	ASSISTANT_MODELS_DIR=$(TEST_MODELS_DIR) $(BIN)/assistant models pull $(RUN_MODELS)
