@@ -119,6 +119,8 @@ async def _measure() -> list[Row]:
             try:
                 def ask(q: str) -> Case:
                     return (lambda: skill_stream("qa", Turn(q), search),
+                            # Closed book: the time of a plain question. (docs/quality.md's
+                            # figures hand the bare model the question's own passage.)
                             lambda: bare_stream(f"Answer the question: {q}", 64))
 
                 rows += await pair("qa over a note, with retrieval", "qa",

@@ -3,7 +3,8 @@
 ``make quality`` measures every skill on the public sets of ``../shared/eval`` and writes
 ``docs/quality.md`` from :class:`Comparison` rows: the skill's figure, the same model's asked
 plainly (the technique must never subtract) and the default chat model's asked plainly (what a
-user gets without the skill), with the commit and the date. The page's ``## `` sections,
+user gets without the skill), with the commit and the date. For qa, plainly means handed the
+question's own passage, which the skill has to find among all of them. The page's ``## `` sections,
 measured elsewhere, are kept.
 """
 
@@ -54,7 +55,7 @@ def markdown(rows: list[Comparison], root: Path) -> str:
         "",
         f"Written by `make quality` at commit `{_commit(root)}` on {today}. Sets: "
         "`../shared/eval` (text written by other people). Greedy decoding. *Same model plainly*: "
-        "the model the skill answered with, given a one-line prompt (for qa after the "
+        "the model the skill answered with, given a plain prompt (for qa after the "
         "question's own passage, which the skill has to find: what retrieval at its best "
         "would hand the model); *default plainly*: the "
         "default chat model, given the same. The interval is the paired bootstrap 95 % "

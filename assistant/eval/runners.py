@@ -1,4 +1,5 @@
-"""Run a task's items through a skill, or through the bare model with a one-line prompt.
+"""Run a task's items through a skill, or through the bare model with a plain prompt (for qa,
+after the item's own passage: :func:`plain_question`).
 
 Each runner returns a :class:`Report`: the metric averages and every item's output, so a
 report can show what the skill adds over ``--baseline raw`` on the same items.

@@ -117,27 +117,38 @@ def test_the_bare_models_plain_summary_is_cut_at_the_plain_summary_cap(
 def test_the_bare_model_is_handed_a_qa_items_own_passage(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """What the skill has to find among every passage, the bare model is given: its figure is
-    what retrieval at its best would leave the reader. With no passage it answers closed book."""
+    what retrieval at its best would leave the reader. With no passage it answers closed book.
+    One question at a time (a run that reads much and writes a few words); each answerable
+    row keeps its own F1, for the paired interval."""
     import asyncio
 
     from assistant.eval import runners
 
     asked: list[tuple[str, int]] = []
+    running = most = 0
 
     async def raw(eb: object, model: str, prompt: str, max_tokens: int = 256) -> str:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.01)
+        running -= 1
         asked.append((prompt, max_tokens))
         return "two years" if "warranty" in prompt else "The documents do not say."
 
     monkeypatch.setattr(runners, "raw", raw)
     items = load_items(DATA / "qa.jsonl")
     with_passage = next(i for i in items if i.get("context"))
-    without = next(i for i in items if not i.get("answers"))
+    without = next(i for i in items if not i.get("context"))
+    assert not without["answers"]
     report = asyncio.run(runners.qa(_backend(parallel=4), [with_passage, without],  # type: ignore[arg-type]
                                     "m", True))
     assert asked == [
         (f"{with_passage['context']}\n\nAnswer the question in a few words: "
          f"{with_passage['question']}", 64),
         (f"Answer the question in a few words: {without['question']}", 64)]
+    assert most == 1
+    assert report.items[0]["F1"] == 1.0 and "F1" not in report.items[1]
     assert report.scores["F1"] == 1.0 and report.scores["declined (unanswerable)"] == 1.0
 
 
