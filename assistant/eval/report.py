@@ -4,8 +4,8 @@
 ``docs/quality.md`` from :class:`Comparison` rows: the skill's figure, the same model's asked
 plainly (the technique must never subtract) and the default chat model's asked plainly (what a
 user gets without the skill), with the commit and the date. For qa, plainly means handed the
-question's own passage, which the skill has to find among all of them. The page's ``## `` sections,
-measured elsewhere, are kept.
+question's own passage, which the skill has to find among all of them. The page's ``## ``
+sections, measured elsewhere, are kept.
 """
 
 from __future__ import annotations

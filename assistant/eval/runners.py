@@ -234,7 +234,9 @@ async def qa(eb: EvalBackend, items: Sequence[dict[str, Any]], model: str, basel
                 row["retrieved"] = [p["chunk_id"] for p in recording.last]
             row["declined"] = metrics.declined(out)
             if answers:
-                row["F1"] = metrics.f1(metrics.strip_citations(out), answers)
+                answer = metrics.strip_citations(out)
+                row["EM"] = metrics.exact_match(answer, answers)
+                row["F1"] = metrics.f1(answer, answers)
             return row
 
         try:
@@ -245,8 +247,7 @@ async def qa(eb: EvalBackend, items: Sequence[dict[str, Any]], model: str, basel
     answerable = [r for r in rows if r["answers"]]
     unanswerable = [r for r in rows if not r["answers"]]
     scores = {
-        "EM": metrics.mean([metrics.exact_match(metrics.strip_citations(r["output"]),
-                                                r["answers"]) for r in answerable]),
+        "EM": metrics.mean([r["EM"] for r in answerable]),
         "F1": metrics.mean([r["F1"] for r in answerable]),
     }
     if not baseline:
